@@ -1,0 +1,154 @@
+//! The domain side of jetsource: what an aggregate is.
+//!
+//! An aggregate is its own state. [`Aggregate::handle`] is a pure,
+//! synchronous decision: given the state built from the aggregate's
+//! confirmed events and a command, it returns the events to append or a
+//! [`Rejection`]. [`Aggregate::apply`] folds one event into the state and
+//! cannot fail: every business rule lives in `handle`, so replaying history
+//! never stops on an event that was once accepted.
+//!
+//! Nothing here knows about NATS. The runtime decodes commands from the
+//! subject's last token and the JSON body, and events from the subject's last
+//! token and the JSON body, with serde's default ("externally tagged") enum
+//! representation: a command enum variant named `create` (after serde
+//! renames) is the command `cmd.<type>.<id>.create`; an event variant named
+//! `BlogPostCreated` is stored on `evt.<type>.<id>.BlogPostCreated` with the
+//! variant's fields as its body.
+
+use jetsource_schemas::RejectionCode;
+use serde::{de::DeserializeOwned, Serialize};
+use std::fmt;
+
+/// An event-sourced aggregate: state, decision and fold.
+///
+/// ```
+/// use jetsource_handlers::{Aggregate, Rejection};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Default, Clone)]
+/// struct Counter { exists: bool, value: u64 }
+///
+/// #[derive(Deserialize)]
+/// #[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// enum CounterCommand { Start {}, Add { by: u64 } }
+///
+/// #[derive(Serialize, Deserialize)]
+/// enum CounterEvent { Started {}, Added { by: u64 } }
+///
+/// impl Aggregate for Counter {
+///     const TYPE: &'static str = "counter";
+///     type Command = CounterCommand;
+///     type Event = CounterEvent;
+///
+///     fn handle(&self, command: CounterCommand) -> Result<Vec<CounterEvent>, Rejection> {
+///         match command {
+///             CounterCommand::Start {} if self.exists => Err(Rejection::validation("already started")),
+///             CounterCommand::Start {} => Ok(vec![CounterEvent::Started {}]),
+///             CounterCommand::Add { .. } if !self.exists => Err(Rejection::not_found("no such counter")),
+///             CounterCommand::Add { by } => Ok(vec![CounterEvent::Added { by }]),
+///         }
+///     }
+///
+///     fn apply(&mut self, event: CounterEvent) {
+///         match event {
+///             CounterEvent::Started {} => self.exists = true,
+///             CounterEvent::Added { by } => self.value = self.value.saturating_add(by),
+///         }
+///     }
+/// }
+/// ```
+pub trait Aggregate: Default + Clone + Send + Sync + 'static {
+    /// The aggregate type: `[a-z0-9_-]{1,64}`. It names the command and event
+    /// subjects and the stream (`EVT_<TYPE>`), so it must never change.
+    const TYPE: &'static str;
+
+    /// The schema version written in each event's `Event-Version` header.
+    /// Raise it when the shape of an event body changes.
+    const EVENT_VERSION: u32 = 1;
+
+    /// The commands, an enum deserialized from `(command name, JSON body)`.
+    type Command: DeserializeOwned + Send + 'static;
+
+    /// The events, an enum whose variant names are the event types.
+    type Event: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// Decides what `command` does to this state. Pure and synchronous:
+    /// no I/O, no clock, no randomness, so it can be retried after a
+    /// concurrency conflict and tested without a server.
+    fn handle(&self, command: Self::Command) -> Result<Vec<Self::Event>, Rejection>;
+
+    /// Folds one confirmed event into the state. Infallible.
+    fn apply(&mut self, event: Self::Event);
+}
+
+/// What kind of "no" a decision said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionKind {
+    /// A business rule was broken (`validation` on the wire).
+    Validation,
+    /// The command needs an aggregate that does not exist (`not_found`).
+    NotFound,
+    /// The command conflicts with the aggregate's current state in a way the
+    /// client should resolve by reloading (`conflict`).
+    Conflict,
+}
+
+/// A decision's refusal: the command is denied, nothing is appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    kind: RejectionKind,
+    reason: String,
+}
+
+impl Rejection {
+    /// A broken business rule.
+    pub fn validation(reason: impl Into<String>) -> Self {
+        Rejection {
+            kind: RejectionKind::Validation,
+            reason: reason.into(),
+        }
+    }
+
+    /// A missing aggregate.
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Rejection {
+            kind: RejectionKind::NotFound,
+            reason: reason.into(),
+        }
+    }
+
+    /// A conflict with the current state.
+    pub fn conflict(reason: impl Into<String>) -> Self {
+        Rejection {
+            kind: RejectionKind::Conflict,
+            reason: reason.into(),
+        }
+    }
+
+    /// The kind of refusal.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The reason, for people.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The wire code of this rejection.
+    pub fn code(&self) -> RejectionCode {
+        match self.kind {
+            RejectionKind::Validation => RejectionCode::Validation,
+            RejectionKind::NotFound => RejectionCode::NotFound,
+            RejectionKind::Conflict => RejectionCode::Conflict,
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.reason)
+    }
+}
+
+impl std::error::Error for Rejection {}

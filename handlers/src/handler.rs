@@ -1,0 +1,353 @@
+//! One aggregate type's command handling.
+//!
+//! Handler state follows "case 2b": the state used to validate a command is
+//! built only from events the store has confirmed, and a decision's events
+//! are applied to it only after JetStream acknowledged the append. Each
+//! aggregate instance has a slot in a bounded cache (moka) holding its state,
+//! its last stream sequence and the command ids it has accepted; a per-slot
+//! lock lets one command at a time decide on an aggregate inside this
+//! process, while commands on different aggregates run in parallel. Across
+//! processes the expected-sequence check decides: a conflict reloads the
+//! tail, decides again and retries, a bounded number of times.
+
+use crate::aggregate::Aggregate;
+use crate::codec::{self, EncodedEvent};
+use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEvent};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use jetsource_schemas::{subject, Accepted, CommandReply, EventRef, RejectionCode};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// A command as the runtime hands it to a handler: subject and headers
+/// already parsed and validated.
+#[derive(Debug, Clone)]
+pub struct CommandRequest {
+    /// The aggregate instance id (a validated token).
+    pub aggregate_id: String,
+    /// The command name (a validated token).
+    pub command: String,
+    /// The JSON body.
+    pub body: Bytes,
+    /// The command id (a validated token, generated when the client sent none).
+    pub command_id: String,
+    /// The correlation id (a validated token), if any.
+    pub correlation_id: Option<String>,
+    /// The causation id (a validated token), if any.
+    pub causation_id: Option<String>,
+    /// The client's `Expected-Seq`, if any.
+    pub expected_seq: Option<u64>,
+}
+
+/// Settings of command handling.
+#[derive(Debug, Clone)]
+pub struct HandlerConfig {
+    /// Aggregates whose state is kept in memory (default 100,000).
+    pub cache_capacity: u64,
+    /// An aggregate unused this long leaves the cache (default 10 minutes).
+    pub cache_idle: Duration,
+    /// Decide-append attempts after concurrency conflicts (default 16).
+    pub conflict_retries: u32,
+    /// Append attempts after store trouble (default 5).
+    pub unavailable_retries: u32,
+    /// The first back-off after store trouble; it grows linearly (default 50 ms).
+    pub retry_backoff: Duration,
+}
+
+impl Default for HandlerConfig {
+    fn default() -> Self {
+        HandlerConfig {
+            cache_capacity: 100_000,
+            cache_idle: Duration::from_secs(600),
+            conflict_retries: 16,
+            unavailable_retries: 5,
+            retry_backoff: Duration::from_millis(50),
+        }
+    }
+}
+
+/// A type-erased aggregate handler, as the runtime holds it.
+pub trait DynHandler: Send + Sync {
+    /// The aggregate type it handles.
+    fn aggregate_type(&self) -> &'static str;
+    /// Handles one command and returns the reply.
+    fn handle(&self, request: CommandRequest) -> BoxFuture<'_, CommandReply>;
+}
+
+/// The in-memory state of one aggregate instance.
+struct Slot<A> {
+    loaded: bool,
+    state: A,
+    last_seq: u64,
+    /// Accepted command ids and their events: the idempotency record,
+    /// rebuilt from the events' `Command-Id` headers on every load.
+    commands: HashMap<String, Vec<EventRef>>,
+}
+
+impl<A: Aggregate> Default for Slot<A> {
+    fn default() -> Self {
+        Slot {
+            loaded: false,
+            state: A::default(),
+            last_seq: 0,
+            commands: HashMap::new(),
+        }
+    }
+}
+
+impl<A: Aggregate> Slot<A> {
+    /// Folds confirmed events into the slot.
+    fn fold(&mut self, stream: &str, events: Vec<StoredEvent>) -> Result<(), String> {
+        for stored in events {
+            if stored.seq <= self.last_seq {
+                continue;
+            }
+            let event_type = stored.event_type().to_string();
+            let event: A::Event =
+                codec::decode_event(&event_type, &stored.payload).map_err(|e| {
+                    format!(
+                        "stored event {} at {stream}:{} does not decode: {e}",
+                        stored.subject, stored.seq
+                    )
+                })?;
+            self.state.apply(event);
+            if let Some(command_id) = stored.command_id() {
+                self.commands
+                    .entry(command_id.to_string())
+                    .or_default()
+                    .push(EventRef {
+                        event_type,
+                        stream: stream.to_string(),
+                        seq: stored.seq,
+                    });
+            }
+            self.last_seq = stored.seq;
+        }
+        Ok(())
+    }
+}
+
+/// Handles the commands of aggregate type `A`.
+pub struct AggregateHandler<A: Aggregate> {
+    store: EventStore,
+    config: HandlerConfig,
+    stream: String,
+    cache: moka::sync::Cache<String, Arc<Mutex<Slot<A>>>>,
+}
+
+impl<A: Aggregate> AggregateHandler<A> {
+    /// A handler appending to `store`.
+    pub fn new(store: EventStore, config: HandlerConfig) -> Self {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .time_to_idle(config.cache_idle)
+            .build();
+        AggregateHandler {
+            store,
+            config,
+            stream: subject::stream_name(A::TYPE),
+            cache,
+        }
+    }
+
+    async fn process(&self, request: &CommandRequest) -> CommandReply {
+        let reject = |code: RejectionCode, reason: String| {
+            CommandReply::rejected(&request.command_id, code, reason)
+        };
+        let accept = |events: Vec<EventRef>, duplicate: bool| {
+            CommandReply::Accepted(Accepted {
+                command_id: request.command_id.clone(),
+                aggregate_type: A::TYPE.to_string(),
+                aggregate_id: request.aggregate_id.clone(),
+                events,
+                duplicate,
+            })
+        };
+        // Decode before taking the lock: malformed input never waits.
+        let mut command = match codec::decode_command::<A::Command>(&request.command, &request.body)
+        {
+            Ok(command) => Some(command),
+            Err(e) => return reject(RejectionCode::BadRequest, e.to_string()),
+        };
+        let slot = self
+            .cache
+            .get_with_by_ref(request.aggregate_id.as_str(), || {
+                Arc::new(Mutex::new(Slot::default()))
+            });
+        let mut slot = slot.lock().await;
+        if !slot.loaded {
+            match self.store.load(A::TYPE, &request.aggregate_id, 0).await {
+                Ok(events) => {
+                    if let Err(reason) = slot.fold(&self.stream, events) {
+                        tracing::error!(%reason, "cannot rebuild aggregate");
+                        *slot = Slot::default();
+                        return reject(RejectionCode::Internal, reason);
+                    }
+                    slot.loaded = true;
+                }
+                Err(e) => {
+                    return reject(
+                        RejectionCode::Unavailable,
+                        format!("loading the aggregate: {e}"),
+                    )
+                }
+            }
+        }
+        let mut conflicts = 0;
+        let mut outages = 0;
+        loop {
+            if let Some(events) = slot.commands.get(&request.command_id) {
+                return accept(events.clone(), true);
+            }
+            if let Some(expected) = request.expected_seq {
+                if expected != slot.last_seq {
+                    return reject(
+                        RejectionCode::Conflict,
+                        format!(
+                            "Expected-Seq is {expected} but the aggregate is at {}",
+                            slot.last_seq
+                        ),
+                    );
+                }
+            }
+            let command = match command.take() {
+                Some(command) => command,
+                None => {
+                    match codec::decode_command::<A::Command>(&request.command, &request.body) {
+                        Ok(command) => command,
+                        Err(e) => return reject(RejectionCode::BadRequest, e.to_string()),
+                    }
+                }
+            };
+            let decided = match slot.state.handle(command) {
+                Ok(events) => events,
+                Err(rejection) => return reject(rejection.code(), rejection.reason().to_string()),
+            };
+            if decided.is_empty() {
+                return accept(Vec::new(), false);
+            }
+            let mut new_events = Vec::with_capacity(decided.len());
+            for event in &decided {
+                match codec::encode_event(event) {
+                    Ok(EncodedEvent { event_type, body }) => new_events.push(NewEvent {
+                        event_type,
+                        body: Bytes::from(body),
+                    }),
+                    Err(e) => {
+                        return reject(RejectionCode::Internal, format!("encoding an event: {e}"))
+                    }
+                }
+            }
+            let meta = AppendMeta {
+                command_id: &request.command_id,
+                correlation_id: request.correlation_id.as_deref(),
+                causation_id: request.causation_id.as_deref(),
+                event_version: A::EVENT_VERSION,
+            };
+            let error = match self
+                .store
+                .append(
+                    A::TYPE,
+                    &request.aggregate_id,
+                    slot.last_seq,
+                    &new_events,
+                    &meta,
+                )
+                .await
+            {
+                Ok(seqs) => {
+                    let refs: Vec<EventRef> = new_events
+                        .into_iter()
+                        .zip(&seqs)
+                        .map(|(event, seq)| EventRef {
+                            event_type: event.event_type,
+                            stream: self.stream.clone(),
+                            seq: *seq,
+                        })
+                        .collect();
+                    // Case 2b: the store confirmed, now the state may move.
+                    for event in decided {
+                        slot.state.apply(event);
+                    }
+                    slot.last_seq = seqs.last().copied().unwrap_or(slot.last_seq);
+                    slot.commands
+                        .insert(request.command_id.clone(), refs.clone());
+                    return accept(refs, false);
+                }
+                Err(error) => error,
+            };
+            match error.kind() {
+                AppendErrorKind::Conflict | AppendErrorKind::Duplicate => {
+                    conflicts += 1;
+                    if conflicts > self.config.conflict_retries {
+                        return reject(
+                            RejectionCode::Conflict,
+                            format!("the aggregate kept moving: gave up after {conflicts} attempts ({error})"),
+                        );
+                    }
+                    tracing::debug!(%error, attempt = conflicts, "append conflict, reloading");
+                }
+                AppendErrorKind::Unavailable => {
+                    outages += 1;
+                    if outages > self.config.unavailable_retries {
+                        return reject(
+                            RejectionCode::Unavailable,
+                            format!("the event store is unavailable: {error}"),
+                        );
+                    }
+                    tracing::warn!(%error, attempt = outages, "event store unavailable, retrying");
+                    tokio::time::sleep(self.config.retry_backoff * outages).await;
+                }
+                AppendErrorKind::Full => {
+                    return reject(
+                        RejectionCode::Unavailable,
+                        format!("the event store refused the write: {error}"),
+                    )
+                }
+                AppendErrorKind::Refused => {
+                    return reject(
+                        RejectionCode::Internal,
+                        format!("the event store refused the write: {error}"),
+                    )
+                }
+            }
+            // The aggregate moved on, or our own earlier attempt may have
+            // landed: read the tail before deciding again.
+            match self
+                .store
+                .load(A::TYPE, &request.aggregate_id, slot.last_seq)
+                .await
+            {
+                Ok(events) => {
+                    let stream = self.stream.clone();
+                    if let Err(reason) = slot.fold(&stream, events) {
+                        *slot = Slot::default();
+                        return reject(RejectionCode::Internal, reason);
+                    }
+                }
+                Err(e) => {
+                    outages += 1;
+                    if outages > self.config.unavailable_retries {
+                        return reject(
+                            RejectionCode::Unavailable,
+                            format!("reloading the aggregate: {e}"),
+                        );
+                    }
+                    tokio::time::sleep(self.config.retry_backoff * outages).await;
+                }
+            }
+        }
+    }
+}
+
+impl<A: Aggregate> DynHandler for AggregateHandler<A> {
+    fn aggregate_type(&self) -> &'static str {
+        A::TYPE
+    }
+
+    fn handle(&self, request: CommandRequest) -> BoxFuture<'_, CommandReply> {
+        Box::pin(async move { self.process(&request).await })
+    }
+}

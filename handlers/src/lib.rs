@@ -1,0 +1,30 @@
+//! The jetsource command side: the [`Aggregate`] trait and the runtime that
+//! handles commands on NATS and appends events to JetStream.
+//!
+//! # Layout
+//! - [`aggregate`]: the domain contract (pure `handle`, infallible `apply`).
+//! - [`codec`]: commands and events to and from `(name, JSON body)`.
+//! - [`testing`]: a given/when/then harness for aggregates.
+//! - [`store`]: the JetStream event store (streams, loads, appends).
+//! - [`handler`]: one aggregate type's command handling: state cache,
+//!   one command per aggregate at a time, conflict retries, idempotency.
+//! - [`runtime`]: the builder, the command subscription and shutdown.
+//! - [`connect`]: connecting with the server version check.
+//! - [`server`]: a nats-server child process (embedded default, tests, bench).
+//! - [`version`]: which server versions are supported.
+//! - [`error`]: the error type with a `kind()`.
+
+pub mod aggregate;
+pub mod codec;
+pub mod connect;
+pub mod error;
+pub mod handler;
+pub mod runtime;
+pub mod server;
+pub mod store;
+pub mod testing;
+pub mod version;
+
+pub use aggregate::{Aggregate, Rejection, RejectionKind};
+pub use connect::connect;
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig};

@@ -1,0 +1,386 @@
+//! The command runtime: register aggregates, subscribe to `cmd.>` in a
+//! queue group, hand each command to its aggregate's handler, reply.
+//!
+//! ```no_run
+//! # async fn example(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! # use jetsource_handlers::{Aggregate, Runtime, RuntimeConfig};
+//! # #[derive(Default, Clone)] struct Post;
+//! # #[derive(serde::Deserialize)] enum Cmd {}
+//! # #[derive(serde::Serialize, serde::Deserialize)] enum Evt {}
+//! # impl Aggregate for Post { const TYPE: &'static str = "post"; type Command = Cmd; type Event = Evt;
+//! #   fn handle(&self, c: Cmd) -> Result<Vec<Evt>, jetsource_handlers::Rejection> { match c {} }
+//! #   fn apply(&mut self, e: Evt) { match e {} } }
+//! let runtime = Runtime::builder(client)
+//!     .config(RuntimeConfig::default())
+//!     .aggregate::<Post>()
+//!     .build()
+//!     .await?;
+//! runtime.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+use crate::aggregate::Aggregate;
+use crate::error::Error;
+use crate::handler::{AggregateHandler, CommandRequest, DynHandler, HandlerConfig};
+use crate::store::{EventStore, StreamSettings};
+use async_nats::{Client, Message};
+use futures::StreamExt;
+use jetsource_schemas::{headers, subject, token, CommandReply, RejectionCode};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+/// Settings of the command runtime. Every field documents its default.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The queue group command subscribers join (default `jetsource-handlers`),
+    /// so several processes share the command subjects.
+    pub queue_group: String,
+    /// Commands processed at once; more wait (default 4,096).
+    pub max_in_flight: usize,
+    /// The largest command body accepted, in bytes (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// How long a store request may take (default 5 s).
+    pub store_timeout: Duration,
+    /// State cache and retry settings.
+    pub handler: HandlerConfig,
+    /// How event streams are configured.
+    pub streams: StreamSettings,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            queue_group: "jetsource-handlers".into(),
+            max_in_flight: 4096,
+            max_body_bytes: 1024 * 1024,
+            store_timeout: Duration::from_secs(5),
+            handler: HandlerConfig::default(),
+            streams: StreamSettings::default(),
+        }
+    }
+}
+
+/// What went wrong building or running the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeErrorKind {
+    /// An aggregate's type name is invalid or registered twice.
+    BadAggregate,
+    /// A stream could not be created or updated.
+    Stream,
+    /// NATS failed (subscribe, connection).
+    Nats,
+}
+
+impl std::fmt::Display for RuntimeErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RuntimeErrorKind::BadAggregate => "invalid aggregate registration",
+            RuntimeErrorKind::Stream => "cannot set up the event stream",
+            RuntimeErrorKind::Nats => "NATS failure",
+        })
+    }
+}
+
+/// A runtime failure.
+pub type RuntimeError = Error<RuntimeErrorKind>;
+
+type Factory = Box<dyn FnOnce(EventStore, HandlerConfig) -> Arc<dyn DynHandler> + Send>;
+
+/// Callback told of every command's outcome (after the reply is decided,
+/// before it is sent). Must not block.
+pub type OutcomeObserver = Arc<dyn Fn(&CommandOutcome<'_>) + Send + Sync>;
+
+/// A command's outcome, as observers see it.
+#[derive(Debug)]
+pub struct CommandOutcome<'a> {
+    /// The aggregate type, when the subject parsed.
+    pub aggregate_type: Option<&'a str>,
+    /// The aggregate id, when the subject parsed.
+    pub aggregate_id: Option<&'a str>,
+    /// The command name, when the subject parsed.
+    pub command: Option<&'a str>,
+    /// The reply.
+    pub reply: &'a CommandReply,
+}
+
+/// Builds a [`Runtime`].
+pub struct RuntimeBuilder {
+    client: Client,
+    config: RuntimeConfig,
+    factories: Vec<(&'static str, Factory)>,
+    observers: Vec<OutcomeObserver>,
+}
+
+impl RuntimeBuilder {
+    /// Replaces the settings.
+    pub fn config(mut self, config: RuntimeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Registers aggregate type `A`.
+    pub fn aggregate<A: Aggregate>(mut self) -> Self {
+        self.factories.push((
+            A::TYPE,
+            Box::new(|store, config| {
+                Arc::new(AggregateHandler::<A>::new(store, config)) as Arc<dyn DynHandler>
+            }),
+        ));
+        self
+    }
+
+    /// Adds an observer of command outcomes.
+    pub fn observe(mut self, observer: OutcomeObserver) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// Checks the registrations and creates or updates every stream.
+    pub async fn build(self) -> Result<Runtime, RuntimeError> {
+        let store = EventStore::new(self.client.clone(), self.config.store_timeout)
+            .await
+            .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
+        let mut handlers: HashMap<&'static str, Arc<dyn DynHandler>> = HashMap::new();
+        for (name, factory) in self.factories {
+            subject::validate_aggregate_type(name)
+                .map_err(|e| Error::with_source(RuntimeErrorKind::BadAggregate, e))?;
+            if handlers.contains_key(name) {
+                return Err(Error::new(
+                    RuntimeErrorKind::BadAggregate,
+                    format!("aggregate type {name} registered twice"),
+                ));
+            }
+            store
+                .ensure_stream(name, &self.config.streams)
+                .await
+                .map_err(|e| Error::with_source(RuntimeErrorKind::Stream, e))?;
+            handlers.insert(name, factory(store.clone(), self.config.handler.clone()));
+        }
+        Ok(Runtime {
+            client: self.client,
+            config: self.config,
+            handlers: Arc::new(handlers),
+            observers: Arc::new(self.observers),
+            store,
+        })
+    }
+}
+
+/// The running command side.
+pub struct Runtime {
+    client: Client,
+    config: RuntimeConfig,
+    handlers: Arc<HashMap<&'static str, Arc<dyn DynHandler>>>,
+    observers: Arc<Vec<OutcomeObserver>>,
+    store: EventStore,
+}
+
+impl Runtime {
+    /// Starts building a runtime over `client` (connected with
+    /// [`crate::connect`], so the server version was checked).
+    pub fn builder(client: Client) -> RuntimeBuilder {
+        RuntimeBuilder {
+            client,
+            config: RuntimeConfig::default(),
+            factories: Vec::new(),
+            observers: Vec::new(),
+        }
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// The registered aggregate types.
+    pub fn aggregate_types(&self) -> Vec<&'static str> {
+        let mut types: Vec<_> = self.handlers.keys().copied().collect();
+        types.sort_unstable();
+        types
+    }
+
+    /// Serves commands until `shutdown` completes; then stops taking
+    /// commands, lets those in flight finish and flushes their replies.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RuntimeError> {
+        let mut subscriber = self
+            .client
+            .queue_subscribe(
+                format!("{}.>", subject::COMMAND_ROOT),
+                self.config.queue_group.clone(),
+            )
+            .await
+            .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
+        let permits = Arc::new(Semaphore::new(self.config.max_in_flight));
+        tracing::info!(aggregates = ?self.aggregate_types(), queue_group = %self.config.queue_group, "handling commands");
+        tokio::pin!(shutdown);
+        loop {
+            let message = tokio::select! {
+                _ = &mut shutdown => break,
+                message = subscriber.next() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let handlers = self.handlers.clone();
+            let observers = self.observers.clone();
+            let client = self.client.clone();
+            let max_body = self.config.max_body_bytes;
+            tokio::spawn(async move {
+                serve(&client, &handlers, &observers, max_body, message).await;
+                drop(permit);
+            });
+        }
+        tracing::info!("stopping: no new commands, finishing those in flight");
+        let _ = subscriber.unsubscribe().await;
+        let in_flight = u32::try_from(self.config.max_in_flight).unwrap_or(u32::MAX);
+        let _ = permits.acquire_many(in_flight).await;
+        self.client
+            .flush()
+            .await
+            .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
+        Ok(())
+    }
+}
+
+/// Parses, handles and answers one command message.
+async fn serve(
+    client: &Client,
+    handlers: &HashMap<&'static str, Arc<dyn DynHandler>>,
+    observers: &[OutcomeObserver],
+    max_body: usize,
+    message: Message,
+) {
+    let parsed = subject::CommandSubject::parse(message.subject.as_str()).ok();
+    let span = tracing::info_span!(
+        "command",
+        command_id = tracing::field::Empty,
+        aggregate_type = parsed.map(|p| p.aggregate_type),
+        aggregate_id = parsed.map(|p| p.aggregate_id),
+        command = parsed.map(|p| p.command),
+        outcome = tracing::field::Empty,
+    );
+    let reply = async {
+        let reply = match parse(handlers, max_body, &message) {
+            Ok((handler, request)) => {
+                tracing::Span::current().record("command_id", request.command_id.as_str());
+                handler.handle(request).await
+            }
+            Err(reply) => reply,
+        };
+        let outcome = match &reply {
+            CommandReply::Accepted(_) => "accepted",
+            CommandReply::Rejected(r) => r.code.as_str(),
+        };
+        tracing::Span::current().record("outcome", outcome);
+        tracing::debug!("command handled");
+        reply
+    }
+    .instrument(span)
+    .await;
+    let outcome = CommandOutcome {
+        aggregate_type: parsed.map(|p| p.aggregate_type),
+        aggregate_id: parsed.map(|p| p.aggregate_id),
+        command: parsed.map(|p| p.command),
+        reply: &reply,
+    };
+    for observer in observers {
+        observer(&outcome);
+    }
+    if let Some(reply_to) = message.reply {
+        match serde_json::to_vec(&reply) {
+            Ok(body) => {
+                if let Err(e) = client.publish(reply_to, body.into()).await {
+                    tracing::warn!(error = %e, "could not send a command reply");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not encode a command reply"),
+        }
+    }
+}
+
+/// Turns a message into a request for a handler, or a `bad_request` reply.
+fn parse<'h>(
+    handlers: &'h HashMap<&'static str, Arc<dyn DynHandler>>,
+    max_body: usize,
+    message: &Message,
+) -> Result<(&'h Arc<dyn DynHandler>, CommandRequest), CommandReply> {
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str())
+    };
+    let bad = |command_id: &str, reason: String| {
+        CommandReply::rejected(command_id, RejectionCode::BadRequest, reason)
+    };
+    let command_id = match header(headers::COMMAND_ID) {
+        Some(id) => {
+            token::validate("Command-Id", id).map_err(|e| bad("", e.to_string()))?;
+            id.to_string()
+        }
+        None => uuid::Uuid::now_v7().to_string(),
+    };
+    let optional_token = |name: &'static str| -> Result<Option<String>, CommandReply> {
+        match header(name) {
+            Some(value) => {
+                token::validate(name, value).map_err(|e| bad(&command_id, e.to_string()))?;
+                Ok(Some(value.to_string()))
+            }
+            None => Ok(None),
+        }
+    };
+    let correlation_id = optional_token(headers::CORRELATION_ID)?;
+    let causation_id = optional_token(headers::CAUSATION_ID)?;
+    let expected_seq = match header(headers::EXPECTED_SEQ) {
+        Some(value) => Some(value.trim().parse::<u64>().map_err(|_| {
+            bad(
+                &command_id,
+                format!("Expected-Seq must be a non-negative integer, got {value:?}"),
+            )
+        })?),
+        None => None,
+    };
+    let parsed = subject::CommandSubject::parse(message.subject.as_str())
+        .map_err(|e| bad(&command_id, e.to_string()))?;
+    let handler = handlers.get(parsed.aggregate_type).ok_or_else(|| {
+        let mut known: Vec<_> = handlers.keys().copied().collect();
+        known.sort_unstable();
+        bad(
+            &command_id,
+            format!(
+                "unknown aggregate type {:?}; known: {}",
+                parsed.aggregate_type,
+                known.join(", ")
+            ),
+        )
+    })?;
+    if message.payload.len() > max_body {
+        return Err(bad(
+            &command_id,
+            format!(
+                "the body is {} bytes, more than the {max_body} allowed",
+                message.payload.len()
+            ),
+        ));
+    }
+    Ok((
+        handler,
+        CommandRequest {
+            aggregate_id: parsed.aggregate_id.to_string(),
+            command: parsed.command.to_string(),
+            body: message.payload.clone(),
+            command_id,
+            correlation_id,
+            causation_id,
+            expected_seq,
+        },
+    ))
+}

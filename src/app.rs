@@ -1,0 +1,140 @@
+//! An application: the aggregates it hosts, and `run`, which serves them.
+//!
+//! The `jetsource` binary is `App::new().aggregate::<BlogPost>()` handed to
+//! [`crate::cli::main`]; a user's binary is the same with its own
+//! aggregates, and gets the same CLI.
+
+use crate::config::{Config, ConfigError};
+use crate::embedded::Embedded;
+use jetsource_handlers::connect::ConnectError;
+use jetsource_handlers::runtime::{RuntimeBuilder, RuntimeError};
+use jetsource_handlers::server::ServerError;
+use jetsource_handlers::{Aggregate, Runtime};
+use std::future::Future;
+use std::sync::Arc;
+
+type Registration = Arc<dyn Fn(RuntimeBuilder) -> RuntimeBuilder + Send + Sync>;
+
+/// The aggregates an application hosts.
+#[derive(Clone, Default)]
+pub struct App {
+    registrations: Vec<Registration>,
+}
+
+impl App {
+    /// An application with no aggregates yet.
+    pub fn new() -> Self {
+        App::default()
+    }
+
+    /// Hosts aggregate type `A`.
+    pub fn aggregate<A: Aggregate>(mut self) -> Self {
+        self.registrations
+            .push(Arc::new(|builder: RuntimeBuilder| builder.aggregate::<A>()));
+        self
+    }
+
+    /// A runtime builder over `client` with every registration applied.
+    pub fn runtime_builder(&self, client: async_nats::Client) -> RuntimeBuilder {
+        self.registrations
+            .iter()
+            .fold(Runtime::builder(client), |builder, register| {
+                register(builder)
+            })
+    }
+}
+
+/// Why `run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Settings are invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The embedded server could not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// NATS could not be reached, or is too old.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Where the runtime's NATS is: a URL given, or a server it started.
+pub struct Nats {
+    /// The client URL.
+    pub url: String,
+    /// The embedded server, when one was started; stopped on drop.
+    pub embedded: Option<Embedded>,
+}
+
+impl Nats {
+    /// The configured URL, or an embedded server started for the purpose.
+    pub fn resolve(config: &Config, flag: Option<&str>) -> Result<Nats, ServerError> {
+        match config.nats_url(flag) {
+            Some(url) => Ok(Nats {
+                url,
+                embedded: None,
+            }),
+            None => {
+                let embedded = Embedded::start(&config.embedded)?;
+                Ok(Nats {
+                    url: embedded.client_url(),
+                    embedded: Some(embedded),
+                })
+            }
+        }
+    }
+}
+
+/// Serves `app`'s commands until `shutdown` completes.
+pub async fn run(
+    app: &App,
+    config: &Config,
+    nats_url: Option<&str>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let runtime_config = config.runtime()?;
+    let nats = Nats::resolve(config, nats_url)?;
+    let client = jetsource_handlers::connect(&nats.url).await?;
+    let runtime = app
+        .runtime_builder(client.clone())
+        .config(runtime_config)
+        .build()
+        .await?;
+    tracing::info!(
+        url = %nats.url,
+        server_version = %client.server_info().version,
+        aggregates = ?runtime.aggregate_types(),
+        embedded = nats.embedded.is_some(),
+        "jetsource ready"
+    );
+    runtime.run(shutdown).await?;
+    drop(nats);
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,216 @@
+//! The blog domain from the Rewind post: the reference plugin.
+//!
+//! It is written only against jetsource's public API, exactly as an
+//! aggregate in a user's own crate would be.
+//!
+//! Rules: `create` on an existing post is a `validation` error; any other
+//! command on a missing post is `not_found`; a title, trimmed, must be 1 to
+//! 200 characters; a post is published once; `create` with `"publish": true`
+//! yields both events, appended atomically.
+
+use crate::{Aggregate, Rejection};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The longest title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// A blog post, as much as its commands need to know.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BlogPost {
+    exists: bool,
+    title: String,
+    published: bool,
+}
+
+/// Commands on a blog post: `cmd.blogpost.<id>.<name>` with the fields as
+/// the JSON body. Unknown fields are refused (`bad_request`) so a typo never
+/// passes silently.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum BlogPostCommand {
+    /// Creates the post, and publishes it at once when `publish` is true.
+    Create {
+        /// The title, 1 to 200 characters once trimmed.
+        title: String,
+        /// The text.
+        body: String,
+        /// Publish in the same atomic append.
+        #[serde(default)]
+        publish: bool,
+    },
+    /// Changes the title.
+    ChangeTitle {
+        /// The new title, 1 to 200 characters once trimmed.
+        title: String,
+    },
+    /// Publishes the post.
+    Publish {},
+}
+
+/// Events of a blog post: `evt.blogpost.<id>.<EventType>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BlogPostEvent {
+    /// The post was created.
+    BlogPostCreated {
+        /// The trimmed title.
+        title: String,
+        /// The text.
+        body: String,
+    },
+    /// The title changed.
+    BlogPostTitleChanged {
+        /// The trimmed title.
+        title: String,
+    },
+    /// The post was published.
+    BlogPostPublished {},
+}
+
+fn checked_title(title: &str) -> Result<String, Rejection> {
+    let title = title.trim();
+    let chars = title.chars().count();
+    if chars == 0 {
+        return Err(Rejection::validation("the title is empty"));
+    }
+    if chars > MAX_TITLE_CHARS {
+        return Err(Rejection::validation(format!(
+            "the title is {chars} characters long; at most {MAX_TITLE_CHARS} are allowed"
+        )));
+    }
+    Ok(title.to_string())
+}
+
+impl Aggregate for BlogPost {
+    const TYPE: &'static str = "blogpost";
+    type Command = BlogPostCommand;
+    type Event = BlogPostEvent;
+
+    fn handle(&self, command: BlogPostCommand) -> Result<Vec<BlogPostEvent>, Rejection> {
+        match command {
+            BlogPostCommand::Create { .. } if self.exists => {
+                Err(Rejection::validation("the post already exists"))
+            }
+            BlogPostCommand::Create {
+                title,
+                body,
+                publish,
+            } => {
+                let mut events = vec![BlogPostEvent::BlogPostCreated {
+                    title: checked_title(&title)?,
+                    body,
+                }];
+                if publish {
+                    events.push(BlogPostEvent::BlogPostPublished {});
+                }
+                Ok(events)
+            }
+            _ if !self.exists => Err(Rejection::not_found("no such post")),
+            BlogPostCommand::ChangeTitle { title } => {
+                let title = checked_title(&title)?;
+                if title == self.title {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![BlogPostEvent::BlogPostTitleChanged { title }])
+            }
+            BlogPostCommand::Publish {} if self.published => {
+                Err(Rejection::validation("the post is already published"))
+            }
+            BlogPostCommand::Publish {} => Ok(vec![BlogPostEvent::BlogPostPublished {}]),
+        }
+    }
+
+    fn apply(&mut self, event: BlogPostEvent) {
+        match event {
+            BlogPostEvent::BlogPostCreated { title, .. } => {
+                self.exists = true;
+                self.title = title;
+            }
+            BlogPostEvent::BlogPostTitleChanged { title } => self.title = title,
+            BlogPostEvent::BlogPostPublished {} => self.published = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::AggregateTest;
+    use crate::RejectionKind;
+    use BlogPostEvent::*;
+
+    fn created() -> BlogPostEvent {
+        BlogPostCreated {
+            title: "Hello".into(),
+            body: "text".into(),
+        }
+    }
+
+    #[test]
+    fn create_a_post() {
+        AggregateTest::<BlogPost>::given_no_previous_events()
+            .when_wire("create", r#"{"title":"  Hello ","body":"text"}"#)
+            .then_expect_events(vec![created()]);
+    }
+
+    #[test]
+    fn create_and_publish_in_one_command() {
+        AggregateTest::<BlogPost>::given_no_previous_events()
+            .when_wire(
+                "create",
+                r#"{"title":"Hello","body":"text","publish":true}"#,
+            )
+            .then_expect_events(vec![created(), BlogPostPublished {}]);
+    }
+
+    #[test]
+    fn create_twice_is_a_validation_error() {
+        AggregateTest::<BlogPost>::given(vec![created()])
+            .when_wire("create", r#"{"title":"Again","body":""}"#)
+            .then_expect_rejection(RejectionKind::Validation);
+    }
+
+    #[test]
+    fn commands_on_a_missing_post_are_not_found() {
+        AggregateTest::<BlogPost>::given_no_previous_events()
+            .when_wire("change_title", r#"{"title":"x"}"#)
+            .then_expect_rejection(RejectionKind::NotFound);
+        AggregateTest::<BlogPost>::given_no_previous_events()
+            .when_wire("publish", "")
+            .then_expect_rejection(RejectionKind::NotFound);
+    }
+
+    #[test]
+    fn titles_are_trimmed_and_bounded() {
+        for bad in ["", "   ", &"x".repeat(MAX_TITLE_CHARS + 1)] {
+            AggregateTest::<BlogPost>::given(vec![created()])
+                .when(BlogPostCommand::ChangeTitle {
+                    title: bad.to_string(),
+                })
+                .then_expect_rejection(RejectionKind::Validation);
+        }
+        let longest = "é".repeat(MAX_TITLE_CHARS);
+        AggregateTest::<BlogPost>::given(vec![created()])
+            .when(BlogPostCommand::ChangeTitle {
+                title: format!(" {longest} "),
+            })
+            .then_expect_events(vec![BlogPostTitleChanged { title: longest }]);
+    }
+
+    #[test]
+    fn the_same_title_changes_nothing() {
+        AggregateTest::<BlogPost>::given(vec![created()])
+            .when_wire("change_title", r#"{"title":"Hello "}"#)
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn publish_once() {
+        AggregateTest::<BlogPost>::given(vec![created()])
+            .when_wire("publish", "{}")
+            .then_expect_events(vec![BlogPostPublished {}]);
+        AggregateTest::<BlogPost>::given(vec![created(), BlogPostPublished {}])
+            .when_wire("publish", "{}")
+            .then_expect_rejection(RejectionKind::Validation);
+    }
+}

@@ -1,0 +1,137 @@
+//! A client for jetsource's command contract: build the subject and headers
+//! from validated parts, send, read the reply.
+
+use bytes::Bytes;
+use jetsource_handlers::error::Error;
+use jetsource_schemas::{headers, subject::CommandSubject, token, CommandReply};
+use std::time::Duration;
+
+/// Optional headers of a command.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// `Command-Id`; the server generates one when absent.
+    pub command_id: Option<String>,
+    /// `Expected-Seq`.
+    pub expected_seq: Option<u64>,
+    /// `Correlation-Id`.
+    pub correlation_id: Option<String>,
+    /// `Causation-Id`.
+    pub causation_id: Option<String>,
+}
+
+/// What went wrong sending a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
+    /// A part of the subject or a header is not a valid token.
+    InvalidInput,
+    /// No handler answered (none running, or too slow).
+    NoAnswer,
+    /// The answer was not a command reply.
+    BadReply,
+}
+
+impl std::fmt::Display for SendErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendErrorKind::InvalidInput => "invalid input",
+            SendErrorKind::NoAnswer => "no answer",
+            SendErrorKind::BadReply => "bad reply",
+        })
+    }
+}
+
+/// A send failure.
+pub type SendError = Error<SendErrorKind>;
+
+/// Sends commands over one NATS connection.
+#[derive(Debug, Clone)]
+pub struct CommandClient {
+    client: async_nats::Client,
+    timeout: Duration,
+}
+
+impl CommandClient {
+    /// A client waiting up to 10 s for replies.
+    pub fn new(client: async_nats::Client) -> Self {
+        CommandClient {
+            client,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Changes the reply timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn prepare(
+        aggregate_type: &str,
+        aggregate_id: &str,
+        command: &str,
+        options: &SendOptions,
+    ) -> Result<(String, async_nats::HeaderMap), SendError> {
+        let invalid = |e: token::TokenError| Error::with_source(SendErrorKind::InvalidInput, e);
+        let subject =
+            CommandSubject::build(aggregate_type, aggregate_id, command).map_err(invalid)?;
+        let mut h = async_nats::HeaderMap::new();
+        for (name, value) in [
+            (headers::COMMAND_ID, &options.command_id),
+            (headers::CORRELATION_ID, &options.correlation_id),
+            (headers::CAUSATION_ID, &options.causation_id),
+        ] {
+            if let Some(value) = value {
+                token::validate(name, value).map_err(invalid)?;
+                h.insert(name, value.as_str());
+            }
+        }
+        if let Some(seq) = options.expected_seq {
+            h.insert(headers::EXPECTED_SEQ, seq.to_string().as_str());
+        }
+        Ok((subject, h))
+    }
+
+    /// Sends a command and waits for its reply.
+    pub async fn send(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        command: &str,
+        body: impl Into<Bytes>,
+        options: &SendOptions,
+    ) -> Result<CommandReply, SendError> {
+        let (subject, h) = Self::prepare(aggregate_type, aggregate_id, command, options)?;
+        let request = async_nats::Request::new()
+            .headers(h)
+            .payload(body.into())
+            .timeout(Some(self.timeout));
+        let reply = self
+            .client
+            .send_request(subject, request)
+            .await
+            .map_err(|e| Error::with_source(SendErrorKind::NoAnswer, e))?;
+        serde_json::from_slice(&reply.payload)
+            .map_err(|e| Error::with_source(SendErrorKind::BadReply, e))
+    }
+
+    /// Publishes a command without waiting for a reply (fire-and-forget);
+    /// give it a `command_id` to look its outcome up later.
+    pub async fn publish(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        command: &str,
+        body: impl Into<Bytes>,
+        options: &SendOptions,
+    ) -> Result<(), SendError> {
+        let (subject, h) = Self::prepare(aggregate_type, aggregate_id, command, options)?;
+        self.client
+            .publish_with_headers(subject, h, body.into())
+            .await
+            .map_err(|e| Error::with_source(SendErrorKind::NoAnswer, e))?;
+        self.client
+            .flush()
+            .await
+            .map_err(|e| Error::with_source(SendErrorKind::NoAnswer, e))
+    }
+}

@@ -1,0 +1,281 @@
+//! Settings: `config/jetsource.toml` (or `--config`), then environment
+//! variables, then flags. Every setting has a default; unknown keys and
+//! invalid values fail at start with a message naming the setting.
+
+use crate::units::{parse_bytes, parse_duration};
+use jetsource_handlers::handler::HandlerConfig;
+use jetsource_handlers::runtime::RuntimeConfig;
+use jetsource_handlers::store::StreamSettings;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config/jetsource.toml";
+/// Names the config file.
+pub const CONFIG_ENV: &str = "JETSOURCE_CONFIG";
+/// The NATS URL, before `NATS_URL` and the config file.
+pub const URL_ENV: &str = "JETSOURCE_NATS_URL";
+
+/// All settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where NATS is.
+    pub nats: NatsConfig,
+    /// The embedded nats-server, used when no URL is set.
+    pub embedded: EmbeddedConfig,
+    /// Command handling.
+    pub handlers: HandlersConfig,
+    /// Event streams.
+    pub streams: StreamsConfig,
+}
+
+/// `[nats]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// The server URL. Unset (the default): start the embedded server.
+    pub url: Option<String>,
+}
+
+/// `[embedded]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedConfig {
+    /// Where the embedded server keeps its store (`<data_dir>/nats`) and
+    /// records its URL (`<data_dir>/nats.url`). Default `data`.
+    pub data_dir: PathBuf,
+    /// The preferred port; a free one is used when it is taken. Default 4222.
+    pub port: u16,
+    /// Sync every write to disk before acknowledging it. Default true.
+    pub sync_always: bool,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            data_dir: PathBuf::from("data"),
+            port: 4222,
+            sync_always: true,
+        }
+    }
+}
+
+/// `[handlers]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HandlersConfig {
+    /// Queue group of the command subscribers. Default `jetsource-handlers`.
+    pub queue_group: String,
+    /// Commands processed at once. Default 4096.
+    pub max_in_flight: usize,
+    /// The largest command body. Default `1MiB`.
+    pub max_body: String,
+    /// How long one store request may take. Default `5s`.
+    pub store_timeout: String,
+    /// Aggregates kept in memory. Default 100000.
+    pub cache_capacity: u64,
+    /// An unused aggregate leaves memory after this. Default `10m`.
+    pub cache_idle: String,
+    /// Attempts after concurrency conflicts. Default 16.
+    pub conflict_retries: u32,
+    /// Attempts after store trouble. Default 5.
+    pub unavailable_retries: u32,
+    /// First back-off after store trouble. Default `50ms`.
+    pub retry_backoff: String,
+}
+
+impl Default for HandlersConfig {
+    fn default() -> Self {
+        HandlersConfig {
+            queue_group: "jetsource-handlers".into(),
+            max_in_flight: 4096,
+            max_body: "1MiB".into(),
+            store_timeout: "5s".into(),
+            cache_capacity: 100_000,
+            cache_idle: "10m".into(),
+            conflict_retries: 16,
+            unavailable_retries: 5,
+            retry_backoff: "50ms".into(),
+        }
+    }
+}
+
+/// `[streams]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamsConfig {
+    /// Replicas per event stream. Default 1.
+    pub replicas: usize,
+    /// Refuse deletes (one-way). Default true.
+    pub deny_delete: bool,
+    /// Refuse purges (one-way). Default true.
+    pub deny_purge: bool,
+    /// Optional size cap; appends past it are refused, never history deleted.
+    pub max_bytes: Option<String>,
+    /// JetStream's dedupe window. Default `2m`.
+    pub duplicate_window: String,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            replicas: 1,
+            deny_delete: true,
+            deny_purge: true,
+            max_bytes: None,
+            duplicate_window: "2m".into(),
+        }
+    }
+}
+
+/// A setting that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("setting {setting}: {message}")]
+    Invalid {
+        /// The setting's name.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(setting: &'static str) -> impl Fn(String) -> ConfigError {
+    move |message| ConfigError::Invalid { setting, message }
+}
+
+impl Config {
+    /// Reads `path`, or `$JETSOURCE_CONFIG`, or [`DEFAULT_CONFIG_FILE`] when
+    /// it exists, or the defaults; then validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env_path = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+        let (path, required) = match (path, env_path) {
+            (Some(p), _) => (p.to_path_buf(), true),
+            (None, Some(p)) => (p, true),
+            (None, None) => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        let config = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        config.runtime()?;
+        Ok(config)
+    }
+
+    /// The NATS URL: `flag`, then `$JETSOURCE_NATS_URL`, `$NATS_URL`, then
+    /// the config file. `None`: use the embedded server.
+    pub fn nats_url(&self, flag: Option<&str>) -> Option<String> {
+        flag.map(str::to_string)
+            .or_else(|| std::env::var(URL_ENV).ok().filter(|s| !s.is_empty()))
+            .or_else(|| std::env::var("NATS_URL").ok().filter(|s| !s.is_empty()))
+            .or_else(|| self.nats.url.clone())
+    }
+
+    /// The command runtime's settings.
+    pub fn runtime(&self) -> Result<RuntimeConfig, ConfigError> {
+        let h = &self.handlers;
+        let s = &self.streams;
+        if h.max_in_flight == 0 {
+            return Err(invalid("handlers.max_in_flight")(
+                "must be at least 1".into(),
+            ));
+        }
+        if s.replicas == 0 || s.replicas > 5 {
+            return Err(invalid("streams.replicas")("must be 1 to 5".into()));
+        }
+        jetsource_schemas::token::validate("queue group", &h.queue_group)
+            .map_err(|e| invalid("handlers.queue_group")(e.to_string()))?;
+        let max_body = parse_bytes(&h.max_body).map_err(invalid("handlers.max_body"))?;
+        let max_bytes = match &s.max_bytes {
+            Some(text) => Some(
+                i64::try_from(parse_bytes(text).map_err(invalid("streams.max_bytes"))?)
+                    .map_err(|_| invalid("streams.max_bytes")("too large".into()))?,
+            ),
+            None => None,
+        };
+        Ok(RuntimeConfig {
+            queue_group: h.queue_group.clone(),
+            max_in_flight: h.max_in_flight,
+            max_body_bytes: usize::try_from(max_body)
+                .map_err(|_| invalid("handlers.max_body")("too large".into()))?,
+            store_timeout: parse_duration(&h.store_timeout)
+                .map_err(invalid("handlers.store_timeout"))?,
+            handler: HandlerConfig {
+                cache_capacity: h.cache_capacity,
+                cache_idle: parse_duration(&h.cache_idle)
+                    .map_err(invalid("handlers.cache_idle"))?,
+                conflict_retries: h.conflict_retries,
+                unavailable_retries: h.unavailable_retries,
+                retry_backoff: parse_duration(&h.retry_backoff)
+                    .map_err(invalid("handlers.retry_backoff"))?,
+            },
+            streams: StreamSettings {
+                replicas: s.replicas,
+                deny_delete: s.deny_delete,
+                deny_purge: s.deny_purge,
+                max_bytes,
+                duplicate_window: parse_duration(&s.duplicate_window)
+                    .map_err(invalid("streams.duplicate_window"))?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_matches_the_defaults() {
+        let text = include_str!("../config/jetsource.toml");
+        let config: Config = toml::from_str(text).expect("config/jetsource.toml parses");
+        let defaults = Config::default();
+        assert_eq!(
+            format!("{:?}", config.runtime().expect("valid")),
+            format!("{:?}", defaults.runtime().expect("valid"))
+        );
+        assert_eq!(config.embedded.port, defaults.embedded.port);
+        assert_eq!(config.nats.url, None);
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let config: Config =
+            toml::from_str("[handlers]\nstore_timeout = \"soon\"").expect("parses");
+        match config.runtime() {
+            Err(ConfigError::Invalid { setting, .. }) => {
+                assert_eq!(setting, "handlers.store_timeout")
+            }
+            other => panic!("expected an invalid setting, got {other:?}"),
+        }
+        assert!(toml::from_str::<Config>("[handlers]\nno_such_key = 1").is_err());
+    }
+}

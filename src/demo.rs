@@ -1,0 +1,235 @@
+//! `jetsource demo`: the Rewind post's story, end to end, on the embedded
+//! default (or on the server a running `jetsource run` recorded).
+
+use crate::app::{App, Nats};
+use crate::blog::BlogPost;
+use crate::client::{CommandClient, SendOptions};
+use crate::config::Config;
+use crate::embedded;
+use jetsource_schemas::{subject, CommandReply};
+use std::io::Write;
+
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Setting up failed.
+    #[error(transparent)]
+    Run(#[from] crate::app::RunError),
+    /// A command could not be sent.
+    #[error(transparent)]
+    Send(#[from] crate::client::SendError),
+    /// Reading events back failed.
+    #[error(transparent)]
+    Load(#[from] jetsource_handlers::store::LoadError),
+    /// The story did not go as told: a bug.
+    #[error("unexpected: {0}")]
+    Unexpected(String),
+    /// Writing the output failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+struct Tour<'a, W: Write> {
+    client: CommandClient,
+    out: &'a mut W,
+    step: u32,
+}
+
+impl<W: Write> Tour<'_, W> {
+    fn say(&mut self, text: &str) -> std::io::Result<()> {
+        self.step += 1;
+        writeln!(self.out, "\n{}. {text}", self.step)
+    }
+
+    async fn send(
+        &mut self,
+        id: &str,
+        command: &str,
+        body: serde_json::Value,
+        options: SendOptions,
+    ) -> Result<CommandReply, DemoError> {
+        let subject = subject::CommandSubject::build(BlogPost::TYPE, id, command)
+            .map_err(|e| DemoError::Unexpected(e.to_string()))?;
+        let id_note = options
+            .command_id
+            .as_deref()
+            .map(|c| format!("  [Command-Id: {c}]"))
+            .unwrap_or_default();
+        writeln!(self.out, "   -> {subject} {body}{id_note}")?;
+        let reply = self
+            .client
+            .send(BlogPost::TYPE, id, command, body.to_string(), &options)
+            .await?;
+        writeln!(
+            self.out,
+            "   <- {}",
+            serde_json::to_string(&reply).unwrap_or_default()
+        )?;
+        Ok(reply)
+    }
+}
+
+use jetsource_handlers::Aggregate;
+
+fn expect(ok: bool, what: &str) -> Result<(), DemoError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(DemoError::Unexpected(what.to_string()))
+    }
+}
+
+/// Plays the story, writing to `out`.
+pub async fn run(
+    config: &Config,
+    nats_url: Option<&str>,
+    out: &mut impl Write,
+) -> Result<(), DemoError> {
+    let runtime_config = config.runtime().map_err(crate::app::RunError::from)?;
+    let recorded = config
+        .nats_url(nats_url)
+        .or_else(|| embedded::recorded_url(&config.embedded));
+    let nats = Nats::resolve(config, recorded.as_deref()).map_err(crate::app::RunError::from)?;
+    let client = jetsource_handlers::connect(&nats.url)
+        .await
+        .map_err(crate::app::RunError::from)?;
+    let runtime = App::new()
+        .aggregate::<BlogPost>()
+        .runtime_builder(client.clone())
+        .config(runtime_config)
+        .build()
+        .await
+        .map_err(crate::app::RunError::from)?;
+    let store = runtime.store().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(runtime.run(async {
+        let _ = stopped.await;
+    }));
+
+    writeln!(
+        out,
+        "jetsource demo on {} (nats-server {}{})",
+        nats.url,
+        client.server_info().version,
+        if nats.embedded.is_some() {
+            ", embedded"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(out, "Commands go to cmd.<aggregate_type>.<aggregate_id>.<command>; replies come back at once (case 1).")?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let post = format!("post-{}", &run_id[..8]);
+    let other = format!("post-{}", &run_id[8..16]);
+    let mut tour = Tour {
+        client: CommandClient::new(client.clone()),
+        out,
+        step: 0,
+    };
+
+    tour.say("Create a blog post. The handler validates it, appends BlogPostCreated with an expected-sequence check, and replies with the stream sequence.")?;
+    let reply = tour
+        .send(&post, "create", serde_json::json!({"title": "Rewind, a CQRS event store", "body": "Commands in, events out."}), SendOptions::default())
+        .await?;
+    expect(reply.is_accepted(), "create was not accepted")?;
+
+    tour.say("Change its title. State comes only from confirmed events (case 2b).")?;
+    let reply = tour
+        .send(
+            &post,
+            "change_title",
+            serde_json::json!({"title": "Rewind: feedback loops in CQRS"}),
+            SendOptions::default(),
+        )
+        .await?;
+    expect(reply.is_accepted(), "change_title was not accepted")?;
+
+    tour.say("A command that breaks a rule is rejected with a code and a reason, and nothing enters the event log.")?;
+    let reply = tour
+        .send(
+            &post,
+            "change_title",
+            serde_json::json!({"title": "   "}),
+            SendOptions::default(),
+        )
+        .await?;
+    expect(
+        reply.code() == Some(jetsource_schemas::RejectionCode::Validation),
+        "the empty title was not a validation error",
+    )?;
+    let reply = tour
+        .send(
+            &format!("{other}-missing"),
+            "publish",
+            serde_json::json!({}),
+            SendOptions::default(),
+        )
+        .await?;
+    expect(
+        reply.code() == Some(jetsource_schemas::RejectionCode::NotFound),
+        "publishing a missing post was not not_found",
+    )?;
+
+    tour.say("The same Command-Id sent twice: the second is answered from the first, nothing is appended again.")?;
+    let command_id = format!("publish-{}", &run_id[16..24]);
+    let once = SendOptions {
+        command_id: Some(command_id.clone()),
+        ..SendOptions::default()
+    };
+    let first = tour
+        .send(&post, "publish", serde_json::json!({}), once.clone())
+        .await?;
+    let second = tour
+        .send(&post, "publish", serde_json::json!({}), once)
+        .await?;
+    match (&first, &second) {
+        (CommandReply::Accepted(a), CommandReply::Accepted(b)) => expect(
+            !a.duplicate && b.duplicate && a.events == b.events,
+            "the resend was not a duplicate of the first",
+        )?,
+        _ => return Err(DemoError::Unexpected("publish was not accepted".into())),
+    }
+
+    tour.say("Create and publish another post in one command: two events in one atomic append.")?;
+    let reply = tour
+        .send(&other, "create", serde_json::json!({"title": "Atomic batches", "body": "All or nothing.", "publish": true}), SendOptions::default())
+        .await?;
+    match &reply {
+        CommandReply::Accepted(a) => expect(
+            a.events.len() == 2 && a.events[1].seq == a.events[0].seq + 1,
+            "the two events are not contiguous",
+        )?,
+        CommandReply::Rejected(_) => {
+            return Err(DemoError::Unexpected("create+publish was rejected".into()))
+        }
+    }
+
+    tour.say(
+        "The events stored, read back from JetStream (stream EVT_BLOGPOST, one subject per post):",
+    )?;
+    for id in [&post, &other] {
+        for event in store.load(BlogPost::TYPE, id, 0).await? {
+            writeln!(
+                tour.out,
+                "   #{:<5} {}  {}  [Command-Id: {}]",
+                event.seq,
+                event.subject,
+                String::from_utf8_lossy(&event.payload),
+                event.command_id().unwrap_or("-")
+            )?;
+        }
+    }
+    writeln!(tour.out, "\nThe rejected commands left no trace in the stream. Run `jetsource demo` again: it uses fresh ids.")?;
+
+    let _ = stop.send(());
+    match serving.await {
+        Ok(result) => result.map_err(crate::app::RunError::from)?,
+        Err(e) => {
+            return Err(DemoError::Unexpected(format!(
+                "the runtime task failed: {e}"
+            )))
+        }
+    }
+    drop(nats);
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! jetsource: CQRS and event sourcing on NATS JetStream.
+//!
+//! A client sends a command on `cmd.<type>.<id>.<command>`; a handler
+//! decides it against state built from the aggregate's confirmed events,
+//! appends the resulting events to the aggregate type's JetStream stream
+//! with an expected-sequence check (several events atomically), and replies.
+//! `PROTOCOL.md` is the wire contract.
+//!
+//! # Layout
+//! - [`App`] / [`app::run`]: the aggregates an application hosts, and serving them.
+//! - [`cli`]: the command line (`run`, `send`, `demo`) for any [`App`].
+//! - [`client`]: sending commands from Rust.
+//! - [`config`]: settings (file, environment, flags).
+//! - [`embedded`]: the embedded nats-server default.
+//! - [`demo`]: the guided tour.
+//! - [`blog`]: the reference aggregate from the Rewind post.
+//! - [`units`]: human durations and sizes.
+//!
+//! To host your own aggregates, implement [`Aggregate`] in your crate and
+//! hand an [`App`] to [`cli::main`] (or build a [`Runtime`] yourself).
+
+pub mod app;
+pub mod blog;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod embedded;
+pub mod units;
+
+pub use app::App;
+pub use jetsource_handlers as handlers;
+pub use jetsource_handlers::{
+    connect, testing, Aggregate, Rejection, RejectionKind, Runtime, RuntimeConfig,
+};
+pub use jetsource_schemas as schemas;
