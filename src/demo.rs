@@ -101,10 +101,7 @@ pub async fn run(
         .await
         .map_err(crate::app::RunError::from)?;
     let store = runtime.store().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(runtime.run(async {
-        let _ = stopped.await;
-    }));
+    let serving = runtime.start().await.map_err(crate::app::RunError::from)?;
 
     writeln!(
         out,
@@ -221,15 +218,10 @@ pub async fn run(
     }
     writeln!(tour.out, "\nThe rejected commands left no trace in the stream. Run `jetsource demo` again: it uses fresh ids.")?;
 
-    let _ = stop.send(());
-    match serving.await {
-        Ok(result) => result.map_err(crate::app::RunError::from)?,
-        Err(e) => {
-            return Err(DemoError::Unexpected(format!(
-                "the runtime task failed: {e}"
-            )))
-        }
-    }
+    serving
+        .shutdown()
+        .await
+        .map_err(crate::app::RunError::from)?;
     drop(nats);
     Ok(())
 }

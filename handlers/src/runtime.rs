@@ -203,10 +203,11 @@ impl Runtime {
         types
     }
 
-    /// Serves commands until `shutdown` completes; then stops taking
-    /// commands, lets those in flight finish and flushes their replies.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RuntimeError> {
-        let mut subscriber = self
+    /// Subscribes to the command subjects (confirmed by the server before
+    /// this returns, so commands sent afterwards are never missed) and
+    /// serves them in the background until [`Running::shutdown`].
+    pub async fn start(self) -> Result<Running, RuntimeError> {
+        let subscriber = self
             .client
             .queue_subscribe(
                 format!("{}.>", subject::COMMAND_ROOT),
@@ -214,12 +215,35 @@ impl Runtime {
             )
             .await
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
-        let permits = Arc::new(Semaphore::new(self.config.max_in_flight));
+        self.client
+            .flush()
+            .await
+            .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
         tracing::info!(aggregates = ?self.aggregate_types(), queue_group = %self.config.queue_group, "handling commands");
-        tokio::pin!(shutdown);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(self.serve_until(subscriber, stopped));
+        Ok(Running { stop, task })
+    }
+
+    /// Serves commands until `shutdown` completes; then stops taking
+    /// commands, lets those in flight finish and flushes their replies.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RuntimeError> {
+        let mut running = self.start().await?;
+        tokio::select! {
+            _ = shutdown => running.shutdown().await,
+            finished = &mut running.task => finished.map_err(|e| Error::new(RuntimeErrorKind::Nats, format!("the command loop failed: {e}")))?,
+        }
+    }
+
+    async fn serve_until(
+        self,
+        mut subscriber: async_nats::Subscriber,
+        mut stopped: tokio::sync::oneshot::Receiver<()>,
+    ) -> Result<(), RuntimeError> {
+        let permits = Arc::new(Semaphore::new(self.config.max_in_flight));
         loop {
             let message = tokio::select! {
-                _ = &mut shutdown => break,
+                _ = &mut stopped => break,
                 message = subscriber.next() => match message {
                     Some(message) => message,
                     None => break,
@@ -246,6 +270,25 @@ impl Runtime {
             .await
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
         Ok(())
+    }
+}
+
+/// A runtime serving commands in the background.
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+}
+
+impl Running {
+    /// Stops taking commands, waits for those in flight, flushes replies.
+    pub async fn shutdown(self) -> Result<(), RuntimeError> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(|e| {
+            Error::new(
+                RuntimeErrorKind::Nats,
+                format!("the command loop failed: {e}"),
+            )
+        })?
     }
 }
 

@@ -1,0 +1,309 @@
+//! Untrusted input: every bad subject token, header and body gets a typed
+//! rejection, nothing is written, and the runtime keeps serving.
+
+mod common;
+
+use async_nats::HeaderMap;
+use common::*;
+use jetsource::client::{SendErrorKind, SendOptions};
+use jetsource::handlers::connect::ConnectErrorKind;
+use jetsource::schemas::{CommandReply, RejectionCode};
+use jetsource::RuntimeConfig;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const BAD_TOKENS: &[&str] = &["a.b", "*", ">", "a b", "a\r\nb", "a\nb", "", "é", "a\tb"];
+
+#[tokio::test]
+async fn the_client_refuses_bad_tokens_before_sending() {
+    let server = NatsServer::new();
+    let client = commands(&server.client_url()).await;
+    let long = "x".repeat(129);
+    for bad in BAD_TOKENS.iter().copied().chain([long.as_str()]) {
+        let err = client
+            .send("blogpost", bad, "create", "{}", &SendOptions::default())
+            .await
+            .expect_err("invalid id");
+        assert_eq!(err.kind(), SendErrorKind::InvalidInput, "id {bad:?}");
+        let err = client
+            .send("blogpost", "p1", "create", "{}", &with_id(bad))
+            .await
+            .expect_err("invalid command id");
+        assert_eq!(
+            err.kind(),
+            SendErrorKind::InvalidInput,
+            "Command-Id {bad:?}"
+        );
+    }
+}
+
+/// Sends raw, unvalidated requests and returns the reply (or `None` when
+/// NATS itself refused or nothing answered).
+async fn raw(
+    client: &async_nats::Client,
+    subject: &str,
+    headers: HeaderMap,
+    body: &str,
+) -> Option<CommandReply> {
+    let request = async_nats::Request::new()
+        .headers(headers)
+        .payload(body.to_string().into())
+        .timeout(Some(Duration::from_secs(2)));
+    let reply = client
+        .send_request(subject.to_string(), request)
+        .await
+        .ok()?;
+    Some(serde_json::from_slice(&reply.payload).expect("every reply is a command reply"))
+}
+
+fn header(name: &str, value: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(name, value);
+    h
+}
+
+#[tokio::test]
+async fn the_runtime_rejects_bad_input_with_bad_request() {
+    let server = NatsServer::new();
+    let config = RuntimeConfig {
+        max_body_bytes: 4096,
+        ..RuntimeConfig::default()
+    };
+    let js = Jetsource::start_with(&server.client_url(), config).await;
+    let client = async_nats::ConnectOptions::new()
+        .skip_subject_validation(true)
+        .connect(server.client_url())
+        .await
+        .expect("connect");
+    let create = r#"{"title":"t","body":"b"}"#;
+    let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let huge = format!(r#"{{"title":"t","body":"{}"}}"#, "x".repeat(5000));
+    let long_id = "x".repeat(129);
+    let over_long_subject = format!("cmd.blogpost.{long_id}.create");
+    let cases: Vec<(&str, &str, HeaderMap, String)> = vec![
+        (
+            "too many tokens",
+            "cmd.blogpost.a.b.create",
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "too few tokens",
+            "cmd.blogpost.create",
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "wildcard id",
+            "cmd.blogpost.*.create",
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "wildcard command",
+            "cmd.blogpost.p1.*",
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "non-ascii id",
+            "cmd.blogpost.pé.create",
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "over-long id",
+            &over_long_subject,
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "unknown aggregate type",
+            "cmd.invoice.i1.create",
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "unknown command",
+            "cmd.blogpost.p1.delete",
+            HeaderMap::new(),
+            "{}".into(),
+        ),
+        (
+            "command id with a dot",
+            "cmd.blogpost.p1.create",
+            header("Command-Id", "a.b"),
+            create.into(),
+        ),
+        (
+            "command id with a space",
+            "cmd.blogpost.p1.create",
+            header("Command-Id", "a b"),
+            create.into(),
+        ),
+        (
+            "command id wildcard",
+            "cmd.blogpost.p1.create",
+            header("Command-Id", ">"),
+            create.into(),
+        ),
+        (
+            "over-long command id",
+            "cmd.blogpost.p1.create",
+            header("Command-Id", &long_id),
+            create.into(),
+        ),
+        (
+            "non-ascii command id",
+            "cmd.blogpost.p1.create",
+            header("Command-Id", "ü"),
+            create.into(),
+        ),
+        (
+            "bad correlation id",
+            "cmd.blogpost.p1.create",
+            header("Correlation-Id", "a*b"),
+            create.into(),
+        ),
+        (
+            "bad causation id",
+            "cmd.blogpost.p1.create",
+            header("Causation-Id", "x y"),
+            create.into(),
+        ),
+        (
+            "non-numeric Expected-Seq",
+            "cmd.blogpost.p1.create",
+            header("Expected-Seq", "abc"),
+            create.into(),
+        ),
+        (
+            "negative Expected-Seq",
+            "cmd.blogpost.p1.create",
+            header("Expected-Seq", "-1"),
+            create.into(),
+        ),
+        (
+            "fractional Expected-Seq",
+            "cmd.blogpost.p1.create",
+            header("Expected-Seq", "1.5"),
+            create.into(),
+        ),
+        (
+            "malformed JSON",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            "{\"title\":".into(),
+        ),
+        (
+            "deeply nested JSON",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            nested,
+        ),
+        (
+            "wrong field type",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            r#"{"title":5,"body":"b"}"#.into(),
+        ),
+        (
+            "unknown field",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            r#"{"title":"t","body":"b","x":1}"#.into(),
+        ),
+        (
+            "empty body for create",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            String::new(),
+        ),
+        (
+            "a JSON array",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            "[]".into(),
+        ),
+        (
+            "trailing garbage",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            format!("{create} x"),
+        ),
+        (
+            "body over the maximum",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            huge,
+        ),
+        (
+            "body not UTF-8 JSON",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            "\u{0}".into(),
+        ),
+    ];
+    let mut answered = 0;
+    for (name, subject, headers, body) in cases {
+        match raw(&client, subject, headers, &body).await {
+            Some(reply) => {
+                answered += 1;
+                assert_eq!(
+                    reply.code(),
+                    Some(RejectionCode::BadRequest),
+                    "{name}: {reply:?}"
+                );
+            }
+            // NATS itself may refuse a subject before any handler sees it;
+            // that is a rejection too, as long as nothing was written.
+            None => assert!(
+                name.contains("token") || name.contains("wildcard"),
+                "{name}: no answer"
+            ),
+        }
+    }
+    assert!(answered >= 25, "only {answered} cases reached the handler");
+    let (messages, _) = stream_state(&js.client, "EVT_BLOGPOST").await;
+    assert_eq!(messages, 0, "bad input wrote nothing");
+    // And the runtime keeps serving.
+    let good = commands(&server.client_url()).await;
+    common::create(&good, "p1").await;
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_older_than_2_12_3_is_refused_at_connect() {
+    // A minimal NATS protocol peer announcing an old version.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let info = format!(
+                    "INFO {{\"server_id\":\"old\",\"server_name\":\"old\",\"version\":\"2.9.10\",\"go\":\"go1.19\",\"host\":\"127.0.0.1\",\"port\":{port},\"headers\":true,\"max_payload\":1048576,\"proto\":1}}\r\n"
+                );
+                if write.write_all(info.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.starts_with("PING") && write.write_all(b"PONG\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let err = jetsource::connect(&format!("nats://127.0.0.1:{port}"))
+        .await
+        .expect_err("an old server is refused");
+    assert_eq!(err.kind(), ConnectErrorKind::UnsupportedServer);
+    assert!(
+        err.to_string().contains("2.12.3"),
+        "the message names the minimum: {err}"
+    );
+}

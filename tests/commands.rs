@@ -1,0 +1,713 @@
+//! The command path end to end against real nats-servers: accepted and
+//! rejected replies, concurrency, idempotency, atomicity, bad input.
+
+mod common;
+
+use common::*;
+use jetsource::client::SendOptions;
+use jetsource::handlers::store::{AppendErrorKind, AppendMeta, NewEvent, StreamSettings};
+use jetsource::schemas::{CommandReply, RejectionCode};
+use jetsource::RuntimeConfig;
+use std::collections::HashSet;
+use std::time::Duration;
+
+#[tokio::test]
+async fn accepted_command_is_stored_with_its_metadata() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    let options = SendOptions {
+        command_id: Some("cmd-1".into()),
+        correlation_id: Some("flow-7".into()),
+        causation_id: Some("click-3".into()),
+        expected_seq: None,
+    };
+    let reply = client
+        .send(
+            "blogpost",
+            "p1",
+            "create",
+            r#"{"title":" Hello ","body":"text"}"#,
+            &options,
+        )
+        .await
+        .expect("reply");
+    let accepted = accepted(reply);
+    assert_eq!(accepted.command_id, "cmd-1");
+    assert_eq!(
+        (
+            accepted.aggregate_type.as_str(),
+            accepted.aggregate_id.as_str()
+        ),
+        ("blogpost", "p1")
+    );
+    assert!(!accepted.duplicate);
+    assert_eq!(accepted.events.len(), 1);
+    assert_eq!(accepted.events[0].event_type, "BlogPostCreated");
+    assert_eq!(accepted.events[0].stream, "EVT_BLOGPOST");
+
+    let stored = js.store.load("blogpost", "p1", 0).await.expect("load");
+    assert_eq!(stored.len(), 1);
+    let event = &stored[0];
+    assert_eq!(event.seq, accepted.events[0].seq);
+    assert_eq!(event.subject, "evt.blogpost.p1.BlogPostCreated");
+    let body: serde_json::Value = serde_json::from_slice(&event.payload).expect("json body");
+    assert_eq!(body, serde_json::json!({"title": "Hello", "body": "text"}));
+    let header = |name: &str| event.headers.get(name).map(|v| v.as_str().to_string());
+    assert_eq!(header("Command-Id").as_deref(), Some("cmd-1"));
+    assert_eq!(header("Correlation-Id").as_deref(), Some("flow-7"));
+    assert_eq!(header("Causation-Id").as_deref(), Some("click-3"));
+    assert_eq!(header("Event-Version").as_deref(), Some("1"));
+    assert_eq!(header("Nats-Msg-Id").as_deref(), Some("p1:cmd-1:0"));
+    let time = header("Event-Time").expect("Event-Time");
+    assert!(time.ends_with('Z'), "RFC 3339 UTC: {time}");
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn every_rejection_code_and_nothing_written() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    let created = create(&client, "p1").await;
+    let before = stream_state(&js.client, "EVT_BLOGPOST").await;
+
+    let validation = send(
+        &client,
+        "p1",
+        "create",
+        serde_json::json!({"title": "x", "body": ""}),
+    )
+    .await;
+    assert_eq!(rejected(&validation), RejectionCode::Validation);
+    let empty_title = send(
+        &client,
+        "p1",
+        "change_title",
+        serde_json::json!({"title": "  "}),
+    )
+    .await;
+    assert_eq!(rejected(&empty_title), RejectionCode::Validation);
+    let long_title = send(
+        &client,
+        "p1",
+        "change_title",
+        serde_json::json!({"title": "x".repeat(201)}),
+    )
+    .await;
+    assert_eq!(rejected(&long_title), RejectionCode::Validation);
+    let not_found = send(&client, "nobody", "publish", serde_json::json!({})).await;
+    assert_eq!(rejected(&not_found), RejectionCode::NotFound);
+    let unknown_command = send(&client, "p1", "delete", serde_json::json!({})).await;
+    assert_eq!(rejected(&unknown_command), RejectionCode::BadRequest);
+    let unknown_field = send(
+        &client,
+        "p1",
+        "change_title",
+        serde_json::json!({"title": "a", "x": 1}),
+    )
+    .await;
+    assert_eq!(rejected(&unknown_field), RejectionCode::BadRequest);
+    let malformed = client
+        .send(
+            "blogpost",
+            "p1",
+            "change_title",
+            "{not json",
+            &SendOptions::default(),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(rejected(&malformed), RejectionCode::BadRequest);
+    let unknown_type = client
+        .send("invoice", "i1", "create", "{}", &SendOptions::default())
+        .await
+        .expect("reply");
+    assert_eq!(rejected(&unknown_type), RejectionCode::BadRequest);
+    let stale = client
+        .send(
+            "blogpost",
+            "p1",
+            "publish",
+            "{}",
+            &SendOptions {
+                expected_seq: Some(created.events[0].seq + 10),
+                ..SendOptions::default()
+            },
+        )
+        .await
+        .expect("reply");
+    assert_eq!(rejected(&stale), RejectionCode::Conflict);
+
+    assert_eq!(
+        stream_state(&js.client, "EVT_BLOGPOST").await,
+        before,
+        "rejections wrote nothing"
+    );
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_stream_answers_unavailable_and_state_does_not_advance() {
+    let server = NatsServer::new();
+    let mut config = RuntimeConfig {
+        streams: StreamSettings {
+            max_bytes: Some(600),
+            ..StreamSettings::default()
+        },
+        ..RuntimeConfig::default()
+    };
+    config.handler.retry_backoff = Duration::from_millis(5);
+    let js = Jetsource::start_with(&server.client_url(), config).await;
+    let client = commands(&server.client_url()).await;
+    create(&client, "p1").await;
+    let big = "x".repeat(190);
+    let mut last = None;
+    for _ in 0..10 {
+        let reply = send(
+            &client,
+            "p1",
+            "change_title",
+            serde_json::json!({"title": big.clone()}),
+        )
+        .await;
+        if !reply.is_accepted() {
+            last = Some(reply);
+            break;
+        }
+        // Alternate titles so every command decides an event.
+        let reply = send(
+            &client,
+            "p1",
+            "change_title",
+            serde_json::json!({"title": "short"}),
+        )
+        .await;
+        if !reply.is_accepted() {
+            last = Some(reply);
+            break;
+        }
+    }
+    let reply = last.expect("the stream filled up");
+    assert_eq!(rejected(&reply), RejectionCode::Unavailable);
+    let before = stream_state(&js.client, "EVT_BLOGPOST").await;
+    // The handler's state did not advance: the aggregate's stored last
+    // sequence still matches what an Expected-Seq check sees.
+    let stored = js.store.load("blogpost", "p1", 0).await.expect("load");
+    let last_seq = stored.last().expect("events").seq;
+    let next = client
+        .send(
+            "blogpost",
+            "p1",
+            "publish",
+            "{}",
+            &SendOptions {
+                expected_seq: Some(last_seq),
+                ..SendOptions::default()
+            },
+        )
+        .await
+        .expect("reply");
+    assert_eq!(
+        rejected(&next),
+        RejectionCode::Unavailable,
+        "checked against the real last sequence, then refused by the full stream"
+    );
+    assert_eq!(stream_state(&js.client, "EVT_BLOGPOST").await, before);
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_that_no_longer_decodes_is_internal() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    // Someone bypassed jetsource and stored garbage on an aggregate's subject.
+    let jetstream = async_nats::jetstream::new(js.client.clone());
+    jetstream
+        .publish("evt.blogpost.broken.BlogPostCreated", "not json".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    let reply = send(&client, "broken", "publish", serde_json::json!({})).await;
+    assert_eq!(rejected(&reply), RejectionCode::Internal);
+    // Other aggregates are unaffected.
+    create(&client, "fine").await;
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn commands_that_decide_nothing_are_accepted_with_no_events() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    create(&client, "p1").await;
+    let same = accepted(
+        send(
+            &client,
+            "p1",
+            "change_title",
+            serde_json::json!({"title": "Hello"}),
+        )
+        .await,
+    );
+    assert!(same.events.is_empty());
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_publish_is_one_atomic_append() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    let reply = accepted(
+        send(
+            &client,
+            "p1",
+            "create",
+            serde_json::json!({"title": "T", "body": "B", "publish": true}),
+        )
+        .await,
+    );
+    let types: Vec<_> = reply.events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["BlogPostCreated", "BlogPostPublished"]);
+    assert_eq!(reply.events[1].seq, reply.events[0].seq + 1);
+    let stored = js.store.load("blogpost", "p1", 0).await.expect("load");
+    assert_eq!(
+        stored.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [reply.events[0].seq, reply.events[1].seq]
+    );
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn a_multi_event_append_whose_check_fails_stores_nothing() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    create(&client, "p1").await;
+    let before = stream_state(&js.client, "EVT_BLOGPOST").await;
+    let events = vec![
+        NewEvent {
+            event_type: "BlogPostTitleChanged".into(),
+            body: r#"{"title":"a"}"#.into(),
+        },
+        NewEvent {
+            event_type: "BlogPostPublished".into(),
+            body: "{}".into(),
+        },
+    ];
+    let meta = AppendMeta {
+        command_id: "stale-writer",
+        correlation_id: None,
+        causation_id: None,
+        event_version: 1,
+    };
+    // Expected 0, but the post already has an event.
+    let err = js
+        .store
+        .append("blogpost", "p1", 0, &events, &meta)
+        .await
+        .expect_err("conflict");
+    assert_eq!(err.kind(), AppendErrorKind::Conflict);
+    assert_eq!(
+        stream_state(&js.client, "EVT_BLOGPOST").await,
+        before,
+        "no partial write"
+    );
+    assert_eq!(
+        js.store
+            .load("blogpost", "p1", 0)
+            .await
+            .expect("load")
+            .len(),
+        1
+    );
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn expected_seq_is_honoured() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    let seq = create(&client, "p1").await.events[0].seq;
+    let at = |seq| SendOptions {
+        expected_seq: Some(seq),
+        ..SendOptions::default()
+    };
+    let first = client
+        .send(
+            "blogpost",
+            "p1",
+            "change_title",
+            r#"{"title":"Second"}"#,
+            &at(seq),
+        )
+        .await
+        .expect("reply");
+    assert!(first.is_accepted());
+    let second = client
+        .send(
+            "blogpost",
+            "p1",
+            "change_title",
+            r#"{"title":"Third"}"#,
+            &at(seq),
+        )
+        .await
+        .expect("reply");
+    assert_eq!(rejected(&second), RejectionCode::Conflict);
+    let new = client
+        .send(
+            "blogpost",
+            "new-post",
+            "create",
+            r#"{"title":"t","body":""}"#,
+            &at(0),
+        )
+        .await
+        .expect("reply");
+    assert!(
+        new.is_accepted(),
+        "Expected-Seq 0 means the aggregate is new"
+    );
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn thirty_two_concurrent_commands_on_one_aggregate_are_all_stored_in_reply_order() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    create(&client, "p1").await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let title = format!("title {i}");
+            let reply = send(
+                &client,
+                "p1",
+                "change_title",
+                serde_json::json!({"title": title}),
+            )
+            .await;
+            (title, accepted(reply))
+        }));
+    }
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.push(task.await.expect("task"));
+    }
+    replies.sort_by_key(|(_, a)| a.events[0].seq);
+    let stored = js.store.load("blogpost", "p1", 0).await.expect("load");
+    assert_eq!(stored.len(), 33);
+    for ((title, reply), event) in replies.iter().zip(&stored[1..]) {
+        assert_eq!(reply.events[0].seq, event.seq, "contiguous, in reply order");
+        let body: serde_json::Value = serde_json::from_slice(&event.payload).expect("json");
+        assert_eq!(body["title"], title.as_str());
+    }
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn sixteen_concurrent_publishes_exactly_one_wins() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    create(&client, "p1").await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            send(&client, "p1", "publish", serde_json::json!({})).await
+        }));
+    }
+    let mut accepted_count = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            CommandReply::Accepted(_) => accepted_count += 1,
+            rejection => assert_eq!(rejected(&rejection), RejectionCode::Validation),
+        }
+    }
+    assert_eq!(accepted_count, 1);
+    let stored = js.store.load("blogpost", "p1", 0).await.expect("load");
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|e| e.event_type() == "BlogPostPublished")
+            .count(),
+        1
+    );
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn two_runtimes_on_the_same_subjects_resolve_conflicts_by_retry() {
+    let server = NatsServer::new();
+    let a = Jetsource::start(&server.client_url()).await;
+    let b = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    create(&client, "shared").await;
+    // Both runtimes cache the aggregate; from now on each one's view goes stale
+    // whenever the other appends.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            send(
+                &client,
+                "shared",
+                "change_title",
+                serde_json::json!({"title": format!("t{i}")}),
+            )
+            .await
+        }));
+    }
+    let mut seqs = HashSet::new();
+    for task in tasks {
+        let reply = accepted(task.await.expect("task"));
+        assert!(
+            seqs.insert(reply.events[0].seq),
+            "each command has its own event"
+        );
+    }
+    let stored = a.store.load("blogpost", "shared", 0).await.expect("load");
+    assert_eq!(stored.len(), 41);
+    let ids: HashSet<_> = stored
+        .iter()
+        .filter_map(|e| e.command_id().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 41, "no command stored twice");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_resent_command_id_is_answered_from_the_first_try() {
+    let server = NatsServer::with(|o| {
+        o.extra_config = String::new();
+    });
+    let mut config = RuntimeConfig::default();
+    // A short dedupe window: idempotency must not depend on it.
+    config.streams.duplicate_window = Duration::from_millis(500);
+    let js = Jetsource::start_with(&server.client_url(), config.clone()).await;
+    let client = commands(&server.client_url()).await;
+    let body = r#"{"title":"Hello","body":"text"}"#;
+    let first = accepted(
+        client
+            .send("blogpost", "p1", "create", body, &with_id("c-1"))
+            .await
+            .expect("reply"),
+    );
+    let again = accepted(
+        client
+            .send("blogpost", "p1", "create", body, &with_id("c-1"))
+            .await
+            .expect("reply"),
+    );
+    assert!(again.duplicate, "a resent create is not a validation error");
+    assert_eq!(again.events, first.events);
+
+    // After the dedupe window and with a fresh runtime (empty cache).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    js.stop().await;
+    let js = Jetsource::start_with(&server.client_url(), config).await;
+    let later = accepted(
+        client
+            .send("blogpost", "p1", "create", body, &with_id("c-1"))
+            .await
+            .expect("reply"),
+    );
+    assert!(later.duplicate);
+    assert_eq!(later.events, first.events);
+    assert_eq!(
+        js.store
+            .load("blogpost", "p1", 0)
+            .await
+            .expect("load")
+            .len(),
+        1
+    );
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_survives_a_server_restart() {
+    let mut server = NatsServer::new();
+    let url = server.client_url();
+    let js = Jetsource::start(&url).await;
+    let client = commands(&url).await;
+    let first = accepted(
+        client
+            .send(
+                "blogpost",
+                "p1",
+                "create",
+                r#"{"title":"a","body":"b"}"#,
+                &with_id("c-1"),
+            )
+            .await
+            .expect("reply"),
+    );
+    server.restart();
+    // Clients retry with the same Command-Id until the reconnected runtime answers.
+    let mut answer = None;
+    for _ in 0..100 {
+        match client
+            .send(
+                "blogpost",
+                "p1",
+                "create",
+                r#"{"title":"a","body":"b"}"#,
+                &with_id("c-1"),
+            )
+            .await
+        {
+            Ok(reply) => {
+                answer = Some(reply);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let again = accepted(answer.expect("an answer after the restart"));
+    assert!(again.duplicate);
+    assert_eq!(again.events, first.events);
+    assert_eq!(
+        js.store
+            .load("blogpost", "p1", 0)
+            .await
+            .expect("load")
+            .len(),
+        1
+    );
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_id_reused_on_another_aggregate_is_not_a_duplicate() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    let body = r#"{"title":"t","body":"b"}"#;
+    let a = accepted(
+        client
+            .send("blogpost", "a", "create", body, &with_id("same"))
+            .await
+            .expect("reply"),
+    );
+    let b = accepted(
+        client
+            .send("blogpost", "b", "create", body, &with_id("same"))
+            .await
+            .expect("reply"),
+    );
+    assert!(!a.duplicate && !b.duplicate);
+    assert_ne!(a.events[0].seq, b.events[0].seq);
+    assert_eq!(
+        js.store.load("blogpost", "b", 0).await.expect("load").len(),
+        1
+    );
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn a_resent_id_whose_first_try_was_rejected_is_decided_again() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    let body = r#"{"title":"New"}"#;
+    let first = client
+        .send("blogpost", "p1", "change_title", body, &with_id("retry-me"))
+        .await
+        .expect("reply");
+    assert_eq!(rejected(&first), RejectionCode::NotFound);
+    create(&client, "p1").await;
+    let second = accepted(
+        client
+            .send("blogpost", "p1", "change_title", body, &with_id("retry-me"))
+            .await
+            .expect("reply"),
+    );
+    assert!(!second.duplicate);
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn own_write_recognised_in_the_reloaded_tail() {
+    // An earlier attempt's append landed but its ack was lost: the retry
+    // meets "wrong last sequence", reloads, and finds its own command there.
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    let seq = create(&client, "p1").await.events[0].seq;
+    let meta = AppendMeta {
+        command_id: "lost-ack",
+        correlation_id: None,
+        causation_id: None,
+        event_version: 1,
+    };
+    let event = NewEvent {
+        event_type: "BlogPostTitleChanged".into(),
+        body: r#"{"title":"Changed"}"#.into(),
+    };
+    let stored = js
+        .store
+        .append("blogpost", "p1", seq, &[event], &meta)
+        .await
+        .expect("append");
+    let reply = accepted(
+        client
+            .send(
+                "blogpost",
+                "p1",
+                "change_title",
+                r#"{"title":"Changed"}"#,
+                &with_id("lost-ack"),
+            )
+            .await
+            .expect("reply"),
+    );
+    assert_eq!(reply.events[0].seq, stored[0]);
+    assert_eq!(
+        js.store
+            .load("blogpost", "p1", 0)
+            .await
+            .expect("load")
+            .len(),
+        2,
+        "not appended twice"
+    );
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn fire_and_forget_commands_are_processed() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    client
+        .publish(
+            "blogpost",
+            "ff",
+            "create",
+            r#"{"title":"t","body":"b"}"#,
+            &with_id("ff-1"),
+        )
+        .await
+        .expect("publish");
+    let mut stored = Vec::new();
+    for _ in 0..100 {
+        stored = js.store.load("blogpost", "ff", 0).await.expect("load");
+        if !stored.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].command_id(), Some("ff-1"));
+    js.stop().await;
+}

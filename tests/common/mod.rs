@@ -1,0 +1,110 @@
+//! Shared set-up for the integration tests: a real nats-server per test and
+//! a jetsource runtime in this process.
+#![allow(dead_code, unreachable_pub)]
+
+use jetsource::blog::BlogPost;
+use jetsource::client::{CommandClient, SendOptions};
+use jetsource::handlers::runtime::Running;
+use jetsource::handlers::store::EventStore;
+use jetsource::schemas::{Accepted, CommandReply, RejectionCode};
+use jetsource::{App, RuntimeConfig};
+pub use jetsource_test_server::NatsServer;
+
+/// A jetsource runtime serving the blog aggregate.
+pub struct Jetsource {
+    running: Running,
+    pub store: EventStore,
+    pub client: async_nats::Client,
+}
+
+impl Jetsource {
+    pub async fn start(url: &str) -> Self {
+        Self::start_with(url, RuntimeConfig::default()).await
+    }
+
+    pub async fn start_with(url: &str, config: RuntimeConfig) -> Self {
+        let client = jetsource::connect(url).await.expect("connect");
+        let runtime = App::new()
+            .aggregate::<BlogPost>()
+            .runtime_builder(client.clone())
+            .config(config)
+            .build()
+            .await
+            .expect("build the runtime");
+        let store = runtime.store().clone();
+        let running = runtime.start().await.expect("start the runtime");
+        Jetsource {
+            running,
+            store,
+            client,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.running.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// A command client on its own connection.
+pub async fn commands(url: &str) -> CommandClient {
+    CommandClient::new(async_nats::connect(url).await.expect("connect the client"))
+}
+
+pub fn with_id(id: &str) -> SendOptions {
+    SendOptions {
+        command_id: Some(id.to_string()),
+        ..SendOptions::default()
+    }
+}
+
+pub async fn send(
+    client: &CommandClient,
+    id: &str,
+    command: &str,
+    body: serde_json::Value,
+) -> CommandReply {
+    client
+        .send(
+            "blogpost",
+            id,
+            command,
+            body.to_string(),
+            &SendOptions::default(),
+        )
+        .await
+        .expect("a reply")
+}
+
+pub fn accepted(reply: CommandReply) -> Accepted {
+    match reply {
+        CommandReply::Accepted(a) => a,
+        CommandReply::Rejected(r) => panic!("expected accepted, got {r:?}"),
+    }
+}
+
+pub fn rejected(reply: &CommandReply) -> RejectionCode {
+    match reply {
+        CommandReply::Rejected(r) => r.code,
+        CommandReply::Accepted(a) => panic!("expected a rejection, got {a:?}"),
+    }
+}
+
+pub async fn create(client: &CommandClient, id: &str) -> Accepted {
+    accepted(
+        send(
+            client,
+            id,
+            "create",
+            serde_json::json!({"title": "Hello", "body": "text"}),
+        )
+        .await,
+    )
+}
+
+/// Messages and bytes in a stream.
+pub async fn stream_state(client: &async_nats::Client, stream: &str) -> (u64, u64) {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream(stream).await.expect("stream exists");
+    let info = stream.info().await.expect("stream info");
+    (info.state.messages, info.state.bytes)
+}
