@@ -111,6 +111,8 @@ pub async fn run(
         "jetsource ready"
     );
     runtime.run(shutdown).await?;
+    // Close the connection before the embedded server stops under it.
+    let _ = client.drain().await;
     drop(nats);
     Ok(())
 }

@@ -14,9 +14,11 @@
 //! - [`headers`]: header names clients send and events carry.
 //! - [`reply`]: the command reply (`accepted` / `rejected`) and rejection codes.
 //! - [`event`]: references to stored events and their metadata.
+//! - [`json`]: the JSON Schemas generated from these types.
 
 pub mod event;
 pub mod headers;
+pub mod json;
 pub mod reply;
 pub mod subject;
 pub mod token;
