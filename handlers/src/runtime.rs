@@ -215,8 +215,11 @@ impl Runtime {
             )
             .await
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
+        // `flush` only empties the write buffer. A request on the same
+        // connection is answered after the server has processed everything
+        // sent before it, the SUB included.
         self.client
-            .flush()
+            .request("$JS.API.INFO", bytes::Bytes::new())
             .await
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
         tracing::info!(aggregates = ?self.aggregate_types(), queue_group = %self.config.queue_group, "handling commands");
