@@ -14,11 +14,13 @@
 //! - [`embedded`]: the embedded nats-server default.
 //! - [`demo`]: the guided tour.
 //! - [`blog`]: the reference aggregate from the Rewind post.
+//! - [`account`]: a bank account, the reference for an invariant under concurrency.
 //! - [`units`]: human durations and sizes.
 //!
 //! To host your own aggregates, implement [`Aggregate`] in your crate and
 //! hand an [`App`] to [`cli::main`] (or build a [`Runtime`] yourself).
 
+pub mod account;
 pub mod app;
 pub mod blog;
 pub mod cli;

@@ -1,8 +1,9 @@
-//! The `jetsource` binary: the CLI, hosting the reference blog aggregate.
+//! The `jetsource` binary: the CLI, hosting the reference aggregates.
 
+use jetsource::account::Account;
 use jetsource::blog::BlogPost;
 use jetsource::App;
 
 fn main() -> std::process::ExitCode {
-    jetsource::cli::main(App::new().aggregate::<BlogPost>())
+    jetsource::cli::main(App::new().aggregate::<BlogPost>().aggregate::<Account>())
 }

@@ -24,13 +24,23 @@ impl std::fmt::Display for ConnectErrorKind {
 /// A connect failure.
 pub type ConnectError = Error<ConnectErrorKind>;
 
-/// Connects to `url` with `options` and checks the server's version.
+/// The servers in `url`: one URL, or several separated by commas (a
+/// cluster's nodes).
+pub fn server_list(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// Connects to `url` (one URL or a comma-separated list) with `options`
+/// and checks the server's version.
 pub async fn connect_with(
     url: &str,
     options: async_nats::ConnectOptions,
 ) -> Result<async_nats::Client, ConnectError> {
     let client = options
-        .connect(url)
+        .connect(server_list(url))
         .await
         .map_err(|e| Error::with_source(ConnectErrorKind::Unreachable, e))?;
     if let Err(e) = check_server(&client) {

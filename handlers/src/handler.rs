@@ -288,6 +288,12 @@ impl<A: Aggregate> AggregateHandler<A> {
                         );
                     }
                     tracing::debug!(%error, attempt = conflicts, "append conflict, reloading");
+                    if conflicts > 1 {
+                        // Writers that keep colliding (other processes, or a
+                        // clustered proposal still in flight: 10164) need
+                        // time apart; a jittered, growing pause gives it.
+                        tokio::time::sleep(conflict_pause(conflicts)).await;
+                    }
                 }
                 AppendErrorKind::Unavailable => {
                     outages += 1;
@@ -340,6 +346,13 @@ impl<A: Aggregate> AggregateHandler<A> {
             }
         }
     }
+}
+
+/// A random pause of up to 2^attempt ms, capped at 100 ms.
+fn conflict_pause(attempt: u32) -> Duration {
+    let ceiling = 1u64 << attempt.min(7);
+    let jitter = (uuid::Uuid::new_v4().as_u128() as u64) % ceiling.min(100);
+    Duration::from_millis(jitter + 1)
 }
 
 impl<A: Aggregate> DynHandler for AggregateHandler<A> {

@@ -25,8 +25,9 @@ pub enum RejectionCode {
     /// The subject, headers or body are malformed, or the aggregate type or
     /// command is unknown. Fix the request.
     BadRequest,
-    /// The event store could not be reached or refused the write for now.
-    /// Nothing was written; resend with the same `Command-Id`.
+    /// The event store could not be reached, did not confirm the write in
+    /// time, or refused it for now. Resend with the same `Command-Id`: a
+    /// write that did land is then answered as a duplicate.
     Unavailable,
     /// A bug or an unexpected answer. Nothing was written.
     Internal,

@@ -108,3 +108,81 @@ pub async fn stream_state(client: &async_nats::Client, stream: &str) -> (u64, u6
     let info = stream.info().await.expect("stream info");
     (info.state.messages, info.state.bytes)
 }
+
+/// Builds and starts a runtime hosting the reference aggregates, retrying
+/// while JetStream is still electing its leaders (clusters).
+pub async fn start_all(url: &str, config: RuntimeConfig) -> Jetsource {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let client = jetsource::connect(url).await.expect("connect");
+        let built = App::new()
+            .aggregate::<BlogPost>()
+            .aggregate::<jetsource::account::Account>()
+            .runtime_builder(client.clone())
+            .config(config.clone())
+            .build()
+            .await;
+        match built {
+            Ok(runtime) => {
+                let store = runtime.store().clone();
+                let running = runtime.start().await.expect("start the runtime");
+                return Jetsource {
+                    running,
+                    store,
+                    client,
+                };
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("runtime not ready yet: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("the runtime never started: {e}"),
+        }
+    }
+}
+
+/// A `jetsource run` child process, killed on drop.
+pub struct JetsourceProcess {
+    child: std::process::Child,
+}
+
+impl JetsourceProcess {
+    /// Starts `jetsource run --nats-url <url>` and waits for its ready line.
+    pub fn start(url: &str, dir: &std::path::Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jetsource"))
+            .args(["run", "--nats-url", url])
+            .current_dir(dir)
+            .env_remove("JETSOURCE_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn jetsource run");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("jetsource ready") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("jetsource run became ready");
+        JetsourceProcess { child }
+    }
+
+    /// SIGKILL: no clean shutdown.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for JetsourceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

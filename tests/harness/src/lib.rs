@@ -85,6 +85,78 @@ impl NatsServer {
     }
 }
 
+/// A free loopback port (bound once and released; good enough for tests).
+pub fn free_port() -> u16 {
+    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(addr) => addr.port(),
+        Err(e) => panic!("no free port: {e}"),
+    }
+}
+
+/// A JetStream cluster of nats-servers on loopback ports, each with its own
+/// temporary store, all syncing every write.
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes named `n1`, `n2`, … in cluster `jetsource-test`.
+    pub fn new(size: usize) -> Self {
+        let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let nodes = (0..size)
+            .map(|i| {
+                NatsServer::with(|options| {
+                    options.port = Some(client_ports[i]);
+                    options.name = Some(format!("n{}", i + 1));
+                    options.extra_config = format!(
+                        "cluster {{\n  name: jetsource-test\n  listen: 127.0.0.1:{}\n  routes: [{routes}]\n}}\n",
+                        route_ports[i]
+                    );
+                })
+            })
+            .collect();
+        NatsCluster { nodes }
+    }
+
+    /// Every node's client URL, comma-separated, as NATS clients take them.
+    pub fn client_urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::client_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `i` (0-based).
+    pub fn node(&mut self, i: usize) -> &mut NatsServer {
+        &mut self.nodes[i]
+    }
+
+    /// The index of the node named `name` (`n1` is 0).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        name.strip_prefix('n')
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| n.checked_sub(1))
+            .filter(|i| *i < self.nodes.len())
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Never true: a cluster has nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
 impl Default for NatsServer {
     fn default() -> Self {
         Self::new()

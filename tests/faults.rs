@@ -1,0 +1,422 @@
+//! Faults under load: nats-server killed and restarted, a jetsource process
+//! killed, a cluster losing its stream leader or its quorum. Clients resend
+//! with the same Command-Id until they get an answer; a checker then shows
+//! every accepted command's events stored exactly once, in accept order.
+
+mod common;
+
+use common::*;
+use jetsource::client::{CommandClient, SendOptions};
+use jetsource::handlers::store::EventStore;
+use jetsource::schemas::{Accepted, CommandReply, RejectionCode};
+use jetsource::RuntimeConfig;
+use jetsource_test_server::NatsCluster;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WORKERS: usize = 8;
+
+/// Fault tests start servers and kill them: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn fault_config(replicas: usize) -> RuntimeConfig {
+    let mut config = RuntimeConfig {
+        store_timeout: Duration::from_secs(1),
+        ..RuntimeConfig::default()
+    };
+    config.handler.unavailable_retries = 2;
+    config.handler.retry_backoff = Duration::from_millis(20);
+    config.streams.replicas = replicas;
+    config
+}
+
+/// Sends one command until it gets an answer other than `unavailable`.
+async fn until_answered(
+    client: &CommandClient,
+    account: &str,
+    command: &str,
+    body: String,
+    command_id: &str,
+) -> CommandReply {
+    let options = SendOptions {
+        command_id: Some(command_id.to_string()),
+        ..SendOptions::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match client
+            .send("account", account, command, body.clone(), &options)
+            .await
+        {
+            Ok(reply) if reply.code() != Some(RejectionCode::Unavailable) => return reply,
+            _ if Instant::now() > deadline => panic!("{command_id} never answered"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// One client: opens its account, then deposits 1, 2, … in order until
+/// `stop` is set.
+async fn worker(url: String, w: usize, stop: Arc<AtomicBool>) -> Vec<Accepted> {
+    let client = CommandClient::new(
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(url.split(',').collect::<Vec<_>>())
+            .await
+            .expect("client connects"),
+    )
+    .with_timeout(Duration::from_secs(2));
+    let account = format!("acc-{w}");
+    let mut accepted = Vec::new();
+    let open = until_answered(
+        &client,
+        &account,
+        "open",
+        r#"{"owner":"ada"}"#.into(),
+        &format!("open-{w}"),
+    )
+    .await;
+    accepted.push(common::accepted(open));
+    for i in 1.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let reply = until_answered(
+            &client,
+            &account,
+            "deposit",
+            format!(r#"{{"amount":{i}}}"#),
+            &format!("dep-{w}-{i}"),
+        )
+        .await;
+        accepted.push(common::accepted(reply));
+    }
+    accepted
+}
+
+/// Every accepted command is stored exactly once, at the sequences its reply
+/// named, in the order it was accepted; nothing else is stored.
+async fn check(store: &EventStore, results: Vec<Vec<Accepted>>) -> usize {
+    let mut commands = 0;
+    for (w, accepted) in results.into_iter().enumerate() {
+        let account = format!("acc-{w}");
+        let stored = stored_with_retry(store, &account, accepted.len()).await;
+        let stored_ids: Vec<_> = stored
+            .iter()
+            .map(|e| e.command_id().unwrap_or("").to_string())
+            .collect();
+        let accepted_ids: Vec<_> = accepted.iter().map(|a| a.command_id.clone()).collect();
+        assert_eq!(
+            stored_ids, accepted_ids,
+            "{account}: stored once each, in accept order, nothing more"
+        );
+        for (reply, event) in accepted.iter().zip(&stored) {
+            assert_eq!(reply.events.len(), 1);
+            assert_eq!(
+                reply.events[0].seq, event.seq,
+                "{account}: the reply's sequence is where it is stored"
+            );
+        }
+        let balance: u64 = stored
+            .iter()
+            .filter(|e| e.event_type() == "MoneyDeposited")
+            .map(|e| {
+                serde_json::from_slice::<serde_json::Value>(&e.payload).expect("json")["amount"]
+                    .as_u64()
+                    .expect("amount")
+            })
+            .sum();
+        let deposits = accepted.len() as u64 - 1;
+        assert_eq!(balance, deposits * (deposits + 1) / 2);
+        commands += accepted.len();
+    }
+    commands
+}
+
+/// Loads an aggregate holding at least `at_least` events, waiting out a
+/// leader election and replicas that are still catching up (direct gets
+/// may be served by any replica).
+async fn stored_with_retry(
+    store: &EventStore,
+    id: &str,
+    at_least: usize,
+) -> Vec<jetsource::handlers::store::StoredEvent> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match store.load("account", id, 0).await {
+            Ok(events) if events.len() >= at_least || Instant::now() > deadline => return events,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("load {id}: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("load {id}: {e}"),
+        }
+    }
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<Vec<Accepted>>>,
+}
+
+fn spawn_workers(url: &str) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = (0..WORKERS)
+        .map(|w| tokio::spawn(worker(url.to_string(), w, stop.clone())))
+        .collect();
+    Load { stop, workers }
+}
+
+/// Lets the load run on for `more`, then stops it and collects the results.
+async fn join(load: Load, more: Duration) -> Vec<Vec<Accepted>> {
+    tokio::time::sleep(more).await;
+    load.stop.store(true, Ordering::Relaxed);
+    let workers = load.workers;
+    let mut results = Vec::new();
+    for w in workers {
+        results.push(w.await.expect("worker"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_killed_and_restarted_under_load() {
+    let _serial = SERIAL.lock().await;
+    let mut server = NatsServer::new();
+    let url = server.client_url();
+    let js = start_all(&url, fault_config(1)).await;
+    let workers = spawn_workers(&url);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::task::block_in_place(|| server.restart());
+    }
+    let results = join(workers, Duration::from_millis(500)).await;
+    let commands = check(&js.store, results).await;
+    eprintln!("server crash: 3 kill -9 rounds, {commands} commands accepted, 0 lost, 0 doubled, 0 reordered");
+    // It serves again without operator action.
+    let client = commands_client(&url).await;
+    let reply = until_answered(
+        &client,
+        "acc-0",
+        "deposit",
+        r#"{"amount":1}"#.into(),
+        "after",
+    )
+    .await;
+    assert!(reply.is_accepted());
+    js.stop().await;
+}
+
+async fn commands_client(url: &str) -> CommandClient {
+    common::commands(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jetsource_process_killed_under_load() {
+    let _serial = SERIAL.lock().await;
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut first = JetsourceProcess::start(&url, dir.path());
+    let _second = JetsourceProcess::start(&url, dir.path());
+    let workers = spawn_workers(&url);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.kill();
+    let results = join(workers, Duration::from_millis(1000)).await;
+    let store = EventStore::new(
+        async_nats::connect(&url).await.expect("connect"),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("store");
+    let commands = check(&store, results).await;
+    eprintln!("jetsource crash: {commands} commands accepted, 0 lost, 0 doubled, 0 reordered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_loses_its_stream_leader_under_load() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = NatsCluster::new(3);
+    let urls = cluster.client_urls();
+    let js = start_all(&urls, fault_config(3)).await;
+    let workers = spawn_workers(&urls);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let jetstream = async_nats::jetstream::new(js.client.clone());
+    let info = jetstream
+        .get_stream("EVT_ACCOUNT")
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("info")
+        .clone();
+    let leader = info.cluster.and_then(|c| c.leader).expect("a leader");
+    let index = cluster.index_of(&leader).expect("leader is a node");
+    tokio::task::block_in_place(|| cluster.node(index).kill());
+    let results = join(workers, Duration::from_millis(1000)).await;
+    let commands = check(&js.store, results).await;
+    eprintln!("leader failover: {commands} commands accepted, 0 lost, 0 doubled, 0 reordered");
+    js.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_quorum_answers_unavailable_then_recovers() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = NatsCluster::new(3);
+    let urls = cluster.client_urls();
+    let js = start_all(&urls, fault_config(3)).await;
+    let client = CommandClient::new(
+        async_nats::ConnectOptions::new()
+            .connect(urls.split(',').collect::<Vec<_>>())
+            .await
+            .expect("connect"),
+    )
+    .with_timeout(Duration::from_secs(20));
+    let open = client
+        .send(
+            "account",
+            "q",
+            "open",
+            r#"{"owner":"ada"}"#,
+            &SendOptions::default(),
+        )
+        .await
+        .expect("reply");
+    assert!(open.is_accepted());
+    let before = js.store.load("account", "q", 0).await.expect("load").len();
+
+    // Two of three down: the stream has no quorum. Keep the node the
+    // runtime is connected to, so the command reaches a handler.
+    let connected = js.client.server_info().server_name.clone();
+    let keep = cluster.index_of(&connected).expect("connected to a node");
+    for i in (0..3).filter(|i| *i != keep) {
+        tokio::task::block_in_place(|| cluster.node(i).kill());
+    }
+    let started = Instant::now();
+    let during = SendOptions {
+        command_id: Some("during-outage".into()),
+        ..SendOptions::default()
+    };
+    let reply = client
+        .send("account", "q", "deposit", r#"{"amount":5}"#, &during)
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(reply.code(), Some(RejectionCode::Unavailable), "{reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    for i in (0..3).filter(|i| *i != keep) {
+        tokio::task::block_in_place(|| cluster.node(i).restart());
+    }
+    // `unavailable` means the outcome was not confirmed: the client resends
+    // with the same Command-Id, and the deposit counts exactly once.
+    let reply = until_answered(
+        &client,
+        "q",
+        "deposit",
+        r#"{"amount":5}"#.into(),
+        "during-outage",
+    )
+    .await;
+    assert!(reply.is_accepted(), "{reply:?}");
+    let reply = until_answered(
+        &client,
+        "q",
+        "deposit",
+        r#"{"amount":7}"#.into(),
+        "after-recovery",
+    )
+    .await;
+    assert!(reply.is_accepted(), "{reply:?}");
+    let stored = stored_with_retry(&js.store, "q", before + 2).await;
+    let amounts: Vec<_> = stored
+        .iter()
+        .skip(before)
+        .map(|e| {
+            serde_json::from_slice::<serde_json::Value>(&e.payload).expect("json")["amount"].clone()
+        })
+        .collect();
+    assert_eq!(
+        amounts,
+        [serde_json::json!(5), serde_json::json!(7)],
+        "each deposit exactly once"
+    );
+    js.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawals_never_overdraw_across_two_processes() {
+    let _serial = SERIAL.lock().await;
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _a = JetsourceProcess::start(&url, dir.path());
+    let _b = JetsourceProcess::start(&url, dir.path());
+    let client = commands_client(&url).await;
+    let ok = |r: CommandReply| assert!(r.is_accepted(), "{r:?}");
+    ok(client
+        .send(
+            "account",
+            "bank",
+            "open",
+            r#"{"owner":"ada"}"#,
+            &SendOptions::default(),
+        )
+        .await
+        .expect("reply"));
+    ok(client
+        .send(
+            "account",
+            "bank",
+            "deposit",
+            r#"{"amount":1000}"#,
+            &SendOptions::default(),
+        )
+        .await
+        .expect("reply"));
+    let mut tasks = Vec::new();
+    for i in 0..64u64 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let amount = 10 + (i % 7) * 10;
+            let reply = client
+                .send(
+                    "account",
+                    "bank",
+                    "withdraw",
+                    format!(r#"{{"amount":{amount}}}"#),
+                    &SendOptions::default(),
+                )
+                .await
+                .expect("reply");
+            (amount, reply)
+        }));
+    }
+    let mut withdrawn = 0;
+    for task in tasks {
+        let (amount, reply) = task.await.expect("task");
+        match reply {
+            CommandReply::Accepted(_) => withdrawn += amount,
+            CommandReply::Rejected(r) => assert_eq!(r.code, RejectionCode::Validation, "{r:?}"),
+        }
+    }
+    let store = EventStore::new(
+        async_nats::connect(&url).await.expect("connect"),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("store");
+    let mut balance: i64 = 0;
+    for event in store.load("account", "bank", 0).await.expect("load") {
+        let body: serde_json::Value = serde_json::from_slice(&event.payload).expect("json");
+        match event.event_type() {
+            "MoneyDeposited" => balance += body["amount"].as_i64().expect("amount"),
+            "MoneyWithdrawn" => balance -= body["amount"].as_i64().expect("amount"),
+            _ => {}
+        }
+        assert!(balance >= 0, "the balance went negative at {}", event.seq);
+    }
+    assert_eq!(balance, 1000 - withdrawn as i64);
+    assert!(withdrawn > 0 && withdrawn <= 1000);
+}
