@@ -2,6 +2,7 @@
 //! variables, then flags. Every setting has a default; unknown keys and
 //! invalid values fail at start with a message naming the setting.
 
+use crate::auth::{Auth, AuthConfig, TlsConfig};
 use crate::units::{parse_bytes, parse_duration};
 use jetsource_handlers::handler::HandlerConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
@@ -36,6 +37,10 @@ pub struct Config {
 pub struct NatsConfig {
     /// The server URL. Unset (the default): start the embedded server.
     pub url: Option<String>,
+    /// `[nats.auth]`: credentials.
+    pub auth: AuthConfig,
+    /// `[nats.tls]`: TLS.
+    pub tls: TlsConfig,
 }
 
 /// `[embedded]`
@@ -187,6 +192,7 @@ impl Config {
             }
         };
         config.runtime()?;
+        config.auth()?;
         Ok(config)
     }
 
@@ -197,6 +203,14 @@ impl Config {
             .or_else(|| std::env::var(URL_ENV).ok().filter(|s| !s.is_empty()))
             .or_else(|| std::env::var("NATS_URL").ok().filter(|s| !s.is_empty()))
             .or_else(|| self.nats.url.clone())
+    }
+
+    /// The credentials and TLS settings: `[nats.auth]` and `[nats.tls]`,
+    /// each overridden by its `JETSOURCE_NATS_*` environment variable.
+    pub fn auth(&self) -> Result<Auth, ConfigError> {
+        Auth::resolve(&self.nats.auth, &self.nats.tls, |name| {
+            std::env::var(name).ok()
+        })
     }
 
     /// The command runtime's settings.
@@ -264,6 +278,10 @@ mod tests {
         );
         assert_eq!(config.embedded.port, defaults.embedded.port);
         assert_eq!(config.nats.url, None);
+        let auth = crate::auth::Auth::resolve(&config.nats.auth, &config.nats.tls, |_| None)
+            .expect("valid");
+        assert_eq!(auth.method, crate::auth::Method::Anonymous);
+        assert!(!auth.tls.required);
     }
 
     #[test]

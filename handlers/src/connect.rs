@@ -10,6 +10,14 @@ pub enum ConnectErrorKind {
     Unreachable,
     /// The server is older than jetsource supports.
     UnsupportedServer,
+    /// The server refused the credentials (wrong, missing or not allowed).
+    Unauthorized,
+    /// The TLS handshake failed: an unknown certificate authority, a
+    /// missing or refused client certificate, unreadable certificate files.
+    Tls,
+    /// The local credentials could not be used: an unreadable or invalid
+    /// seed or credentials file, or conflicting settings.
+    Credentials,
 }
 
 impl std::fmt::Display for ConnectErrorKind {
@@ -17,6 +25,9 @@ impl std::fmt::Display for ConnectErrorKind {
         f.write_str(match self {
             ConnectErrorKind::Unreachable => "cannot connect to NATS",
             ConnectErrorKind::UnsupportedServer => "unsupported nats-server",
+            ConnectErrorKind::Unauthorized => "NATS refused the credentials",
+            ConnectErrorKind::Tls => "TLS handshake with NATS failed",
+            ConnectErrorKind::Credentials => "unusable NATS credentials",
         })
     }
 }
@@ -29,16 +40,27 @@ pub async fn connect_with(
     url: &str,
     options: async_nats::ConnectOptions,
 ) -> Result<async_nats::Client, ConnectError> {
-    let client = options
-        .connect(url)
-        .await
-        .map_err(|e| Error::with_source(ConnectErrorKind::Unreachable, e))?;
+    let client = options.connect(url).await.map_err(|e| {
+        let kind = kind_of(e.kind());
+        Error::with_source(kind, e)
+    })?;
     if let Err(e) = check_server(&client) {
         // Leave nothing half-open behind a refusal.
         let _ = client.drain().await;
         return Err(e);
     }
     Ok(client)
+}
+
+/// Sorts async-nats' connect failures into the kinds callers act on.
+fn kind_of(kind: async_nats::ConnectErrorKind) -> ConnectErrorKind {
+    use async_nats::ConnectErrorKind as Nats;
+    match kind {
+        Nats::AuthorizationViolation => ConnectErrorKind::Unauthorized,
+        Nats::Tls => ConnectErrorKind::Tls,
+        Nats::Authentication => ConnectErrorKind::Credentials,
+        _ => ConnectErrorKind::Unreachable,
+    }
 }
 
 /// Connects to `url` as `jetsource` and checks the server's version.
