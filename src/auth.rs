@@ -250,14 +250,51 @@ pub fn redact_url(url: &str) -> String {
         .join(",")
 }
 
+/// Splits `user:password@` or `token@` off `url` (every server in a
+/// comma-separated list), since async-nats ignores credentials in URLs.
+/// Returns the bare URL and the credentials found, if any.
+pub fn split_url_credentials(url: &str) -> (String, Option<Method>) {
+    let mut found = None;
+    let bare = url
+        .split(',')
+        .map(|part| match (part.find("://"), part.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let userinfo = &part[scheme + 3..at];
+                if found.is_none() && !userinfo.is_empty() {
+                    found = Some(match userinfo.split_once(':') {
+                        Some((user, password)) => Method::UserPassword {
+                            user: user.to_string(),
+                            password: Secret::new(password),
+                        },
+                        None => Method::Token(Secret::new(userinfo)),
+                    });
+                }
+                format!("{}{}", &part[..scheme + 3], &part[at + 1..])
+            }
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    (bare, found)
+}
+
 /// Connects to `url` with `config`'s credentials and TLS settings (and
-/// their environment variables), checking the server's version. Every
-/// connection jetsource makes goes through here.
+/// their environment variables), or the credentials in the URL, checking
+/// the server's version. Every connection jetsource makes goes through here.
 pub async fn connect(config: &Config, url: &str) -> Result<async_nats::Client, ConnectError> {
-    let auth = config
-        .auth()
-        .map_err(|e| Error::with_source(ConnectErrorKind::Credentials, e))?;
-    connect_with(url, auth.connect_options().await?).await
+    let credentials = |e| Error::with_source(ConnectErrorKind::Credentials, e);
+    let mut auth = config.auth().map_err(credentials)?;
+    let (url, in_url) = split_url_credentials(url);
+    if let Some(method) = in_url {
+        if auth.method != Method::Anonymous {
+            return Err(Error::new(
+                ConnectErrorKind::Credentials,
+                "credentials both in the NATS URL and in [nats.auth] or JETSOURCE_NATS_*: keep one",
+            ));
+        }
+        auth.method = method;
+    }
+    connect_with(&url, auth.connect_options().await?).await
 }
 
 #[cfg(test)]
@@ -357,5 +394,25 @@ mod tests {
             "tls://***@a:1,nats://b:2"
         );
         assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
+    }
+
+    #[test]
+    fn url_credentials_become_settings() {
+        let (url, method) = split_url_credentials("nats://u:pw@h:1,nats://h2:2");
+        assert_eq!(url, "nats://h:1,nats://h2:2");
+        assert_eq!(
+            method,
+            Some(Method::UserPassword {
+                user: "u".into(),
+                password: Secret::new("pw")
+            })
+        );
+        let (url, method) = split_url_credentials("tls://tok@h:1");
+        assert_eq!(url, "tls://h:1");
+        assert_eq!(method, Some(Method::Token(Secret::new("tok"))));
+        assert_eq!(
+            split_url_credentials("nats://h:1"),
+            ("nats://h:1".to_string(), None)
+        );
     }
 }

@@ -74,7 +74,8 @@ pub struct HandlersConfig {
     pub queue_group: String,
     /// Commands processed at once. Default 4096.
     pub max_in_flight: usize,
-    /// The largest command body. Default `1MiB`.
+    /// The largest command body. Default `960KiB`: below the 1 MiB
+    /// `max_payload` nats-server has by default, with room for the headers.
     pub max_body: String,
     /// How long one store request may take. Default `5s`.
     pub store_timeout: String,
@@ -95,7 +96,7 @@ impl Default for HandlersConfig {
         HandlersConfig {
             queue_group: "jetsource-handlers".into(),
             max_in_flight: 4096,
-            max_body: "1MiB".into(),
+            max_body: "960KiB".into(),
             store_timeout: "5s".into(),
             cache_capacity: 100_000,
             cache_idle: "10m".into(),

@@ -41,7 +41,7 @@ pub async fn connect_with(
     options: async_nats::ConnectOptions,
 ) -> Result<async_nats::Client, ConnectError> {
     let client = options.connect(url).await.map_err(|e| {
-        let kind = kind_of(e.kind());
+        let kind = kind_of(&e);
         Error::with_source(kind, e)
     })?;
     if let Err(e) = check_server(&client) {
@@ -53,14 +53,24 @@ pub async fn connect_with(
 }
 
 /// Sorts async-nats' connect failures into the kinds callers act on.
-fn kind_of(kind: async_nats::ConnectErrorKind) -> ConnectErrorKind {
+fn kind_of(error: &async_nats::ConnectError) -> ConnectErrorKind {
     use async_nats::ConnectErrorKind as Nats;
-    match kind {
+    match error.kind() {
         Nats::AuthorizationViolation => ConnectErrorKind::Unauthorized,
         Nats::Tls => ConnectErrorKind::Tls,
         Nats::Authentication => ConnectErrorKind::Credentials,
+        // async-nats reports a failed handshake (an unknown authority, a
+        // refused client certificate) as I/O; rustls marks those errors
+        // as invalid data, which a refused or reset TCP connection is not.
+        Nats::Io if is_tls_failure(error) => ConnectErrorKind::Tls,
         _ => ConnectErrorKind::Unreachable,
     }
+}
+
+fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
 }
 
 /// Connects to `url` as `jetsource` and checks the server's version.
