@@ -165,6 +165,18 @@ pub enum ConfigError {
     },
 }
 
+/// A parse error by line, without the quoted source line toml adds: that
+/// line may hold a token or a password.
+fn describe(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", error.message())
+        }
+        None => error.message().to_string(),
+    }
+}
+
 fn invalid(setting: &'static str) -> impl Fn(String) -> ConfigError {
     move |message| ConfigError::Invalid { setting, message }
 }
@@ -182,7 +194,7 @@ impl Config {
         let config = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse {
                 path: path.display().to_string(),
-                message: e.to_string(),
+                message: describe(&text, &e),
             })?,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Config::default(),
             Err(source) => {
@@ -296,5 +308,17 @@ mod tests {
             other => panic!("expected an invalid setting, got {other:?}"),
         }
         assert!(toml::from_str::<Config>("[handlers]\nno_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_secrets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jetsource.toml");
+        std::fs::write(&path, "[nats.auth]\ntoken = \"half-written-secret\n").expect("write");
+        let err = Config::load(Some(&path)).expect_err("unterminated string");
+        let text = err.to_string();
+        assert!(matches!(err, ConfigError::Parse { .. }));
+        assert!(text.contains("line 2"), "{text}");
+        assert!(!text.contains("half-written-secret"), "{text}");
     }
 }
