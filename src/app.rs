@@ -9,6 +9,7 @@ use crate::embedded::Embedded;
 use jetsource_handlers::connect::ConnectError;
 use jetsource_handlers::runtime::{RuntimeBuilder, RuntimeError};
 use jetsource_handlers::server::ServerError;
+use jetsource_handlers::RuntimeConfig;
 use jetsource_handlers::{Aggregate, Runtime};
 use std::future::Future;
 use std::sync::Arc;
@@ -97,14 +98,15 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let runtime_config = config.runtime()?;
     let nats = Nats::resolve(config, nats_url)?;
-    let client = jetsource_handlers::connect(&nats.url).await?;
+    let client = crate::auth::connect(config, &nats.url).await?;
+    check_max_body(&runtime_config, &client)?;
     let runtime = app
         .runtime_builder(client.clone())
         .config(runtime_config)
         .build()
         .await?;
     tracing::info!(
-        url = %nats.url,
+        url = %crate::auth::redact_url(&nats.url),
         server_version = %client.server_info().version,
         aggregates = ?runtime.aggregate_types(),
         embedded = nats.embedded.is_some(),
@@ -114,6 +116,28 @@ pub async fn run(
     // Close the connection before the embedded server stops under it.
     let _ = client.drain().await;
     drop(nats);
+    Ok(())
+}
+
+/// Refuses a `handlers.max_body` the server could not carry: a command
+/// body must fit in the server's `max_payload` together with its headers,
+/// or clients would be cut off by the server instead of answered.
+pub fn check_max_body(
+    runtime: &RuntimeConfig,
+    client: &async_nats::Client,
+) -> Result<(), ConfigError> {
+    let max_payload = client.server_info().max_payload;
+    if runtime.max_body_bytes >= max_payload {
+        return Err(ConfigError::Invalid {
+            setting: "handlers.max_body",
+            message: format!(
+                "{} bytes must be below the server's max_payload of {max_payload} bytes \
+                 (which also carries the headers): lower handlers.max_body or raise \
+                 max_payload in the nats-server config",
+                runtime.max_body_bytes
+            ),
+        });
+    }
     Ok(())
 }
 

@@ -21,6 +21,11 @@ Examples:
   jetsource send blogpost p1 create '{\"title\":\"Hi\",\"body\":\"...\"}'
   echo '{}' | jetsource send blogpost p1 publish --command-id pub-p1
 
+Authentication ([nats.auth] and [nats.tls] in the settings file, or):
+  JETSOURCE_NATS_TOKEN, JETSOURCE_NATS_USER + JETSOURCE_NATS_PASSWORD,
+  JETSOURCE_NATS_NKEY_SEED_FILE, JETSOURCE_NATS_CREDS,
+  JETSOURCE_NATS_TLS_CA, JETSOURCE_NATS_TLS_CERT + JETSOURCE_NATS_TLS_KEY
+
 Exit codes: 0 ok or accepted, 1 rejected, 2 bad usage or settings, 3 NATS unreachable or no answer.")]
 pub struct Cli {
     /// Settings file (default: config/jetsource.toml when present; also JETSOURCE_CONFIG).
@@ -160,7 +165,7 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                 );
                 return ExitCode::from(3);
             };
-            let client = match jetsource_handlers::connect(&url).await {
+            let client = match crate::auth::connect(&config, &url).await {
                 Ok(client) => client,
                 Err(e) => {
                     eprintln!("jetsource send: {e}");

@@ -2,6 +2,7 @@
 //! variables, then flags. Every setting has a default; unknown keys and
 //! invalid values fail at start with a message naming the setting.
 
+use crate::auth::{Auth, AuthConfig, TlsConfig};
 use crate::units::{parse_bytes, parse_duration};
 use jetsource_handlers::handler::HandlerConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
@@ -36,6 +37,10 @@ pub struct Config {
 pub struct NatsConfig {
     /// The server URL. Unset (the default): start the embedded server.
     pub url: Option<String>,
+    /// `[nats.auth]`: credentials.
+    pub auth: AuthConfig,
+    /// `[nats.tls]`: TLS.
+    pub tls: TlsConfig,
 }
 
 /// `[embedded]`
@@ -69,7 +74,8 @@ pub struct HandlersConfig {
     pub queue_group: String,
     /// Commands processed at once. Default 4096.
     pub max_in_flight: usize,
-    /// The largest command body. Default `1MiB`.
+    /// The largest command body. Default `960KiB`: below the 1 MiB
+    /// `max_payload` nats-server has by default, with room for the headers.
     pub max_body: String,
     /// How long one store request may take. Default `5s`.
     pub store_timeout: String,
@@ -90,7 +96,7 @@ impl Default for HandlersConfig {
         HandlersConfig {
             queue_group: "jetsource-handlers".into(),
             max_in_flight: 4096,
-            max_body: "1MiB".into(),
+            max_body: "960KiB".into(),
             store_timeout: "5s".into(),
             cache_capacity: 100_000,
             cache_idle: "10m".into(),
@@ -159,6 +165,18 @@ pub enum ConfigError {
     },
 }
 
+/// A parse error by line, without the quoted source line toml adds: that
+/// line may hold a token or a password.
+fn describe(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", error.message())
+        }
+        None => error.message().to_string(),
+    }
+}
+
 fn invalid(setting: &'static str) -> impl Fn(String) -> ConfigError {
     move |message| ConfigError::Invalid { setting, message }
 }
@@ -176,7 +194,7 @@ impl Config {
         let config = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse {
                 path: path.display().to_string(),
-                message: e.to_string(),
+                message: describe(&text, &e),
             })?,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Config::default(),
             Err(source) => {
@@ -187,6 +205,7 @@ impl Config {
             }
         };
         config.runtime()?;
+        config.auth()?;
         Ok(config)
     }
 
@@ -197,6 +216,14 @@ impl Config {
             .or_else(|| std::env::var(URL_ENV).ok().filter(|s| !s.is_empty()))
             .or_else(|| std::env::var("NATS_URL").ok().filter(|s| !s.is_empty()))
             .or_else(|| self.nats.url.clone())
+    }
+
+    /// The credentials and TLS settings: `[nats.auth]` and `[nats.tls]`,
+    /// each overridden by its `JETSOURCE_NATS_*` environment variable.
+    pub fn auth(&self) -> Result<Auth, ConfigError> {
+        Auth::resolve(&self.nats.auth, &self.nats.tls, |name| {
+            std::env::var(name).ok()
+        })
     }
 
     /// The command runtime's settings.
@@ -264,6 +291,10 @@ mod tests {
         );
         assert_eq!(config.embedded.port, defaults.embedded.port);
         assert_eq!(config.nats.url, None);
+        let auth = crate::auth::Auth::resolve(&config.nats.auth, &config.nats.tls, |_| None)
+            .expect("valid");
+        assert_eq!(auth.method, crate::auth::Method::Anonymous);
+        assert!(!auth.tls.required);
     }
 
     #[test]
@@ -277,5 +308,17 @@ mod tests {
             other => panic!("expected an invalid setting, got {other:?}"),
         }
         assert!(toml::from_str::<Config>("[handlers]\nno_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_secrets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jetsource.toml");
+        std::fs::write(&path, "[nats.auth]\ntoken = \"half-written-secret\n").expect("write");
+        let err = Config::load(Some(&path)).expect_err("unterminated string");
+        let text = err.to_string();
+        assert!(matches!(err, ConfigError::Parse { .. }));
+        assert!(text.contains("line 2"), "{text}");
+        assert!(!text.contains("half-written-secret"), "{text}");
     }
 }

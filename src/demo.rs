@@ -90,9 +90,10 @@ pub async fn run(
         .nats_url(nats_url)
         .or_else(|| embedded::recorded_url(&config.embedded));
     let nats = Nats::resolve(config, recorded.as_deref()).map_err(crate::app::RunError::from)?;
-    let client = jetsource_handlers::connect(&nats.url)
+    let client = crate::auth::connect(config, &nats.url)
         .await
         .map_err(crate::app::RunError::from)?;
+    crate::app::check_max_body(&runtime_config, &client).map_err(crate::app::RunError::from)?;
     let runtime = App::new()
         .aggregate::<BlogPost>()
         .runtime_builder(client.clone())
@@ -106,7 +107,7 @@ pub async fn run(
     writeln!(
         out,
         "jetsource demo on {} (nats-server {}{})",
-        nats.url,
+        crate::auth::redact_url(&nats.url),
         client.server_info().version,
         if nats.embedded.is_some() {
             ", embedded"

@@ -11,6 +11,7 @@
 //! - [`cli`]: the command line (`run`, `send`, `demo`) for any [`App`].
 //! - [`client`]: sending commands from Rust.
 //! - [`config`]: settings (file, environment, flags).
+//! - [`auth`]: credentials and TLS towards NATS; the one place connections are made.
 //! - [`embedded`]: the embedded nats-server default.
 //! - [`demo`]: the guided tour.
 //! - [`blog`]: the reference aggregate from the Rewind post.
@@ -22,6 +23,7 @@
 
 pub mod account;
 pub mod app;
+pub mod auth;
 pub mod blog;
 pub mod cli;
 pub mod client;

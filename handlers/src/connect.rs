@@ -10,6 +10,14 @@ pub enum ConnectErrorKind {
     Unreachable,
     /// The server is older than jetsource supports.
     UnsupportedServer,
+    /// The server refused the credentials (wrong, missing or not allowed).
+    Unauthorized,
+    /// The TLS handshake failed: an unknown certificate authority, a
+    /// missing or refused client certificate, unreadable certificate files.
+    Tls,
+    /// The local credentials could not be used: an unreadable or invalid
+    /// seed or credentials file, or conflicting settings.
+    Credentials,
 }
 
 impl std::fmt::Display for ConnectErrorKind {
@@ -17,6 +25,9 @@ impl std::fmt::Display for ConnectErrorKind {
         f.write_str(match self {
             ConnectErrorKind::Unreachable => "cannot connect to NATS",
             ConnectErrorKind::UnsupportedServer => "unsupported nats-server",
+            ConnectErrorKind::Unauthorized => "NATS refused the credentials",
+            ConnectErrorKind::Tls => "TLS handshake with NATS failed",
+            ConnectErrorKind::Credentials => "unusable NATS credentials",
         })
     }
 }
@@ -39,16 +50,37 @@ pub async fn connect_with(
     url: &str,
     options: async_nats::ConnectOptions,
 ) -> Result<async_nats::Client, ConnectError> {
-    let client = options
-        .connect(server_list(url))
-        .await
-        .map_err(|e| Error::with_source(ConnectErrorKind::Unreachable, e))?;
+    let client = options.connect(server_list(url)).await.map_err(|e| {
+        let kind = kind_of(&e);
+        Error::with_source(kind, e)
+    })?;
     if let Err(e) = check_server(&client) {
         // Leave nothing half-open behind a refusal.
         let _ = client.drain().await;
         return Err(e);
     }
     Ok(client)
+}
+
+/// Sorts async-nats' connect failures into the kinds callers act on.
+fn kind_of(error: &async_nats::ConnectError) -> ConnectErrorKind {
+    use async_nats::ConnectErrorKind as Nats;
+    match error.kind() {
+        Nats::AuthorizationViolation => ConnectErrorKind::Unauthorized,
+        Nats::Tls => ConnectErrorKind::Tls,
+        Nats::Authentication => ConnectErrorKind::Credentials,
+        // async-nats reports a failed handshake (an unknown authority, a
+        // refused client certificate) as I/O; rustls marks those errors
+        // as invalid data, which a refused or reset TCP connection is not.
+        Nats::Io if is_tls_failure(error) => ConnectErrorKind::Tls,
+        _ => ConnectErrorKind::Unreachable,
+    }
+}
+
+fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
 }
 
 /// Connects to `url` as `jetsource` and checks the server's version.

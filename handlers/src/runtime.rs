@@ -41,7 +41,8 @@ pub struct RuntimeConfig {
     pub queue_group: String,
     /// Commands processed at once; more wait (default 4,096).
     pub max_in_flight: usize,
-    /// The largest command body accepted, in bytes (default 1 MiB).
+    /// The largest command body accepted, in bytes (default 960 KiB, below
+    /// the server's default 1 MiB max_payload).
     pub max_body_bytes: usize,
     /// How long a store request may take (default 5 s).
     pub store_timeout: Duration,
@@ -56,7 +57,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             queue_group: "jetsource-handlers".into(),
             max_in_flight: 4096,
-            max_body_bytes: 1024 * 1024,
+            max_body_bytes: 960 * 1024,
             store_timeout: Duration::from_secs(5),
             handler: HandlerConfig::default(),
             streams: StreamSettings::default(),

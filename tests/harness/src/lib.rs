@@ -58,6 +58,18 @@ impl NatsServer {
         NatsServer { process, _dir: dir }
     }
 
+    /// A server running a whole configuration file's `text` (users,
+    /// accounts, permissions, limits, TLS), on a free port with a temporary
+    /// store: the file's own top-level `host`, `port`, `listen` and
+    /// `jetstream { ... }` are dropped (see [`without_listen_and_store`]).
+    ///
+    /// # Panics
+    /// When the server does not start.
+    pub fn from_config(text: &str) -> Self {
+        let rest = without_listen_and_store(text);
+        Self::with(|options| options.extra_config = rest)
+    }
+
     /// `nats://127.0.0.1:<port>`.
     pub fn client_url(&self) -> String {
         self.process.client_url()
@@ -160,5 +172,50 @@ impl NatsCluster {
 impl Default for NatsServer {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// `text`, a nats-server configuration, without its top-level `host`,
+/// `port` and `listen` settings and `jetstream { ... }` block, which the
+/// harness provides instead (a free port, a temporary store).
+pub fn without_listen_and_store(text: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    let mut skipping = false;
+    for line in text.lines() {
+        let code = line.split('#').next().unwrap_or_default().trim();
+        let top = depth == 0;
+        let key = code
+            .split(|c: char| c == ':' || c == '=' || c == '{' || c.is_whitespace())
+            .next()
+            .unwrap_or_default();
+        let opens = code.matches('{').count();
+        let closes = code.matches('}').count();
+        if top && matches!(key, "host" | "port" | "listen") {
+            continue;
+        }
+        if top && key == "jetstream" {
+            skipping = true;
+        }
+        depth = (depth + opens).saturating_sub(closes);
+        if skipping {
+            if depth == 0 {
+                skipping = false;
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listen_and_store_are_replaced() {
+        let text = "host: 0.0.0.0\nport: 4222\njetstream {\n  store_dir: x\n  limits { a: 1 }\n}\naccounts {\n  A { jetstream: enabled }\n}\n";
+        let rest = super::without_listen_and_store(text);
+        assert_eq!(rest, "accounts {\n  A { jetstream: enabled }\n}\n");
     }
 }
