@@ -12,6 +12,7 @@
 //! - [`client`]: sending commands from Rust.
 //! - [`config`]: settings (file, environment, flags).
 //! - [`embedded`]: the embedded nats-server default.
+//! - [`feedback`]: rejection notices, the error cache, command status by id.
 //! - [`demo`]: the guided tour.
 //! - [`blog`]: the reference aggregate from the Rewind post.
 //! - [`units`]: human durations and sizes.
@@ -26,6 +27,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod embedded;
+pub mod feedback;
 pub mod units;
 
 pub use app::App;

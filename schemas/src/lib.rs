@@ -14,8 +14,10 @@
 //! - [`headers`]: header names clients send and events carry.
 //! - [`reply`]: the command reply (`accepted` / `rejected`) and rejection codes.
 //! - [`event`]: references to stored events and their metadata.
+//! - [`feedback`]: rejection notices, the error cache's queries, command status.
 
 pub mod event;
+pub mod feedback;
 pub mod headers;
 pub mod reply;
 pub mod subject;
