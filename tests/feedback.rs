@@ -157,7 +157,11 @@ async fn a_rejected_request_and_a_rejected_fire_and_forget_command_are_found_by_
         .await
         .expect("published");
 
-    let request = eventually(&client, contract::errors_get_subject("req-1").unwrap()).await;
+    let request = eventually(
+        &client,
+        contract::errors_get_subject("req-1").expect("valid subject"),
+    )
+    .await;
     let notice = rejected(&request);
     assert_eq!(
         (
@@ -175,15 +179,23 @@ async fn a_rejected_request_and_a_rejected_fire_and_forget_command_are_found_by_
             RejectionCode::Validation
         )
     );
-    let fire_and_forget = eventually(&client, contract::errors_get_subject("ff-1").unwrap()).await;
+    let fire_and_forget = eventually(
+        &client,
+        contract::errors_get_subject("ff-1").expect("valid subject"),
+    )
+    .await;
     assert_eq!(rejected(&fire_and_forget).code, RejectionCode::NotFound);
     // Case 2: the fire-and-forget client asks for the status by id.
-    let status: FeedbackAnswer = ask(&client, contract::status_subject("ff-1").unwrap()).await;
+    let status: FeedbackAnswer = ask(
+        &client,
+        contract::status_subject("ff-1").expect("valid subject"),
+    )
+    .await;
     assert_eq!(status, fire_and_forget);
 
     let list: RejectionList = ask(
         &client,
-        contract::errors_list_subject("blogpost", "ghost").unwrap(),
+        contract::errors_list_subject("blogpost", "ghost").expect("valid subject"),
     )
     .await;
     let ids: Vec<_> = list
@@ -203,8 +215,8 @@ async fn unknown_ids_answer_unknown_and_malformed_ids_bad_request() {
         .await
         .expect("connect");
     for subject in [
-        contract::errors_get_subject("never-sent").unwrap(),
-        contract::status_subject("never-sent").unwrap(),
+        contract::errors_get_subject("never-sent").expect("valid subject"),
+        contract::status_subject("never-sent").expect("valid subject"),
     ] {
         let answer: serde_json::Value = ask(&client, subject).await;
         assert_eq!(
@@ -242,7 +254,7 @@ async fn rejections_expire_after_the_ttl() {
         )
         .await
         .expect("published");
-    let subject = contract::errors_get_subject("short-lived").unwrap();
+    let subject = contract::errors_get_subject("short-lived").expect("valid subject");
     rejected(&eventually(&client, subject.clone()).await);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let answer: FeedbackAnswer = ask(&client, subject).await;
@@ -309,7 +321,13 @@ async fn an_instance_started_after_the_rejections_answers_for_them() {
             .await
             .expect("reply");
         assert_eq!(reply.code(), Some(RejectionCode::NotFound));
-        rejected(&eventually(&client, contract::errors_get_subject(id).unwrap()).await);
+        rejected(
+            &eventually(
+                &client,
+                contract::errors_get_subject(id).expect("valid subject"),
+            )
+            .await,
+        );
     }
 
     let second = Instance::default(&server.client_url()).await;
@@ -455,8 +473,11 @@ async fn an_accepted_commands_status_reports_its_sequences_also_after_a_restart(
             "aggregate_type":"blogpost","aggregate_id":a.aggregate_id,"events":a.events})
     };
     for a in &accepted {
-        let answer: serde_json::Value =
-            ask(&client, contract::status_subject(&a.command_id).unwrap()).await;
+        let answer: serde_json::Value = ask(
+            &client,
+            contract::status_subject(&a.command_id).expect("valid subject"),
+        )
+        .await;
         assert_eq!(answer, status_of(a));
         wait_indexed(&js, &a.command_id).await;
     }
@@ -465,8 +486,11 @@ async fn an_accepted_commands_status_reports_its_sequences_also_after_a_restart(
     // A new jetsource on the same server: nothing in memory, no peer.
     let restarted = Instance::default(&server.client_url()).await;
     for a in &accepted {
-        let answer: serde_json::Value =
-            ask(&client, contract::status_subject(&a.command_id).unwrap()).await;
+        let answer: serde_json::Value = ask(
+            &client,
+            contract::status_subject(&a.command_id).expect("valid subject"),
+        )
+        .await;
         assert_eq!(answer, status_of(a), "after the restart");
     }
     restarted.stop().await;
@@ -572,7 +596,11 @@ async fn with_replies_off_a_request_gets_no_reply_and_the_status_answers() {
         sent.expect_err("no reply").kind(),
         jetsource::client::SendErrorKind::NoAnswer
     );
-    let answer = eventually(&client, contract::status_subject("quiet-1").unwrap()).await;
+    let answer = eventually(
+        &client,
+        contract::status_subject("quiet-1").expect("valid subject"),
+    )
+    .await;
     assert_eq!(rejected(&answer).code, RejectionCode::NotFound);
     instance.stop().await;
 }
