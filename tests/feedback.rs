@@ -62,6 +62,7 @@ impl Instance {
         let serving = tokio::spawn(runtime.run(async {
             let _ = stopped.await;
         }));
+        serving_commands(url).await;
         Instance {
             feedback,
             stop,
@@ -86,6 +87,27 @@ impl Instance {
             .expect("runtime task")
             .expect("runtime stops cleanly");
         self.feedback.shutdown().await;
+    }
+}
+
+/// Waits until some runtime takes commands (answers, or stays silent with
+/// replies off, rather than the server finding no responder): the runtime
+/// subscribes in its own task. The probe's subject does not parse, so it is rejected without a
+/// notice and touches no counter.
+async fn serving_commands(url: &str) {
+    let client = jetsource::connect(url).await.expect("connect");
+    let started = std::time::Instant::now();
+    loop {
+        let probe = async_nats::Request::new()
+            .payload(bytes::Bytes::new())
+            .timeout(Some(Duration::from_millis(500)));
+        match client.send_request("cmd.probe", probe).await {
+            Ok(_) => return,
+            // With replies off a subscribed runtime stays silent.
+            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => return,
+            Err(e) => assert!(started.elapsed() < DEADLINE, "no runtime answers: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

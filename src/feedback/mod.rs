@@ -161,6 +161,12 @@ impl Feedback {
         }
         self.tasks
             .extend(service::subscribe(self.shared.clone(), &self.stop).await?);
+        // `flush` only empties the socket buffer; a request on the same
+        // connection returns after the server has processed the
+        // subscriptions, so queries sent once `start` returns find them.
+        js.query_account()
+            .await
+            .map_err(|e| Error::with_source(FeedbackErrorKind::Nats, e))?;
         if let Some(pending) = self.pending.take() {
             self.tasks.push(tokio::spawn(notice::publish(
                 self.shared.client.clone(),
