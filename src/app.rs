@@ -6,6 +6,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::embedded::Embedded;
+use crate::feedback::{Feedback, FeedbackError};
 use jetsource_handlers::connect::ConnectError;
 use jetsource_handlers::runtime::{RuntimeBuilder, RuntimeError};
 use jetsource_handlers::server::ServerError;
@@ -60,6 +61,9 @@ pub enum RunError {
     /// The runtime failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The feedback role could not start.
+    #[error(transparent)]
+    Feedback(#[from] FeedbackError),
 }
 
 /// Where the runtime's NATS is: a URL given, or a server it started.
@@ -97,14 +101,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let runtime_config = config.runtime()?;
+    let feedback_config = config.feedback()?;
     let nats = Nats::resolve(config, nats_url)?;
     let client = crate::auth::connect(config, &nats.url).await?;
     check_max_body(&runtime_config, &client)?;
-    let runtime = app
-        .runtime_builder(client.clone())
-        .config(runtime_config)
-        .build()
-        .await?;
+    let mut builder = app.runtime_builder(client.clone()).config(runtime_config);
+    // The feedback role (case 4 and status by id) runs beside the handlers.
+    let mut feedback = feedback_config
+        .cache
+        .then(|| Feedback::new(client.clone(), feedback_config));
+    if let Some(feedback) = &feedback {
+        builder = builder.observe(feedback.observer());
+    }
+    let runtime = builder.build().await?;
+    if let Some(feedback) = &mut feedback {
+        feedback.start(&runtime.aggregate_types()).await?;
+    }
     tracing::info!(
         url = %crate::auth::redact_url(&nats.url),
         server_version = %client.server_info().version,
@@ -112,7 +124,11 @@ pub async fn run(
         embedded = nats.embedded.is_some(),
         "jetsource ready"
     );
-    runtime.run(shutdown).await?;
+    let served = runtime.run(shutdown).await;
+    if let Some(feedback) = feedback {
+        feedback.shutdown().await;
+    }
+    served?;
     // Close the connection before the embedded server stops under it.
     let _ = client.drain().await;
     drop(nats);

@@ -1,6 +1,7 @@
 //! The `jetsource` command line, for any [`App`].
 //!
-//! Exit codes: 0 success (for `send`: accepted); 1 the command was rejected;
+//! Exit codes: 0 success (for `send`: accepted; for `status` and `errors`:
+//! answered, whatever the answer); 1 the command was rejected;
 //! 2 invalid usage or settings; 3 NATS unreachable, too old, or no answer.
 
 use crate::app::{self, App};
@@ -8,6 +9,7 @@ use crate::client::{CommandClient, SendOptions};
 use crate::config::Config;
 use crate::embedded;
 use clap::{Parser, Subcommand};
+use jetsource_schemas::feedback;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +22,10 @@ Examples:
   jetsource run                                   serve commands (embedded nats-server unless a URL is set)
   jetsource send blogpost p1 create '{\"title\":\"Hi\",\"body\":\"...\"}'
   echo '{}' | jetsource send blogpost p1 publish --command-id pub-p1
+  jetsource send blogpost p1 publish --no-wait     fire-and-forget; prints the command id
+  jetsource status <command-id>                   accepted (with events), rejected, or unknown
+  jetsource errors get <command-id>               a rejection from the error cache
+  jetsource errors list blogpost p1               an aggregate's recent rejections
 
 Authentication ([nats.auth] and [nats.tls] in the settings file, or):
   JETSOURCE_NATS_TOKEN, JETSOURCE_NATS_USER + JETSOURCE_NATS_PASSWORD,
@@ -44,6 +50,12 @@ pub enum Command {
         /// NATS URL (also JETSOURCE_NATS_URL, NATS_URL, [nats] url); unset: start an embedded nats-server.
         #[arg(long, value_name = "URL")]
         nats_url: Option<String>,
+        /// How long rejections stay queryable, for example 15m ([feedback] error_ttl).
+        #[arg(long, value_name = "DURATION")]
+        error_ttl: Option<String>,
+        /// The error cache's memory bound, for example 64MiB ([feedback] error_capacity).
+        #[arg(long, value_name = "SIZE")]
+        error_capacity: Option<String>,
     },
     /// Send one command and print the reply.
     Send {
@@ -67,6 +79,24 @@ pub enum Command {
         /// Seconds to wait for the reply.
         #[arg(long, default_value_t = 10)]
         timeout: u64,
+        /// Fire-and-forget: publish without waiting and print the command id
+        /// (generated when --command-id is absent) to look the outcome up with `status`.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Look rejections up in the error cache.
+    Errors {
+        /// Which lookup.
+        #[command(subcommand)]
+        query: ErrorsQuery,
+    },
+    /// Print a command's outcome by id: accepted (with its events), rejected, or unknown.
+    Status {
+        /// The command id.
+        command_id: String,
+        /// Where NATS is.
+        #[command(flatten)]
+        target: QueryTarget,
     },
     /// Play the Rewind post's story end to end and print every step.
     Demo {
@@ -74,6 +104,40 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         nats_url: Option<String>,
     },
+}
+
+/// `jetsource errors` lookups.
+#[derive(Debug, Subcommand)]
+pub enum ErrorsQuery {
+    /// The rejection of one command id, or unknown.
+    Get {
+        /// The command id.
+        command_id: String,
+        /// Where NATS is.
+        #[command(flatten)]
+        target: QueryTarget,
+    },
+    /// An aggregate's recent rejections, newest first.
+    List {
+        /// Aggregate type, for example blogpost.
+        aggregate_type: String,
+        /// Aggregate id.
+        aggregate_id: String,
+        /// Where NATS is.
+        #[command(flatten)]
+        target: QueryTarget,
+    },
+}
+
+/// Where a query goes.
+#[derive(Debug, clap::Args)]
+pub struct QueryTarget {
+    /// NATS URL; default: as for send.
+    #[arg(long, value_name = "URL")]
+    nats_url: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
 }
 
 fn init_tracing(default: &str) {
@@ -114,7 +178,18 @@ pub fn main(app: App) -> ExitCode {
 
 async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
     match command {
-        Command::Run { nats_url } => {
+        Command::Run {
+            nats_url,
+            error_ttl,
+            error_capacity,
+        } => {
+            let mut config = config;
+            if let Some(ttl) = error_ttl {
+                config.feedback.error_ttl = ttl;
+            }
+            if let Some(capacity) = error_capacity {
+                config.feedback.error_capacity = capacity;
+            }
             match app::run(&app, &config, nats_url.as_deref(), app::shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -123,6 +198,27 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                     exit_for_run_error(&e)
                 }
             }
+        }
+        Command::Status { command_id, target } => {
+            let subject = feedback::status_subject(&command_id);
+            query(&config, "status", subject, target).await
+        }
+        Command::Errors {
+            query: ErrorsQuery::Get { command_id, target },
+        } => {
+            let subject = feedback::errors_get_subject(&command_id);
+            query(&config, "errors get", subject, target).await
+        }
+        Command::Errors {
+            query:
+                ErrorsQuery::List {
+                    aggregate_type,
+                    aggregate_id,
+                    target,
+                },
+        } => {
+            let subject = feedback::errors_list_subject(&aggregate_type, &aggregate_id);
+            query(&config, "errors list", subject, target).await
         }
         Command::Demo { nats_url } => {
             let mut out = std::io::stdout();
@@ -143,6 +239,7 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             command_id,
             expected_seq,
             timeout,
+            no_wait,
         } => {
             let body = match json {
                 Some(json) => json,
@@ -156,21 +253,14 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                     text
                 }
             };
-            let Some(url) = config
-                .nats_url(nats_url.as_deref())
-                .or_else(|| embedded::recorded_url(&config.embedded))
-            else {
-                eprintln!(
-                    "jetsource send: no NATS server: start `jetsource run`, or pass --nats-url"
-                );
-                return ExitCode::from(3);
-            };
-            let client = match crate::auth::connect(&config, &url).await {
+            let client = match client_connection(&config, nats_url.as_deref(), "send").await {
                 Ok(client) => client,
-                Err(e) => {
-                    eprintln!("jetsource send: {e}");
-                    return ExitCode::from(3);
-                }
+                Err(code) => return code,
+            };
+            // Fire-and-forget needs an id to look the outcome up by.
+            let command_id = match (no_wait, command_id) {
+                (true, None) => Some(uuid::Uuid::now_v7().to_string()),
+                (_, id) => id,
             };
             let options = SendOptions {
                 command_id,
@@ -179,6 +269,28 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             };
             let sender =
                 CommandClient::new(client).with_timeout(std::time::Duration::from_secs(timeout));
+            if no_wait {
+                return match sender
+                    .publish(&aggregate_type, &aggregate_id, &command, body, &options)
+                    .await
+                {
+                    Ok(()) => {
+                        print_json(&serde_json::json!({
+                            "status": "sent",
+                            "command_id": options.command_id.unwrap_or_default(),
+                        }));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) if e.kind() == crate::client::SendErrorKind::InvalidInput => {
+                        eprintln!("jetsource send: {e}");
+                        ExitCode::from(2)
+                    }
+                    Err(e) => {
+                        eprintln!("jetsource send: {e}");
+                        ExitCode::from(3)
+                    }
+                };
+            }
             match sender
                 .send(&aggregate_type, &aggregate_id, &command, body, &options)
                 .await
@@ -202,6 +314,68 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             }
         }
     }
+}
+
+/// Sends one feedback query and prints the answer. Exit 0 when answered,
+/// 2 for an invalid id, 3 when NATS or the feedback role is unreachable.
+async fn query(
+    config: &Config,
+    what: &str,
+    subject: Result<String, jetsource_schemas::TokenError>,
+    target: QueryTarget,
+) -> ExitCode {
+    let subject = match subject {
+        Ok(subject) => subject,
+        Err(e) => {
+            eprintln!("jetsource {what}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = match client_connection(config, target.nats_url.as_deref(), what).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let request = async_nats::Request::new()
+        .payload(bytes::Bytes::new())
+        .timeout(Some(std::time::Duration::from_secs(target.timeout)));
+    match client.send_request(subject, request).await {
+        Ok(answer) => match serde_json::from_slice::<serde_json::Value>(&answer.payload) {
+            Ok(value) => {
+                print_json(&value);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("jetsource {what}: the answer is not JSON: {e}");
+                ExitCode::from(3)
+            }
+        },
+        Err(e) => {
+            eprintln!("jetsource {what}: no answer (is `jetsource run` serving feedback?): {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// The connection of a client command (`send`, queries, …): the URL from
+/// the flag, the environment or the config file, else the one `jetsource run`
+/// recorded; credentials as configured. On failure, prints why and returns
+/// the exit code (3).
+pub async fn client_connection(
+    config: &Config,
+    flag: Option<&str>,
+    what: &str,
+) -> Result<async_nats::Client, ExitCode> {
+    let Some(url) = config
+        .nats_url(flag)
+        .or_else(|| embedded::recorded_url(&config.embedded))
+    else {
+        eprintln!("jetsource {what}: no NATS server: start `jetsource run`, or pass --nats-url");
+        return Err(ExitCode::from(3));
+    };
+    crate::auth::connect(config, &url).await.map_err(|e| {
+        eprintln!("jetsource {what}: {e}");
+        ExitCode::from(3)
+    })
 }
 
 fn exit_for_run_error(e: &app::RunError) -> ExitCode {

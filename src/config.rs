@@ -3,6 +3,7 @@
 //! invalid values fail at start with a message naming the setting.
 
 use crate::auth::{Auth, AuthConfig, TlsConfig};
+use crate::feedback::FeedbackConfig;
 use crate::units::{parse_bytes, parse_duration};
 use jetsource_handlers::handler::HandlerConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
@@ -29,6 +30,8 @@ pub struct Config {
     pub handlers: HandlersConfig,
     /// Event streams.
     pub streams: StreamsConfig,
+    /// Feedback: replies, rejection notices, the error cache.
+    pub feedback: FeedbackSection,
 }
 
 /// `[nats]`
@@ -135,6 +138,43 @@ impl Default for StreamsConfig {
     }
 }
 
+/// `[feedback]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedbackSection {
+    /// Case 1: reply to command requests. Default true.
+    pub reply: bool,
+    /// Case 4: rejection notices, the error cache, status by id. Default true.
+    pub cache: bool,
+    /// Case 3: publish no rejection notices. Default false.
+    pub silence: bool,
+    /// How long a rejection stays queryable. Default `15m`.
+    pub error_ttl: String,
+    /// The error cache's memory bound. Default `64MiB`.
+    pub error_capacity: String,
+    /// Notices waiting to be published; more are dropped and counted. Default 65536.
+    pub notices_queue: usize,
+    /// How long a cache miss waits for other instances. Default `250ms`.
+    pub peer_timeout: String,
+    /// The most rejections `errors.list` answers. Default 100.
+    pub list_limit: usize,
+}
+
+impl Default for FeedbackSection {
+    fn default() -> Self {
+        FeedbackSection {
+            reply: true,
+            cache: true,
+            silence: false,
+            error_ttl: "15m".into(),
+            error_capacity: "64MiB".into(),
+            notices_queue: 65_536,
+            peer_timeout: "250ms".into(),
+            list_limit: 100,
+        }
+    }
+}
+
 /// A setting that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -206,6 +246,7 @@ impl Config {
         };
         config.runtime()?;
         config.auth()?;
+        config.feedback()?;
         Ok(config)
     }
 
@@ -272,6 +313,41 @@ impl Config {
                 duplicate_window: parse_duration(&s.duplicate_window)
                     .map_err(invalid("streams.duplicate_window"))?,
             },
+            reply: self.feedback.reply,
+        })
+    }
+
+    /// The feedback role's settings.
+    pub fn feedback(&self) -> Result<FeedbackConfig, ConfigError> {
+        let f = &self.feedback;
+        let error_ttl = parse_duration(&f.error_ttl).map_err(invalid("feedback.error_ttl"))?;
+        if error_ttl.is_zero() {
+            return Err(invalid("feedback.error_ttl")(
+                "must be longer than 0".into(),
+            ));
+        }
+        let error_capacity =
+            parse_bytes(&f.error_capacity).map_err(invalid("feedback.error_capacity"))?;
+        if error_capacity < 4096 {
+            return Err(invalid("feedback.error_capacity")(
+                "must be at least 4KiB".into(),
+            ));
+        }
+        if f.notices_queue == 0 {
+            return Err(invalid("feedback.notices_queue")(
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(FeedbackConfig {
+            cache: f.cache,
+            silence: f.silence,
+            error_ttl,
+            error_capacity,
+            notices_queue: f.notices_queue,
+            peer_timeout: parse_duration(&f.peer_timeout)
+                .map_err(invalid("feedback.peer_timeout"))?,
+            list_limit: f.list_limit,
+            index_replicas: self.streams.replicas,
         })
     }
 }
@@ -288,6 +364,14 @@ mod tests {
         assert_eq!(
             format!("{:?}", config.runtime().expect("valid")),
             format!("{:?}", defaults.runtime().expect("valid"))
+        );
+        assert_eq!(
+            format!("{:?}", config.feedback().expect("valid")),
+            format!("{:?}", defaults.feedback().expect("valid"))
+        );
+        assert_eq!(
+            format!("{:?}", defaults.feedback().expect("valid")),
+            format!("{:?}", FeedbackConfig::default())
         );
         assert_eq!(config.embedded.port, defaults.embedded.port);
         assert_eq!(config.nats.url, None);

@@ -6,6 +6,8 @@ use crate::blog::BlogPost;
 use crate::client::{CommandClient, SendOptions};
 use crate::config::Config;
 use crate::embedded;
+use crate::feedback::Feedback;
+use jetsource_schemas::feedback::{self, FeedbackAnswer};
 use jetsource_schemas::{subject, CommandReply};
 use std::io::Write;
 
@@ -71,6 +73,29 @@ impl<W: Write> Tour<'_, W> {
 
 use jetsource_handlers::Aggregate;
 
+/// Asks a feedback query until it is answered with something other than
+/// `unknown` (a fire-and-forget command is handled after the send returns),
+/// for at most ten seconds.
+async fn lookup(
+    client: &async_nats::Client,
+    subject: Result<String, jetsource_schemas::TokenError>,
+) -> Result<FeedbackAnswer, DemoError> {
+    let subject = subject.map_err(|e| DemoError::Unexpected(e.to_string()))?;
+    let started = std::time::Instant::now();
+    loop {
+        let answer = client
+            .request(subject.clone(), bytes::Bytes::new())
+            .await
+            .map_err(|e| DemoError::Unexpected(format!("no answer on {subject}: {e}")))?;
+        let answer: FeedbackAnswer = serde_json::from_slice(&answer.payload)
+            .map_err(|e| DemoError::Unexpected(format!("answer on {subject}: {e}")))?;
+        if answer.status() != "unknown" || started.elapsed() > std::time::Duration::from_secs(10) {
+            return Ok(answer);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 fn expect(ok: bool, what: &str) -> Result<(), DemoError> {
     if ok {
         Ok(())
@@ -86,6 +111,7 @@ pub async fn run(
     out: &mut impl Write,
 ) -> Result<(), DemoError> {
     let runtime_config = config.runtime().map_err(crate::app::RunError::from)?;
+    let feedback_config = config.feedback().map_err(crate::app::RunError::from)?;
     let recorded = config
         .nats_url(nats_url)
         .or_else(|| embedded::recorded_url(&config.embedded));
@@ -94,11 +120,18 @@ pub async fn run(
         .await
         .map_err(crate::app::RunError::from)?;
     crate::app::check_max_body(&runtime_config, &client).map_err(crate::app::RunError::from)?;
+    // The tour shows case 4, so the feedback role runs whatever the settings say.
+    let mut feedback = Feedback::new(client.clone(), feedback_config);
     let runtime = App::new()
         .aggregate::<BlogPost>()
         .runtime_builder(client.clone())
         .config(runtime_config)
+        .observe(feedback.observer())
         .build()
+        .await
+        .map_err(crate::app::RunError::from)?;
+    feedback
+        .start(&runtime.aggregate_types())
         .await
         .map_err(crate::app::RunError::from)?;
     let store = runtime.store().clone();
@@ -217,12 +250,55 @@ pub async fn run(
             )?;
         }
     }
+    tour.say("Fire-and-forget (case 2): a command sent without waiting for a reply. It fails; its rejection went out as a notice on core NATS and is found afterwards in the error cache (case 4), by id.")?;
+    let lost = format!("ff-{}", &run_id[24..32]);
+    let subject =
+        subject::CommandSubject::build(BlogPost::TYPE, &format!("{other}-missing"), "publish")
+            .map_err(|e| DemoError::Unexpected(e.to_string()))?;
+    writeln!(
+        tour.out,
+        "   -> {subject} {{}}  [Command-Id: {lost}] (no reply awaited)"
+    )?;
+    tour.client
+        .publish(
+            BlogPost::TYPE,
+            &format!("{other}-missing"),
+            "publish",
+            "{}",
+            &SendOptions {
+                command_id: Some(lost.clone()),
+                ..SendOptions::default()
+            },
+        )
+        .await?;
+    let found = lookup(&client, feedback::errors_get_subject(&lost)).await?;
+    writeln!(
+        tour.out,
+        "   errors.get.{lost}\n   <- {}",
+        serde_json::to_string(&found).unwrap_or_default()
+    )?;
+    expect(
+        found.status() == "rejected",
+        "the fire-and-forget rejection was not found",
+    )?;
+
+    tour.say("Status by id: the accepted publish command, with its stream sequence (from memory, or from the durable command index after a restart).")?;
+    let status = lookup(&client, feedback::status_subject(&command_id)).await?;
+    writeln!(
+        tour.out,
+        "   status.{command_id}\n   <- {}",
+        serde_json::to_string(&status).unwrap_or_default()
+    )?;
+    expect(
+        status.status() == "accepted",
+        "the accepted command's status was not accepted",
+    )?;
+
     writeln!(tour.out, "\nThe rejected commands left no trace in the stream. Run `jetsource demo` again: it uses fresh ids.")?;
 
-    serving
-        .shutdown()
-        .await
-        .map_err(crate::app::RunError::from)?;
+    let served = serving.shutdown().await;
+    feedback.shutdown().await;
+    served.map_err(crate::app::RunError::from)?;
     drop(nats);
     Ok(())
 }

@@ -13,6 +13,7 @@
 //! - [`config`]: settings (file, environment, flags).
 //! - [`auth`]: credentials and TLS towards NATS; the one place connections are made.
 //! - [`embedded`]: the embedded nats-server default.
+//! - [`feedback`]: rejection notices, the error cache, command status by id.
 //! - [`demo`]: the guided tour.
 //! - [`blog`]: the reference aggregate from the Rewind post.
 //! - [`account`]: a bank account, the reference for an invariant under concurrency.
@@ -30,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod embedded;
+pub mod feedback;
 pub mod units;
 
 pub use app::App;

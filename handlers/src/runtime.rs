@@ -50,6 +50,9 @@ pub struct RuntimeConfig {
     pub handler: HandlerConfig,
     /// How event streams are configured.
     pub streams: StreamSettings,
+    /// Reply to command requests (default true). Off: no reply is sent even
+    /// to a request, and clients learn outcomes from notices or by id.
+    pub reply: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -61,6 +64,7 @@ impl Default for RuntimeConfig {
             store_timeout: Duration::from_secs(5),
             handler: HandlerConfig::default(),
             streams: StreamSettings::default(),
+            reply: true,
         }
     }
 }
@@ -260,8 +264,9 @@ impl Runtime {
             let observers = self.observers.clone();
             let client = self.client.clone();
             let max_body = self.config.max_body_bytes;
+            let reply = self.config.reply;
             tokio::spawn(async move {
-                serve(&client, &handlers, &observers, max_body, message).await;
+                serve(&client, &handlers, &observers, max_body, reply, message).await;
                 drop(permit);
             });
         }
@@ -302,6 +307,7 @@ async fn serve(
     handlers: &HashMap<&'static str, Arc<dyn DynHandler>>,
     observers: &[OutcomeObserver],
     max_body: usize,
+    send_reply: bool,
     message: Message,
 ) {
     let parsed = subject::CommandSubject::parse(message.subject.as_str()).ok();
@@ -340,7 +346,7 @@ async fn serve(
     for observer in observers {
         observer(&outcome);
     }
-    if let Some(reply_to) = message.reply {
+    if let Some(reply_to) = message.reply.filter(|_| send_reply) {
         match serde_json::to_vec(&reply) {
             Ok(body) => {
                 if let Err(e) = client.publish(reply_to, body.into()).await {

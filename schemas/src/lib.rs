@@ -15,8 +15,10 @@
 //! - [`reply`]: the command reply (`accepted` / `rejected`) and rejection codes.
 //! - [`event`]: references to stored events and their metadata.
 //! - [`json`]: the JSON Schemas generated from these types.
+//! - [`feedback`]: rejection notices, the error cache's queries, command status.
 
 pub mod event;
+pub mod feedback;
 pub mod headers;
 pub mod json;
 pub mod reply;

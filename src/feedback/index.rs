@@ -1,0 +1,271 @@
+//! The command index: accepted commands by id, durable.
+//!
+//! A durable pull consumer on each event stream reads every event's
+//! `Command-Id` header and merges the event into the KV bucket
+//! `jetsource_command_index` (key: the command id). The message is acked only
+//! after the KV write, and a redelivered event that is already recorded
+//! changes nothing, so the index converges after any crash. The command path
+//! pays nothing for it: the index trails the streams.
+//!
+//! Several jetsource processes share each consumer (one durable name), so
+//! two events of one command may be indexed by two processes at once; merges
+//! use the KV's compare-and-set on the entry's revision.
+
+use super::{FeedbackError, FeedbackErrorKind};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt;
+use jetsource_handlers::error::Error;
+use jetsource_schemas::feedback::{
+    CommandIndexEntry, COMMAND_INDEX_BUCKET, COMMAND_INDEX_CONSUMER,
+};
+use jetsource_schemas::{headers, subject, token, EventRef};
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// How many times a merge is retried when another writer got there first.
+const MERGE_ATTEMPTS: u32 = 16;
+
+/// The index bucket.
+#[derive(Clone)]
+pub struct CommandIndex {
+    kv: kv::Store,
+}
+
+impl CommandIndex {
+    /// Opens the bucket, creating it when absent.
+    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, FeedbackError> {
+        if let Ok(kv) = js.get_key_value(COMMAND_INDEX_BUCKET).await {
+            return Ok(CommandIndex { kv });
+        }
+        let created = js
+            .create_key_value(kv::Config {
+                bucket: COMMAND_INDEX_BUCKET.into(),
+                description: "jetsource: accepted commands by id".into(),
+                history: 1,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(kv) => Ok(CommandIndex { kv }),
+            // Another process created it meanwhile.
+            Err(e) => js
+                .get_key_value(COMMAND_INDEX_BUCKET)
+                .await
+                .map(|kv| CommandIndex { kv })
+                .map_err(|_| Error::with_source(FeedbackErrorKind::Index, e)),
+        }
+    }
+
+    /// The accepted command `command_id` (a validated token), if indexed.
+    pub async fn get(&self, command_id: &str) -> Result<Option<CommandIndexEntry>, FeedbackError> {
+        let value = self
+            .kv
+            .get(command_id)
+            .await
+            .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?;
+        match value {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Merges `event` into the entry of `command_id`; a no-op when it is
+    /// already there.
+    pub async fn record(
+        &self,
+        command_id: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event: EventRef,
+    ) -> Result<(), FeedbackError> {
+        let index_error = |e| Error::with_source(FeedbackErrorKind::Index, e);
+        for _ in 0..MERGE_ATTEMPTS {
+            let current = self
+                .kv
+                .entry(command_id)
+                .await
+                .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?
+                .filter(|e| e.operation == kv::Operation::Put);
+            let (mut entry, revision) = match current {
+                Some(found) => (
+                    serde_json::from_slice::<CommandIndexEntry>(&found.value)
+                        .map_err(index_error)?,
+                    Some(found.revision),
+                ),
+                None => (
+                    CommandIndexEntry {
+                        aggregate_type: aggregate_type.into(),
+                        aggregate_id: aggregate_id.into(),
+                        events: Vec::new(),
+                    },
+                    None,
+                ),
+            };
+            if entry
+                .events
+                .iter()
+                .any(|e| e.stream == event.stream && e.seq == event.seq)
+            {
+                return Ok(());
+            }
+            entry.events.push(event.clone());
+            entry.events.sort_by_key(|e| e.seq);
+            let body = serde_json::to_vec(&entry).map_err(index_error)?;
+            let written = match revision {
+                Some(revision) => match self.kv.update(command_id, body.into(), revision).await {
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                    other => other
+                        .map(|_| ())
+                        .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e)),
+                },
+                None => match self.kv.create(command_id, body.into()).await {
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => continue,
+                    other => other
+                        .map(|_| ())
+                        .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e)),
+                },
+            };
+            return written;
+        }
+        Err(Error::new(
+            FeedbackErrorKind::Index,
+            format!("command {command_id}: too many concurrent index writers"),
+        ))
+    }
+}
+
+/// Creates (or finds) the index consumer on `aggregate_type`'s stream.
+async fn consumer(
+    js: &jetstream::Context,
+    aggregate_type: &str,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, FeedbackError> {
+    let filter = subject::type_filter(aggregate_type)
+        .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?;
+    let stream = js
+        .get_stream(subject::stream_name(aggregate_type))
+        .await
+        .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?;
+    stream
+        .get_or_create_consumer(
+            COMMAND_INDEX_CONSUMER,
+            pull::Config {
+                durable_name: Some(COMMAND_INDEX_CONSUMER.into()),
+                description: Some("jetsource: accepted commands by id".into()),
+                filter_subject: filter,
+                ack_policy: AckPolicy::Explicit,
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))
+}
+
+/// Checks the index consumer of `aggregate_type` can be created: a start-up
+/// failure is reported rather than retried forever in the background.
+pub(crate) async fn prepare(
+    js: &jetstream::Context,
+    aggregate_type: &str,
+) -> Result<(), FeedbackError> {
+    consumer(js, aggregate_type).await.map(|_| ())
+}
+
+/// Indexes `aggregate_type`'s events until `stop` turns true; reconnects
+/// after errors.
+pub(crate) async fn follow(
+    js: jetstream::Context,
+    index: CommandIndex,
+    aggregate_type: &'static str,
+    mut stop: watch::Receiver<bool>,
+) {
+    let stream = subject::stream_name(aggregate_type);
+    async move {
+        loop {
+            let messages = match consumer(&js, aggregate_type).await {
+                Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match messages {
+                Ok(mut messages) => loop {
+                    let message = tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        message = messages.next() => message,
+                    };
+                    match message {
+                        Some(Ok(message)) => index_one(&index, &stream, &message).await,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "command index: consumer error");
+                            break;
+                        }
+                        None => break,
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "command index: cannot consume"),
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+    .instrument(tracing::info_span!("command_index", aggregate_type))
+    .await
+}
+
+async fn index_one(index: &CommandIndex, stream: &str, message: &jetstream::Message) {
+    let Ok(info) = message.info() else {
+        let _ = message.ack().await;
+        return;
+    };
+    let seq = info.stream_sequence;
+    let command_id = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::COMMAND_ID))
+        .map(|v| v.as_str().to_string());
+    let parsed = subject::EventSubject::parse(message.subject.as_str());
+    // Events without a valid command id or subject have nothing to index.
+    let (Some(command_id), Some(parsed)) = (command_id, parsed) else {
+        let _ = message.ack().await;
+        return;
+    };
+    if token::validate("command id", &command_id).is_err()
+        || token::validate("aggregate id", parsed.aggregate_id).is_err()
+        || token::validate("event type", parsed.event_type).is_err()
+    {
+        let _ = message.ack().await;
+        return;
+    }
+    let event = EventRef {
+        event_type: parsed.event_type.to_string(),
+        stream: stream.to_string(),
+        seq,
+    };
+    match index
+        .record(
+            &command_id,
+            parsed.aggregate_type,
+            parsed.aggregate_id,
+            event,
+        )
+        .await
+    {
+        Ok(()) => {
+            if let Err(e) = message.ack().await {
+                tracing::warn!(error = %e, seq, "command index: ack failed, will be redelivered");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, seq, %command_id, "command index: not recorded, retrying");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+        }
+    }
+}

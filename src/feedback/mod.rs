@@ -1,0 +1,224 @@
+//! Feedback beyond the command reply: rejection notices, the error cache,
+//! and command status by id.
+//!
+//! The four feedback cases of a deployment:
+//! 1. reply: a command request gets its reply at once ([`FeedbackConfig`]
+//!    has no say; `RuntimeConfig::reply` switches it);
+//! 2. by id: a fire-and-forget client asks `status.<command_id>` later;
+//! 3. silence: no notice leaves the process (`silence = true`);
+//! 4. rejections out of the log: each rejection is published as a notice on
+//!    core NATS, every feedback instance keeps all notices in a bounded,
+//!    expiring cache, and `errors.get` / `errors.list` answer from it.
+//!
+//! # Layout
+//! - [`notice`]: the outcome observer (never waits) and the notice publisher.
+//! - [`cache`]: the error cache and the recently-accepted cache (moka).
+//! - [`index`]: the durable command index (a consumer per stream into KV).
+//! - [`service`]: the subscriptions answering queries, and asking peers.
+
+pub mod cache;
+pub mod index;
+pub mod notice;
+pub mod service;
+
+use jetsource_handlers::error::Error;
+use jetsource_handlers::runtime::OutcomeObserver;
+use jetsource_schemas::feedback::RejectionNotice;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use cache::{AcceptedCache, ErrorCache};
+pub use index::CommandIndex;
+
+/// Settings of the feedback role. Every field documents its default.
+#[derive(Debug, Clone)]
+pub struct FeedbackConfig {
+    /// Run the role: rejection notices, the error cache, the command index
+    /// and the queries (default true).
+    pub cache: bool,
+    /// Case 3: publish no rejection notices (default false). Status by id
+    /// still answers accepted commands from the command index.
+    pub silence: bool,
+    /// How long a rejection stays in the cache (default 15 minutes).
+    pub error_ttl: Duration,
+    /// The cache's bound in bytes (default 64 MiB). Recently accepted
+    /// outcomes get a quarter of it again.
+    pub error_capacity: u64,
+    /// Notices waiting to be published; more are dropped and counted
+    /// (default 65,536).
+    pub notices_queue: usize,
+    /// How long a miss waits for peers to answer (default 250 ms).
+    pub peer_timeout: Duration,
+    /// The most rejections `errors.list` returns (default 100).
+    pub list_limit: usize,
+    /// Replicas of the command index bucket (default 1).
+    pub index_replicas: usize,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        FeedbackConfig {
+            cache: true,
+            silence: false,
+            error_ttl: Duration::from_secs(15 * 60),
+            error_capacity: 64 << 20,
+            notices_queue: 65_536,
+            peer_timeout: Duration::from_millis(250),
+            list_limit: 100,
+            index_replicas: 1,
+        }
+    }
+}
+
+/// What went wrong starting the feedback role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackErrorKind {
+    /// Subscribing or flushing failed.
+    Nats,
+    /// The command index bucket or its consumers could not be set up or read.
+    Index,
+}
+
+impl std::fmt::Display for FeedbackErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FeedbackErrorKind::Nats => "feedback: NATS failure",
+            FeedbackErrorKind::Index => "feedback: command index failure",
+        })
+    }
+}
+
+/// A feedback failure.
+pub type FeedbackError = Error<FeedbackErrorKind>;
+
+/// The feedback role of one process: create it, register [`Self::observer`]
+/// on the runtime builder, [`Self::start`] it, [`Self::shutdown`] it after
+/// the runtime stopped.
+pub struct Feedback {
+    shared: Arc<service::Shared>,
+    queue: mpsc::Sender<RejectionNotice>,
+    pending: Option<mpsc::Receiver<RejectionNotice>>,
+    dropped: Arc<AtomicU64>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Feedback {
+    /// The role over `client`, not started yet.
+    pub fn new(client: async_nats::Client, config: FeedbackConfig) -> Self {
+        let (queue, pending) = mpsc::channel(config.notices_queue.max(1));
+        let (stop, _) = watch::channel(false);
+        let shared = Arc::new(service::Shared {
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            errors: ErrorCache::new(config.error_ttl, config.error_capacity),
+            accepted: AcceptedCache::new(config.error_ttl, config.error_capacity / 4),
+            index: tokio::sync::OnceCell::new(),
+            started: Instant::now(),
+            received: AtomicU64::new(0),
+            client,
+            config,
+        });
+        Feedback {
+            shared,
+            queue,
+            pending: Some(pending),
+            dropped: Arc::new(AtomicU64::new(0)),
+            stop,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// The observer to register with `RuntimeBuilder::observe`.
+    pub fn observer(&self) -> OutcomeObserver {
+        notice::observer(
+            self.queue.clone(),
+            self.dropped.clone(),
+            self.shared.accepted.clone(),
+            !self.shared.config.silence,
+        )
+    }
+
+    /// Opens the command index, follows `aggregate_types`' streams,
+    /// subscribes to notices, queries and peers, and starts publishing
+    /// notices. Returns once every subscription is registered with the server.
+    pub async fn start(&mut self, aggregate_types: &[&'static str]) -> Result<(), FeedbackError> {
+        let js = async_nats::jetstream::new(self.shared.client.clone());
+        let index = CommandIndex::open(&js, self.shared.config.index_replicas).await?;
+        for aggregate_type in aggregate_types {
+            index::prepare(&js, aggregate_type).await?;
+        }
+        let _ = self.shared.index.set(index.clone());
+        for &aggregate_type in aggregate_types {
+            self.tasks.push(tokio::spawn(index::follow(
+                js.clone(),
+                index.clone(),
+                aggregate_type,
+                self.stop.subscribe(),
+            )));
+        }
+        self.tasks
+            .extend(service::subscribe(self.shared.clone(), &self.stop).await?);
+        // `flush` only empties the socket buffer; a request on the same
+        // connection returns after the server has processed the
+        // subscriptions, so queries sent once `start` returns find them.
+        js.query_account()
+            .await
+            .map_err(|e| Error::with_source(FeedbackErrorKind::Nats, e))?;
+        if let Some(pending) = self.pending.take() {
+            self.tasks.push(tokio::spawn(notice::publish(
+                self.shared.client.clone(),
+                pending,
+                self.stop.subscribe(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stops every task; queued notices are published first.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Notices dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Notices received (from any process) into this instance's cache.
+    pub fn notices_received(&self) -> u64 {
+        self.shared.received.load(Ordering::Relaxed)
+    }
+
+    /// This instance's error cache.
+    pub fn error_cache(&self) -> &ErrorCache {
+        &self.shared.errors
+    }
+
+    /// Answers `errors.get.<command_id>` as this instance would.
+    pub async fn errors_get(
+        &self,
+        command_id: &str,
+    ) -> jetsource_schemas::feedback::FeedbackAnswer {
+        self.shared.errors_get(command_id).await
+    }
+
+    /// Answers `errors.list.<type>.<id>` as this instance would.
+    pub async fn errors_list(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> jetsource_schemas::feedback::RejectionList {
+        self.shared.errors_list(aggregate_type, aggregate_id).await
+    }
+
+    /// Answers `status.<command_id>` as this instance would.
+    pub async fn status(&self, command_id: &str) -> jetsource_schemas::feedback::FeedbackAnswer {
+        self.shared.status(command_id).await
+    }
+}

@@ -1,0 +1,108 @@
+//! From the command path to the wire: the outcome observer and the task
+//! publishing rejection notices.
+//!
+//! The observer runs on the command path, so it never waits: a rejection
+//! goes into a bounded queue with `try_send`, and when the queue is full the
+//! notice is dropped and counted. Accepted outcomes go straight into the
+//! in-memory [`AcceptedCache`] (a non-blocking insert). A task drains the
+//! queue onto core NATS; nothing about a rejection reaches JetStream.
+
+use super::cache::{now_rfc3339, AcceptedCache};
+use jetsource_handlers::runtime::{CommandOutcome, OutcomeObserver};
+use jetsource_schemas::feedback::{notice_subject, AcceptedStatus, RejectionNotice};
+use jetsource_schemas::CommandReply;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+/// Builds the observer: accepted outcomes into `accepted`, rejections into
+/// `queue` when `notices` is on (not in silence), overflow counted in
+/// `dropped`.
+pub(crate) fn observer(
+    queue: mpsc::Sender<RejectionNotice>,
+    dropped: Arc<AtomicU64>,
+    accepted: AcceptedCache,
+    notices: bool,
+) -> OutcomeObserver {
+    Arc::new(move |outcome: &CommandOutcome<'_>| match outcome.reply {
+        CommandReply::Accepted(a) => accepted.insert(AcceptedStatus {
+            command_id: a.command_id.clone(),
+            aggregate_type: a.aggregate_type.clone(),
+            aggregate_id: a.aggregate_id.clone(),
+            events: a.events.clone(),
+        }),
+        CommandReply::Rejected(r) if notices => {
+            // Without a command id nobody can ask for it, and without a
+            // parsed subject there is no aggregate to name in the subject.
+            let (Some(aggregate_type), Some(aggregate_id), Some(command)) = (
+                outcome.aggregate_type,
+                outcome.aggregate_id,
+                outcome.command,
+            ) else {
+                return;
+            };
+            if r.command_id.is_empty() {
+                return;
+            }
+            let notice = RejectionNotice {
+                command_id: r.command_id.clone(),
+                aggregate_type: aggregate_type.to_string(),
+                aggregate_id: aggregate_id.to_string(),
+                command: command.to_string(),
+                code: r.code,
+                reason: r.reason.clone(),
+                at: now_rfc3339(),
+            };
+            if queue.try_send(notice).is_err() {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        CommandReply::Rejected(_) => {}
+    })
+}
+
+/// Publishes queued notices until `stop` turns true, then publishes what is
+/// still queued and flushes.
+pub(crate) async fn publish(
+    client: async_nats::Client,
+    mut queue: mpsc::Receiver<RejectionNotice>,
+    mut stop: watch::Receiver<bool>,
+) {
+    async move {
+        loop {
+            let notice = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                notice = queue.recv() => match notice {
+                    Some(notice) => notice,
+                    None => break,
+                },
+            };
+            send(&client, &notice).await;
+        }
+        while let Ok(notice) = queue.try_recv() {
+            send(&client, &notice).await;
+        }
+        let _ = client.flush().await;
+    }
+    .instrument(tracing::info_span!("notices"))
+    .await
+}
+
+async fn send(client: &async_nats::Client, notice: &RejectionNotice) {
+    let subject = match notice_subject(&notice.aggregate_type, &notice.aggregate_id) {
+        Ok(subject) => subject,
+        Err(e) => {
+            tracing::warn!(error = %e, "notice for an invalid aggregate not sent");
+            return;
+        }
+    };
+    match serde_json::to_vec(notice) {
+        Ok(body) => {
+            if let Err(e) = client.publish(subject, body.into()).await {
+                tracing::warn!(error = %e, command_id = %notice.command_id, "notice not sent");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "notice not encoded"),
+    }
+}

@@ -1,0 +1,432 @@
+//! The subscriptions of the feedback role and the answers to its queries.
+//!
+//! Every instance subscribes to all notices (no queue group), so each holds
+//! every rejection of its lifetime. Queries are shared in the queue group
+//! `jetsource-feedback`. An instance that misses asks its peers (plain
+//! subscriptions on `feedback.peer.*`, answered only on a hit, never by the
+//! asker itself) before answering `unknown`: that is how an instance started
+//! after a rejection answers for it. Once an instance has run longer than
+//! the time to live, it has seen every notice still alive and stops asking.
+
+use super::cache::{newest_first, AcceptedCache, ErrorCache};
+use super::{CommandIndex, FeedbackConfig, FeedbackError, FeedbackErrorKind};
+use async_nats::{Client, HeaderMap, Message};
+use futures::StreamExt;
+use jetsource_handlers::error::Error;
+use jetsource_schemas::feedback::{
+    self as contract, AcceptedStatus, BadQuery, FeedbackAnswer, RejectionList, RejectionNotice,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+/// Queries answered at once; more wait (they may each wait on peers).
+const MAX_QUERIES_IN_FLIGHT: usize = 1024;
+
+/// State shared by the subscriptions.
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) config: FeedbackConfig,
+    pub(crate) instance: String,
+    pub(crate) errors: ErrorCache,
+    pub(crate) accepted: AcceptedCache,
+    pub(crate) index: tokio::sync::OnceCell<CommandIndex>,
+    pub(crate) started: Instant,
+    pub(crate) received: AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+enum Query {
+    Notice,
+    ErrorsGet,
+    ErrorsList,
+    Status,
+    PeerGet,
+    PeerList,
+}
+
+/// Subscribes everything; the returned tasks end when `stop` turns true.
+pub(crate) async fn subscribe(
+    shared: Arc<Shared>,
+    stop: &watch::Sender<bool>,
+) -> Result<Vec<JoinHandle<()>>, FeedbackError> {
+    let nats = |e| Error::with_source(FeedbackErrorKind::Nats, e);
+    let client = &shared.client;
+    let group = contract::QUEUE_GROUP.to_string();
+    let subscriptions = vec![
+        (
+            Query::Notice,
+            client
+                .subscribe(format!("{}.*.*", contract::NOTICE_ROOT))
+                .await
+                .map_err(nats)?,
+        ),
+        (
+            Query::ErrorsGet,
+            client
+                .queue_subscribe(format!("{}.*", contract::ERRORS_GET_ROOT), group.clone())
+                .await
+                .map_err(nats)?,
+        ),
+        (
+            Query::ErrorsList,
+            client
+                .queue_subscribe(format!("{}.*.*", contract::ERRORS_LIST_ROOT), group.clone())
+                .await
+                .map_err(nats)?,
+        ),
+        (
+            Query::Status,
+            client
+                .queue_subscribe(format!("{}.*", contract::STATUS_ROOT), group)
+                .await
+                .map_err(nats)?,
+        ),
+        (
+            Query::PeerGet,
+            client
+                .subscribe(format!("{}.*", contract::PEER_GET_ROOT))
+                .await
+                .map_err(nats)?,
+        ),
+        (
+            Query::PeerList,
+            client
+                .subscribe(format!("{}.*.*", contract::PEER_LIST_ROOT))
+                .await
+                .map_err(nats)?,
+        ),
+    ];
+    client
+        .flush()
+        .await
+        .map_err(|e| Error::with_source(FeedbackErrorKind::Nats, e))?;
+    let permits = Arc::new(Semaphore::new(MAX_QUERIES_IN_FLIGHT));
+    Ok(subscriptions
+        .into_iter()
+        .map(|(query, mut subscriber)| {
+            let shared = shared.clone();
+            let permits = permits.clone();
+            let mut stop = stop.subscribe();
+            tokio::spawn(
+                async move {
+                    loop {
+                        let message = tokio::select! {
+                            _ = stop.wait_for(|s| *s) => break,
+                            message = subscriber.next() => match message {
+                                Some(message) => message,
+                                None => break,
+                            },
+                        };
+                        if let Query::Notice = query {
+                            shared.receive_notice(&message);
+                            continue;
+                        }
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            shared.answer(query, message).await;
+                            drop(permit);
+                        });
+                    }
+                    let _ = subscriber.unsubscribe().await;
+                }
+                .instrument(tracing::info_span!("feedback")),
+            )
+        })
+        .collect())
+}
+
+fn bad_query(reason: impl ToString) -> FeedbackAnswer {
+    FeedbackAnswer::BadRequest(BadQuery {
+        command_id: String::new(),
+        reason: reason.to_string(),
+    })
+}
+
+impl Shared {
+    fn receive_notice(&self, message: &Message) {
+        // The subject and the body must agree, and every id must be a token.
+        let Ok((aggregate_type, aggregate_id)) =
+            contract::parse_aggregate(message.subject.as_str(), contract::NOTICE_ROOT)
+        else {
+            return;
+        };
+        match serde_json::from_slice::<RejectionNotice>(&message.payload) {
+            Ok(notice)
+                if notice.validate().is_ok()
+                    && notice.aggregate_type == aggregate_type
+                    && notice.aggregate_id == aggregate_id =>
+            {
+                self.errors.insert(notice);
+                self.received.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => tracing::debug!(subject = %message.subject, "malformed notice ignored"),
+        }
+    }
+
+    async fn answer(&self, query: Query, message: Message) {
+        let Some(reply_to) = message.reply.clone() else {
+            return;
+        };
+        let subject = message.subject.as_str();
+        let from_self = || {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(contract::INSTANCE_HEADER))
+                .is_some_and(|v| v.as_str() == self.instance)
+        };
+        let body = match query {
+            Query::Notice => return,
+            Query::ErrorsGet => json(&match contract::parse_command_id(
+                subject,
+                contract::ERRORS_GET_ROOT,
+            ) {
+                Ok(id) => self.errors_get(id).await,
+                Err(e) => bad_query(e),
+            }),
+            Query::Status => json(
+                &match contract::parse_command_id(subject, contract::STATUS_ROOT) {
+                    Ok(id) => self.status(id).await,
+                    Err(e) => bad_query(e),
+                },
+            ),
+            Query::ErrorsList => json(&match contract::parse_aggregate(
+                subject,
+                contract::ERRORS_LIST_ROOT,
+            ) {
+                Ok((t, i)) => self.errors_list(t, i).await,
+                Err(e) => RejectionList {
+                    aggregate_type: String::new(),
+                    aggregate_id: String::new(),
+                    rejections: Vec::new(),
+                    error: Some(e.to_string()),
+                },
+            }),
+            // Peers answer only on a hit, so that the first answer is a hit.
+            Query::PeerGet => {
+                if from_self() {
+                    return;
+                }
+                match contract::parse_command_id(subject, contract::PEER_GET_ROOT)
+                    .ok()
+                    .and_then(|id| self.local(id))
+                {
+                    Some(answer) => json(&answer),
+                    None => return,
+                }
+            }
+            Query::PeerList => {
+                if from_self() {
+                    return;
+                }
+                let Ok((t, i)) = contract::parse_aggregate(subject, contract::PEER_LIST_ROOT)
+                else {
+                    return;
+                };
+                let rejections = self.errors.list(t, i, self.config.list_limit);
+                if rejections.is_empty() {
+                    return;
+                }
+                json(&rejections)
+            }
+        };
+        let Some(body) = body else { return };
+        if let Err(e) = self.client.publish(reply_to, body.into()).await {
+            tracing::warn!(error = %e, "feedback answer not sent");
+        }
+    }
+
+    /// What this instance's memory holds about `command_id`.
+    fn local(&self, command_id: &str) -> Option<FeedbackAnswer> {
+        if let Some(notice) = self.errors.get(command_id) {
+            return Some(FeedbackAnswer::Rejected(notice));
+        }
+        self.accepted.get(command_id).map(FeedbackAnswer::Accepted)
+    }
+
+    /// Whether a miss here may be a hit elsewhere: true until this instance
+    /// has run for a whole time to live.
+    fn peers_may_know(&self) -> bool {
+        self.started.elapsed() < self.config.error_ttl
+    }
+
+    fn instance_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(contract::INSTANCE_HEADER, self.instance.as_str());
+        headers
+    }
+
+    /// Asks the peers about `command_id` (a validated token); the first hit.
+    async fn ask_peers(&self, command_id: &str) -> Option<FeedbackAnswer> {
+        let subject = contract::peer_get_subject(command_id).ok()?;
+        let request = async_nats::Request::new()
+            .headers(self.instance_headers())
+            .timeout(Some(self.config.peer_timeout));
+        let reply = self.client.send_request(subject, request).await.ok()?;
+        let answer: FeedbackAnswer = serde_json::from_slice(&reply.payload).ok()?;
+        let valid = answer.command_id() == command_id
+            && match &answer {
+                FeedbackAnswer::Rejected(n) => n.validate().is_ok(),
+                FeedbackAnswer::Accepted(_) => true,
+                _ => false,
+            };
+        valid.then_some(answer)
+    }
+
+    /// Answers `errors.get.<command_id>`.
+    pub(crate) async fn errors_get(&self, command_id: &str) -> FeedbackAnswer {
+        if let Err(e) = jetsource_schemas::token::validate("command id", command_id) {
+            return bad_query(e);
+        }
+        if let Some(notice) = self.errors.get(command_id) {
+            return FeedbackAnswer::Rejected(notice);
+        }
+        if self.peers_may_know() {
+            if let Some(answer @ FeedbackAnswer::Rejected(_)) = self.ask_peers(command_id).await {
+                return answer;
+            }
+            // The notice may have arrived while the peers were asked.
+            if let Some(notice) = self.errors.get(command_id) {
+                return FeedbackAnswer::Rejected(notice);
+            }
+        }
+        FeedbackAnswer::unknown(command_id)
+    }
+
+    /// Answers `status.<command_id>`: memory, then the durable index, then
+    /// peers.
+    pub(crate) async fn status(&self, command_id: &str) -> FeedbackAnswer {
+        if let Err(e) = jetsource_schemas::token::validate("command id", command_id) {
+            return bad_query(e);
+        }
+        if let Some(answer) = self.local(command_id) {
+            return answer;
+        }
+        if let Some(index) = self.index.get() {
+            match index.get(command_id).await {
+                Ok(Some(entry)) => {
+                    return FeedbackAnswer::Accepted(AcceptedStatus {
+                        command_id: command_id.to_string(),
+                        aggregate_type: entry.aggregate_type,
+                        aggregate_id: entry.aggregate_id,
+                        events: entry.events,
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "command index lookup failed"),
+            }
+        }
+        if self.peers_may_know() {
+            if let Some(answer) = self.ask_peers(command_id).await {
+                return answer;
+            }
+            if let Some(answer) = self.local(command_id) {
+                return answer;
+            }
+        }
+        FeedbackAnswer::unknown(command_id)
+    }
+
+    /// Answers `errors.list.<type>.<id>`: this instance's rejections merged
+    /// with its peers' while they may know more.
+    pub(crate) async fn errors_list(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> RejectionList {
+        let mut rejections = self
+            .errors
+            .list(aggregate_type, aggregate_id, self.config.list_limit);
+        let mut error = None;
+        match contract::peer_list_subject(aggregate_type, aggregate_id) {
+            Err(e) => {
+                error = Some(e.to_string());
+                rejections.clear();
+            }
+            Ok(subject) if self.peers_may_know() => {
+                rejections.extend(
+                    self.collect_peer_lists(subject, aggregate_type, aggregate_id)
+                        .await,
+                );
+                rejections = newest_first(rejections, self.config.list_limit);
+            }
+            Ok(_) => {}
+        }
+        let (aggregate_type, aggregate_id) = if error.is_some() {
+            (String::new(), String::new())
+        } else {
+            (aggregate_type.to_string(), aggregate_id.to_string())
+        };
+        RejectionList {
+            aggregate_type,
+            aggregate_id,
+            rejections,
+            error,
+        }
+    }
+
+    /// Every peer's list for one aggregate, gathered for the peer timeout.
+    async fn collect_peer_lists(
+        &self,
+        subject: String,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Vec<RejectionNotice> {
+        let inbox = self.client.new_inbox();
+        let Ok(mut answers) = self.client.subscribe(inbox.clone()).await else {
+            return Vec::new();
+        };
+        if self
+            .client
+            .publish_with_reply_and_headers(
+                subject,
+                inbox,
+                self.instance_headers(),
+                bytes::Bytes::new(),
+            )
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        let mut found = Vec::new();
+        let deadline = tokio::time::sleep(self.config.peer_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                answer = answers.next() => match answer {
+                    Some(answer) => {
+                        if let Ok(list) = serde_json::from_slice::<Vec<RejectionNotice>>(&answer.payload) {
+                            found.extend(list.into_iter().filter(|n| {
+                                n.validate().is_ok()
+                                    && n.aggregate_type == aggregate_type
+                                    && n.aggregate_id == aggregate_id
+                            }));
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        let _ = answers.unsubscribe().await;
+        found
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Option<Vec<u8>> {
+    match serde_json::to_vec(value) {
+        Ok(body) => Some(body),
+        Err(e) => {
+            tracing::error!(error = %e, "feedback answer not encoded");
+            None
+        }
+    }
+}
