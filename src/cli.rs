@@ -20,6 +20,7 @@ Examples:
   jetsource run                                   serve commands (embedded nats-server unless a URL is set)
   jetsource send blogpost p1 create '{\"title\":\"Hi\",\"body\":\"...\"}'
   echo '{}' | jetsource send blogpost p1 publish --command-id pub-p1
+  jetsource projector status                      positions and lag of the running projectors
 
 Exit codes: 0 ok or accepted, 1 rejected, 2 bad usage or settings, 3 NATS unreachable or no answer.")]
 pub struct Cli {
@@ -68,6 +69,27 @@ pub enum Command {
         /// NATS URL; default: as for send, else an embedded nats-server.
         #[arg(long, value_name = "URL")]
         nats_url: Option<String>,
+    },
+    /// Inspect the projectors of a running `jetsource run`.
+    Projector {
+        /// What to inspect.
+        #[command(subcommand)]
+        command: ProjectorCommand,
+    },
+}
+
+/// The `projector` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProjectorCommand {
+    /// Print each projector's phase and, per stream, the last sequence
+    /// applied, the stream's last sequence and the lag (as JSON).
+    Status {
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
     },
 }
 
@@ -129,6 +151,9 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                 }
             }
         }
+        Command::Projector {
+            command: ProjectorCommand::Status { nats_url, timeout },
+        } => projector_status(&config, nats_url.as_deref(), timeout).await,
         Command::Send {
             aggregate_type,
             aggregate_id,
@@ -195,6 +220,49 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                     ExitCode::from(3)
                 }
             }
+        }
+    }
+}
+
+async fn projector_status(config: &Config, nats_url: Option<&str>, timeout: u64) -> ExitCode {
+    let Some(url) = config
+        .nats_url(nats_url)
+        .or_else(|| embedded::recorded_url(&config.embedded))
+    else {
+        eprintln!(
+            "jetsource projector status: no NATS server: start `jetsource run`, or pass --nats-url"
+        );
+        return ExitCode::from(3);
+    };
+    let client = match jetsource_handlers::connect(&url).await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("jetsource projector status: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let request = async_nats::Request::new().timeout(Some(std::time::Duration::from_secs(timeout)));
+    let reply = match client
+        .send_request(jetsource_projector::status::STATUS_SUBJECT, request)
+        .await
+    {
+        Ok(reply) => reply,
+        Err(e) => {
+            eprintln!(
+                "jetsource projector status: no answer on {}: {e}",
+                jetsource_projector::status::STATUS_SUBJECT
+            );
+            return ExitCode::from(3);
+        }
+    };
+    match serde_json::from_slice::<jetsource_projector::StatusReport>(&reply.payload) {
+        Ok(report) => {
+            print_json(&report);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jetsource projector status: not a status report: {e}");
+            ExitCode::from(3)
         }
     }
 }
