@@ -77,6 +77,7 @@ pub struct PersistedProjection<P: PersistedProjector> {
 
 /// One batch: applied and stored, not yet acknowledged.
 pub struct Batch {
+    retry_after: std::time::Duration,
     done: Vec<jetstream::Message>,
     held_back: Vec<jetstream::Message>,
     applied: usize,
@@ -101,8 +102,8 @@ impl Batch {
         self.halted.as_deref()
     }
 
-    /// Acknowledges the events this batch covered, and asks at once for
-    /// redelivery of those it held back behind a missing one.
+    /// Acknowledges the events this batch covered, and asks for redelivery
+    /// of those it held back behind a missing one (after up to a second).
     pub async fn ack(self) -> Result<(), RunError> {
         for message in &self.done {
             message
@@ -111,8 +112,9 @@ impl Batch {
                 .map_err(|e| Error::new(RunErrorKind::Nats, e.to_string()))?;
         }
         for message in &self.held_back {
+            // Not before the missing event has had a chance to arrive.
             message
-                .ack_with(AckKind::Nak(None))
+                .ack_with(AckKind::Nak(Some(self.retry_after)))
                 .await
                 .map_err(|e| Error::new(RunErrorKind::Nats, e.to_string()))?;
         }
@@ -200,6 +202,14 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                     RunErrorKind::Inconsistent,
                     format!("{stream_name}: consumer {} acknowledged up to #{acked} but the record holds #{stored}; resuming would skip events", consumer_name(name)),
                 ));
+            }
+            if info.num_ack_pending > 0 {
+                // Events a previous run took but never acknowledged: have
+                // them redelivered now and in order (those already stored
+                // are skipped by sequence) instead of after `ack_wait`.
+                if let Err(e) = stream.reset_consumer(&consumer_name(name), None).await {
+                    tracing::warn!(stream = %stream_name, error = %e, "cannot rewind the consumer to its ack floor (server older than 2.14?); unacknowledged events come back after ack_wait");
+                }
             }
             let pending = info.num_pending + info.num_ack_pending as u64;
             shared.update(|p| {
@@ -315,6 +325,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             }
         }
         let mut batch = Batch {
+            retry_after: self.config.ack_wait.min(std::time::Duration::from_secs(1)),
             done: Vec::new(),
             held_back: Vec::new(),
             applied: 0,
