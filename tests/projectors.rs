@@ -195,7 +195,7 @@ fn blog_event(event: &BlogPostEvent) -> NewEvent {
 /// published last), 16 posts at a time, in two atomic batches per
 /// post, so posts interleave in the stream. Returns the last sequence.
 async fn write_posts(store: &EventStore, prefix: &str, posts: usize, per_post: usize) -> u64 {
-    assert!(per_post >= 4 && per_post % 2 == 0);
+    assert!(per_post >= 4 && per_post.is_multiple_of(2));
     let tasks = (0..posts).map(|i| {
         let store = store.clone();
         let id = format!("{prefix}{i}");
