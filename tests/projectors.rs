@@ -261,10 +261,17 @@ async fn query(
     serde_json::from_slice(&reply.payload).expect("JSON")
 }
 
+/// A guard against hanging on a bug, not a performance bound.
+const HANG: Duration = Duration::from_secs(120);
+
 async fn wait_applied(rx: &mut tokio::sync::watch::Receiver<Positions>, stream: &str, seq: u64) {
-    rx.wait_for(|p| p.get(stream).copied().unwrap_or(0) >= seq)
-        .await
-        .expect("the projector runs");
+    tokio::time::timeout(
+        HANG,
+        rx.wait_for(|p| p.get(stream).copied().unwrap_or(0) >= seq),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{stream} #{seq} was never applied"))
+    .expect("the projector runs");
 }
 
 /// The aggregate's own state, folded from its stored events.
@@ -480,7 +487,10 @@ async fn a_crash_between_store_and_ack_does_not_apply_twice() {
     assert_eq!(restarted.positions()["EVT_BLOGPOST"], stored);
     let mut skipped = 0;
     while restarted.positions()["EVT_BLOGPOST"] < head || (skipped as u64) < stored {
-        let batch = restarted.next_batch().await.expect("a batch");
+        let batch = tokio::time::timeout(HANG, restarted.next_batch())
+            .await
+            .expect("the redelivery never came")
+            .expect("a batch");
         skipped += batch.skipped();
         batch.ack().await.expect("ack");
     }
