@@ -1,4 +1,5 @@
-//! An application: the aggregates it hosts, and `run`, which serves them.
+//! An application: the aggregates and projectors it hosts, and `run`,
+//! which serves them.
 //!
 //! The `jetsource` binary is `App::new().aggregate::<BlogPost>()` handed to
 //! [`crate::cli::main`]; a user's binary is the same with its own
@@ -12,15 +13,21 @@ use jetsource_handlers::runtime::{RuntimeBuilder, RuntimeError};
 use jetsource_handlers::server::ServerError;
 use jetsource_handlers::RuntimeConfig;
 use jetsource_handlers::{Aggregate, Runtime};
+use jetsource_projector::{
+    PersistedProjector, Projector, ProjectorRuntime, ProjectorRuntimeBuilder,
+};
 use std::future::Future;
 use std::sync::Arc;
 
 type Registration = Arc<dyn Fn(RuntimeBuilder) -> RuntimeBuilder + Send + Sync>;
+type ProjectorRegistration =
+    Arc<dyn Fn(ProjectorRuntimeBuilder) -> ProjectorRuntimeBuilder + Send + Sync>;
 
-/// The aggregates an application hosts.
+/// The aggregates and projectors an application hosts.
 #[derive(Clone, Default)]
 pub struct App {
     registrations: Vec<Registration>,
+    projectors: Vec<ProjectorRegistration>,
 }
 
 impl App {
@@ -34,6 +41,43 @@ impl App {
         self.registrations
             .push(Arc::new(|builder: RuntimeBuilder| builder.aggregate::<A>()));
         self
+    }
+
+    /// Hosts an in-memory projector; `make` builds a fresh one per start.
+    pub fn projector<P: Projector>(mut self, make: impl Fn() -> P + Send + Sync + 'static) -> Self {
+        self.projectors
+            .push(Arc::new(move |builder: ProjectorRuntimeBuilder| {
+                builder.in_memory(make())
+            }));
+        self
+    }
+
+    /// Hosts a persisted projector (state in a KV bucket); `make` builds
+    /// its initial state.
+    pub fn persisted_projector<P: PersistedProjector>(
+        mut self,
+        make: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Self {
+        self.projectors
+            .push(Arc::new(move |builder: ProjectorRuntimeBuilder| {
+                builder.persisted(make())
+            }));
+        self
+    }
+
+    /// True when it hosts projectors.
+    pub fn has_projectors(&self) -> bool {
+        !self.projectors.is_empty()
+    }
+
+    /// A projector runtime builder over `client` with every projector
+    /// registered.
+    pub fn projector_builder(&self, client: async_nats::Client) -> ProjectorRuntimeBuilder {
+        self.projectors
+            .iter()
+            .fold(ProjectorRuntime::builder(client), |builder, register| {
+                register(builder)
+            })
     }
 
     /// A runtime builder over `client` with every registration applied.
@@ -64,6 +108,9 @@ pub enum RunError {
     /// The feedback role could not start.
     #[error(transparent)]
     Feedback(#[from] FeedbackError),
+    /// The projectors failed.
+    #[error(transparent)]
+    Projector(#[from] jetsource_projector::RunError),
 }
 
 /// Where the runtime's NATS is: a URL given, or a server it started.
@@ -93,7 +140,7 @@ impl Nats {
     }
 }
 
-/// Serves `app`'s commands until `shutdown` completes.
+/// Serves `app`'s commands and queries until `shutdown` completes.
 pub async fn run(
     app: &App,
     config: &Config,
@@ -102,6 +149,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let runtime_config = config.runtime()?;
     let feedback_config = config.feedback()?;
+    let projector_config = config.projectors()?;
     let nats = Nats::resolve(config, nats_url)?;
     let client = crate::auth::connect(config, &nats.url).await?;
     check_max_body(&runtime_config, &client)?;
@@ -117,14 +165,45 @@ pub async fn run(
     if let Some(feedback) = &mut feedback {
         feedback.start(&runtime.aggregate_types()).await?;
     }
+    // Projectors start after the command side has created the streams.
+    let projectors = match app.has_projectors() {
+        true => Some(
+            app.projector_builder(client.clone())
+                .config(projector_config)
+                .build()
+                .await?,
+        ),
+        false => None,
+    };
     tracing::info!(
         url = %crate::auth::redact_url(&nats.url),
         server_version = %client.server_info().version,
         aggregates = ?runtime.aggregate_types(),
+        projectors = projectors.is_some(),
         embedded = nats.embedded.is_some(),
         "jetsource ready"
     );
-    let served = runtime.run(shutdown).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let served = tokio::try_join!(
+        async {
+            runtime.run(until_stopped(stopped.clone())).await?;
+            Ok::<(), RunError>(())
+        },
+        async {
+            if let Some(projectors) = projectors {
+                projectors.run(until_stopped(stopped.clone())).await?;
+            }
+            Ok::<(), RunError>(())
+        },
+        async {
+            shutdown.await;
+            let _ = stop.send(true);
+            Ok::<(), RunError>(())
+        },
+    );
     if let Some(feedback) = feedback {
         feedback.shutdown().await;
     }

@@ -31,6 +31,7 @@ Authentication ([nats.auth] and [nats.tls] in the settings file, or):
   JETSOURCE_NATS_TOKEN, JETSOURCE_NATS_USER + JETSOURCE_NATS_PASSWORD,
   JETSOURCE_NATS_NKEY_SEED_FILE, JETSOURCE_NATS_CREDS,
   JETSOURCE_NATS_TLS_CA, JETSOURCE_NATS_TLS_CERT + JETSOURCE_NATS_TLS_KEY
+  jetsource projector status                      positions and lag of the running projectors
 
 Exit codes: 0 ok or accepted, 1 rejected, 2 bad usage or settings, 3 NATS unreachable or no answer.")]
 pub struct Cli {
@@ -103,6 +104,27 @@ pub enum Command {
         /// NATS URL; default: as for send, else an embedded nats-server.
         #[arg(long, value_name = "URL")]
         nats_url: Option<String>,
+    },
+    /// Inspect the projectors of a running `jetsource run`.
+    Projector {
+        /// What to inspect.
+        #[command(subcommand)]
+        command: ProjectorCommand,
+    },
+}
+
+/// The `projector` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProjectorCommand {
+    /// Print each projector's phase and, per stream, the last sequence
+    /// applied, the stream's last sequence and the lag (as JSON).
+    Status {
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
     },
 }
 
@@ -230,6 +252,9 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                 }
             }
         }
+        Command::Projector {
+            command: ProjectorCommand::Status { nats_url, timeout },
+        } => projector_status(&config, nats_url.as_deref(), timeout).await,
         Command::Send {
             aggregate_type,
             aggregate_id,
@@ -351,6 +376,37 @@ async fn query(
         },
         Err(e) => {
             eprintln!("jetsource {what}: no answer (is `jetsource run` serving feedback?): {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+async fn projector_status(config: &Config, nats_url: Option<&str>, timeout: u64) -> ExitCode {
+    let client = match client_connection(config, nats_url, "projector status").await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let request = async_nats::Request::new().timeout(Some(std::time::Duration::from_secs(timeout)));
+    let reply = match client
+        .send_request(jetsource_projector::status::STATUS_SUBJECT, request)
+        .await
+    {
+        Ok(reply) => reply,
+        Err(e) => {
+            eprintln!(
+                "jetsource projector status: no answer on {}: {e}",
+                jetsource_projector::status::STATUS_SUBJECT
+            );
+            return ExitCode::from(3);
+        }
+    };
+    match serde_json::from_slice::<jetsource_projector::StatusReport>(&reply.payload) {
+        Ok(report) => {
+            print_json(&report);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jetsource projector status: not a status report: {e}");
             ExitCode::from(3)
         }
     }

@@ -8,6 +8,7 @@ use crate::units::{parse_bytes, parse_duration};
 use jetsource_handlers::handler::HandlerConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
 use jetsource_handlers::store::StreamSettings;
+use jetsource_projector::ProjectorConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,8 @@ pub struct Config {
     pub streams: StreamsConfig,
     /// Feedback: replies, rejection notices, the error cache.
     pub feedback: FeedbackSection,
+    /// Projectors and queries.
+    pub projectors: ProjectorsConfig,
 }
 
 /// `[nats]`
@@ -175,6 +178,40 @@ impl Default for FeedbackSection {
     }
 }
 
+/// `[projectors]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectorsConfig {
+    /// How long a query with `After-Seq` waits for its position. Default `5s`.
+    pub query_wait: String,
+    /// Queue group of the query subscribers. Default `jetsource-queries`.
+    pub queue_group: String,
+    /// Events applied (and, when persisted, stored) together. Default 256.
+    pub batch: usize,
+    /// Persisted projectors: JetStream's redelivery timer. Default `30s`.
+    pub ack_wait: String,
+    /// Persisted projectors: unacknowledged events at most. Default 1000.
+    pub max_ack_pending: i64,
+    /// Retries of a transiently failing apply before halting. Default 5.
+    pub apply_retries: u32,
+    /// First back-off between those retries. Default `100ms`.
+    pub retry_backoff: String,
+}
+
+impl Default for ProjectorsConfig {
+    fn default() -> Self {
+        ProjectorsConfig {
+            query_wait: "5s".into(),
+            queue_group: "jetsource-queries".into(),
+            batch: 256,
+            ack_wait: "30s".into(),
+            max_ack_pending: 1000,
+            apply_retries: 5,
+            retry_backoff: "100ms".into(),
+        }
+    }
+}
+
 /// A setting that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -247,6 +284,7 @@ impl Config {
         config.runtime()?;
         config.auth()?;
         config.feedback()?;
+        config.projectors()?;
         Ok(config)
     }
 
@@ -352,6 +390,33 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The projector runtime's settings.
+    pub fn projectors(&self) -> Result<ProjectorConfig, ConfigError> {
+        let p = &self.projectors;
+        if p.batch == 0 {
+            return Err(invalid("projectors.batch")("must be at least 1".into()));
+        }
+        if p.max_ack_pending < 1 {
+            return Err(invalid("projectors.max_ack_pending")(
+                "must be at least 1".into(),
+            ));
+        }
+        jetsource_schemas::token::validate("queue group", &p.queue_group)
+            .map_err(|e| invalid("projectors.queue_group")(e.to_string()))?;
+        Ok(ProjectorConfig {
+            query_wait: parse_duration(&p.query_wait).map_err(invalid("projectors.query_wait"))?,
+            queue_group: p.queue_group.clone(),
+            batch: p.batch,
+            ack_wait: parse_duration(&p.ack_wait).map_err(invalid("projectors.ack_wait"))?,
+            max_ack_pending: p.max_ack_pending,
+            apply_retries: p.apply_retries,
+            retry_backoff: parse_duration(&p.retry_backoff)
+                .map_err(invalid("projectors.retry_backoff"))?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +437,10 @@ mod tests {
         assert_eq!(
             format!("{:?}", defaults.feedback().expect("valid")),
             format!("{:?}", FeedbackConfig::default())
+        );
+        assert_eq!(
+            format!("{:?}", config.projectors().expect("valid")),
+            format!("{:?}", ProjectorConfig::default())
         );
         assert_eq!(config.embedded.port, defaults.embedded.port);
         assert_eq!(config.nats.url, None);

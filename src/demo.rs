@@ -3,6 +3,7 @@
 
 use crate::app::{App, Nats};
 use crate::blog::BlogPost;
+use crate::blog_projection::BlogPosts;
 use crate::client::{CommandClient, SendOptions};
 use crate::config::Config;
 use crate::embedded;
@@ -29,6 +30,9 @@ pub enum DemoError {
     /// Writing the output failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Querying the projection failed.
+    #[error("query: {0}")]
+    Query(String),
 }
 
 struct Tour<'a, W: Write> {
@@ -122,8 +126,10 @@ pub async fn run(
     crate::app::check_max_body(&runtime_config, &client).map_err(crate::app::RunError::from)?;
     // The tour shows case 4, so the feedback role runs whatever the settings say.
     let mut feedback = Feedback::new(client.clone(), feedback_config);
-    let runtime = App::new()
+    let app = App::new()
         .aggregate::<BlogPost>()
+        .projector(BlogPosts::default);
+    let runtime = app
         .runtime_builder(client.clone())
         .config(runtime_config)
         .observe(feedback.observer())
@@ -136,6 +142,15 @@ pub async fn run(
         .map_err(crate::app::RunError::from)?;
     let store = runtime.store().clone();
     let serving = runtime.start().await.map_err(crate::app::RunError::from)?;
+    let projectors = app
+        .projector_builder(client.clone())
+        .config(config.projectors().map_err(crate::app::RunError::from)?)
+        .build()
+        .await
+        .map_err(crate::app::RunError::from)?
+        .start()
+        .await
+        .map_err(crate::app::RunError::from)?;
 
     writeln!(
         out,
@@ -294,10 +309,50 @@ pub async fn run(
         "the accepted command's status was not accepted",
     )?;
 
-    writeln!(tour.out, "\nThe rejected commands left no trace in the stream. Run `jetsource demo` again: it uses fresh ids.")?;
+    writeln!(
+        tour.out,
+        "\nThe rejected commands left no trace in the stream."
+    )?;
 
+    tour.say("Read your write: change the title, then ask the blogposts projection for the post with After-Seq set to the reply's seq. It answers only once it has applied that event.")?;
+    let reply = tour
+        .send(
+            &post,
+            "change_title",
+            serde_json::json!({"title": "Rewind: read your writes"}),
+            SendOptions::default(),
+        )
+        .await?;
+    let seq = match &reply {
+        CommandReply::Accepted(a) => a.events.last().map(|e| e.seq),
+        CommandReply::Rejected(_) => None,
+    }
+    .ok_or_else(|| DemoError::Unexpected("change_title appended nothing".into()))?;
+    let subject = format!("query.{}.get.{post}", BlogPosts::NAME);
+    writeln!(tour.out, "   -> {subject}  [After-Seq: {seq}]")?;
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(
+        jetsource_schemas::headers::AFTER_SEQ,
+        seq.to_string().as_str(),
+    );
+    let answer = client
+        .send_request(subject, async_nats::Request::new().headers(h))
+        .await
+        .map_err(|e| DemoError::Query(e.to_string()))?;
+    let answer: serde_json::Value =
+        serde_json::from_slice(&answer.payload).map_err(|e| DemoError::Query(e.to_string()))?;
+    writeln!(tour.out, "   <- {answer}")?;
+    expect(
+        answer["result"]["title"] == "Rewind: read your writes"
+            && answer["result"]["last_seq"] == seq,
+        "the projection did not answer with the write",
+    )?;
+    writeln!(tour.out, "\nRun `jetsource demo` again: it uses fresh ids.")?;
+
+    let stopped = projectors.stop().await;
     let served = serving.shutdown().await;
     feedback.shutdown().await;
+    stopped.map_err(crate::app::RunError::from)?;
     served.map_err(crate::app::RunError::from)?;
     drop(nats);
     Ok(())

@@ -8,7 +8,7 @@
 //!
 //! # Layout
 //! - [`App`] / [`app::run`]: the aggregates an application hosts, and serving them.
-//! - [`cli`]: the command line (`run`, `send`, `demo`) for any [`App`].
+//! - [`cli`]: the command line (`run`, `send`, `demo`, `projector status`) for any [`App`].
 //! - [`client`]: sending commands from Rust.
 //! - [`config`]: settings (file, environment, flags).
 //! - [`auth`]: credentials and TLS towards NATS; the one place connections are made.
@@ -17,15 +17,18 @@
 //! - [`demo`]: the guided tour.
 //! - [`blog`]: the reference aggregate from the Rewind post.
 //! - [`account`]: a bank account, the reference for an invariant under concurrency.
+//! - [`blog_projection`]: its read model, the `blogposts` projection.
 //! - [`units`]: human durations and sizes.
 //!
 //! To host your own aggregates, implement [`Aggregate`] in your crate and
 //! hand an [`App`] to [`cli::main`] (or build a [`Runtime`] yourself).
+//! Projectors ([`projector::Projector`]) register on the same [`App`].
 
 pub mod account;
 pub mod app;
 pub mod auth;
 pub mod blog;
+pub mod blog_projection;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -39,4 +42,5 @@ pub use jetsource_handlers as handlers;
 pub use jetsource_handlers::{
     connect, testing, Aggregate, Rejection, RejectionKind, Runtime, RuntimeConfig,
 };
+pub use jetsource_projector as projector;
 pub use jetsource_schemas as schemas;

@@ -1,0 +1,53 @@
+//! Projectors for jetsource: read models folded from the event streams,
+//! queried over NATS request/reply.
+//!
+//! A [`Projector`] names itself, lists the event subjects it follows
+//! (possibly over several aggregate types, one stream each), folds each
+//! [`Event`] in `apply`, and answers [`Query`]s from its state. The
+//! [`ProjectorRuntime`] attaches it as a JetStream consumer:
+//!
+//! - **in memory** ([`ProjectorRuntimeBuilder::in_memory`]): an ordered
+//!   consumer per stream from sequence 1 at every start, then the live
+//!   tail; every process serving queries holds the complete model;
+//! - **persisted** ([`ProjectorRuntimeBuilder::persisted`], a
+//!   [`PersistedProjector`]): a durable consumer per stream and one KV record
+//!   holding the state with the last sequence applied per stream; restarts
+//!   resume, redeliveries are recognised by sequence and never applied twice.
+//!
+//! Queries arrive on `query.<name>.<path…>`; a query carrying `After-Seq`
+//! (the `seq` of a command reply) is answered only once that position is
+//! applied, or with `timeout`. `query.projectors.status` reports each
+//! projector's position and lag per stream. Nothing in the domain-facing
+//! types ([`Projector`], [`Event`], [`Query`]) is a NATS type.
+//!
+//! # Layout
+//! - [`projector`]: the traits and their error types.
+//! - [`event`]: the event a projector folds.
+//! - [`position`]: positions, `After-Seq`, subjects to streams.
+//! - [`runtime`]: the builder, starting, stopping, status.
+//! - [`persisted`]: the KV-backed driver, batch by batch.
+//! - [`query`]: the query subjects and replies.
+//! - [`status`]: the status report.
+//! - [`config`](mod@config): settings.
+
+pub mod config;
+pub mod event;
+mod memory;
+pub mod persisted;
+pub mod position;
+pub mod projector;
+pub mod query;
+pub mod runtime;
+mod shared;
+pub mod status;
+
+pub use config::ProjectorConfig;
+pub use event::Event;
+pub use position::Positions;
+pub use projector::{
+    PersistedProjector, Projector, ProjectorError, ProjectorErrorKind, Query, QueryError,
+    QueryErrorCode,
+};
+pub use runtime::{ProjectorRuntime, ProjectorRuntimeBuilder, Running};
+pub use shared::{RunError, RunErrorKind};
+pub use status::{Kind, Phase, StatusReport};

@@ -1,0 +1,137 @@
+//! The in-memory read model: at every start, one ordered consumer per
+//! stream replays from sequence 1 and then follows the live tail, so every
+//! process serving queries holds a complete model.
+//!
+//! The ordered consumer checks its own consumer sequence and recreates
+//! itself from the last stream sequence it delivered after any gap, so the
+//! hand-over from replay to live tail has no gap and no duplicate; the
+//! driver also refuses to go backwards within a stream.
+
+use crate::config::ProjectorConfig;
+use crate::event;
+use crate::position::Positions;
+use crate::projector::Projector;
+use crate::shared::{self, RunError, RunErrorKind, Shared};
+use crate::status::Phase;
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use futures::{FutureExt, StreamExt};
+use jetsource_handlers::error::Error;
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+type Delivery = (usize, Result<jetstream::Message, String>);
+pub(crate) type Merged = futures::stream::SelectAll<futures::stream::BoxStream<'static, Delivery>>;
+
+/// Probes each stream's head and opens its ordered consumer from sequence 1.
+pub(crate) async fn open(js: &jetstream::Context, shared: &Shared) -> Result<Merged, RunError> {
+    let mut merged = futures::stream::SelectAll::new();
+    for (index, (stream_name, filters)) in shared.streams.iter().enumerate() {
+        let stream = crate::runtime::get_stream(js, stream_name).await?;
+        let head = stream
+            .get_info()
+            .await
+            .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?
+            .state
+            .last_sequence;
+        shared.update(|p| {
+            if let Some(s) = p.streams.get_mut(stream_name) {
+                s.head_at_start = head;
+                s.caught_up = head == 0;
+            }
+        });
+        let mut config = OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        };
+        match filters.as_slice() {
+            [one] => config.filter_subject = one.clone(),
+            many => config.filter_subjects = many.to_vec(),
+        }
+        let messages = stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?
+            .messages()
+            .await
+            .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
+        merged.push(
+            messages
+                .map(move |m| (index, m.map_err(|e| e.to_string())))
+                .boxed(),
+        );
+    }
+    shared.update(|p| p.phase = Phase::Replaying);
+    Ok(merged)
+}
+
+/// Applies events until `stop` turns true or the projector halts.
+pub(crate) async fn drive<P: Projector>(
+    shared: Arc<Shared>,
+    model: Arc<RwLock<P>>,
+    mut merged: Merged,
+    config: ProjectorConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let span = tracing::info_span!("projector", projector = shared.name, kind = "in_memory");
+    async move {
+        let names = shared.stream_names();
+        let mut positions: Positions = names.iter().map(|s| (s.clone(), 0)).collect();
+        loop {
+            let first = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                next = merged.next() => next,
+            };
+            let Some(first) = first else {
+                shared.halt("the event streams ended".into());
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < config.batch.max(1) {
+                match merged.next().now_or_never() {
+                    Some(Some(next)) => batch.push(next),
+                    _ => break,
+                }
+            }
+            let mut halted = None;
+            for (index, delivery) in batch {
+                let message = match delivery {
+                    Ok(message) => message,
+                    Err(e) => {
+                        // The ordered consumer recreates itself after
+                        // these; nothing was delivered.
+                        tracing::warn!(stream = %names[index], error = %e, "consumer trouble; it recovers from the last sequence");
+                        continue;
+                    }
+                };
+                let event = match event::from_message(&message) {
+                    Ok(event) => event,
+                    Err(why) => {
+                        halted = Some(why);
+                        break;
+                    }
+                };
+                let pending = message.info().map(|i| i.pending).unwrap_or(0);
+                let last = positions.get(&event.stream).copied().unwrap_or(0);
+                if event.seq <= last {
+                    tracing::warn!(stream = %event.stream, seq = event.seq, last, "event delivered again; already applied");
+                    continue;
+                }
+                if let Err(e) = shared::apply(&model, &event, &config).await {
+                    halted = Some(format!("{} #{} ({}): {e}", event.stream, event.seq, event.subject));
+                    break;
+                }
+                positions.insert(event.stream.clone(), event.seq);
+                shared.delivered(&event.stream, event.seq, pending);
+            }
+            shared.applied.send_replace(positions.clone());
+            if let Some(why) = halted {
+                shared.halt(why);
+                return;
+            }
+        }
+        shared.update(|p| p.phase = Phase::Stopped);
+    }
+    .instrument(span)
+    .await
+}

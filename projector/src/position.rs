@@ -1,0 +1,197 @@
+//! Positions in event streams: what a projector has applied, what a query's
+//! `After-Seq` header asks for, and which streams a projector's subjects
+//! map to.
+
+use jetsource_schemas::{subject, token};
+use std::collections::BTreeMap;
+
+/// The last stream sequence applied, per stream name.
+pub type Positions = BTreeMap<String, u64>;
+
+/// The projection names the runtime keeps for itself (`query.projectors.status`).
+pub const RESERVED_NAMES: &[&str] = &["projectors"];
+
+/// The longest projection name (it becomes part of consumer and bucket names).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks a projection name: a token of at most [`MAX_NAME_LEN`]
+/// characters, not reserved.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    token::validate("projection name", name).map_err(|e| e.to_string())?;
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "projection name {name:?} is longer than {MAX_NAME_LEN} characters"
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!("projection name {name:?} is reserved"));
+    }
+    Ok(())
+}
+
+/// Groups filter subjects by the stream holding them:
+/// `evt.<type>.<rest>` belongs to `EVT_<TYPE>`. The type must be a literal
+/// aggregate type; later tokens are tokens, `*`, or a final `>`.
+pub fn streams_of(filters: &[String]) -> Result<BTreeMap<String, Vec<String>>, String> {
+    if filters.is_empty() {
+        return Err("a projector must follow at least one subject".into());
+    }
+    let mut streams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for filter in filters {
+        let tokens: Vec<&str> = filter.split('.').collect();
+        let shape = || {
+            format!("subject {filter:?} is not evt.<aggregate_type>.<id|*>.<EventType|*> or evt.<aggregate_type>.>")
+        };
+        if tokens.len() < 3 || tokens[0] != subject::EVENT_ROOT || tokens.len() > 4 {
+            return Err(shape());
+        }
+        subject::validate_aggregate_type(tokens[1]).map_err(|e| format!("{}: {e}", shape()))?;
+        for (i, t) in tokens.iter().enumerate().skip(2) {
+            let last = i == tokens.len() - 1;
+            let ok =
+                *t == "*" || (*t == ">" && last) || token::validate("subject token", t).is_ok();
+            if !ok || (*t == ">" && tokens.len() != 3) {
+                return Err(shape());
+            }
+        }
+        if tokens.len() == 3 && tokens[2] != ">" {
+            return Err(shape());
+        }
+        let list = streams.entry(subject::stream_name(tokens[1])).or_default();
+        if !list.contains(filter) {
+            list.push(filter.clone());
+        }
+    }
+    Ok(streams)
+}
+
+/// Parses an `After-Seq` header: `<seq>` when the projection follows one
+/// stream (`single`), or `<stream>:<seq>[,<stream>:<seq>…]` naming streams
+/// it follows. Anything else is refused with a reason.
+pub fn parse_after_seq(value: &str, followed: &[String]) -> Result<Positions, String> {
+    let number = |s: &str| -> Result<u64, String> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "After-Seq: {s:?} is not a stream sequence (digits only)"
+            ));
+        }
+        s.parse::<u64>()
+            .map_err(|_| format!("After-Seq: {s:?} is too large"))
+    };
+    let mut wanted = Positions::new();
+    if !value.contains(':') {
+        let seq = number(value)?;
+        return match followed {
+            [stream] => {
+                wanted.insert(stream.clone(), seq);
+                Ok(wanted)
+            }
+            _ => Err(format!(
+                "After-Seq: this projection follows {} streams; name them as <stream>:<seq>[,…]",
+                followed.len()
+            )),
+        };
+    }
+    for part in value.split(',') {
+        let Some((stream, seq)) = part.split_once(':') else {
+            return Err(format!("After-Seq: {part:?} is not <stream>:<seq>"));
+        };
+        if !followed.iter().any(|s| s == stream) {
+            return Err(format!(
+                "After-Seq: {stream:?} is not a stream this projection follows ({})",
+                followed.join(", ")
+            ));
+        }
+        let seq = number(seq)?;
+        let entry = wanted.entry(stream.to_string()).or_insert(0);
+        *entry = (*entry).max(seq);
+    }
+    Ok(wanted)
+}
+
+/// True when `applied` has reached every position in `wanted`.
+pub fn reached(applied: &Positions, wanted: &Positions) -> bool {
+    wanted
+        .iter()
+        .all(|(stream, seq)| applied.get(stream).copied().unwrap_or(0) >= *seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_map_to_streams() {
+        let s = streams_of(&[
+            "evt.blogpost.>".into(),
+            "evt.comment.*.CommentAdded".into(),
+            "evt.comment.c1.*".into(),
+        ])
+        .expect("valid");
+        assert_eq!(s["EVT_BLOGPOST"], vec!["evt.blogpost.>".to_string()]);
+        assert_eq!(s["EVT_COMMENT"].len(), 2);
+        for bad in [
+            "evt.>",
+            "evt.*.>",
+            "evt.BlogPost.>",
+            "cmd.blogpost.>",
+            "evt.blogpost",
+            "evt.blogpost.p1",
+            "evt.blogpost.>.X",
+            "evt.blogpost.p 1.*",
+            "evt.blogpost.p1.X.Y",
+            "evt.blogpost..X",
+        ] {
+            assert!(streams_of(&[bad.to_string()]).is_err(), "{bad:?} accepted");
+        }
+        assert!(streams_of(&[]).is_err());
+    }
+
+    #[test]
+    fn after_seq_is_strict() {
+        let one = vec!["EVT_BLOGPOST".to_string()];
+        let two = vec!["EVT_A".to_string(), "EVT_B".to_string()];
+        assert_eq!(parse_after_seq("12", &one).expect("ok")["EVT_BLOGPOST"], 12);
+        let p = parse_after_seq("EVT_A:3,EVT_B:9", &two).expect("ok");
+        assert_eq!((p["EVT_A"], p["EVT_B"]), (3, 9));
+        for bad in ["", "x", "-1", " 1", "1.5", "12a", "99999999999999999999999"] {
+            assert!(parse_after_seq(bad, &one).is_err(), "{bad:?} accepted");
+        }
+        for bad in [
+            "5",
+            "EVT_C:1",
+            "EVT_A:",
+            "EVT_A:x",
+            "EVT_A:1,",
+            "EVT_A:1;EVT_B:2",
+        ] {
+            assert!(parse_after_seq(bad, &two).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn reached_needs_every_stream() {
+        let applied = Positions::from([("EVT_A".to_string(), 5)]);
+        assert!(reached(
+            &applied,
+            &Positions::from([("EVT_A".to_string(), 5)])
+        ));
+        assert!(!reached(
+            &applied,
+            &Positions::from([("EVT_A".to_string(), 6)])
+        ));
+        assert!(!reached(
+            &applied,
+            &Positions::from([("EVT_B".to_string(), 1)])
+        ));
+        assert!(reached(&applied, &Positions::new()));
+    }
+
+    #[test]
+    fn names_are_tokens_and_not_reserved() {
+        assert!(validate_name("blogposts").is_ok());
+        for bad in ["", "a.b", "projectors", "*", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The domain contract of a projector: a name, the events it follows, a
+//! fold, and the queries its read model answers.
+
+use crate::event::Event;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt;
+
+/// A read model folded from events.
+///
+/// ```
+/// use jetsource_projector::{Event, Projector, ProjectorError, Query, QueryError};
+///
+/// #[derive(Default)]
+/// struct Count { events: u64 }
+///
+/// impl Projector for Count {
+///     fn name(&self) -> &'static str { "count" }
+///     fn subjects(&self) -> Vec<String> { vec!["evt.blogpost.>".into()] }
+///     fn apply(&mut self, _event: &Event) -> Result<(), ProjectorError> {
+///         self.events += 1;
+///         Ok(())
+///     }
+///     fn query(&self, query: &Query) -> Result<serde_json::Value, QueryError> {
+///         match query.path_str().as_slice() {
+///             ["total"] => Ok(serde_json::json!({"events": self.events})),
+///             _ => Err(QueryError::bad_request("known queries: total")),
+///         }
+///     }
+/// }
+/// ```
+pub trait Projector: Send + Sync + 'static {
+    /// The projection's name: `[A-Za-z0-9_-]{1,64}`, not `projectors`. It
+    /// names the query subjects (`query.<name>.…`), the durable consumers
+    /// and the KV bucket, so it must never change; never derive it from a
+    /// Rust type name.
+    fn name(&self) -> &'static str;
+
+    /// The event subjects it follows, `evt.<aggregate_type>.…` with `*` and
+    /// `>` allowed after the type: `evt.blogpost.>` for every blog post
+    /// event, `evt.blogpost.*.BlogPostPublished` for one event type. Each
+    /// aggregate type is one stream (`EVT_<TYPE>`); several types may be
+    /// followed at once. Within a stream events arrive in stream order;
+    /// across streams there is no order.
+    fn subjects(&self) -> Vec<String>;
+
+    /// Folds one event into the read model.
+    ///
+    /// On `Err` the state must be as before the call: a
+    /// [`ProjectorErrorKind::Transient`] error is retried, any other error
+    /// halts the projector at this event (it is never skipped), and the
+    /// status reports it.
+    fn apply(&mut self, event: &Event) -> Result<(), ProjectorError>;
+
+    /// Answers a query on `query.<name>.<path…>` from the current state.
+    fn query(&self, query: &Query) -> Result<serde_json::Value, QueryError>;
+}
+
+/// A projector whose state is kept in a NATS KV bucket, together with the
+/// last stream sequence applied, so a restart resumes where it stopped and a
+/// redelivered event is never applied twice.
+pub trait PersistedProjector: Projector {
+    /// The state stored (as JSON, in one KV value: keep it well under the
+    /// server's `max_payload`, 1 MiB by default).
+    type State: Serialize + DeserializeOwned + Send + Sync;
+
+    /// The current state.
+    fn state(&self) -> &Self::State;
+
+    /// Replaces the state with one read back from the bucket.
+    fn restore(&mut self, state: Self::State);
+}
+
+/// What went wrong applying an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectorErrorKind {
+    /// Worth retrying (an outside resource was briefly unavailable).
+    Transient,
+    /// The event cannot be applied (an unknown event type, a body that does
+    /// not decode): the projector halts here rather than skip it.
+    Invalid,
+}
+
+impl fmt::Display for ProjectorErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProjectorErrorKind::Transient => "transient",
+            ProjectorErrorKind::Invalid => "invalid event",
+        })
+    }
+}
+
+/// An apply failure.
+pub type ProjectorError = jetsource_handlers::error::Error<ProjectorErrorKind>;
+
+/// A query: `query.<projection>.<path…>` with an optional JSON body.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// The projection's name.
+    pub projection: String,
+    /// The subject's tokens after the projection's name (`["get", "p1"]`).
+    pub path: Vec<String>,
+    /// The request body (often empty).
+    pub body: Bytes,
+}
+
+impl Query {
+    /// The path as string slices, to match on.
+    pub fn path_str(&self) -> Vec<&str> {
+        self.path.iter().map(String::as_str).collect()
+    }
+}
+
+/// Why a query has no answer; replied as `{"status":<code>,"reason":…}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError {
+    /// The status code on the wire.
+    pub code: QueryErrorCode,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// The codes a projector may answer a query with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryErrorCode {
+    /// The thing asked for does not exist (`not_found`).
+    NotFound,
+    /// The query is malformed or unknown (`bad_request`).
+    BadRequest,
+}
+
+impl QueryErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryErrorCode::NotFound => "not_found",
+            QueryErrorCode::BadRequest => "bad_request",
+        }
+    }
+}
+
+impl QueryError {
+    /// A `not_found` answer.
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        QueryError {
+            code: QueryErrorCode::NotFound,
+            reason: reason.into(),
+        }
+    }
+
+    /// A `bad_request` answer.
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        QueryError {
+            code: QueryErrorCode::BadRequest,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Queries over NATS request/reply: `query.<projection>.<path…>`, answered
+//! from the read model, after the position in `After-Seq` when there is one.
+//!
+//! Replies are JSON with a `status`:
+//! - `{"status":"ok","projection":…,"positions":{"EVT_…":n},"result":…}`:
+//!   `positions` are what the model had applied, at least, when it answered;
+//! - `{"status":"not_found"|"bad_request","reason":…}`;
+//! - `{"status":"timeout","reason":…,"after_seq":{…},"positions":{…}}` when
+//!   the position was not reached within the configured wait.
+
+use crate::config::ProjectorConfig;
+use crate::position::{self, Positions};
+use crate::projector::Query;
+use crate::shared::{Model, Shared};
+use async_nats::{Client, Message};
+use jetsource_schemas::headers;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The first token of query subjects.
+pub const QUERY_ROOT: &str = "query";
+
+/// Answers one query message.
+pub(crate) async fn answer(
+    client: &Client,
+    shared: &Shared,
+    model: &Arc<dyn Model>,
+    config: &ProjectorConfig,
+    message: Message,
+) {
+    let Some(reply_to) = message.reply.clone() else {
+        return;
+    };
+    let body = respond(shared, model, config.query_wait, &message).await;
+    match serde_json::to_vec(&body) {
+        Ok(bytes) => {
+            if let Err(e) = client.publish(reply_to, bytes.into()).await {
+                tracing::warn!(error = %e, "could not send a query reply");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not encode a query reply"),
+    }
+}
+
+fn failure(status: &str, reason: impl Into<String>) -> serde_json::Value {
+    json!({"status": status, "reason": reason.into()})
+}
+
+async fn respond(
+    shared: &Shared,
+    model: &Arc<dyn Model>,
+    wait: Duration,
+    message: &Message,
+) -> serde_json::Value {
+    let prefix = format!("{QUERY_ROOT}.{}.", shared.name);
+    let Some(rest) = message.subject.as_str().strip_prefix(&prefix) else {
+        return failure("bad_request", "not a query subject of this projection");
+    };
+    let after = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::AFTER_SEQ))
+        .map(|v| v.as_str().to_string());
+    if let Some(after) = after {
+        let wanted = match position::parse_after_seq(&after, &shared.stream_names()) {
+            Ok(wanted) => wanted,
+            Err(reason) => return failure("bad_request", reason),
+        };
+        let mut applied = shared.applied.subscribe();
+        let reached =
+            tokio::time::timeout(wait, applied.wait_for(|p| position::reached(p, &wanted))).await;
+        if !matches!(reached, Ok(Ok(_))) {
+            let now: Positions = shared.applied.borrow().clone();
+            return json!({
+                "status": "timeout",
+                "reason": format!("projection {} did not reach After-Seq {after} within {wait:?}", shared.name),
+                "after_seq": wanted,
+                "positions": now,
+            });
+        }
+    }
+    let query = Query {
+        projection: shared.name.to_string(),
+        path: rest.split('.').map(str::to_string).collect(),
+        body: message.payload.clone(),
+    };
+    // Read before querying: the answer reflects at least these positions.
+    let positions: Positions = shared.applied.borrow().clone();
+    match model.query(&query) {
+        Ok(result) => json!({
+            "status": "ok",
+            "projection": shared.name,
+            "positions": positions,
+            "result": result,
+        }),
+        Err(e) => failure(e.code.as_str(), e.reason),
+    }
+}

@@ -1,0 +1,376 @@
+//! The projector runtime: register projectors, start their drivers and
+//! query servers, report their status, stop.
+//!
+//! ```no_run
+//! # async fn example(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! # use jetsource_projector::{Event, Projector, ProjectorError, ProjectorRuntime, Query, QueryError};
+//! # #[derive(Default)] struct Posts;
+//! # impl Projector for Posts {
+//! #   fn name(&self) -> &'static str { "posts" }
+//! #   fn subjects(&self) -> Vec<String> { vec!["evt.blogpost.>".into()] }
+//! #   fn apply(&mut self, _: &Event) -> Result<(), ProjectorError> { Ok(()) }
+//! #   fn query(&self, _: &Query) -> Result<serde_json::Value, QueryError> { Ok(serde_json::Value::Null) } }
+//! let projectors = ProjectorRuntime::builder(client)
+//!     .in_memory(Posts::default())
+//!     .build()
+//!     .await?;
+//! projectors.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+use crate::config::ProjectorConfig;
+use crate::memory;
+use crate::persisted::PersistedProjection;
+use crate::position::{self, Positions};
+use crate::projector::{PersistedProjector, Projector};
+use crate::query::{self, QUERY_ROOT};
+use crate::shared::{Model, RunError, RunErrorKind, Shared};
+use crate::status::{Kind, Phase, ProjectorStatus, StatusReport, StreamStatus, STATUS_SUBJECT};
+use async_nats::jetstream;
+use async_nats::Client;
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use jetsource_handlers::error::Error;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+type Driver = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'static, ()> + Send>;
+type Prepare = Box<
+    dyn FnOnce(
+            jetstream::Context,
+            Arc<Shared>,
+            ProjectorConfig,
+        ) -> BoxFuture<'static, Result<(Arc<dyn Model>, Driver), RunError>>
+        + Send,
+>;
+
+struct Registration {
+    name: &'static str,
+    kind: Kind,
+    subjects: Vec<String>,
+    prepare: Prepare,
+}
+
+/// Looks a stream up, saying which one is missing.
+pub(crate) async fn get_stream(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<jetstream::stream::Stream, RunError> {
+    js.get_stream(name).await.map_err(|e| {
+        if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+        {
+            Error::new(
+                RunErrorKind::NoStream,
+                format!("stream {name} does not exist: serve its aggregate type first"),
+            )
+        } else {
+            Error::with_source(RunErrorKind::Nats, e)
+        }
+    })
+}
+
+/// Builds a [`ProjectorRuntime`].
+pub struct ProjectorRuntimeBuilder {
+    client: Client,
+    config: ProjectorConfig,
+    registrations: Vec<Registration>,
+}
+
+impl ProjectorRuntimeBuilder {
+    /// Replaces the settings.
+    pub fn config(mut self, config: ProjectorConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Registers an in-memory projector: folded from sequence 1 at start.
+    pub fn in_memory<P: Projector>(mut self, projector: P) -> Self {
+        let (name, subjects) = (projector.name(), projector.subjects());
+        self.registrations.push(Registration {
+            name,
+            kind: Kind::InMemory,
+            subjects,
+            prepare: Box::new(move |js, shared, config| {
+                Box::pin(async move {
+                    let model = Arc::new(RwLock::new(projector));
+                    let merged = memory::open(&js, &shared).await?;
+                    let driven = model.clone();
+                    let driver: Driver = Box::new(move |stop| {
+                        Box::pin(memory::drive(shared, driven, merged, config, stop))
+                    });
+                    Ok((model as Arc<dyn Model>, driver))
+                })
+            }),
+        });
+        self
+    }
+
+    /// Registers a persisted projector: its state and positions live in a
+    /// KV bucket, it resumes from a durable consumer.
+    pub fn persisted<P: PersistedProjector>(mut self, projector: P) -> Self {
+        let (name, subjects) = (projector.name(), projector.subjects());
+        self.registrations.push(Registration {
+            name,
+            kind: Kind::Persisted,
+            subjects,
+            prepare: Box::new(move |js, shared, config| {
+                Box::pin(async move {
+                    let model = Arc::new(RwLock::new(projector));
+                    let projection =
+                        PersistedProjection::open_shared(&js, shared, model.clone(), &config)
+                            .await?;
+                    let driver: Driver = Box::new(move |stop| Box::pin(projection.drive(stop)));
+                    Ok((model as Arc<dyn Model>, driver))
+                })
+            }),
+        });
+        self
+    }
+
+    /// Checks every registration, opens the consumers and, for persisted
+    /// projectors, loads the stored state.
+    pub async fn build(self) -> Result<ProjectorRuntime, RunError> {
+        let js = jetstream::new(self.client.clone());
+        let mut projectors = Vec::new();
+        let mut drivers = Vec::new();
+        for registration in self.registrations {
+            let name = registration.name;
+            position::validate_name(name).map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
+            if projectors
+                .iter()
+                .any(|p: &Registered| p.shared.name == name)
+            {
+                return Err(Error::new(
+                    RunErrorKind::BadProjector,
+                    format!("projector {name} registered twice"),
+                ));
+            }
+            let streams = position::streams_of(&registration.subjects)
+                .map_err(|e| Error::new(RunErrorKind::BadProjector, format!("{name}: {e}")))?;
+            let shared = Shared::new(name, registration.kind, streams);
+            let (model, driver) =
+                (registration.prepare)(js.clone(), shared.clone(), self.config.clone()).await?;
+            projectors.push(Registered { shared, model });
+            drivers.push(driver);
+        }
+        Ok(ProjectorRuntime {
+            client: self.client,
+            js,
+            config: self.config,
+            projectors: Arc::new(projectors),
+            drivers,
+        })
+    }
+}
+
+struct Registered {
+    shared: Arc<Shared>,
+    model: Arc<dyn Model>,
+}
+
+/// Projectors ready to run.
+pub struct ProjectorRuntime {
+    client: Client,
+    js: jetstream::Context,
+    config: ProjectorConfig,
+    projectors: Arc<Vec<Registered>>,
+    drivers: Vec<Driver>,
+}
+
+impl ProjectorRuntime {
+    /// Starts building a runtime over `client`.
+    pub fn builder(client: Client) -> ProjectorRuntimeBuilder {
+        ProjectorRuntimeBuilder {
+            client,
+            config: ProjectorConfig::default(),
+            registrations: Vec::new(),
+        }
+    }
+
+    /// The registered projection names.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.projectors.iter().map(|p| p.shared.name).collect()
+    }
+
+    /// Starts applying events and answering queries.
+    pub async fn start(self) -> Result<Running, RunError> {
+        let (stop, stopped) = watch::channel(false);
+        let mut subscriptions = Vec::new();
+        for (index, projector) in self.projectors.iter().enumerate() {
+            let subject = format!("{QUERY_ROOT}.{}.>", projector.shared.name);
+            subscriptions.push((Some(index), subject));
+        }
+        subscriptions.push((None, STATUS_SUBJECT.to_string()));
+        let mut tasks = Vec::new();
+        for (index, subject) in subscriptions {
+            let subscriber = self
+                .client
+                .queue_subscribe(subject, self.config.queue_group.clone())
+                .await
+                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
+            tasks.push(tokio::spawn(serve_queries(
+                self.client.clone(),
+                self.js.clone(),
+                self.projectors.clone(),
+                index,
+                self.config.clone(),
+                subscriber,
+                stopped.clone(),
+            )));
+        }
+        let mut drivers = Vec::new();
+        for driver in self.drivers {
+            drivers.push(tokio::spawn(driver(stopped.clone())));
+        }
+        tracing::info!(projectors = ?self.projectors.iter().map(|p| p.shared.name).collect::<Vec<_>>(), "projectors started");
+        Ok(Running {
+            client: self.client,
+            js: self.js,
+            projectors: self.projectors,
+            stop,
+            tasks,
+            drivers,
+        })
+    }
+
+    /// Runs until `shutdown` completes, then stops.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+        let running = self.start().await?;
+        shutdown.await;
+        running.stop().await
+    }
+}
+
+/// Running projectors.
+pub struct Running {
+    client: Client,
+    js: jetstream::Context,
+    projectors: Arc<Vec<Registered>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    drivers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The positions projection `name` has applied, as a watch.
+    pub fn applied(&self, name: &str) -> Option<watch::Receiver<Positions>> {
+        self.projectors
+            .iter()
+            .find(|p| p.shared.name == name)
+            .map(|p| p.shared.applied.subscribe())
+    }
+
+    /// Every projector's status, with the streams' last sequences now.
+    pub async fn status(&self) -> StatusReport {
+        status(&self.js, &self.projectors).await
+    }
+
+    /// Stops the drivers (a persisted one finishes its batch) and the query
+    /// servers, and flushes the replies.
+    pub async fn stop(self) -> Result<(), RunError> {
+        let _ = self.stop.send(true);
+        for task in self.drivers.into_iter().chain(self.tasks) {
+            let _ = task.await;
+        }
+        self.client
+            .flush()
+            .await
+            .map_err(|e| Error::with_source(RunErrorKind::Nats, e))
+    }
+}
+
+async fn serve_queries(
+    client: Client,
+    js: jetstream::Context,
+    projectors: Arc<Vec<Registered>>,
+    index: Option<usize>,
+    config: ProjectorConfig,
+    mut subscriber: async_nats::Subscriber,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            message = subscriber.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+        };
+        let (client, js, projectors, config) = (
+            client.clone(),
+            js.clone(),
+            projectors.clone(),
+            config.clone(),
+        );
+        tokio::spawn(async move {
+            match index {
+                Some(i) => {
+                    let p = &projectors[i];
+                    query::answer(&client, &p.shared, &p.model, &config, message).await;
+                }
+                None => {
+                    let Some(reply_to) = message.reply else {
+                        return;
+                    };
+                    let report = status(&js, &projectors).await;
+                    if let Ok(body) = serde_json::to_vec(&report) {
+                        let _ = client.publish(reply_to, body.into()).await;
+                    }
+                }
+            }
+        });
+    }
+    let _ = subscriber.unsubscribe().await;
+}
+
+async fn status(js: &jetstream::Context, projectors: &[Registered]) -> StatusReport {
+    let mut report = StatusReport {
+        projectors: Vec::new(),
+    };
+    for p in projectors {
+        let progress = p.shared.progress();
+        let applied = p.shared.applied.borrow().clone();
+        let mut streams = Vec::new();
+        for (stream, subjects) in &p.shared.streams {
+            let last = match js.get_stream(stream).await {
+                Ok(s) => s.cached_info().state.last_sequence,
+                Err(_) => 0,
+            };
+            let applied_seq = applied.get(stream).copied().unwrap_or(0);
+            let progress = progress.streams.get(stream).cloned().unwrap_or_default();
+            let pending = if progress.caught_up && applied_seq >= last {
+                0
+            } else {
+                progress.pending
+            };
+            streams.push(StreamStatus {
+                stream: stream.clone(),
+                subjects: subjects.clone(),
+                applied_seq,
+                stream_last_seq: last,
+                lag: last.saturating_sub(applied_seq),
+                pending,
+                head_at_start: progress.head_at_start,
+                caught_up: progress.caught_up,
+            });
+        }
+        report.projectors.push(ProjectorStatus {
+            name: p.shared.name.to_string(),
+            kind: p.shared.kind,
+            phase: progress.phase,
+            error: progress.error,
+            streams,
+        });
+    }
+    report
+}
+
+impl Phase {
+    /// True when every followed stream has been replayed.
+    pub fn is_live(self) -> bool {
+        self == Phase::Live
+    }
+}

@@ -1,0 +1,187 @@
+//! What a running projector shares between its driver (applying events),
+//! its query server and the status report.
+
+use crate::config::ProjectorConfig;
+use crate::event::Event;
+use crate::position::Positions;
+use crate::projector::{Projector, ProjectorError, ProjectorErrorKind, Query, QueryError};
+use crate::status::{Kind, Phase};
+use jetsource_handlers::error::Error;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::watch;
+
+/// What went wrong setting up or running a projector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunErrorKind {
+    /// Its name or subjects are invalid, or the name is registered twice.
+    BadProjector,
+    /// A stream it follows does not exist (no aggregate of that type has
+    /// been served yet).
+    NoStream,
+    /// NATS or JetStream failed.
+    Nats,
+    /// The KV bucket could not be read or written.
+    Store,
+    /// Another instance wrote the KV record first; the state was reloaded.
+    Conflict,
+    /// The KV record is behind what the durable consumer acknowledged (the
+    /// bucket was deleted or replaced): resuming would skip events.
+    Inconsistent,
+    /// The projector stopped at an event it could not apply.
+    Halted,
+}
+
+impl std::fmt::Display for RunErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunErrorKind::BadProjector => "invalid projector",
+            RunErrorKind::NoStream => "no such stream",
+            RunErrorKind::Nats => "NATS failure",
+            RunErrorKind::Store => "read model store failure",
+            RunErrorKind::Conflict => "read model written by another instance",
+            RunErrorKind::Inconsistent => "read model behind its consumer",
+            RunErrorKind::Halted => "projector halted",
+        })
+    }
+}
+
+/// A projector runtime failure.
+pub type RunError = Error<RunErrorKind>;
+
+/// The read side of a projector, type-erased for the query server.
+pub(crate) trait Model: Send + Sync {
+    fn query(&self, query: &Query) -> Result<serde_json::Value, QueryError>;
+}
+
+impl<P: Projector> Model for RwLock<P> {
+    fn query(&self, query: &Query) -> Result<serde_json::Value, QueryError> {
+        let guard = self.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.query(query)
+    }
+}
+
+/// Progress of one stream.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StreamProgress {
+    pub head_at_start: u64,
+    pub pending: u64,
+    pub caught_up: bool,
+}
+
+/// Progress of one projector.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    pub phase: Phase,
+    pub error: Option<String>,
+    pub streams: BTreeMap<String, StreamProgress>,
+}
+
+/// One projector's shared parts.
+pub(crate) struct Shared {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Stream name to the filter subjects followed in it.
+    pub streams: BTreeMap<String, Vec<String>>,
+    /// The positions applied (and, when persisted, stored): queries with
+    /// `After-Seq` wait on it.
+    pub applied: watch::Sender<Positions>,
+    pub progress: Mutex<Progress>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        name: &'static str,
+        kind: Kind,
+        streams: BTreeMap<String, Vec<String>>,
+    ) -> Arc<Shared> {
+        let progress = Progress {
+            phase: Phase::Starting,
+            error: None,
+            streams: streams
+                .keys()
+                .map(|s| (s.clone(), StreamProgress::default()))
+                .collect(),
+        };
+        Arc::new(Shared {
+            name,
+            kind,
+            streams,
+            applied: watch::channel(Positions::new()).0,
+            progress: Mutex::new(progress),
+        })
+    }
+
+    pub(crate) fn stream_names(&self) -> Vec<String> {
+        self.streams.keys().cloned().collect()
+    }
+
+    pub(crate) fn update(&self, change: impl FnOnce(&mut Progress)) {
+        let mut guard = self
+            .progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut guard);
+        if guard.phase == Phase::Replaying && guard.streams.values().all(|s| s.caught_up) {
+            guard.phase = Phase::Live;
+            tracing::info!(projector = self.name, "caught up; following the live tail");
+        }
+    }
+
+    pub(crate) fn progress(&self) -> Progress {
+        self.progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Records a halt: the projector stops at `seq` and says why.
+    pub(crate) fn halt(&self, why: String) {
+        tracing::error!(projector = self.name, error = %why, "projector halted");
+        self.update(|p| {
+            p.phase = Phase::Halted;
+            p.error = Some(why);
+        });
+    }
+
+    /// Notes one delivered event's stream position and what is left.
+    pub(crate) fn delivered(&self, stream: &str, seq: u64, pending: u64) {
+        self.update(|p| {
+            if let Some(s) = p.streams.get_mut(stream) {
+                s.pending = pending;
+                if seq >= s.head_at_start || pending == 0 {
+                    s.caught_up = true;
+                }
+            }
+        });
+    }
+}
+
+/// Applies `event`, retrying transient failures; the lock is never held
+/// across a wait.
+pub(crate) async fn apply<P: Projector>(
+    model: &RwLock<P>,
+    event: &Event,
+    config: &ProjectorConfig,
+) -> Result<(), ProjectorError> {
+    let mut attempt = 0u32;
+    loop {
+        let result = {
+            let mut guard = model
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            guard.apply(event)
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.kind() == ProjectorErrorKind::Transient && attempt < config.apply_retries =>
+            {
+                attempt += 1;
+                tracing::warn!(stream = %event.stream, seq = event.seq, attempt, error = %e, "apply failed; retrying");
+                tokio::time::sleep(config.retry_backoff * attempt).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
