@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - [`App`] / [`app::run`]: the aggregates an application hosts, and serving them.
-//! - [`cli`]: the command line (`run`, `send`, `demo`) for any [`App`].
+//! - [`cli`]: the command line (`run`, `send`, `demo`, `bench`) for any [`App`].
+//! - [`bench`]: jetsource measured against the bare JetStream path.
 //! - [`client`]: sending commands from Rust.
 //! - [`config`]: settings (file, environment, flags).
 //! - [`embedded`]: the embedded nats-server default.
@@ -20,6 +21,7 @@
 //! hand an [`App`] to [`cli::main`] (or build a [`Runtime`] yourself).
 
 pub mod app;
+pub mod bench;
 pub mod blog;
 pub mod cli;
 pub mod client;
