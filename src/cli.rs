@@ -20,6 +20,7 @@ use std::process::ExitCode;
 Examples:
   jetsource demo                                  the guided tour, on an embedded nats-server
   jetsource run                                   serve commands (embedded nats-server unless a URL is set)
+  jetsource bench --quick                         jetsource against the bare JetStream path
   jetsource send blogpost p1 create '{\"title\":\"Hi\",\"body\":\"...\"}'
   echo '{}' | jetsource send blogpost p1 publish --command-id pub-p1
   jetsource send blogpost p1 publish --no-wait     fire-and-forget; prints the command id
@@ -98,6 +99,27 @@ pub enum Command {
         /// Where NATS is.
         #[command(flatten)]
         target: QueryTarget,
+    },
+    /// Measure jetsource against the bare JetStream path it is built on, and print a table.
+    Bench {
+        /// A short run (under a minute) with smaller scales.
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object per figure and line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Use this nats-server instead of starting one in a temp folder.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+        /// Concurrent client tasks.
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        clients: usize,
+        /// Aggregates of the round-trip figures.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        aggregates: u64,
+        /// Run one figure, and the baseline it is compared with.
+        #[arg(long, value_name = "FIGURE", value_parser = clap::builder::PossibleValuesParser::new(crate::bench::FIGURES))]
+        only: Option<String>,
     },
     /// Play the Rewind post's story end to end and print every step.
     Demo {
@@ -241,6 +263,41 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
         } => {
             let subject = feedback::errors_list_subject(&aggregate_type, &aggregate_id);
             query(&config, "errors list", subject, target).await
+        }
+        Command::Bench {
+            quick,
+            json,
+            nats_url,
+            clients,
+            aggregates,
+            only,
+        } => {
+            let runtime_config = match config.runtime() {
+                Ok(runtime_config) => runtime_config,
+                Err(e) => {
+                    eprintln!("jetsource bench: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = crate::bench::BenchOptions {
+                quick,
+                json,
+                nats_url,
+                clients,
+                aggregates,
+                only,
+            };
+            match crate::bench::run(&options, app, runtime_config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == crate::bench::BenchErrorKind::Usage => {
+                    eprintln!("jetsource bench: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("jetsource bench: {e}");
+                    ExitCode::from(3)
+                }
+            }
         }
         Command::Demo { nats_url } => {
             let mut out = std::io::stdout();

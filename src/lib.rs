@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - [`App`] / [`app::run`]: the aggregates an application hosts, and serving them.
-//! - [`cli`]: the command line (`run`, `send`, `demo`, `projector status`) for any [`App`].
+//! - [`cli`]: the command line (`run`, `send`, `demo`, `projector status`, `bench`, …) for any [`App`].
+//! - [`bench`]: jetsource measured against the bare JetStream path.
 //! - [`client`]: sending commands from Rust.
 //! - [`config`]: settings (file, environment, flags).
 //! - [`auth`]: credentials and TLS towards NATS; the one place connections are made.
@@ -27,6 +28,7 @@
 pub mod account;
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod blog;
 pub mod blog_projection;
 pub mod cli;

@@ -177,27 +177,35 @@ impl<A: Aggregate> AggregateHandler<A> {
                 Arc::new(Mutex::new(Slot::default()))
             });
         let mut slot = slot.lock().await;
-        if !slot.loaded {
-            match self.store.load(A::TYPE, &request.aggregate_id, 0).await {
-                Ok(events) => {
-                    if let Err(reason) = slot.fold(&self.stream, events) {
-                        tracing::error!(%reason, "cannot rebuild aggregate");
-                        *slot = Slot::default();
-                        return reject(RejectionCode::Internal, reason);
-                    }
-                    slot.loaded = true;
-                }
-                Err(e) => {
-                    return reject(
-                        RejectionCode::Unavailable,
-                        format!("loading the aggregate: {e}"),
-                    )
-                }
-            }
-        }
+        // A slot not yet loaded holds the empty state. A command whose
+        // decision on the empty state yields events (a `create` on a new id)
+        // is appended with expected sequence 0 without loading first: the
+        // store refuses it if the aggregate has any event, and the conflict
+        // path below then loads the history and decides again, where a
+        // resent command is recognised by its Command-Id. Any other outcome
+        // on the empty state proves nothing, so it loads and decides again.
+        let mut optimistic = request.expected_seq.unwrap_or(0) == 0;
         let mut conflicts = 0;
         let mut outages = 0;
         loop {
+            if !slot.loaded && !optimistic {
+                match self.store.load(A::TYPE, &request.aggregate_id, 0).await {
+                    Ok(events) => {
+                        if let Err(reason) = slot.fold(&self.stream, events) {
+                            tracing::error!(%reason, "cannot rebuild aggregate");
+                            *slot = Slot::default();
+                            return reject(RejectionCode::Internal, reason);
+                        }
+                        slot.loaded = true;
+                    }
+                    Err(e) => {
+                        return reject(
+                            RejectionCode::Unavailable,
+                            format!("loading the aggregate: {e}"),
+                        )
+                    }
+                }
+            }
             if let Some(events) = slot.commands.get(&request.command_id) {
                 return accept(events.clone(), true);
             }
@@ -222,7 +230,15 @@ impl<A: Aggregate> AggregateHandler<A> {
                 }
             };
             let decided = match slot.state.handle(command) {
+                Ok(events) if events.is_empty() && !slot.loaded => {
+                    optimistic = false;
+                    continue;
+                }
                 Ok(events) => events,
+                Err(_) if !slot.loaded => {
+                    optimistic = false;
+                    continue;
+                }
                 Err(rejection) => return reject(rejection.code(), rejection.reason().to_string()),
             };
             if decided.is_empty() {
@@ -272,6 +288,9 @@ impl<A: Aggregate> AggregateHandler<A> {
                         slot.state.apply(event);
                     }
                     slot.last_seq = seqs.last().copied().unwrap_or(slot.last_seq);
+                    // Unloaded, the append's expected sequence 0 proved
+                    // these are the aggregate's first events.
+                    slot.loaded = true;
                     slot.commands
                         .insert(request.command_id.clone(), refs.clone());
                     return accept(refs, false);
@@ -320,7 +339,9 @@ impl<A: Aggregate> AggregateHandler<A> {
                 }
             }
             // The aggregate moved on, or our own earlier attempt may have
-            // landed: read the tail before deciding again.
+            // landed: read the tail before deciding again (all of it when
+            // the slot was never loaded).
+            let whole = !slot.loaded;
             match self
                 .store
                 .load(A::TYPE, &request.aggregate_id, slot.last_seq)
@@ -331,6 +352,9 @@ impl<A: Aggregate> AggregateHandler<A> {
                     if let Err(reason) = slot.fold(&stream, events) {
                         *slot = Slot::default();
                         return reject(RejectionCode::Internal, reason);
+                    }
+                    if whole {
+                        slot.loaded = true;
                     }
                 }
                 Err(e) => {

@@ -300,6 +300,11 @@ impl ServerProcess {
         format!("nats://{}", self.addr)
     }
 
+    /// The child's process id (for reading its memory use from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The client port.
     pub fn port(&self) -> u16 {
         self.addr.port()

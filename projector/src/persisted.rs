@@ -375,7 +375,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                     continue;
                 }
             };
-            if let Err(e) = shared::apply(&self.model, &event, &self.config).await {
+            if let Err(e) = shared::apply(&self.model, &event, &self.config, None).await {
                 batch.halted = Some(format!("{stream} #{seq} ({}): {e}", event.subject));
                 batch.held_back.push(message);
                 continue;

@@ -2,7 +2,9 @@
 //! from the read model, after the position in `After-Seq` when there is one.
 //!
 //! Replies are JSON with a `status`:
-//! - `{"status":"ok","projection":…,"positions":{"EVT_…":n},"result":…}`:
+//! - `{"status":"ok","projection":…,"positions":{"EVT_…":n},"result":…}` (an
+//!   in-memory projection's positions are exactly those the result reflects; a
+//!   persisted one's are those stored, the result may be a batch ahead):
 //!   `positions` are what the model had applied, at least, when it answered;
 //! - `{"status":"not_found"|"bad_request","reason":…}`;
 //! - `{"status":"timeout","reason":…,"after_seq":{…},"positions":{…}}` when
@@ -85,9 +87,8 @@ async fn respond(
         path: rest.split('.').map(str::to_string).collect(),
         body: message.payload.clone(),
     };
-    // Read before querying: the answer reflects at least these positions.
-    let positions: Positions = shared.applied.borrow().clone();
-    match model.query(&query) {
+    let (positions, answer) = model.query(&query, &shared.applied);
+    match answer {
         Ok(result) => json!({
             "status": "ok",
             "projection": shared.name,

@@ -51,13 +51,25 @@ pub type RunError = Error<RunErrorKind>;
 
 /// The read side of a projector, type-erased for the query server.
 pub(crate) trait Model: Send + Sync {
-    fn query(&self, query: &Query) -> Result<serde_json::Value, QueryError>;
+    /// Answers `query`, with the positions the answer reflects: read under
+    /// the same lock as the model, so an in-memory projection's answer and
+    /// its positions always agree.
+    fn query(
+        &self,
+        query: &Query,
+        applied: &watch::Sender<Positions>,
+    ) -> (Positions, Result<serde_json::Value, QueryError>);
 }
 
 impl<P: Projector> Model for RwLock<P> {
-    fn query(&self, query: &Query) -> Result<serde_json::Value, QueryError> {
+    fn query(
+        &self,
+        query: &Query,
+        applied: &watch::Sender<Positions>,
+    ) -> (Positions, Result<serde_json::Value, QueryError>) {
         let guard = self.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        guard.query(query)
+        let positions = applied.borrow().clone();
+        (positions, guard.query(query))
     }
 }
 
@@ -163,6 +175,7 @@ pub(crate) async fn apply<P: Projector>(
     model: &RwLock<P>,
     event: &Event,
     config: &ProjectorConfig,
+    publish: Option<&watch::Sender<Positions>>,
 ) -> Result<(), ProjectorError> {
     let mut attempt = 0u32;
     loop {
@@ -170,7 +183,15 @@ pub(crate) async fn apply<P: Projector>(
             let mut guard = model
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            guard.apply(event)
+            let result = guard.apply(event);
+            // Publishing the position under the write lock keeps it in step
+            // with the model for readers (see `Model::query`).
+            if let (Ok(()), Some(applied)) = (&result, publish) {
+                applied.send_modify(|p| {
+                    p.insert(event.stream.clone(), event.seq);
+                });
+            }
+            result
         };
         match result {
             Ok(()) => return Ok(()),

@@ -1,0 +1,183 @@
+//! What every figure runs against: the nats-server (started here unless a
+//! URL was given), the client connections of the load generator, an admin
+//! connection, and jetsource itself, hosted in this process on its own
+//! connection exactly as `jetsource run` hosts it.
+
+use super::load::LoadShape;
+use super::BenchError;
+use super::BenchErrorExt as _;
+use crate::App;
+use async_nats::Client;
+use jetsource_handlers::server::{self, ServerOptions, ServerProcess};
+use jetsource_handlers::RuntimeConfig;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Client connections the load generator spreads its tasks over.
+const CLIENT_CONNECTIONS: usize = 4;
+
+/// The settings of one bench run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Shorter runs and smaller scales.
+    pub quick: bool,
+    /// Concurrent client tasks.
+    pub clients: usize,
+    /// Aggregates of the round-trip figures.
+    pub aggregates: u64,
+}
+
+/// The nats-server, connections and hosted jetsource of a run.
+pub struct Env {
+    /// The settings.
+    pub settings: Settings,
+    /// The server's client URL.
+    pub url: String,
+    /// The server, when this run started it.
+    pub server: Option<ServerProcess>,
+    _store: Option<tempfile::TempDir>,
+    /// The load generator's connections.
+    pub clients: Vec<Client>,
+    /// An admin connection (stream set-up, seeding, account info).
+    pub admin: Client,
+    /// Unique per run, so figures never collide with earlier data.
+    pub run_id: String,
+    app: App,
+    runtime_config: RuntimeConfig,
+    jetsource: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Env {
+    /// Starts a nats-server (default flushing) unless `nats_url` is given,
+    /// and connects.
+    pub async fn start(
+        settings: Settings,
+        nats_url: Option<&str>,
+        app: App,
+        runtime_config: RuntimeConfig,
+    ) -> Result<Self, BenchError> {
+        let (url, server, store) = match nats_url {
+            Some(url) => (url.to_string(), None, None),
+            None => {
+                let binary = server::find_or_install(&crate::embedded::tools_dir())
+                    .map_err(BenchError::server)?;
+                let dir = tempfile::Builder::new()
+                    .prefix("jetsource-bench-")
+                    .tempdir()
+                    .map_err(|e| BenchError::server(format!("creating a temp dir: {e}")))?;
+                let mut options = ServerOptions::new(dir.path().join("store"));
+                // The default-mode figures: JetStream's default flushing.
+                options.sync_always = false;
+                let process = ServerProcess::start(&binary, options, &dir.path().join("run"))
+                    .map_err(BenchError::server)?;
+                (process.client_url(), Some(process), Some(dir))
+            }
+        };
+        let mut clients = Vec::with_capacity(CLIENT_CONNECTIONS);
+        for _ in 0..CLIENT_CONNECTIONS {
+            clients.push(connect(&url).await?);
+        }
+        let admin = connect(&url).await?;
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        Ok(Env {
+            settings,
+            url,
+            server,
+            _store: store,
+            clients,
+            admin,
+            run_id,
+            app,
+            runtime_config,
+            jetsource: None,
+        })
+    }
+
+    /// The load shape of a round-trip figure.
+    pub fn shape(&self) -> LoadShape {
+        let (warmup, measure) = if self.settings.quick {
+            (Duration::from_millis(500), Duration::from_secs(3))
+        } else {
+            (Duration::from_secs(2), Duration::from_secs(10))
+        };
+        LoadShape {
+            tasks: self.settings.clients,
+            warmup,
+            measure,
+        }
+    }
+
+    /// A JetStream context on the admin connection.
+    pub fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.admin.clone())
+    }
+
+    /// The server's version.
+    pub fn server_version(&self) -> String {
+        self.admin.server_info().version
+    }
+
+    /// The server's resident memory now, in KiB, when this run started it.
+    pub fn server_rss_kib(&self) -> Option<u64> {
+        let pid = self.server.as_ref()?.pid();
+        proc_status_kib(&format!("/proc/{pid}/status"), "VmRSS")
+    }
+
+    /// Makes sure jetsource serves commands, hosted in this process on its
+    /// own connection.
+    pub async fn ensure_jetsource(&mut self) -> Result<(), BenchError> {
+        if self.jetsource.is_some() {
+            return Ok(());
+        }
+        let client = connect(&self.url).await?;
+        let runtime = self
+            .app
+            .runtime_builder(client.clone())
+            .config(self.runtime_config.clone())
+            .build()
+            .await
+            .map_err(BenchError::nats)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = runtime.run(shutdown).await {
+                tracing::error!(error = %e, "the hosted runtime stopped");
+            }
+        });
+        // The subscription must be in place before clients send.
+        client.flush().await.map_err(BenchError::nats)?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.jetsource = Some((stop, task));
+        Ok(())
+    }
+
+    /// Stops the hosted jetsource, letting commands in flight finish.
+    pub async fn stop_jetsource(&mut self) {
+        if let Some((stop, task)) = self.jetsource.take() {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<Client, BenchError> {
+    jetsource_handlers::connect(url)
+        .await
+        .map_err(BenchError::nats)
+}
+
+/// A `kB` field of a `/proc/<pid>/status` file (`VmRSS`, `VmHWM`).
+pub fn proc_status_kib(path: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// This process's peak resident memory (`VmHWM`), in KiB.
+pub fn own_peak_rss_kib() -> Option<u64> {
+    proc_status_kib("/proc/self/status", "VmHWM")
+}

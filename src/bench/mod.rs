@@ -1,0 +1,207 @@
+//! `jetsource bench`: jetsource side by side with the bare JetStream path it
+//! is built on, in one run against one nats-server.
+//!
+//! Every figure that has a baseline is reported as a ratio to it, measured
+//! in the same run, because absolute numbers move with whatever else the
+//! machine does. The bare responder and jetsource are hosted the same way:
+//! in this process, each on its own NATS connection, driven by the same
+//! client load generator on its own connections.
+//!
+//! # Layout
+//! - [`env`]: the server, the connections, the hosted jetsource.
+//! - [`load`]: the client load generator and its latency percentiles.
+//! - [`workload`]: the commands sent (identical bytes for both paths).
+//! - [`raw`]: the bare responder.
+//! - [`roundtrip`], [`replay`], [`cold_load`]: the figures.
+//! - [`seed`]: writing events straight into streams.
+//! - [`report`]: the table and the JSON lines.
+
+pub mod cold_load;
+pub mod env;
+pub mod load;
+pub mod raw;
+pub mod replay;
+pub mod report;
+pub mod roundtrip;
+pub mod seed;
+pub mod workload;
+
+use crate::App;
+use env::{Env, Settings};
+use jetsource_handlers::error::Error;
+use jetsource_handlers::RuntimeConfig;
+use report::Report;
+
+/// What went wrong running the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchErrorKind {
+    /// The nats-server could not be found, installed or started.
+    Server,
+    /// NATS or JetStream failed.
+    Nats,
+    /// A figure could not be measured (wrong counts, timeouts).
+    Failed,
+    /// The options are invalid.
+    Usage,
+}
+
+impl std::fmt::Display for BenchErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BenchErrorKind::Server => "nats-server",
+            BenchErrorKind::Nats => "NATS",
+            BenchErrorKind::Failed => "measurement failed",
+            BenchErrorKind::Usage => "invalid options",
+        })
+    }
+}
+
+/// A bench failure.
+pub type BenchError = Error<BenchErrorKind>;
+
+trait BenchErrorExt {
+    fn server(e: impl std::fmt::Display) -> Self;
+    fn nats(e: impl std::fmt::Display) -> Self;
+    fn failed(e: impl Into<String>) -> Self;
+    fn failed_display(e: impl std::fmt::Display) -> Self;
+}
+
+impl BenchErrorExt for BenchError {
+    fn server(e: impl std::fmt::Display) -> Self {
+        Error::new(BenchErrorKind::Server, e.to_string())
+    }
+    fn nats(e: impl std::fmt::Display) -> Self {
+        Error::new(BenchErrorKind::Nats, e.to_string())
+    }
+    fn failed(e: impl Into<String>) -> Self {
+        Error::new(BenchErrorKind::Failed, e)
+    }
+    fn failed_display(e: impl std::fmt::Display) -> Self {
+        Error::new(BenchErrorKind::Failed, e.to_string())
+    }
+}
+
+/// The figures, in the order they run; `--only` takes one of these.
+pub const FIGURES: &[&str] = &[
+    "raw_command_roundtrip",
+    "command_roundtrip",
+    "rejection_roundtrip",
+    "cold_load",
+    "scale",
+    "replay",
+];
+
+/// How to run the bench.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// A short run (under a minute) with smaller scales.
+    pub quick: bool,
+    /// JSON lines instead of a table.
+    pub json: bool,
+    /// Use this server instead of starting one.
+    pub nats_url: Option<String>,
+    /// Concurrent client tasks.
+    pub clients: usize,
+    /// Aggregates of the round-trip figures.
+    pub aggregates: u64,
+    /// Run one figure (and the baseline it is compared with).
+    pub only: Option<String>,
+}
+
+/// The aggregate counts of the scale figures.
+fn scales(quick: bool) -> &'static [u64] {
+    if quick {
+        &[1_000, 10_000, 50_000]
+    } else {
+        &[1_000, 100_000, 1_000_000]
+    }
+}
+
+/// Runs the bench with `app`'s aggregates hosted by a runtime configured
+/// with `runtime_config`, printing each figure as it is measured.
+pub async fn run(
+    options: &BenchOptions,
+    app: App,
+    runtime_config: RuntimeConfig,
+) -> Result<(), BenchError> {
+    if let Some(only) = &options.only {
+        if !FIGURES.contains(&only.as_str()) {
+            return Err(Error::new(
+                BenchErrorKind::Usage,
+                format!("unknown figure {only:?}; known: {}", FIGURES.join(", ")),
+            ));
+        }
+    }
+    if options.clients == 0 || options.aggregates == 0 {
+        return Err(Error::new(
+            BenchErrorKind::Usage,
+            "--clients and --aggregates must be at least 1",
+        ));
+    }
+    let wanted = |figure: &str| options.only.as_deref().is_none_or(|only| only == figure);
+    let needs_raw = wanted("raw_command_roundtrip")
+        || wanted("command_roundtrip")
+        || wanted("rejection_roundtrip");
+    let settings = Settings {
+        quick: options.quick,
+        // A task per aggregate at most, so no two tasks share one.
+        clients: options
+            .clients
+            .min(usize::try_from(options.aggregates).unwrap_or(usize::MAX)),
+        aggregates: options.aggregates,
+    };
+    let mut env = Env::start(settings, options.nats_url.as_deref(), app, runtime_config).await?;
+    if !options.json {
+        println!(
+            "jetsource bench{}: nats-server {} at {}, {} clients, {} aggregates, {} cores\n",
+            if options.quick { " --quick" } else { "" },
+            env.server_version(),
+            env.url,
+            env.settings.clients,
+            env.settings.aggregates,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+        );
+    }
+    let mut report = Report::new(options.json);
+    if needs_raw {
+        report.add(roundtrip::raw_command_roundtrip(&env).await?);
+    }
+    let raw = report.get("raw_command_roundtrip").cloned();
+    if wanted("command_roundtrip") || wanted("rejection_roundtrip") {
+        let mut figure = roundtrip::command_roundtrip(&mut env).await?;
+        if let Some(raw) = &raw {
+            figure = figure.against(raw);
+        }
+        report.add(figure);
+    }
+    if wanted("rejection_roundtrip") {
+        let mut figure = roundtrip::rejection_roundtrip(&mut env).await?;
+        if let Some(accepted) = report.get("command_roundtrip") {
+            figure = figure.against(accepted);
+        }
+        report.add(figure);
+    }
+    if wanted("cold_load") {
+        for figure in cold_load::cold_load(&mut env).await? {
+            report.add(figure);
+        }
+    }
+    if wanted("scale") {
+        let mut first: Option<report::Figure> = None;
+        for &count in scales(options.quick) {
+            let mut figure = roundtrip::scale(&mut env, count).await?;
+            match &first {
+                Some(first) => figure = figure.against(first),
+                None => first = Some(figure.clone()),
+            }
+            report.add(figure);
+        }
+    }
+    if wanted("replay") {
+        for figure in replay::replay(&mut env).await? {
+            report.add(figure);
+        }
+    }
+    env.stop_jetsource().await;
+    Ok(())
+}
