@@ -4,8 +4,7 @@
 //! Replies are JSON with a `status`:
 //! - `{"status":"ok","projection":…,"positions":{"EVT_…":n},"result":…}` (an
 //!   in-memory projection's positions are exactly those the result reflects; a
-//!   persisted one's are those stored, the result may be a batch ahead):
-//!   `positions` are what the model had applied, at least, when it answered;
+//!   persisted one's are those stored, the result may be a batch ahead);
 //! - `{"status":"not_found"|"bad_request","reason":…}`;
 //! - `{"status":"timeout","reason":…,"after_seq":{…},"positions":{…}}` when
 //!   the position was not reached within the configured wait.
