@@ -7,7 +7,7 @@ use crate::feedback::FeedbackConfig;
 use crate::units::{parse_bytes, parse_duration};
 use jetsource_handlers::handler::HandlerConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
-use jetsource_handlers::store::StreamSettings;
+use jetsource_handlers::store::{GroupCommitConfig, StreamSettings};
 use jetsource_projector::ProjectorConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -95,6 +95,16 @@ pub struct HandlersConfig {
     pub unavailable_retries: u32,
     /// First back-off after store trouble. Default `50ms`.
     pub retry_backoff: String,
+    /// Concurrent commands on different aggregates share one atomic batch
+    /// (group commit). Default true.
+    pub group_commit: bool,
+    /// Messages in one shared batch at most (1 to 1000). Default 256.
+    pub batch_max_messages: usize,
+    /// How long a batch may wait for more commands while another of its
+    /// stream is in flight. Default `0ms`: send what is queued.
+    pub batch_max_wait: String,
+    /// Shared batches in flight per stream (1 to 50). Default 4.
+    pub batch_max_in_flight: usize,
 }
 
 impl Default for HandlersConfig {
@@ -109,6 +119,10 @@ impl Default for HandlersConfig {
             conflict_retries: 16,
             unavailable_retries: 5,
             retry_backoff: "50ms".into(),
+            group_commit: true,
+            batch_max_messages: 256,
+            batch_max_wait: "0ms".into(),
+            batch_max_in_flight: 4,
         }
     }
 }
@@ -320,6 +334,16 @@ impl Config {
         jetsource_schemas::token::validate("queue group", &h.queue_group)
             .map_err(|e| invalid("handlers.queue_group")(e.to_string()))?;
         let max_body = parse_bytes(&h.max_body).map_err(invalid("handlers.max_body"))?;
+        if !(1..=1000).contains(&h.batch_max_messages) {
+            return Err(invalid("handlers.batch_max_messages")(
+                "must be 1 to 1000 (JetStream's limit per atomic batch)".into(),
+            ));
+        }
+        if !(1..=50).contains(&h.batch_max_in_flight) {
+            return Err(invalid("handlers.batch_max_in_flight")(
+                "must be 1 to 50 (JetStream's limit per stream)".into(),
+            ));
+        }
         let max_bytes = match &s.max_bytes {
             Some(text) => Some(
                 i64::try_from(parse_bytes(text).map_err(invalid("streams.max_bytes"))?)
@@ -350,6 +374,13 @@ impl Config {
                 max_bytes,
                 duplicate_window: parse_duration(&s.duplicate_window)
                     .map_err(invalid("streams.duplicate_window"))?,
+            },
+            group_commit: GroupCommitConfig {
+                enabled: h.group_commit,
+                max_messages: h.batch_max_messages,
+                max_wait: parse_duration(&h.batch_max_wait)
+                    .map_err(invalid("handlers.batch_max_wait"))?,
+                max_in_flight: h.batch_max_in_flight,
             },
             reply: self.feedback.reply,
         })

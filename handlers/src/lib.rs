@@ -6,6 +6,7 @@
 //! - [`codec`]: commands and events to and from `(name, JSON body)`.
 //! - [`testing`]: a given/when/then harness for aggregates.
 //! - [`store`]: the JetStream event store (streams, loads, appends).
+//! - [`append`]: the write path: single publishes, atomic batches, group commit.
 //! - [`handler`]: one aggregate type's command handling: state cache,
 //!   one command per aggregate at a time, conflict retries, idempotency.
 //! - [`runtime`]: the builder, the command subscription and shutdown.
@@ -15,6 +16,7 @@
 //! - [`error`]: the error type with a `kind()`.
 
 pub mod aggregate;
+pub mod append;
 pub mod codec;
 pub mod connect;
 pub mod error;

@@ -22,7 +22,7 @@
 use crate::aggregate::Aggregate;
 use crate::error::Error;
 use crate::handler::{AggregateHandler, CommandRequest, DynHandler, HandlerConfig};
-use crate::store::{EventStore, StreamSettings};
+use crate::store::{EventStore, GroupCommitConfig, StreamSettings};
 use async_nats::{Client, Message};
 use futures::StreamExt;
 use jetsource_schemas::{headers, subject, token, CommandReply, RejectionCode};
@@ -50,6 +50,8 @@ pub struct RuntimeConfig {
     pub handler: HandlerConfig,
     /// How event streams are configured.
     pub streams: StreamSettings,
+    /// How concurrent appends share atomic batches (group commit).
+    pub group_commit: GroupCommitConfig,
     /// Reply to command requests (default true). Off: no reply is sent even
     /// to a request, and clients learn outcomes from notices or by id.
     pub reply: bool,
@@ -64,6 +66,7 @@ impl Default for RuntimeConfig {
             store_timeout: Duration::from_secs(5),
             handler: HandlerConfig::default(),
             streams: StreamSettings::default(),
+            group_commit: GroupCommitConfig::default(),
             reply: true,
         }
     }
@@ -148,7 +151,8 @@ impl RuntimeBuilder {
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
         let store = EventStore::new(self.client.clone(), self.config.store_timeout)
             .await
-            .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
+            .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?
+            .with_group_commit(self.config.group_commit.clone());
         let mut handlers: HashMap<&'static str, Arc<dyn DynHandler>> = HashMap::new();
         for (name, factory) in self.factories {
             subject::validate_aggregate_type(name)

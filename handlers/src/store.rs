@@ -11,39 +11,21 @@
 //! Appends are plain requests whose acks are parsed here, so single and batch
 //! appends map the server's error codes to one [`AppendErrorKind`].
 
+use crate::append::{Appender, Outgoing};
 use crate::error::Error;
 use async_nats::header::HeaderMap;
-use async_nats::{Client, Request, Subscriber};
+use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 use jetsource_schemas::{headers, subject};
-use jetstream_codes::*;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// JetStream error codes jetsource acts on.
-pub mod jetstream_codes {
-    /// Wrong last sequence, with the current value.
-    pub const WRONG_LAST_SEQUENCE: u64 = 10071;
-    /// Wrong last sequence, without it (clustered in-flight proposals, batches).
-    pub const WRONG_LAST_SEQUENCE_CONSTANT: u64 = 10164;
-    /// Expected-last-subject-sequence not ready; retryable.
-    pub const EXPECTED_SEQ_NOT_READY: u64 = 10163;
-    /// A duplicate message id is still being processed; retryable.
-    pub const DUPLICATE_IN_PROCESS: u64 = 10158;
-    /// An atomic batch holds a message id already in the dedupe window.
-    pub const BATCH_DUPLICATE_MSG_ID: u64 = 10201;
-    /// Too many atomic batches in flight; retryable.
-    pub const BATCH_TOO_MANY_INFLIGHT: u64 = 10210;
-    /// Stream not found.
-    pub const STREAM_NOT_FOUND: u64 = 10059;
-    /// Maximum bytes or messages reached (discard new).
-    pub const STREAM_STORE_FAILED: u64 = 10077;
-}
+pub use crate::append::codes as jetstream_codes;
+pub use crate::append::{GroupCommitConfig, GroupCommitStats};
 
 /// How to configure an aggregate type's stream.
 #[derive(Debug, Clone)]
@@ -189,50 +171,10 @@ impl std::fmt::Display for StreamErrorKind {
 /// A stream set-up failure.
 pub type StreamError = Error<StreamErrorKind>;
 
-#[derive(Deserialize)]
-struct PubAck {
-    #[serde(default)]
-    seq: u64,
-    #[serde(default)]
-    duplicate: bool,
-    #[serde(default)]
-    count: Option<u64>,
-    #[serde(default)]
-    error: Option<ApiError>,
-}
-
-#[derive(Deserialize, Debug)]
-struct ApiError {
-    #[serde(default)]
-    code: u64,
-    #[serde(default)]
-    err_code: u64,
-    #[serde(default)]
-    description: String,
-}
-
-fn classify(err: &ApiError) -> AppendErrorKind {
-    match err.err_code {
-        WRONG_LAST_SEQUENCE | WRONG_LAST_SEQUENCE_CONSTANT => AppendErrorKind::Conflict,
-        BATCH_DUPLICATE_MSG_ID => AppendErrorKind::Duplicate,
-        EXPECTED_SEQ_NOT_READY | DUPLICATE_IN_PROCESS | BATCH_TOO_MANY_INFLIGHT => {
-            AppendErrorKind::Unavailable
-        }
-        STREAM_STORE_FAILED => AppendErrorKind::Full,
-        _ if err.code == 503 || err.code == 429 => AppendErrorKind::Unavailable,
-        _ if err.description.contains("maximum bytes exceeded")
-            || err.description.contains("maximum messages exceeded") =>
-        {
-            AppendErrorKind::Full
-        }
-        _ => AppendErrorKind::Refused,
-    }
-}
-
 /// Routes the many replies of batched direct gets to their callers over one
 /// wildcard subscription, so a load costs no SUB/UNSUB round trip.
 #[derive(Debug)]
-struct ReplyMux {
+pub(crate) struct ReplyMux {
     prefix: String,
     next: AtomicU64,
     waiting: Mutex<HashMap<u64, mpsc::UnboundedSender<async_nats::Message>>>,
@@ -269,7 +211,7 @@ impl ReplyMux {
         }
     }
 
-    fn register(self: &Arc<Self>) -> (String, Registration) {
+    pub(crate) fn register(self: &Arc<Self>) -> (String, Registration) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut waiting) = self.waiting.lock() {
@@ -286,10 +228,10 @@ impl ReplyMux {
     }
 }
 
-struct Registration {
+pub(crate) struct Registration {
     mux: Arc<ReplyMux>,
     id: u64,
-    rx: mpsc::UnboundedReceiver<async_nats::Message>,
+    pub(crate) rx: mpsc::UnboundedReceiver<async_nats::Message>,
 }
 
 impl Drop for Registration {
@@ -306,6 +248,7 @@ pub struct EventStore {
     client: Client,
     jetstream: async_nats::jetstream::Context,
     mux: Arc<ReplyMux>,
+    appender: Appender,
     timeout: Duration,
 }
 
@@ -319,12 +262,26 @@ impl EventStore {
             .await
             .map_err(|e| Error::with_source(LoadErrorKind::Unavailable, e))?;
         let jetstream = async_nats::jetstream::new(client.clone());
+        let appender = Appender::new(client.clone(), mux.clone(), timeout);
         Ok(EventStore {
             client,
             jetstream,
             mux,
+            appender,
             timeout,
         })
+    }
+
+    /// Lets concurrent appends to one stream share atomic batches (see
+    /// [`GroupCommitConfig`]).
+    pub fn with_group_commit(mut self, config: GroupCommitConfig) -> Self {
+        self.appender = self.appender.with_group_commit(config);
+        self
+    }
+
+    /// Group commit's counters, when it is on.
+    pub fn group_commit_stats(&self) -> Option<Arc<GroupCommitStats>> {
+        self.appender.stats()
     }
 
     /// The NATS connection.
@@ -560,113 +517,15 @@ impl EventStore {
                     filter.as_str(),
                 );
             }
-            messages.push((subject, h, event.body.clone()));
-        }
-        match messages.len() {
-            0 => Ok(Vec::new()),
-            1 => {
-                let Some((subject, h, body)) = messages.pop() else {
-                    return Ok(Vec::new());
-                };
-                let ack = self.request(subject, h, body).await?;
-                if ack.duplicate {
-                    return Err(Error::new(
-                        AppendErrorKind::Duplicate,
-                        format!("already stored at {}", ack.seq),
-                    ));
-                }
-                Ok(vec![ack.seq])
-            }
-            n => self.append_batch(messages, n).await,
-        }
-    }
-
-    async fn append_batch(
-        &self,
-        messages: Vec<(String, HeaderMap, Bytes)>,
-        n: usize,
-    ) -> Result<Vec<u64>, AppendError> {
-        let batch_id = uuid::Uuid::new_v4().simple().to_string();
-        for (i, (subject, mut h, body)) in messages.into_iter().enumerate() {
-            let position = i + 1;
-            h.insert("Nats-Batch-Id", batch_id.as_str());
-            h.insert("Nats-Batch-Sequence", position.to_string().as_str());
-            if position == n {
-                h.insert("Nats-Batch-Commit", "1");
-                let ack = self.request(subject, h, body).await?;
-                let count = ack.count.unwrap_or(n as u64);
-                if count != n as u64 || ack.seq < count {
-                    return Err(Error::new(
-                        AppendErrorKind::Refused,
-                        format!(
-                            "batch commit acknowledged {count} messages at {}, expected {n}",
-                            ack.seq
-                        ),
-                    ));
-                }
-                return Ok((ack.seq + 1 - count..=ack.seq).collect());
-            }
-            if position == 1 {
-                // The first message must be a request: its answer says whether
-                // the server accepted the batch at all.
-                self.request(subject, h, body).await?;
-            } else {
-                self.client
-                    .publish_with_headers(subject, h, body)
-                    .await
-                    .map_err(|e| Error::with_source(AppendErrorKind::Unavailable, e))?;
-            }
-        }
-        Err(Error::new(AppendErrorKind::Refused, "empty batch"))
-    }
-
-    async fn request(
-        &self,
-        subject: String,
-        h: HeaderMap,
-        body: Bytes,
-    ) -> Result<PubAck, AppendError> {
-        let request = Request::new()
-            .headers(h)
-            .payload(body)
-            .timeout(Some(self.timeout));
-        let reply = self
-            .client
-            .send_request(subject, request)
-            .await
-            .map_err(|e| {
-                use async_nats::RequestErrorKind;
-                let kind = match e.kind() {
-                    RequestErrorKind::NoResponders
-                    | RequestErrorKind::TimedOut
-                    | RequestErrorKind::Other => AppendErrorKind::Unavailable,
-                    RequestErrorKind::InvalidSubject | RequestErrorKind::MaxPayloadExceeded => {
-                        AppendErrorKind::Refused
-                    }
-                };
-                Error::with_source(kind, e)
-            })?;
-        if reply.payload.is_empty() {
-            // A zero-byte ack: an accepted message inside an atomic batch.
-            return Ok(PubAck {
-                seq: 0,
-                duplicate: false,
-                count: None,
-                error: None,
+            messages.push(Outgoing {
+                subject,
+                headers: h,
+                body: event.body.clone(),
             });
         }
-        let ack: PubAck = serde_json::from_slice(&reply.payload)
-            .map_err(|e| Error::with_source(AppendErrorKind::Refused, e))?;
-        if let Some(err) = &ack.error {
-            return Err(Error::new(
-                classify(err),
-                format!(
-                    "JetStream error {} ({}): {}",
-                    err.err_code, err.code, err.description
-                ),
-            ));
-        }
-        Ok(ack)
+        self.appender
+            .append(&subject::stream_name(aggregate_type), messages)
+            .await
     }
 }
 

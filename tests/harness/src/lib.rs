@@ -45,17 +45,23 @@ impl NatsServer {
     /// # Panics
     /// When the server does not start.
     pub fn with(adjust: impl FnOnce(&mut ServerOptions)) -> Self {
-        let dir = match tempfile::Builder::new().prefix("jetsource-test-").tempdir() {
-            Ok(dir) => dir,
-            Err(e) => panic!("temp dir: {e}"),
-        };
+        match Self::try_with(adjust) {
+            Ok(server) => server,
+            Err(e) => panic!("starting nats-server: {e}"),
+        }
+    }
+
+    /// Like [`NatsServer::with`], returning why it did not start.
+    pub fn try_with(adjust: impl FnOnce(&mut ServerOptions)) -> Result<Self, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("jetsource-test-")
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
         let mut options = ServerOptions::new(dir.path().join("store"));
         adjust(&mut options);
-        let process = match ServerProcess::start(binary(), options, &dir.path().join("run")) {
-            Ok(process) => process,
-            Err(e) => panic!("starting nats-server: {e}"),
-        };
-        NatsServer { process, _dir: dir }
+        let process = ServerProcess::start(binary(), options, &dir.path().join("run"))
+            .map_err(|e| e.to_string())?;
+        Ok(NatsServer { process, _dir: dir })
     }
 
     /// A server running a whole configuration file's `text` (users,
@@ -113,7 +119,22 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Starts `size` nodes named `n1`, `n2`, … in cluster `jetsource-test`.
+    ///
+    /// # Panics
+    /// When the cluster does not start in three tries (each with fresh
+    /// ports: a port picked free can be taken before the node binds it).
     pub fn new(size: usize) -> Self {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_new(size) {
+                Ok(cluster) => return cluster,
+                Err(e) => last = e,
+            }
+        }
+        panic!("starting a {size}-node cluster: {last}")
+    }
+
+    fn try_new(size: usize) -> Result<Self, String> {
         let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let routes = route_ports
@@ -123,7 +144,7 @@ impl NatsCluster {
             .join(", ");
         let nodes = (0..size)
             .map(|i| {
-                NatsServer::with(|options| {
+                NatsServer::try_with(|options| {
                     options.port = Some(client_ports[i]);
                     options.name = Some(format!("n{}", i + 1));
                     options.extra_config = format!(
@@ -132,8 +153,8 @@ impl NatsCluster {
                     );
                 })
             })
-            .collect();
-        NatsCluster { nodes }
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NatsCluster { nodes })
     }
 
     /// Every node's client URL, comma-separated, as NATS clients take them.

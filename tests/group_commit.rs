@@ -1,0 +1,260 @@
+//! Group commit: concurrent appends to different aggregates share atomic
+//! batches, and one aggregate's conflict or one duplicate message id never
+//! costs the other commands anything.
+
+mod common;
+
+use common::*;
+use jetsource::handlers::store::{
+    AppendErrorKind, AppendMeta, EventStore, GroupCommitConfig, NewEvent, StreamSettings,
+};
+use jetsource::schemas::CommandReply;
+use jetsource::RuntimeConfig;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn event(title: &str) -> Vec<NewEvent> {
+    vec![NewEvent {
+        event_type: "BlogPostTitleChanged".into(),
+        body: format!(r#"{{"title":"{title}"}}"#).into(),
+    }]
+}
+
+fn meta(command_id: &str) -> AppendMeta<'_> {
+    AppendMeta {
+        command_id,
+        correlation_id: None,
+        causation_id: None,
+        event_version: 1,
+    }
+}
+
+/// A store whose lanes allow a single batch in flight, so appends queued
+/// behind it are sure to share the next one.
+async fn store(url: &str) -> EventStore {
+    let client = async_nats::connect(url).await.expect("connect");
+    let store = EventStore::new(client, Duration::from_secs(5))
+        .await
+        .expect("store")
+        .with_group_commit(GroupCommitConfig {
+            max_in_flight: 1,
+            ..GroupCommitConfig::default()
+        });
+    store
+        .ensure_stream("blogpost", &StreamSettings::default())
+        .await
+        .expect("stream");
+    store
+}
+
+/// Appends to `count` aggregates at once; aggregate `bad` (if any) with a
+/// stale expected sequence.
+async fn concurrent(
+    store: &EventStore,
+    round: &str,
+    count: usize,
+    expected: &[u64],
+    bad: Option<usize>,
+) -> Vec<Result<Vec<u64>, AppendErrorKind>> {
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let store = store.clone();
+            let expected = match bad {
+                Some(b) if b == i => expected[i] + 1_000,
+                _ => expected[i],
+            };
+            let round = round.to_string();
+            tokio::spawn(async move {
+                let id = format!("agg-{i}");
+                let command = format!("{round}-{i}");
+                store
+                    .append("blogpost", &id, expected, &event(&command), &meta(&command))
+                    .await
+                    .map_err(|e| e.kind())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_conflict_in_a_shared_batch_fails_only_its_command() {
+    let server = NatsServer::new();
+    let store = store(&server.client_url()).await;
+    let stats = store.group_commit_stats().expect("group commit is on");
+    let count = 40;
+    // Round 1: every aggregate's first event.
+    let first = concurrent(&store, "r1", count, &vec![0; count], None).await;
+    let mut last: Vec<u64> = first
+        .iter()
+        .map(|r| *r.as_ref().expect("accepted").last().expect("seq"))
+        .collect();
+    // Round 2, until batches were shared: aggregate 7's expected sequence is stale.
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let split_before = stats.split_batches.load(Ordering::Relaxed);
+        let results = concurrent(&store, &format!("r{}", rounds + 1), count, &last, Some(7)).await;
+        for (i, result) in results.iter().enumerate() {
+            if i == 7 {
+                assert_eq!(result, &Err(AppendErrorKind::Conflict), "the culprit fails");
+            } else {
+                let seqs = result.as_ref().expect("every other command is accepted");
+                last[i] = seqs[0];
+            }
+        }
+        if stats.split_batches.load(Ordering::Relaxed) > split_before || rounds == 20 {
+            break;
+        }
+    }
+    assert!(
+        stats.shared_batches.load(Ordering::Relaxed) > 0,
+        "batches were shared"
+    );
+    assert!(
+        stats.split_batches.load(Ordering::Relaxed) > 0,
+        "a shared batch hit the conflict"
+    );
+    // Exactly once: each aggregate holds its first event plus one per round.
+    for i in 0..count {
+        let stored = store
+            .load("blogpost", &format!("agg-{i}"), 0)
+            .await
+            .expect("load");
+        let expected = if i == 7 { 1 } else { 1 + rounds };
+        assert_eq!(stored.len(), expected, "agg-{i}");
+        assert_eq!(stored.last().expect("event").seq, last[i]);
+        let ids: std::collections::HashSet<_> = stored
+            .iter()
+            .map(|e| e.command_id().map(str::to_string))
+            .collect();
+        assert_eq!(ids.len(), stored.len(), "no command stored twice");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_failed_by_a_duplicate_id_loses_no_command() {
+    let server = NatsServer::new();
+    let store = store(&server.client_url()).await;
+    let stats = store.group_commit_stats().expect("group commit is on");
+    let count = 40;
+    let first = concurrent(&store, "r1", count, &vec![0; count], None).await;
+    let mut last: Vec<u64> = first
+        .iter()
+        .map(|r| *r.as_ref().expect("accepted").last().expect("seq"))
+        .collect();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let split_before = stats.split_batches.load(Ordering::Relaxed);
+        // Everyone appends anew except aggregate 3, which resends round 1's
+        // command at its current position: same message id, inside the
+        // dedupe window, so a shared batch holding it fails with 10201.
+        let tasks: Vec<_> = (0..count)
+            .map(|i| {
+                let store = store.clone();
+                let expected = last[i];
+                let command = if i == 3 {
+                    "r1-3".to_string()
+                } else {
+                    format!("d{rounds}-{i}")
+                };
+                tokio::spawn(async move {
+                    let result = store
+                        .append(
+                            "blogpost",
+                            &format!("agg-{i}"),
+                            expected,
+                            &event(&command),
+                            &meta(&command),
+                        )
+                        .await;
+                    (i, result.map_err(|e| e.kind()))
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (i, result) = task.await.expect("task");
+            if i == 3 {
+                assert_eq!(
+                    result,
+                    Err(AppendErrorKind::Duplicate),
+                    "the resend is recognised"
+                );
+            } else {
+                last[i] = result.expect("every other command is accepted")[0];
+            }
+        }
+        if stats.split_batches.load(Ordering::Relaxed) > split_before || rounds == 20 {
+            break;
+        }
+    }
+    assert!(
+        stats.split_batches.load(Ordering::Relaxed) > 0,
+        "a shared batch met the duplicate"
+    );
+    for i in 0..count {
+        let stored = store
+            .load("blogpost", &format!("agg-{i}"), 0)
+            .await
+            .expect("load");
+        let expected = if i == 3 { 1 } else { 1 + rounds };
+        assert_eq!(
+            stored.len(),
+            expected,
+            "agg-{i}: no command lost or doubled"
+        );
+        assert_eq!(stored.last().expect("event").seq, last[i]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_through_the_runtime_share_batches_and_each_gets_its_own_reply() {
+    let server = NatsServer::new();
+    let js = Jetsource::start_with(
+        &server.client_url(),
+        RuntimeConfig {
+            group_commit: GroupCommitConfig {
+                max_in_flight: 1,
+                ..GroupCommitConfig::default()
+            },
+            ..RuntimeConfig::default()
+        },
+    )
+    .await;
+    let client = commands(&server.client_url()).await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let body = serde_json::json!({"title": format!("t{i}"), "body": "b", "publish": i % 2 == 0});
+                (i, send(&client, &format!("p{i}"), "create", body).await)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, reply) = task.await.expect("task");
+        let CommandReply::Accepted(accepted) = reply else {
+            panic!("p{i} rejected: {reply:?}");
+        };
+        let stored = js
+            .store
+            .load("blogpost", &format!("p{i}"), 0)
+            .await
+            .expect("load");
+        let seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
+        let replied: Vec<u64> = accepted.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, replied, "p{i}: its own sequences");
+        assert_eq!(stored.len(), if i % 2 == 0 { 2 } else { 1 });
+    }
+    let stats = js.store.group_commit_stats().expect("on");
+    assert!(
+        stats.shared_batches.load(Ordering::Relaxed) > 0,
+        "batches were shared"
+    );
+    js.stop().await;
+}
