@@ -8,6 +8,7 @@
 //! - [`store`]: the JetStream event store (streams, loads, appends).
 //! - [`handler`]: one aggregate type's command handling: state cache,
 //!   one command per aggregate at a time, conflict retries, idempotency.
+//! - [`metrics`]: counters and histograms, rendered for Prometheus.
 //! - [`runtime`]: the builder, the command subscription and shutdown.
 //! - [`connect`]: connecting with the server version check.
 //! - [`server`]: a nats-server child process (embedded default, tests, bench).
@@ -19,6 +20,7 @@ pub mod codec;
 pub mod connect;
 pub mod error;
 pub mod handler;
+pub mod metrics;
 pub mod runtime;
 pub mod server;
 pub mod store;
