@@ -18,6 +18,7 @@ fn jetsource(dir: &std::path::Path) -> Command {
         .env_remove("JETSOURCE_NATS_URL")
         .env_remove("JETSOURCE_CONFIG")
         .env_remove("JETSOURCE_ROLES")
+        .env_remove("JETSOURCE_METRICS_ADDR")
         .env_remove("JETSOURCE_LOG_FORMAT")
         .env_remove("RUST_LOG")
         .env("JETSOURCE_TOOLS_DIR", jetsource_test_server::tools_dir())
@@ -188,6 +189,67 @@ fn rewind_tail_and_streams_show_what_is_stored() {
     assert_eq!(blog["subject_count"], 3);
     assert_eq!(blog["events"], true);
     assert!(blog["bytes"].as_u64().expect("bytes") > 0);
+
+    // Without --from-start, tail begins at the current end: the account's
+    // existing event is not printed, a new one is.
+    let mut live = jetsource(dir.path())
+        .args(["tail", "evt.account.>", "--count", "1", "--nats-url", &url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn tail");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    while live.try_wait().expect("tail status").is_none() {
+        assert!(Instant::now() < deadline, "tail printed nothing");
+        n += 1;
+        let out = run(&[
+            "send",
+            "account",
+            &format!("live{n}"),
+            "open",
+            r#"{"owner":"Bo"}"#,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let printed = live.wait_with_output().expect("tail output");
+    let event = &json_lines(&printed)[0];
+    assert!(
+        event["subject"]
+            .as_str()
+            .expect("a subject")
+            .starts_with("evt.account.live"),
+        "{event}"
+    );
+}
+
+#[test]
+fn invalid_settings_from_the_environment_or_flags_are_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases: [(&[&str], Option<(&str, &str)>, &str); 3] = [
+        (
+            &["run"],
+            Some(("JETSOURCE_ROLES", "handlers,cooking")),
+            "run.roles",
+        ),
+        (
+            &["run"],
+            Some(("JETSOURCE_METRICS_ADDR", "everywhere")),
+            "observability.metrics_addr",
+        ),
+        (&["run", "--roles", "nothing"], None, "run.roles"),
+    ];
+    for (args, env, setting) in cases {
+        let mut command = jetsource(dir.path());
+        command.args(args);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let out = command.output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(setting), "{setting} not named: {stderr}");
+    }
 }
 
 #[test]
