@@ -226,7 +226,8 @@ fn rewind_tail_and_streams_show_what_is_stored() {
 #[test]
 fn invalid_settings_from_the_environment_or_flags_are_named() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cases: [(&[&str], Option<(&str, &str)>, &str); 3] = [
+    type Case<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 3] = [
         (
             &["run"],
             Some(("JETSOURCE_ROLES", "handlers,cooking")),
