@@ -8,7 +8,7 @@
 //!
 //! # Layout
 //! - [`App`] / [`app::run`]: the aggregates an application hosts, and serving them.
-//! - [`cli`]: the command line (`run`, `send`, `demo`, `projector status`, `bench`, …) for any [`App`].
+//! - [`cli`]: the command line (`run`, `send`, `tail`, `rewind`, `streams`, `schema`, `projector status`, `bench`, …) for any [`App`].
 //! - [`bench`]: jetsource measured against the bare JetStream path.
 //! - [`client`]: sending commands from Rust.
 //! - [`config`]: settings (file, environment, flags).
