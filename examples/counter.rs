@@ -7,20 +7,27 @@
 //! cargo run --example counter -- run
 //! cargo run --example counter -- send counter c1 start '{}'
 //! cargo run --example counter -- send counter c1 add '{"by": 5}'
+//! cargo run --example counter -- rewind counter c1
+//! cargo run --example counter -- schema --out counter-schemas
 //! ```
+//!
+//! `App::aggregate` asks for a serializable state (so `rewind` can show
+//! it) and JSON Schemas of the commands and events (so `schema` can
+//! publish them): derive `Serialize` and `JsonSchema`.
 
 use jetsource::{Aggregate, App, Rejection};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The state a counter's commands need.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize)]
 struct Counter {
     started: bool,
     value: u64,
 }
 
 /// `cmd.counter.<id>.start` and `cmd.counter.<id>.add`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum CounterCommand {
     Start {},
@@ -28,7 +35,7 @@ enum CounterCommand {
 }
 
 /// `evt.counter.<id>.Started` and `evt.counter.<id>.Added`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 enum CounterEvent {
     Started {},
     Added { by: u64 },

@@ -8,18 +8,33 @@
 use crate::config::{Config, ConfigError};
 use crate::embedded::Embedded;
 use crate::feedback::{Feedback, FeedbackError};
+use crate::observability::{Probes, ProjectorsHandle};
+use crate::rewind::{RewindError, RewindErrorKind, Rewound};
+use futures::future::BoxFuture;
 use jetsource_handlers::connect::ConnectError;
 use jetsource_handlers::runtime::{RuntimeBuilder, RuntimeError};
 use jetsource_handlers::server::ServerError;
+use jetsource_handlers::store::EventStore;
 use jetsource_handlers::RuntimeConfig;
 use jetsource_handlers::{Aggregate, Runtime};
 use jetsource_projector::{
     PersistedProjector, Projector, ProjectorRuntime, ProjectorRuntimeBuilder,
 };
+use schemars::JsonSchema;
+use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
 
 type Registration = Arc<dyn Fn(RuntimeBuilder) -> RuntimeBuilder + Send + Sync>;
+type Rewinder = Arc<
+    dyn for<'a> Fn(
+            &'a EventStore,
+            &'a str,
+            Option<u64>,
+        ) -> BoxFuture<'a, Result<Rewound, RewindError>>
+        + Send
+        + Sync,
+>;
 type ProjectorRegistration =
     Arc<dyn Fn(ProjectorRuntimeBuilder) -> ProjectorRuntimeBuilder + Send + Sync>;
 
@@ -27,7 +42,21 @@ type ProjectorRegistration =
 #[derive(Clone, Default)]
 pub struct App {
     registrations: Vec<Registration>,
+    rewinders: Vec<(&'static str, Rewinder)>,
+    schemas: Vec<AggregateSchemas>,
     projectors: Vec<ProjectorRegistration>,
+}
+
+/// The JSON Schemas of one aggregate type's commands and events, as
+/// `jetsource schema` writes them.
+#[derive(Debug, Clone)]
+pub struct AggregateSchemas {
+    /// The aggregate type.
+    pub aggregate_type: &'static str,
+    /// The command enum's schema (variant name = command subject token).
+    pub commands: serde_json::Value,
+    /// The event enum's schema (variant name = event type).
+    pub events: serde_json::Value,
 }
 
 impl App {
@@ -37,10 +66,59 @@ impl App {
     }
 
     /// Hosts aggregate type `A`.
-    pub fn aggregate<A: Aggregate>(mut self) -> Self {
+    ///
+    /// The state serializes so that `jetsource rewind` can show it at any
+    /// point of its history, and the commands and events carry JSON Schemas
+    /// so that `jetsource schema` can publish them for other languages.
+    pub fn aggregate<A>(mut self) -> Self
+    where
+        A: Aggregate + Serialize,
+        A::Command: JsonSchema,
+        A::Event: JsonSchema,
+    {
         self.registrations
             .push(Arc::new(|builder: RuntimeBuilder| builder.aggregate::<A>()));
+        self.rewinders.push((
+            A::TYPE,
+            Arc::new(|store, id, to_seq| Box::pin(crate::rewind::rewind::<A>(store, id, to_seq))),
+        ));
+        self.schemas.push(AggregateSchemas {
+            aggregate_type: A::TYPE,
+            commands: schemars::schema_for!(A::Command).to_value(),
+            events: schemars::schema_for!(A::Event).to_value(),
+        });
         self
+    }
+
+    /// The registered aggregate types, in registration order.
+    pub fn aggregate_types(&self) -> Vec<&'static str> {
+        self.rewinders.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// The JSON Schemas of every registered aggregate's commands and events.
+    pub fn aggregate_schemas(&self) -> &[AggregateSchemas] {
+        &self.schemas
+    }
+
+    /// The state of `aggregate_type` `aggregate_id` after its events up to
+    /// `to_seq` (all when `None`).
+    pub async fn rewind(
+        &self,
+        store: &EventStore,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        to_seq: Option<u64>,
+    ) -> Result<Rewound, RewindError> {
+        let Some((_, rewinder)) = self.rewinders.iter().find(|(t, _)| *t == aggregate_type) else {
+            return Err(RewindError::new(
+                RewindErrorKind::InvalidInput,
+                format!(
+                    "unknown aggregate type {aggregate_type:?}; known: {}",
+                    self.aggregate_types().join(", ")
+                ),
+            ));
+        };
+        rewinder(store, aggregate_id, to_seq).await
     }
 
     /// Hosts an in-memory projector; `make` builds a fresh one per start.
@@ -140,7 +218,9 @@ impl Nats {
     }
 }
 
-/// Serves `app`'s commands and queries until `shutdown` completes.
+/// Serves `app`'s commands and queries until `shutdown` completes, in the
+/// roles `[run] roles` names (all by default), with `/metrics` and the
+/// health endpoints when `[observability] metrics_addr` is set.
 pub async fn run(
     app: &App,
     config: &Config,
@@ -150,64 +230,109 @@ pub async fn run(
     let runtime_config = config.runtime()?;
     let feedback_config = config.feedback()?;
     let projector_config = config.projectors()?;
+    let roles = config.roles()?;
+    // Bound first, so a port in use fails the start before anything runs.
+    let listener =
+        match config.metrics_addr()? {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                ConfigError::Invalid {
+                    setting: "observability.metrics_addr",
+                    message: format!("cannot listen on {addr}: {e}"),
+                }
+            })?),
+            None => None,
+        };
     let nats = Nats::resolve(config, nats_url)?;
     let client = crate::auth::connect(config, &nats.url).await?;
-    check_max_body(&runtime_config, &client)?;
+    if roles.handlers {
+        check_max_body(&runtime_config, &client)?;
+    }
     let mut builder = app.runtime_builder(client.clone()).config(runtime_config);
-    // The feedback role (case 4 and status by id) runs beside the handlers.
-    let mut feedback = feedback_config
-        .cache
+    // Case 4 spans two roles: the handlers publish rejection notices, the
+    // feedback role caches them and answers queries. A process with only
+    // the handlers still publishes, for the processes with the feedback role.
+    let mut feedback = (feedback_config.cache && (roles.handlers || roles.feedback))
         .then(|| Feedback::new(client.clone(), feedback_config));
-    if let Some(feedback) = &feedback {
+    if let (Some(feedback), true) = (&feedback, roles.handlers) {
         builder = builder.observe(feedback.observer());
     }
+    // Every role builds the runtime: it creates or updates the event
+    // streams (idempotently) that the feedback role and projectors read.
     let runtime = builder.build().await?;
+    let aggregate_types = runtime.aggregate_types();
     if let Some(feedback) = &mut feedback {
-        feedback.start(&runtime.aggregate_types()).await?;
+        match roles.feedback {
+            true => feedback.start(&aggregate_types).await?,
+            false => feedback.start_notices(),
+        }
     }
-    // Projectors start after the command side has created the streams.
-    let projectors = match app.has_projectors() {
-        true => Some(
-            app.projector_builder(client.clone())
+    let projectors: Option<ProjectorsHandle> = match roles.projectors && app.has_projectors() {
+        true => {
+            let running = app
+                .projector_builder(client.clone())
                 .config(projector_config)
                 .build()
-                .await?,
-        ),
+                .await?
+                .start()
+                .await?;
+            Some(Arc::new(tokio::sync::Mutex::new(Some(running))))
+        }
         false => None,
     };
+    let handlers = match roles.handlers {
+        true => Some(runtime.start().await?),
+        false => None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let endpoint = listener.map(|listener| {
+        let local = listener.local_addr().ok();
+        let probes = Arc::new(Probes {
+            client: client.clone(),
+            streams: aggregate_types
+                .iter()
+                .map(|t| jetsource_schemas::subject::stream_name(t))
+                .collect(),
+            feedback: feedback
+                .as_ref()
+                .filter(|_| roles.feedback)
+                .map(Feedback::gauges),
+            projectors: projectors.clone(),
+        });
+        tracing::info!(addr = ?local, "serving /metrics, /healthz and /readyz");
+        tokio::spawn(crate::observability::serve(listener, probes, stopped))
+    });
     tracing::info!(
         url = %crate::auth::redact_url(&nats.url),
         server_version = %client.server_info().version,
-        aggregates = ?runtime.aggregate_types(),
+        aggregates = ?aggregate_types,
+        roles = ?config.run.roles,
         projectors = projectors.is_some(),
         embedded = nats.embedded.is_some(),
         "jetsource ready"
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
+    shutdown.await;
+    let _ = stop.send(true);
+    // Stop taking commands and finish those in flight first, then the
+    // readers, then the notices those commands queued.
+    let handled = match handlers {
+        Some(running) => running.shutdown().await,
+        None => Ok(()),
     };
-    let served = tokio::try_join!(
-        async {
-            runtime.run(until_stopped(stopped.clone())).await?;
-            Ok::<(), RunError>(())
+    let projected = match projectors {
+        Some(handle) => match handle.lock().await.take() {
+            Some(running) => running.stop().await,
+            None => Ok(()),
         },
-        async {
-            if let Some(projectors) = projectors {
-                projectors.run(until_stopped(stopped.clone())).await?;
-            }
-            Ok::<(), RunError>(())
-        },
-        async {
-            shutdown.await;
-            let _ = stop.send(true);
-            Ok::<(), RunError>(())
-        },
-    );
+        None => Ok(()),
+    };
+    if let Some(endpoint) = endpoint {
+        let _ = endpoint.await;
+    }
     if let Some(feedback) = feedback {
         feedback.shutdown().await;
     }
-    served?;
+    handled?;
+    projected?;
     // Close the connection before the embedded server stops under it.
     let _ = client.drain().await;
     drop(nats);

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_TITLE_CHARS: usize = 200;
 
 /// A blog post, as much as its commands need to know.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct BlogPost {
     exists: bool,
     title: String,

@@ -35,7 +35,74 @@ pub struct Config {
     pub feedback: FeedbackSection,
     /// Projectors and queries.
     pub projectors: ProjectorsConfig,
+    /// What `jetsource run` does.
+    pub run: RunConfig,
+    /// Metrics and health over HTTP.
+    pub observability: ObservabilityConfig,
 }
+
+/// The roles a `jetsource run` process can play.
+pub const ROLES: [&str; 3] = ["handlers", "feedback", "projectors"];
+
+/// `[run]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The roles this process plays: any of `handlers`, `feedback`,
+    /// `projectors`. Default all three.
+    pub roles: Vec<String>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            roles: ROLES.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+}
+
+/// The roles chosen, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Command handlers (queue group on `cmd.>`, creates the streams).
+    pub handlers: bool,
+    /// Rejection notices, the error cache, status by id.
+    pub feedback: bool,
+    /// Projectors and their queries.
+    pub projectors: bool,
+}
+
+/// `[observability]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served over HTTP, for
+    /// example `127.0.0.1:9464`, or `off` (the default: several processes
+    /// on one host never collide on a port; a port in use fails the start).
+    pub metrics_addr: String,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        ObservabilityConfig {
+            metrics_addr: "off".into(),
+        }
+    }
+}
+
+/// Settings that environment variables override, as (variable, setting).
+pub const ENV_OVERRIDES: [(&str, &str); 10] = [
+    ("JETSOURCE_ROLES", "run.roles"),
+    ("JETSOURCE_METRICS_ADDR", "observability.metrics_addr"),
+    ("JETSOURCE_DATA_DIR", "embedded.data_dir"),
+    ("JETSOURCE_QUEUE_GROUP", "handlers.queue_group"),
+    ("JETSOURCE_MAX_IN_FLIGHT", "handlers.max_in_flight"),
+    ("JETSOURCE_STORE_TIMEOUT", "handlers.store_timeout"),
+    ("JETSOURCE_STREAM_REPLICAS", "streams.replicas"),
+    ("JETSOURCE_ERROR_TTL", "feedback.error_ttl"),
+    ("JETSOURCE_ERROR_CAPACITY", "feedback.error_capacity"),
+    ("JETSOURCE_QUERY_WAIT", "projectors.query_wait"),
+];
 
 /// `[nats]`
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -295,11 +362,108 @@ impl Config {
                 })
             }
         };
-        config.runtime()?;
-        config.auth()?;
-        config.feedback()?;
-        config.projectors()?;
+        let mut config = config;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Checks every setting; the error names the first invalid one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.runtime()?;
+        self.auth()?;
+        self.feedback()?;
+        self.projectors()?;
+        self.roles()?;
+        self.metrics_addr()?;
+        Ok(())
+    }
+
+    /// Overrides settings from the environment ([`ENV_OVERRIDES`]), read
+    /// through `var`; empty values are ignored.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let number = |name: &str, setting: &'static str| -> Result<Option<u64>, ConfigError> {
+            get(name)
+                .map(|v| {
+                    v.trim().parse::<u64>().map_err(|_| {
+                        invalid(setting)(format!("{name}={v:?} is not a non-negative integer"))
+                    })
+                })
+                .transpose()
+        };
+        if let Some(v) = get("JETSOURCE_ROLES") {
+            self.run.roles = v.split(',').map(|r| r.trim().to_string()).collect();
+        }
+        if let Some(v) = get("JETSOURCE_METRICS_ADDR") {
+            self.observability.metrics_addr = v;
+        }
+        if let Some(v) = get("JETSOURCE_DATA_DIR") {
+            self.embedded.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("JETSOURCE_QUEUE_GROUP") {
+            self.handlers.queue_group = v;
+        }
+        if let Some(n) = number("JETSOURCE_MAX_IN_FLIGHT", "handlers.max_in_flight")? {
+            self.handlers.max_in_flight = usize::try_from(n)
+                .map_err(|_| invalid("handlers.max_in_flight")("too large".into()))?;
+        }
+        if let Some(v) = get("JETSOURCE_STORE_TIMEOUT") {
+            self.handlers.store_timeout = v;
+        }
+        if let Some(n) = number("JETSOURCE_STREAM_REPLICAS", "streams.replicas")? {
+            self.streams.replicas =
+                usize::try_from(n).map_err(|_| invalid("streams.replicas")("too large".into()))?;
+        }
+        if let Some(v) = get("JETSOURCE_ERROR_TTL") {
+            self.feedback.error_ttl = v;
+        }
+        if let Some(v) = get("JETSOURCE_ERROR_CAPACITY") {
+            self.feedback.error_capacity = v;
+        }
+        if let Some(v) = get("JETSOURCE_QUERY_WAIT") {
+            self.projectors.query_wait = v;
+        }
+        Ok(())
+    }
+
+    /// The roles of `jetsource run`, checked: known names, at least one.
+    pub fn roles(&self) -> Result<Roles, ConfigError> {
+        let mut roles = Roles {
+            handlers: false,
+            feedback: false,
+            projectors: false,
+        };
+        for role in &self.run.roles {
+            match role.trim() {
+                "handlers" => roles.handlers = true,
+                "feedback" => roles.feedback = true,
+                "projectors" => roles.projectors = true,
+                other => {
+                    return Err(invalid("run.roles")(format!(
+                        "unknown role {other:?}; known: {}",
+                        ROLES.join(", ")
+                    )))
+                }
+            }
+        }
+        if !(roles.handlers || roles.feedback || roles.projectors) {
+            return Err(invalid("run.roles")("name at least one role".into()));
+        }
+        Ok(roles)
+    }
+
+    /// The metrics and health address; `None` when `off`.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let addr = self.observability.metrics_addr.trim();
+        if addr.eq_ignore_ascii_case("off") || addr.is_empty() {
+            return Ok(None);
+        }
+        addr.parse().map(Some).map_err(|_| {
+            invalid("observability.metrics_addr")(format!(
+                "{addr:?} is not an address like 127.0.0.1:9464 (or \"off\")"
+            ))
+        })
     }
 
     /// The NATS URL: `flag`, then `$JETSOURCE_NATS_URL`, `$NATS_URL`, then
@@ -474,6 +638,11 @@ mod tests {
             format!("{:?}", ProjectorConfig::default())
         );
         assert_eq!(config.embedded.port, defaults.embedded.port);
+        assert_eq!(config.run.roles, defaults.run.roles);
+        assert_eq!(
+            config.observability.metrics_addr,
+            defaults.observability.metrics_addr
+        );
         assert_eq!(config.nats.url, None);
         let auth = crate::auth::Auth::resolve(&config.nats.auth, &config.nats.tls, |_| None)
             .expect("valid");
@@ -492,6 +661,85 @@ mod tests {
             other => panic!("expected an invalid setting, got {other:?}"),
         }
         assert!(toml::from_str::<Config>("[handlers]\nno_such_key = 1").is_err());
+        let config: Config =
+            toml::from_str("[run]\nroles = [\"handlers\", \"cooking\"]").expect("parses");
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                setting: "run.roles",
+                ..
+            })
+        ));
+        let config: Config =
+            toml::from_str("[observability]\nmetrics_addr = \"localhost\"").expect("parses");
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                setting: "observability.metrics_addr",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let mut config: Config = toml::from_str(
+            "[handlers]\nmax_in_flight = 10\n[feedback]\nerror_ttl = \"1m\"\n[run]\nroles = [\"handlers\"]",
+        )
+        .expect("parses");
+        let env = |name: &str| match name {
+            "JETSOURCE_MAX_IN_FLIGHT" => Some("7".to_string()),
+            "JETSOURCE_ROLES" => Some("feedback, projectors".to_string()),
+            "JETSOURCE_METRICS_ADDR" => Some("off".to_string()),
+            "JETSOURCE_ERROR_TTL" => Some(String::new()),
+            _ => None,
+        };
+        config.apply_env(env).expect("valid environment");
+        assert_eq!(config.handlers.max_in_flight, 7);
+        assert_eq!(
+            config.feedback.error_ttl, "1m",
+            "an empty variable changes nothing"
+        );
+        assert_eq!(
+            config.roles().expect("valid roles"),
+            Roles {
+                handlers: false,
+                feedback: true,
+                projectors: true
+            }
+        );
+        assert_eq!(config.metrics_addr().expect("valid"), None);
+
+        let bad = |name: &str| (name == "JETSOURCE_STREAM_REPLICAS").then(|| "three".to_string());
+        match Config::default().apply_env(bad) {
+            Err(ConfigError::Invalid { setting, message }) => {
+                assert_eq!(setting, "streams.replicas");
+                assert!(message.contains("JETSOURCE_STREAM_REPLICAS"), "{message}");
+            }
+            other => panic!("expected an invalid setting, got {other:?}"),
+        }
+        let mut config = Config::default();
+        config
+            .apply_env(|name| (name == "JETSOURCE_ERROR_TTL").then(|| "0s".to_string()))
+            .expect("parsed later");
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                setting: "feedback.error_ttl",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn every_override_is_documented() {
+        let text = include_str!("../config/jetsource.toml");
+        for (variable, setting) in ENV_OVERRIDES {
+            assert!(
+                text.contains(variable),
+                "{variable} ({setting}) is not in config/jetsource.toml"
+            );
+        }
     }
 
     #[test]

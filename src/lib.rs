@@ -8,17 +8,20 @@
 //!
 //! # Layout
 //! - [`App`] / [`app::run`]: the aggregates an application hosts, and serving them.
-//! - [`cli`]: the command line (`run`, `send`, `demo`, `projector status`, `bench`, …) for any [`App`].
+//! - [`cli`]: the command line (`run`, `send`, `tail`, `rewind`, `streams`, `schema`, `projector status`, `bench`, …) for any [`App`].
 //! - [`bench`]: jetsource measured against the bare JetStream path.
 //! - [`client`]: sending commands from Rust.
 //! - [`config`]: settings (file, environment, flags).
 //! - [`auth`]: credentials and TLS towards NATS; the one place connections are made.
 //! - [`embedded`]: the embedded nats-server default.
 //! - [`feedback`]: rejection notices, the error cache, command status by id.
+//! - [`observability`]: `/metrics`, `/healthz`, `/readyz` over HTTP.
 //! - [`demo`]: the guided tour.
 //! - [`blog`]: the reference aggregate from the Rewind post.
 //! - [`account`]: a bank account, the reference for an invariant under concurrency.
 //! - [`blog_projection`]: its read model, the `blogposts` projection.
+//! - [`rewind`]: an aggregate's state at any point of its history.
+//! - [`schema_files`]: the JSON Schemas `jetsource schema` writes.
 //! - [`units`]: human durations and sizes.
 //!
 //! To host your own aggregates, implement [`Aggregate`] in your crate and
@@ -37,9 +40,21 @@ pub mod config;
 pub mod demo;
 pub mod embedded;
 pub mod feedback;
+pub mod observability;
+pub mod rewind;
+pub mod schema_files;
 pub mod units;
 
 pub use app::App;
+
+/// The application the `jetsource` binary hosts: the blog and bank account
+/// aggregates and the blog's `blogposts` projection.
+pub fn reference_app() -> App {
+    App::new()
+        .aggregate::<blog::BlogPost>()
+        .aggregate::<account::Account>()
+        .projector(blog_projection::BlogPosts::default)
+}
 pub use jetsource_handlers as handlers;
 pub use jetsource_handlers::{
     connect, testing, Aggregate, Rejection, RejectionKind, Runtime, RuntimeConfig,

@@ -455,6 +455,10 @@ fn secrets_stay_out_of_help_and_cli_errors() {
         &["run", "--help"],
         &["send", "--help"],
         &["demo", "--help"],
+        &["tail", "--help"],
+        &["rewind", "--help"],
+        &["streams", "--help"],
+        &["schema", "--help"],
     ] {
         for secret in secrets {
             let (status, text) = run(args, secret);

@@ -177,6 +177,7 @@ impl<A: Aggregate> AggregateHandler<A> {
                 Arc::new(Mutex::new(Slot::default()))
             });
         let mut slot = slot.lock().await;
+        crate::metrics::global().state_cache(slot.loaded);
         // A slot not yet loaded holds the empty state. A command whose
         // decision on the empty state yields events (a `create` on a new id)
         // is appended with expected sequence 0 without loading first: the
@@ -262,7 +263,8 @@ impl<A: Aggregate> AggregateHandler<A> {
                 causation_id: request.causation_id.as_deref(),
                 event_version: A::EVENT_VERSION,
             };
-            let error = match self
+            let started = std::time::Instant::now();
+            let appended = self
                 .store
                 .append(
                     A::TYPE,
@@ -271,8 +273,13 @@ impl<A: Aggregate> AggregateHandler<A> {
                     &new_events,
                     &meta,
                 )
-                .await
-            {
+                .await;
+            crate::metrics::global().append(
+                started.elapsed(),
+                new_events.len(),
+                appended.as_ref().err().map(|e| e.kind()),
+            );
+            let error = match appended {
                 Ok(seqs) => {
                     let refs: Vec<EventRef> = new_events
                         .into_iter()

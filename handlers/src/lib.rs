@@ -9,6 +9,7 @@
 //! - [`append`]: the write path: single publishes, atomic batches, group commit.
 //! - [`handler`]: one aggregate type's command handling: state cache,
 //!   one command per aggregate at a time, conflict retries, idempotency.
+//! - [`metrics`]: counters and histograms, rendered for Prometheus.
 //! - [`runtime`]: the builder, the command subscription and shutdown.
 //! - [`connect`]: connecting with the server version check.
 //! - [`server`]: a nats-server child process (embedded default, tests, bench).
@@ -21,6 +22,7 @@ pub mod codec;
 pub mod connect;
 pub mod error;
 pub mod handler;
+pub mod metrics;
 pub mod runtime;
 pub mod server;
 pub mod store;

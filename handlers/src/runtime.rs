@@ -347,6 +347,7 @@ async fn serve(
         command: parsed.map(|p| p.command),
         reply: &reply,
     };
+    crate::metrics::global().command(&reply);
     for observer in observers {
         observer(&outcome);
     }

@@ -4,6 +4,7 @@
 //! against; a test fails when they drift from these types (set
 //! `JETSOURCE_UPDATE_SCHEMAS=1` to rewrite them).
 
+use crate::feedback::{CommandIndexEntry, FeedbackAnswer, RejectionList, RejectionNotice};
 use crate::{CommandReply, EventRef, RejectionCode};
 
 /// Every contract schema, as `(file stem, schema)`.
@@ -20,6 +21,22 @@ pub fn contract_schemas() -> Vec<(&'static str, serde_json::Value)> {
         (
             "rejection_code",
             to_value(schemars::schema_for!(RejectionCode)),
+        ),
+        (
+            "rejection_notice",
+            to_value(schemars::schema_for!(RejectionNotice)),
+        ),
+        (
+            "feedback_answer",
+            to_value(schemars::schema_for!(FeedbackAnswer)),
+        ),
+        (
+            "rejection_list",
+            to_value(schemars::schema_for!(RejectionList)),
+        ),
+        (
+            "command_index_entry",
+            to_value(schemars::schema_for!(CommandIndexEntry)),
         ),
     ]
 }

@@ -94,6 +94,40 @@ impl std::fmt::Display for FeedbackErrorKind {
 /// A feedback failure.
 pub type FeedbackError = Error<FeedbackErrorKind>;
 
+/// What `/metrics` shows of the feedback role.
+#[derive(Clone)]
+pub struct FeedbackGauges {
+    dropped: Arc<AtomicU64>,
+    errors: ErrorCache,
+}
+
+impl FeedbackGauges {
+    /// Appends the gauges in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use jetsource_handlers::metrics::{counter, gauge};
+        counter(
+            out,
+            "jetsource_notices_dropped_total",
+            "Rejection notices dropped because the notice queue was full.",
+            self.dropped.load(Ordering::Relaxed),
+        );
+        // moka counts lazily; settle pending inserts and expiries first.
+        self.errors.run_pending_tasks();
+        gauge(
+            out,
+            "jetsource_error_cache_entries",
+            "Rejections held in the error cache.",
+            self.errors.entry_count(),
+        );
+        gauge(
+            out,
+            "jetsource_error_cache_bytes",
+            "The error cache's weight in bytes (bounded by error_capacity).",
+            self.errors.weighted_size(),
+        );
+    }
+}
+
 /// The feedback role of one process: create it, register [`Self::observer`]
 /// on the runtime builder, [`Self::start`] it, [`Self::shutdown`] it after
 /// the runtime stopped.
@@ -167,6 +201,14 @@ impl Feedback {
         js.query_account()
             .await
             .map_err(|e| Error::with_source(FeedbackErrorKind::Nats, e))?;
+        self.start_notices();
+        Ok(())
+    }
+
+    /// Starts only publishing the notices the observer queues: what a
+    /// process running the handlers without the feedback role needs, so
+    /// that the processes with the role learn its rejections.
+    pub fn start_notices(&mut self) {
         if let Some(pending) = self.pending.take() {
             self.tasks.push(tokio::spawn(notice::publish(
                 self.shared.client.clone(),
@@ -174,7 +216,6 @@ impl Feedback {
                 self.stop.subscribe(),
             )));
         }
-        Ok(())
     }
 
     /// Stops every task; queued notices are published first.
@@ -193,6 +234,14 @@ impl Feedback {
     /// Notices received (from any process) into this instance's cache.
     pub fn notices_received(&self) -> u64 {
         self.shared.received.load(Ordering::Relaxed)
+    }
+
+    /// Gauges of this instance for `/metrics`, readable after it stops.
+    pub fn gauges(&self) -> FeedbackGauges {
+        FeedbackGauges {
+            dropped: self.dropped.clone(),
+            errors: self.shared.errors.clone(),
+        }
     }
 
     /// This instance's error cache.

@@ -1,22 +1,47 @@
 //! The `jetsource` command line, for any [`App`].
 //!
 //! Exit codes: 0 success (for `send`: accepted; for `status` and `errors`:
-//! answered, whatever the answer); 1 the command was rejected;
-//! 2 invalid usage or settings; 3 NATS unreachable, too old, or no answer.
+//! answered, whatever the answer); 1 the command was rejected (`send`), the
+//! aggregate has no events (`rewind`), or schema files are out of date
+//! (`schema --check`); 2 invalid usage or settings; 3 NATS unreachable, too
+//! old, or no answer.
+//!
+//! Every subcommand logs to stderr (`--log-format text|json`, filtered by
+//! `RUST_LOG`); answers go to stdout, pretty on a terminal and one JSON
+//! object per line otherwise.
+//!
+//! # Layout
+//! - `mod.rs`: the arguments and the dispatch.
+//! - [`client`]: connecting, feedback queries, printing.
+//! - `send.rs`: `send`.
+//! - `inspect.rs`: `tail`, `rewind`, `streams`.
+
+pub mod client;
+mod inspect;
+mod send;
 
 use crate::app::{self, App};
-use crate::client::{CommandClient, SendOptions};
 use crate::config::Config;
-use crate::embedded;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use jetsource_schemas::feedback;
-use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub use client::{client_connection, print_json};
+use client::{projector_status, query};
+
+/// The version line: the crate's version and the wire contract's.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (contract {})",
+        env!("CARGO_PKG_VERSION"),
+        jetsource_schemas::CONTRACT_VERSION
+    )
+});
+
 /// CQRS and event sourcing on NATS JetStream.
 #[derive(Debug, Parser)]
-#[command(name = "jetsource", version, about, long_about = None, after_help = "\
+#[command(name = "jetsource", version = VERSION.as_str(), about, long_about = None, after_help = "\
 Examples:
   jetsource demo                                  the guided tour, on an embedded nats-server
   jetsource run                                   serve commands (embedded nats-server unless a URL is set)
@@ -27,6 +52,12 @@ Examples:
   jetsource status <command-id>                   accepted (with events), rejected, or unknown
   jetsource errors get <command-id>               a rejection from the error cache
   jetsource errors list blogpost p1               an aggregate's recent rejections
+  jetsource tail evt.blogpost.>                   events as they are stored
+  jetsource rewind blogpost p1 --to-seq 12        a post's state as of stream sequence 12
+  jetsource streams                               streams, sizes, subject counts
+  jetsource schema                                write the JSON Schemas into schemas/json/
+  jetsource run --roles handlers                  only the command handlers (scale roles apart)
+  jetsource --log-format json run                 JSON logs (RUST_LOG=debug for more)
 
 Authentication ([nats.auth] and [nats.tls] in the settings file, or):
   JETSOURCE_NATS_TOKEN, JETSOURCE_NATS_USER + JETSOURCE_NATS_PASSWORD,
@@ -34,14 +65,27 @@ Authentication ([nats.auth] and [nats.tls] in the settings file, or):
   JETSOURCE_NATS_TLS_CA, JETSOURCE_NATS_TLS_CERT + JETSOURCE_NATS_TLS_KEY
   jetsource projector status                      positions and lag of the running projectors
 
-Exit codes: 0 ok or accepted, 1 rejected, 2 bad usage or settings, 3 NATS unreachable or no answer.")]
+Exit codes: 0 ok or accepted; 1 rejected, no such aggregate (rewind) or stale files (schema --check);
+2 bad usage or settings; 3 NATS unreachable or no answer.")]
 pub struct Cli {
     /// Settings file (default: config/jetsource.toml when present; also JETSOURCE_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Log lines on stderr as text or JSON (also JETSOURCE_LOG_FORMAT); RUST_LOG filters them.
+    #[arg(long, global = true, value_enum, env = "JETSOURCE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the span fields (command id, aggregate, outcome).
+    Json,
 }
 
 /// The subcommands.
@@ -58,6 +102,14 @@ pub enum Command {
         /// The error cache's memory bound, for example 64MiB ([feedback] error_capacity).
         #[arg(long, value_name = "SIZE")]
         error_capacity: Option<String>,
+        /// The roles this process plays, comma-separated: handlers, feedback,
+        /// projectors (default all; also JETSOURCE_ROLES, [run] roles).
+        #[arg(long, value_name = "ROLES", value_delimiter = ',')]
+        roles: Option<Vec<String>>,
+        /// Serve /metrics, /healthz and /readyz here, for example 127.0.0.1:9464
+        /// ([observability] metrics_addr, JETSOURCE_METRICS_ADDR; "off" disables).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<String>,
     },
     /// Send one command and print the reply.
     Send {
@@ -127,6 +179,60 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         nats_url: Option<String>,
     },
+    /// Print events as they are stored: stream, sequence, subject, Command-Id, body.
+    #[command(after_help = "Examples:
+  jetsource tail                          every aggregate's new events
+  jetsource tail 'evt.blogpost.>'         one aggregate type
+  jetsource tail 'evt.blogpost.p1.*' --from-start --count 10")]
+    Tail {
+        /// Subject filter (NATS wildcards).
+        #[arg(default_value = "evt.>")]
+        filter: String,
+        /// Start at the beginning of each stream instead of its current end.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+    },
+    /// Print an aggregate's state after its events up to a stream sequence, as JSON.
+    #[command(after_help = "Examples:
+  jetsource rewind blogpost p1                its current state
+  jetsource rewind blogpost p1 --to-seq 3     its state as of stream sequence 3")]
+    Rewind {
+        /// Aggregate type, for example blogpost.
+        aggregate_type: String,
+        /// Aggregate id.
+        aggregate_id: String,
+        /// Fold only events with a stream sequence at most N.
+        #[arg(long, value_name = "N")]
+        to_seq: Option<u64>,
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+        /// Seconds one store read may take.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// List the streams: messages, bytes, subject count, first and last sequence.
+    Streams {
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+    },
+    /// Write the JSON Schemas of the wire contract and of every hosted
+    /// aggregate's commands and events.
+    Schema {
+        /// Output folder.
+        #[arg(long, value_name = "DIR", default_value = "schemas/json")]
+        out: PathBuf,
+        /// Write nothing; exit 1 when a file is missing or differs.
+        #[arg(long)]
+        check: bool,
+    },
     /// Inspect the projectors of a running `jetsource run`.
     Projector {
         /// What to inspect.
@@ -184,13 +290,22 @@ pub struct QueryTarget {
     timeout: u64,
 }
 
-fn init_tracing(default: &str) {
+/// Logs to stderr, filtered by `RUST_LOG` (else `default`).
+fn init_tracing(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        // Span fields (command id, aggregate, outcome) on every line.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// Parses the command line and runs `app`.
@@ -203,10 +318,13 @@ pub fn main(app: App) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(match cli.command {
-        Command::Run { .. } => "info",
-        _ => "warn",
-    });
+    init_tracing(
+        match cli.command {
+            Command::Run { .. } => "info",
+            _ => "warn",
+        },
+        cli.log_format,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -226,6 +344,8 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             nats_url,
             error_ttl,
             error_capacity,
+            roles,
+            metrics_addr,
         } => {
             let mut config = config;
             if let Some(ttl) = error_ttl {
@@ -234,12 +354,26 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             if let Some(capacity) = error_capacity {
                 config.feedback.error_capacity = capacity;
             }
+            if let Some(roles) = roles {
+                config.run.roles = roles;
+            }
+            if let Some(addr) = metrics_addr {
+                config.observability.metrics_addr = addr;
+            }
+            // Flags are checked like the file and the environment.
+            if let Err(e) = config.validate() {
+                eprintln!("jetsource: {e}");
+                return ExitCode::from(2);
+            }
             match app::run(&app, &config, nats_url.as_deref(), app::shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "jetsource stopped");
                     eprintln!("jetsource: {e}");
-                    exit_for_run_error(&e)
+                    match e {
+                        app::RunError::Config(_) => ExitCode::from(2),
+                        _ => ExitCode::from(3),
+                    }
                 }
             }
         }
@@ -323,190 +457,74 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             timeout,
             no_wait,
         } => {
-            let body = match json {
-                Some(json) => json,
-                None if std::io::stdin().is_terminal() => "{}".to_string(),
-                None => {
-                    let mut text = String::new();
-                    if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-                        eprintln!("jetsource send: reading stdin: {e}");
-                        return ExitCode::from(2);
-                    }
-                    text
-                }
-            };
-            let client = match client_connection(&config, nats_url.as_deref(), "send").await {
-                Ok(client) => client,
-                Err(code) => return code,
-            };
-            // Fire-and-forget needs an id to look the outcome up by.
-            let command_id = match (no_wait, command_id) {
-                (true, None) => Some(uuid::Uuid::now_v7().to_string()),
-                (_, id) => id,
-            };
-            let options = SendOptions {
-                command_id,
-                expected_seq,
-                ..SendOptions::default()
-            };
-            let sender =
-                CommandClient::new(client).with_timeout(std::time::Duration::from_secs(timeout));
-            if no_wait {
-                return match sender
-                    .publish(&aggregate_type, &aggregate_id, &command, body, &options)
-                    .await
-                {
-                    Ok(()) => {
-                        print_json(&serde_json::json!({
-                            "status": "sent",
-                            "command_id": options.command_id.unwrap_or_default(),
-                        }));
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) if e.kind() == crate::client::SendErrorKind::InvalidInput => {
-                        eprintln!("jetsource send: {e}");
-                        ExitCode::from(2)
-                    }
-                    Err(e) => {
-                        eprintln!("jetsource send: {e}");
-                        ExitCode::from(3)
-                    }
-                };
-            }
-            match sender
-                .send(&aggregate_type, &aggregate_id, &command, body, &options)
-                .await
-            {
-                Ok(reply) => {
-                    print_json(&reply);
-                    if reply.is_accepted() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
-                Err(e) if e.kind() == crate::client::SendErrorKind::InvalidInput => {
-                    eprintln!("jetsource send: {e}");
-                    ExitCode::from(2)
-                }
-                Err(e) => {
-                    eprintln!("jetsource send: {e}");
-                    ExitCode::from(3)
-                }
-            }
+            send::send(
+                &config,
+                send::SendArgs {
+                    aggregate_type,
+                    aggregate_id,
+                    command,
+                    json,
+                    nats_url,
+                    command_id,
+                    expected_seq,
+                    timeout,
+                    no_wait,
+                },
+            )
+            .await
         }
+        Command::Tail {
+            filter,
+            from_start,
+            count,
+            nats_url,
+        } => inspect::tail(&config, nats_url.as_deref(), &filter, from_start, count).await,
+        Command::Rewind {
+            aggregate_type,
+            aggregate_id,
+            to_seq,
+            nats_url,
+            timeout,
+        } => {
+            inspect::rewind(
+                &app,
+                &config,
+                nats_url.as_deref(),
+                &aggregate_type,
+                &aggregate_id,
+                to_seq,
+                timeout,
+            )
+            .await
+        }
+        Command::Streams { nats_url } => inspect::streams(&config, nats_url.as_deref()).await,
+        Command::Schema { out, check } => schema(&app, &out, check),
     }
 }
 
-/// Sends one feedback query and prints the answer. Exit 0 when answered,
-/// 2 for an invalid id, 3 when NATS or the feedback role is unreachable.
-async fn query(
-    config: &Config,
-    what: &str,
-    subject: Result<String, jetsource_schemas::TokenError>,
-    target: QueryTarget,
-) -> ExitCode {
-    let subject = match subject {
-        Ok(subject) => subject,
-        Err(e) => {
-            eprintln!("jetsource {what}: {e}");
-            return ExitCode::from(2);
+/// Writes (or with `check`, compares) the schema files. Exit 1 when
+/// checking finds stale files, 2 when they cannot be written.
+fn schema(app: &App, out: &std::path::Path, check: bool) -> ExitCode {
+    if check {
+        let stale = crate::schema_files::stale(app, out);
+        for path in &stale {
+            eprintln!("jetsource schema: out of date: {}", path.display());
         }
-    };
-    let client = match client_connection(config, target.nats_url.as_deref(), what).await {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    let request = async_nats::Request::new()
-        .payload(bytes::Bytes::new())
-        .timeout(Some(std::time::Duration::from_secs(target.timeout)));
-    match client.send_request(subject, request).await {
-        Ok(answer) => match serde_json::from_slice::<serde_json::Value>(&answer.payload) {
-            Ok(value) => {
-                print_json(&value);
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("jetsource {what}: the answer is not JSON: {e}");
-                ExitCode::from(3)
-            }
-        },
-        Err(e) => {
-            eprintln!("jetsource {what}: no answer (is `jetsource run` serving feedback?): {e}");
-            ExitCode::from(3)
-        }
+        return match stale.is_empty() {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::from(1),
+        };
     }
-}
-
-async fn projector_status(config: &Config, nats_url: Option<&str>, timeout: u64) -> ExitCode {
-    let client = match client_connection(config, nats_url, "projector status").await {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    let request = async_nats::Request::new().timeout(Some(std::time::Duration::from_secs(timeout)));
-    let reply = match client
-        .send_request(jetsource_projector::status::STATUS_SUBJECT, request)
-        .await
-    {
-        Ok(reply) => reply,
-        Err(e) => {
-            eprintln!(
-                "jetsource projector status: no answer on {}: {e}",
-                jetsource_projector::status::STATUS_SUBJECT
-            );
-            return ExitCode::from(3);
-        }
-    };
-    match serde_json::from_slice::<jetsource_projector::StatusReport>(&reply.payload) {
-        Ok(report) => {
-            print_json(&report);
+    match crate::schema_files::write(app, out) {
+        Ok(written) => {
+            print_json(&serde_json::json!({
+                "written": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            }));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("jetsource projector status: not a status report: {e}");
-            ExitCode::from(3)
+            eprintln!("jetsource schema: writing {}: {e}", out.display());
+            ExitCode::from(2)
         }
-    }
-}
-
-/// The connection of a client command (`send`, queries, …): the URL from
-/// the flag, the environment or the config file, else the one `jetsource run`
-/// recorded; credentials as configured. On failure, prints why and returns
-/// the exit code (3).
-pub async fn client_connection(
-    config: &Config,
-    flag: Option<&str>,
-    what: &str,
-) -> Result<async_nats::Client, ExitCode> {
-    let Some(url) = config
-        .nats_url(flag)
-        .or_else(|| embedded::recorded_url(&config.embedded))
-    else {
-        eprintln!("jetsource {what}: no NATS server: start `jetsource run`, or pass --nats-url");
-        return Err(ExitCode::from(3));
-    };
-    crate::auth::connect(config, &url).await.map_err(|e| {
-        eprintln!("jetsource {what}: {e}");
-        ExitCode::from(3)
-    })
-}
-
-fn exit_for_run_error(e: &app::RunError) -> ExitCode {
-    match e {
-        app::RunError::Config(_) => ExitCode::from(2),
-        _ => ExitCode::from(3),
-    }
-}
-
-/// Prints JSON: pretty on a terminal, one line otherwise.
-pub fn print_json<T: serde::Serialize>(value: &T) {
-    let text = if std::io::stdout().is_terminal() {
-        serde_json::to_string_pretty(value)
-    } else {
-        serde_json::to_string(value)
-    };
-    match text {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("jetsource: cannot print the answer: {e}"),
     }
 }

@@ -1,0 +1,330 @@
+//! Looking at what is stored: `tail` (live events), `rewind` (an
+//! aggregate's state at any point) and `streams` (what exists).
+
+use crate::app::App;
+use crate::config::Config;
+use crate::rewind::RewindErrorKind;
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use futures::{StreamExt, TryStreamExt};
+use jetsource_handlers::store::EventStore;
+use jetsource_schemas::{headers, subject};
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::client::{client_connection, print_json};
+
+/// One event as `tail` prints it.
+#[derive(Debug, Serialize)]
+struct TailedEvent {
+    stream: String,
+    seq: u64,
+    subject: String,
+    command_id: Option<String>,
+    headers: std::collections::BTreeMap<String, String>,
+    body: serde_json::Value,
+}
+
+/// True when every subject `inner` matches is matched by `outer` (NATS
+/// wildcards: `*` one token, `>` one or more trailing tokens).
+pub(crate) fn subject_within(inner: &str, outer: &str) -> bool {
+    let inner: Vec<&str> = inner.split('.').collect();
+    let outer: Vec<&str> = outer.split('.').collect();
+    for (i, o) in outer.iter().enumerate() {
+        match (*o, inner.get(i)) {
+            (">", Some(_)) => return true,
+            (_, None) => return false,
+            ("*", Some(&t)) if t != ">" => {}
+            (o, Some(&t)) if o == t && t != "*" && t != ">" => {}
+            _ => return false,
+        }
+    }
+    inner.len() == outer.len()
+}
+
+/// Checks a filter is a well-formed subject: non-empty tokens, `>` last.
+fn valid_filter(filter: &str) -> bool {
+    let tokens: Vec<&str> = filter.split('.').collect();
+    tokens.iter().enumerate().all(|(i, t)| {
+        !t.is_empty()
+            && !t.contains(char::is_whitespace)
+            && (*t != ">" || i == tokens.len() - 1)
+            && (t.len() == 1 || !t.contains(['*', '>']))
+    })
+}
+
+/// Prints events on subjects matching `filter` as they are stored (or all
+/// of them with `from_start`), until `count` were printed or forever.
+/// Exit 2 for an invalid filter, 3 when NATS fails.
+pub(crate) async fn tail(
+    config: &Config,
+    nats_url: Option<&str>,
+    filter: &str,
+    from_start: bool,
+    count: Option<u64>,
+) -> ExitCode {
+    if !valid_filter(filter) {
+        eprintln!("jetsource tail: {filter:?} is not a subject filter");
+        return ExitCode::from(2);
+    }
+    let client = match client_connection(config, nats_url, "tail").await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let js = jetstream::new(client);
+    let infos: Vec<jetstream::stream::Info> = match js.streams().try_collect().await {
+        Ok(infos) => infos,
+        Err(e) => {
+            eprintln!("jetsource tail: listing streams: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let mut merged = futures::stream::SelectAll::new();
+    for info in infos {
+        // Follow only event streams, each with the narrower of the two
+        // filters, so that `evt.>` spans every aggregate type.
+        let Some(stream_filter) = info.config.subjects.iter().find_map(|s| {
+            if subject_within(filter, s) {
+                Some(filter.to_string())
+            } else if subject_within(s, filter) {
+                Some(s.clone())
+            } else {
+                None
+            }
+        }) else {
+            continue;
+        };
+        if !info.config.name.starts_with(subject::STREAM_PREFIX) {
+            continue;
+        }
+        let consumer = OrderedConfig {
+            filter_subject: stream_filter,
+            deliver_policy: if from_start {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::New
+            },
+            ..Default::default()
+        };
+        let created = match js.get_stream(&info.config.name).await {
+            Ok(stream) => stream.create_consumer(consumer).await,
+            Err(e) => {
+                eprintln!("jetsource tail: {}: {e}", info.config.name);
+                return ExitCode::from(3);
+            }
+        };
+        let messages = match created {
+            Ok(consumer) => consumer.messages().await,
+            Err(e) => {
+                eprintln!("jetsource tail: {}: {e}", info.config.name);
+                return ExitCode::from(3);
+            }
+        };
+        match messages {
+            Ok(messages) => merged.push(messages.boxed()),
+            Err(e) => {
+                eprintln!("jetsource tail: {}: {e}", info.config.name);
+                return ExitCode::from(3);
+            }
+        }
+    }
+    if merged.is_empty() {
+        eprintln!("jetsource tail: no event stream holds {filter}");
+        return ExitCode::from(3);
+    }
+    let pretty = std::io::stdout().is_terminal();
+    let mut printed = 0;
+    while count.is_none_or(|count| printed < count) {
+        let message = match merged.next().await {
+            Some(Ok(message)) => message,
+            // The ordered consumer recreates itself from the last sequence.
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer trouble; it recovers");
+                continue;
+            }
+            None => break,
+        };
+        let Ok(info) = message.info() else {
+            continue;
+        };
+        let headers: std::collections::BTreeMap<String, String> = message
+            .headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .filter_map(|(name, values)| {
+                values
+                    .first()
+                    .map(|v| (name.to_string(), v.as_str().to_string()))
+            })
+            .collect();
+        let event = TailedEvent {
+            stream: info.stream.to_string(),
+            seq: info.stream_sequence,
+            subject: message.subject.to_string(),
+            command_id: headers.get(headers::COMMAND_ID).cloned(),
+            body: serde_json::from_slice(&message.payload).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&message.payload).into_owned())
+            }),
+            headers,
+        };
+        if pretty {
+            println!(
+                "{} #{}  {}  Command-Id={}  {}",
+                event.stream,
+                event.seq,
+                event.subject,
+                event.command_id.as_deref().unwrap_or("-"),
+                event.body
+            );
+        } else {
+            print_json(&event);
+        }
+        let _ = std::io::stdout().flush();
+        printed += 1;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Prints an aggregate's state after its events up to `to_seq`. Exit 0
+/// when it has events, 1 when it has none (up to `to_seq`), 2 for an
+/// unknown type or invalid id, 3 when the store is unreachable.
+pub(crate) async fn rewind(
+    app: &App,
+    config: &Config,
+    nats_url: Option<&str>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    to_seq: Option<u64>,
+    timeout: u64,
+) -> ExitCode {
+    if !app.aggregate_types().contains(&aggregate_type) {
+        eprintln!(
+            "jetsource rewind: unknown aggregate type {aggregate_type:?}; known: {}",
+            app.aggregate_types().join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let client = match client_connection(config, nats_url, "rewind").await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let store = match EventStore::new(client, Duration::from_secs(timeout)).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("jetsource rewind: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match app
+        .rewind(&store, aggregate_type, aggregate_id, to_seq)
+        .await
+    {
+        Ok(rewound) => {
+            print_json(&rewound);
+            if rewound.events == 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("jetsource rewind: {e}");
+            match e.kind() {
+                RewindErrorKind::InvalidInput => ExitCode::from(2),
+                RewindErrorKind::Unavailable => ExitCode::from(3),
+                RewindErrorKind::Corrupt => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+/// One stream as `streams` prints it.
+#[derive(Debug, Serialize)]
+struct StreamSummary {
+    name: String,
+    subjects: Vec<String>,
+    messages: u64,
+    bytes: u64,
+    /// Distinct subjects: for an event stream, about one per aggregate
+    /// instance and event type it has seen.
+    subject_count: u64,
+    first_seq: u64,
+    last_seq: u64,
+    consumers: usize,
+    /// An event stream of this application (`EVT_<TYPE>`).
+    events: bool,
+}
+
+/// Prints every stream: what it holds and how big it is. Exit 3 when NATS
+/// fails.
+pub(crate) async fn streams(config: &Config, nats_url: Option<&str>) -> ExitCode {
+    let client = match client_connection(config, nats_url, "streams").await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let js = jetstream::new(client);
+    let infos: Vec<jetstream::stream::Info> = match js.streams().try_collect().await {
+        Ok(infos) => infos,
+        Err(e) => {
+            eprintln!("jetsource streams: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let mut summaries: Vec<StreamSummary> = infos
+        .into_iter()
+        .map(|info| StreamSummary {
+            events: info.config.name.starts_with(subject::STREAM_PREFIX),
+            name: info.config.name,
+            subjects: info.config.subjects,
+            messages: info.state.messages,
+            bytes: info.state.bytes,
+            subject_count: info.state.subjects_count,
+            first_seq: info.state.first_sequence,
+            last_seq: info.state.last_sequence,
+            consumers: info.state.consumer_count,
+        })
+        .collect();
+    summaries.sort_by(|a, b| a.name.cmp(&b.name));
+    if std::io::stdout().is_terminal() {
+        println!(
+            "{:<32} {:>10} {:>12} {:>9} {:>10} {:>10}",
+            "STREAM", "MESSAGES", "BYTES", "SUBJECTS", "FIRST", "LAST"
+        );
+        for s in &summaries {
+            println!(
+                "{:<32} {:>10} {:>12} {:>9} {:>10} {:>10}",
+                s.name, s.messages, s.bytes, s.subject_count, s.first_seq, s.last_seq
+            );
+        }
+    } else {
+        print_json(&serde_json::json!({ "streams": summaries }));
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_nest_by_wildcards() {
+        assert!(subject_within("evt.blogpost.>", "evt.>"));
+        assert!(subject_within("evt.blogpost.p1.*", "evt.blogpost.>"));
+        assert!(subject_within("evt.blogpost.p1.X", "evt.*.*.X"));
+        assert!(!subject_within("evt.>", "evt.blogpost.>"));
+        assert!(!subject_within("evt.account.>", "evt.blogpost.>"));
+        assert!(!subject_within("evt.blogpost", "evt.blogpost.>"));
+        assert!(subject_within("evt.blogpost.>", "evt.blogpost.>"));
+    }
+
+    #[test]
+    fn malformed_filters_are_refused() {
+        assert!(valid_filter("evt.>"));
+        assert!(valid_filter("evt.*.p1.*"));
+        assert!(!valid_filter("evt..x"));
+        assert!(!valid_filter("evt.>.x"));
+        assert!(!valid_filter("evt.a b"));
+        assert!(!valid_filter("evt.x*"));
+    }
+}

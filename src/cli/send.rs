@@ -1,0 +1,108 @@
+//! `jetsource send`: one command, its reply, and the exit code that says
+//! what became of it.
+
+use crate::client::{CommandClient, SendOptions};
+use crate::config::Config;
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use super::client::{client_connection, print_json};
+
+/// What `send` was asked.
+pub(crate) struct SendArgs {
+    pub(crate) aggregate_type: String,
+    pub(crate) aggregate_id: String,
+    pub(crate) command: String,
+    pub(crate) json: Option<String>,
+    pub(crate) nats_url: Option<String>,
+    pub(crate) command_id: Option<String>,
+    pub(crate) expected_seq: Option<u64>,
+    pub(crate) timeout: u64,
+    pub(crate) no_wait: bool,
+}
+
+/// Sends one command. Exit 0 accepted (or sent, with `--no-wait`), 1
+/// rejected, 2 invalid input, 3 NATS unreachable or no reply.
+pub(crate) async fn send(config: &Config, args: SendArgs) -> ExitCode {
+    let SendArgs {
+        aggregate_type,
+        aggregate_id,
+        command,
+        json,
+        nats_url,
+        command_id,
+        expected_seq,
+        timeout,
+        no_wait,
+    } = args;
+    let body = match json {
+        Some(json) => json,
+        None if std::io::stdin().is_terminal() => "{}".to_string(),
+        None => {
+            let mut text = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                eprintln!("jetsource send: reading stdin: {e}");
+                return ExitCode::from(2);
+            }
+            text
+        }
+    };
+    let client = match client_connection(config, nats_url.as_deref(), "send").await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    // Fire-and-forget needs an id to look the outcome up by.
+    let command_id = match (no_wait, command_id) {
+        (true, None) => Some(uuid::Uuid::now_v7().to_string()),
+        (_, id) => id,
+    };
+    let options = SendOptions {
+        command_id,
+        expected_seq,
+        ..SendOptions::default()
+    };
+    let sender = CommandClient::new(client).with_timeout(std::time::Duration::from_secs(timeout));
+    if no_wait {
+        return match sender
+            .publish(&aggregate_type, &aggregate_id, &command, body, &options)
+            .await
+        {
+            Ok(()) => {
+                print_json(&serde_json::json!({
+                    "status": "sent",
+                    "command_id": options.command_id.unwrap_or_default(),
+                }));
+                ExitCode::SUCCESS
+            }
+            Err(e) if e.kind() == crate::client::SendErrorKind::InvalidInput => {
+                eprintln!("jetsource send: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("jetsource send: {e}");
+                ExitCode::from(3)
+            }
+        };
+    }
+    match sender
+        .send(&aggregate_type, &aggregate_id, &command, body, &options)
+        .await
+    {
+        Ok(reply) => {
+            print_json(&reply);
+            if reply.is_accepted() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) if e.kind() == crate::client::SendErrorKind::InvalidInput => {
+            eprintln!("jetsource send: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("jetsource send: {e}");
+            ExitCode::from(3)
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `/metrics`, `/healthz` and `/readyz` of a running application. Alone in
+//! its test binary: the command counters are process-wide.
+
+use jetsource::app;
+use jetsource::client::{CommandClient, SendOptions};
+use jetsource::config::Config;
+use jetsource::schemas::RejectionCode;
+use jetsource_test_server::NatsServer;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One GET; the status code and the body.
+async fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the sample `series` (name and labels, exactly as rendered).
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} is missing:\n{text}"))
+        .parse()
+        .expect("an integer sample")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_commands_and_readyz_reports_readiness() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let addr = format!("127.0.0.1:{}", jetsource_test_server::free_port());
+    let mut config = Config::default();
+    config.observability.metrics_addr = addr.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            app::run(&jetsource::reference_app(), &config, Some(&url), async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    // Ready once the streams exist and the projector caught up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        if let Ok(stream) = tokio::net::TcpStream::connect(&addr).await {
+            drop(stream);
+            let (status, body) = get(&addr, "/readyz").await;
+            if status == 200 || Instant::now() > deadline {
+                break (status, body);
+            }
+        }
+        assert!(Instant::now() < deadline, "the endpoint never came up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ready, (200, "ready\n".to_string()));
+    assert_eq!(get(&addr, "/healthz").await.0, 200);
+    assert_eq!(get(&addr, "/nothing").await.0, 404);
+
+    let client = CommandClient::new(async_nats::connect(&url).await.expect("connect"));
+    let send = |id: &'static str, command: &'static str, body: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .send("blogpost", id, command, body, &SendOptions::default())
+                .await
+                .expect("a reply")
+        }
+    };
+    let created = send(
+        "m1",
+        "create",
+        r#"{"title":"Hi","body":"x","publish":true}"#,
+    )
+    .await;
+    assert!(created.is_accepted(), "{created:?}");
+    assert!(send("m1", "change_title", r#"{"title":"Again"}"#)
+        .await
+        .is_accepted());
+    let rejected = send("m1", "change_title", r#"{"title":"  "}"#).await;
+    assert_eq!(rejected.code(), Some(RejectionCode::Validation));
+    let missing = send("m2", "publish", "{}").await;
+    assert_eq!(missing.code(), Some(RejectionCode::NotFound));
+
+    let (status, text) = get(&addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(
+            &text,
+            r#"jetsource_commands_total{outcome="accepted",code=""}"#
+        ),
+        2
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"jetsource_commands_total{outcome="rejected",code="validation"}"#
+        ),
+        1
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"jetsource_commands_total{outcome="rejected",code="not_found"}"#
+        ),
+        1
+    );
+    // Two appends: create+publish as one batch of 2, then the new title.
+    assert_eq!(sample(&text, "jetsource_append_seconds_count"), 2);
+    assert_eq!(
+        sample(&text, r#"jetsource_append_events_bucket{le="1"}"#),
+        1
+    );
+    assert_eq!(
+        sample(&text, r#"jetsource_append_events_bucket{le="2"}"#),
+        2
+    );
+    assert_eq!(sample(&text, "jetsource_append_conflicts_total"), 0);
+    // m1's later commands found its state in memory.
+    assert!(sample(&text, r#"jetsource_state_cache_total{result="hit"}"#) >= 2);
+    // The rejections reach the error cache through the notices.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, text) = get(&addr, "/metrics").await;
+        if sample(&text, "jetsource_error_cache_entries") == 2 {
+            assert!(sample(&text, "jetsource_error_cache_bytes") > 0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the error cache never held both:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sample(&text, "jetsource_notices_dropped_total"), 0);
+    assert_eq!(sample(&text, "jetsource_nats_connected"), 1);
+    assert!(
+        text.contains(r#"jetsource_projector_lag{projector="blogposts",stream="EVT_BLOGPOST"}"#),
+        "{text}"
+    );
+
+    let _ = stop.send(());
+    serving
+        .await
+        .expect("the run task")
+        .expect("a clean shutdown");
+}
+
+#[tokio::test]
+async fn a_port_in_use_fails_the_start_naming_the_setting() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut config = Config::default();
+    config.observability.metrics_addr = taken.local_addr().expect("addr").to_string();
+    let result = app::run(
+        &jetsource::reference_app(),
+        &config,
+        Some("nats://127.0.0.1:1"),
+        async {},
+    )
+    .await;
+    match result {
+        Err(app::RunError::Config(jetsource::config::ConfigError::Invalid { setting, .. })) => {
+            assert_eq!(setting, "observability.metrics_addr")
+        }
+        other => panic!("expected the setting named, got {other:?}"),
+    }
+}

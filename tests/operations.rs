@@ -1,0 +1,356 @@
+//! The operator's view through the binary: `tail`, `rewind`, `streams`,
+//! `--version`, JSON logs with the command span, and roles run as
+//! separate processes.
+
+use jetsource_test_server::NatsServer;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jetsource");
+
+fn jetsource(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
+        .env_remove("NATS_URL")
+        .env_remove("JETSOURCE_NATS_URL")
+        .env_remove("JETSOURCE_CONFIG")
+        .env_remove("JETSOURCE_ROLES")
+        .env_remove("JETSOURCE_METRICS_ADDR")
+        .env_remove("JETSOURCE_LOG_FORMAT")
+        .env_remove("RUST_LOG")
+        .env("JETSOURCE_TOOLS_DIR", jetsource_test_server::tools_dir())
+        .stdin(Stdio::null());
+    command
+}
+
+/// A `jetsource run` child; its stderr lines arrive on `lines`. Killed on drop.
+struct Serving {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Serving {
+    fn start(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Serving {
+        let mut command = jetsource(dir);
+        command
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn run");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let serving = Serving { child, lines };
+        serving.wait_for(|line| line.contains("jetsource ready"));
+        serving
+    }
+
+    /// The first line matching, within 30 s.
+    fn wait_for(&self, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).expect("the line in time");
+            if matches(&line) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect()
+}
+
+#[test]
+fn rewind_tail_and_streams_show_what_is_stored() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _run = Serving::start(dir.path(), &["run", "--nats-url", &url], &[]);
+    let run = |args: &[&str]| {
+        jetsource(dir.path())
+            .args(args)
+            .args(["--nats-url", &url])
+            .output()
+            .expect("run the binary")
+    };
+    let created = run(&[
+        "send",
+        "blogpost",
+        "p1",
+        "create",
+        r#"{"title":"First","body":"x"}"#,
+        "--command-id",
+        "c-create",
+    ]);
+    assert_eq!(created.status.code(), Some(0), "{created:?}");
+    let create_seq = json_lines(&created)[0]["events"][0]["seq"]
+        .as_u64()
+        .expect("a sequence");
+    for (command, body, id) in [
+        ("change_title", r#"{"title":"Second"}"#, "c-title"),
+        ("publish", "{}", "c-publish"),
+    ] {
+        let out = run(&["send", "blogpost", "p1", command, body, "--command-id", id]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+    let other = run(&["send", "account", "a1", "open", r#"{"owner":"Ada"}"#]);
+    assert_eq!(other.status.code(), Some(0), "{other:?}");
+
+    // The post as of its first event, then now.
+    let then = run(&[
+        "rewind",
+        "blogpost",
+        "p1",
+        "--to-seq",
+        &create_seq.to_string(),
+    ]);
+    assert_eq!(then.status.code(), Some(0), "{then:?}");
+    let then = &json_lines(&then)[0];
+    assert_eq!(then["events"], 1);
+    assert_eq!(then["seq"], create_seq);
+    assert_eq!(then["state"]["title"], "First");
+    assert_eq!(then["state"]["published"], false);
+    let now = run(&["rewind", "blogpost", "p1"]);
+    assert_eq!(now.status.code(), Some(0), "{now:?}");
+    let now = &json_lines(&now)[0];
+    assert_eq!(now["events"], 3);
+    assert_eq!(now["state"]["title"], "Second");
+    assert_eq!(now["state"]["published"], true);
+    // No events: exit 1; an unknown type or a bad id: exit 2.
+    assert_eq!(
+        run(&["rewind", "blogpost", "nobody"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(run(&["rewind", "cooking", "p1"]).status.code(), Some(2));
+    assert_eq!(run(&["rewind", "blogpost", "p.1"]).status.code(), Some(2));
+
+    // Only the post's events, from the start, in order, with their ids.
+    let tail = run(&["tail", "evt.blogpost.>", "--from-start", "--count", "3"]);
+    assert_eq!(tail.status.code(), Some(0), "{tail:?}");
+    let events = json_lines(&tail);
+    let subjects: Vec<_> = events.iter().map(|e| e["subject"].clone()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "evt.blogpost.p1.BlogPostCreated",
+            "evt.blogpost.p1.BlogPostTitleChanged",
+            "evt.blogpost.p1.BlogPostPublished"
+        ]
+    );
+    assert_eq!(events[0]["seq"], create_seq);
+    assert_eq!(events[0]["stream"], "EVT_BLOGPOST");
+    assert_eq!(events[0]["command_id"], "c-create");
+    assert_eq!(events[0]["body"]["title"], "First");
+    assert_eq!(events[1]["headers"]["Command-Id"], "c-title");
+    // evt.> spans every aggregate type.
+    let all = run(&["tail", "--from-start", "--count", "4"]);
+    let streams: std::collections::BTreeSet<_> = json_lines(&all)
+        .iter()
+        .map(|e| e["stream"].as_str().expect("a stream").to_string())
+        .collect();
+    assert_eq!(
+        streams,
+        ["EVT_ACCOUNT", "EVT_BLOGPOST"].map(String::from).into()
+    );
+    assert_eq!(run(&["tail", "evt..x"]).status.code(), Some(2));
+
+    let streams = run(&["streams"]);
+    assert_eq!(streams.status.code(), Some(0), "{streams:?}");
+    let listed = &json_lines(&streams)[0]["streams"];
+    let blog = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|s| s["name"] == "EVT_BLOGPOST")
+        .expect("the blog stream is listed");
+    assert_eq!(blog["messages"], 3);
+    assert_eq!(blog["subject_count"], 3);
+    assert_eq!(blog["events"], true);
+    assert!(blog["bytes"].as_u64().expect("bytes") > 0);
+
+    // Without --from-start, tail begins at the current end: the account's
+    // existing event is not printed, a new one is.
+    let mut live = jetsource(dir.path())
+        .args(["tail", "evt.account.>", "--count", "1", "--nats-url", &url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn tail");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    while live.try_wait().expect("tail status").is_none() {
+        assert!(Instant::now() < deadline, "tail printed nothing");
+        n += 1;
+        let out = run(&[
+            "send",
+            "account",
+            &format!("live{n}"),
+            "open",
+            r#"{"owner":"Bo"}"#,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let printed = live.wait_with_output().expect("tail output");
+    let event = &json_lines(&printed)[0];
+    assert!(
+        event["subject"]
+            .as_str()
+            .expect("a subject")
+            .starts_with("evt.account.live"),
+        "{event}"
+    );
+}
+
+#[test]
+fn invalid_settings_from_the_environment_or_flags_are_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    type Case<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 3] = [
+        (
+            &["run"],
+            Some(("JETSOURCE_ROLES", "handlers,cooking")),
+            "run.roles",
+        ),
+        (
+            &["run"],
+            Some(("JETSOURCE_METRICS_ADDR", "everywhere")),
+            "observability.metrics_addr",
+        ),
+        (&["run", "--roles", "nothing"], None, "run.roles"),
+    ];
+    for (args, env, setting) in cases {
+        let mut command = jetsource(dir.path());
+        command.args(args);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let out = command.output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(setting), "{setting} not named: {stderr}");
+    }
+}
+
+#[test]
+fn version_names_the_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = jetsource(dir.path())
+        .arg("--version")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "contract {}",
+            jetsource::schemas::CONTRACT_VERSION
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn schema_check_reports_stale_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let schema = |args: &[&str]| {
+        jetsource(dir.path())
+            .arg("schema")
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    assert_eq!(schema(&["--check", "--out", "out"]).status.code(), Some(1));
+    assert_eq!(schema(&["--out", "out"]).status.code(), Some(0));
+    assert_eq!(schema(&["--check", "--out", "out"]).status.code(), Some(0));
+    assert!(dir.path().join("out/blogpost/events.json").exists());
+}
+
+#[test]
+fn a_feedback_only_process_answers_for_a_handlers_only_process() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |args: &[&str]| {
+        jetsource(dir.path())
+            .args(args)
+            .args(["--nats-url", &url])
+            .output()
+            .expect("run the binary")
+    };
+    let _feedback = Serving::start(
+        dir.path(),
+        &["run", "--roles", "feedback", "--nats-url", &url],
+        &[],
+    );
+    // Nobody handles commands yet: the feedback role does not.
+    let unanswered = run(&["send", "blogpost", "p1", "publish", "{}", "--timeout", "1"]);
+    assert_eq!(unanswered.status.code(), Some(3), "{unanswered:?}");
+
+    let handlers = Serving::start(
+        dir.path(),
+        &[
+            "--log-format",
+            "json",
+            "run",
+            "--roles",
+            "handlers",
+            "--nats-url",
+            &url,
+        ],
+        &[("RUST_LOG", "info,jetsource_handlers::runtime=debug")],
+    );
+    let rejected = run(&[
+        "send",
+        "blogpost",
+        "missing",
+        "publish",
+        "{}",
+        "--command-id",
+        "r-1",
+    ]);
+    assert_eq!(rejected.status.code(), Some(1), "{rejected:?}");
+
+    // The handlers' JSON log line carries the command's span.
+    let line = handlers.wait_for(|line| line.contains("command handled") && line.contains("r-1"));
+    let logged: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(logged["span"]["command_id"], "r-1");
+    assert_eq!(logged["span"]["aggregate_type"], "blogpost");
+    assert_eq!(logged["span"]["aggregate_id"], "missing");
+    assert_eq!(logged["span"]["outcome"], "not_found");
+
+    // The notice travels from the handlers process to the feedback process.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let out = run(&["errors", "get", "r-1"]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let answer = json_lines(&out).remove(0);
+        if answer["status"] == "rejected" || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(answer["status"], "rejected", "{answer}");
+    assert_eq!(answer["code"], "not_found");
+    assert_eq!(answer["aggregate_id"], "missing");
+}
