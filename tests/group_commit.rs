@@ -120,14 +120,14 @@ async fn one_conflict_in_a_shared_batch_fails_only_its_command() {
         "a shared batch hit the conflict"
     );
     // Exactly once: each aggregate holds its first event plus one per round.
-    for i in 0..count {
+    for (i, last) in last.iter().enumerate() {
         let stored = store
             .load("blogpost", &format!("agg-{i}"), 0)
             .await
             .expect("load");
         let expected = if i == 7 { 1 } else { 1 + rounds };
         assert_eq!(stored.len(), expected, "agg-{i}");
-        assert_eq!(stored.last().expect("event").seq, last[i]);
+        assert_eq!(stored.last().expect("event").seq, *last);
         let ids: std::collections::HashSet<_> = stored
             .iter()
             .map(|e| e.command_id().map(str::to_string))
@@ -197,7 +197,7 @@ async fn a_batch_failed_by_a_duplicate_id_loses_no_command() {
         stats.split_batches.load(Ordering::Relaxed) > 0,
         "a shared batch met the duplicate"
     );
-    for i in 0..count {
+    for (i, last) in last.iter().enumerate() {
         let stored = store
             .load("blogpost", &format!("agg-{i}"), 0)
             .await
@@ -208,7 +208,7 @@ async fn a_batch_failed_by_a_duplicate_id_loses_no_command() {
             expected,
             "agg-{i}: no command lost or doubled"
         );
-        assert_eq!(stored.last().expect("event").seq, last[i]);
+        assert_eq!(stored.last().expect("event").seq, *last);
     }
 }
 
