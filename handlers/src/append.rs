@@ -368,6 +368,7 @@ impl Appender {
                 stats
                     .split_batches
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::global().batch_split();
                 let alone = jobs.into_iter().map(|job| async move {
                     let result = self.direct(&job.messages).await;
                     let _ = job.done.send(result);
@@ -484,6 +485,7 @@ async fn run_lane(
             size += job.messages.len();
             jobs.push(job);
         }
+        crate::metrics::global().batch(jobs.len());
         if jobs.len() > 1 {
             use std::sync::atomic::Ordering::Relaxed;
             stats.shared_batches.fetch_add(1, Relaxed);

@@ -18,6 +18,10 @@ pub const APPEND_SECONDS_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Upper bounds of the commands-per-batch buckets (group commit).
+pub const BATCH_COMMANDS_BUCKETS: [f64; 10] =
+    [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1000.0];
+
 /// Upper bounds of the events-per-append buckets.
 pub const APPEND_EVENTS_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
@@ -92,6 +96,8 @@ pub struct Metrics {
     append_failed: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    batch_commands: Histogram<10>,
+    batch_splits: AtomicU64,
 }
 
 static GLOBAL: OnceLock<Metrics> = OnceLock::new();
@@ -121,7 +127,20 @@ impl Metrics {
             append_failed: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            batch_commands: Histogram::new(&BATCH_COMMANDS_BUCKETS),
+            batch_splits: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one batch a commit lane sent, with the commands it carried.
+    pub fn batch(&self, commands: usize) {
+        self.batch_commands.observe(commands as f64);
+    }
+
+    /// Counts a shared batch that failed on a conflict or a duplicate and
+    /// was appended command by command.
+    pub fn batch_split(&self) {
+        self.batch_splits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a command's reply.
@@ -239,6 +258,17 @@ impl Metrics {
             "jetsource_append_failed_total",
             "Appends refused for good (stream full, refused).",
             load(&self.append_failed),
+        );
+        self.batch_commands.render(
+            out,
+            "jetsource_batch_commands",
+            "Commands per batch sent by group commit (1: a command went out alone).",
+        );
+        counter(
+            out,
+            "jetsource_batch_splits_total",
+            "Shared batches that failed on one command's conflict or duplicate and were appended command by command.",
+            load(&self.batch_splits),
         );
         let _ = writeln!(
             out,
