@@ -37,6 +37,7 @@ pub mod config;
 pub mod demo;
 pub mod embedded;
 pub mod feedback;
+pub mod projector_ops;
 pub mod units;
 
 pub use app::App;

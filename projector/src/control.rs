@@ -246,5 +246,6 @@ pub async fn replay_parked(
                 format!("no answer from projection {name}: {e}"),
             )
         })?;
-    serde_json::from_slice(&reply.payload).map_err(|e| Error::with_source(ControlErrorKind::Nats, e))
+    serde_json::from_slice(&reply.payload)
+        .map_err(|e| Error::with_source(ControlErrorKind::Nats, e))
 }

@@ -72,7 +72,8 @@ impl<P: PersistedProjector> Driver<P> {
             let mut requests = match self.client.subscribe(subject).await {
                 Ok(requests) => requests,
                 Err(e) => {
-                    self.shared.halt(format!("cannot serve the control subjects: {e}"));
+                    self.shared
+                        .halt(format!("cannot serve the control subjects: {e}"));
                     return;
                 }
             };
@@ -112,7 +113,7 @@ impl<P: PersistedProjector> Driver<P> {
                 seen = None;
                 let (mut held, renewer) = lease.keep();
                 let outcome = self.hold(&lease, &mut held, &mut requests, &mut stop).await;
-                renewer.abort();
+                drop(renewer);
                 match outcome {
                     Held::Stopped => {
                         lease.release().await;
@@ -188,8 +189,14 @@ impl<P: PersistedProjector> Driver<P> {
         loop {
             let opened = match control::active_generation(&self.control, self.shared.name).await {
                 Ok(generation) => {
-                    self.open(generation, self.served.clone(), self.shared.clone(), lease.token(), true)
-                        .await
+                    self.open(
+                        generation,
+                        self.served.clone(),
+                        self.shared.clone(),
+                        lease.token(),
+                        true,
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             };
@@ -218,7 +225,11 @@ impl<P: PersistedProjector> Driver<P> {
         stop: &mut watch::Receiver<bool>,
     ) -> Held {
         let Some(mut live) = self.open_live(lease, held, stop).await else {
-            return if *stop.borrow() { Held::Stopped } else { Held::Lost };
+            return if *stop.borrow() {
+                Held::Stopped
+            } else {
+                Held::Lost
+            };
         };
         let mut rebuild: Option<Rebuild<P>> = None;
         let mut halted = false;
@@ -236,9 +247,14 @@ impl<P: PersistedProjector> Driver<P> {
             match next {
                 Next::Stop | Next::Lost => {
                     if let Some(r) = rebuild.take() {
-                        self.abandon(r, "the instance stopped or lost its lease").await;
+                        self.abandon(r, "the instance stopped or lost its lease")
+                            .await;
                     }
-                    return if matches!(next, Next::Stop) { Held::Stopped } else { Held::Lost };
+                    return if matches!(next, Next::Stop) {
+                        Held::Stopped
+                    } else {
+                        Held::Lost
+                    };
                 }
                 Next::Live(true) => match live.next_batch().await {
                     Ok(batch) => {
@@ -263,7 +279,11 @@ impl<P: PersistedProjector> Driver<P> {
                 Next::Live(false) => {
                     drop(live);
                     let Some(reopened) = self.open_live(lease, held, stop).await else {
-                        return if *stop.borrow() { Held::Stopped } else { Held::Lost };
+                        return if *stop.borrow() {
+                            Held::Stopped
+                        } else {
+                            Held::Lost
+                        };
                     };
                     live = reopened;
                 }
@@ -284,7 +304,11 @@ impl<P: PersistedProjector> Driver<P> {
                                 // the event it stopped at.
                                 drop(live);
                                 let Some(reopened) = self.open_live(lease, held, stop).await else {
-                                    return if *stop.borrow() { Held::Stopped } else { Held::Lost };
+                                    return if *stop.borrow() {
+                                        Held::Stopped
+                                    } else {
+                                        Held::Lost
+                                    };
                                 };
                                 live = reopened;
                                 halted = false;
@@ -300,13 +324,24 @@ impl<P: PersistedProjector> Driver<P> {
                             };
                             match refused {
                                 Some(reason) => {
-                                    self.reply(message.reply.as_ref(), &RebuildUpdate::Failed { reason }).await
+                                    self.reply(
+                                        message.reply.as_ref(),
+                                        &RebuildUpdate::Failed { reason },
+                                    )
+                                    .await
                                 }
-                                None => match self.start_rebuild(live.generation() + 1, lease, message.reply).await {
+                                None => match self
+                                    .start_rebuild(live.generation() + 1, lease, message.reply)
+                                    .await
+                                {
                                     Ok(r) => rebuild = Some(r),
                                     Err((reply, e)) => {
                                         let reason = format!("the rebuild did not start: {e}");
-                                        self.reply(reply.as_ref(), &RebuildUpdate::Failed { reason }).await
+                                        self.reply(
+                                            reply.as_ref(),
+                                            &RebuildUpdate::Failed { reason },
+                                        )
+                                        .await
                                     }
                                 },
                             }
@@ -315,7 +350,9 @@ impl<P: PersistedProjector> Driver<P> {
                     }
                 }
                 Next::Rebuild(ok) => {
-                    let Some(mut r) = rebuild.take() else { continue };
+                    let Some(mut r) = rebuild.take() else {
+                        continue;
+                    };
                     if !ok {
                         self.abandon(r, "its consumers stopped").await;
                         continue;
@@ -337,7 +374,9 @@ impl<P: PersistedProjector> Driver<P> {
                     rebuild = Some(r);
                 }
                 Next::Tick => {
-                    let Some(mut r) = rebuild.take() else { continue };
+                    let Some(mut r) = rebuild.take() else {
+                        continue;
+                    };
                     let outstanding = match r.projection.outstanding().await {
                         Ok(n) => n,
                         Err(e) => {
@@ -353,7 +392,9 @@ impl<P: PersistedProjector> Driver<P> {
                         elapsed_ms: r.started.elapsed().as_millis() as u64,
                     };
                     self.reply(r.reply.as_ref(), &update).await;
-                    if outstanding == 0 && position::reached(r.projection.positions(), live.positions()) {
+                    if outstanding == 0
+                        && position::reached(r.projection.positions(), live.positions())
+                    {
                         live = self.switch(live, r).await;
                     } else {
                         rebuild = Some(r);
@@ -381,13 +422,20 @@ impl<P: PersistedProjector> Driver<P> {
         persisted::remove_generation(&self.js, name, generation, &streams).await;
         let building = Shared::new(name, Kind::Persisted, self.shared.streams.clone());
         let model = Arc::new(RwLock::new((self.make)()));
-        let mut projection = match self.open(generation, model, building, lease.token(), false).await {
+        let mut projection = match self
+            .open(generation, model, building, lease.token(), false)
+            .await
+        {
             Ok(p) => p,
             Err(e) => return Err((reply, e)),
         };
         let total = projection.outstanding().await.unwrap_or(0);
         tracing::info!(generation, total, "rebuild started");
-        self.reply(reply.as_ref(), &RebuildUpdate::Started { generation, total }).await;
+        self.reply(
+            reply.as_ref(),
+            &RebuildUpdate::Started { generation, total },
+        )
+        .await;
         Ok(Rebuild {
             projection,
             reply,
@@ -403,7 +451,8 @@ impl<P: PersistedProjector> Driver<P> {
         let generation = new.generation();
         if let Err(e) = control::set_generation(&self.control, self.shared.name, generation).await {
             let reason = format!("the generation pointer was not written: {e}");
-            self.reply(r.reply.as_ref(), &RebuildUpdate::Failed { reason }).await;
+            self.reply(r.reply.as_ref(), &RebuildUpdate::Failed { reason })
+                .await;
             new.remove().await;
             return old;
         }
@@ -432,7 +481,8 @@ impl<P: PersistedProjector> Driver<P> {
     async fn abandon(&self, r: Rebuild<P>, why: &str) {
         tracing::warn!(reason = why, "rebuild abandoned");
         let reason = format!("rebuild abandoned: {why}");
-        self.reply(r.reply.as_ref(), &RebuildUpdate::Failed { reason }).await;
+        self.reply(r.reply.as_ref(), &RebuildUpdate::Failed { reason })
+            .await;
         r.projection.remove().await;
     }
 

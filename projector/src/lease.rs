@@ -39,6 +39,16 @@ pub struct Watcher {
     seen: Option<(u64, Instant)>,
 }
 
+/// The task renewing a lease; dropping it stops the renewals.
+#[derive(Debug)]
+pub struct Renewer(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A held lease.
 #[derive(Debug)]
 pub struct Lease {
@@ -140,9 +150,11 @@ impl Lease {
         }
     }
 
-    /// Renews it every third of its TTL in a task; the watch turns false
-    /// once it is lost (taken by another, or not renewed within the TTL).
-    pub fn keep(&self) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    /// Renews it every third of its TTL in a task, until the returned
+    /// [`Renewer`] is dropped (so a crashed driver stops renewing with it);
+    /// the watch turns false once it is lost (taken by another, or not
+    /// renewed within the TTL).
+    pub fn keep(&self) -> (watch::Receiver<bool>, Renewer) {
         let (held, rx) = watch::channel(true);
         let lease = Lease {
             kv: self.kv.clone(),
@@ -157,7 +169,8 @@ impl Lease {
             // a standby's TTL runs from when it saw that renewal, later.
             let mut valid_until = Instant::now() + lease.ttl;
             loop {
-                let sleep = (lease.ttl / 3).min(valid_until.saturating_duration_since(Instant::now()));
+                let sleep =
+                    (lease.ttl / 3).min(valid_until.saturating_duration_since(Instant::now()));
                 tokio::time::sleep(sleep).await;
                 if Instant::now() >= valid_until {
                     tracing::warn!(key = %lease.key, "lease not renewed within its TTL; stepping down");
@@ -172,11 +185,13 @@ impl Lease {
                         let _ = held.send(false);
                         return;
                     }
-                    Err(e) => tracing::warn!(key = %lease.key, error = %e, "lease renewal failed; retrying"),
+                    Err(e) => {
+                        tracing::warn!(key = %lease.key, error = %e, "lease renewal failed; retrying")
+                    }
                 }
             }
         });
-        (rx, task)
+        (rx, Renewer(task))
     }
 
     /// Gives it up, so a standby takes over at once.

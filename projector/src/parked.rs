@@ -59,8 +59,8 @@ pub(crate) async fn park(
             .unwrap_or_default(),
         body: String::from_utf8_lossy(&event.body).into_owned(),
     };
-    let value = serde_json::to_vec(&parked)
-        .map_err(|e| Error::new(RunErrorKind::Store, e.to_string()))?;
+    let value =
+        serde_json::to_vec(&parked).map_err(|e| Error::new(RunErrorKind::Store, e.to_string()))?;
     control
         .put(key(name, &event.stream, event.seq), value.into())
         .await
@@ -105,8 +105,7 @@ pub(crate) async fn list_in(control: &kv::Store, name: &str) -> Result<Vec<Parke
 /// The events parked for projection `name`, by stream and sequence (none
 /// when the control bucket does not exist yet).
 pub async fn list(client: &async_nats::Client, name: &str) -> Result<Vec<ParkedEvent>, RunError> {
-    crate::position::validate_name(name)
-        .map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
+    crate::position::validate_name(name).map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
     let js = jetstream::new(client.clone());
     match js.get_key_value(CONTROL_BUCKET).await {
         Ok(control) => list_in(&control, name).await,

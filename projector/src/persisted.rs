@@ -100,6 +100,10 @@ pub struct PersistedProjection<P: PersistedProjector> {
     revision: u64,
     positions: Positions,
     skipped: BTreeMap<String, BTreeSet<u64>>,
+    /// Failed applies per (stream, seq) in this process. JetStream's own
+    /// delivery count also counts redeliveries of events held back behind
+    /// a failing one, so it cannot say how often *this* event failed.
+    failures: BTreeMap<(String, u64), u64>,
     followed: Vec<Followed>,
     merged: Merged,
 }
@@ -196,7 +200,14 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             live: true,
             control,
         };
-        Self::open_shared(&js, shared, Arc::new(RwLock::new(projector)), config, opening).await
+        Self::open_shared(
+            &js,
+            shared,
+            Arc::new(RwLock::new(projector)),
+            config,
+            opening,
+        )
+        .await
     }
 
     pub(crate) async fn open_shared(
@@ -236,6 +247,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             revision: 0,
             positions: Positions::new(),
             skipped: BTreeMap::new(),
+            failures: BTreeMap::new(),
             followed: Vec::new(),
             merged: futures::stream::SelectAll::new().peekable(),
         };
@@ -474,7 +486,11 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 continue;
             }
             let (seq, pending, delivered) = match message.info() {
-                Ok(info) => (info.stream_sequence, info.pending, info.delivered.max(1) as u64),
+                Ok(info) => (
+                    info.stream_sequence,
+                    info.pending,
+                    info.delivered.max(1) as u64,
+                ),
                 Err(e) => {
                     batch.halted = Some(format!("message without JetStream metadata: {e}"));
                     batch.held_back.push(message);
@@ -506,21 +522,35 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 shared::apply(&self.model, &event, &self.config, None, false, self.live).await
             {
                 let why = format!("{stream} #{seq} ({}): {e}", event.subject);
+                let delivered = {
+                    let count = self.failures.entry((stream.clone(), seq)).or_insert(0);
+                    *count += 1;
+                    *count
+                };
                 if delivered < u64::from(self.policy.max_deliveries) {
                     tracing::warn!(%stream, seq, delivered, error = %e, "apply failed; redelivering");
-                    let delay = (self.config.retry_backoff * delivered as u32).min(self.config.ack_wait);
+                    let delay =
+                        (self.config.retry_backoff * delivered as u32).min(self.config.ack_wait);
                     blocked[index] = true;
                     batch.failed.push((message, delay));
                     continue;
                 }
-                if let Err(park_error) = parked::park(&self.control, self.shared.name, &event, &why, delivered).await {
+                if let Err(park_error) =
+                    parked::park(&self.control, self.shared.name, &event, &why, delivered).await
+                {
                     self.reload().await?;
-                    for message in batch.done.iter().chain(&batch.held_back).chain(std::iter::once(&message)) {
+                    for message in batch
+                        .done
+                        .iter()
+                        .chain(&batch.held_back)
+                        .chain(std::iter::once(&message))
+                    {
                         let _ = message.ack_with(AckKind::Nak(None)).await;
                     }
                     return Err(park_error);
                 }
                 batch.parked += 1;
+                self.failures.remove(&(stream.clone(), seq));
                 tracing::error!(%stream, seq, delivered, error = %e, policy = ?self.policy.on_poison, "event parked");
                 match self.policy.on_poison {
                     OnPoison::Skip => {
@@ -613,11 +643,15 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 continue;
             }
             let Some(index) = self.followed.iter().position(|f| f.name == p.stream) else {
-                summary.failed.push(format!("{} #{}: not a stream this projection follows", p.stream, p.seq));
+                summary.failed.push(format!(
+                    "{} #{}: not a stream this projection follows",
+                    p.stream, p.seq
+                ));
                 continue;
             };
             if stuck.contains(&p.stream)
-                || (!skipped && Self::missing_before(&self.followed[index], position, p.seq).await?)
+                || (!skipped
+                    && Self::missing_before(&self.followed[index], position, p.seq).await?)
             {
                 summary.waiting += 1;
                 continue;
@@ -636,7 +670,12 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         Ok(summary)
     }
 
-    async fn replay_one(&mut self, index: usize, p: &ParkedEvent, skipped: bool) -> Result<(), String> {
+    async fn replay_one(
+        &mut self,
+        index: usize,
+        p: &ParkedEvent,
+        skipped: bool,
+    ) -> Result<(), String> {
         let what = format!("{} #{}", p.stream, p.seq);
         let raw = self.followed[index]
             .stream
@@ -653,8 +692,15 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             .time
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let event = Event::from_parts(raw.subject.to_string(), p.stream.clone(), p.seq, stored_at, headers, raw.payload)
-            .ok_or_else(|| format!("{what}: not an event subject"))?;
+        let event = Event::from_parts(
+            raw.subject.to_string(),
+            p.stream.clone(),
+            p.seq,
+            stored_at,
+            headers,
+            raw.payload,
+        )
+        .ok_or_else(|| format!("{what}: not an event subject"))?;
         shared::apply(&self.model, &event, &self.config, None, false, self.live)
             .await
             .map_err(|e| format!("{what} ({}): {e}", event.subject))?;
@@ -673,7 +719,9 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         if let Err(e) = self.store(&positions).await {
             self.skipped = before;
             let _ = self.reload().await;
-            return Err(format!("{what}: applied but not stored, so not applied: {e}"));
+            return Err(format!(
+                "{what}: applied but not stored, so not applied: {e}"
+            ));
         }
         self.positions = positions;
         self.shared.applied.send_replace(self.positions.clone());

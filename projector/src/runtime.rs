@@ -19,9 +19,9 @@
 //! ```
 
 use crate::config::ProjectorConfig;
-use crate::memory;
 use crate::control;
 use crate::driver::{Driver as PersistedDriver, Make};
+use crate::memory;
 use crate::position::{self, Positions};
 use crate::projector::{PersistedProjector, Projector};
 use crate::query::{self, QUERY_ROOT};
