@@ -485,12 +485,8 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 batch.held_back.push(message);
                 continue;
             }
-            let (seq, pending, delivered) = match message.info() {
-                Ok(info) => (
-                    info.stream_sequence,
-                    info.pending,
-                    info.delivered.max(1) as u64,
-                ),
+            let (seq, pending) = match message.info() {
+                Ok(info) => (info.stream_sequence, info.pending),
                 Err(e) => {
                     batch.halted = Some(format!("message without JetStream metadata: {e}"));
                     batch.held_back.push(message);
