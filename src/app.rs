@@ -131,14 +131,17 @@ impl App {
     }
 
     /// Hosts a persisted projector (state in a KV bucket); `make` builds
-    /// its initial state.
+    /// its initial state, at start and for every rebuild. Across processes
+    /// one instance applies events at a time (see `[projectors] lease_ttl`).
     pub fn persisted_projector<P: PersistedProjector>(
         mut self,
         make: impl Fn() -> P + Send + Sync + 'static,
     ) -> Self {
+        let make = Arc::new(make);
         self.projectors
             .push(Arc::new(move |builder: ProjectorRuntimeBuilder| {
-                builder.persisted(make())
+                let make = make.clone();
+                builder.persisted_with(move || make())
             }));
         self
     }

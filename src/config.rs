@@ -277,6 +277,12 @@ pub struct ProjectorsConfig {
     pub apply_retries: u32,
     /// First back-off between those retries. Default `100ms`.
     pub retry_backoff: String,
+    /// Persisted: failed deliveries of an event before it is parked. Default 5.
+    pub max_deliveries: u32,
+    /// Persisted: `stop` or `skip` once an event is parked. Default `stop`.
+    pub on_poison: jetsource_projector::OnPoison,
+    /// Persisted: the active instance's lease TTL. Default `5s`.
+    pub lease_ttl: String,
 }
 
 impl Default for ProjectorsConfig {
@@ -289,6 +295,9 @@ impl Default for ProjectorsConfig {
             max_ack_pending: 1000,
             apply_retries: 5,
             retry_backoff: "100ms".into(),
+            max_deliveries: 5,
+            on_poison: jetsource_projector::OnPoison::Stop,
+            lease_ttl: "5s".into(),
         }
     }
 }
@@ -597,6 +606,17 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if p.max_deliveries == 0 {
+            return Err(invalid("projectors.max_deliveries")(
+                "must be at least 1".into(),
+            ));
+        }
+        let lease_ttl = parse_duration(&p.lease_ttl).map_err(invalid("projectors.lease_ttl"))?;
+        if lease_ttl < std::time::Duration::from_millis(100) {
+            return Err(invalid("projectors.lease_ttl")(
+                "must be at least 100ms".into(),
+            ));
+        }
         jetsource_schemas::token::validate("queue group", &p.queue_group)
             .map_err(|e| invalid("projectors.queue_group")(e.to_string()))?;
         Ok(ProjectorConfig {
@@ -608,6 +628,9 @@ impl Config {
             apply_retries: p.apply_retries,
             retry_backoff: parse_duration(&p.retry_backoff)
                 .map_err(invalid("projectors.retry_backoff"))?,
+            max_deliveries: p.max_deliveries,
+            on_poison: p.on_poison,
+            lease_ttl,
         })
     }
 }

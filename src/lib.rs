@@ -41,6 +41,7 @@ pub mod demo;
 pub mod embedded;
 pub mod feedback;
 pub mod observability;
+pub mod projector_ops;
 pub mod rewind;
 pub mod schema_files;
 pub mod units;

@@ -89,7 +89,7 @@ impl Projector for Recorder {
 
 /// Counts events per aggregate id; the state is persisted, the apply
 /// counter is not (it proves how often apply ran in this process).
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Tally {
     state: TallyState,
     applies: Arc<AtomicU64>,

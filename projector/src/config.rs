@@ -21,12 +21,43 @@ pub struct ProjectorConfig {
     /// Persisted projectors: events delivered but not yet acknowledged, at
     /// most (default 1,000).
     pub max_ack_pending: i64,
-    /// Retries of an apply that failed with a transient error before the
-    /// projector halts (default 5).
+    /// In-memory projectors: retries of an apply that failed with a
+    /// transient error before the projector halts (default 5).
     pub apply_retries: u32,
     /// The first back-off between those retries; it grows linearly
     /// (default 100 ms).
     pub retry_backoff: Duration,
+    /// Persisted projectors: deliveries of an event whose apply keeps
+    /// failing before it is parked (default 5). Each failed delivery is
+    /// redelivered after `retry_backoff` times the deliveries so far.
+    pub max_deliveries: u32,
+    /// Persisted projectors: what follows parking an event (default
+    /// [`OnPoison::Stop`], so nothing is skipped unless a projector or the
+    /// settings say so).
+    pub on_poison: OnPoison,
+    /// Persisted projectors: how long the active instance's lease lasts
+    /// unrenewed (default 5 s); a standby takes over within about this
+    /// long after the holder dies.
+    pub lease_ttl: Duration,
+}
+
+/// What a persisted projector does once an event is parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnPoison {
+    /// Halt at the event and report why in the status.
+    Stop,
+    /// Go on with the next event; the parked one waits for `replay-parked`.
+    Skip,
+}
+
+/// When an event counts as poison and what then happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoisonPolicy {
+    /// Failed deliveries before the event is parked (at least 1).
+    pub max_deliveries: u32,
+    /// Stop or skip once parked.
+    pub on_poison: OnPoison,
 }
 
 impl Default for ProjectorConfig {
@@ -39,6 +70,19 @@ impl Default for ProjectorConfig {
             max_ack_pending: 1000,
             apply_retries: 5,
             retry_backoff: Duration::from_millis(100),
+            max_deliveries: 5,
+            on_poison: OnPoison::Stop,
+            lease_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ProjectorConfig {
+    /// The poison policy these settings give.
+    pub fn poison_policy(&self) -> PoisonPolicy {
+        PoisonPolicy {
+            max_deliveries: self.max_deliveries.max(1),
+            on_poison: self.on_poison,
         }
     }
 }

@@ -13,6 +13,9 @@
 //!   [`PersistedProjector`]): a durable consumer per stream and one KV record
 //!   holding the state with the last sequence applied per stream; restarts
 //!   resume, redeliveries are recognised by sequence and never applied twice.
+//!   One process at a time holds its [`lease`] and applies events; a
+//!   rebuild builds a new generation beside the served one and switches
+//!   when it caught up; events that keep failing are [`parked`].
 //!
 //! Queries arrive on `query.<name>.<path…>`; a query carrying `After-Seq`
 //! (the `seq` of a command reply) is answered only once that position is
@@ -28,11 +31,18 @@
 //! - [`persisted`]: the KV-backed driver, batch by batch.
 //! - [`query`]: the query subjects and replies.
 //! - [`status`]: the status report.
+//! - [`control`]: generations, control subjects, rebuild and replay clients.
+//! - [`lease`]: one active instance per persisted projection.
+//! - [`parked`]: events parked after failing too often.
 //! - [`config`](mod@config): settings.
 
 pub mod config;
+pub mod control;
+mod driver;
 pub mod event;
+pub mod lease;
 mod memory;
+pub mod parked;
 pub mod persisted;
 pub mod position;
 pub mod projector;
@@ -41,7 +51,7 @@ pub mod runtime;
 mod shared;
 pub mod status;
 
-pub use config::ProjectorConfig;
+pub use config::{OnPoison, PoisonPolicy, ProjectorConfig};
 pub use event::Event;
 pub use position::Positions;
 pub use projector::{

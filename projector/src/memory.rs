@@ -117,7 +117,7 @@ pub(crate) async fn drive<P: Projector>(
                     tracing::warn!(stream = %event.stream, seq = event.seq, last, "event delivered again; already applied");
                     continue;
                 }
-                if let Err(e) = shared::apply(&model, &event, &config, Some(&shared.applied)).await {
+                if let Err(e) = shared::apply(&model, &event, &config, Some(&shared.applied), true, false).await {
                     halted = Some(format!("{} #{} ({}): {e}", event.stream, event.seq, event.subject));
                     break;
                 }

@@ -12,9 +12,21 @@
 //! The driver never applies an event past a missing one: when a stream
 //! sequence jumps, it asks the stream whether a followed event lies in
 //! between, and if so leaves the later ones for redelivery.
+//!
+//! An event whose apply fails is delivered again with a growing back-off;
+//! after the poison policy's number of deliveries it is parked (see
+//! [`crate::parked`]) and the projection halts or skips it. A skipped
+//! event's position is kept in the record's `skipped` set until
+//! `replay-parked` applies it, in the same write that removes it from the
+//! set: it is never applied twice.
+//!
+//! Opening a projection rewrites its record (compare-and-set), so an
+//! instance that opened it earlier can no longer write: see [`crate::lease`].
 
-use crate::config::ProjectorConfig;
-use crate::event;
+use crate::config::{OnPoison, PoisonPolicy, ProjectorConfig};
+use crate::control;
+use crate::event::{self, Event};
+use crate::parked::{self, ParkedEvent};
 use crate::position::{self, Positions};
 use crate::projector::PersistedProjector;
 use crate::shared::{self, RunError, RunErrorKind, Shared};
@@ -23,21 +35,22 @@ use async_nats::jetstream::{self, consumer, kv, AckKind};
 use futures::{FutureExt, StreamExt};
 use jetsource_handlers::error::Error;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
-use tokio::sync::watch;
-use tracing::Instrument;
 
 /// The key of the one record in a projection's bucket.
 pub const RECORD_KEY: &str = "checkpoint";
 
-/// The bucket of projection `name`.
+/// The bucket of projection `name`'s first generation (see
+/// [`control::generation_bucket`] for the others).
 pub fn bucket_name(name: &str) -> String {
-    format!("projection_{name}")
+    control::generation_bucket(name, 0)
 }
 
-/// The durable consumer of projection `name` on each stream it follows.
+/// The durable consumer of projection `name`'s first generation on each
+/// stream it follows (see [`control::generation_consumer`]).
 pub fn consumer_name(name: &str) -> String {
-    format!("projector_{name}")
+    control::generation_consumer(name, 0)
 }
 
 /// The KV record: the state and the positions it includes, written as one
@@ -48,10 +61,19 @@ pub struct Record<S> {
     pub positions: Positions,
     /// The projector's state after those events.
     pub state: S,
+    /// Events at or below `positions` that were parked and skipped, per
+    /// stream: `replay-parked` applies them and removes them here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, BTreeSet<u64>>,
+    /// The lease token of the instance that wrote it (0: none).
+    #[serde(default)]
+    pub lease: u64,
 }
 
 type Delivery = (usize, Result<jetstream::Message, String>);
-type Merged = futures::stream::SelectAll<futures::stream::BoxStream<'static, Delivery>>;
+type Merged = futures::stream::Peekable<
+    futures::stream::SelectAll<futures::stream::BoxStream<'static, Delivery>>,
+>;
 
 struct Followed {
     name: String,
@@ -65,14 +87,35 @@ struct Followed {
 /// [`crate::ProjectorRuntime`] drives it; it is public so a batch can be
 /// applied and stored without being acknowledged, as after a crash.
 pub struct PersistedProjection<P: PersistedProjector> {
-    shared: Arc<Shared>,
-    model: Arc<RwLock<P>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) model: Arc<RwLock<P>>,
     config: ProjectorConfig,
+    js: jetstream::Context,
+    control: kv::Store,
+    generation: u64,
+    lease: u64,
+    live: bool,
+    policy: PoisonPolicy,
     kv: kv::Store,
     revision: u64,
     positions: Positions,
+    skipped: BTreeMap<String, BTreeSet<u64>>,
+    /// Failed applies per (stream, seq) in this process. JetStream's own
+    /// delivery count also counts redeliveries of events held back behind
+    /// a failing one, so it cannot say how often *this* event failed.
+    failures: BTreeMap<(String, u64), u64>,
     followed: Vec<Followed>,
     merged: Merged,
+}
+
+/// How to open a projection's generation.
+pub(crate) struct Opening {
+    pub generation: u64,
+    /// The opener's lease token, written into the record.
+    pub lease: u64,
+    /// Side effects run (false while a rebuild replays).
+    pub live: bool,
+    pub control: kv::Store,
 }
 
 /// One batch: applied and stored, not yet acknowledged.
@@ -80,8 +123,10 @@ pub struct Batch {
     retry_after: std::time::Duration,
     done: Vec<jetstream::Message>,
     held_back: Vec<jetstream::Message>,
+    failed: Vec<(jetstream::Message, std::time::Duration)>,
     applied: usize,
     skipped: usize,
+    parked: usize,
     halted: Option<String>,
 }
 
@@ -94,6 +139,11 @@ impl Batch {
     /// Redelivered events recognised by their sequence and not applied again.
     pub fn skipped(&self) -> usize {
         self.skipped
+    }
+
+    /// Events parked by this batch (and skipped, under the skip policy).
+    pub fn parked(&self) -> usize {
+        self.parked
     }
 
     /// Why the projector halted inside this batch, if it did (events before
@@ -118,6 +168,12 @@ impl Batch {
                 .await
                 .map_err(|e| Error::new(RunErrorKind::Nats, e.to_string()))?;
         }
+        for (message, delay) in &self.failed {
+            message
+                .ack_with(AckKind::Nak(Some(*delay)))
+                .await
+                .map_err(|e| Error::new(RunErrorKind::Nats, e.to_string()))?;
+        }
         Ok(())
     }
 }
@@ -136,7 +192,22 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             .map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
         let shared = Shared::new(name, Kind::Persisted, streams);
         let js = jetstream::new(client);
-        Self::open_shared(&js, shared, Arc::new(RwLock::new(projector)), config).await
+        let control = control::open_bucket(&js).await?;
+        let generation = control::active_generation(&control, name).await?;
+        let opening = Opening {
+            generation,
+            lease: 0,
+            live: true,
+            control,
+        };
+        Self::open_shared(
+            &js,
+            shared,
+            Arc::new(RwLock::new(projector)),
+            config,
+            opening,
+        )
+        .await
     }
 
     pub(crate) async fn open_shared(
@@ -144,11 +215,18 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         shared: Arc<Shared>,
         model: Arc<RwLock<P>>,
         config: &ProjectorConfig,
+        opening: Opening,
     ) -> Result<Self, RunError> {
         let name = shared.name;
+        let generation = opening.generation;
+        let consumer_name = |name: &str| control::generation_consumer(name, generation);
+        let policy = {
+            let guard = model.read().unwrap_or_else(|p| p.into_inner());
+            guard.poison_policy(config.poison_policy())
+        };
         let kv = js
             .create_or_update_key_value(kv::Config {
-                bucket: bucket_name(name),
+                bucket: control::generation_bucket(name, generation),
                 description: format!("read model of projection {name}"),
                 history: 1,
                 ..Default::default()
@@ -159,13 +237,25 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             shared: shared.clone(),
             model,
             config: config.clone(),
+            js: js.clone(),
+            control: opening.control,
+            generation,
+            lease: opening.lease,
+            live: opening.live,
+            policy,
             kv,
             revision: 0,
             positions: Positions::new(),
+            skipped: BTreeMap::new(),
+            failures: BTreeMap::new(),
             followed: Vec::new(),
-            merged: futures::stream::SelectAll::new(),
+            merged: futures::stream::SelectAll::new().peekable(),
         };
         projection.reload().await?;
+        // Fencing: from here on, whoever opened this generation before
+        // writes against an old revision and is refused.
+        let positions = projection.positions.clone();
+        projection.store(&positions).await?;
         for (stream_name, filters) in &shared.streams {
             let stream = crate::runtime::get_stream(js, stream_name).await?;
             let head = stream
@@ -226,18 +316,20 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 consumer,
             });
         }
+        let mut merged = futures::stream::SelectAll::new();
         for (index, followed) in projection.followed.iter().enumerate() {
             let messages = followed
                 .consumer
                 .messages()
                 .await
                 .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
-            projection.merged.push(
+            merged.push(
                 messages
                     .map(move |m| (index, m.map_err(|e| e.to_string())))
                     .boxed(),
             );
         }
+        projection.merged = merged.peekable();
         shared.update(|p| p.phase = Phase::Replaying);
         Ok(projection)
     }
@@ -245,6 +337,49 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     /// The positions stored in the record.
     pub fn positions(&self) -> &Positions {
         &self.positions
+    }
+
+    /// The generation it reads and writes.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Completes once an event is waiting (false: the consumers ended).
+    /// Cancel-safe: the event stays for [`Self::next_batch`].
+    pub async fn ready(&mut self) -> bool {
+        std::pin::Pin::new(&mut self.merged).peek().await.is_some()
+    }
+
+    /// Makes this (rebuilt) generation the one queries read: it now
+    /// reports to `shared`, folds into `model` and runs side effects.
+    pub(crate) fn adopt(&mut self, shared: Arc<Shared>, model: Arc<RwLock<P>>) {
+        self.shared = shared;
+        self.model = model;
+        self.live = true;
+    }
+
+    /// Events its consumers still have to deliver or see acknowledged.
+    pub(crate) async fn outstanding(&mut self) -> Result<u64, RunError> {
+        let mut total = 0;
+        for followed in &mut self.followed {
+            let info = followed
+                .consumer
+                .info()
+                .await
+                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
+            total += info.num_pending + info.num_ack_pending as u64;
+        }
+        Ok(total)
+    }
+
+    /// Deletes this generation's consumers and bucket (after a switch to a
+    /// newer one, or to retry a failed rebuild).
+    pub(crate) async fn remove(self) {
+        let (js, name, generation) = (self.js.clone(), self.shared.name, self.generation);
+        let streams: Vec<jetstream::stream::Stream> =
+            self.followed.iter().map(|f| f.stream.clone()).collect();
+        drop(self);
+        remove_generation(&js, name, generation, &streams).await;
     }
 
     /// Reads the projector.
@@ -275,6 +410,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                     guard.restore(record.state);
                 }
                 self.positions = record.positions;
+                self.skipped = record.skipped;
                 self.revision = entry.revision;
             }
             Some(entry) => {
@@ -328,11 +464,14 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             retry_after: self.config.ack_wait.min(std::time::Duration::from_secs(1)),
             done: Vec::new(),
             held_back: Vec::new(),
+            failed: Vec::new(),
             applied: 0,
             skipped: 0,
+            parked: 0,
             halted: None,
         };
         let mut next_positions = self.positions.clone();
+        let mut next_skipped = self.skipped.clone();
         let mut blocked = vec![false; self.followed.len()];
         for (index, delivery) in deliveries {
             let message = match delivery {
@@ -375,9 +514,54 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                     continue;
                 }
             };
-            if let Err(e) = shared::apply(&self.model, &event, &self.config, None).await {
-                batch.halted = Some(format!("{stream} #{seq} ({}): {e}", event.subject));
-                batch.held_back.push(message);
+            if let Err(e) =
+                shared::apply(&self.model, &event, &self.config, None, false, self.live).await
+            {
+                let why = format!("{stream} #{seq} ({}): {e}", event.subject);
+                let delivered = {
+                    let count = self.failures.entry((stream.clone(), seq)).or_insert(0);
+                    *count += 1;
+                    *count
+                };
+                if delivered < u64::from(self.policy.max_deliveries) {
+                    tracing::warn!(%stream, seq, delivered, error = %e, "apply failed; redelivering");
+                    let delay =
+                        (self.config.retry_backoff * delivered as u32).min(self.config.ack_wait);
+                    blocked[index] = true;
+                    batch.failed.push((message, delay));
+                    continue;
+                }
+                if let Err(park_error) =
+                    parked::park(&self.control, self.shared.name, &event, &why, delivered).await
+                {
+                    self.reload().await?;
+                    for message in batch
+                        .done
+                        .iter()
+                        .chain(&batch.held_back)
+                        .chain(std::iter::once(&message))
+                    {
+                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                    }
+                    return Err(park_error);
+                }
+                batch.parked += 1;
+                self.failures.remove(&(stream.clone(), seq));
+                tracing::error!(%stream, seq, delivered, error = %e, policy = ?self.policy.on_poison, "event parked");
+                match self.policy.on_poison {
+                    OnPoison::Skip => {
+                        next_positions.insert(stream.clone(), seq);
+                        next_skipped.entry(stream.clone()).or_default().insert(seq);
+                        batch.done.push(message);
+                        self.shared.delivered(&stream, seq, pending);
+                    }
+                    OnPoison::Stop => {
+                        batch.halted = Some(format!(
+                            "parked after {delivered} deliveries (policy: stop; fix, then replay-parked): {why}"
+                        ));
+                        batch.held_back.push(message);
+                    }
+                }
                 continue;
             }
             next_positions.insert(stream.clone(), seq);
@@ -385,8 +569,10 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             batch.done.push(message);
             self.shared.delivered(&stream, seq, pending);
         }
-        if batch.applied > 0 {
+        if batch.applied > 0 || next_skipped != self.skipped {
+            let before = std::mem::replace(&mut self.skipped, next_skipped);
             if let Err(e) = self.store(&next_positions).await {
+                self.skipped = before;
                 // Memory is ahead of the record: go back to the record and
                 // let JetStream redeliver the batch.
                 self.reload().await?;
@@ -407,6 +593,8 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             serde_json::to_vec(&Record {
                 positions: positions.clone(),
                 state: guard.state(),
+                skipped: self.skipped.clone(),
+                lease: self.lease,
             })
         }
         .map_err(|e| {
@@ -431,40 +619,128 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         }
     }
 
-    /// Applies batches until `stop` turns true or the projector halts.
-    pub(crate) async fn drive(mut self, mut stop: watch::Receiver<bool>) {
-        let shared = self.shared.clone();
-        let span = tracing::info_span!("projector", projector = shared.name, kind = "persisted");
-        async move {
-            loop {
-                let batch = tokio::select! {
-                    _ = stop.wait_for(|s| *s) => break,
-                    batch = self.next_batch() => batch,
-                };
-                match batch {
-                    Ok(batch) => {
-                        let halted = batch.halted.clone();
-                        if let Err(e) = batch.ack().await {
-                            tracing::warn!(error = %e, "acks not sent; the events will be redelivered and skipped");
-                        }
-                        if let Some(why) = halted {
-                            shared.halt(why);
-                            return;
-                        }
-                    }
-                    Err(e) if matches!(e.kind(), RunErrorKind::Conflict | RunErrorKind::Store | RunErrorKind::Nats) => {
-                        tracing::warn!(error = %e, "batch not stored; reloaded, waiting for redelivery");
-                        tokio::time::sleep(self.config.retry_backoff).await;
-                    }
-                    Err(e) => {
-                        shared.halt(e.to_string());
-                        return;
-                    }
+    /// Applies the parked events of this projection again, oldest first
+    /// per stream: a skipped one out of order (it is in the record's
+    /// `skipped` set), the one a halted projection stopped at in order.
+    /// Each is removed from the parked store only once its application is
+    /// stored; one the record already holds is removed without applying.
+    pub async fn replay_parked(&mut self) -> Result<control::ReplaySummary, RunError> {
+        let mut summary = control::ReplaySummary::default();
+        let mut stuck: BTreeSet<String> = BTreeSet::new();
+        for p in parked::list_in(&self.control, self.shared.name).await? {
+            let position = self.positions.get(&p.stream).copied().unwrap_or(0);
+            let skipped = self
+                .skipped
+                .get(&p.stream)
+                .is_some_and(|s| s.contains(&p.seq));
+            if !skipped && p.seq <= position {
+                parked::remove(&self.control, &p).await?;
+                summary.already_applied += 1;
+                continue;
+            }
+            let Some(index) = self.followed.iter().position(|f| f.name == p.stream) else {
+                summary.failed.push(format!(
+                    "{} #{}: not a stream this projection follows",
+                    p.stream, p.seq
+                ));
+                continue;
+            };
+            if stuck.contains(&p.stream)
+                || (!skipped
+                    && Self::missing_before(&self.followed[index], position, p.seq).await?)
+            {
+                summary.waiting += 1;
+                continue;
+            }
+            match self.replay_one(index, &p, skipped).await {
+                Ok(()) => {
+                    parked::remove(&self.control, &p).await?;
+                    summary.applied += 1;
+                }
+                Err(why) => {
+                    summary.failed.push(why);
+                    stuck.insert(p.stream.clone());
                 }
             }
-            shared.update(|p| p.phase = Phase::Stopped);
         }
-        .instrument(span)
-        .await
+        Ok(summary)
+    }
+
+    async fn replay_one(
+        &mut self,
+        index: usize,
+        p: &ParkedEvent,
+        skipped: bool,
+    ) -> Result<(), String> {
+        let what = format!("{} #{}", p.stream, p.seq);
+        let raw = self.followed[index]
+            .stream
+            .get_raw_message(p.seq)
+            .await
+            .map_err(|e| format!("{what}: cannot read it from the stream: {e}"))?;
+        let mut headers = BTreeMap::new();
+        for (name, values) in raw.headers.iter() {
+            if let Some(value) = values.first() {
+                headers.insert(name.to_string(), value.as_str().to_string());
+            }
+        }
+        let stored_at = raw
+            .time
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let event = Event::from_parts(
+            raw.subject.to_string(),
+            p.stream.clone(),
+            p.seq,
+            stored_at,
+            headers,
+            raw.payload,
+        )
+        .ok_or_else(|| format!("{what}: not an event subject"))?;
+        shared::apply(&self.model, &event, &self.config, None, false, self.live)
+            .await
+            .map_err(|e| format!("{what} ({}): {e}", event.subject))?;
+        let mut positions = self.positions.clone();
+        let before = self.skipped.clone();
+        if skipped {
+            if let Some(set) = self.skipped.get_mut(&p.stream) {
+                set.remove(&p.seq);
+                if set.is_empty() {
+                    self.skipped.remove(&p.stream);
+                }
+            }
+        } else {
+            positions.insert(p.stream.clone(), p.seq);
+        }
+        if let Err(e) = self.store(&positions).await {
+            self.skipped = before;
+            let _ = self.reload().await;
+            return Err(format!(
+                "{what}: applied but not stored, so not applied: {e}"
+            ));
+        }
+        self.positions = positions;
+        self.shared.applied.send_replace(self.positions.clone());
+        Ok(())
+    }
+}
+
+/// Deletes generation `generation` of `name`: its consumer on each of
+/// `streams`, and its bucket. Missing ones are fine.
+pub(crate) async fn remove_generation(
+    js: &jetstream::Context,
+    name: &str,
+    generation: u64,
+    streams: &[jetstream::stream::Stream],
+) {
+    let consumer = control::generation_consumer(name, generation);
+    for stream in streams {
+        if let Err(e) = stream.delete_consumer(&consumer).await {
+            tracing::debug!(%consumer, error = %e, "consumer not deleted");
+        }
+    }
+    let bucket = control::generation_bucket(name, generation);
+    if let Err(e) = js.delete_key_value(&bucket).await {
+        tracing::debug!(%bucket, error = %e, "bucket not deleted");
     }
 }

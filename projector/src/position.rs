@@ -26,6 +26,14 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if RESERVED_NAMES.contains(&name) {
         return Err(format!("projection name {name:?} is reserved"));
     }
+    // `<name>_g<N>` names generation N of `<name>`'s bucket and consumers.
+    if let Some((_, digits)) = name.rsplit_once("_g") {
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "projection name {name:?} ends like a generation suffix (_g<N>)"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -190,7 +198,7 @@ mod tests {
     #[test]
     fn names_are_tokens_and_not_reserved() {
         assert!(validate_name("blogposts").is_ok());
-        for bad in ["", "a.b", "projectors", "*", &"x".repeat(65)] {
+        for bad in ["", "a.b", "projectors", "*", "posts_g2", &"x".repeat(65)] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -1,6 +1,7 @@
 //! The domain contract of a projector: a name, the events it follows, a
 //! fold, and the queries its read model answers.
 
+use crate::config::PoisonPolicy;
 use crate::event::Event;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -47,11 +48,24 @@ pub trait Projector: Send + Sync + 'static {
 
     /// Folds one event into the read model.
     ///
-    /// On `Err` the state must be as before the call: a
-    /// [`ProjectorErrorKind::Transient`] error is retried, any other error
-    /// halts the projector at this event (it is never skipped), and the
-    /// status reports it.
+    /// On `Err` the state must be as before the call. In memory, a
+    /// [`ProjectorErrorKind::Transient`] error is retried and any other
+    /// error halts the projector at this event. Persisted, the event is
+    /// delivered again with a growing back-off and, after the policy's
+    /// number of deliveries, parked with its error (never lost): the
+    /// projector then halts or skips it, per [`PersistedProjector::poison_policy`].
+    /// Either way the status reports it.
     fn apply(&mut self, event: &Event) -> Result<(), ProjectorError>;
+
+    /// Effects outside the read model (mail, calls to other systems), run
+    /// right after `apply` succeeded for an event the projection meets live.
+    ///
+    /// Only persisted projections call it, and only the one active
+    /// instance; never while a rebuild replays history. An event may meet
+    /// it again when a crash strikes before its batch is stored (at least
+    /// once). In-memory projections never call it: every process replays
+    /// every event. The default does nothing.
+    fn side_effects(&self, _event: &Event) {}
 
     /// Answers a query on `query.<name>.<path…>` from the current state.
     fn query(&self, query: &Query) -> Result<serde_json::Value, QueryError>;
@@ -70,6 +84,13 @@ pub trait PersistedProjector: Projector {
 
     /// Replaces the state with one read back from the bucket.
     fn restore(&mut self, state: Self::State);
+
+    /// Its poison policy: how many failed deliveries park an event and
+    /// whether it then stops or skips. The default keeps `default`, the
+    /// runtime's settings (5 deliveries, stop).
+    fn poison_policy(&self, default: PoisonPolicy) -> PoisonPolicy {
+        default
+    }
 }
 
 /// What went wrong applying an event.
@@ -78,7 +99,9 @@ pub enum ProjectorErrorKind {
     /// Worth retrying (an outside resource was briefly unavailable).
     Transient,
     /// The event cannot be applied (an unknown event type, a body that does
-    /// not decode): the projector halts here rather than skip it.
+    /// not decode). An in-memory projector halts here rather than skip it;
+    /// a persisted one, like for any failure, retries the delivery and then
+    /// parks the event per its [`PoisonPolicy`].
     Invalid,
 }
 

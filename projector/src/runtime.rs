@@ -19,8 +19,9 @@
 //! ```
 
 use crate::config::ProjectorConfig;
+use crate::control;
+use crate::driver::{Driver as PersistedDriver, Make};
 use crate::memory;
-use crate::persisted::PersistedProjection;
 use crate::position::{self, Positions};
 use crate::projector::{PersistedProjector, Projector};
 use crate::query::{self, QUERY_ROOT};
@@ -109,8 +110,24 @@ impl ProjectorRuntimeBuilder {
     }
 
     /// Registers a persisted projector: its state and positions live in a
-    /// KV bucket, it resumes from a durable consumer.
-    pub fn persisted<P: PersistedProjector>(mut self, projector: P) -> Self {
+    /// KV bucket, it resumes from a durable consumer. A rebuild starts
+    /// from a clone of `projector` (see [`Self::persisted_with`]).
+    pub fn persisted<P: PersistedProjector + Clone>(self, projector: P) -> Self {
+        self.persisted_with(move || projector.clone())
+    }
+
+    /// Registers a persisted projector; `make` builds one in its initial
+    /// state, at start and for every rebuild.
+    ///
+    /// Of all processes running it, one at a time holds its lease and
+    /// applies events; the others stand by, answer queries from the stored
+    /// record, and take over within `lease_ttl` when the holder dies.
+    pub fn persisted_with<P: PersistedProjector>(
+        mut self,
+        make: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Self {
+        let make: Make<P> = Arc::new(make);
+        let projector = make();
         let (name, subjects) = (projector.name(), projector.subjects());
         self.registrations.push(Registration {
             name,
@@ -118,12 +135,23 @@ impl ProjectorRuntimeBuilder {
             subjects,
             prepare: Box::new(move |js, shared, config| {
                 Box::pin(async move {
-                    let model = Arc::new(RwLock::new(projector));
-                    let projection =
-                        PersistedProjection::open_shared(&js, shared, model.clone(), &config)
-                            .await?;
-                    let driver: Driver = Box::new(move |stop| Box::pin(projection.drive(stop)));
-                    Ok((model as Arc<dyn Model>, driver))
+                    for stream in shared.streams.keys() {
+                        get_stream(&js, stream).await?;
+                    }
+                    let control = control::open_bucket(&js).await?;
+                    let served = Arc::new(RwLock::new(projector));
+                    let driver = PersistedDriver {
+                        client: js.client(),
+                        js,
+                        control,
+                        shared,
+                        served: served.clone(),
+                        make,
+                        config,
+                        holder: uuid::Uuid::now_v7().to_string(),
+                    };
+                    let driver: Driver = Box::new(move |stop| Box::pin(driver.run(stop)));
+                    Ok((served as Arc<dyn Model>, driver))
                 })
             }),
         });
@@ -268,8 +296,17 @@ impl Running {
         status(&self.js, &self.projectors).await
     }
 
-    /// Stops the drivers (a persisted one finishes its batch) and the query
-    /// servers, and flushes the replies.
+    /// Stops at once, releasing nothing, as a crash would: persisted
+    /// projections keep their lease until it runs out, and their
+    /// unacknowledged events wait for the next holder.
+    pub fn abort(self) {
+        for task in self.drivers.into_iter().chain(self.tasks) {
+            task.abort();
+        }
+    }
+
+    /// Stops the drivers (a persisted one finishes its batch and releases
+    /// its lease) and the query servers, and flushes the replies.
     pub async fn stop(self) -> Result<(), RunError> {
         let _ = self.stop.send(true);
         for task in self.drivers.into_iter().chain(self.tasks) {

@@ -30,6 +30,8 @@ pub enum RunErrorKind {
     Inconsistent,
     /// The projector stopped at an event it could not apply.
     Halted,
+    /// Another instance holds the projection's lease.
+    NotHolder,
 }
 
 impl std::fmt::Display for RunErrorKind {
@@ -42,6 +44,7 @@ impl std::fmt::Display for RunErrorKind {
             RunErrorKind::Conflict => "read model written by another instance",
             RunErrorKind::Inconsistent => "read model behind its consumer",
             RunErrorKind::Halted => "projector halted",
+            RunErrorKind::NotHolder => "not the active instance",
         })
     }
 }
@@ -169,13 +172,16 @@ impl Shared {
     }
 }
 
-/// Applies `event`, retrying transient failures; the lock is never held
-/// across a wait.
+/// Applies `event`, retrying transient failures up to `config.apply_retries`
+/// times when `retry` (persisted projections retry by redelivery instead);
+/// runs its side effects when `live`. The lock is never held across a wait.
 pub(crate) async fn apply<P: Projector>(
     model: &RwLock<P>,
     event: &Event,
     config: &ProjectorConfig,
     publish: Option<&watch::Sender<Positions>>,
+    retry: bool,
+    live: bool,
 ) -> Result<(), ProjectorError> {
     let mut attempt = 0u32;
     loop {
@@ -184,6 +190,9 @@ pub(crate) async fn apply<P: Projector>(
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let result = guard.apply(event);
+            if result.is_ok() && live {
+                guard.side_effects(event);
+            }
             // Publishing the position under the write lock keeps it in step
             // with the model for readers (see `Model::query`).
             if let (Ok(()), Some(applied)) = (&result, publish) {
@@ -196,7 +205,9 @@ pub(crate) async fn apply<P: Projector>(
         match result {
             Ok(()) => return Ok(()),
             Err(e)
-                if e.kind() == ProjectorErrorKind::Transient && attempt < config.apply_retries =>
+                if retry
+                    && e.kind() == ProjectorErrorKind::Transient
+                    && attempt < config.apply_retries =>
             {
                 attempt += 1;
                 tracing::warn!(stream = %event.stream, seq = event.seq, attempt, error = %e, "apply failed; retrying");

@@ -45,6 +45,10 @@ pub enum Kind {
 pub enum Phase {
     /// Not started yet.
     Starting,
+    /// Persisted: another process holds the lease and applies events; this
+    /// one answers queries from the stored record and takes over when the
+    /// holder's lease runs out.
+    Standby,
     /// Applying the history that was in the streams when it started.
     Replaying,
     /// Caught up on every stream; following the live tail.

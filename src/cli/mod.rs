@@ -64,6 +64,9 @@ Authentication ([nats.auth] and [nats.tls] in the settings file, or):
   JETSOURCE_NATS_NKEY_SEED_FILE, JETSOURCE_NATS_CREDS,
   JETSOURCE_NATS_TLS_CA, JETSOURCE_NATS_TLS_CERT + JETSOURCE_NATS_TLS_KEY
   jetsource projector status                      positions and lag of the running projectors
+  jetsource projector rebuild <name>              rebuild a persisted projection without downtime
+  jetsource projector parked <name>               events parked after failing to apply
+  jetsource projector replay-parked <name>        apply them again after a fix
 
 Exit codes: 0 ok or accepted; 1 rejected, no such aggregate (rewind) or stale files (schema --check);
 2 bad usage or settings; 3 NATS unreachable or no answer.")]
@@ -233,7 +236,7 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Inspect the projectors of a running `jetsource run`.
+    /// Inspect and operate the projectors of a running `jetsource run`.
     Projector {
         /// What to inspect.
         #[command(subcommand)]
@@ -252,6 +255,37 @@ pub enum ProjectorCommand {
         nats_url: Option<String>,
         /// Seconds to wait for the answer.
         #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+    /// Rebuild a persisted projection from sequence 1 beside the served
+    /// one; queries switch to it once it has caught up.
+    Rebuild {
+        /// The projection's name.
+        name: String,
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+        /// Seconds to wait for each progress update.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// List a persisted projection's parked events (as JSON).
+    Parked {
+        /// The projection's name.
+        name: String,
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+    },
+    /// Apply a persisted projection's parked events again, after a fix.
+    ReplayParked {
+        /// The projection's name.
+        name: String,
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
 }
@@ -446,6 +480,27 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
         Command::Projector {
             command: ProjectorCommand::Status { nats_url, timeout },
         } => projector_status(&config, nats_url.as_deref(), timeout).await,
+        Command::Projector {
+            command:
+                ProjectorCommand::Rebuild {
+                    name,
+                    nats_url,
+                    timeout,
+                },
+        } => crate::projector_ops::rebuild(&config, nats_url.as_deref(), &name, timeout).await,
+        Command::Projector {
+            command: ProjectorCommand::Parked { name, nats_url },
+        } => crate::projector_ops::parked(&config, nats_url.as_deref(), &name).await,
+        Command::Projector {
+            command:
+                ProjectorCommand::ReplayParked {
+                    name,
+                    nats_url,
+                    timeout,
+                },
+        } => {
+            crate::projector_ops::replay_parked(&config, nats_url.as_deref(), &name, timeout).await
+        }
         Command::Send {
             aggregate_type,
             aggregate_id,

@@ -1,0 +1,251 @@
+//! Operating persisted projections: the control bucket, the active
+//! generation pointer, the control subjects the active instance serves, and
+//! the client side of `rebuild` and `replay-parked`.
+//!
+//! One KV bucket, [`CONTROL_BUCKET`], holds per projection `<name>`:
+//! - `<name>.generation`: `{"generation":N}`, the generation queries read
+//!   (absent: 0);
+//! - `<name>.lease`: the active instance's lease (see [`crate::lease`]);
+//! - `<name>.parked.<stream>.<seq>`: parked events (see [`crate::parked`]).
+//!
+//! Generation 0 uses the bucket `projection_<name>` and the consumers
+//! `projector_<name>`; generation N > 0 adds `_g<N>` to both.
+
+use crate::shared::{RunError, RunErrorKind};
+use async_nats::jetstream::{self, kv};
+use async_nats::Client;
+use futures::StreamExt;
+use jetsource_handlers::error::Error;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The KV bucket of generation pointers, leases and parked events.
+pub const CONTROL_BUCKET: &str = "jetsource_projectors";
+
+/// The root of control subjects: `projector.<name>.rebuild`,
+/// `projector.<name>.replay-parked`.
+pub const CONTROL_ROOT: &str = "projector";
+
+/// The request subject starting a rebuild of `name`.
+pub fn rebuild_subject(name: &str) -> String {
+    format!("{CONTROL_ROOT}.{name}.rebuild")
+}
+
+/// The request subject replaying the parked events of `name`.
+pub fn replay_parked_subject(name: &str) -> String {
+    format!("{CONTROL_ROOT}.{name}.replay-parked")
+}
+
+/// The bucket of generation `generation` of projection `name`.
+pub fn generation_bucket(name: &str, generation: u64) -> String {
+    match generation {
+        0 => format!("projection_{name}"),
+        g => format!("projection_{name}_g{g}"),
+    }
+}
+
+/// The durable consumer of generation `generation` of projection `name`.
+pub fn generation_consumer(name: &str, generation: u64) -> String {
+    match generation {
+        0 => format!("projector_{name}"),
+        g => format!("projector_{name}_g{g}"),
+    }
+}
+
+pub(crate) fn generation_key(name: &str) -> String {
+    format!("{name}.generation")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Pointer {
+    generation: u64,
+}
+
+/// Opens (creating when missing) the control bucket.
+pub(crate) async fn open_bucket(js: &jetstream::Context) -> Result<kv::Store, RunError> {
+    js.create_or_update_key_value(kv::Config {
+        bucket: CONTROL_BUCKET.to_string(),
+        description: "projector generations, leases and parked events".into(),
+        history: 1,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| Error::with_source(RunErrorKind::Store, e))
+}
+
+/// The generation of `name` that queries read (0 when none was recorded).
+pub async fn active_generation(control: &kv::Store, name: &str) -> Result<u64, RunError> {
+    let value = control
+        .get(generation_key(name))
+        .await
+        .map_err(|e| Error::with_source(RunErrorKind::Store, e))?;
+    match value {
+        None => Ok(0),
+        Some(bytes) => serde_json::from_slice::<Pointer>(&bytes)
+            .map(|p| p.generation)
+            .map_err(|e| {
+                Error::new(
+                    RunErrorKind::Store,
+                    format!("{name}: the generation pointer does not decode: {e}"),
+                )
+            }),
+    }
+}
+
+pub(crate) async fn set_generation(
+    control: &kv::Store,
+    name: &str,
+    generation: u64,
+) -> Result<(), RunError> {
+    let value = serde_json::to_vec(&Pointer { generation })
+        .map_err(|e| Error::new(RunErrorKind::Store, e.to_string()))?;
+    control
+        .put(generation_key(name), value.into())
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::with_source(RunErrorKind::Store, e))
+}
+
+/// One message of a rebuild's answer stream, on the requester's inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RebuildUpdate {
+    /// The new generation's consumers exist; `total` events are to replay.
+    Started {
+        /// The generation being built.
+        generation: u64,
+        /// Events to replay, as the consumers counted them at the start.
+        total: u64,
+    },
+    /// Events replayed so far (sent a few times a second).
+    Progress {
+        /// Events applied to the new generation.
+        done: u64,
+        /// Events to replay (grows when events arrive meanwhile).
+        total: u64,
+        /// Time since the start, in milliseconds.
+        elapsed_ms: u64,
+    },
+    /// Queries now read the new generation; the old one is removed.
+    Done {
+        /// The generation now active.
+        generation: u64,
+        /// Events applied to build it.
+        events: u64,
+        /// Time taken, in milliseconds.
+        elapsed_ms: u64,
+        /// The positions it had applied when queries switched to it.
+        positions: crate::Positions,
+    },
+    /// The rebuild did not start or was abandoned; the old generation
+    /// still serves.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The answer to `replay-parked`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplaySummary {
+    /// Parked events applied now (and removed from the parked store).
+    pub applied: u64,
+    /// Parked events the read model already held (applied after a restart,
+    /// or by an earlier replay); removed without applying them again.
+    pub already_applied: u64,
+    /// Parked events that failed again, with why; they stay parked.
+    pub failed: Vec<String>,
+    /// Parked events left for later because an earlier one of the same
+    /// stream failed.
+    pub waiting: u64,
+}
+
+/// What went wrong operating a projection from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlErrorKind {
+    /// The name is not a valid projection name.
+    BadName,
+    /// No active instance of the projection answered.
+    NoAnswer,
+    /// NATS failed, or the answer did not decode.
+    Nats,
+    /// The active instance refused or abandoned the request.
+    Failed,
+}
+
+impl std::fmt::Display for ControlErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ControlErrorKind::BadName => "invalid projection name",
+            ControlErrorKind::NoAnswer => "no active instance answered",
+            ControlErrorKind::Nats => "NATS failure",
+            ControlErrorKind::Failed => "refused",
+        })
+    }
+}
+
+/// A client-side control failure.
+pub type ControlError = Error<ControlErrorKind>;
+
+/// Asks the active instance of `name` to rebuild it, calling `progress`
+/// with every update until the switch; returns the final `Done`.
+/// `silence` bounds the wait for each update.
+pub async fn rebuild(
+    client: &Client,
+    name: &str,
+    silence: Duration,
+    mut progress: impl FnMut(&RebuildUpdate),
+) -> Result<RebuildUpdate, ControlError> {
+    crate::position::validate_name(name).map_err(|e| Error::new(ControlErrorKind::BadName, e))?;
+    let inbox = client.new_inbox();
+    let mut updates = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| Error::with_source(ControlErrorKind::Nats, e))?;
+    client
+        .publish_with_reply(rebuild_subject(name), inbox, bytes::Bytes::new())
+        .await
+        .map_err(|e| Error::with_source(ControlErrorKind::Nats, e))?;
+    loop {
+        let message = match tokio::time::timeout(silence, updates.next()).await {
+            Ok(Some(message)) => message,
+            _ => {
+                return Err(Error::new(
+                    ControlErrorKind::NoAnswer,
+                    format!("no update from projection {name} within {silence:?} (is a `jetsource run` hosting it?)"),
+                ))
+            }
+        };
+        let update: RebuildUpdate = serde_json::from_slice(&message.payload)
+            .map_err(|e| Error::with_source(ControlErrorKind::Nats, e))?;
+        progress(&update);
+        match update {
+            RebuildUpdate::Done { .. } => return Ok(update),
+            RebuildUpdate::Failed { reason } => {
+                return Err(Error::new(ControlErrorKind::Failed, reason))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Asks the active instance of `name` to apply its parked events again.
+pub async fn replay_parked(
+    client: &Client,
+    name: &str,
+    timeout: Duration,
+) -> Result<ReplaySummary, ControlError> {
+    crate::position::validate_name(name).map_err(|e| Error::new(ControlErrorKind::BadName, e))?;
+    let request = async_nats::Request::new().timeout(Some(timeout));
+    let reply = client
+        .send_request(replay_parked_subject(name), request)
+        .await
+        .map_err(|e| {
+            Error::new(
+                ControlErrorKind::NoAnswer,
+                format!("no answer from projection {name}: {e}"),
+            )
+        })?;
+    serde_json::from_slice(&reply.payload)
+        .map_err(|e| Error::with_source(ControlErrorKind::Nats, e))
+}

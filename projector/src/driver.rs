@@ -1,0 +1,500 @@
+//! The life of a persisted projection in one process: stand by until it
+//! holds the lease, then apply batches, serve the control subjects
+//! (`rebuild`, `replay-parked`) and, during a rebuild, build the next
+//! generation beside the one queries read, switching when it caught up.
+
+use crate::config::ProjectorConfig;
+use crate::control::{self, RebuildUpdate, CONTROL_ROOT};
+use crate::lease::{Lease, Watcher};
+use crate::persisted::{self, Opening, PersistedProjection, Record, RECORD_KEY};
+use crate::position;
+use crate::projector::PersistedProjector;
+use crate::shared::{RunError, RunErrorKind, Shared};
+use crate::status::{Kind, Phase};
+use async_nats::jetstream::{self, kv};
+use async_nats::{Client, Subject};
+use futures::StreamExt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+pub(crate) type Make<P> = Arc<dyn Fn() -> P + Send + Sync>;
+
+/// One persisted projection's driver.
+pub(crate) struct Driver<P: PersistedProjector> {
+    pub client: Client,
+    pub js: jetstream::Context,
+    pub control: kv::Store,
+    pub shared: Arc<Shared>,
+    /// The model queries read; a switch swaps its contents.
+    pub served: Arc<RwLock<P>>,
+    pub make: Make<P>,
+    pub config: ProjectorConfig,
+    pub holder: String,
+}
+
+enum Held {
+    Stopped,
+    Lost,
+}
+
+enum Next {
+    Stop,
+    Lost,
+    Request(async_nats::Message),
+    Live(bool),
+    Rebuild(bool),
+    Tick,
+}
+
+struct Rebuild<P: PersistedProjector> {
+    projection: PersistedProjection<P>,
+    reply: Option<Subject>,
+    started: Instant,
+    total: u64,
+    done: u64,
+}
+
+async fn rebuild_ready<P: PersistedProjector>(rebuild: &mut Option<Rebuild<P>>) -> bool {
+    match rebuild {
+        Some(r) => r.projection.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<P: PersistedProjector> Driver<P> {
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+        let shared = self.shared.clone();
+        let span = tracing::info_span!("projector", projector = shared.name, kind = "persisted");
+        async move {
+            let subject = format!("{CONTROL_ROOT}.{}.*", self.shared.name);
+            let mut requests = match self.client.subscribe(subject).await {
+                Ok(requests) => requests,
+                Err(e) => {
+                    self.shared
+                        .halt(format!("cannot serve the control subjects: {e}"));
+                    return;
+                }
+            };
+            let poll = (self.config.lease_ttl / 4).max(Duration::from_millis(20));
+            let mut seen: Option<(u64, u64)> = None;
+            loop {
+                self.shared.update(|p| p.phase = Phase::Standby);
+                let mut watcher = Watcher::default();
+                let lease = loop {
+                    match Lease::try_acquire(
+                        &self.control,
+                        self.shared.name,
+                        &self.holder,
+                        self.config.lease_ttl,
+                        &mut watcher,
+                    )
+                    .await
+                    {
+                        Ok(Some(lease)) => break Some(lease),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot read the lease"),
+                    }
+                    if let Err(e) = self.refresh(&mut seen).await {
+                        tracing::warn!(error = %e, "standby: cannot read the stored read model");
+                    }
+                    let stopped = tokio::select! {
+                        _ = stop.wait_for(|s| *s) => true,
+                        _ = tokio::time::sleep(poll) => false,
+                        // Control requests are the holder's; a standby leaves them.
+                        _ = requests.next() => false,
+                    };
+                    if stopped {
+                        break None;
+                    }
+                };
+                let Some(lease) = lease else { break };
+                seen = None;
+                let (mut held, renewer) = lease.keep();
+                let outcome = self.hold(&lease, &mut held, &mut requests, &mut stop).await;
+                drop(renewer);
+                match outcome {
+                    Held::Stopped => {
+                        lease.release().await;
+                        break;
+                    }
+                    Held::Lost => continue,
+                }
+            }
+            self.shared.update(|p| p.phase = Phase::Stopped);
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A standby keeps the served model at the stored record of the active
+    /// generation, so its queries and a takeover start from there.
+    async fn refresh(&self, seen: &mut Option<(u64, u64)>) -> Result<(), RunError> {
+        let name = self.shared.name;
+        let generation = control::active_generation(&self.control, name).await?;
+        let Ok(bucket) = self
+            .js
+            .get_key_value(control::generation_bucket(name, generation))
+            .await
+        else {
+            return Ok(());
+        };
+        let entry = bucket
+            .entry(RECORD_KEY)
+            .await
+            .map_err(|e| jetsource_handlers::error::Error::with_source(RunErrorKind::Store, e))?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Ok(());
+        };
+        if *seen == Some((generation, entry.revision)) {
+            return Ok(());
+        }
+        let record: Record<P::State> = serde_json::from_slice(&entry.value).map_err(|e| {
+            jetsource_handlers::error::Error::new(RunErrorKind::Store, e.to_string())
+        })?;
+        {
+            let mut guard = self.served.write().unwrap_or_else(|p| p.into_inner());
+            guard.restore(record.state);
+            self.shared.applied.send_replace(record.positions);
+        }
+        *seen = Some((generation, entry.revision));
+        Ok(())
+    }
+
+    async fn open(
+        &self,
+        generation: u64,
+        model: Arc<RwLock<P>>,
+        shared: Arc<Shared>,
+        token: u64,
+        live: bool,
+    ) -> Result<PersistedProjection<P>, RunError> {
+        let opening = Opening {
+            generation,
+            lease: token,
+            live,
+            control: self.control.clone(),
+        };
+        PersistedProjection::open_shared(&self.js, shared, model, &self.config, opening).await
+    }
+
+    /// Opens the active generation, retrying while the lease holds.
+    async fn open_live(
+        &self,
+        lease: &Lease,
+        held: &watch::Receiver<bool>,
+        stop: &watch::Receiver<bool>,
+    ) -> Option<PersistedProjection<P>> {
+        loop {
+            let opened = match control::active_generation(&self.control, self.shared.name).await {
+                Ok(generation) => {
+                    self.open(
+                        generation,
+                        self.served.clone(),
+                        self.shared.clone(),
+                        lease.token(),
+                        true,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            match opened {
+                Ok(projection) => {
+                    self.shared.update(|p| p.error = None);
+                    return Some(projection);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the projection; retrying");
+                    self.shared.update(|p| p.error = Some(e.to_string()));
+                }
+            }
+            if *stop.borrow() || !*held.borrow() {
+                return None;
+            }
+            tokio::time::sleep(self.config.retry_backoff.max(Duration::from_millis(100))).await;
+        }
+    }
+
+    async fn hold(
+        &self,
+        lease: &Lease,
+        held: &mut watch::Receiver<bool>,
+        requests: &mut async_nats::Subscriber,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Held {
+        let Some(mut live) = self.open_live(lease, held, stop).await else {
+            return if *stop.borrow() {
+                Held::Stopped
+            } else {
+                Held::Lost
+            };
+        };
+        let mut rebuild: Option<Rebuild<P>> = None;
+        let mut halted = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            let rebuilding = rebuild.is_some();
+            let next = tokio::select! {
+                _ = stop.wait_for(|s| *s) => Next::Stop,
+                _ = held.wait_for(|h| !*h) => Next::Lost,
+                Some(m) = requests.next() => Next::Request(m),
+                ok = live.ready(), if !halted => Next::Live(ok),
+                ok = rebuild_ready(&mut rebuild), if rebuilding => Next::Rebuild(ok),
+                _ = tick.tick(), if rebuilding => Next::Tick,
+            };
+            match next {
+                Next::Stop | Next::Lost => {
+                    if let Some(r) = rebuild.take() {
+                        self.abandon(r, "the instance stopped or lost its lease")
+                            .await;
+                    }
+                    return if matches!(next, Next::Stop) {
+                        Held::Stopped
+                    } else {
+                        Held::Lost
+                    };
+                }
+                Next::Live(true) => match live.next_batch().await {
+                    Ok(batch) => {
+                        let why = batch.halted().map(str::to_string);
+                        if let Err(e) = batch.ack().await {
+                            tracing::warn!(error = %e, "acks not sent; the events will be redelivered and skipped");
+                        }
+                        if let Some(why) = why {
+                            self.shared.halt(why);
+                            halted = true;
+                        }
+                    }
+                    Err(e) if e.kind() == RunErrorKind::Conflict => {
+                        tracing::warn!(error = %e, "the record was written by another instance; stepping down");
+                        return Held::Lost;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "batch not stored; reloaded, waiting for redelivery");
+                        tokio::time::sleep(self.config.retry_backoff).await;
+                    }
+                },
+                Next::Live(false) => {
+                    drop(live);
+                    let Some(reopened) = self.open_live(lease, held, stop).await else {
+                        return if *stop.borrow() {
+                            Held::Stopped
+                        } else {
+                            Held::Lost
+                        };
+                    };
+                    live = reopened;
+                }
+                Next::Request(message) => {
+                    let action = message.subject.as_str().rsplit('.').next().unwrap_or("");
+                    match action {
+                        "replay-parked" => {
+                            let summary = match live.replay_parked().await {
+                                Ok(summary) => summary,
+                                Err(e) => control::ReplaySummary {
+                                    failed: vec![e.to_string()],
+                                    ..Default::default()
+                                },
+                            };
+                            self.reply(message.reply.as_ref(), &summary).await;
+                            if halted && summary.failed.is_empty() && summary.waiting == 0 {
+                                // Resume from the record, which now includes
+                                // the event it stopped at.
+                                drop(live);
+                                let Some(reopened) = self.open_live(lease, held, stop).await else {
+                                    return if *stop.borrow() {
+                                        Held::Stopped
+                                    } else {
+                                        Held::Lost
+                                    };
+                                };
+                                live = reopened;
+                                halted = false;
+                            }
+                        }
+                        "rebuild" => {
+                            let refused = if rebuild.is_some() {
+                                Some("a rebuild is already running".to_string())
+                            } else if halted {
+                                Some("the projection is halted at a parked event: replay-parked first".to_string())
+                            } else {
+                                None
+                            };
+                            match refused {
+                                Some(reason) => {
+                                    self.reply(
+                                        message.reply.as_ref(),
+                                        &RebuildUpdate::Failed { reason },
+                                    )
+                                    .await
+                                }
+                                None => match self
+                                    .start_rebuild(live.generation() + 1, lease, message.reply)
+                                    .await
+                                {
+                                    Ok(r) => rebuild = Some(r),
+                                    Err((reply, e)) => {
+                                        let reason = format!("the rebuild did not start: {e}");
+                                        self.reply(
+                                            reply.as_ref(),
+                                            &RebuildUpdate::Failed { reason },
+                                        )
+                                        .await
+                                    }
+                                },
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Next::Rebuild(ok) => {
+                    let Some(mut r) = rebuild.take() else {
+                        continue;
+                    };
+                    if !ok {
+                        self.abandon(r, "its consumers stopped").await;
+                        continue;
+                    }
+                    match r.projection.next_batch().await {
+                        Ok(batch) => {
+                            r.done += batch.applied() as u64;
+                            let why = batch.halted().map(str::to_string);
+                            let _ = batch.ack().await;
+                            if let Some(why) = why {
+                                self.abandon(r, &format!("halted: {why}")).await;
+                                continue;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rebuild batch not stored; waiting for redelivery");
+                        }
+                    }
+                    rebuild = Some(r);
+                }
+                Next::Tick => {
+                    let Some(mut r) = rebuild.take() else {
+                        continue;
+                    };
+                    let outstanding = match r.projection.outstanding().await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the rebuild's consumers");
+                            rebuild = Some(r);
+                            continue;
+                        }
+                    };
+                    r.total = r.total.max(r.done + outstanding);
+                    let update = RebuildUpdate::Progress {
+                        done: r.done,
+                        total: r.total,
+                        elapsed_ms: r.started.elapsed().as_millis() as u64,
+                    };
+                    self.reply(r.reply.as_ref(), &update).await;
+                    if outstanding == 0
+                        && position::reached(r.projection.positions(), live.positions())
+                    {
+                        live = self.switch(live, r).await;
+                    } else {
+                        rebuild = Some(r);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn start_rebuild(
+        &self,
+        generation: u64,
+        lease: &Lease,
+        reply: Option<Subject>,
+    ) -> Result<Rebuild<P>, (Option<Subject>, RunError)> {
+        let name = self.shared.name;
+        let mut streams = Vec::new();
+        for stream in self.shared.streams.keys() {
+            match crate::runtime::get_stream(&self.js, stream).await {
+                Ok(s) => streams.push(s),
+                Err(e) => return Err((reply, e)),
+            }
+        }
+        // What an abandoned attempt may have left.
+        persisted::remove_generation(&self.js, name, generation, &streams).await;
+        let building = Shared::new(name, Kind::Persisted, self.shared.streams.clone());
+        let model = Arc::new(RwLock::new((self.make)()));
+        let mut projection = match self
+            .open(generation, model, building, lease.token(), false)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return Err((reply, e)),
+        };
+        let total = projection.outstanding().await.unwrap_or(0);
+        tracing::info!(generation, total, "rebuild started");
+        self.reply(
+            reply.as_ref(),
+            &RebuildUpdate::Started { generation, total },
+        )
+        .await;
+        Ok(Rebuild {
+            projection,
+            reply,
+            started: Instant::now(),
+            total,
+            done: 0,
+        })
+    }
+
+    /// Points queries at the rebuilt generation and removes the old one.
+    async fn switch(&self, old: PersistedProjection<P>, r: Rebuild<P>) -> PersistedProjection<P> {
+        let mut new = r.projection;
+        let generation = new.generation();
+        if let Err(e) = control::set_generation(&self.control, self.shared.name, generation).await {
+            let reason = format!("the generation pointer was not written: {e}");
+            self.reply(r.reply.as_ref(), &RebuildUpdate::Failed { reason })
+                .await;
+            new.remove().await;
+            return old;
+        }
+        {
+            // Queries read `served` under its lock: they see the old model
+            // with its positions, or the new one with its positions.
+            let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
+            let mut built = new.model.write().unwrap_or_else(|p| p.into_inner());
+            std::mem::swap(&mut *served, &mut *built);
+            self.shared.applied.send_replace(new.positions().clone());
+        }
+        new.adopt(self.shared.clone(), self.served.clone());
+        let positions = new.positions().clone();
+        old.remove().await;
+        tracing::info!(generation, events = r.done, "rebuild switched");
+        let done = RebuildUpdate::Done {
+            generation,
+            events: r.done,
+            elapsed_ms: r.started.elapsed().as_millis() as u64,
+            positions,
+        };
+        self.reply(r.reply.as_ref(), &done).await;
+        new
+    }
+
+    async fn abandon(&self, r: Rebuild<P>, why: &str) {
+        tracing::warn!(reason = why, "rebuild abandoned");
+        let reason = format!("rebuild abandoned: {why}");
+        self.reply(r.reply.as_ref(), &RebuildUpdate::Failed { reason })
+            .await;
+        r.projection.remove().await;
+    }
+
+    async fn reply<T: serde::Serialize>(&self, to: Option<&Subject>, body: &T) {
+        let Some(to) = to else { return };
+        match serde_json::to_vec(body) {
+            Ok(bytes) => {
+                if let Err(e) = self.client.publish(to.clone(), bytes.into()).await {
+                    tracing::warn!(error = %e, "control reply not sent");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "control reply does not encode"),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Parked events: an event whose apply kept failing, kept with its error
+//! and delivery count under `<name>.parked.<stream>.<seq>` in the control
+//! bucket until `replay-parked` applies it.
+
+use crate::control::CONTROL_BUCKET;
+use crate::event::Event;
+use crate::shared::{RunError, RunErrorKind};
+use async_nats::jetstream::{self, kv};
+use futures::TryStreamExt;
+use jetsource_handlers::error::Error;
+use serde::{Deserialize, Serialize};
+
+/// One parked event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedEvent {
+    /// The projection that could not apply it.
+    pub projection: String,
+    /// Its stream.
+    pub stream: String,
+    /// Its stream sequence.
+    pub seq: u64,
+    /// Its subject.
+    pub subject: String,
+    /// The last apply error.
+    pub error: String,
+    /// Deliveries that failed.
+    pub deliveries: u64,
+    /// When it was parked, RFC 3339 UTC.
+    pub parked_at: String,
+    /// Its body (the event itself stays in its stream).
+    pub body: String,
+}
+
+fn prefix(name: &str) -> String {
+    format!("{name}.parked.")
+}
+
+fn key(name: &str, stream: &str, seq: u64) -> String {
+    format!("{}{stream}.{seq}", prefix(name))
+}
+
+/// Parks `event` for `name` (again, when it was: the key is its position).
+pub(crate) async fn park(
+    control: &kv::Store,
+    name: &str,
+    event: &Event,
+    error: &str,
+    deliveries: u64,
+) -> Result<(), RunError> {
+    let parked = ParkedEvent {
+        projection: name.to_string(),
+        stream: event.stream.clone(),
+        seq: event.seq,
+        subject: event.subject.clone(),
+        error: error.to_string(),
+        deliveries,
+        parked_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        body: String::from_utf8_lossy(&event.body).into_owned(),
+    };
+    let value =
+        serde_json::to_vec(&parked).map_err(|e| Error::new(RunErrorKind::Store, e.to_string()))?;
+    control
+        .put(key(name, &event.stream, event.seq), value.into())
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::with_source(RunErrorKind::Store, e))
+}
+
+/// Removes a parked event, after it was applied.
+pub(crate) async fn remove(control: &kv::Store, p: &ParkedEvent) -> Result<(), RunError> {
+    control
+        .purge(key(&p.projection, &p.stream, p.seq))
+        .await
+        .map_err(|e| Error::with_source(RunErrorKind::Store, e))
+}
+
+pub(crate) async fn list_in(control: &kv::Store, name: &str) -> Result<Vec<ParkedEvent>, RunError> {
+    let wanted = prefix(name);
+    let keys: Vec<String> = control
+        .keys()
+        .await
+        .map_err(|e| Error::with_source(RunErrorKind::Store, e))?
+        .try_collect()
+        .await
+        .map_err(|e| Error::with_source(RunErrorKind::Store, e))?;
+    let mut parked = Vec::new();
+    for k in keys.into_iter().filter(|k| k.starts_with(&wanted)) {
+        let value = control
+            .get(k.as_str())
+            .await
+            .map_err(|e| Error::with_source(RunErrorKind::Store, e))?;
+        if let Some(value) = value {
+            let p: ParkedEvent = serde_json::from_slice(&value).map_err(|e| {
+                Error::new(RunErrorKind::Store, format!("{k} does not decode: {e}"))
+            })?;
+            parked.push(p);
+        }
+    }
+    parked.sort_by(|a, b| (&a.stream, a.seq).cmp(&(&b.stream, b.seq)));
+    Ok(parked)
+}
+
+/// The events parked for projection `name`, by stream and sequence (none
+/// when the control bucket does not exist yet).
+pub async fn list(client: &async_nats::Client, name: &str) -> Result<Vec<ParkedEvent>, RunError> {
+    crate::position::validate_name(name).map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
+    let js = jetstream::new(client.clone());
+    match js.get_key_value(CONTROL_BUCKET).await {
+        Ok(control) => list_in(&control, name).await,
+        Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket => Ok(Vec::new()),
+        Err(e) => Err(Error::with_source(RunErrorKind::Store, e)),
+    }
+}

@@ -1,0 +1,632 @@
+//! Operating persisted projections against real nats-servers: blue-green
+//! rebuilds under query load, parked poison events (skip and stop), replay
+//! of parked events, and one active instance across processes.
+
+use jetsource::blog::{BlogPost, BlogPostEvent};
+use jetsource::handlers::store::{AppendMeta, EventStore, NewEvent};
+use jetsource::projector::control::{self, RebuildUpdate, CONTROL_BUCKET};
+use jetsource::projector::lease::{Lease, Watcher};
+use jetsource::projector::parked;
+use jetsource::projector::persisted::{bucket_name, PersistedProjection, Record, RECORD_KEY};
+use jetsource::projector::{
+    Event, OnPoison, PersistedProjector, Phase, PoisonPolicy, Positions, Projector,
+    ProjectorConfig, ProjectorError, ProjectorErrorKind, ProjectorRuntime, Query, QueryError,
+    RunErrorKind,
+};
+use jetsource::Runtime;
+use jetsource_test_server::NatsServer;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A guard against hanging on a bug, not a performance bound.
+const HANG: Duration = Duration::from_secs(60);
+
+// ---- the test projector -----------------------------------------------------
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct CountState {
+    total: u64,
+    per_id: BTreeMap<String, u64>,
+}
+
+/// What the test observes from outside the model, shared by every instance
+/// a factory builds.
+#[derive(Default)]
+struct Probe {
+    /// Successful applies, by stream sequence (repeats show double applies).
+    applied: Mutex<Vec<u64>>,
+    /// Failed applies.
+    failures: AtomicU64,
+    /// Side effects run.
+    effects: AtomicU64,
+    /// While set, events of this aggregate id fail to apply.
+    fail_on: Mutex<Option<String>>,
+}
+
+#[derive(Clone)]
+struct Counter {
+    state: CountState,
+    probe: Arc<Probe>,
+    on_poison: Option<OnPoison>,
+}
+
+impl Counter {
+    fn new(probe: &Arc<Probe>) -> Self {
+        Counter {
+            state: CountState::default(),
+            probe: probe.clone(),
+            on_poison: None,
+        }
+    }
+}
+
+impl Projector for Counter {
+    fn name(&self) -> &'static str {
+        "counter"
+    }
+    fn subjects(&self) -> Vec<String> {
+        vec!["evt.blogpost.>".into()]
+    }
+    fn apply(&mut self, event: &Event) -> Result<(), ProjectorError> {
+        if self.probe.fail_on.lock().expect("lock").as_deref() == Some(&event.aggregate_id) {
+            self.probe.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(ProjectorError::new(
+                ProjectorErrorKind::Invalid,
+                format!("refused {}", event.aggregate_id),
+            ));
+        }
+        self.state.total += 1;
+        *self
+            .state
+            .per_id
+            .entry(event.aggregate_id.clone())
+            .or_default() += 1;
+        self.probe.applied.lock().expect("lock").push(event.seq);
+        Ok(())
+    }
+    fn side_effects(&self, _event: &Event) {
+        self.probe.effects.fetch_add(1, Ordering::SeqCst);
+    }
+    fn query(&self, _query: &Query) -> Result<serde_json::Value, QueryError> {
+        Ok(serde_json::json!({ "total": self.state.total }))
+    }
+}
+
+impl PersistedProjector for Counter {
+    type State = CountState;
+    fn state(&self) -> &CountState {
+        &self.state
+    }
+    fn restore(&mut self, state: CountState) {
+        self.state = state;
+    }
+    fn poison_policy(&self, default: PoisonPolicy) -> PoisonPolicy {
+        PoisonPolicy {
+            on_poison: self.on_poison.unwrap_or(default.on_poison),
+            ..default
+        }
+    }
+}
+
+// ---- helpers ----------------------------------------------------------------
+
+struct Fixture {
+    server: NatsServer,
+    client: async_nats::Client,
+    store: EventStore,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn fixture() -> Fixture {
+    let server = NatsServer::new();
+    let client = jetsource::connect(&server.client_url())
+        .await
+        .expect("connect");
+    let runtime = Runtime::builder(client.clone())
+        .aggregate::<BlogPost>()
+        .build()
+        .await
+        .expect("runtime");
+    let store = runtime.store().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(runtime.run(async {
+        let _ = stopped.await;
+    }));
+    Fixture {
+        server,
+        client,
+        store,
+        stop: Some(stop),
+    }
+}
+
+/// Appends `per_post` events to each of `posts` posts named `<prefix><i>`,
+/// one post after the other; returns the last sequence.
+async fn write_posts(store: &EventStore, prefix: &str, posts: usize, per_post: usize) -> u64 {
+    let mut last_seq = 0;
+    for i in 0..posts {
+        let id = format!("{prefix}{i}");
+        let mut events = vec![BlogPostEvent::BlogPostCreated {
+            title: id.clone(),
+            body: "b".into(),
+        }];
+        for n in 1..per_post {
+            events.push(BlogPostEvent::BlogPostTitleChanged {
+                title: format!("{id} t{n}"),
+            });
+        }
+        let events: Vec<NewEvent> = events
+            .iter()
+            .map(|e| {
+                let encoded = jetsource::handlers::codec::encode_event(e).expect("encodes");
+                NewEvent {
+                    event_type: encoded.event_type,
+                    body: encoded.body.into(),
+                }
+            })
+            .collect();
+        let seqs = store
+            .append(
+                "blogpost",
+                &id,
+                0,
+                &events,
+                &AppendMeta {
+                    command_id: &format!("{id}-c"),
+                    correlation_id: None,
+                    causation_id: None,
+                    event_version: 1,
+                },
+            )
+            .await
+            .expect("append");
+        last_seq = *seqs.last().expect("appended");
+    }
+    last_seq
+}
+
+fn config() -> ProjectorConfig {
+    ProjectorConfig {
+        batch: 8,
+        ack_wait: Duration::from_secs(2),
+        retry_backoff: Duration::from_millis(10),
+        lease_ttl: Duration::from_millis(600),
+        ..ProjectorConfig::default()
+    }
+}
+
+async fn start(
+    client: &async_nats::Client,
+    config: ProjectorConfig,
+    make: impl Fn() -> Counter + Send + Sync + 'static,
+) -> jetsource::projector::Running {
+    ProjectorRuntime::builder(client.clone())
+        .config(config)
+        .persisted_with(make)
+        .build()
+        .await
+        .expect("projectors")
+        .start()
+        .await
+        .expect("start")
+}
+
+async fn wait_applied(running: &jetsource::projector::Running, seq: u64) {
+    let mut rx = running.applied("counter").expect("registered");
+    tokio::time::timeout(
+        HANG,
+        rx.wait_for(|p: &Positions| p.get("EVT_BLOGPOST").copied().unwrap_or(0) >= seq),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("#{seq} was never applied"))
+    .expect("the projector runs");
+}
+
+async fn control_kv(client: &async_nats::Client) -> async_nats::jetstream::kv::Store {
+    async_nats::jetstream::new(client.clone())
+        .get_key_value(CONTROL_BUCKET)
+        .await
+        .expect("control bucket")
+}
+
+async fn read_record(client: &async_nats::Client) -> Record<CountState> {
+    let js = async_nats::jetstream::new(client.clone());
+    let generation = control::active_generation(&control_kv(client).await, "counter")
+        .await
+        .expect("pointer");
+    let kv = js
+        .get_key_value(control::generation_bucket("counter", generation))
+        .await
+        .expect("bucket");
+    let value = kv.get(RECORD_KEY).await.expect("get").expect("a record");
+    serde_json::from_slice(&value).expect("a record")
+}
+
+/// Waits until the stored record has applied `seq`.
+async fn wait_stored(client: &async_nats::Client, seq: u64) -> Record<CountState> {
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        let record = read_record(client).await;
+        if record.positions.get("EVT_BLOGPOST").copied().unwrap_or(0) >= seq {
+            return record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "#{seq} never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn total(client: &async_nats::Client, after: Option<u64>) -> (u64, u64) {
+    let mut request = async_nats::Request::new().timeout(Some(Duration::from_secs(10)));
+    if let Some(after) = after {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("After-Seq", after.to_string().as_str());
+        request = request.headers(h);
+    }
+    let reply = client
+        .send_request("query.counter.total".to_string(), request)
+        .await
+        .expect("a reply");
+    let v: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON");
+    assert_eq!(v["status"], "ok", "{v}");
+    (
+        v["result"]["total"].as_u64().expect("total"),
+        v["positions"]["EVT_BLOGPOST"].as_u64().unwrap_or(0),
+    )
+}
+
+// ---- tests ------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_under_query_load_never_answers_from_a_partial_model_and_switches() {
+    let f = fixture().await;
+    let head = write_posts(&f.store, "p", 50, 10).await;
+    let probe = Arc::new(Probe::default());
+    let p = probe.clone();
+    let running = start(&f.client, config(), move || Counter::new(&p)).await;
+    wait_applied(&running, head).await;
+    assert_eq!(probe.effects.load(Ordering::SeqCst), head);
+
+    // Hammer queries from another connection while the rebuild runs.
+    let rebuilding = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let querier = jetsource::connect(&f.server.client_url())
+        .await
+        .expect("connect");
+    let hammer = tokio::spawn({
+        let (rebuilding, stop) = (rebuilding.clone(), stop.clone());
+        async move {
+            let mut during = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let was_rebuilding = rebuilding.load(Ordering::SeqCst);
+                let (total, positions) = total(&querier, None).await;
+                assert_eq!(
+                    (total, positions),
+                    (head, head),
+                    "answered from a partial model"
+                );
+                if was_rebuilding && rebuilding.load(Ordering::SeqCst) {
+                    during += 1;
+                }
+            }
+            during
+        }
+    });
+    let mut updates = Vec::new();
+    let done = control::rebuild(&f.client, "counter", HANG, |u| {
+        if matches!(u, RebuildUpdate::Started { .. }) {
+            rebuilding.store(true, Ordering::SeqCst);
+        }
+        if matches!(u, RebuildUpdate::Done { .. }) {
+            rebuilding.store(false, Ordering::SeqCst);
+        }
+        updates.push(u.clone());
+    })
+    .await
+    .expect("rebuilt");
+    stop.store(true, Ordering::SeqCst);
+    let during = hammer.await.expect("every answer was complete");
+    assert!(during > 0, "no query overlapped the rebuild");
+
+    match done {
+        RebuildUpdate::Done {
+            generation,
+            events,
+            positions,
+            ..
+        } => {
+            assert_eq!(generation, 1);
+            assert_eq!(events, head);
+            assert_eq!(positions["EVT_BLOGPOST"], head);
+        }
+        other => panic!("not done: {other:?}"),
+    }
+    assert_eq!(
+        updates[0],
+        RebuildUpdate::Started {
+            generation: 1,
+            total: head
+        }
+    );
+    assert!(updates
+        .iter()
+        .any(|u| matches!(u, RebuildUpdate::Progress { .. })));
+    // The whole history was applied again, without side effects.
+    assert_eq!(probe.applied.lock().expect("lock").len() as u64, 2 * head);
+    assert_eq!(probe.effects.load(Ordering::SeqCst), head);
+    // Queries read generation 1; generation 0 is gone.
+    let control = control_kv(&f.client).await;
+    assert_eq!(
+        control::active_generation(&control, "counter")
+            .await
+            .expect("pointer"),
+        1
+    );
+    let js = async_nats::jetstream::new(f.client.clone());
+    assert!(js.get_key_value(bucket_name("counter")).await.is_err());
+    assert!(js
+        .get_stream("EVT_BLOGPOST")
+        .await
+        .expect("stream")
+        .consumer_info("projector_counter")
+        .await
+        .is_err());
+
+    // The new generation follows the live tail, with side effects again.
+    let more = write_posts(&f.store, "q", 5, 4).await;
+    assert_eq!(total(&f.client, Some(more)).await, (more, more));
+    assert_eq!(probe.effects.load(Ordering::SeqCst), more);
+    let record = wait_stored(&f.client, more).await;
+    assert_eq!(record.state.total, more);
+    running.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_parked_after_n_deliveries_skipped_then_replayed_once() {
+    let f = fixture().await;
+    let probe = Arc::new(Probe::default());
+    *probe.fail_on.lock().expect("lock") = Some("bad0".into());
+    let config = ProjectorConfig {
+        max_deliveries: 3,
+        ..config()
+    };
+    let p = probe.clone();
+    let running = start(&f.client, config, move || Counter {
+        on_poison: Some(OnPoison::Skip),
+        ..Counter::new(&p)
+    })
+    .await;
+    write_posts(&f.store, "p", 2, 4).await;
+    let bad_last = write_posts(&f.store, "bad", 1, 4).await;
+    let head = write_posts(&f.store, "q", 2, 4).await;
+    assert_eq!((bad_last, head), (12, 20));
+
+    // The rest continue past the four parked events.
+    let record = wait_stored(&f.client, head).await;
+    assert_eq!(record.state.total, head - 4);
+    assert_eq!(record.skipped["EVT_BLOGPOST"], (9..=12).collect());
+    assert_eq!(probe.failures.load(Ordering::SeqCst), 4 * 3);
+    let parked = parked::list(&f.client, "counter").await.expect("list");
+    assert_eq!(
+        parked.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        [9, 10, 11, 12]
+    );
+    assert!(parked
+        .iter()
+        .all(|p| p.deliveries == 3 && p.error.contains("refused bad0")));
+    assert_eq!(running.status().await.projectors[0].phase, Phase::Live);
+
+    // After the fix, replaying applies each once; a second replay finds none.
+    *probe.fail_on.lock().expect("lock") = None;
+    let summary = control::replay_parked(&f.client, "counter", HANG)
+        .await
+        .expect("replayed");
+    assert_eq!((summary.applied, summary.failed.len()), (4, 0));
+    let again = control::replay_parked(&f.client, "counter", HANG)
+        .await
+        .expect("replayed");
+    assert_eq!((again.applied, again.already_applied), (0, 0));
+    assert!(parked::list(&f.client, "counter")
+        .await
+        .expect("list")
+        .is_empty());
+    let record = read_record(&f.client).await;
+    assert_eq!(record.state.total, head);
+    assert_eq!(record.state.per_id["bad0"], 4);
+    assert!(record.skipped.is_empty());
+    let mut applied = probe.applied.lock().expect("lock").clone();
+    applied.sort_unstable();
+    assert_eq!(applied, (1..=head).collect::<Vec<_>>(), "each event once");
+    running.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_halts_the_stop_policy_and_resumes_after_replay() {
+    let f = fixture().await;
+    let probe = Arc::new(Probe::default());
+    *probe.fail_on.lock().expect("lock") = Some("bad0".into());
+    let config = ProjectorConfig {
+        max_deliveries: 2,
+        ..config()
+    };
+    let p = probe.clone();
+    let running = start(&f.client, config, move || Counter::new(&p)).await;
+    write_posts(&f.store, "p", 2, 4).await;
+    write_posts(&f.store, "bad", 1, 4).await;
+    let head = write_posts(&f.store, "q", 2, 4).await;
+
+    let deadline = tokio::time::Instant::now() + HANG;
+    let halted = loop {
+        let status = running.status().await;
+        if status.projectors[0].phase == Phase::Halted {
+            break status.projectors[0].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never halted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let why = halted.error.expect("a reason");
+    assert!(
+        why.contains("EVT_BLOGPOST #9") && why.contains("parked"),
+        "{why}"
+    );
+    assert_eq!(halted.streams[0].applied_seq, 8);
+    assert_eq!(read_record(&f.client).await.positions["EVT_BLOGPOST"], 8);
+    let parked = parked::list(&f.client, "counter").await.expect("list");
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[0].seq, parked[0].deliveries), (9, 2));
+
+    *probe.fail_on.lock().expect("lock") = None;
+    let summary = control::replay_parked(&f.client, "counter", HANG)
+        .await
+        .expect("replayed");
+    assert_eq!((summary.applied, summary.failed.len()), (1, 0));
+    let record = wait_stored(&f.client, head).await;
+    assert_eq!(record.state.total, head);
+    assert!(parked::list(&f.client, "counter")
+        .await
+        .expect("list")
+        .is_empty());
+    let mut applied = probe.applied.lock().expect("lock").clone();
+    applied.sort_unstable();
+    assert_eq!(applied, (1..=head).collect::<Vec<_>>(), "each event once");
+    assert_eq!(running.status().await.projectors[0].phase, Phase::Live);
+    running.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_instances_one_applies_and_the_other_takes_over_when_it_dies() {
+    let f = fixture().await;
+    let url = f.server.client_url();
+    let head = write_posts(&f.store, "p", 20, 5).await;
+    let (first_probe, second_probe) = (Arc::new(Probe::default()), Arc::new(Probe::default()));
+    let p = first_probe.clone();
+    let first_client = jetsource::connect(&url).await.expect("connect");
+    let first = start(&first_client, config(), move || Counter::new(&p)).await;
+    wait_applied(&first, head).await;
+    let p = second_probe.clone();
+    let second_client = jetsource::connect(&url).await.expect("connect");
+    let second = start(&second_client, config(), move || Counter::new(&p)).await;
+    let more = write_posts(&f.store, "q", 10, 5).await;
+    wait_stored(&f.client, more).await;
+    // The standby follows the stored record; it has applied nothing.
+    wait_applied(&second, more).await;
+    assert_eq!(first_probe.applied.lock().expect("lock").len() as u64, more);
+    assert!(second_probe.applied.lock().expect("lock").is_empty());
+    assert_eq!(second.status().await.projectors[0].phase, Phase::Standby);
+
+    // The holder dies without a word; the standby takes over.
+    first.abort();
+    drop(first_client);
+    let last = write_posts(&f.store, "r", 10, 5).await;
+    let record = wait_stored(&f.client, last).await;
+    assert_eq!(first_probe.applied.lock().expect("lock").len() as u64, more);
+    let taken: Vec<u64> = second_probe.applied.lock().expect("lock").clone();
+    assert_eq!(taken, (more + 1..=last).collect::<Vec<_>>());
+    // The read model is the fold of the stream.
+    let mut folded = CountState::default();
+    for prefix in ["p", "q", "r"] {
+        let posts = if prefix == "p" { 20 } else { 10 };
+        for i in 0..posts {
+            let id = format!("{prefix}{i}");
+            let events = f.store.load("blogpost", &id, 0).await.expect("load");
+            folded.total += events.len() as u64;
+            folded.per_id.insert(id, events.len() as u64);
+        }
+    }
+    assert_eq!(record.state, folded);
+    assert_eq!(total(&f.client, Some(last)).await, (last, last));
+    second.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_holder_cannot_write_after_losing_its_turn() {
+    let f = fixture().await;
+    let js = async_nats::jetstream::new(f.client.clone());
+    let control = js
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: CONTROL_BUCKET.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("bucket");
+
+    // The lease: taken by a, silent past its TTL, taken by b; a's renewal fails.
+    let ttl = Duration::from_millis(300);
+    let a = Lease::try_acquire(&control, "counter", "a", ttl, &mut Watcher::default())
+        .await
+        .expect("read")
+        .expect("free: taken");
+    let mut b_watch = Watcher::default();
+    assert!(
+        Lease::try_acquire(&control, "counter", "b", ttl, &mut b_watch)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let b = loop {
+        tokio::time::sleep(ttl / 3).await;
+        if let Some(b) = Lease::try_acquire(&control, "counter", "b", ttl, &mut b_watch)
+            .await
+            .expect("read")
+        {
+            break b;
+        }
+    };
+    assert!(b.token() > a.token());
+    assert_eq!(
+        a.renew().await.expect_err("stale").kind(),
+        RunErrorKind::Conflict
+    );
+    b.renew().await.expect("b holds it");
+
+    // The record: the first opener's write fails once another opened it.
+    write_posts(&f.store, "p", 2, 4).await;
+    let probe = Arc::new(Probe::default());
+    let mut stale = PersistedProjection::open(f.client.clone(), Counter::new(&probe), &config())
+        .await
+        .expect("open");
+    stale
+        .next_batch()
+        .await
+        .expect("a batch")
+        .ack()
+        .await
+        .expect("ack");
+    let stored = stale.positions()["EVT_BLOGPOST"];
+    let head = write_posts(&f.store, "q", 1, 4).await;
+    // The stale instance has the next events in hand when the other opens.
+    assert!(tokio::time::timeout(HANG, stale.ready())
+        .await
+        .expect("a delivery"));
+    let mut fresh = PersistedProjection::open(f.client.clone(), Counter::new(&probe), &config())
+        .await
+        .expect("open");
+    assert_eq!(fresh.positions()["EVT_BLOGPOST"], stored);
+    let refused = stale.next_batch().await.err().map(|e| e.kind());
+    assert_eq!(refused, Some(RunErrorKind::Conflict));
+    assert_eq!(
+        read_record(&f.client).await.positions["EVT_BLOGPOST"],
+        stored
+    );
+    while fresh.positions()["EVT_BLOGPOST"] < head {
+        let batch = tokio::time::timeout(HANG, fresh.next_batch())
+            .await
+            .expect("a delivery")
+            .expect("stored");
+        batch.ack().await.expect("ack");
+    }
+    assert_eq!(read_record(&f.client).await.state.total, head);
+}
