@@ -300,6 +300,18 @@ async fn the_runtime_rejects_bad_input_with_bad_request() {
             r#""create""#.into(),
         ),
         (
+            "fields by position",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            r#"["t","b"]"#.into(),
+        ),
+        (
+            "an amount by position",
+            "cmd.account.a1.deposit",
+            HeaderMap::new(),
+            "[5]".into(),
+        ),
+        (
             "body JSON null",
             "cmd.blogpost.p1.create",
             HeaderMap::new(),
@@ -402,7 +414,13 @@ async fn the_runtime_rejects_bad_input_with_bad_request() {
     let good = commands(&server.client_url()).await;
     common::create(&good, "p1").await;
     let open = good
-        .send("account", "a1", "open", r#"{"owner":"ada"}"#, &SendOptions::default())
+        .send(
+            "account",
+            "a1",
+            "open",
+            r#"{"owner":"ada"}"#,
+            &SendOptions::default(),
+        )
         .await
         .expect("a reply");
     assert!(open.is_accepted(), "{open:?}");
@@ -429,7 +447,11 @@ async fn expected_seq_is_digits_only() {
         )
         .await
         .expect("an answer");
-        assert_eq!(reply.code(), Some(RejectionCode::BadRequest), "{value:?}: {reply:?}");
+        assert_eq!(
+            reply.code(),
+            Some(RejectionCode::BadRequest),
+            "{value:?}: {reply:?}"
+        );
     }
     let (messages, _) = stream_state(&js.client, "EVT_BLOGPOST").await;
     assert_eq!(messages, 0);
