@@ -69,7 +69,7 @@ async fn the_runtime_rejects_bad_input_with_bad_request() {
         max_body_bytes: 4096,
         ..RuntimeConfig::default()
     };
-    let js = Jetsource::start_with(&server.client_url(), config).await;
+    let js = start_all(&server.client_url(), config).await;
     let client = async_nats::ConnectOptions::new()
         .skip_subject_validation(true)
         .connect(server.client_url())
@@ -80,6 +80,8 @@ async fn the_runtime_rejects_bad_input_with_bad_request() {
     let huge = format!(r#"{{"title":"t","body":"{}"}}"#, "x".repeat(5000));
     let long_id = "x".repeat(129);
     let over_long_subject = format!("cmd.blogpost.{long_id}.create");
+    let over_long_command = format!("cmd.blogpost.p1.{long_id}");
+    let over_long_type = format!("cmd.{long_id}.p1.create");
     let cases: Vec<(&str, &str, HeaderMap, String)> = vec![
         (
             "too many tokens",
@@ -243,7 +245,146 @@ async fn the_runtime_rejects_bad_input_with_bad_request() {
             HeaderMap::new(),
             "\u{0}".into(),
         ),
+        (
+            "empty id token",
+            "cmd.blogpost..create",
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "over-long command name",
+            &over_long_command,
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "over-long aggregate type",
+            &over_long_type,
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "non-ascii command name",
+            "cmd.blogpost.p1.créer",
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "non-ascii aggregate type",
+            "cmd.blögpost.p1.create",
+            HeaderMap::new(),
+            create.into(),
+        ),
+        (
+            "Expected-Seq beyond u64",
+            "cmd.blogpost.p1.create",
+            header("Expected-Seq", "99999999999999999999"),
+            create.into(),
+        ),
+        (
+            "empty Expected-Seq",
+            "cmd.blogpost.p1.create",
+            header("Expected-Seq", ""),
+            create.into(),
+        ),
+        (
+            "JSON body with a byte order mark",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            format!("\u{feff}{create}"),
+        ),
+        (
+            "body a JSON string",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            r#""create""#.into(),
+        ),
+        (
+            "fields by position",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            r#"["t","b"]"#.into(),
+        ),
+        (
+            "an amount by position",
+            "cmd.account.a1.deposit",
+            HeaderMap::new(),
+            "[5]".into(),
+        ),
+        (
+            "body JSON null",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            "null".into(),
+        ),
+        (
+            "missing field",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            r#"{"title":"t"}"#.into(),
+        ),
+        (
+            "duplicate field",
+            "cmd.blogpost.p1.create",
+            HeaderMap::new(),
+            r#"{"title":"t","title":"u","body":"b"}"#.into(),
+        ),
+        (
+            "fields for a command without fields",
+            "cmd.blogpost.p1.publish",
+            HeaderMap::new(),
+            r#"{"now":true}"#.into(),
+        ),
+        (
+            "withdraw a negative amount",
+            "cmd.account.a1.withdraw",
+            HeaderMap::new(),
+            r#"{"amount":-5}"#.into(),
+        ),
+        (
+            "withdraw a fractional amount",
+            "cmd.account.a1.withdraw",
+            HeaderMap::new(),
+            r#"{"amount":1.5}"#.into(),
+        ),
+        (
+            "withdraw an amount as a string",
+            "cmd.account.a1.withdraw",
+            HeaderMap::new(),
+            r#"{"amount":"5"}"#.into(),
+        ),
+        (
+            "deposit an amount beyond u64",
+            "cmd.account.a1.deposit",
+            HeaderMap::new(),
+            r#"{"amount":18446744073709551616}"#.into(),
+        ),
+        (
+            "deposit without an amount",
+            "cmd.account.a1.deposit",
+            HeaderMap::new(),
+            "{}".into(),
+        ),
+        (
+            "open with an unknown field",
+            "cmd.account.a1.open",
+            HeaderMap::new(),
+            r#"{"owner":"ada","overdraft":1000}"#.into(),
+        ),
+        (
+            "unknown aggregate type with a valid shape",
+            "cmd.ledger.l1.open",
+            HeaderMap::new(),
+            r#"{"owner":"ada"}"#.into(),
+        ),
+        (
+            "another aggregate's command",
+            "cmd.account.a1.publish",
+            HeaderMap::new(),
+            "{}".into(),
+        ),
     ];
+    let tried = cases.len();
     let mut answered = 0;
     for (name, subject, headers, body) in cases {
         match raw(&client, subject, headers, &body).await {
@@ -263,12 +404,57 @@ async fn the_runtime_rejects_bad_input_with_bad_request() {
             ),
         }
     }
-    assert!(answered >= 25, "only {answered} cases reached the handler");
-    let (messages, _) = stream_state(&js.client, "EVT_BLOGPOST").await;
-    assert_eq!(messages, 0, "bad input wrote nothing");
+    eprintln!("bad input: {tried} server-side cases tried, {answered} answered bad_request, the rest refused by NATS, 0 written");
+    assert!(answered >= 30, "only {answered} cases reached the handler");
+    for stream in ["EVT_BLOGPOST", "EVT_ACCOUNT"] {
+        let (messages, _) = stream_state(&js.client, stream).await;
+        assert_eq!(messages, 0, "bad input wrote nothing to {stream}");
+    }
     // And the runtime keeps serving.
     let good = commands(&server.client_url()).await;
     common::create(&good, "p1").await;
+    let open = good
+        .send(
+            "account",
+            "a1",
+            "open",
+            r#"{"owner":"ada"}"#,
+            &SendOptions::default(),
+        )
+        .await
+        .expect("a reply");
+    assert!(open.is_accepted(), "{open:?}");
+    js.stop().await;
+}
+
+/// `Expected-Seq` is a stream sequence in decimal digits; a sign or
+/// padding is not one, and a lenient parse would accept what a client in
+/// another language may mean differently.
+#[tokio::test]
+#[ignore = "the runtime trims Expected-Seq and parses it with u64::from_str, which accepts \"+0\" and \" 0 \""]
+async fn expected_seq_is_digits_only() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = async_nats::connect(server.client_url())
+        .await
+        .expect("connect");
+    for value in ["+0", " 0", "0 "] {
+        let reply = raw(
+            &client,
+            "cmd.blogpost.p1.create",
+            header("Expected-Seq", value),
+            r#"{"title":"t","body":"b"}"#,
+        )
+        .await
+        .expect("an answer");
+        assert_eq!(
+            reply.code(),
+            Some(RejectionCode::BadRequest),
+            "{value:?}: {reply:?}"
+        );
+    }
+    let (messages, _) = stream_state(&js.client, "EVT_BLOGPOST").await;
+    assert_eq!(messages, 0);
     js.stop().await;
 }
 

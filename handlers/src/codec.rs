@@ -395,7 +395,19 @@ impl<'de> de::VariantAccess<'de> for Tagged<'_, 'de> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        let mut de = serde_json::Deserializer::from_slice(body_or_empty(self.body));
+        let body = body_or_empty(self.body);
+        // serde's derived structs also accept a JSON array, by field
+        // position; the wire contract is an object with named fields, so
+        // field order never becomes part of it.
+        let first = body
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t'));
+        if first != Some(&b'{') {
+            return Err(de::Error::custom(
+                "expected a JSON object of the command's fields",
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_slice(body);
         let value = de::Deserializer::deserialize_struct(&mut de, "", fields, visitor)?;
         de.end()?;
         Ok(value)
@@ -444,6 +456,24 @@ mod tests {
             Cmd::Publish {}
         );
         assert_eq!(decode_command::<Cmd>("ping", b"").expect("ping"), Cmd::Ping);
+    }
+
+    #[test]
+    fn fields_come_by_name_never_by_position() {
+        for body in [
+            &br#"["x", true]"#[..],
+            b"[]",
+            b" [\"x\"]",
+            b"null",
+            b"\"x\"",
+        ] {
+            assert!(
+                decode_command::<Cmd>("create", body).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(decode_command::<Cmd>("publish", b"[]").is_err());
     }
 
     #[test]
