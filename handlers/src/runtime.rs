@@ -398,12 +398,21 @@ fn parse<'h>(
     let correlation_id = optional_token(headers::CORRELATION_ID)?;
     let causation_id = optional_token(headers::CAUSATION_ID)?;
     let expected_seq = match header(headers::EXPECTED_SEQ) {
-        Some(value) => Some(value.trim().parse::<u64>().map_err(|_| {
-            bad(
-                &command_id,
-                format!("Expected-Seq must be a non-negative integer, got {value:?}"),
-            )
-        })?),
+        // Digits only: no sign, no spaces, which other languages' parsers
+        // might read differently.
+        Some(value) => Some(
+            value
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| value.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    bad(
+                        &command_id,
+                        format!("Expected-Seq must be decimal digits (a u64), got {value:?}"),
+                    )
+                })?,
+        ),
         None => None,
     };
     let parsed = subject::CommandSubject::parse(message.subject.as_str())
