@@ -23,6 +23,7 @@ pub(crate) struct AccountView {
 pub(crate) type Views = BTreeMap<String, AccountView>;
 
 /// Folds `evt.account.>`; `query.<name>.all` answers every account.
+#[derive(Clone)]
 pub(crate) struct Balances {
     name: &'static str,
     accounts: Views,
