@@ -56,6 +56,7 @@ impl Env {
         nats_url: Option<&str>,
         app: App,
         runtime_config: RuntimeConfig,
+        sync_always: bool,
     ) -> Result<Self, BenchError> {
         let (url, server, store) = match nats_url {
             Some(url) => (url.to_string(), None, None),
@@ -67,8 +68,9 @@ impl Env {
                     .tempdir()
                     .map_err(|e| BenchError::server(format!("creating a temp dir: {e}")))?;
                 let mut options = ServerOptions::new(dir.path().join("store"));
-                // The default-mode figures: JetStream's default flushing.
-                options.sync_always = false;
+                // The default-mode figures use JetStream's default flushing;
+                // the durable ones a server that syncs every write.
+                options.sync_always = sync_always;
                 let process = ServerProcess::start(&binary, options, &dir.path().join("run"))
                     .map_err(BenchError::server)?;
                 (process.client_url(), Some(process), Some(dir))
@@ -92,6 +94,11 @@ impl Env {
             runtime_config,
             jetsource: None,
         })
+    }
+
+    /// The hosted jetsource's settings.
+    pub fn runtime_config(&self) -> &RuntimeConfig {
+        &self.runtime_config
     }
 
     /// The load shape of a round-trip figure.
@@ -152,6 +159,13 @@ impl Env {
         tokio::time::sleep(Duration::from_millis(200)).await;
         self.jetsource = Some((stop, task));
         Ok(())
+    }
+
+    /// Serves with `runtime_config` from now on (restarting the hosted
+    /// jetsource if it runs).
+    pub async fn reconfigure(&mut self, runtime_config: RuntimeConfig) {
+        self.stop_jetsource().await;
+        self.runtime_config = runtime_config;
     }
 
     /// Stops the hosted jetsource, letting commands in flight finish.

@@ -89,6 +89,7 @@ pub const FIGURES: &[&str] = &[
     "cold_load",
     "scale",
     "replay",
+    "durable",
 ];
 
 /// How to run the bench.
@@ -150,7 +151,14 @@ pub async fn run(
             .min(usize::try_from(options.aggregates).unwrap_or(usize::MAX)),
         aggregates: options.aggregates,
     };
-    let mut env = Env::start(settings, options.nats_url.as_deref(), app, runtime_config).await?;
+    let mut env = Env::start(
+        settings.clone(),
+        options.nats_url.as_deref(),
+        app.clone(),
+        runtime_config.clone(),
+        false,
+    )
+    .await?;
     if !options.json {
         println!(
             "jetsource bench{}: nats-server {} at {}, {} clients, {} aggregates, {} cores\n",
@@ -203,5 +211,35 @@ pub async fn run(
         }
     }
     env.stop_jetsource().await;
+    drop(env);
+    if wanted("durable") {
+        // A second server, syncing every write, and enough clients that
+        // batches can fill.
+        let durable_settings = Settings {
+            clients: settings.clients.max(DURABLE_CLIENTS),
+            aggregates: settings.aggregates.max(DURABLE_CLIENTS as u64),
+            ..settings
+        };
+        if options.nats_url.is_some() && !options.json {
+            println!(
+                "(durable figures against --nats-url: they measure that server's sync setting)"
+            );
+        }
+        let mut durable = Env::start(
+            durable_settings,
+            options.nats_url.as_deref(),
+            app,
+            runtime_config,
+            true,
+        )
+        .await?;
+        for figure in roundtrip::durable(&mut durable).await? {
+            report.add(figure);
+        }
+        durable.stop_jetsource().await;
+    }
     Ok(())
 }
+
+/// Concurrent clients of the durable figures, at least.
+const DURABLE_CLIENTS: usize = 256;

@@ -5,6 +5,7 @@ use super::env::{own_peak_rss_kib, Env};
 use super::load::{self, Sample};
 use super::report::Figure;
 use super::workload::{Aggregates, BlogCommands, InvalidCommands};
+
 use super::BenchErrorExt as _;
 use super::{raw, seed, BenchError};
 use std::sync::Arc;
@@ -32,6 +33,11 @@ fn aggregates(env: &Env, figure: &str, count: u64) -> Aggregates {
 
 /// `raw_command_roundtrip`: the same clients against the bare responder.
 pub async fn raw_command_roundtrip(env: &Env) -> Result<Figure, BenchError> {
+    raw_roundtrip(env, "raw_command_roundtrip").await
+}
+
+/// The bare responder's round trip, reported as `name`.
+pub async fn raw_roundtrip(env: &Env, name: &str) -> Result<Figure, BenchError> {
     let responder_connection = jetsource_handlers::connect(&env.url)
         .await
         .map_err(BenchError::nats)?;
@@ -45,7 +51,7 @@ pub async fn raw_command_roundtrip(env: &Env) -> Result<Figure, BenchError> {
     };
     let sample = load::drive(&env.clients, env.shape(), Arc::new(workload)).await;
     drop(responder);
-    Ok(figure("raw_command_roundtrip", &sample))
+    Ok(figure(name, &sample))
 }
 
 /// The aggregates `command_roundtrip` creates, which `rejection_roundtrip`
@@ -56,14 +62,47 @@ fn roundtrip_aggregates(env: &Env) -> Aggregates {
 
 /// `command_roundtrip`: `create` then `change_title` over the aggregates.
 pub async fn command_roundtrip(env: &mut Env) -> Result<Figure, BenchError> {
+    jetsource_roundtrip(env, "command_roundtrip", roundtrip_aggregates(env)).await
+}
+
+/// jetsource's round trip over `aggregates`, reported as `name`.
+pub async fn jetsource_roundtrip(
+    env: &mut Env,
+    name: &str,
+    aggregates: Aggregates,
+) -> Result<Figure, BenchError> {
     env.ensure_jetsource().await?;
     let workload = BlogCommands {
-        aggregates: roundtrip_aggregates(env),
+        aggregates,
         root: "cmd",
         seeded: false,
     };
     let sample = load::drive(&env.clients, env.shape(), Arc::new(workload)).await;
-    Ok(figure("command_roundtrip", &sample))
+    Ok(figure(name, &sample))
+}
+
+/// The durable figures, on a server that syncs every write: the bare
+/// responder, jetsource with group commit, and jetsource without it.
+pub async fn durable(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
+    let raw = raw_roundtrip(env, "durable_raw_command_roundtrip").await?;
+    let grouped = jetsource_roundtrip(
+        env,
+        "durable_command_roundtrip",
+        aggregates(env, "dur", env.settings.aggregates),
+    )
+    .await?
+    .against(&raw);
+    let mut config = env.runtime_config().clone();
+    config.group_commit.enabled = false;
+    env.reconfigure(config).await;
+    let alone = jetsource_roundtrip(
+        env,
+        "durable_command_roundtrip_no_group_commit",
+        aggregates(env, "dur-alone", env.settings.aggregates),
+    )
+    .await?
+    .against(&raw);
+    Ok(vec![raw, grouped, alone])
 }
 
 /// Bytes held by all streams of the account.
