@@ -68,6 +68,43 @@ pub fn decode_event<E: DeserializeOwned>(
     })
 }
 
+/// The variant names of an enum deserialized the usual way (serde's derive
+/// hands them to `deserialize_enum`), or `None` for any other shape.
+pub fn variant_names<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    let mut found = None;
+    let _ = T::deserialize(VariantsProbe { found: &mut found });
+    found
+}
+
+/// A deserializer that produces nothing: it only notes the variant list.
+struct VariantsProbe<'a> {
+    found: &'a mut Option<&'static [&'static str]>,
+}
+
+impl<'de> de::Deserializer<'de> for VariantsProbe<'_> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not an enum"))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.found = Some(variants);
+        Err(de::Error::custom("variants noted"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct identifier ignored_any
+    }
+}
+
 /// An event split into its type and its JSON body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedEvent {
@@ -524,6 +561,15 @@ mod tests {
                 event
             );
         }
+    }
+
+    #[test]
+    fn variant_names_of_an_enum() {
+        assert_eq!(
+            variant_names::<Evt>(),
+            Some(&["Created", "Published", "Touched"][..])
+        );
+        assert_eq!(variant_names::<String>(), None);
     }
 
     #[test]

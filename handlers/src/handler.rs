@@ -134,6 +134,9 @@ pub struct AggregateHandler<A: Aggregate> {
     store: EventStore,
     config: HandlerConfig,
     stream: String,
+    /// The event types `A::Event` can decode, so a cold load reads their
+    /// literal subjects (cheap for the server) rather than the wildcard.
+    event_types: Option<&'static [&'static str]>,
     cache: moka::sync::Cache<String, Arc<Mutex<Slot<A>>>>,
 }
 
@@ -148,6 +151,7 @@ impl<A: Aggregate> AggregateHandler<A> {
             store,
             config,
             stream: subject::stream_name(A::TYPE),
+            event_types: codec::variant_names::<A::Event>(),
             cache,
         }
     }
@@ -190,7 +194,15 @@ impl<A: Aggregate> AggregateHandler<A> {
         let mut outages = 0;
         loop {
             if !slot.loaded && !optimistic {
-                match self.store.load(A::TYPE, &request.aggregate_id, 0).await {
+                let loaded = match self.event_types {
+                    Some(types) => {
+                        self.store
+                            .load_types(A::TYPE, &request.aggregate_id, 0, types)
+                            .await
+                    }
+                    None => self.store.load(A::TYPE, &request.aggregate_id, 0).await,
+                };
+                match loaded {
                     Ok(events) => {
                         if let Err(reason) = slot.fold(&self.stream, events) {
                             tracing::error!(%reason, "cannot rebuild aggregate");
