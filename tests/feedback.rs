@@ -626,3 +626,56 @@ async fn with_replies_off_a_request_gets_no_reply_and_the_status_answers() {
     assert_eq!(rejected(&answer).code, RejectionCode::NotFound);
     instance.stop().await;
 }
+
+#[tokio::test]
+async fn in_silence_no_notice_leaves_and_the_cache_stays_empty() {
+    let server = NatsServer::new();
+    let config = FeedbackConfig {
+        silence: true,
+        ..FeedbackConfig::default()
+    };
+    let instance =
+        Instance::start(&server.client_url(), config, RuntimeConfig::default(), true).await;
+    let client = jetsource::connect(&server.client_url())
+        .await
+        .expect("connect");
+    let mut notices = client
+        .subscribe("notice.rejected.>")
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    let commands = CommandClient::new(client.clone());
+    let reply = commands
+        .send("blogpost", "ghost", "publish", "{}", &with_id("hush-1"))
+        .await
+        .expect("the reply still comes (case 1)");
+    assert_eq!(reply.code(), Some(RejectionCode::NotFound));
+    let accepted = commands
+        .send(
+            "blogpost",
+            "p1",
+            "create",
+            r#"{"title":"t","body":"b"}"#,
+            &with_id("hush-2"),
+        )
+        .await
+        .expect("reply");
+    assert!(accepted.is_accepted());
+    // The feedback service runs: it knows the accepted command.
+    let status = eventually(
+        &client,
+        contract::status_subject("hush-2").expect("subject"),
+    )
+    .await;
+    assert!(matches!(status, FeedbackAnswer::Accepted(_)), "{status:?}");
+    // The rejection was never published, so no instance holds it.
+    let answer: FeedbackAnswer = ask(
+        &client,
+        contract::errors_get_subject("hush-1").expect("subject"),
+    )
+    .await;
+    assert!(matches!(answer, FeedbackAnswer::Unknown(_)), "{answer:?}");
+    let heard = tokio::time::timeout(Duration::from_millis(300), notices.next()).await;
+    assert!(heard.is_err(), "a notice left the process: {heard:?}");
+    instance.stop().await;
+}

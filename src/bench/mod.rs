@@ -151,11 +151,18 @@ pub async fn run(
             .min(usize::try_from(options.aggregates).unwrap_or(usize::MAX)),
         aggregates: options.aggregates,
     };
+    // Group commit pays off on a server that syncs every write, and costs
+    // throughput under JetStream's default flushing: each figure runs the
+    // way a deployment on that server should be configured.
+    let mut flushing_config = runtime_config.clone();
+    flushing_config.group_commit.enabled = false;
+    let mut durable_config = runtime_config;
+    durable_config.group_commit.enabled = true;
     let mut env = Env::start(
         settings.clone(),
         options.nats_url.as_deref(),
         app.clone(),
-        runtime_config.clone(),
+        flushing_config,
         false,
     )
     .await?;
@@ -229,7 +236,7 @@ pub async fn run(
             durable_settings,
             options.nats_url.as_deref(),
             app,
-            runtime_config,
+            durable_config,
             true,
         )
         .await?;
