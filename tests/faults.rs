@@ -398,7 +398,15 @@ async fn a_cluster_without_quorum_answers_unavailable_then_recovers() {
         command_id: Some("during-outage".into()),
         ..SendOptions::default()
     };
-    let reply = client
+    // Ask through the surviving node, so the question cannot be lost to
+    // the client's own reconnection.
+    let survivor = CommandClient::new(
+        async_nats::connect(cluster.node(keep).client_url())
+            .await
+            .expect("connect to the surviving node"),
+    )
+    .with_timeout(Duration::from_secs(20));
+    let reply = survivor
         .send("account", "q", "deposit", r#"{"amount":5}"#, &during)
         .await
         .expect("an answer, not a hang");

@@ -17,6 +17,7 @@ use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::Deliv
 use futures::{FutureExt, StreamExt};
 use jetsource_handlers::error::Error;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -25,23 +26,44 @@ pub(crate) type Merged = futures::stream::SelectAll<futures::stream::BoxStream<'
 
 /// Probes each stream's head and opens its ordered consumer from sequence 1.
 pub(crate) async fn open(js: &jetstream::Context, shared: &Shared) -> Result<Merged, RunError> {
+    let merged = open_from(js, shared, &Positions::new(), true).await?;
+    shared.update(|p| p.phase = Phase::Replaying);
+    Ok(merged)
+}
+
+/// Opens each stream's ordered consumer after the position applied there
+/// (from sequence 1 where there is none); `probe` also records the heads.
+async fn open_from(
+    js: &jetstream::Context,
+    shared: &Shared,
+    positions: &Positions,
+    probe: bool,
+) -> Result<Merged, RunError> {
     let mut merged = futures::stream::SelectAll::new();
     for (index, (stream_name, filters)) in shared.streams.iter().enumerate() {
         let stream = crate::runtime::get_stream(js, stream_name).await?;
-        let head = stream
-            .get_info()
-            .await
-            .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?
-            .state
-            .last_sequence;
-        shared.update(|p| {
-            if let Some(s) = p.streams.get_mut(stream_name) {
-                s.head_at_start = head;
-                s.caught_up = head == 0;
-            }
-        });
+        if probe {
+            let head = stream
+                .get_info()
+                .await
+                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?
+                .state
+                .last_sequence;
+            shared.update(|p| {
+                if let Some(s) = p.streams.get_mut(stream_name) {
+                    s.head_at_start = head;
+                    s.caught_up = head == 0;
+                }
+            });
+        }
+        let deliver_policy = match positions.get(stream_name).copied().unwrap_or(0) {
+            0 => DeliverPolicy::All,
+            applied => DeliverPolicy::ByStartSequence {
+                start_sequence: applied + 1,
+            },
+        };
         let mut config = OrderedConfig {
-            deliver_policy: DeliverPolicy::All,
+            deliver_policy,
             ..Default::default()
         };
         match filters.as_slice() {
@@ -61,12 +83,42 @@ pub(crate) async fn open(js: &jetstream::Context, shared: &Shared) -> Result<Mer
                 .boxed(),
         );
     }
-    shared.update(|p| p.phase = Phase::Replaying);
     Ok(merged)
 }
 
+/// How long the driver waits without a delivery before it checks whether
+/// its consumers stalled.
+const STALL_CHECK: Duration = Duration::from_secs(3);
+
+/// True when a stream holds an event the projector follows beyond what it
+/// applied: events exist that its consumers have not delivered.
+async fn stalled(js: &jetstream::Context, shared: &Shared, positions: &Positions) -> bool {
+    for (stream_name, filters) in &shared.streams {
+        let Ok(stream) = js.get_stream_no_info(stream_name).await else {
+            continue;
+        };
+        let after = positions.get(stream_name).copied().unwrap_or(0);
+        for filter in filters {
+            if stream
+                .direct_get_next_for_subject(filter, Some(after + 1))
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// Applies events until `stop` turns true or the projector halts.
+///
+/// An ordered consumer notices a lost server only after missing two idle
+/// heartbeats (30 s), so the driver also checks, after [`STALL_CHECK`]
+/// without a delivery, whether events it follows exist beyond what it
+/// applied, and if so reopens its consumers right after its positions.
 pub(crate) async fn drive<P: Projector>(
+    js: jetstream::Context,
     shared: Arc<Shared>,
     model: Arc<RwLock<P>>,
     mut merged: Merged,
@@ -80,7 +132,20 @@ pub(crate) async fn drive<P: Projector>(
         loop {
             let first = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
-                next = merged.next() => next,
+                next = merged.next() => Some(next),
+                _ = tokio::time::sleep(STALL_CHECK) => None,
+            };
+            let Some(first) = first else {
+                if stalled(&js, &shared, &positions).await {
+                    match open_from(&js, &shared, &positions, false).await {
+                        Ok(reopened) => {
+                            tracing::warn!("consumers stalled behind the stream; reopened after the applied positions");
+                            merged = reopened;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "consumers stalled; reopening failed, trying again"),
+                    }
+                }
+                continue;
             };
             let Some(first) = first else {
                 shared.halt("the event streams ended".into());

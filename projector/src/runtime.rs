@@ -100,7 +100,7 @@ impl ProjectorRuntimeBuilder {
                     let merged = memory::open(&js, &shared).await?;
                     let driven = model.clone();
                     let driver: Driver = Box::new(move |stop| {
-                        Box::pin(memory::drive(shared, driven, merged, config, stop))
+                        Box::pin(memory::drive(js, shared, driven, merged, config, stop))
                     });
                     Ok((model as Arc<dyn Model>, driver))
                 })
