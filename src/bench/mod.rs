@@ -182,8 +182,24 @@ pub async fn run(
         report.add(roundtrip::raw_command_roundtrip(&env).await?);
     }
     let raw = report.get("raw_command_roundtrip").cloned();
+    let contract = if wanted("command_roundtrip") {
+        let figure = roundtrip::raw_contract_roundtrip(&env).await?;
+        let figure = match &raw {
+            Some(raw) => figure.against(raw),
+            None => figure,
+        };
+        report.add(figure.clone());
+        Some(figure)
+    } else {
+        None
+    };
     if wanted("command_roundtrip") || wanted("rejection_roundtrip") {
         let mut figure = roundtrip::command_roundtrip(&mut env).await?;
+        if let (Some(contract), Some(rate)) = (&contract, figure.rate) {
+            if let Some(base) = contract.rate.filter(|r| *r > 0.0) {
+                figure = figure.with("vs_contract", (rate / base * 100.0).round() / 100.0);
+            }
+        }
         if let Some(raw) = &raw {
             figure = figure.against(raw);
         }

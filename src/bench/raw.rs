@@ -3,6 +3,13 @@
 //! `rawevt.<id>` with `Nats-Expected-Last-Subject-Sequence` taken from an
 //! in-memory map of each aggregate's last sequence, and replies with the
 //! sequence. One task per request, like the runtime.
+//!
+//! With `contract` on it writes what jetsource's contract puts on every
+//! event as well: `Nats-Msg-Id`, the wildcard
+//! `Nats-Expected-Last-Subject-Sequence-Subject` over the aggregate's
+//! subjects, `Command-Id`, `Event-Version` and `Event-Time`, on a subject
+//! with the event type as its last token. That separates what the contract
+//! costs the server from what jetsource's own code costs.
 
 use async_nats::jetstream::stream::{Config, StorageType};
 use async_nats::{Client, HeaderMap, Message};
@@ -39,7 +46,7 @@ struct Ack {
 }
 
 /// Creates the raw stream and starts answering on `client`.
-pub async fn start(client: Client) -> Result<RawResponder, String> {
+pub async fn start(client: Client, contract: bool) -> Result<RawResponder, String> {
     let jetstream = async_nats::jetstream::new(client.clone());
     jetstream
         .get_or_create_stream(Config {
@@ -60,17 +67,22 @@ pub async fn start(client: Client) -> Result<RawResponder, String> {
         while let Some(message) = subscriber.next().await {
             let client = client.clone();
             let last = last.clone();
-            tokio::spawn(async move { respond(&client, &last, message).await });
+            tokio::spawn(async move { respond(&client, &last, message, contract).await });
         }
     });
     Ok(RawResponder { task })
 }
 
-async fn respond(client: &Client, last: &Mutex<HashMap<String, u64>>, message: Message) {
+async fn respond(
+    client: &Client,
+    last: &Mutex<HashMap<String, u64>>,
+    message: Message,
+    contract: bool,
+) {
     let Some(reply_to) = message.reply else {
         return;
     };
-    let answer = append(client, last, &message.subject, message.payload).await;
+    let answer = append(client, last, &message.subject, message.payload, contract).await;
     let _ = client.publish(reply_to, answer).await;
 }
 
@@ -79,6 +91,7 @@ async fn append(
     last: &Mutex<HashMap<String, u64>>,
     subject: &str,
     body: Bytes,
+    contract: bool,
 ) -> Bytes {
     let Some(id) = subject.split('.').nth(2) else {
         return Bytes::from_static(br#"{"error":"bad subject"}"#);
@@ -93,10 +106,24 @@ async fn append(
         "Nats-Expected-Last-Subject-Sequence",
         expected.to_string().as_str(),
     );
-    let ack = match client
-        .request_with_headers(format!("rawevt.{id}"), h, body)
-        .await
-    {
+    let subject = if contract {
+        let command_id = uuid::Uuid::now_v7().to_string();
+        h.insert(
+            "Nats-Expected-Last-Subject-Sequence-Subject",
+            format!("rawevt.{id}.*").as_str(),
+        );
+        h.insert("Nats-Msg-Id", format!("{id}:{command_id}:0").as_str());
+        h.insert("Command-Id", command_id.as_str());
+        h.insert("Event-Version", "1");
+        let time = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        h.insert("Event-Time", time.as_str());
+        format!("rawevt.{id}.BlogPostTitleChanged")
+    } else {
+        format!("rawevt.{id}")
+    };
+    let ack = match client.request_with_headers(subject, h, body).await {
         Ok(reply) => serde_json::from_slice::<Ack>(&reply.payload).ok(),
         Err(_) => None,
     };

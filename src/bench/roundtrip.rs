@@ -33,19 +33,29 @@ fn aggregates(env: &Env, figure: &str, count: u64) -> Aggregates {
 
 /// `raw_command_roundtrip`: the same clients against the bare responder.
 pub async fn raw_command_roundtrip(env: &Env) -> Result<Figure, BenchError> {
-    raw_roundtrip(env, "raw_command_roundtrip").await
+    raw_roundtrip(env, "raw_command_roundtrip", false).await
+}
+
+/// `raw_contract_roundtrip`: the bare responder writing the headers
+/// jetsource's contract puts on every event.
+pub async fn raw_contract_roundtrip(env: &Env) -> Result<Figure, BenchError> {
+    raw_roundtrip(env, "raw_contract_roundtrip", true).await
 }
 
 /// The bare responder's round trip, reported as `name`.
-pub async fn raw_roundtrip(env: &Env, name: &str) -> Result<Figure, BenchError> {
+pub async fn raw_roundtrip(env: &Env, name: &str, contract: bool) -> Result<Figure, BenchError> {
     let responder_connection = jetsource_handlers::connect(&env.url)
         .await
         .map_err(BenchError::nats)?;
-    let responder = raw::start(responder_connection)
+    let responder = raw::start(responder_connection, contract)
         .await
         .map_err(BenchError::failed)?;
     let workload = BlogCommands {
-        aggregates: aggregates(env, "raw", env.settings.aggregates),
+        aggregates: aggregates(
+            env,
+            if contract { "rawc" } else { "raw" },
+            env.settings.aggregates,
+        ),
         root: raw::ROOT,
         seeded: false,
     };
@@ -84,7 +94,7 @@ pub async fn jetsource_roundtrip(
 /// The durable figures, on a server that syncs every write: the bare
 /// responder, jetsource with group commit, and jetsource without it.
 pub async fn durable(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
-    let raw = raw_roundtrip(env, "durable_raw_command_roundtrip").await?;
+    let raw = raw_roundtrip(env, "durable_raw_command_roundtrip", false).await?;
     let grouped = jetsource_roundtrip(
         env,
         "durable_command_roundtrip",
