@@ -191,7 +191,7 @@ impl Appender {
     ) -> Result<Vec<u64>, AppendError> {
         match &self.group {
             Some(group) if !messages.is_empty() => {
-                let lane = group.lane(stream, self.alone());
+                let lane = group.lane(stream, || self.alone());
                 let (done, result) = oneshot::channel();
                 if lane.send(Job { messages, done }).is_err() {
                     return Err(Error::new(
@@ -206,7 +206,7 @@ impl Appender {
                     ))
                 })
             }
-            _ => self.alone().direct(&messages).await,
+            _ => self.direct(messages).await,
         }
     }
 
@@ -222,10 +222,13 @@ impl Appender {
     }
 
     /// One command on its own: a single publish, or its own atomic batch.
-    async fn direct(&self, messages: &[Outgoing]) -> Result<Vec<u64>, AppendError> {
-        match messages {
-            [] => Ok(Vec::new()),
-            [one] => {
+    async fn direct(&self, mut messages: Vec<Outgoing>) -> Result<Vec<u64>, AppendError> {
+        match messages.len() {
+            0 => Ok(Vec::new()),
+            1 => {
+                let Some(one) = messages.pop() else {
+                    return Ok(Vec::new());
+                };
                 let ack = self.request(one).await?;
                 if ack.duplicate {
                     return Err(Error::new(
@@ -235,18 +238,18 @@ impl Appender {
                 }
                 Ok(vec![ack.seq])
             }
-            many => self.batch(many.iter()).await,
+            _ => self.batch(messages.iter()).await,
         }
     }
 
-    async fn request(&self, message: &Outgoing) -> Result<PubAck, AppendError> {
+    async fn request(&self, message: Outgoing) -> Result<PubAck, AppendError> {
         let request = Request::new()
-            .headers(message.headers.clone())
-            .payload(message.body.clone())
+            .headers(message.headers)
+            .payload(message.body)
             .timeout(Some(self.timeout));
         let reply = self
             .client
-            .send_request(message.subject.clone(), request)
+            .send_request(message.subject, request)
             .await
             .map_err(request_error)?;
         parse_ack(&reply.payload)?.ok_or_else(|| {
@@ -337,7 +340,7 @@ impl Appender {
     async fn commit(&self, jobs: Vec<Job>, stats: &GroupCommitStats) {
         if let [_] = jobs.as_slice() {
             if let Some(job) = jobs.into_iter().next() {
-                let result = self.direct(&job.messages).await;
+                let result = self.direct(job.messages).await;
                 let _ = job.done.send(result);
             }
             return;
@@ -370,7 +373,7 @@ impl Appender {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::metrics::global().batch_split();
                 let alone = jobs.into_iter().map(|job| async move {
-                    let result = self.direct(&job.messages).await;
+                    let result = self.direct(job.messages).await;
                     let _ = job.done.send(result);
                 });
                 futures::future::join_all(alone).await;
@@ -422,14 +425,18 @@ pub struct GroupCommitStats {
 }
 
 impl Group {
-    fn lane(&self, stream: &str, appender: Appender) -> mpsc::UnboundedSender<Job> {
+    fn lane(
+        &self,
+        stream: &str,
+        appender: impl FnOnce() -> Appender,
+    ) -> mpsc::UnboundedSender<Job> {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(lane) = lanes.get(stream).filter(|l| !l.is_closed()) {
             return lane.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run_lane(
-            appender,
+            appender(),
             self.config.clone(),
             self.stats.clone(),
             rx,
