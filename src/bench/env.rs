@@ -8,11 +8,10 @@ use super::BenchError;
 use super::BenchErrorExt as _;
 use crate::App;
 use async_nats::Client;
+use jetsource_handlers::runtime::Running;
 use jetsource_handlers::server::{self, ServerOptions, ServerProcess};
 use jetsource_handlers::RuntimeConfig;
 use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Client connections the load generator spreads its tasks over.
 const CLIENT_CONNECTIONS: usize = 4;
@@ -45,7 +44,7 @@ pub struct Env {
     pub run_id: String,
     app: App,
     runtime_config: RuntimeConfig,
-    jetsource: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    jetsource: Option<Running>,
 }
 
 impl Env {
@@ -145,19 +144,9 @@ impl Env {
             .build()
             .await
             .map_err(BenchError::nats)?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            if let Err(e) = runtime.run(shutdown).await {
-                tracing::error!(error = %e, "the hosted runtime stopped");
-            }
-        });
-        // The subscription must be in place before clients send.
-        client.flush().await.map_err(BenchError::nats)?;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        self.jetsource = Some((stop, task));
+        // `start` returns once the server has the command subscription.
+        let running = runtime.start().await.map_err(BenchError::nats)?;
+        self.jetsource = Some(running);
         Ok(())
     }
 
@@ -170,9 +159,10 @@ impl Env {
 
     /// Stops the hosted jetsource, letting commands in flight finish.
     pub async fn stop_jetsource(&mut self) {
-        if let Some((stop, task)) = self.jetsource.take() {
-            let _ = stop.send(());
-            let _ = task.await;
+        if let Some(running) = self.jetsource.take() {
+            if let Err(e) = running.shutdown().await {
+                tracing::warn!(error = %e, "the hosted runtime did not stop cleanly");
+            }
         }
     }
 }
