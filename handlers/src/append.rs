@@ -183,15 +183,16 @@ impl Appender {
         self.group.as_ref().map(|g| g.stats.clone())
     }
 
-    /// Appends one command's messages to `stream`; returns their sequences.
+    /// Appends one command's messages to the stream of `aggregate_type`;
+    /// returns their sequences.
     pub(crate) async fn append(
         &self,
-        stream: &str,
+        aggregate_type: &str,
         messages: Vec<Outgoing>,
     ) -> Result<Vec<u64>, AppendError> {
         match &self.group {
             Some(group) if !messages.is_empty() => {
-                let lane = group.lane(stream, || self.alone());
+                let lane = group.lane(aggregate_type, || self.alone());
                 let (done, result) = oneshot::channel();
                 if lane.send(Job { messages, done }).is_err() {
                     return Err(Error::new(
@@ -405,7 +406,8 @@ struct Job {
     done: oneshot::Sender<Result<Vec<u64>, AppendError>>,
 }
 
-/// The commit lanes, one per stream.
+/// The commit lanes, one per stream (keyed by aggregate type, which names
+/// exactly one stream).
 struct Group {
     config: GroupCommitConfig,
     lanes: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
@@ -427,11 +429,11 @@ pub struct GroupCommitStats {
 impl Group {
     fn lane(
         &self,
-        stream: &str,
+        aggregate_type: &str,
         appender: impl FnOnce() -> Appender,
     ) -> mpsc::UnboundedSender<Job> {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(lane) = lanes.get(stream).filter(|l| !l.is_closed()) {
+        if let Some(lane) = lanes.get(aggregate_type).filter(|l| !l.is_closed()) {
             return lane.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -441,7 +443,7 @@ impl Group {
             self.stats.clone(),
             rx,
         ));
-        lanes.insert(stream.to_string(), tx.clone());
+        lanes.insert(aggregate_type.to_string(), tx.clone());
         tx
     }
 }

@@ -568,9 +568,7 @@ impl EventStore {
                 body: event.body.clone(),
             });
         }
-        self.appender
-            .append(&subject::stream_name(aggregate_type), messages)
-            .await
+        self.appender.append(aggregate_type, messages).await
     }
 }
 
