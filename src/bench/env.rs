@@ -114,6 +114,24 @@ impl Env {
         }
     }
 
+    /// The rounds of figures measured side by side, and each round's shape:
+    /// together as long as [`Env::shape`] measures one figure.
+    pub fn round_shape(&self) -> (usize, LoadShape) {
+        let (rounds, warmup, measure) = if self.settings.quick {
+            (6, Duration::from_millis(200), Duration::from_millis(500))
+        } else {
+            (20, Duration::from_millis(200), Duration::from_millis(500))
+        };
+        (
+            rounds,
+            LoadShape {
+                tasks: self.settings.clients,
+                warmup,
+                measure,
+            },
+        )
+    }
+
     /// A JetStream context on the admin connection.
     pub fn jetstream(&self) -> async_nats::jetstream::Context {
         async_nats::jetstream::new(self.admin.clone())

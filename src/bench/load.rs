@@ -58,6 +58,16 @@ impl Sample {
         self.count as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
     }
 
+    /// Adds `other`'s requests and time to this sample (rounds of one
+    /// figure measured apart).
+    pub fn merge(&mut self, other: Sample) {
+        self.count += other.count;
+        self.unexpected += other.unexpected;
+        self.elapsed += other.elapsed;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+    }
+
     /// The `q` quantile (0..=1) of latency, in milliseconds.
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {
         if self.latencies_us.is_empty() {
@@ -80,6 +90,20 @@ pub async fn drive(
     shape: LoadShape,
     workload: Arc<dyn Workload>,
 ) -> Sample {
+    drive_from(connections, shape, workload, &mut Vec::new()).await
+}
+
+/// Drives `workload` like [`drive`], task `t` starting at request
+/// `next[t]` (0 when absent); afterwards `next` holds where each task
+/// stopped, so a later round continues the same sequence of requests
+/// (command ids stay unique, first visits stay first).
+pub async fn drive_from(
+    connections: &[Client],
+    shape: LoadShape,
+    workload: Arc<dyn Workload>,
+    next: &mut Vec<u64>,
+) -> Sample {
+    next.resize(next.len().max(shape.tasks), 0);
     let start = Instant::now();
     let measure_from = start + shape.warmup;
     let until = measure_from + shape.measure;
@@ -89,10 +113,11 @@ pub async fn drive(
             break;
         };
         let workload = workload.clone();
+        let first = next.get(task).copied().unwrap_or(0);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut unexpected = 0u64;
-            let mut n = 0u64;
+            let mut n = first;
             loop {
                 let sent = Instant::now();
                 if sent >= until {
@@ -117,17 +142,20 @@ pub async fn drive(
                     _ => unexpected += 1,
                 }
             }
-            (latencies, unexpected)
+            (latencies, unexpected, n)
         }));
     }
     let mut sample = Sample {
         elapsed: shape.measure,
         ..Sample::default()
     };
-    for task in tasks {
-        if let Ok((latencies, unexpected)) = task.await {
+    for (index, task) in tasks.into_iter().enumerate() {
+        if let Ok((latencies, unexpected, n)) = task.await {
             sample.latencies_us.extend(latencies);
             sample.unexpected += unexpected;
+            if let Some(slot) = next.get_mut(index) {
+                *slot = n;
+            }
         }
     }
     sample.latencies_us.sort_unstable();

@@ -140,9 +140,6 @@ pub async fn run(
         ));
     }
     let wanted = |figure: &str| options.only.as_deref().is_none_or(|only| only == figure);
-    let needs_raw = wanted("raw_command_roundtrip")
-        || wanted("command_roundtrip")
-        || wanted("rejection_roundtrip");
     let settings = Settings {
         quick: options.quick,
         // A task per aggregate at most, so no two tasks share one.
@@ -178,32 +175,18 @@ pub async fn run(
         );
     }
     let mut report = Report::new(options.json);
-    if needs_raw {
-        report.add(roundtrip::raw_command_roundtrip(&env).await?);
-    }
-    let raw = report.get("raw_command_roundtrip").cloned();
-    let contract = if wanted("command_roundtrip") {
-        let figure = roundtrip::raw_contract_roundtrip(&env).await?;
-        let figure = match &raw {
-            Some(raw) => figure.against(raw),
-            None => figure,
-        };
-        report.add(figure.clone());
-        Some(figure)
-    } else {
-        None
-    };
     if wanted("command_roundtrip") || wanted("rejection_roundtrip") {
-        let mut figure = roundtrip::command_roundtrip(&mut env).await?;
-        if let (Some(contract), Some(rate)) = (&contract, figure.rate) {
-            if let Some(base) = contract.rate.filter(|r| *r > 0.0) {
-                figure = figure.with("vs_contract", (rate / base * 100.0).round() / 100.0);
-            }
+        let [raw, contract, jetsource] = roundtrip::side_by_side(&mut env).await?;
+        let contract = contract.against(&raw);
+        let mut jetsource = jetsource.against(&raw);
+        if let (Some(rate), Some(base)) = (jetsource.rate, contract.rate.filter(|r| *r > 0.0)) {
+            jetsource = jetsource.with("vs_contract", (rate / base * 100.0).round() / 100.0);
         }
-        if let Some(raw) = &raw {
-            figure = figure.against(raw);
-        }
-        report.add(figure);
+        report.add(raw);
+        report.add(contract);
+        report.add(jetsource);
+    } else if wanted("raw_command_roundtrip") {
+        report.add(roundtrip::raw_command_roundtrip(&env).await?);
     }
     if wanted("rejection_roundtrip") {
         let mut figure = roundtrip::rejection_roundtrip(&mut env).await?;

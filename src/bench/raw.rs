@@ -22,6 +22,18 @@ use tokio::task::JoinHandle;
 
 /// The subject root the bare responder serves.
 pub const ROOT: &str = "raw";
+/// The subject root of the responder writing the contract's headers, so
+/// both can serve at once.
+pub const CONTRACT_ROOT: &str = "rawc";
+
+/// The subject root of the responder with `contract` on or off.
+pub fn root(contract: bool) -> &'static str {
+    if contract {
+        CONTRACT_ROOT
+    } else {
+        ROOT
+    }
+}
 /// Its stream.
 pub const STREAM: &str = "BENCH_RAW";
 
@@ -59,7 +71,7 @@ pub async fn start(client: Client, contract: bool) -> Result<RawResponder, Strin
         .await
         .map_err(|e| format!("creating {STREAM}: {e}"))?;
     let mut subscriber = client
-        .queue_subscribe(format!("{ROOT}.>"), "bench-raw".to_string())
+        .queue_subscribe(format!("{}.>", root(contract)), "bench-raw".to_string())
         .await
         .map_err(|e| format!("subscribing: {e}"))?;
     let last: Arc<Mutex<HashMap<String, u64>>> = Arc::default();

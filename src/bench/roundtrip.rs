@@ -2,6 +2,7 @@
 //! invalid commands, and the blog handlers over many aggregates.
 
 use super::env::{own_peak_rss_kib, Env};
+use super::load::Workload;
 use super::load::{self, Sample};
 use super::report::Figure;
 use super::workload::{Aggregates, BlogCommands, InvalidCommands};
@@ -36,12 +37,6 @@ pub async fn raw_command_roundtrip(env: &Env) -> Result<Figure, BenchError> {
     raw_roundtrip(env, "raw_command_roundtrip", false).await
 }
 
-/// `raw_contract_roundtrip`: the bare responder writing the headers
-/// jetsource's contract puts on every event.
-pub async fn raw_contract_roundtrip(env: &Env) -> Result<Figure, BenchError> {
-    raw_roundtrip(env, "raw_contract_roundtrip", true).await
-}
-
 /// The bare responder's round trip, reported as `name`.
 pub async fn raw_roundtrip(env: &Env, name: &str, contract: bool) -> Result<Figure, BenchError> {
     let responder_connection = jetsource_handlers::connect(&env.url)
@@ -56,7 +51,7 @@ pub async fn raw_roundtrip(env: &Env, name: &str, contract: bool) -> Result<Figu
             if contract { "rawc" } else { "raw" },
             env.settings.aggregates,
         ),
-        root: raw::ROOT,
+        root: raw::root(contract),
         seeded: false,
     };
     let sample = load::drive(&env.clients, env.shape(), Arc::new(workload)).await;
@@ -64,15 +59,90 @@ pub async fn raw_roundtrip(env: &Env, name: &str, contract: bool) -> Result<Figu
     Ok(figure(name, &sample))
 }
 
+/// One of the paths [`side_by_side`] measures in turn.
+struct Contender {
+    workload: Arc<dyn Workload>,
+    next: Vec<u64>,
+    sample: Sample,
+}
+
+impl Contender {
+    fn new(workload: impl Workload) -> Self {
+        Contender {
+            workload: Arc::new(workload),
+            next: Vec::new(),
+            sample: Sample::default(),
+        }
+    }
+}
+
+/// `raw_command_roundtrip`, `raw_contract_roundtrip` and
+/// `command_roundtrip`, measured in alternating rounds rather than one
+/// after the other: all three see the same server (whose streams grow as
+/// the run goes on) and the same background load on the machine, so
+/// neither drift nor running last biases a ratio. The order rotates each
+/// round.
+pub async fn side_by_side(env: &mut Env) -> Result<[Figure; 3], BenchError> {
+    let mut responders = Vec::new();
+    for contract in [false, true] {
+        let connection = jetsource_handlers::connect(&env.url)
+            .await
+            .map_err(BenchError::nats)?;
+        responders.push(
+            raw::start(connection, contract)
+                .await
+                .map_err(BenchError::failed)?,
+        );
+    }
+    env.ensure_jetsource().await?;
+    let raw_workload = |contract: bool| BlogCommands {
+        aggregates: aggregates(
+            env,
+            if contract { "rawc" } else { "raw" },
+            env.settings.aggregates,
+        ),
+        root: raw::root(contract),
+        seeded: false,
+    };
+    let mut contenders = [
+        Contender::new(raw_workload(false)),
+        Contender::new(raw_workload(true)),
+        Contender::new(BlogCommands {
+            aggregates: roundtrip_aggregates(env),
+            root: "cmd",
+            seeded: false,
+        }),
+    ];
+    let (rounds, shape) = env.round_shape();
+    for round in 0..rounds {
+        for turn in 0..contenders.len() {
+            let index = (round + turn) % contenders.len();
+            let Some(contender) = contenders.get_mut(index) else {
+                continue;
+            };
+            let sample = load::drive_from(
+                &env.clients,
+                shape,
+                contender.workload.clone(),
+                &mut contender.next,
+            )
+            .await;
+            contender.sample.merge(sample);
+        }
+    }
+    drop(responders);
+    let [raw, contract, jetsource] = contenders;
+    Ok([
+        figure("raw_command_roundtrip", &raw.sample),
+        figure("raw_contract_roundtrip", &contract.sample),
+        figure("command_roundtrip", &jetsource.sample),
+    ])
+}
+
 /// The aggregates `command_roundtrip` creates, which `rejection_roundtrip`
 /// then addresses.
 fn roundtrip_aggregates(env: &Env) -> Aggregates {
     aggregates(env, "rt", env.settings.aggregates)
-}
-
-/// `command_roundtrip`: `create` then `change_title` over the aggregates.
-pub async fn command_roundtrip(env: &mut Env) -> Result<Figure, BenchError> {
-    jetsource_roundtrip(env, "command_roundtrip", roundtrip_aggregates(env)).await
 }
 
 /// jetsource's round trip over `aggregates`, reported as `name`.

@@ -84,7 +84,7 @@ pub struct BlogCommands {
     /// The aggregates addressed.
     pub aggregates: Aggregates,
     /// The first token of the subject: `cmd` for jetsource, another for the
-    /// bare responder.
+    /// bare responders.
     pub root: &'static str,
     /// Whether the aggregates exist already (no `create`).
     pub seeded: bool,
