@@ -20,6 +20,7 @@ use jetsource_handlers::{Aggregate, Runtime};
 use jetsource_projector::{
     PersistedProjector, Projector, ProjectorRuntime, ProjectorRuntimeBuilder,
 };
+use jetsource_schemas::json::with_contract;
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::future::Future;
@@ -48,7 +49,8 @@ pub struct App {
 }
 
 /// The JSON Schemas of one aggregate type's commands and events, as
-/// `jetsource schema` writes them.
+/// `jetsource schema` writes them (each stamped with the contract version,
+/// see `jetsource_schemas::json::CONTRACT_KEYWORD`).
 #[derive(Debug, Clone)]
 pub struct AggregateSchemas {
     /// The aggregate type.
@@ -84,8 +86,8 @@ impl App {
         ));
         self.schemas.push(AggregateSchemas {
             aggregate_type: A::TYPE,
-            commands: schemars::schema_for!(A::Command).to_value(),
-            events: schemars::schema_for!(A::Event).to_value(),
+            commands: with_contract(schemars::schema_for!(A::Command).to_value()),
+            events: with_contract(schemars::schema_for!(A::Event).to_value()),
         });
         self
     }

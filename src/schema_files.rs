@@ -4,7 +4,8 @@
 //!
 //! Layout under the output folder (`schemas/json/` by default):
 //! `<name>.json` per contract message, and `<aggregate_type>/commands.json`
-//! and `<aggregate_type>/events.json` per aggregate.
+//! and `<aggregate_type>/events.json` per aggregate. Every file names the
+//! contract version under `x-jetsource-contract`.
 
 use crate::app::App;
 use std::path::{Path, PathBuf};
@@ -85,5 +86,18 @@ mod tests {
             .find(|(p, _)| p == Path::new("account/events.json"))
             .expect("the account's events are rendered");
         assert!(events.1.contains("MoneyWithdrawn"), "{}", events.1);
+    }
+
+    #[test]
+    fn every_file_names_the_contract_version() {
+        for (path, text) in render(&crate::reference_app()) {
+            let schema: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(
+                schema[jetsource_schemas::json::CONTRACT_KEYWORD].as_str(),
+                Some(jetsource_schemas::CONTRACT_VERSION),
+                "{}",
+                path.display()
+            );
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! The event store: one JetStream stream per aggregate type, one subject per
 //! aggregate instance.
 //!
-//! - [`EventStore::ensure_stream`] creates or updates a stream idempotently.
+//! - [`EventStore::ensure_stream`] creates or updates a stream idempotently,
+//!   stamping it with the contract version and refusing a stream stamped
+//!   with another.
 //! - [`EventStore::load`] reads an aggregate's events with ADR-31 batched
 //!   direct gets (`next_by_subj` + `batch`), one round trip per 1,000 events
 //!   and no consumer, so a cache miss costs the server almost nothing.
@@ -17,7 +19,7 @@ use async_nats::header::HeaderMap;
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use jetsource_schemas::{headers, subject};
+use jetsource_schemas::{headers, subject, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -160,11 +162,18 @@ pub type LoadError = Error<LoadErrorKind>;
 pub enum StreamErrorKind {
     /// JetStream refused the configuration or could not be reached.
     JetStream,
+    /// The stream exists and its metadata names another contract version
+    /// than [`jetsource_schemas::CONTRACT_VERSION`]: its events may not
+    /// mean what this build expects, so it is left untouched.
+    ContractMismatch,
 }
 
 impl std::fmt::Display for StreamErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("jetstream")
+        f.write_str(match self {
+            StreamErrorKind::JetStream => "jetstream",
+            StreamErrorKind::ContractMismatch => "contract version mismatch",
+        })
     }
 }
 
@@ -291,6 +300,13 @@ impl EventStore {
 
     /// Creates the stream of `aggregate_type`, or brings an existing one to
     /// `settings`. Safe to call from every process at every start.
+    ///
+    /// The stream's metadata carries the contract version under
+    /// [`CONTRACT_METADATA_KEY`]. An existing stream that names another
+    /// version is refused ([`StreamErrorKind::ContractMismatch`]) and left
+    /// as it is; one without the key (made before the key existed, or by
+    /// hand) is adopted and gets the key with the same update that applies
+    /// `settings`, so the next start finds it stamped.
     pub async fn ensure_stream(
         &self,
         aggregate_type: &str,
@@ -317,6 +333,10 @@ impl EventStore {
             description: Some(format!(
                 "jetsource events of aggregate type {aggregate_type}"
             )),
+            metadata: HashMap::from([(
+                CONTRACT_METADATA_KEY.to_string(),
+                CONTRACT_VERSION.to_string(),
+            )]),
             ..Default::default()
         };
         match self.jetstream.get_stream(&name).await {
@@ -326,7 +346,22 @@ impl EventStore {
                     .await
                     .map_err(|e| Error::with_source(StreamErrorKind::JetStream, e))?;
                 let current = &info.config;
+                if let Some(found) = current.metadata.get(CONTRACT_METADATA_KEY) {
+                    if found != CONTRACT_VERSION {
+                        return Err(Error::new(
+                            StreamErrorKind::ContractMismatch,
+                            format!(
+                                "stream {name} holds contract version {found:?} \
+                                 ({CONTRACT_METADATA_KEY}), this build speaks {CONTRACT_VERSION:?}"
+                            ),
+                        ));
+                    }
+                }
                 let mut next = current.clone();
+                next.metadata.insert(
+                    CONTRACT_METADATA_KEY.to_string(),
+                    CONTRACT_VERSION.to_string(),
+                );
                 next.subjects = wanted.subjects.clone();
                 // One-way switches: never try to turn them back off.
                 next.deny_delete = current.deny_delete || wanted.deny_delete;

@@ -2,15 +2,35 @@
 //!
 //! The checked-in copies in `schemas/json/` are what other languages code
 //! against; a test fails when they drift from these types (set
-//! `JETSOURCE_UPDATE_SCHEMAS=1` to rewrite them).
+//! `JETSOURCE_UPDATE_SCHEMAS=1` to rewrite them). Each carries the contract
+//! version under [`CONTRACT_KEYWORD`], so a client can check the files it
+//! codes against without a connection.
 
 use crate::feedback::{CommandIndexEntry, FeedbackAnswer, RejectionList, RejectionNotice};
 use crate::{CommandReply, EventRef, RejectionCode};
 
-/// Every contract schema, as `(file stem, schema)`.
+/// The top-level keyword of every generated schema that holds
+/// [`crate::CONTRACT_VERSION`]. JSON Schema ignores unknown keywords, so
+/// validators are unaffected.
+pub const CONTRACT_KEYWORD: &str = "x-jetsource-contract";
+
+/// `schema` with [`CONTRACT_KEYWORD`] set to [`crate::CONTRACT_VERSION`]
+/// (a schema that is not an object, such as `true`, is returned as is).
+pub fn with_contract(mut schema: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = schema.as_object_mut() {
+        object.insert(
+            CONTRACT_KEYWORD.to_string(),
+            serde_json::Value::String(crate::CONTRACT_VERSION.to_string()),
+        );
+    }
+    schema
+}
+
+/// Every contract schema, as `(file stem, schema)`, each stamped with the
+/// contract version.
 pub fn contract_schemas() -> Vec<(&'static str, serde_json::Value)> {
     fn to_value(schema: schemars::Schema) -> serde_json::Value {
-        schema.to_value()
+        with_contract(schema.to_value())
     }
     vec![
         (
@@ -71,6 +91,17 @@ mod tests {
                 text,
                 "{} is out of date: run with JETSOURCE_UPDATE_SCHEMAS=1",
                 path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn every_schema_names_the_contract_version() {
+        for (name, schema) in contract_schemas() {
+            assert_eq!(
+                schema[CONTRACT_KEYWORD].as_str(),
+                Some(crate::CONTRACT_VERSION),
+                "{name}"
             );
         }
     }

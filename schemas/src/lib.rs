@@ -31,4 +31,13 @@ pub use subject::{CommandSubject, EventSubject};
 pub use token::{Token, TokenError};
 
 /// The version of the wire contract described by this crate and `PROTOCOL.md`.
+///
+/// It is carried where a client can check it once, never per message: in
+/// each event stream's metadata under [`CONTRACT_METADATA_KEY`] and in every
+/// JSON Schema under [`json::CONTRACT_KEYWORD`].
 pub const CONTRACT_VERSION: &str = "1";
+
+/// The JetStream stream metadata key holding the contract version of the
+/// events in an event stream (`EVT_<TYPE>`), set when jetsource creates or
+/// adopts the stream.
+pub const CONTRACT_METADATA_KEY: &str = "jetsource.contract";
