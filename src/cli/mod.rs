@@ -57,6 +57,7 @@ Examples:
   jetsource schema                                write the JSON Schemas into schemas/json/
   jetsource run --roles handlers                  only the command handlers (scale roles apart)
   jetsource --log-format json run                 JSON logs (RUST_LOG=debug for more)
+  jetsource --subject-prefix acme.shop run        serve under acme.shop.cmd.>, acme.shop.evt.>, … (apps sharing an account)
 
 Authentication ([nats.auth] and [nats.tls] in the settings file, or):
   JETSOURCE_NATS_TOKEN, JETSOURCE_NATS_USER + JETSOURCE_NATS_PASSWORD,
