@@ -61,7 +61,8 @@ impl Default for StreamSettings {
 /// One stored event as read back.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
-    /// Its subject, `evt.<type>.<id>.<EventType>`.
+    /// Its subject, `evt.<type>.<id>.<EventType>` (under the store's
+    /// subject prefix, if any).
     pub subject: String,
     /// Its stream sequence.
     pub seq: u64,
