@@ -232,7 +232,10 @@ pub async fn run(
     nats_url: Option<&str>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // One namespace for every role: the runtime, the feedback role and the
+    // projectors all take it from the same setting.
     let runtime_config = config.runtime()?;
+    let namespace = runtime_config.namespace.clone();
     let feedback_config = config.feedback()?;
     let projector_config = config.projectors()?;
     let roles = config.roles()?;
@@ -295,7 +298,7 @@ pub async fn run(
             client: client.clone(),
             streams: aggregate_types
                 .iter()
-                .map(|t| jetsource_schemas::subject::stream_name(t))
+                .map(|t| namespace.stream_name(t))
                 .collect(),
             feedback: feedback
                 .as_ref()
@@ -311,6 +314,7 @@ pub async fn run(
         server_version = %client.server_info().version,
         aggregates = ?aggregate_types,
         roles = ?config.run.roles,
+        subject_prefix = %namespace,
         projectors = projectors.is_some(),
         embedded = nats.embedded.is_some(),
         "jetsource ready"

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use jetsource_handlers::error::Error;
-use jetsource_schemas::{headers, subject::CommandSubject, token, CommandReply};
+use jetsource_schemas::{headers, token, CommandReply, Namespace};
 use std::time::Duration;
 
 /// Optional headers of a command.
@@ -48,15 +48,25 @@ pub type SendError = Error<SendErrorKind>;
 pub struct CommandClient {
     client: async_nats::Client,
     timeout: Duration,
+    namespace: Namespace,
 }
 
 impl CommandClient {
-    /// A client waiting up to 10 s for replies.
+    /// A client waiting up to 10 s for replies, sending on unprefixed
+    /// subjects.
     pub fn new(client: async_nats::Client) -> Self {
         CommandClient {
             client,
             timeout: Duration::from_secs(10),
+            namespace: Namespace::default(),
         }
+    }
+
+    /// Sends on `namespace`'s command subjects (the application's subject
+    /// prefix).
+    pub fn with_namespace(mut self, namespace: Namespace) -> Self {
+        self.namespace = namespace;
+        self
     }
 
     /// Changes the reply timeout.
@@ -66,14 +76,17 @@ impl CommandClient {
     }
 
     fn prepare(
+        &self,
         aggregate_type: &str,
         aggregate_id: &str,
         command: &str,
         options: &SendOptions,
     ) -> Result<(String, async_nats::HeaderMap), SendError> {
         let invalid = |e: token::TokenError| Error::with_source(SendErrorKind::InvalidInput, e);
-        let subject =
-            CommandSubject::build(aggregate_type, aggregate_id, command).map_err(invalid)?;
+        let subject = self
+            .namespace
+            .command_subject(aggregate_type, aggregate_id, command)
+            .map_err(invalid)?;
         let mut h = async_nats::HeaderMap::new();
         for (name, value) in [
             (headers::COMMAND_ID, &options.command_id),
@@ -100,7 +113,7 @@ impl CommandClient {
         body: impl Into<Bytes>,
         options: &SendOptions,
     ) -> Result<CommandReply, SendError> {
-        let (subject, h) = Self::prepare(aggregate_type, aggregate_id, command, options)?;
+        let (subject, h) = self.prepare(aggregate_type, aggregate_id, command, options)?;
         let request = async_nats::Request::new()
             .headers(h)
             .payload(body.into())
@@ -124,7 +137,7 @@ impl CommandClient {
         body: impl Into<Bytes>,
         options: &SendOptions,
     ) -> Result<(), SendError> {
-        let (subject, h) = Self::prepare(aggregate_type, aggregate_id, command, options)?;
+        let (subject, h) = self.prepare(aggregate_type, aggregate_id, command, options)?;
         self.client
             .publish_with_headers(subject, h, body.into())
             .await

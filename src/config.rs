@@ -9,6 +9,7 @@ use jetsource_handlers::handler::HandlerConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
 use jetsource_handlers::store::{GroupCommitConfig, StreamSettings};
 use jetsource_projector::ProjectorConfig;
+use jetsource_schemas::Namespace;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "config/jetsource.toml";
 pub const CONFIG_ENV: &str = "JETSOURCE_CONFIG";
 /// The NATS URL, before `NATS_URL` and the config file.
 pub const URL_ENV: &str = "JETSOURCE_NATS_URL";
+/// The subject prefix, before the config file.
+pub const SUBJECT_PREFIX_ENV: &str = "JETSOURCE_SUBJECT_PREFIX";
 
 /// All settings.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -91,7 +94,8 @@ impl Default for ObservabilityConfig {
 }
 
 /// Settings that environment variables override, as (variable, setting).
-pub const ENV_OVERRIDES: [(&str, &str); 10] = [
+pub const ENV_OVERRIDES: [(&str, &str); 11] = [
+    (SUBJECT_PREFIX_ENV, "nats.subject_prefix"),
     ("JETSOURCE_ROLES", "run.roles"),
     ("JETSOURCE_METRICS_ADDR", "observability.metrics_addr"),
     ("JETSOURCE_DATA_DIR", "embedded.data_dir"),
@@ -110,6 +114,10 @@ pub const ENV_OVERRIDES: [(&str, &str); 10] = [
 pub struct NatsConfig {
     /// The server URL. Unset (the default): start the embedded server.
     pub url: Option<String>,
+    /// The prefix of every subject, and the mark on every stream and bucket
+    /// name, jetsource uses, so that several applications share one NATS
+    /// account. Default `""`: none. See [`Namespace::new`] for the rules.
+    pub subject_prefix: String,
     /// `[nats.auth]`: credentials.
     pub auth: AuthConfig,
     /// `[nats.tls]`: TLS.
@@ -379,6 +387,7 @@ impl Config {
 
     /// Checks every setting; the error names the first invalid one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.namespace()?;
         self.runtime()?;
         self.auth()?;
         self.feedback()?;
@@ -401,6 +410,9 @@ impl Config {
                 })
                 .transpose()
         };
+        if let Some(v) = get(SUBJECT_PREFIX_ENV) {
+            self.nats.subject_prefix = v;
+        }
         if let Some(v) = get("JETSOURCE_ROLES") {
             self.run.roles = v.split(',').map(|r| r.trim().to_string()).collect();
         }
@@ -484,6 +496,13 @@ impl Config {
             .or_else(|| self.nats.url.clone())
     }
 
+    /// The subject prefix (`nats.subject_prefix`, `$JETSOURCE_SUBJECT_PREFIX`
+    /// or `--subject-prefix`), checked.
+    pub fn namespace(&self) -> Result<Namespace, ConfigError> {
+        Namespace::new(&self.nats.subject_prefix)
+            .map_err(|e| invalid("nats.subject_prefix")(e.to_string()))
+    }
+
     /// The credentials and TLS settings: `[nats.auth]` and `[nats.tls]`,
     /// each overridden by its `JETSOURCE_NATS_*` environment variable.
     pub fn auth(&self) -> Result<Auth, ConfigError> {
@@ -556,6 +575,7 @@ impl Config {
                 max_in_flight: h.batch_max_in_flight,
             },
             reply: self.feedback.reply,
+            namespace: self.namespace()?,
         })
     }
 
@@ -590,6 +610,7 @@ impl Config {
                 .map_err(invalid("feedback.peer_timeout"))?,
             list_limit: f.list_limit,
             index_replicas: self.streams.replicas,
+            namespace: self.namespace()?,
         })
     }
 }
@@ -631,6 +652,7 @@ impl Config {
             max_deliveries: p.max_deliveries,
             on_poison: p.on_poison,
             lease_ttl,
+            namespace: self.namespace()?,
         })
     }
 }
@@ -667,6 +689,7 @@ mod tests {
             defaults.observability.metrics_addr
         );
         assert_eq!(config.nats.url, None);
+        assert!(config.namespace().expect("valid").is_default());
         let auth = crate::auth::Auth::resolve(&config.nats.auth, &config.nats.tls, |_| None)
             .expect("valid");
         assert_eq!(auth.method, crate::auth::Method::Anonymous);
@@ -693,6 +716,20 @@ mod tests {
                 ..
             })
         ));
+        for bad in ["Acme", "acme_shop", "acme..shop", "cmd", "a.>", "a b"] {
+            let config: Config =
+                toml::from_str(&format!("[nats]\nsubject_prefix = {bad:?}")).expect("parses");
+            assert!(
+                matches!(
+                    config.validate(),
+                    Err(ConfigError::Invalid {
+                        setting: "nats.subject_prefix",
+                        ..
+                    })
+                ),
+                "{bad:?} accepted"
+            );
+        }
         let config: Config =
             toml::from_str("[observability]\nmetrics_addr = \"localhost\"").expect("parses");
         assert!(matches!(
@@ -752,6 +789,44 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn the_subject_prefix_reaches_every_role() {
+        let mut config: Config =
+            toml::from_str("[nats]\nsubject_prefix = \"from-file\"").expect("parses");
+        let file = config.namespace().expect("valid");
+        assert_eq!(file.prefix(), "from-file");
+        config
+            .apply_env(|name| (name == SUBJECT_PREFIX_ENV).then(|| "acme.shop".to_string()))
+            .expect("valid environment");
+        let namespace = config.namespace().expect("valid");
+        assert_eq!(namespace.prefix(), "acme.shop");
+        assert_eq!(config.runtime().expect("valid").namespace, namespace);
+        assert_eq!(config.feedback().expect("valid").namespace, namespace);
+        assert_eq!(config.projectors().expect("valid").namespace, namespace);
+
+        let mut config = Config::default();
+        config
+            .apply_env(|name| (name == SUBJECT_PREFIX_ENV).then(|| "Acme".to_string()))
+            .expect("checked later");
+        for result in [
+            config.validate().err(),
+            config.runtime().err(),
+            config.feedback().err(),
+            config.projectors().err(),
+        ] {
+            assert!(
+                matches!(
+                    result,
+                    Some(ConfigError::Invalid {
+                        setting: "nats.subject_prefix",
+                        ..
+                    })
+                ),
+                "{result:?}"
+            );
+        }
     }
 
     #[test]

@@ -8,8 +8,8 @@ use crate::client::{CommandClient, SendOptions};
 use crate::config::Config;
 use crate::embedded;
 use crate::feedback::Feedback;
-use jetsource_schemas::feedback::{self, FeedbackAnswer};
-use jetsource_schemas::{subject, CommandReply};
+use jetsource_schemas::feedback::FeedbackAnswer;
+use jetsource_schemas::{CommandReply, Namespace};
 use std::io::Write;
 
 /// Why the demo stopped.
@@ -37,6 +37,7 @@ pub enum DemoError {
 
 struct Tour<'a, W: Write> {
     client: CommandClient,
+    namespace: Namespace,
     out: &'a mut W,
     step: u32,
 }
@@ -54,7 +55,9 @@ impl<W: Write> Tour<'_, W> {
         body: serde_json::Value,
         options: SendOptions,
     ) -> Result<CommandReply, DemoError> {
-        let subject = subject::CommandSubject::build(BlogPost::TYPE, id, command)
+        let subject = self
+            .namespace
+            .command_subject(BlogPost::TYPE, id, command)
             .map_err(|e| DemoError::Unexpected(e.to_string()))?;
         let id_note = options
             .command_id
@@ -115,6 +118,7 @@ pub async fn run(
     out: &mut impl Write,
 ) -> Result<(), DemoError> {
     let runtime_config = config.runtime().map_err(crate::app::RunError::from)?;
+    let namespace = runtime_config.namespace.clone();
     let feedback_config = config.feedback().map_err(crate::app::RunError::from)?;
     let recorded = config
         .nats_url(nats_url)
@@ -163,12 +167,17 @@ pub async fn run(
             ""
         }
     )?;
-    writeln!(out, "Commands go to cmd.<aggregate_type>.<aggregate_id>.<command>; replies come back at once (case 1).")?;
+    writeln!(
+        out,
+        "Commands go to {}.<aggregate_type>.<aggregate_id>.<command>; replies come back at once (case 1).",
+        namespace.command_root()
+    )?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let post = format!("post-{}", &run_id[..8]);
     let other = format!("post-{}", &run_id[8..16]);
     let mut tour = Tour {
-        client: CommandClient::new(client.clone()),
+        client: CommandClient::new(client.clone()).with_namespace(namespace.clone()),
+        namespace: namespace.clone(),
         out,
         step: 0,
     };
@@ -250,9 +259,10 @@ pub async fn run(
         }
     }
 
-    tour.say(
-        "The events stored, read back from JetStream (stream EVT_BLOGPOST, one subject per post):",
-    )?;
+    tour.say(&format!(
+        "The events stored, read back from JetStream (stream {}, one subject per post):",
+        namespace.stream_name(BlogPost::TYPE)
+    ))?;
     for id in [&post, &other] {
         for event in store.load(BlogPost::TYPE, id, 0).await? {
             writeln!(
@@ -267,9 +277,9 @@ pub async fn run(
     }
     tour.say("Fire-and-forget (case 2): a command sent without waiting for a reply. It fails; its rejection went out as a notice on core NATS and is found afterwards in the error cache (case 4), by id.")?;
     let lost = format!("ff-{}", &run_id[24..32]);
-    let subject =
-        subject::CommandSubject::build(BlogPost::TYPE, &format!("{other}-missing"), "publish")
-            .map_err(|e| DemoError::Unexpected(e.to_string()))?;
+    let subject = namespace
+        .command_subject(BlogPost::TYPE, &format!("{other}-missing"), "publish")
+        .map_err(|e| DemoError::Unexpected(e.to_string()))?;
     writeln!(
         tour.out,
         "   -> {subject} {{}}  [Command-Id: {lost}] (no reply awaited)"
@@ -286,10 +296,12 @@ pub async fn run(
             },
         )
         .await?;
-    let found = lookup(&client, feedback::errors_get_subject(&lost)).await?;
+    let errors_get = namespace.errors_get_subject(&lost);
+    let found = lookup(&client, errors_get.clone()).await?;
     writeln!(
         tour.out,
-        "   errors.get.{lost}\n   <- {}",
+        "   {}\n   <- {}",
+        errors_get.unwrap_or_default(),
         serde_json::to_string(&found).unwrap_or_default()
     )?;
     expect(
@@ -298,10 +310,12 @@ pub async fn run(
     )?;
 
     tour.say("Status by id: the accepted publish command, with its stream sequence (from memory, or from the durable command index after a restart).")?;
-    let status = lookup(&client, feedback::status_subject(&command_id)).await?;
+    let status_subject = namespace.status_subject(&command_id);
+    let status = lookup(&client, status_subject.clone()).await?;
     writeln!(
         tour.out,
-        "   status.{command_id}\n   <- {}",
+        "   {}\n   <- {}",
+        status_subject.unwrap_or_default(),
         serde_json::to_string(&status).unwrap_or_default()
     )?;
     expect(
@@ -328,7 +342,7 @@ pub async fn run(
         CommandReply::Rejected(_) => None,
     }
     .ok_or_else(|| DemoError::Unexpected("change_title appended nothing".into()))?;
-    let subject = format!("query.{}.get.{post}", BlogPosts::NAME);
+    let subject = namespace.subject(format_args!("query.{}.get.{post}", BlogPosts::NAME));
     writeln!(tour.out, "   -> {subject}  [After-Seq: {seq}]")?;
     let mut h = async_nats::HeaderMap::new();
     h.insert(

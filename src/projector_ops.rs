@@ -4,6 +4,7 @@
 use crate::cli::{client_connection, print_json};
 use crate::config::Config;
 use jetsource_projector::control::{self, ControlErrorKind, RebuildUpdate};
+use jetsource_schemas::Namespace;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -36,6 +37,18 @@ pub fn progress_line(done: u64, total: u64, elapsed: Duration) -> String {
     format!("[{bar}] {done}/{total} events ({percent}%)  {rate:.0} ev/s  {eta} left")
 }
 
+/// The configured namespace and the connection; on failure, prints why
+/// and returns the exit code.
+async fn connect(
+    config: &Config,
+    nats_url: Option<&str>,
+    what: &str,
+) -> Result<(async_nats::Client, Namespace), ExitCode> {
+    let namespace = crate::cli::client::namespace(config, what)?;
+    let client = client_connection(config, nats_url, what).await?;
+    Ok((client, namespace))
+}
+
 /// `jetsource projector rebuild <name>`.
 pub async fn rebuild(
     config: &Config,
@@ -43,13 +56,14 @@ pub async fn rebuild(
     name: &str,
     timeout: u64,
 ) -> ExitCode {
-    let client = match client_connection(config, nats_url, "projector rebuild").await {
-        Ok(client) => client,
+    let (client, namespace) = match connect(config, nats_url, "projector rebuild").await {
+        Ok(connected) => connected,
         Err(code) => return code,
     };
     let terminal = std::io::stderr().is_terminal();
     let mut last_line = Instant::now() - Duration::from_secs(1);
-    let result = control::rebuild(&client, name, Duration::from_secs(timeout), |update| {
+    let silence = Duration::from_secs(timeout);
+    let result = control::rebuild_in(&client, &namespace, name, silence, |update| {
         let mut err = std::io::stderr();
         match update {
             RebuildUpdate::Started { generation, total } => {
@@ -113,11 +127,11 @@ pub async fn rebuild(
 
 /// `jetsource projector parked <name>`.
 pub async fn parked(config: &Config, nats_url: Option<&str>, name: &str) -> ExitCode {
-    let client = match client_connection(config, nats_url, "projector parked").await {
-        Ok(client) => client,
+    let (client, namespace) = match connect(config, nats_url, "projector parked").await {
+        Ok(connected) => connected,
         Err(code) => return code,
     };
-    match jetsource_projector::parked::list(&client, name).await {
+    match jetsource_projector::parked::list_in(&client, &namespace, name).await {
         Ok(parked) => {
             print_json(&serde_json::json!({ "projection": name, "parked": parked }));
             ExitCode::SUCCESS
@@ -140,11 +154,11 @@ pub async fn replay_parked(
     name: &str,
     timeout: u64,
 ) -> ExitCode {
-    let client = match client_connection(config, nats_url, "projector replay-parked").await {
-        Ok(client) => client,
+    let (client, namespace) = match connect(config, nats_url, "projector replay-parked").await {
+        Ok(connected) => connected,
         Err(code) => return code,
     };
-    match control::replay_parked(&client, name, Duration::from_secs(timeout)).await {
+    match control::replay_parked_in(&client, &namespace, name, Duration::from_secs(timeout)).await {
         Ok(summary) => {
             print_json(&summary);
             if summary.failed.is_empty() {

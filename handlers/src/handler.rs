@@ -15,7 +15,7 @@ use crate::codec::{self, EncodedEvent};
 use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEvent};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use jetsource_schemas::{subject, Accepted, CommandReply, EventRef, RejectionCode};
+use jetsource_schemas::{Accepted, CommandReply, EventRef, RejectionCode};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,16 +141,16 @@ pub struct AggregateHandler<A: Aggregate> {
 }
 
 impl<A: Aggregate> AggregateHandler<A> {
-    /// A handler appending to `store`.
+    /// A handler appending to `store` (in the store's namespace).
     pub fn new(store: EventStore, config: HandlerConfig) -> Self {
         let cache = moka::sync::Cache::builder()
             .max_capacity(config.cache_capacity)
             .time_to_idle(config.cache_idle)
             .build();
         AggregateHandler {
+            stream: store.namespace().stream_name(A::TYPE),
             store,
             config,
-            stream: subject::stream_name(A::TYPE),
             event_types: codec::variant_names::<A::Event>(),
             cache,
         }

@@ -1,5 +1,6 @@
-//! The command runtime: register aggregates, subscribe to `cmd.>` in a
-//! queue group, hand each command to its aggregate's handler, reply.
+//! The command runtime: register aggregates, subscribe to `cmd.>` (under
+//! the configured subject prefix, if any) in a queue group, hand each
+//! command to its aggregate's handler, reply.
 //!
 //! ```no_run
 //! # async fn example(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -25,7 +26,7 @@ use crate::handler::{AggregateHandler, CommandRequest, DynHandler, HandlerConfig
 use crate::store::{EventStore, GroupCommitConfig, StreamSettings};
 use async_nats::{Client, Message};
 use futures::StreamExt;
-use jetsource_schemas::{headers, subject, token, CommandReply, RejectionCode};
+use jetsource_schemas::{headers, subject, token, CommandReply, Namespace, RejectionCode};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -55,6 +56,9 @@ pub struct RuntimeConfig {
     /// Reply to command requests (default true). Off: no reply is sent even
     /// to a request, and clients learn outcomes from notices or by id.
     pub reply: bool,
+    /// The subject prefix every command subject, event subject and stream
+    /// name is under (default: none).
+    pub namespace: Namespace,
 }
 
 impl Default for RuntimeConfig {
@@ -68,6 +72,7 @@ impl Default for RuntimeConfig {
             streams: StreamSettings::default(),
             group_commit: GroupCommitConfig::default(),
             reply: true,
+            namespace: Namespace::default(),
         }
     }
 }
@@ -152,7 +157,8 @@ impl RuntimeBuilder {
         let store = EventStore::new(self.client.clone(), self.config.store_timeout)
             .await
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?
-            .with_group_commit(self.config.group_commit.clone());
+            .with_group_commit(self.config.group_commit.clone())
+            .with_namespace(self.config.namespace.clone());
         let mut handlers: HashMap<&'static str, Arc<dyn DynHandler>> = HashMap::new();
         for (name, factory) in self.factories {
             subject::validate_aggregate_type(name)
@@ -169,22 +175,37 @@ impl RuntimeBuilder {
                 .map_err(|e| Error::with_source(RuntimeErrorKind::Stream, e))?;
             handlers.insert(name, factory(store.clone(), self.config.handler.clone()));
         }
-        Ok(Runtime {
+        let dispatch = Arc::new(Dispatch {
             client: self.client,
+            handlers,
+            observers: self.observers,
+            namespace: self.config.namespace.clone(),
+            max_body: self.config.max_body_bytes,
+            reply: self.config.reply,
+        });
+        Ok(Runtime {
             config: self.config,
-            handlers: Arc::new(handlers),
-            observers: Arc::new(self.observers),
+            dispatch,
             store,
         })
     }
 }
 
+/// What serving one command needs, shared by every command in flight (one
+/// reference count per command).
+struct Dispatch {
+    client: Client,
+    handlers: HashMap<&'static str, Arc<dyn DynHandler>>,
+    observers: Vec<OutcomeObserver>,
+    namespace: Namespace,
+    max_body: usize,
+    reply: bool,
+}
+
 /// The running command side.
 pub struct Runtime {
-    client: Client,
     config: RuntimeConfig,
-    handlers: Arc<HashMap<&'static str, Arc<dyn DynHandler>>>,
-    observers: Arc<Vec<OutcomeObserver>>,
+    dispatch: Arc<Dispatch>,
     store: EventStore,
 }
 
@@ -207,7 +228,7 @@ impl Runtime {
 
     /// The registered aggregate types.
     pub fn aggregate_types(&self) -> Vec<&'static str> {
-        let mut types: Vec<_> = self.handlers.keys().copied().collect();
+        let mut types: Vec<_> = self.dispatch.handlers.keys().copied().collect();
         types.sort_unstable();
         types
     }
@@ -216,10 +237,14 @@ impl Runtime {
     /// this returns, so commands sent afterwards are never missed) and
     /// serves them in the background until [`Running::shutdown`].
     pub async fn start(self) -> Result<Running, RuntimeError> {
+        // The queue group needs no prefix: it only shares messages between
+        // subscriptions whose subjects match them, and no other namespace's
+        // commands match this one's subjects.
         let subscriber = self
+            .dispatch
             .client
             .queue_subscribe(
-                format!("{}.>", subject::COMMAND_ROOT),
+                self.config.namespace.commands_filter(),
                 self.config.queue_group.clone(),
             )
             .await
@@ -227,11 +252,12 @@ impl Runtime {
         // `flush` only empties the write buffer. A request on the same
         // connection is answered after the server has processed everything
         // sent before it, the SUB included.
-        self.client
+        self.dispatch
+            .client
             .request("$JS.API.INFO", bytes::Bytes::new())
             .await
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
-        tracing::info!(aggregates = ?self.aggregate_types(), queue_group = %self.config.queue_group, "handling commands");
+        tracing::info!(aggregates = ?self.aggregate_types(), queue_group = %self.config.queue_group, subject_prefix = %self.config.namespace, "handling commands");
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(self.serve_until(subscriber, stopped));
         Ok(Running { stop, task })
@@ -264,13 +290,9 @@ impl Runtime {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let handlers = self.handlers.clone();
-            let observers = self.observers.clone();
-            let client = self.client.clone();
-            let max_body = self.config.max_body_bytes;
-            let reply = self.config.reply;
+            let dispatch = self.dispatch.clone();
             tokio::spawn(async move {
-                serve(&client, &handlers, &observers, max_body, reply, message).await;
+                serve(&dispatch, message).await;
                 drop(permit);
             });
         }
@@ -278,7 +300,8 @@ impl Runtime {
         let _ = subscriber.unsubscribe().await;
         let in_flight = u32::try_from(self.config.max_in_flight).unwrap_or(u32::MAX);
         let _ = permits.acquire_many(in_flight).await;
-        self.client
+        self.dispatch
+            .client
             .flush()
             .await
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
@@ -306,15 +329,11 @@ impl Running {
 }
 
 /// Parses, handles and answers one command message.
-async fn serve(
-    client: &Client,
-    handlers: &HashMap<&'static str, Arc<dyn DynHandler>>,
-    observers: &[OutcomeObserver],
-    max_body: usize,
-    send_reply: bool,
-    message: Message,
-) {
-    let parsed = subject::CommandSubject::parse(message.subject.as_str()).ok();
+async fn serve(dispatch: &Dispatch, message: Message) {
+    let parsed = dispatch
+        .namespace
+        .parse_command(message.subject.as_str())
+        .ok();
     let span = tracing::info_span!(
         "command",
         command_id = tracing::field::Empty,
@@ -324,7 +343,7 @@ async fn serve(
         outcome = tracing::field::Empty,
     );
     let reply = async {
-        let reply = match parse(handlers, max_body, &message) {
+        let reply = match parse(dispatch, &message) {
             Ok((handler, request)) => {
                 tracing::Span::current().record("command_id", request.command_id.as_str());
                 handler.handle(request).await
@@ -348,13 +367,13 @@ async fn serve(
         reply: &reply,
     };
     crate::metrics::global().command(&reply);
-    for observer in observers {
+    for observer in &dispatch.observers {
         observer(&outcome);
     }
-    if let Some(reply_to) = message.reply.filter(|_| send_reply) {
+    if let Some(reply_to) = message.reply.filter(|_| dispatch.reply) {
         match serde_json::to_vec(&reply) {
             Ok(body) => {
-                if let Err(e) = client.publish(reply_to, body.into()).await {
+                if let Err(e) = dispatch.client.publish(reply_to, body.into()).await {
                     tracing::warn!(error = %e, "could not send a command reply");
                 }
             }
@@ -365,10 +384,10 @@ async fn serve(
 
 /// Turns a message into a request for a handler, or a `bad_request` reply.
 fn parse<'h>(
-    handlers: &'h HashMap<&'static str, Arc<dyn DynHandler>>,
-    max_body: usize,
+    dispatch: &'h Dispatch,
     message: &Message,
 ) -> Result<(&'h Arc<dyn DynHandler>, CommandRequest), CommandReply> {
+    let (handlers, max_body) = (&dispatch.handlers, dispatch.max_body);
     let header = |name: &str| {
         message
             .headers
@@ -415,7 +434,9 @@ fn parse<'h>(
         ),
         None => None,
     };
-    let parsed = subject::CommandSubject::parse(message.subject.as_str())
+    let parsed = dispatch
+        .namespace
+        .parse_command(message.subject.as_str())
         .map_err(|e| bad(&command_id, e.to_string()))?;
     let handler = handlers.get(parsed.aggregate_type).ok_or_else(|| {
         let mut known: Vec<_> = handlers.keys().copied().collect();

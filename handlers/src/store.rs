@@ -10,6 +10,9 @@
 //! - [`EventStore::append`] appends with `Nats-Expected-Last-Subject-Sequence`
 //!   over `evt.<type>.<id>.*`; several events go as one ADR-50 atomic batch.
 //!
+//! Subjects and stream names are those of the store's [`Namespace`]
+//! (default: no prefix), built with one `format!` each, as without one.
+//!
 //! Appends are plain requests whose acks are parsed here, so single and batch
 //! appends map the server's error codes to one [`AppendErrorKind`].
 
@@ -19,7 +22,7 @@ use async_nats::header::HeaderMap;
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use jetsource_schemas::{headers, subject, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
+use jetsource_schemas::{headers, Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,7 +63,8 @@ impl Default for StreamSettings {
 /// One stored event as read back.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
-    /// Its subject, `evt.<type>.<id>.<EventType>`.
+    /// Its subject, `evt.<type>.<id>.<EventType>` (under the store's
+    /// subject prefix, if any).
     pub subject: String,
     /// Its stream sequence.
     pub seq: u64,
@@ -259,6 +263,7 @@ pub struct EventStore {
     mux: Arc<ReplyMux>,
     appender: Appender,
     timeout: Duration,
+    namespace: Namespace,
 }
 
 /// Events read per direct-get batch.
@@ -278,7 +283,20 @@ impl EventStore {
             mux,
             appender,
             timeout,
+            namespace: Namespace::default(),
         })
+    }
+
+    /// Puts every subject and stream name under `namespace`'s prefix
+    /// (default: none).
+    pub fn with_namespace(mut self, namespace: Namespace) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// The namespace its subjects and streams are in.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
     }
 
     /// Lets concurrent appends to one stream share atomic batches (see
@@ -313,8 +331,10 @@ impl EventStore {
         settings: &StreamSettings,
     ) -> Result<(), StreamError> {
         use async_nats::jetstream::stream::{Config, DiscardPolicy, StorageType};
-        let name = subject::stream_name(aggregate_type);
-        let subjects = vec![subject::type_filter(aggregate_type)
+        let name = self.namespace.stream_name(aggregate_type);
+        let subjects = vec![self
+            .namespace
+            .type_filter(aggregate_type)
             .map_err(|e| Error::with_source(StreamErrorKind::JetStream, e))?];
         let wanted = Config {
             name: name.clone(),
@@ -402,7 +422,9 @@ impl EventStore {
         aggregate_id: &str,
         after_seq: u64,
     ) -> Result<Vec<StoredEvent>, LoadError> {
-        let filter = subject::aggregate_filter(aggregate_type, aggregate_id)
+        let filter = self
+            .namespace
+            .aggregate_filter(aggregate_type, aggregate_id)
             .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?;
         self.read(aggregate_type, &filter, after_seq).await
     }
@@ -427,7 +449,8 @@ impl EventStore {
         let mut filters = Vec::with_capacity(event_types.len());
         for event_type in event_types {
             filters.push(
-                subject::EventSubject::build(aggregate_type, aggregate_id, event_type)
+                self.namespace
+                    .event_subject(aggregate_type, aggregate_id, event_type)
                     .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?,
             );
         }
@@ -449,9 +472,10 @@ impl EventStore {
         filter: &str,
         after_seq: u64,
     ) -> Result<Vec<StoredEvent>, LoadError> {
+        // JetStream's API subjects are never under the prefix.
         let api = format!(
             "$JS.API.DIRECT.GET.{}",
-            subject::stream_name(aggregate_type)
+            self.namespace.stream_name(aggregate_type)
         );
         let mut events = Vec::new();
         let mut from = after_seq + 1;
@@ -562,14 +586,17 @@ impl EventStore {
         events: &[NewEvent],
         meta: &AppendMeta<'_>,
     ) -> Result<Vec<u64>, AppendError> {
-        let filter = subject::aggregate_filter(aggregate_type, aggregate_id)
+        let filter = self
+            .namespace
+            .aggregate_filter(aggregate_type, aggregate_id)
             .map_err(|e| Error::with_source(AppendErrorKind::Refused, e))?;
         let time = now_rfc3339();
         let mut messages = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
-            let subject =
-                subject::EventSubject::build(aggregate_type, aggregate_id, &event.event_type)
-                    .map_err(|e| Error::with_source(AppendErrorKind::Refused, e))?;
+            let subject = self
+                .namespace
+                .event_subject(aggregate_type, aggregate_id, &event.event_type)
+                .map_err(|e| Error::with_source(AppendErrorKind::Refused, e))?;
             let mut h = HeaderMap::new();
             h.insert(
                 "Nats-Msg-Id",

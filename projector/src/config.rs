@@ -1,5 +1,6 @@
 //! Settings of the projector runtime.
 
+use jetsource_schemas::Namespace;
 use std::time::Duration;
 
 /// Settings of the projector runtime. Every field documents its default.
@@ -39,6 +40,10 @@ pub struct ProjectorConfig {
     /// unrenewed (default 5 s); a standby takes over within about this
     /// long after the holder dies.
     pub lease_ttl: Duration,
+    /// The subject prefix (default: none). Projectors name their subjects
+    /// without it (`evt.blogpost.>`); the runtime follows them, and serves
+    /// queries, control subjects and buckets, under it.
+    pub namespace: Namespace,
 }
 
 /// What a persisted projector does once an event is parked.
@@ -73,6 +78,7 @@ impl Default for ProjectorConfig {
             max_deliveries: 5,
             on_poison: OnPoison::Stop,
             lease_ttl: Duration::from_secs(5),
+            namespace: Namespace::default(),
         }
     }
 }

@@ -10,12 +10,18 @@
 //!
 //! Generation 0 uses the bucket `projection_<name>` and the consumers
 //! `projector_<name>`; generation N > 0 adds `_g<N>` to both.
+//!
+//! Under a subject prefix the buckets are renamed as
+//! [`Namespace::bucket`] says and the control subjects start with
+//! `<prefix>.`; consumer names stay, as they are scoped by their stream.
+//! The functions without `_in` are the unprefixed forms.
 
 use crate::shared::{RunError, RunErrorKind};
 use async_nats::jetstream::{self, kv};
 use async_nats::Client;
 use futures::StreamExt;
 use jetsource_handlers::error::Error;
+use jetsource_schemas::Namespace;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -34,6 +40,17 @@ pub fn rebuild_subject(name: &str) -> String {
 /// The request subject replaying the parked events of `name`.
 pub fn replay_parked_subject(name: &str) -> String {
     format!("{CONTROL_ROOT}.{name}.replay-parked")
+}
+
+/// Every control subject of `name` in `namespace`:
+/// `<prefix>.projector.<name>.*`.
+pub fn control_filter(namespace: &Namespace, name: &str) -> String {
+    namespace.subject(format_args!("{CONTROL_ROOT}.{name}.*"))
+}
+
+/// The control bucket in `namespace`.
+pub fn control_bucket(namespace: &Namespace) -> String {
+    namespace.bucket(CONTROL_BUCKET)
 }
 
 /// The bucket of generation `generation` of projection `name`.
@@ -61,10 +78,13 @@ struct Pointer {
     generation: u64,
 }
 
-/// Opens (creating when missing) the control bucket.
-pub(crate) async fn open_bucket(js: &jetstream::Context) -> Result<kv::Store, RunError> {
+/// Opens (creating when missing) the control bucket of `namespace`.
+pub(crate) async fn open_bucket(
+    js: &jetstream::Context,
+    namespace: &Namespace,
+) -> Result<kv::Store, RunError> {
     js.create_or_update_key_value(kv::Config {
-        bucket: CONTROL_BUCKET.to_string(),
+        bucket: control_bucket(namespace),
         description: "projector generations, leases and parked events".into(),
         history: 1,
         ..Default::default()
@@ -189,9 +209,21 @@ pub type ControlError = Error<ControlErrorKind>;
 
 /// Asks the active instance of `name` to rebuild it, calling `progress`
 /// with every update until the switch; returns the final `Done`.
-/// `silence` bounds the wait for each update.
+/// `silence` bounds the wait for each update. (No subject prefix; see
+/// [`rebuild_in`].)
 pub async fn rebuild(
     client: &Client,
+    name: &str,
+    silence: Duration,
+    progress: impl FnMut(&RebuildUpdate),
+) -> Result<RebuildUpdate, ControlError> {
+    rebuild_in(client, &Namespace::default(), name, silence, progress).await
+}
+
+/// Like [`rebuild`], for the projection `name` of `namespace`.
+pub async fn rebuild_in(
+    client: &Client,
+    namespace: &Namespace,
     name: &str,
     silence: Duration,
     mut progress: impl FnMut(&RebuildUpdate),
@@ -203,7 +235,11 @@ pub async fn rebuild(
         .await
         .map_err(|e| Error::with_source(ControlErrorKind::Nats, e))?;
     client
-        .publish_with_reply(rebuild_subject(name), inbox, bytes::Bytes::new())
+        .publish_with_reply(
+            namespace.subject(rebuild_subject(name)),
+            inbox,
+            bytes::Bytes::new(),
+        )
         .await
         .map_err(|e| Error::with_source(ControlErrorKind::Nats, e))?;
     loop {
@@ -230,15 +266,26 @@ pub async fn rebuild(
 }
 
 /// Asks the active instance of `name` to apply its parked events again.
+/// (No subject prefix; see [`replay_parked_in`].)
 pub async fn replay_parked(
     client: &Client,
+    name: &str,
+    timeout: Duration,
+) -> Result<ReplaySummary, ControlError> {
+    replay_parked_in(client, &Namespace::default(), name, timeout).await
+}
+
+/// Like [`replay_parked`], for the projection `name` of `namespace`.
+pub async fn replay_parked_in(
+    client: &Client,
+    namespace: &Namespace,
     name: &str,
     timeout: Duration,
 ) -> Result<ReplaySummary, ControlError> {
     crate::position::validate_name(name).map_err(|e| Error::new(ControlErrorKind::BadName, e))?;
     let request = async_nats::Request::new().timeout(Some(timeout));
     let reply = client
-        .send_request(replay_parked_subject(name), request)
+        .send_request(namespace.subject(replay_parked_subject(name)), request)
         .await
         .map_err(|e| {
             Error::new(

@@ -4,7 +4,7 @@
 //! generation beside the one queries read, switching when it caught up.
 
 use crate::config::ProjectorConfig;
-use crate::control::{self, RebuildUpdate, CONTROL_ROOT};
+use crate::control::{self, RebuildUpdate};
 use crate::lease::{Lease, Watcher};
 use crate::persisted::{self, Opening, PersistedProjection, Record, RECORD_KEY};
 use crate::position;
@@ -68,7 +68,7 @@ impl<P: PersistedProjector> Driver<P> {
         let shared = self.shared.clone();
         let span = tracing::info_span!("projector", projector = shared.name, kind = "persisted");
         async move {
-            let subject = format!("{CONTROL_ROOT}.{}.*", self.shared.name);
+            let subject = control::control_filter(&self.config.namespace, self.shared.name);
             let mut requests = match self.client.subscribe(subject).await {
                 Ok(requests) => requests,
                 Err(e) => {
@@ -135,7 +135,11 @@ impl<P: PersistedProjector> Driver<P> {
         let generation = control::active_generation(&self.control, name).await?;
         let Ok(bucket) = self
             .js
-            .get_key_value(control::generation_bucket(name, generation))
+            .get_key_value(
+                self.config
+                    .namespace
+                    .bucket(&control::generation_bucket(name, generation)),
+            )
             .await
         else {
             return Ok(());
@@ -419,7 +423,8 @@ impl<P: PersistedProjector> Driver<P> {
             }
         }
         // What an abandoned attempt may have left.
-        persisted::remove_generation(&self.js, name, generation, &streams).await;
+        persisted::remove_generation(&self.js, &self.config.namespace, name, generation, &streams)
+            .await;
         let building = Shared::new(name, Kind::Persisted, self.shared.streams.clone());
         let model = Arc::new(RwLock::new((self.make)()));
         let mut projection = match self

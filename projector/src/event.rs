@@ -1,16 +1,18 @@
 //! The event a projector folds: plain data, no NATS types.
 
 use bytes::Bytes;
-use jetsource_schemas::{headers, subject::EventSubject};
+use jetsource_schemas::{headers, Namespace};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 /// One stored event, as a projector sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// Its subject, `evt.<aggregate_type>.<aggregate_id>.<EventType>`.
+    /// Its subject as stored, `evt.<aggregate_type>.<aggregate_id>.<EventType>`
+    /// (under the subject prefix, when one is configured).
     pub subject: String,
-    /// The stream holding it (`EVT_BLOGPOST`).
+    /// The stream holding it (`EVT_BLOGPOST`; `<prefix>_EVT_BLOGPOST` under
+    /// a subject prefix).
     pub stream: String,
     /// Its stream sequence: the position `After-Seq` names.
     pub seq: u64,
@@ -61,7 +63,7 @@ impl Event {
     }
 
     /// Builds an event from its parts; `None` when the subject is not an
-    /// event subject.
+    /// event subject (without a subject prefix; see [`Event::from_parts_in`]).
     pub fn from_parts(
         subject: String,
         stream: String,
@@ -70,7 +72,28 @@ impl Event {
         headers: BTreeMap<String, String>,
         body: Bytes,
     ) -> Option<Event> {
-        let parsed = EventSubject::parse(&subject)?;
+        Self::from_parts_in(
+            &Namespace::default(),
+            subject,
+            stream,
+            seq,
+            stored_at,
+            headers,
+            body,
+        )
+    }
+
+    /// Like [`Event::from_parts`], for a subject under `namespace`'s prefix.
+    pub fn from_parts_in(
+        namespace: &Namespace,
+        subject: String,
+        stream: String,
+        seq: u64,
+        stored_at: String,
+        headers: BTreeMap<String, String>,
+        body: Bytes,
+    ) -> Option<Event> {
+        let parsed = namespace.parse_event(&subject)?;
         let (aggregate_type, aggregate_id, event_type) = (
             parsed.aggregate_type.to_string(),
             parsed.aggregate_id.to_string(),
@@ -94,8 +117,12 @@ impl Event {
     }
 }
 
-/// Converts a JetStream message into an [`Event`], or says why it is not one.
-pub(crate) fn from_message(message: &async_nats::jetstream::Message) -> Result<Event, String> {
+/// Converts a JetStream message of `namespace` into an [`Event`], or says
+/// why it is not one.
+pub(crate) fn from_message(
+    namespace: &Namespace,
+    message: &async_nats::jetstream::Message,
+) -> Result<Event, String> {
     let info = message
         .info()
         .map_err(|e| format!("message without JetStream metadata: {e}"))?;
@@ -112,7 +139,8 @@ pub(crate) fn from_message(message: &async_nats::jetstream::Message) -> Result<E
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let (stream, seq) = (info.stream.to_string(), info.stream_sequence);
-    Event::from_parts(
+    Event::from_parts_in(
+        namespace,
         message.subject.to_string(),
         stream.clone(),
         seq,
@@ -122,8 +150,9 @@ pub(crate) fn from_message(message: &async_nats::jetstream::Message) -> Result<E
     )
     .ok_or_else(|| {
         format!(
-            "{stream} #{seq}: subject {:?} is not evt.<type>.<id>.<EventType>",
-            message.subject.as_str()
+            "{stream} #{seq}: subject {:?} is not {}.<type>.<id>.<EventType>",
+            message.subject.as_str(),
+            namespace.event_root()
         )
     })
 }

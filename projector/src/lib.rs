@@ -23,6 +23,10 @@
 //! projector's position and lag per stream. Nothing in the domain-facing
 //! types ([`Projector`], [`Event`], [`Query`]) is a NATS type.
 //!
+//! Under a subject prefix ([`ProjectorConfig::namespace`]) projectors still
+//! name their subjects without it; the runtime puts every subject, stream
+//! and bucket it uses under the prefix.
+//!
 //! # Layout
 //! - [`projector`]: the traits and their error types.
 //! - [`event`]: the event a projector folds.

@@ -169,7 +169,7 @@ pub(crate) async fn drive<P: Projector>(
                         continue;
                     }
                 };
-                let event = match event::from_message(&message) {
+                let event = match event::from_message(&config.namespace, &message) {
                     Ok(event) => event,
                     Err(why) => {
                         halted = Some(why);

@@ -2,12 +2,12 @@
 //! and delivery count under `<name>.parked.<stream>.<seq>` in the control
 //! bucket until `replay-parked` applies it.
 
-use crate::control::CONTROL_BUCKET;
 use crate::event::Event;
 use crate::shared::{RunError, RunErrorKind};
 use async_nats::jetstream::{self, kv};
 use futures::TryStreamExt;
 use jetsource_handlers::error::Error;
+use jetsource_schemas::Namespace;
 use serde::{Deserialize, Serialize};
 
 /// One parked event.
@@ -76,7 +76,10 @@ pub(crate) async fn remove(control: &kv::Store, p: &ParkedEvent) -> Result<(), R
         .map_err(|e| Error::with_source(RunErrorKind::Store, e))
 }
 
-pub(crate) async fn list_in(control: &kv::Store, name: &str) -> Result<Vec<ParkedEvent>, RunError> {
+pub(crate) async fn list_from(
+    control: &kv::Store,
+    name: &str,
+) -> Result<Vec<ParkedEvent>, RunError> {
     let wanted = prefix(name);
     let keys: Vec<String> = control
         .keys()
@@ -103,12 +106,25 @@ pub(crate) async fn list_in(control: &kv::Store, name: &str) -> Result<Vec<Parke
 }
 
 /// The events parked for projection `name`, by stream and sequence (none
-/// when the control bucket does not exist yet).
+/// when the control bucket does not exist yet). (No subject prefix; see
+/// [`list_in`].)
 pub async fn list(client: &async_nats::Client, name: &str) -> Result<Vec<ParkedEvent>, RunError> {
+    list_in(client, &Namespace::default(), name).await
+}
+
+/// Like [`list`], for the projection `name` of `namespace`.
+pub async fn list_in(
+    client: &async_nats::Client,
+    namespace: &Namespace,
+    name: &str,
+) -> Result<Vec<ParkedEvent>, RunError> {
     crate::position::validate_name(name).map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
     let js = jetstream::new(client.clone());
-    match js.get_key_value(CONTROL_BUCKET).await {
-        Ok(control) => list_in(&control, name).await,
+    match js
+        .get_key_value(crate::control::control_bucket(namespace))
+        .await
+    {
+        Ok(control) => list_from(&control, name).await,
         Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket => Ok(Vec::new()),
         Err(e) => Err(Error::with_source(RunErrorKind::Store, e)),
     }

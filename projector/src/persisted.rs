@@ -42,7 +42,8 @@ use std::sync::{Arc, RwLock};
 pub const RECORD_KEY: &str = "checkpoint";
 
 /// The bucket of projection `name`'s first generation (see
-/// [`control::generation_bucket`] for the others).
+/// [`control::generation_bucket`] for the others), without a subject
+/// prefix (under one: [`jetsource_schemas::Namespace::bucket`] of it).
 pub fn bucket_name(name: &str) -> String {
     control::generation_bucket(name, 0)
 }
@@ -188,11 +189,11 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     ) -> Result<Self, RunError> {
         let name = projector.name();
         position::validate_name(name).map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
-        let streams = position::streams_of(&projector.subjects())
+        let streams = position::streams_of_in(&config.namespace, &projector.subjects())
             .map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
         let shared = Shared::new(name, Kind::Persisted, streams);
         let js = jetstream::new(client);
-        let control = control::open_bucket(&js).await?;
+        let control = control::open_bucket(&js, &config.namespace).await?;
         let generation = control::active_generation(&control, name).await?;
         let opening = Opening {
             generation,
@@ -226,7 +227,9 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         };
         let kv = js
             .create_or_update_key_value(kv::Config {
-                bucket: control::generation_bucket(name, generation),
+                bucket: config
+                    .namespace
+                    .bucket(&control::generation_bucket(name, generation)),
                 description: format!("read model of projection {name}"),
                 history: 1,
                 ..Default::default()
@@ -376,10 +379,11 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     /// newer one, or to retry a failed rebuild).
     pub(crate) async fn remove(self) {
         let (js, name, generation) = (self.js.clone(), self.shared.name, self.generation);
+        let namespace = self.config.namespace.clone();
         let streams: Vec<jetstream::stream::Stream> =
             self.followed.iter().map(|f| f.stream.clone()).collect();
         drop(self);
-        remove_generation(&js, name, generation, &streams).await;
+        remove_generation(&js, &namespace, name, generation, &streams).await;
     }
 
     /// Reads the projector.
@@ -506,7 +510,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 batch.held_back.push(message);
                 continue;
             }
-            let event = match event::from_message(&message) {
+            let event = match event::from_message(&self.config.namespace, &message) {
                 Ok(event) => event,
                 Err(why) => {
                     batch.halted = Some(why);
@@ -627,7 +631,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     pub async fn replay_parked(&mut self) -> Result<control::ReplaySummary, RunError> {
         let mut summary = control::ReplaySummary::default();
         let mut stuck: BTreeSet<String> = BTreeSet::new();
-        for p in parked::list_in(&self.control, self.shared.name).await? {
+        for p in parked::list_from(&self.control, self.shared.name).await? {
             let position = self.positions.get(&p.stream).copied().unwrap_or(0);
             let skipped = self
                 .skipped
@@ -725,21 +729,24 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     }
 }
 
-/// Deletes generation `generation` of `name`: its consumer on each of
-/// `streams`, and its bucket. Missing ones are fine.
+/// Deletes generation `generation` of `name` in `namespace`: its consumer
+/// on each of `streams`, and its bucket. Missing ones are fine.
 pub(crate) async fn remove_generation(
     js: &jetstream::Context,
+    namespace: &jetsource_schemas::Namespace,
     name: &str,
     generation: u64,
     streams: &[jetstream::stream::Stream],
 ) {
+    // Consumer names are scoped by their stream, which is the namespace's:
+    // they need no prefix.
     let consumer = control::generation_consumer(name, generation);
     for stream in streams {
         if let Err(e) = stream.delete_consumer(&consumer).await {
             tracing::debug!(%consumer, error = %e, "consumer not deleted");
         }
     }
-    let bucket = control::generation_bucket(name, generation);
+    let bucket = namespace.bucket(&control::generation_bucket(name, generation));
     if let Err(e) = js.delete_key_value(&bucket).await {
         tracing::debug!(%bucket, error = %e, "bucket not deleted");
     }

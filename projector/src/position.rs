@@ -2,7 +2,7 @@
 //! `After-Seq` header asks for, and which streams a projector's subjects
 //! map to.
 
-use jetsource_schemas::{subject, token};
+use jetsource_schemas::{subject, token, Namespace};
 use std::collections::BTreeMap;
 
 /// The last stream sequence applied, per stream name.
@@ -39,8 +39,19 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 
 /// Groups filter subjects by the stream holding them:
 /// `evt.<type>.<rest>` belongs to `EVT_<TYPE>`. The type must be a literal
-/// aggregate type; later tokens are tokens, `*`, or a final `>`.
+/// aggregate type; later tokens are tokens, `*`, or a final `>`. (No
+/// subject prefix; see [`streams_of_in`].)
 pub fn streams_of(filters: &[String]) -> Result<BTreeMap<String, Vec<String>>, String> {
+    streams_of_in(&Namespace::default(), filters)
+}
+
+/// Like [`streams_of`], in `namespace`: `filters` are written without the
+/// prefix (`evt.blogpost.>`, as projectors name them); the result holds the
+/// namespace's stream names and the filters under its prefix.
+pub fn streams_of_in(
+    namespace: &Namespace,
+    filters: &[String],
+) -> Result<BTreeMap<String, Vec<String>>, String> {
     if filters.is_empty() {
         return Err("a projector must follow at least one subject".into());
     }
@@ -65,9 +76,10 @@ pub fn streams_of(filters: &[String]) -> Result<BTreeMap<String, Vec<String>>, S
         if tokens.len() == 3 && tokens[2] != ">" {
             return Err(shape());
         }
-        let list = streams.entry(subject::stream_name(tokens[1])).or_default();
-        if !list.contains(filter) {
-            list.push(filter.clone());
+        let list = streams.entry(namespace.stream_name(tokens[1])).or_default();
+        let filter = namespace.subject(filter);
+        if !list.contains(&filter) {
+            list.push(filter);
         }
     }
     Ok(streams)
@@ -153,6 +165,23 @@ mod tests {
             assert!(streams_of(&[bad.to_string()]).is_err(), "{bad:?} accepted");
         }
         assert!(streams_of(&[]).is_err());
+    }
+
+    #[test]
+    fn filters_map_to_the_namespace_streams() {
+        let ns = Namespace::new("app-a").expect("valid prefix");
+        let s = streams_of_in(&ns, &["evt.blogpost.>".into(), "evt.comment.c1.*".into()])
+            .expect("valid");
+        assert_eq!(
+            s["app-a_EVT_BLOGPOST"],
+            vec!["app-a.evt.blogpost.>".to_string()]
+        );
+        assert_eq!(
+            s["app-a_EVT_COMMENT"],
+            vec!["app-a.evt.comment.c1.*".to_string()]
+        );
+        // Subjects are named without the prefix.
+        assert!(streams_of_in(&ns, &["app-a.evt.blogpost.>".into()]).is_err());
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub trait Projector: Send + Sync + 'static {
     /// event, `evt.blogpost.*.BlogPostPublished` for one event type. Each
     /// aggregate type is one stream (`EVT_<TYPE>`); several types may be
     /// followed at once. Within a stream events arrive in stream order;
-    /// across streams there is no order.
+    /// across streams there is no order. Subjects are named without the
+    /// subject prefix: under one, the runtime follows them under it.
     fn subjects(&self) -> Vec<String>;
 
     /// Folds one event into the read model.

@@ -17,10 +17,15 @@ use async_nats::{Client, Message};
 use jetsource_schemas::headers;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// The first token of query subjects.
+/// The first token of query subjects (after the subject prefix, if any).
 pub const QUERY_ROOT: &str = "query";
+
+/// Every query subject of projection `name` in `namespace`:
+/// `<prefix>.query.<name>.>`.
+pub fn query_filter(namespace: &jetsource_schemas::Namespace, name: &str) -> String {
+    namespace.subject(format_args!("{QUERY_ROOT}.{name}.>"))
+}
 
 /// Answers one query message.
 pub(crate) async fn answer(
@@ -33,7 +38,7 @@ pub(crate) async fn answer(
     let Some(reply_to) = message.reply.clone() else {
         return;
     };
-    let body = respond(shared, model, config.query_wait, &message).await;
+    let body = respond(shared, model, config, &message).await;
     match serde_json::to_vec(&body) {
         Ok(bytes) => {
             if let Err(e) = client.publish(reply_to, bytes.into()).await {
@@ -51,11 +56,16 @@ fn failure(status: &str, reason: impl Into<String>) -> serde_json::Value {
 async fn respond(
     shared: &Shared,
     model: &Arc<dyn Model>,
-    wait: Duration,
+    config: &ProjectorConfig,
     message: &Message,
 ) -> serde_json::Value {
+    let wait = config.query_wait;
     let prefix = format!("{QUERY_ROOT}.{}.", shared.name);
-    let Some(rest) = message.subject.as_str().strip_prefix(&prefix) else {
+    let Some(rest) = config
+        .namespace
+        .strip(message.subject.as_str())
+        .and_then(|s| s.strip_prefix(&prefix))
+    else {
         return failure("bad_request", "not a query subject of this projection");
     };
     let after = message

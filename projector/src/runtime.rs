@@ -24,9 +24,11 @@ use crate::driver::{Driver as PersistedDriver, Make};
 use crate::memory;
 use crate::position::{self, Positions};
 use crate::projector::{PersistedProjector, Projector};
-use crate::query::{self, QUERY_ROOT};
+use crate::query;
 use crate::shared::{Model, RunError, RunErrorKind, Shared};
-use crate::status::{Kind, Phase, ProjectorStatus, StatusReport, StreamStatus, STATUS_SUBJECT};
+use crate::status::{
+    self as status_report, Kind, Phase, ProjectorStatus, StatusReport, StreamStatus,
+};
 use async_nats::jetstream;
 use async_nats::Client;
 use futures::future::BoxFuture;
@@ -138,7 +140,7 @@ impl ProjectorRuntimeBuilder {
                     for stream in shared.streams.keys() {
                         get_stream(&js, stream).await?;
                     }
-                    let control = control::open_bucket(&js).await?;
+                    let control = control::open_bucket(&js, &config.namespace).await?;
                     let served = Arc::new(RwLock::new(projector));
                     let driver = PersistedDriver {
                         client: js.client(),
@@ -176,8 +178,9 @@ impl ProjectorRuntimeBuilder {
                     format!("projector {name} registered twice"),
                 ));
             }
-            let streams = position::streams_of(&registration.subjects)
-                .map_err(|e| Error::new(RunErrorKind::BadProjector, format!("{name}: {e}")))?;
+            let streams =
+                position::streams_of_in(&self.config.namespace, &registration.subjects)
+                    .map_err(|e| Error::new(RunErrorKind::BadProjector, format!("{name}: {e}")))?;
             let shared = Shared::new(name, registration.kind, streams);
             let (model, driver) =
                 (registration.prepare)(js.clone(), shared.clone(), self.config.clone()).await?;
@@ -227,11 +230,15 @@ impl ProjectorRuntime {
     pub async fn start(self) -> Result<Running, RunError> {
         let (stop, stopped) = watch::channel(false);
         let mut subscriptions = Vec::new();
+        let namespace = &self.config.namespace;
         for (index, projector) in self.projectors.iter().enumerate() {
-            let subject = format!("{QUERY_ROOT}.{}.>", projector.shared.name);
+            let subject = query::query_filter(namespace, projector.shared.name);
             subscriptions.push((Some(index), subject));
         }
-        subscriptions.push((None, STATUS_SUBJECT.to_string()));
+        subscriptions.push((None, status_report::status_subject(namespace)));
+        // Queue groups need no prefix: they only share messages between
+        // subscriptions whose subjects match them, and namespaces' subjects
+        // never overlap.
         let mut tasks = Vec::new();
         for (index, subject) in subscriptions {
             let subscriber = self

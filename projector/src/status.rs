@@ -1,10 +1,17 @@
 //! What `query.projectors.status` answers: per projector and stream, the
 //! last sequence applied, the stream's last sequence and the lag.
 
+use jetsource_schemas::Namespace;
 use serde::{Deserialize, Serialize};
 
-/// The subject serving [`StatusReport`] as JSON.
+/// The subject serving [`StatusReport`] as JSON (without a subject prefix;
+/// see [`status_subject`]).
 pub const STATUS_SUBJECT: &str = "query.projectors.status";
+
+/// The status subject in `namespace`: `<prefix>.query.projectors.status`.
+pub fn status_subject(namespace: &Namespace) -> String {
+    namespace.subject(STATUS_SUBJECT)
+}
 
 /// The projectors of the process that answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

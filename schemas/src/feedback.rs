@@ -18,9 +18,13 @@
 //! {"status":"unknown","command_id":"c3"}
 //! ```
 //!
-//! Every token taken from a subject is validated before it is used.
+//! Every token taken from a subject is validated before it is used. Under a
+//! subject prefix each subject starts with `<prefix>.` and the command index
+//! bucket is renamed as [`Namespace::bucket`] says; the functions here are
+//! the unprefixed forms.
 
 use crate::event::EventRef;
+use crate::namespace::Namespace;
 use crate::reply::RejectionCode;
 use crate::token::{validate, TokenError};
 use schemars::JsonSchema;
@@ -178,45 +182,37 @@ pub struct CommandIndexEntry {
     pub events: Vec<EventRef>,
 }
 
+// The unprefixed forms; under a subject prefix see the same methods of
+// [`Namespace`].
+
 /// `notice.rejected.<aggregate_type>.<aggregate_id>`.
 pub fn notice_subject(aggregate_type: &str, aggregate_id: &str) -> Result<String, TokenError> {
-    validate("aggregate type", aggregate_type)?;
-    validate("aggregate id", aggregate_id)?;
-    Ok(format!("{NOTICE_ROOT}.{aggregate_type}.{aggregate_id}"))
+    Namespace::default().notice_subject(aggregate_type, aggregate_id)
 }
 
 /// `errors.get.<command_id>`.
 pub fn errors_get_subject(command_id: &str) -> Result<String, TokenError> {
-    validate("command id", command_id)?;
-    Ok(format!("{ERRORS_GET_ROOT}.{command_id}"))
+    Namespace::default().errors_get_subject(command_id)
 }
 
 /// `errors.list.<aggregate_type>.<aggregate_id>`.
 pub fn errors_list_subject(aggregate_type: &str, aggregate_id: &str) -> Result<String, TokenError> {
-    validate("aggregate type", aggregate_type)?;
-    validate("aggregate id", aggregate_id)?;
-    Ok(format!(
-        "{ERRORS_LIST_ROOT}.{aggregate_type}.{aggregate_id}"
-    ))
+    Namespace::default().errors_list_subject(aggregate_type, aggregate_id)
 }
 
 /// `status.<command_id>`.
 pub fn status_subject(command_id: &str) -> Result<String, TokenError> {
-    validate("command id", command_id)?;
-    Ok(format!("{STATUS_ROOT}.{command_id}"))
+    Namespace::default().status_subject(command_id)
 }
 
 /// `feedback.peer.get.<command_id>`.
 pub fn peer_get_subject(command_id: &str) -> Result<String, TokenError> {
-    validate("command id", command_id)?;
-    Ok(format!("{PEER_GET_ROOT}.{command_id}"))
+    Namespace::default().peer_get_subject(command_id)
 }
 
 /// `feedback.peer.list.<aggregate_type>.<aggregate_id>`.
 pub fn peer_list_subject(aggregate_type: &str, aggregate_id: &str) -> Result<String, TokenError> {
-    validate("aggregate type", aggregate_type)?;
-    validate("aggregate id", aggregate_id)?;
-    Ok(format!("{PEER_LIST_ROOT}.{aggregate_type}.{aggregate_id}"))
+    Namespace::default().peer_list_subject(aggregate_type, aggregate_id)
 }
 
 /// Why a subject is not the query or notice expected.
@@ -251,10 +247,7 @@ fn tokens_after<'a, const N: usize>(
 
 /// The command id of `<root>.<command_id>` (`errors.get`, `status`,
 /// `feedback.peer.get`), validated.
-pub fn parse_command_id<'a>(
-    subject: &'a str,
-    root: &'static str,
-) -> Result<&'a str, QuerySubjectError> {
+pub fn parse_command_id<'a>(subject: &'a str, root: &str) -> Result<&'a str, QuerySubjectError> {
     let [command_id] = tokens_after::<1>(subject, root, "<prefix>.<command_id>")?;
     validate("command id", command_id)?;
     Ok(command_id)
@@ -264,7 +257,7 @@ pub fn parse_command_id<'a>(
 /// `errors.list`, `feedback.peer.list`), validated.
 pub fn parse_aggregate<'a>(
     subject: &'a str,
-    root: &'static str,
+    root: &str,
 ) -> Result<(&'a str, &'a str), QuerySubjectError> {
     let [aggregate_type, aggregate_id] =
         tokens_after::<2>(subject, root, "<prefix>.<aggregate_type>.<aggregate_id>")?;

@@ -16,16 +16,19 @@
 //! - [`event`]: references to stored events and their metadata.
 //! - [`json`]: the JSON Schemas generated from these types.
 //! - [`feedback`]: rejection notices, the error cache's queries, command status.
+//! - [`namespace`]: the optional subject prefix, and every name under it.
 
 pub mod event;
 pub mod feedback;
 pub mod headers;
 pub mod json;
+pub mod namespace;
 pub mod reply;
 pub mod subject;
 pub mod token;
 
 pub use event::EventRef;
+pub use namespace::{Namespace, NamespaceError};
 pub use reply::{Accepted, CommandReply, Rejected, RejectionCode};
 pub use subject::{CommandSubject, EventSubject};
 pub use token::{Token, TokenError};

@@ -4,10 +4,14 @@
 //! - events: `evt.<aggregate_type>.<aggregate_id>.<EventType>`, one stream
 //!   per aggregate type named [`stream_name`] (`EVT_BLOGPOST`).
 //!
+//! Under a subject prefix every subject and stream name changes as
+//! [`Namespace`] describes; the functions here are the unprefixed forms.
+//!
 //! Every token is checked with [`crate::token::validate`] on the way in and
 //! on the way out, so a subject built here never holds a wildcard, a dot or
 //! whitespace that came from a user.
 
+use crate::namespace::Namespace;
 use crate::token::{validate, TokenError};
 
 /// The first token of command subjects.
@@ -45,47 +49,53 @@ pub enum SubjectError {
 }
 
 impl<'a> CommandSubject<'a> {
-    /// Parses `cmd.<type>.<id>.<command>`, validating every token.
+    /// Parses `cmd.<type>.<id>.<command>`, validating every token (no
+    /// subject prefix; see [`Namespace::parse_command`]).
     pub fn parse(subject: &'a str) -> Result<Self, SubjectError> {
-        let shape = || SubjectError::Shape {
-            subject: subject.chars().take(256).collect(),
-        };
-        let mut parts = subject.split('.');
-        let (Some(root), Some(aggregate_type), Some(aggregate_id), Some(command), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(shape());
-        };
-        if root != COMMAND_ROOT {
-            return Err(shape());
-        }
-        validate("aggregate type", aggregate_type)?;
-        validate("aggregate id", aggregate_id)?;
-        validate("command", command)?;
-        Ok(CommandSubject {
-            aggregate_type,
-            aggregate_id,
-            command,
-        })
+        parse_command(subject, subject)
     }
 
-    /// Builds the subject from validated parts.
+    /// Builds the subject from validated parts (no subject prefix; see
+    /// [`Namespace::command_subject`]).
     pub fn build(
         aggregate_type: &str,
         aggregate_id: &str,
         command: &str,
     ) -> Result<String, TokenError> {
-        validate("aggregate type", aggregate_type)?;
-        validate("aggregate id", aggregate_id)?;
-        validate("command", command)?;
-        Ok(format!(
-            "{COMMAND_ROOT}.{aggregate_type}.{aggregate_id}.{command}"
-        ))
+        Namespace::default().command_subject(aggregate_type, aggregate_id, command)
     }
+}
+
+/// Parses `rest`, the unprefixed part of `subject`, as
+/// `cmd.<type>.<id>.<command>`; errors quote the whole `subject`.
+pub(crate) fn parse_command<'a>(
+    subject: &str,
+    rest: &'a str,
+) -> Result<CommandSubject<'a>, SubjectError> {
+    let shape = || SubjectError::Shape {
+        subject: subject.chars().take(256).collect(),
+    };
+    let mut parts = rest.split('.');
+    let (Some(root), Some(aggregate_type), Some(aggregate_id), Some(command), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(shape());
+    };
+    if root != COMMAND_ROOT {
+        return Err(shape());
+    }
+    validate("aggregate type", aggregate_type)?;
+    validate("aggregate id", aggregate_id)?;
+    validate("command", command)?;
+    Ok(CommandSubject {
+        aggregate_type,
+        aggregate_id,
+        command,
+    })
 }
 
 /// The parts of an event subject.
@@ -100,7 +110,8 @@ pub struct EventSubject<'a> {
 }
 
 impl<'a> EventSubject<'a> {
-    /// Parses `evt.<type>.<id>.<EventType>`.
+    /// Parses `evt.<type>.<id>.<EventType>` (no subject prefix; see
+    /// [`Namespace::parse_event`]).
     pub fn parse(subject: &'a str) -> Option<Self> {
         let mut parts = subject.split('.');
         match (
@@ -125,41 +136,37 @@ impl<'a> EventSubject<'a> {
         }
     }
 
-    /// Builds `evt.<type>.<id>.<EventType>` from validated parts.
+    /// Builds `evt.<type>.<id>.<EventType>` from validated parts (no
+    /// subject prefix; see [`Namespace::event_subject`]).
     pub fn build(
         aggregate_type: &str,
         aggregate_id: &str,
         event_type: &str,
     ) -> Result<String, TokenError> {
-        validate("aggregate type", aggregate_type)?;
-        validate("aggregate id", aggregate_id)?;
-        validate("event type", event_type)?;
-        Ok(format!(
-            "{EVENT_ROOT}.{aggregate_type}.{aggregate_id}.{event_type}"
-        ))
+        Namespace::default().event_subject(aggregate_type, aggregate_id, event_type)
     }
 }
 
 /// All events of one aggregate instance: `evt.<type>.<id>.*`. This is also
-/// the subject of its expected-sequence check.
+/// the subject of its expected-sequence check. (No subject prefix; see
+/// [`Namespace::aggregate_filter`].)
 pub fn aggregate_filter(aggregate_type: &str, aggregate_id: &str) -> Result<String, TokenError> {
-    validate("aggregate type", aggregate_type)?;
-    validate("aggregate id", aggregate_id)?;
-    Ok(format!("{EVENT_ROOT}.{aggregate_type}.{aggregate_id}.*"))
+    Namespace::default().aggregate_filter(aggregate_type, aggregate_id)
 }
 
 /// All events of one aggregate type: `evt.<type>.>`, the stream's subject.
+/// (No subject prefix; see [`Namespace::type_filter`].)
 pub fn type_filter(aggregate_type: &str) -> Result<String, TokenError> {
-    validate("aggregate type", aggregate_type)?;
-    Ok(format!("{EVENT_ROOT}.{aggregate_type}.>"))
+    Namespace::default().type_filter(aggregate_type)
 }
 
 /// The stream of an aggregate type: `EVT_` and the type in upper case.
 ///
 /// Aggregate types are lower case (see [`validate_aggregate_type`]), so two
-/// types never share a stream.
+/// types never share a stream. (No subject prefix; see
+/// [`Namespace::stream_name`].)
 pub fn stream_name(aggregate_type: &str) -> String {
-    format!("{STREAM_PREFIX}{}", aggregate_type.to_ascii_uppercase())
+    Namespace::default().stream_name(aggregate_type)
 }
 
 /// Aggregate type names: `[a-z0-9_-]{1,64}`, lower case so that

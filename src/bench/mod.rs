@@ -151,6 +151,11 @@ pub async fn run(
     // Group commit pays off on a server that syncs every write, and costs
     // throughput under JetStream's default flushing: each figure runs the
     // way a deployment on that server should be configured.
+    // The workloads and the bare baselines use unprefixed subjects, so the
+    // bench serves without a prefix whatever the settings say (its figures
+    // do not depend on one: the prefix only lengthens subjects).
+    let mut runtime_config = runtime_config;
+    runtime_config.namespace = jetsource_schemas::Namespace::default();
     let mut flushing_config = runtime_config.clone();
     flushing_config.group_commit.enabled = false;
     let mut durable_config = runtime_config;

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::embedded;
+use jetsource_schemas::Namespace;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -48,26 +49,33 @@ pub(crate) async fn query(
     }
 }
 
+/// The configured subject prefix. On an invalid one (checked at start, so
+/// only by mistake), prints why and returns the exit code (2).
+pub(crate) fn namespace(config: &Config, what: &str) -> Result<Namespace, ExitCode> {
+    config.namespace().map_err(|e| {
+        eprintln!("jetsource {what}: {e}");
+        ExitCode::from(2)
+    })
+}
+
 pub(crate) async fn projector_status(
     config: &Config,
     nats_url: Option<&str>,
     timeout: u64,
 ) -> ExitCode {
+    let subject = match namespace(config, "projector status") {
+        Ok(ns) => jetsource_projector::status::status_subject(&ns),
+        Err(code) => return code,
+    };
     let client = match client_connection(config, nats_url, "projector status").await {
         Ok(client) => client,
         Err(code) => return code,
     };
     let request = async_nats::Request::new().timeout(Some(std::time::Duration::from_secs(timeout)));
-    let reply = match client
-        .send_request(jetsource_projector::status::STATUS_SUBJECT, request)
-        .await
-    {
+    let reply = match client.send_request(subject.clone(), request).await {
         Ok(reply) => reply,
         Err(e) => {
-            eprintln!(
-                "jetsource projector status: no answer on {}: {e}",
-                jetsource_projector::status::STATUS_SUBJECT
-            );
+            eprintln!("jetsource projector status: no answer on {subject}: {e}");
             return ExitCode::from(3);
         }
     };

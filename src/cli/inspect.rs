@@ -7,13 +7,13 @@ use crate::rewind::RewindErrorKind;
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
 use futures::{StreamExt, TryStreamExt};
 use jetsource_handlers::store::EventStore;
-use jetsource_schemas::{headers, subject};
+use jetsource_schemas::headers;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::client::{client_connection, print_json};
+use super::client::{client_connection, namespace, print_json};
 
 /// One event as `tail` prints it.
 #[derive(Debug, Serialize)]
@@ -54,9 +54,10 @@ fn valid_filter(filter: &str) -> bool {
     })
 }
 
-/// Prints events on subjects matching `filter` as they are stored (or all
-/// of them with `from_start`), until `count` were printed or forever.
-/// Exit 2 for an invalid filter, 3 when NATS fails.
+/// Prints events on subjects matching `filter` (written without the subject
+/// prefix) as they are stored (or all of them with `from_start`), until
+/// `count` were printed or forever. Only this namespace's event streams are
+/// followed. Exit 2 for an invalid filter, 3 when NATS fails.
 pub(crate) async fn tail(
     config: &Config,
     nats_url: Option<&str>,
@@ -68,6 +69,12 @@ pub(crate) async fn tail(
         eprintln!("jetsource tail: {filter:?} is not a subject filter");
         return ExitCode::from(2);
     }
+    let namespace = match namespace(config, "tail") {
+        Ok(namespace) => namespace,
+        Err(code) => return code,
+    };
+    let filter = namespace.subject(filter);
+    let filter = filter.as_str();
     let client = match client_connection(config, nats_url, "tail").await {
         Ok(client) => client,
         Err(code) => return code,
@@ -95,7 +102,7 @@ pub(crate) async fn tail(
         }) else {
             continue;
         };
-        if !info.config.name.starts_with(subject::STREAM_PREFIX) {
+        if !info.config.name.starts_with(namespace.stream_prefix()) {
             continue;
         }
         let consumer = OrderedConfig {
@@ -205,12 +212,16 @@ pub(crate) async fn rewind(
         );
         return ExitCode::from(2);
     }
+    let namespace = match namespace(config, "rewind") {
+        Ok(namespace) => namespace,
+        Err(code) => return code,
+    };
     let client = match client_connection(config, nats_url, "rewind").await {
         Ok(client) => client,
         Err(code) => return code,
     };
     let store = match EventStore::new(client, Duration::from_secs(timeout)).await {
-        Ok(store) => store,
+        Ok(store) => store.with_namespace(namespace),
         Err(e) => {
             eprintln!("jetsource rewind: {e}");
             return ExitCode::from(3);
@@ -252,13 +263,18 @@ struct StreamSummary {
     first_seq: u64,
     last_seq: u64,
     consumers: usize,
-    /// An event stream of this application (`EVT_<TYPE>`).
+    /// An event stream of this application (`EVT_<TYPE>`, under its
+    /// subject prefix if any).
     events: bool,
 }
 
 /// Prints every stream: what it holds and how big it is. Exit 3 when NATS
 /// fails.
 pub(crate) async fn streams(config: &Config, nats_url: Option<&str>) -> ExitCode {
+    let namespace = match namespace(config, "streams") {
+        Ok(namespace) => namespace,
+        Err(code) => return code,
+    };
     let client = match client_connection(config, nats_url, "streams").await {
         Ok(client) => client,
         Err(code) => return code,
@@ -274,7 +290,7 @@ pub(crate) async fn streams(config: &Config, nats_url: Option<&str>) -> ExitCode
     let mut summaries: Vec<StreamSummary> = infos
         .into_iter()
         .map(|info| StreamSummary {
-            events: info.config.name.starts_with(subject::STREAM_PREFIX),
+            events: info.config.name.starts_with(namespace.stream_prefix()),
             name: info.config.name,
             subjects: info.config.subjects,
             messages: info.state.messages,

@@ -23,12 +23,11 @@ mod send;
 use crate::app::{self, App};
 use crate::config::Config;
 use clap::{Parser, Subcommand, ValueEnum};
-use jetsource_schemas::feedback;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub use client::{client_connection, print_json};
-use client::{projector_status, query};
+use client::{namespace, projector_status, query};
 
 /// The version line: the crate's version and the wire contract's.
 static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -58,6 +57,7 @@ Examples:
   jetsource schema                                write the JSON Schemas into schemas/json/
   jetsource run --roles handlers                  only the command handlers (scale roles apart)
   jetsource --log-format json run                 JSON logs (RUST_LOG=debug for more)
+  jetsource --subject-prefix acme.shop run        serve under acme.shop.cmd.>, acme.shop.evt.>, … (apps sharing an account)
 
 Authentication ([nats.auth] and [nats.tls] in the settings file, or):
   JETSOURCE_NATS_TOKEN, JETSOURCE_NATS_USER + JETSOURCE_NATS_PASSWORD,
@@ -77,6 +77,10 @@ pub struct Cli {
     /// Log lines on stderr as text or JSON (also JETSOURCE_LOG_FORMAT); RUST_LOG filters them.
     #[arg(long, global = true, value_enum, env = "JETSOURCE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The application's subject prefix, for serving and for every client
+    /// command (also JETSOURCE_SUBJECT_PREFIX, [nats] subject_prefix); "" for none.
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub subject_prefix: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -188,7 +192,8 @@ pub enum Command {
   jetsource tail 'evt.blogpost.>'         one aggregate type
   jetsource tail 'evt.blogpost.p1.*' --from-start --count 10")]
     Tail {
-        /// Subject filter (NATS wildcards).
+        /// Subject filter (NATS wildcards), without the subject prefix: the
+        /// configured one is put in front.
         #[arg(default_value = "evt.>")]
         filter: String,
         /// Start at the beginning of each stream instead of its current end.
@@ -345,13 +350,21 @@ fn init_tracing(default: &str, format: LogFormat) {
 /// Parses the command line and runs `app`.
 pub fn main(app: App) -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
+    let mut config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("jetsource: {e}");
             return ExitCode::from(2);
         }
     };
+    // The flag wins over the environment and the file, and is checked like them.
+    if let Some(prefix) = cli.subject_prefix {
+        config.nats.subject_prefix = prefix;
+        if let Err(e) = config.validate() {
+            eprintln!("jetsource: {e}");
+            return ExitCode::from(2);
+        }
+    }
     init_tracing(
         match cli.command {
             Command::Run { .. } => "info",
@@ -412,13 +425,19 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             }
         }
         Command::Status { command_id, target } => {
-            let subject = feedback::status_subject(&command_id);
+            let subject = match namespace(&config, "status") {
+                Ok(ns) => ns.status_subject(&command_id),
+                Err(code) => return code,
+            };
             query(&config, "status", subject, target).await
         }
         Command::Errors {
             query: ErrorsQuery::Get { command_id, target },
         } => {
-            let subject = feedback::errors_get_subject(&command_id);
+            let subject = match namespace(&config, "errors get") {
+                Ok(ns) => ns.errors_get_subject(&command_id),
+                Err(code) => return code,
+            };
             query(&config, "errors get", subject, target).await
         }
         Command::Errors {
@@ -429,7 +448,10 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                     target,
                 },
         } => {
-            let subject = feedback::errors_list_subject(&aggregate_type, &aggregate_id);
+            let subject = match namespace(&config, "errors list") {
+                Ok(ns) => ns.errors_list_subject(&aggregate_type, &aggregate_id),
+                Err(code) => return code,
+            };
             query(&config, "errors list", subject, target).await
         }
         Command::Bench {

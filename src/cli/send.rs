@@ -6,7 +6,7 @@ use crate::config::Config;
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
-use super::client::{client_connection, print_json};
+use super::client::{client_connection, namespace, print_json};
 
 /// What `send` was asked.
 pub(crate) struct SendArgs {
@@ -47,6 +47,10 @@ pub(crate) async fn send(config: &Config, args: SendArgs) -> ExitCode {
             text
         }
     };
+    let namespace = match namespace(config, "send") {
+        Ok(namespace) => namespace,
+        Err(code) => return code,
+    };
     let client = match client_connection(config, nats_url.as_deref(), "send").await {
         Ok(client) => client,
         Err(code) => return code,
@@ -61,7 +65,9 @@ pub(crate) async fn send(config: &Config, args: SendArgs) -> ExitCode {
         expected_seq,
         ..SendOptions::default()
     };
-    let sender = CommandClient::new(client).with_timeout(std::time::Duration::from_secs(timeout));
+    let sender = CommandClient::new(client)
+        .with_namespace(namespace)
+        .with_timeout(std::time::Duration::from_secs(timeout));
     if no_wait {
         return match sender
             .publish(&aggregate_type, &aggregate_id, &command, body, &options)

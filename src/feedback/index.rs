@@ -2,7 +2,8 @@
 //!
 //! A durable pull consumer on each event stream reads every event's
 //! `Command-Id` header and merges the event into the KV bucket
-//! `jetsource_command_index` (key: the command id). The message is acked only
+//! `jetsource_command_index` (key: the command id; the bucket is renamed
+//! under a subject prefix, see `Namespace::bucket`). The message is acked only
 //! after the KV write, and a redelivered event that is already recorded
 //! changes nothing, so the index converges after any crash. The command path
 //! pays nothing for it: the index trails the streams.
@@ -17,10 +18,8 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use jetsource_handlers::error::Error;
-use jetsource_schemas::feedback::{
-    CommandIndexEntry, COMMAND_INDEX_BUCKET, COMMAND_INDEX_CONSUMER,
-};
-use jetsource_schemas::{headers, subject, token, EventRef};
+use jetsource_schemas::feedback::{CommandIndexEntry, COMMAND_INDEX_CONSUMER};
+use jetsource_schemas::{headers, token, EventRef, Namespace};
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -35,14 +34,19 @@ pub struct CommandIndex {
 }
 
 impl CommandIndex {
-    /// Opens the bucket, creating it when absent.
-    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, FeedbackError> {
-        if let Ok(kv) = js.get_key_value(COMMAND_INDEX_BUCKET).await {
+    /// Opens `namespace`'s bucket, creating it when absent.
+    pub async fn open(
+        js: &jetstream::Context,
+        namespace: &Namespace,
+        replicas: usize,
+    ) -> Result<Self, FeedbackError> {
+        let bucket = namespace.command_index_bucket();
+        if let Ok(kv) = js.get_key_value(&bucket).await {
             return Ok(CommandIndex { kv });
         }
         let created = js
             .create_key_value(kv::Config {
-                bucket: COMMAND_INDEX_BUCKET.into(),
+                bucket: bucket.clone(),
                 description: "jetsource: accepted commands by id".into(),
                 history: 1,
                 num_replicas: replicas,
@@ -53,7 +57,7 @@ impl CommandIndex {
             Ok(kv) => Ok(CommandIndex { kv }),
             // Another process created it meanwhile.
             Err(e) => js
-                .get_key_value(COMMAND_INDEX_BUCKET)
+                .get_key_value(&bucket)
                 .await
                 .map(|kv| CommandIndex { kv })
                 .map_err(|_| Error::with_source(FeedbackErrorKind::Index, e)),
@@ -140,15 +144,19 @@ impl CommandIndex {
     }
 }
 
-/// Creates (or finds) the index consumer on `aggregate_type`'s stream.
+/// Creates (or finds) the index consumer on `aggregate_type`'s stream in
+/// `namespace`. Its durable name needs no prefix: it is scoped by the
+/// stream, which is the namespace's.
 async fn consumer(
     js: &jetstream::Context,
+    namespace: &Namespace,
     aggregate_type: &str,
 ) -> Result<jetstream::consumer::Consumer<pull::Config>, FeedbackError> {
-    let filter = subject::type_filter(aggregate_type)
+    let filter = namespace
+        .type_filter(aggregate_type)
         .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?;
     let stream = js
-        .get_stream(subject::stream_name(aggregate_type))
+        .get_stream(namespace.stream_name(aggregate_type))
         .await
         .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?;
     stream
@@ -171,23 +179,25 @@ async fn consumer(
 /// failure is reported rather than retried forever in the background.
 pub(crate) async fn prepare(
     js: &jetstream::Context,
+    namespace: &Namespace,
     aggregate_type: &str,
 ) -> Result<(), FeedbackError> {
-    consumer(js, aggregate_type).await.map(|_| ())
+    consumer(js, namespace, aggregate_type).await.map(|_| ())
 }
 
 /// Indexes `aggregate_type`'s events until `stop` turns true; reconnects
 /// after errors.
 pub(crate) async fn follow(
     js: jetstream::Context,
+    namespace: Namespace,
     index: CommandIndex,
     aggregate_type: &'static str,
     mut stop: watch::Receiver<bool>,
 ) {
-    let stream = subject::stream_name(aggregate_type);
+    let stream = namespace.stream_name(aggregate_type);
     async move {
         loop {
-            let messages = match consumer(&js, aggregate_type).await {
+            let messages = match consumer(&js, &namespace, aggregate_type).await {
                 Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
@@ -198,7 +208,7 @@ pub(crate) async fn follow(
                         message = messages.next() => message,
                     };
                     match message {
-                        Some(Ok(message)) => index_one(&index, &stream, &message).await,
+                        Some(Ok(message)) => index_one(&index, &namespace, &stream, &message).await,
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "command index: consumer error");
                             break;
@@ -218,7 +228,12 @@ pub(crate) async fn follow(
     .await
 }
 
-async fn index_one(index: &CommandIndex, stream: &str, message: &jetstream::Message) {
+async fn index_one(
+    index: &CommandIndex,
+    namespace: &Namespace,
+    stream: &str,
+    message: &jetstream::Message,
+) {
     let Ok(info) = message.info() else {
         let _ = message.ack().await;
         return;
@@ -229,7 +244,7 @@ async fn index_one(index: &CommandIndex, stream: &str, message: &jetstream::Mess
         .as_ref()
         .and_then(|h| h.get(headers::COMMAND_ID))
         .map(|v| v.as_str().to_string());
-    let parsed = subject::EventSubject::parse(message.subject.as_str());
+    let parsed = namespace.parse_event(message.subject.as_str());
     // Events without a valid command id or subject have nothing to index.
     let (Some(command_id), Some(parsed)) = (command_id, parsed) else {
         let _ = message.ack().await;

@@ -24,6 +24,7 @@ pub mod service;
 use jetsource_handlers::error::Error;
 use jetsource_handlers::runtime::OutcomeObserver;
 use jetsource_schemas::feedback::RejectionNotice;
+use jetsource_schemas::Namespace;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +57,10 @@ pub struct FeedbackConfig {
     pub list_limit: usize,
     /// Replicas of the command index bucket (default 1).
     pub index_replicas: usize,
+    /// The subject prefix of every notice, query and peer subject, of the
+    /// event streams indexed and of the index bucket (default: none). The
+    /// command runtime must use the same.
+    pub namespace: Namespace,
 }
 
 impl Default for FeedbackConfig {
@@ -69,6 +74,7 @@ impl Default for FeedbackConfig {
             peer_timeout: Duration::from_millis(250),
             list_limit: 100,
             index_replicas: 1,
+            namespace: Namespace::default(),
         }
     }
 }
@@ -180,14 +186,16 @@ impl Feedback {
     /// notices. Returns once every subscription is registered with the server.
     pub async fn start(&mut self, aggregate_types: &[&'static str]) -> Result<(), FeedbackError> {
         let js = async_nats::jetstream::new(self.shared.client.clone());
-        let index = CommandIndex::open(&js, self.shared.config.index_replicas).await?;
+        let namespace = &self.shared.config.namespace;
+        let index = CommandIndex::open(&js, namespace, self.shared.config.index_replicas).await?;
         for aggregate_type in aggregate_types {
-            index::prepare(&js, aggregate_type).await?;
+            index::prepare(&js, namespace, aggregate_type).await?;
         }
         let _ = self.shared.index.set(index.clone());
         for &aggregate_type in aggregate_types {
             self.tasks.push(tokio::spawn(index::follow(
                 js.clone(),
+                namespace.clone(),
                 index.clone(),
                 aggregate_type,
                 self.stop.subscribe(),
@@ -212,6 +220,7 @@ impl Feedback {
         if let Some(pending) = self.pending.take() {
             self.tasks.push(tokio::spawn(notice::publish(
                 self.shared.client.clone(),
+                self.shared.config.namespace.clone(),
                 pending,
                 self.stop.subscribe(),
             )));

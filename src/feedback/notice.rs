@@ -9,8 +9,8 @@
 
 use super::cache::{now_rfc3339, AcceptedCache};
 use jetsource_handlers::runtime::{CommandOutcome, OutcomeObserver};
-use jetsource_schemas::feedback::{notice_subject, AcceptedStatus, RejectionNotice};
-use jetsource_schemas::CommandReply;
+use jetsource_schemas::feedback::{AcceptedStatus, RejectionNotice};
+use jetsource_schemas::{CommandReply, Namespace};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -62,10 +62,11 @@ pub(crate) fn observer(
     })
 }
 
-/// Publishes queued notices until `stop` turns true, then publishes what is
-/// still queued and flushes.
+/// Publishes queued notices on `namespace`'s notice subjects until `stop`
+/// turns true, then publishes what is still queued and flushes.
 pub(crate) async fn publish(
     client: async_nats::Client,
+    namespace: Namespace,
     mut queue: mpsc::Receiver<RejectionNotice>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -78,10 +79,10 @@ pub(crate) async fn publish(
                     None => break,
                 },
             };
-            send(&client, &notice).await;
+            send(&client, &namespace, &notice).await;
         }
         while let Ok(notice) = queue.try_recv() {
-            send(&client, &notice).await;
+            send(&client, &namespace, &notice).await;
         }
         let _ = client.flush().await;
     }
@@ -89,8 +90,8 @@ pub(crate) async fn publish(
     .await
 }
 
-async fn send(client: &async_nats::Client, notice: &RejectionNotice) {
-    let subject = match notice_subject(&notice.aggregate_type, &notice.aggregate_id) {
+async fn send(client: &async_nats::Client, namespace: &Namespace, notice: &RejectionNotice) {
+    let subject = match namespace.notice_subject(&notice.aggregate_type, &notice.aggregate_id) {
         Ok(subject) => subject,
         Err(e) => {
             tracing::warn!(error = %e, "notice for an invalid aggregate not sent");

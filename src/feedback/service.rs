@@ -7,6 +7,10 @@
 //! asker itself) before answering `unknown`: that is how an instance started
 //! after a rejection answers for it. Once an instance has run longer than
 //! the time to live, it has seen every notice still alive and stops asking.
+//!
+//! Every subject is under the configured subject prefix, if any. The queue
+//! group needs none: it only shares messages between subscriptions whose
+//! subjects match them, and namespaces' subjects never overlap.
 
 use super::cache::{newest_first, AcceptedCache, ErrorCache};
 use super::{CommandIndex, FeedbackConfig, FeedbackError, FeedbackErrorKind};
@@ -55,49 +59,47 @@ pub(crate) async fn subscribe(
 ) -> Result<Vec<JoinHandle<()>>, FeedbackError> {
     let nats = |e| Error::with_source(FeedbackErrorKind::Nats, e);
     let client = &shared.client;
+    let ns = &shared.config.namespace;
     let group = contract::QUEUE_GROUP.to_string();
+    let subject = |root: &str, tokens: &str| ns.subject(format_args!("{root}.{tokens}"));
+    let (notices, errors_get, errors_list, status, peer_get, peer_list) = (
+        subject(contract::NOTICE_ROOT, "*.*"),
+        subject(contract::ERRORS_GET_ROOT, "*"),
+        subject(contract::ERRORS_LIST_ROOT, "*.*"),
+        subject(contract::STATUS_ROOT, "*"),
+        subject(contract::PEER_GET_ROOT, "*"),
+        subject(contract::PEER_LIST_ROOT, "*.*"),
+    );
     let subscriptions = vec![
         (
             Query::Notice,
-            client
-                .subscribe(format!("{}.*.*", contract::NOTICE_ROOT))
-                .await
-                .map_err(nats)?,
+            client.subscribe(notices).await.map_err(nats)?,
         ),
         (
             Query::ErrorsGet,
             client
-                .queue_subscribe(format!("{}.*", contract::ERRORS_GET_ROOT), group.clone())
+                .queue_subscribe(errors_get, group.clone())
                 .await
                 .map_err(nats)?,
         ),
         (
             Query::ErrorsList,
             client
-                .queue_subscribe(format!("{}.*.*", contract::ERRORS_LIST_ROOT), group.clone())
+                .queue_subscribe(errors_list, group.clone())
                 .await
                 .map_err(nats)?,
         ),
         (
             Query::Status,
-            client
-                .queue_subscribe(format!("{}.*", contract::STATUS_ROOT), group)
-                .await
-                .map_err(nats)?,
+            client.queue_subscribe(status, group).await.map_err(nats)?,
         ),
         (
             Query::PeerGet,
-            client
-                .subscribe(format!("{}.*", contract::PEER_GET_ROOT))
-                .await
-                .map_err(nats)?,
+            client.subscribe(peer_get).await.map_err(nats)?,
         ),
         (
             Query::PeerList,
-            client
-                .subscribe(format!("{}.*.*", contract::PEER_LIST_ROOT))
-                .await
-                .map_err(nats)?,
+            client.subscribe(peer_list).await.map_err(nats)?,
         ),
     ];
     client
@@ -152,8 +154,10 @@ fn bad_query(reason: impl ToString) -> FeedbackAnswer {
 impl Shared {
     fn receive_notice(&self, message: &Message) {
         // The subject and the body must agree, and every id must be a token.
-        let Ok((aggregate_type, aggregate_id)) =
-            contract::parse_aggregate(message.subject.as_str(), contract::NOTICE_ROOT)
+        let Ok((aggregate_type, aggregate_id)) = self
+            .config
+            .namespace
+            .parse_aggregate(message.subject.as_str(), contract::NOTICE_ROOT)
         else {
             return;
         };
@@ -175,6 +179,7 @@ impl Shared {
             return;
         };
         let subject = message.subject.as_str();
+        let ns = &self.config.namespace;
         let from_self = || {
             message
                 .headers
@@ -184,37 +189,34 @@ impl Shared {
         };
         let body = match query {
             Query::Notice => return,
-            Query::ErrorsGet => json(&match contract::parse_command_id(
-                subject,
-                contract::ERRORS_GET_ROOT,
-            ) {
-                Ok(id) => self.errors_get(id).await,
-                Err(e) => bad_query(e),
-            }),
-            Query::Status => json(
-                &match contract::parse_command_id(subject, contract::STATUS_ROOT) {
-                    Ok(id) => self.status(id).await,
+            Query::ErrorsGet => json(
+                &match ns.parse_command_id(subject, contract::ERRORS_GET_ROOT) {
+                    Ok(id) => self.errors_get(id).await,
                     Err(e) => bad_query(e),
                 },
             ),
-            Query::ErrorsList => json(&match contract::parse_aggregate(
-                subject,
-                contract::ERRORS_LIST_ROOT,
-            ) {
-                Ok((t, i)) => self.errors_list(t, i).await,
-                Err(e) => RejectionList {
-                    aggregate_type: String::new(),
-                    aggregate_id: String::new(),
-                    rejections: Vec::new(),
-                    error: Some(e.to_string()),
-                },
+            Query::Status => json(&match ns.parse_command_id(subject, contract::STATUS_ROOT) {
+                Ok(id) => self.status(id).await,
+                Err(e) => bad_query(e),
             }),
+            Query::ErrorsList => json(
+                &match ns.parse_aggregate(subject, contract::ERRORS_LIST_ROOT) {
+                    Ok((t, i)) => self.errors_list(t, i).await,
+                    Err(e) => RejectionList {
+                        aggregate_type: String::new(),
+                        aggregate_id: String::new(),
+                        rejections: Vec::new(),
+                        error: Some(e.to_string()),
+                    },
+                },
+            ),
             // Peers answer only on a hit, so that the first answer is a hit.
             Query::PeerGet => {
                 if from_self() {
                     return;
                 }
-                match contract::parse_command_id(subject, contract::PEER_GET_ROOT)
+                match ns
+                    .parse_command_id(subject, contract::PEER_GET_ROOT)
                     .ok()
                     .and_then(|id| self.local(id))
                 {
@@ -226,8 +228,7 @@ impl Shared {
                 if from_self() {
                     return;
                 }
-                let Ok((t, i)) = contract::parse_aggregate(subject, contract::PEER_LIST_ROOT)
-                else {
+                let Ok((t, i)) = ns.parse_aggregate(subject, contract::PEER_LIST_ROOT) else {
                     return;
                 };
                 let rejections = self.errors.list(t, i, self.config.list_limit);
@@ -265,7 +266,7 @@ impl Shared {
 
     /// Asks the peers about `command_id` (a validated token); the first hit.
     async fn ask_peers(&self, command_id: &str) -> Option<FeedbackAnswer> {
-        let subject = contract::peer_get_subject(command_id).ok()?;
+        let subject = self.config.namespace.peer_get_subject(command_id).ok()?;
         let request = async_nats::Request::new()
             .headers(self.instance_headers())
             .timeout(Some(self.config.peer_timeout));
@@ -345,7 +346,11 @@ impl Shared {
             .errors
             .list(aggregate_type, aggregate_id, self.config.list_limit);
         let mut error = None;
-        match contract::peer_list_subject(aggregate_type, aggregate_id) {
+        match self
+            .config
+            .namespace
+            .peer_list_subject(aggregate_type, aggregate_id)
+        {
             Err(e) => {
                 error = Some(e.to_string());
                 rejections.clear();
