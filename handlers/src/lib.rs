@@ -22,6 +22,7 @@ pub mod codec;
 pub mod connect;
 pub mod error;
 pub mod handler;
+mod header_names;
 pub mod metrics;
 pub mod runtime;
 pub mod server;

@@ -23,7 +23,9 @@
 use crate::aggregate::Aggregate;
 use crate::error::Error;
 use crate::handler::{AggregateHandler, CommandRequest, DynHandler, HandlerConfig};
+use crate::header_names;
 use crate::store::{EventStore, GroupCommitConfig, StreamSettings};
+use async_nats::header::HeaderName;
 use async_nats::{Client, Message};
 use futures::StreamExt;
 use jetsource_schemas::{headers, subject, token, CommandReply, Namespace, RejectionCode};
@@ -371,8 +373,10 @@ async fn serve(dispatch: &Dispatch, message: Message) {
         observer(&outcome);
     }
     if let Some(reply_to) = message.reply.filter(|_| dispatch.reply) {
-        match serde_json::to_vec(&reply) {
-            Ok(body) => {
+        // Sized for a one-event reply, so encoding never reallocates.
+        let mut body = Vec::with_capacity(320);
+        match serde_json::to_writer(&mut body, &reply) {
+            Ok(()) => {
                 if let Err(e) = dispatch.client.publish(reply_to, body.into()).await {
                     tracing::warn!(error = %e, "could not send a command reply");
                 }
@@ -388,35 +392,36 @@ fn parse<'h>(
     message: &Message,
 ) -> Result<(&'h Arc<dyn DynHandler>, CommandRequest), CommandReply> {
     let (handlers, max_body) = (&dispatch.handlers, dispatch.max_body);
-    let header = |name: &str| {
+    let header = |name: &HeaderName| {
         message
             .headers
             .as_ref()
-            .and_then(|h| h.get(name))
+            .and_then(|h| h.get(name.clone()))
             .map(|v| v.as_str())
     };
     let bad = |command_id: &str, reason: String| {
         CommandReply::rejected(command_id, RejectionCode::BadRequest, reason)
     };
-    let command_id = match header(headers::COMMAND_ID) {
+    let command_id = match header(&header_names::COMMAND_ID) {
         Some(id) => {
             token::validate("Command-Id", id).map_err(|e| bad("", e.to_string()))?;
             id.to_string()
         }
         None => uuid::Uuid::now_v7().to_string(),
     };
-    let optional_token = |name: &'static str| -> Result<Option<String>, CommandReply> {
-        match header(name) {
-            Some(value) => {
-                token::validate(name, value).map_err(|e| bad(&command_id, e.to_string()))?;
-                Ok(Some(value.to_string()))
+    let optional_token =
+        |name: &'static str, header_name: &HeaderName| -> Result<Option<String>, CommandReply> {
+            match header(header_name) {
+                Some(value) => {
+                    token::validate(name, value).map_err(|e| bad(&command_id, e.to_string()))?;
+                    Ok(Some(value.to_string()))
+                }
+                None => Ok(None),
             }
-            None => Ok(None),
-        }
-    };
-    let correlation_id = optional_token(headers::CORRELATION_ID)?;
-    let causation_id = optional_token(headers::CAUSATION_ID)?;
-    let expected_seq = match header(headers::EXPECTED_SEQ) {
+        };
+    let correlation_id = optional_token(headers::CORRELATION_ID, &header_names::CORRELATION_ID)?;
+    let causation_id = optional_token(headers::CAUSATION_ID, &header_names::CAUSATION_ID)?;
+    let expected_seq = match header(&header_names::EXPECTED_SEQ) {
         // Digits only: no sign, no spaces, which other languages' parsers
         // might read differently.
         Some(value) => Some(

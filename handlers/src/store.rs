@@ -18,11 +18,11 @@
 
 use crate::append::{Appender, Outgoing};
 use crate::error::Error;
-use async_nats::header::HeaderMap;
+use async_nats::header::{HeaderMap, HeaderValue};
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use jetsource_schemas::{headers, Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
+use jetsource_schemas::{Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -82,7 +82,9 @@ impl StoredEvent {
 
     /// The `Command-Id` header.
     pub fn command_id(&self) -> Option<&str> {
-        self.headers.get(headers::COMMAND_ID).map(|v| v.as_str())
+        self.headers
+            .get(crate::header_names::COMMAND_ID.clone())
+            .map(|v| v.as_str())
     }
 }
 
@@ -586,10 +588,12 @@ impl EventStore {
         events: &[NewEvent],
         meta: &AppendMeta<'_>,
     ) -> Result<Vec<u64>, AppendError> {
-        let filter = self
-            .namespace
-            .aggregate_filter(aggregate_type, aggregate_id)
-            .map_err(|e| Error::with_source(AppendErrorKind::Refused, e))?;
+        // The expected-sequence check rides on the first message only.
+        let mut filter = Some(
+            self.namespace
+                .aggregate_filter(aggregate_type, aggregate_id)
+                .map_err(|e| Error::with_source(AppendErrorKind::Refused, e))?,
+        );
         let time = now_rfc3339();
         let mut messages = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
@@ -597,31 +601,37 @@ impl EventStore {
                 .namespace
                 .event_subject(aggregate_type, aggregate_id, &event.event_type)
                 .map_err(|e| Error::with_source(AppendErrorKind::Refused, e))?;
+            // Names are constants and owned values are moved in: one
+            // allocation per value, none per name.
             let mut h = HeaderMap::new();
             h.insert(
-                "Nats-Msg-Id",
-                jetsource_schemas::event::message_id(aggregate_id, meta.command_id, index).as_str(),
+                crate::header_names::MSG_ID.clone(),
+                HeaderValue::from(jetsource_schemas::event::message_id(
+                    aggregate_id,
+                    meta.command_id,
+                    index,
+                )),
             );
-            h.insert(headers::COMMAND_ID, meta.command_id);
+            h.insert(crate::header_names::COMMAND_ID.clone(), meta.command_id);
             h.insert(
-                headers::EVENT_VERSION,
-                meta.event_version.to_string().as_str(),
+                crate::header_names::EVENT_VERSION.clone(),
+                HeaderValue::from(meta.event_version.to_string()),
             );
-            h.insert(headers::EVENT_TIME, time.as_str());
+            h.insert(crate::header_names::EVENT_TIME.clone(), time.as_str());
             if let Some(id) = meta.correlation_id {
-                h.insert(headers::CORRELATION_ID, id);
+                h.insert(crate::header_names::CORRELATION_ID.clone(), id);
             }
             if let Some(id) = meta.causation_id {
-                h.insert(headers::CAUSATION_ID, id);
+                h.insert(crate::header_names::CAUSATION_ID.clone(), id);
             }
-            if index == 0 {
+            if let Some(filter) = filter.take() {
                 h.insert(
-                    "Nats-Expected-Last-Subject-Sequence",
-                    expected.to_string().as_str(),
+                    crate::header_names::EXPECTED_LAST_SUBJECT_SEQUENCE.clone(),
+                    HeaderValue::from(expected.to_string()),
                 );
                 h.insert(
-                    "Nats-Expected-Last-Subject-Sequence-Subject",
-                    filter.as_str(),
+                    crate::header_names::EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT.clone(),
+                    HeaderValue::from(filter),
                 );
             }
             messages.push(Outgoing {
