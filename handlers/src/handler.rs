@@ -81,9 +81,11 @@ struct Slot<A> {
     loaded: bool,
     state: A,
     last_seq: u64,
-    /// Accepted command ids and their events: the idempotency record,
-    /// rebuilt from the events' `Command-Id` headers on every load.
-    commands: HashMap<String, Vec<EventRef>>,
+    /// Accepted command ids and where their events went: the idempotency
+    /// record, rebuilt from the events' `Command-Id` headers on every load.
+    /// It holds every command of the aggregate's history, so it is kept
+    /// compact: two small allocations per command.
+    commands: HashMap<Box<str>, Recorded>,
 }
 
 impl<A: Aggregate> Default for Slot<A> {
@@ -114,18 +116,61 @@ impl<A: Aggregate> Slot<A> {
                 })?;
             self.state.apply(event);
             if let Some(command_id) = stored.command_id() {
-                self.commands
-                    .entry(command_id.to_string())
-                    .or_default()
-                    .push(EventRef {
-                        event_type,
-                        stream: stream.to_string(),
-                        seq: stored.seq,
-                    });
+                match self.commands.get_mut(command_id) {
+                    Some(recorded) => recorded.extend(stored.seq, &event_type),
+                    None => {
+                        self.commands
+                            .insert(command_id.into(), Recorded::new(stored.seq, &event_type));
+                    }
+                }
             }
             self.last_seq = stored.seq;
         }
         Ok(())
+    }
+}
+
+/// Where one accepted command's events went: a run of consecutive stream
+/// sequences (one command's events are one atomic batch) and their types.
+#[derive(Debug)]
+struct Recorded {
+    first_seq: u64,
+    /// The event types joined by `.`, which no token contains.
+    types: Box<str>,
+}
+
+impl Recorded {
+    fn new(seq: u64, event_type: &str) -> Self {
+        Recorded {
+            first_seq: seq,
+            types: event_type.into(),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.types.split('.').count() as u64
+    }
+
+    /// Adds the command's next event. An event of the same command id
+    /// that does not follow the run (written by another writer) is left
+    /// out: the record says where the command's events first went.
+    fn extend(&mut self, seq: u64, event_type: &str) {
+        if seq == self.first_seq + self.len() {
+            self.types = format!("{}.{event_type}", self.types).into_boxed_str();
+        }
+    }
+
+    /// The events as a reply lists them.
+    fn events(&self, stream: &str) -> Vec<EventRef> {
+        self.types
+            .split('.')
+            .zip(self.first_seq..)
+            .map(|(event_type, seq)| EventRef {
+                event_type: event_type.to_string(),
+                stream: stream.to_string(),
+                seq,
+            })
+            .collect()
     }
 }
 
@@ -219,8 +264,8 @@ impl<A: Aggregate> AggregateHandler<A> {
                     }
                 }
             }
-            if let Some(events) = slot.commands.get(&request.command_id) {
-                return accept(events.clone(), true);
+            if let Some(recorded) = slot.commands.get(request.command_id.as_str()) {
+                return accept(recorded.events(&self.stream), true);
             }
             if let Some(expected) = request.expected_seq {
                 if expected != slot.last_seq {
@@ -310,8 +355,14 @@ impl<A: Aggregate> AggregateHandler<A> {
                     // Unloaded, the append's expected sequence 0 proved
                     // these are the aggregate's first events.
                     slot.loaded = true;
-                    slot.commands
-                        .insert(request.command_id.clone(), refs.clone());
+                    if let Some((first, rest)) = refs.split_first() {
+                        let mut recorded = Recorded::new(first.seq, &first.event_type);
+                        for event in rest {
+                            recorded.extend(event.seq, &event.event_type);
+                        }
+                        slot.commands
+                            .insert(request.command_id.as_str().into(), recorded);
+                    }
                     return accept(refs, false);
                 }
                 Err(error) => error,
@@ -405,5 +456,41 @@ impl<A: Aggregate> DynHandler for AggregateHandler<A> {
 
     fn handle(&self, request: CommandRequest) -> BoxFuture<'_, CommandReply> {
         Box::pin(async move { self.process(&request).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_lists_a_commands_events_in_order() {
+        let mut recorded = Recorded::new(7, "BlogPostCreated");
+        recorded.extend(8, "BlogPostPublished");
+        let events = recorded.events("EVT_BLOGPOST");
+        let listed: Vec<_> = events
+            .iter()
+            .map(|e| (e.event_type.as_str(), e.stream.as_str(), e.seq))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("BlogPostCreated", "EVT_BLOGPOST", 7),
+                ("BlogPostPublished", "EVT_BLOGPOST", 8)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_off_the_run_is_left_out() {
+        let mut recorded = Recorded::new(7, "A");
+        recorded.extend(9, "B");
+        recorded.extend(8, "C");
+        let seqs: Vec<_> = recorded
+            .events("S")
+            .into_iter()
+            .map(|e| (e.event_type, e.seq))
+            .collect();
+        assert_eq!(seqs, [("A".to_string(), 7), ("C".to_string(), 8)]);
     }
 }
