@@ -298,10 +298,12 @@ impl Namespace {
         validate("aggregate type", aggregate_type)?;
         validate("aggregate id", aggregate_id)?;
         validate("event type", event_type)?;
-        Ok(format!(
-            "{}.{aggregate_type}.{aggregate_id}.{event_type}",
-            self.event_root()
-        ))
+        Ok(join(&[
+            self.event_root(),
+            aggregate_type,
+            aggregate_id,
+            event_type,
+        ]))
     }
 
     /// Parses `<prefix>.evt.<type>.<id>.<EventType>`; `None` for anything
@@ -319,10 +321,12 @@ impl Namespace {
     ) -> Result<String, TokenError> {
         validate("aggregate type", aggregate_type)?;
         validate("aggregate id", aggregate_id)?;
-        Ok(format!(
-            "{}.{aggregate_type}.{aggregate_id}.*",
-            self.event_root()
-        ))
+        Ok(join(&[
+            self.event_root(),
+            aggregate_type,
+            aggregate_id,
+            "*",
+        ]))
     }
 
     /// All events of one aggregate type: `<prefix>.evt.<type>.>`, its
@@ -439,6 +443,20 @@ impl Namespace {
     pub fn command_index_bucket(&self) -> String {
         self.bucket(COMMAND_INDEX_BUCKET)
     }
+}
+
+/// `parts` joined by `.`, in one allocation of the exact size (these are
+/// built for every appended event).
+fn join(parts: &[&str]) -> String {
+    let len = parts.iter().map(|p| p.len() + 1).sum::<usize>();
+    let mut joined = String::with_capacity(len);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            joined.push('.');
+        }
+        joined.push_str(part);
+    }
+    joined
 }
 
 #[cfg(test)]
