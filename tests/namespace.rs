@@ -3,6 +3,9 @@
 //! only in each namespace's own stream, commands, feedback, projections and
 //! buckets never crossing over. Also the prefix setting at the command line.
 
+mod common;
+
+use common::NatsServer;
 use jetsource::app::{self, App};
 use jetsource::blog::BlogPost;
 use jetsource::blog_projection::BlogPosts;
@@ -11,8 +14,9 @@ use jetsource::config::Config;
 use jetsource::handlers::runtime::RuntimeError;
 use jetsource::projector::StatusReport;
 use jetsource::schemas::feedback::{FeedbackAnswer, RejectionList};
-use jetsource::schemas::{Accepted, CommandReply, Namespace, RejectionCode};
-use jetsource_test_server::NatsServer;
+use jetsource::schemas::{
+    Accepted, CommandReply, Namespace, RejectionCode, CONTRACT_METADATA_KEY, CONTRACT_VERSION,
+};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -495,16 +499,52 @@ fn the_cli_works_inside_its_namespace() {
     let rewound: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(rewound["events"], 1, "{rewound}");
 
+    // Other namespaces' streams, named like this one's but not its own:
+    // prefixes `cli.app` and `cli`, no prefix, and one jetsource did not name.
+    common::streams_by_hand(
+        &url,
+        &[
+            ("cli_app_EVT_BLOGPOST", "cli.app.evt.blogpost.>"),
+            ("cli_EVT_BLOGPOST", "cli.evt.blogpost.>"),
+            ("EVT_BLOGPOST", "evt.blogpost.>"),
+            (
+                "KV_CLI_APP_jetsource_command_index",
+                "$KV.CLI_APP_jetsource_command_index.>",
+            ),
+            (
+                "KV_jetsource_command_index",
+                "$KV.jetsource_command_index.>",
+            ),
+            ("ORDERS", "orders.>"),
+        ],
+        &std::collections::HashMap::from([(
+            CONTRACT_METADATA_KEY.to_string(),
+            CONTRACT_VERSION.to_string(),
+        )]),
+    );
     let out = client(&["--subject-prefix", "cli-app", "streams"]);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let ours: Vec<&str> = listed["streams"]
-        .as_array()
-        .expect("streams")
+    let listed = listed["streams"].as_array().expect("streams");
+    let names: Vec<&str> = listed.iter().filter_map(|s| s["name"].as_str()).collect();
+    let ours: Vec<&str> = listed
         .iter()
         .filter(|s| s["events"] == true)
         .filter_map(|s| s["name"].as_str())
         .collect();
     assert_eq!(ours, vec!["cli-app_EVT_ACCOUNT", "cli-app_EVT_BLOGPOST"]);
+    for stream in listed {
+        let name = stream["name"].as_str().expect("a name");
+        if stream["events"] == true {
+            assert_eq!(stream["contract"], CONTRACT_VERSION, "{name}");
+        } else {
+            assert!(name.starts_with("KV_CLI-APP_"), "{name} is not ours");
+            assert_eq!(stream["contract"], serde_json::Value::Null, "{name}");
+        }
+    }
+    assert!(
+        names.contains(&"KV_CLI-APP_jetsource_command_index"),
+        "{names:?}"
+    );
 
     let out = client(&[
         "--subject-prefix",

@@ -2,7 +2,10 @@
 //! `--version`, JSON logs with the command span, and roles run as
 //! separate processes.
 
-use jetsource_test_server::NatsServer;
+mod common;
+
+use common::NatsServer;
+use jetsource::schemas::CONTRACT_VERSION;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -176,19 +179,52 @@ fn rewind_tail_and_streams_show_what_is_stored() {
     );
     assert_eq!(run(&["tail", "evt..x"]).status.code(), Some(2));
 
+    // Another application's streams (prefix `acme`) and a stream jetsource
+    // did not name, on the same server: not listed.
+    common::streams_by_hand(
+        &url,
+        &[
+            ("acme_EVT_BLOGPOST", "acme.evt.blogpost.>"),
+            (
+                "KV_ACME_jetsource_command_index",
+                "$KV.ACME_jetsource_command_index.>",
+            ),
+            ("ORDERS", "orders.>"),
+        ],
+        &std::collections::HashMap::new(),
+    );
     let streams = run(&["streams"]);
     assert_eq!(streams.status.code(), Some(0), "{streams:?}");
-    let listed = &json_lines(&streams)[0]["streams"];
-    let blog = listed
+    let listed = json_lines(&streams)[0]["streams"]
         .as_array()
         .expect("a list")
-        .iter()
-        .find(|s| s["name"] == "EVT_BLOGPOST")
-        .expect("the blog stream is listed");
+        .clone();
+    let named = |name: &str| {
+        listed
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not listed: {listed:?}"))
+    };
+    let blog = named("EVT_BLOGPOST");
     assert_eq!(blog["messages"], 3);
     assert_eq!(blog["subject_count"], 3);
     assert_eq!(blog["events"], true);
+    assert_eq!(blog["contract"], CONTRACT_VERSION);
     assert!(blog["bytes"].as_u64().expect("bytes") > 0);
+    assert_eq!(named("EVT_ACCOUNT")["contract"], CONTRACT_VERSION);
+    // A bucket's stream: no contract version.
+    let index = named("KV_jetsource_command_index");
+    assert_eq!(index["events"], false);
+    assert_eq!(index["contract"], serde_json::Value::Null);
+    for stream in &listed {
+        let name = stream["name"].as_str().expect("a name");
+        assert!(
+            ["EVT_", "KV_jetsource_", "KV_projection_"]
+                .iter()
+                .any(|start| name.starts_with(start)),
+            "{name} is not this namespace's"
+        );
+    }
 
     // Without --from-start, tail begins at the current end: the account's
     // existing event is not printed, a new one is.

@@ -2,17 +2,18 @@
 //! Python example builds the blog listing with nats-py, validating every
 //! event body against the JSON Schemas in `schemas/json` and checking the
 //! contract version, and it equals the built-in `blogposts` projection's
-//! `query.blogposts.list`. It stops on an event off its schema and on a
-//! stream of another contract version.
+//! `query.blogposts.list`. Under a subject prefix it reads that
+//! application's stream only, and it refuses an invalid prefix. It stops on
+//! an event off its schema and on a stream of another contract version.
 
 use async_nats::jetstream::{self, stream};
 use jetsource::blog::BlogPost;
 use jetsource::blog_projection::BlogPosts;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::handlers::store::{EventStore, StreamSettings};
-use jetsource::projector::ProjectorRuntime;
-use jetsource::schemas::{CommandReply, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
-use jetsource::Runtime;
+use jetsource::projector::{ProjectorConfig, ProjectorRuntime};
+use jetsource::schemas::{CommandReply, Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
+use jetsource::{Runtime, RuntimeConfig};
 use jetsource_test_server::NatsServer;
 use std::collections::HashMap;
 use std::fs::File;
@@ -69,21 +70,44 @@ fn python_packages() -> PathBuf {
     target
 }
 
+/// One run of the example: its arguments after the URL and its
+/// environment (`JETSOURCE_SUBJECT_PREFIX` only when given here).
+#[derive(Clone, Default)]
+struct Run {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Run {
+    fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
 /// Runs the example against `url` with the packages in `python_path`.
-fn run_example(python_path: &Path, url: &str) -> Output {
+fn run_example(python_path: &Path, url: &str, run: &Run) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/blog_listing.py");
     Command::new("python3")
         .arg(script)
         .arg(url)
+        .args(&run.args)
         .env("PYTHONPATH", python_path)
+        .env_remove("JETSOURCE_SUBJECT_PREFIX")
+        .envs(run.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()
         .expect("python3 runs")
 }
 
 /// The listing the example prints.
-fn listing(python_path: &Path, url: &str) -> serde_json::Value {
-    let out = run_example(python_path, url);
+fn listing(python_path: &Path, url: &str, run: &Run) -> serde_json::Value {
+    let out = run_example(python_path, url, run);
     assert!(
         out.status.success(),
         "blog_listing.py failed: {}",
@@ -94,8 +118,8 @@ fn listing(python_path: &Path, url: &str) -> serde_json::Value {
 
 /// The error report of a run that must fail: exit status 1, nothing on
 /// stdout, one JSON object as the last line of stderr.
-fn failure(python_path: &Path, url: &str) -> serde_json::Value {
-    let out = run_example(python_path, url);
+fn failure(python_path: &Path, url: &str, run: &Run) -> serde_json::Value {
+    let out = run_example(python_path, url, run);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(out.stdout.is_empty(), "no listing on failure");
@@ -109,48 +133,59 @@ async fn packages() -> PathBuf {
         .expect("install task")
 }
 
-async fn example_fails(python_path: PathBuf, url: String) -> serde_json::Value {
-    tokio::task::spawn_blocking(move || failure(&python_path, &url))
+async fn example_lists(python_path: PathBuf, url: String, run: Run) -> serde_json::Value {
+    tokio::task::spawn_blocking(move || listing(&python_path, &url, &run))
         .await
         .expect("example task")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_listing_equals_the_built_in_one() {
-    let python_path = packages().await;
-    let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
+async fn example_fails(python_path: PathBuf, url: String, run: Run) -> serde_json::Value {
+    tokio::task::spawn_blocking(move || failure(&python_path, &url, &run))
         .await
-        .expect("connect");
-    let runtime = Runtime::builder(client.clone())
+        .expect("example task")
+}
+
+/// Starts the blog handlers in `namespace` on `client`, once they answer.
+async fn serve_blog(
+    client: &async_nats::Client,
+    namespace: &Namespace,
+) -> jetsource::handlers::runtime::Running {
+    let config = RuntimeConfig {
+        namespace: namespace.clone(),
+        ..RuntimeConfig::default()
+    };
+    Runtime::builder(client.clone())
         .aggregate::<BlogPost>()
+        .config(config)
         .build()
         .await
-        .expect("runtime");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(runtime.run(async {
-        let _ = stopped.await;
-    }));
-    while client
-        .request("cmd.blogpost.probe.nothing", "{}".into())
+        .expect("runtime")
+        .start()
         .await
-        .is_err()
-    {
-        tokio::task::yield_now().await;
-    }
+        .expect("start")
+}
 
-    let commands = CommandClient::new(client.clone());
+/// Sends `posts` posts' commands (`tag` in their titles) in `namespace`:
+/// created, some retitled, some published. Returns the last event's
+/// sequence.
+async fn write_posts(
+    client: &async_nats::Client,
+    namespace: &Namespace,
+    posts: usize,
+    tag: &str,
+) -> u64 {
+    let commands = CommandClient::new(client.clone()).with_namespace(namespace.clone());
     let mut last_seq = 0;
-    for i in 0..12 {
+    for i in 0..posts {
         let id = format!("post-{i:02}");
         let mut sent = vec![(
             "create",
-            serde_json::json!({"title": format!("Post {i}"), "body": format!("Text {i}"), "publish": i % 3 == 0}),
+            serde_json::json!({"title": format!("{tag} {i}"), "body": format!("Text {i}"), "publish": i % 3 == 0}),
         )];
         if i % 2 == 0 {
             sent.push((
                 "change_title",
-                serde_json::json!({"title": format!("Post {i}, again")}),
+                serde_json::json!({"title": format!("{tag} {i}, again")}),
             ));
         }
         if i % 3 == 1 {
@@ -175,6 +210,42 @@ async fn the_python_listing_equals_the_built_in_one() {
             }
         }
     }
+    last_seq
+}
+
+/// The built-in projection's `query.blogposts.list` in `namespace`, once it
+/// applied `last_seq`: its `result`.
+async fn built_in_listing(
+    client: &async_nats::Client,
+    namespace: &Namespace,
+    last_seq: u64,
+) -> serde_json::Value {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("After-Seq", last_seq.to_string().as_str());
+    let reply = client
+        .send_request(
+            namespace.subject("query.blogposts.list"),
+            async_nats::Request::new()
+                .headers(h)
+                .timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("a reply");
+    let built_in: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON");
+    assert_eq!(built_in["status"], "ok", "{built_in}");
+    built_in["result"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_listing_equals_the_built_in_one() {
+    let python_path = packages().await;
+    let server = NatsServer::new();
+    let client = jetsource::connect(&server.client_url())
+        .await
+        .expect("connect");
+    let plain = Namespace::default();
+    let handlers = serve_blog(&client, &plain).await;
+    let last_seq = write_posts(&client, &plain, 12, "Post").await;
 
     let running = ProjectorRuntime::builder(client.clone())
         .in_memory(BlogPosts::default())
@@ -184,32 +255,112 @@ async fn the_python_listing_equals_the_built_in_one() {
         .start()
         .await
         .expect("start");
-    let mut h = async_nats::HeaderMap::new();
-    h.insert("After-Seq", last_seq.to_string().as_str());
-    let reply = client
-        .send_request(
-            "query.blogposts.list",
-            async_nats::Request::new()
-                .headers(h)
-                .timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("a reply");
-    let built_in: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON");
-    assert_eq!(built_in["status"], "ok", "{built_in}");
-    assert_eq!(
-        built_in["result"]["posts"].as_array().map(Vec::len),
-        Some(12)
-    );
+    let built_in = built_in_listing(&client, &plain, last_seq).await;
+    assert_eq!(built_in["posts"].as_array().map(Vec::len), Some(12));
 
-    let url = server.client_url();
-    let python = tokio::task::spawn_blocking(move || listing(&python_path, &url))
-        .await
-        .expect("example task");
-    assert_eq!(python, built_in["result"]);
+    let python = example_lists(python_path, server.client_url(), Run::default()).await;
+    assert_eq!(python, built_in);
 
     running.stop().await.expect("stop");
-    let _ = stop.send(());
+    handlers.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_subject_prefix_the_python_listing_reads_that_application_only() {
+    let python_path = packages().await;
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let client = jetsource::connect(&url).await.expect("connect");
+    // Two applications on one server: acme.shop, and one without a prefix
+    // holding other posts under the same ids.
+    let shop = Namespace::new("acme.shop").expect("valid");
+    let plain = Namespace::default();
+    let shop_handlers = serve_blog(&client, &shop).await;
+    let plain_handlers = serve_blog(&client, &plain).await;
+    let last_seq = write_posts(&client, &shop, 7, "Shop").await;
+    write_posts(&client, &plain, 3, "Plain").await;
+
+    let running = ProjectorRuntime::builder(client.clone())
+        .in_memory(BlogPosts::default())
+        .config(ProjectorConfig {
+            namespace: shop.clone(),
+            ..ProjectorConfig::default()
+        })
+        .build()
+        .await
+        .expect("projectors")
+        .start()
+        .await
+        .expect("start");
+    let built_in = built_in_listing(&client, &shop, last_seq).await;
+    assert_eq!(built_in["posts"].as_array().map(Vec::len), Some(7));
+    assert_eq!(built_in["posts"][0]["title"], "Shop 0, again");
+
+    // The prefix by flag, by environment, and by flag over environment.
+    for run in [
+        Run::default().arg("--subject-prefix").arg("acme.shop"),
+        Run::default().env("JETSOURCE_SUBJECT_PREFIX", "acme.shop"),
+        Run::default()
+            .arg("--subject-prefix")
+            .arg("acme.shop")
+            .env("JETSOURCE_SUBJECT_PREFIX", "other-app"),
+    ] {
+        let python = example_lists(python_path.clone(), url.clone(), run).await;
+        assert_eq!(python, built_in);
+    }
+    // An empty flag is no prefix, over the environment's.
+    let unprefixed = example_lists(
+        python_path,
+        url,
+        Run::default()
+            .arg("--subject-prefix")
+            .arg("")
+            .env("JETSOURCE_SUBJECT_PREFIX", "acme.shop"),
+    )
+    .await;
+    assert_eq!(unprefixed["posts"].as_array().map(Vec::len), Some(3));
+    assert_eq!(unprefixed["posts"][0]["title"], "Plain 0, again");
+
+    running.stop().await.expect("stop");
+    shop_handlers.shutdown().await.expect("shutdown");
+    plain_handlers.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn the_python_listing_refuses_an_invalid_subject_prefix() {
+    let python_path = packages().await;
+    // Refused before connecting: no server is needed, and none is reached.
+    let url = "nats://127.0.0.1:9".to_string();
+    for (run, source, prefix) in [
+        (
+            Run::default().arg("--subject-prefix").arg("Acme_Shop"),
+            "--subject-prefix",
+            "Acme_Shop",
+        ),
+        (
+            Run::default().arg("--subject-prefix").arg("acme..shop"),
+            "--subject-prefix",
+            "acme..shop",
+        ),
+        (
+            Run::default().env("JETSOURCE_SUBJECT_PREFIX", "acme.evt"),
+            "JETSOURCE_SUBJECT_PREFIX",
+            "acme.evt",
+        ),
+        (
+            Run::default()
+                .arg("--subject-prefix")
+                .arg(&"x".repeat(65))
+                .env("JETSOURCE_SUBJECT_PREFIX", "acme.shop"),
+            "--subject-prefix",
+            &"x".repeat(65),
+        ),
+    ] {
+        let report = example_fails(python_path.clone(), url.clone(), run).await;
+        assert_eq!(report["error"], "invalid_prefix", "{report}");
+        assert_eq!(report["source"], source, "{report}");
+        assert_eq!(report["prefix"], prefix, "{report}");
+    }
 }
 
 /// Publishes `body` on `subject` straight into the stream, as a writer that
@@ -247,7 +398,7 @@ async fn an_event_off_its_schema_stops_the_python_listing_at_its_sequence() {
     let bad = publish_by_hand(&js, "evt.blogpost.p2.BlogPostCreated", r#"{"body":"text"}"#).await;
     publish_by_hand(&js, "evt.blogpost.p1.BlogPostPublished", "{}").await;
 
-    let report = example_fails(python_path, server.client_url()).await;
+    let report = example_fails(python_path, server.client_url(), Run::default()).await;
     assert_eq!(report["error"], "invalid_event", "{report}");
     assert_eq!(report["stream"], "EVT_BLOGPOST", "{report}");
     assert_eq!(report["seq"], bad, "{report}");
@@ -269,7 +420,7 @@ async fn the_python_listing_refuses_a_stream_of_another_contract_version() {
         ..Default::default()
     };
     js.create_stream(config.clone()).await.expect("create");
-    let report = example_fails(python_path.clone(), server.client_url()).await;
+    let report = example_fails(python_path.clone(), server.client_url(), Run::default()).await;
     assert_eq!(report["error"], "contract_mismatch", "{report}");
     assert_eq!(report["source"], "EVT_BLOGPOST", "{report}");
     assert_eq!(report["found"], serde_json::Value::Null, "{report}");
@@ -277,7 +428,7 @@ async fn the_python_listing_refuses_a_stream_of_another_contract_version() {
     let other = format!("{CONTRACT_VERSION}-other");
     config.metadata = HashMap::from([(CONTRACT_METADATA_KEY.to_string(), other.clone())]);
     js.update_stream(config).await.expect("update");
-    let report = example_fails(python_path, server.client_url()).await;
+    let report = example_fails(python_path, server.client_url(), Run::default()).await;
     assert_eq!(report["error"], "contract_mismatch", "{report}");
     assert_eq!(report["found"], other.as_str(), "{report}");
     assert_eq!(report["expected"], CONTRACT_VERSION, "{report}");

@@ -1,12 +1,16 @@
 //! Event streams carry the contract version in their metadata: a new stream
 //! is stamped, a stream stamped with another version is refused and left
-//! alone, and a stream without the key is adopted and stamped.
+//! alone, and a stream without the key is adopted and stamped. Projectors
+//! refuse to attach to a stream of another version and read one without
+//! the key, leaving it as it is.
 
 use async_nats::jetstream::{self, stream};
 use jetsource::blog::BlogPost;
+use jetsource::blog_projection::BlogPosts;
 use jetsource::handlers::runtime::RuntimeErrorKind;
 use jetsource::handlers::store::{EventStore, StreamError, StreamErrorKind, StreamSettings};
-use jetsource::schemas::{CONTRACT_METADATA_KEY, CONTRACT_VERSION};
+use jetsource::projector::{ProjectorConfig, ProjectorRuntime, RunErrorKind};
+use jetsource::schemas::{Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
 use jetsource::Runtime;
 use jetsource_test_server::NatsServer;
 use std::collections::HashMap;
@@ -24,30 +28,46 @@ async fn store(url: &str) -> (EventStore, jetstream::Context) {
 
 /// `EVT_BLOGPOST` as someone made it by hand: no deny switches, `metadata`.
 async fn hand_made(js: &jetstream::Context, metadata: HashMap<String, String>) {
+    hand_made_in(js, &Namespace::default(), metadata).await
+}
+
+/// The blog post stream of `namespace` made by hand, holding one event
+/// (post `p1` published, sequence 1).
+async fn hand_made_in(
+    js: &jetstream::Context,
+    namespace: &Namespace,
+    metadata: HashMap<String, String>,
+) {
     js.create_stream(stream::Config {
-        name: "EVT_BLOGPOST".into(),
-        subjects: vec!["evt.blogpost.>".into()],
+        name: namespace.stream_name("blogpost"),
+        subjects: vec![namespace.type_filter("blogpost").expect("valid")],
         metadata,
         ..Default::default()
     })
     .await
     .expect("create by hand");
-    js.publish("evt.blogpost.p1.BlogPostPublished", "{}".into())
+    let subject = namespace
+        .event_subject("blogpost", "p1", "BlogPostPublished")
+        .expect("valid");
+    js.publish(subject, "{}".into())
         .await
         .expect("publish")
         .await
         .expect("stored");
 }
 
-async fn config(js: &jetstream::Context) -> stream::Config {
-    js.get_stream("EVT_BLOGPOST")
+async fn info_in(js: &jetstream::Context, namespace: &Namespace) -> stream::Info {
+    js.get_stream(namespace.stream_name("blogpost"))
         .await
         .expect("stream")
         .info()
         .await
         .expect("info")
-        .config
         .clone()
+}
+
+async fn config(js: &jetstream::Context) -> stream::Config {
+    info_in(js, &Namespace::default()).await.config
 }
 
 #[tokio::test]
@@ -136,4 +156,107 @@ async fn a_stream_without_a_contract_version_is_adopted_and_stamped() {
         .state
         .messages;
     assert_eq!(info, 1, "the events are kept");
+}
+
+#[tokio::test]
+async fn projectors_refuse_a_stream_of_another_contract_version() {
+    let server = NatsServer::new();
+    let client = jetsource::connect(&server.client_url())
+        .await
+        .expect("connect");
+    let js = jetstream::new(client.clone());
+    let other = format!("{CONTRACT_VERSION}-other");
+    for namespace in [
+        Namespace::default(),
+        Namespace::new("acme.shop").expect("valid"),
+    ] {
+        hand_made_in(
+            &js,
+            &namespace,
+            HashMap::from([(CONTRACT_METADATA_KEY.to_string(), other.clone())]),
+        )
+        .await;
+        let config = ProjectorConfig {
+            namespace: namespace.clone(),
+            ..ProjectorConfig::default()
+        };
+        let in_memory = ProjectorRuntime::builder(client.clone())
+            .config(config.clone())
+            .in_memory(BlogPosts::default())
+            .build()
+            .await;
+        let persisted = ProjectorRuntime::builder(client.clone())
+            .config(config)
+            .persisted(BlogPosts::default())
+            .build()
+            .await;
+        for built in [in_memory, persisted] {
+            let Err(refused) = built else {
+                panic!(
+                    "{namespace:?}: a projector attached to a stream of another contract version"
+                );
+            };
+            assert_eq!(refused.kind(), RunErrorKind::ContractMismatch);
+        }
+        // Nothing was attached and the stream is as it was.
+        let info = info_in(&js, &namespace).await;
+        assert_eq!(info.state.consumer_count, 0, "{namespace:?}");
+        assert_eq!(
+            info.config.metadata.get(CONTRACT_METADATA_KEY),
+            Some(&other)
+        );
+    }
+}
+
+/// `query.blogposts.get.p1` in the default namespace once sequence 1 is
+/// applied.
+async fn post_p1(client: &async_nats::Client) -> serde_json::Value {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("After-Seq", "1");
+    let reply = client
+        .send_request(
+            "query.blogposts.get.p1",
+            async_nats::Request::new()
+                .headers(headers)
+                .timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("a reply");
+    serde_json::from_slice(&reply.payload).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projectors_read_a_stream_without_a_contract_version() {
+    let server = NatsServer::new();
+    let client = jetsource::connect(&server.client_url())
+        .await
+        .expect("connect");
+    let js = jetstream::new(client.clone());
+    hand_made(&js, HashMap::new()).await;
+    let settings = ProjectorConfig {
+        query_wait: Duration::from_secs(30),
+        ..ProjectorConfig::default()
+    };
+    let in_memory = ProjectorRuntime::builder(client.clone())
+        .config(settings.clone())
+        .in_memory(BlogPosts::default());
+    let persisted = ProjectorRuntime::builder(client.clone())
+        .config(settings)
+        .persisted(BlogPosts::default());
+    for builder in [in_memory, persisted] {
+        let running = builder
+            .build()
+            .await
+            .expect("accepted")
+            .start()
+            .await
+            .expect("start");
+        let answer = post_p1(&client).await;
+        assert_eq!(answer["status"], "ok", "{answer}");
+        assert_eq!(answer["result"]["published"], true, "{answer}");
+        assert_eq!(answer["result"]["last_seq"], 1, "{answer}");
+        running.stop().await.expect("stop");
+    }
+    // A projector only reads: the key is for the handlers to add.
+    assert_eq!(config(&js).await.metadata.get(CONTRACT_METADATA_KEY), None);
 }

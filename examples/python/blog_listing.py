@@ -5,11 +5,14 @@ It codes against the published contract, not against Rust:
 - it loads the blog post event schemas from schemas/json/blogpost/events.json
   (written by `jetsource schema`) and validates every event body it folds
   against the schema of its event type;
-- it checks that the schema files and the stream EVT_BLOGPOST (its
+- it checks that the schema files and the blog post stream (its
   `jetsource.contract` metadata) name the contract version it was written
-  for, CONTRACT below.
+  for, CONTRACT below;
+- under a subject prefix it reads that application's stream and subjects,
+  named as PROTOCOL.md ("Subject prefix") says: prefix `acme.shop` gives the
+  stream acme_shop_EVT_BLOGPOST and the subjects acme.shop.evt.blogpost.>.
 
-Then it attaches an ordered consumer to EVT_BLOGPOST from its first event,
+Then it attaches an ordered consumer to the stream from its first event,
 folds every blog post event up to the stream's last sequence (read before
 attaching, so the listing is complete as of that moment), and prints the same
 listing as `query.blogposts.list`:
@@ -18,19 +21,27 @@ listing as `query.blogposts.list`:
 
 ordered by id.
 
-Usage: python3 blog_listing.py [NATS_URL] [--schemas DIR]
+Usage: python3 blog_listing.py [NATS_URL] [--schemas DIR] [--subject-prefix P]
   NATS_URL  default: $NATS_URL, else nats://127.0.0.1:4222
   DIR       the JSON Schemas folder; default: schemas/json of this repository
+  P         the application's subject prefix; default: $JETSOURCE_SUBJECT_PREFIX,
+            else none ("" is none). The same setting as jetsource's
+            --subject-prefix, with the same precedence: flag, then environment.
 Needs nats-py and jsonschema.
 
 A projector must never skip an event silently. When the contract does not
 hold it prints one JSON object on stderr, prints no listing, and exits with
 status 1:
 
+    {"error": "invalid_prefix", "source": "--subject-prefix", "prefix": ..., "reason": ...}
     {"error": "bad_schemas", "source": ..., "reason": ...}
     {"error": "contract_mismatch", "source": ..., "found": ..., "expected": "1", "reason": ...}
     {"error": "invalid_event", "stream": "EVT_BLOGPOST", "seq": 13, "subject": ..., "reason": ...}
 
+`invalid_prefix`: the subject prefix (from `source`: the flag or
+JETSOURCE_SUBJECT_PREFIX) breaks the rules jetsource checks it by (one or
+more dot-separated tokens of a-z, 0-9 and '-', at most 64 characters, no token
+one of jetsource's first subject tokens); nothing is read.
 `bad_schemas`: the events schema file is missing or not a JSON Schema.
 `contract_mismatch`: the schema file or the stream names another contract
 version, or none (jetsource stamps each stream it sets up, so a stream without
@@ -57,8 +68,6 @@ CONTRACT_METADATA_KEY = "jetsource.contract"
 CONTRACT_KEYWORD = "x-jetsource-contract"
 
 AGGREGATE_TYPE = "blogpost"
-STREAM = "EVT_BLOGPOST"
-SUBJECTS = "evt.blogpost.>"
 DEFAULT_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "json"
 
 
@@ -68,6 +77,72 @@ class ProjectionError(Exception):
     def __init__(self, error, **details):
         super().__init__(details.get("reason", error))
         self.report = {"error": error, **details}
+
+
+# The subject prefix rules of jetsource (schemas/src/namespace.rs): checked
+# here too, so that a bad prefix is named instead of reading nothing.
+PREFIX_ENV = "JETSOURCE_SUBJECT_PREFIX"
+MAX_PREFIX_LEN = 64
+PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+RESERVED_TOKENS = ("cmd", "evt", "notice", "errors", "status", "feedback", "query", "projector")
+
+
+class Names:
+    """The stream and subjects of the blog posts under a subject prefix.
+
+    Without one: EVT_BLOGPOST, evt.blogpost.>. Under `acme.shop`: the prefix
+    with `_` for `.`, then `_EVT_BLOGPOST` (acme_shop_EVT_BLOGPOST), and
+    every subject behind `acme.shop.`.
+    """
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.head = f"{prefix}." if prefix else ""
+        stream_prefix = f"{prefix.replace('.', '_')}_EVT_" if prefix else "EVT_"
+        self.stream = stream_prefix + AGGREGATE_TYPE.upper()
+        self.subjects = f"{self.head}evt.{AGGREGATE_TYPE}.>"
+
+
+def prefix_problem(prefix):
+    """Why `prefix` is not a valid subject prefix, or None ("" is none)."""
+    if prefix == "":
+        return None
+    size = len(prefix.encode())
+    if size > MAX_PREFIX_LEN:
+        return f"the subject prefix is {size} bytes long, more than {MAX_PREFIX_LEN}"
+    at = 0
+    for token in prefix.split("."):
+        if token == "":
+            return (
+                "the subject prefix has an empty token (a leading, trailing or doubled '.') "
+                f"at byte {at}"
+            )
+        for i, c in enumerate(token):
+            if c not in PREFIX_CHARS:
+                offset = at + len(token[:i].encode())
+                return (
+                    "the subject prefix may only contain a-z, 0-9 and '-' in dot-separated "
+                    f"tokens (lower case, no '_': found {c!r} at byte {offset})"
+                )
+        if token in RESERVED_TOKENS:
+            return (
+                f"the subject prefix may not contain the token {token!r}: "
+                "jetsource's subjects start with it"
+            )
+        at += len(token.encode()) + 1
+    return None
+
+
+def configured_names(flag):
+    """The names under the prefix of the flag, else of PREFIX_ENV."""
+    if flag is not None:
+        source, prefix = "--subject-prefix", flag
+    else:
+        source, prefix = PREFIX_ENV, os.environ.get(PREFIX_ENV, "")
+    problem = prefix_problem(prefix)
+    if problem is not None:
+        raise ProjectionError("invalid_prefix", source=source, prefix=prefix, reason=problem)
+    return Names(prefix)
 
 
 def check_contract(source, found):
@@ -107,30 +182,31 @@ def event_validators(schemas_dir):
     return validators
 
 
-def invalid(subject, seq, reason):
-    return ProjectionError("invalid_event", stream=STREAM, seq=seq, subject=subject, reason=reason)
+def apply(posts, validators, names, subject, seq, body):
+    def invalid(reason):
+        return ProjectionError(
+            "invalid_event", stream=names.stream, seq=seq, subject=subject, reason=reason
+        )
 
-
-def apply(posts, validators, subject, seq, body):
-    # evt.<aggregate_type>.<aggregate_id>.<EventType>; the body holds the
-    # event's fields as JSON.
-    tokens = subject.split(".")
+    # <prefix>.evt.<aggregate_type>.<aggregate_id>.<EventType>; the body
+    # holds the event's fields as JSON.
+    tokens = subject[len(names.head) :].split(".") if subject.startswith(names.head) else []
     if len(tokens) != 4:
-        raise invalid(subject, seq, "not an event subject evt.<type>.<id>.<EventType>")
+        raise invalid(f"not an event subject {names.head}evt.<type>.<id>.<EventType>")
     _, _, post_id, event_type = tokens
     validator = validators.get(event_type)
     if validator is None:
-        raise invalid(subject, seq, f"unknown event type {event_type}")
+        raise invalid(f"unknown event type {event_type}")
     try:
         fields = json.loads(body) if body else {}
     except ValueError as e:
-        raise invalid(subject, seq, f"the body is not JSON: {e}") from e
+        raise invalid(f"the body is not JSON: {e}") from e
     errors = sorted(validator.iter_errors(fields), key=lambda e: list(e.path))
     if errors:
         reasons = "; ".join(
             f"{'/'.join(map(str, e.path)) or 'body'}: {e.message}" for e in errors
         )
-        raise invalid(subject, seq, f"{event_type} does not match its schema: {reasons}")
+        raise invalid(f"{event_type} does not match its schema: {reasons}")
     post = posts.setdefault(
         post_id,
         {"id": post_id, "title": "", "body": "", "published": False, "events": 0, "last_seq": 0},
@@ -144,27 +220,27 @@ def apply(posts, validators, subject, seq, body):
         post["published"] = True
     else:
         # In the schema but not handled here: never skip silently.
-        raise invalid(subject, seq, f"event type {event_type} is not handled by this listing")
+        raise invalid(f"event type {event_type} is not handled by this listing")
     post["events"] += 1
     post["last_seq"] = seq
 
 
-async def listing(url, validators):
+async def listing(url, validators, names):
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        info = await js.stream_info(STREAM)
-        check_contract(STREAM, (info.config.metadata or {}).get(CONTRACT_METADATA_KEY))
+        info = await js.stream_info(names.stream)
+        check_contract(names.stream, (info.config.metadata or {}).get(CONTRACT_METADATA_KEY))
         head = info.state.last_seq
         posts = {}
         if head > 0:
-            sub = await js.subscribe(SUBJECTS, stream=STREAM, ordered_consumer=True)
+            sub = await js.subscribe(names.subjects, stream=names.stream, ordered_consumer=True)
             try:
                 seq = 0
                 while seq < head:
                     msg = await sub.next_msg(timeout=30)
                     seq = msg.metadata.sequence.stream
-                    apply(posts, validators, msg.subject, seq, msg.data)
+                    apply(posts, validators, names, msg.subject, seq, msg.data)
             finally:
                 await sub.unsubscribe()
         return {"posts": [posts[key] for key in sorted(posts)]}
@@ -173,7 +249,7 @@ async def listing(url, validators):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="The blog listing from EVT_BLOGPOST.")
+    parser = argparse.ArgumentParser(description="The blog listing from the blog post stream.")
     parser.add_argument(
         "url",
         nargs="?",
@@ -185,10 +261,16 @@ def main():
         default=DEFAULT_SCHEMAS,
         help=f"the JSON Schemas folder (default: {DEFAULT_SCHEMAS})",
     )
+    parser.add_argument(
+        "--subject-prefix",
+        default=None,
+        help=f"the application's subject prefix (default: ${PREFIX_ENV}, else none)",
+    )
     args = parser.parse_args()
     try:
+        namespace = configured_names(args.subject_prefix)
         validators = event_validators(args.schemas)
-        print(json.dumps(asyncio.run(listing(args.url, validators))))
+        print(json.dumps(asyncio.run(listing(args.url, validators, namespace))))
     except ProjectionError as e:
         print(json.dumps(e.report), file=sys.stderr)
         sys.exit(1)

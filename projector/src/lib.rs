@@ -23,6 +23,10 @@
 //! projector's position and lag per stream. Nothing in the domain-facing
 //! types ([`Projector`], [`Event`], [`Query`]) is a NATS type.
 //!
+//! Before attaching to a stream the runtime reads its `jetsource.contract`
+//! metadata: a stream of another contract version is refused
+//! ([`RunErrorKind::ContractMismatch`]), one without the key is accepted.
+//!
 //! Under a subject prefix ([`ProjectorConfig::namespace`]) projectors still
 //! name their subjects without it; the runtime puts every subject, stream
 //! and bucket it uses under the prefix.

@@ -34,6 +34,8 @@ use async_nats::Client;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use jetsource_handlers::error::Error;
+use jetsource_schemas::{CONTRACT_METADATA_KEY, CONTRACT_VERSION};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
@@ -56,12 +58,13 @@ struct Registration {
     prepare: Prepare,
 }
 
-/// Looks a stream up, saying which one is missing.
+/// Looks a stream up before attaching to it, saying which one is missing,
+/// and refuses one of another contract version (see [`check_contract`]).
 pub(crate) async fn get_stream(
     js: &jetstream::Context,
     name: &str,
 ) -> Result<jetstream::stream::Stream, RunError> {
-    js.get_stream(name).await.map_err(|e| {
+    let stream = js.get_stream(name).await.map_err(|e| {
         if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref j)
             if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
         {
@@ -72,7 +75,30 @@ pub(crate) async fn get_stream(
         } else {
             Error::with_source(RunErrorKind::Nats, e)
         }
-    })
+    })?;
+    check_contract(name, &stream.cached_info().config.metadata)?;
+    Ok(stream)
+}
+
+/// Refuses a stream whose metadata names another contract version than
+/// [`CONTRACT_VERSION`]: events of another contract can fold into a wrong
+/// read model without any single event looking wrong. A stream without the
+/// key is accepted: jetsource's handlers add it when they start, and a
+/// projector, only reading, leaves the stream as it is.
+pub(crate) fn check_contract(
+    name: &str,
+    metadata: &HashMap<String, String>,
+) -> Result<(), RunError> {
+    match metadata.get(CONTRACT_METADATA_KEY) {
+        Some(found) if found != CONTRACT_VERSION => Err(Error::new(
+            RunErrorKind::ContractMismatch,
+            format!(
+                "stream {name} holds contract version {found:?} ({CONTRACT_METADATA_KEY}), \
+                 this build speaks {CONTRACT_VERSION:?}"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Builds a [`ProjectorRuntime`].
@@ -416,5 +442,26 @@ impl Phase {
     /// True when every followed stream has been replayed.
     pub fn is_live(self) -> bool {
         self == Phase::Live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_another_contract_version_is_refused() {
+        let stamped = |v: &str| HashMap::from([(CONTRACT_METADATA_KEY.to_string(), v.to_string())]);
+        assert!(check_contract("EVT_X", &HashMap::new()).is_ok());
+        assert!(check_contract("EVT_X", &stamped(CONTRACT_VERSION)).is_ok());
+        for other in [
+            String::new(),
+            format!("{CONTRACT_VERSION}.0"),
+            format!(" {CONTRACT_VERSION}"),
+            format!("{CONTRACT_VERSION}-other"),
+        ] {
+            let refused = check_contract("EVT_X", &stamped(&other)).expect_err(&other);
+            assert_eq!(refused.kind(), RunErrorKind::ContractMismatch);
+        }
     }
 }

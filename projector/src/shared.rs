@@ -19,6 +19,10 @@ pub enum RunErrorKind {
     /// A stream it follows does not exist (no aggregate of that type has
     /// been served yet).
     NoStream,
+    /// A stream it follows names another contract version in its metadata
+    /// (`jetsource.contract`) than this build speaks: its events may not
+    /// mean what the projector expects, so nothing is read from it.
+    ContractMismatch,
     /// NATS or JetStream failed.
     Nats,
     /// The KV bucket could not be read or written.
@@ -39,6 +43,7 @@ impl std::fmt::Display for RunErrorKind {
         f.write_str(match self {
             RunErrorKind::BadProjector => "invalid projector",
             RunErrorKind::NoStream => "no such stream",
+            RunErrorKind::ContractMismatch => "contract version mismatch",
             RunErrorKind::Nats => "NATS failure",
             RunErrorKind::Store => "read model store failure",
             RunErrorKind::Conflict => "read model written by another instance",

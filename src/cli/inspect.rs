@@ -1,5 +1,6 @@
 //! Looking at what is stored: `tail` (live events), `rewind` (an
-//! aggregate's state at any point) and `streams` (what exists).
+//! aggregate's state at any point) and `streams` (what exists in this
+//! application's namespace).
 
 use crate::app::App;
 use crate::config::Config;
@@ -7,7 +8,7 @@ use crate::rewind::RewindErrorKind;
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
 use futures::{StreamExt, TryStreamExt};
 use jetsource_handlers::store::EventStore;
-use jetsource_schemas::headers;
+use jetsource_schemas::{headers, Namespace, CONTRACT_METADATA_KEY};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -263,12 +264,58 @@ struct StreamSummary {
     first_seq: u64,
     last_seq: u64,
     consumers: usize,
-    /// An event stream of this application (`EVT_<TYPE>`, under its
-    /// subject prefix if any).
+    /// An event stream (`EVT_<TYPE>` under the subject prefix); otherwise
+    /// the stream of one of the namespace's key-value buckets.
     events: bool,
+    /// The contract version in the stream's metadata
+    /// (`jetsource.contract`); `None` without the key, as key-value
+    /// buckets' streams are.
+    contract: Option<String>,
 }
 
-/// Prints every stream: what it holds and how big it is. Exit 3 when NATS
+/// The beginnings of jetsource's key-value bucket names: the command index,
+/// the projector control bucket (`jetsource_…`) and projections
+/// (`projection_…`).
+const BUCKET_NAME_STARTS: [&str; 2] = ["jetsource_", "projection_"];
+
+/// True for the streams of `namespace`: its event streams and the streams
+/// (`KV_<bucket>`) behind its jetsource buckets. The names are one-to-one
+/// per namespace (see [`Namespace`]), so no other namespace's stream, and
+/// no stream jetsource did not name, is taken.
+fn in_namespace(namespace: &Namespace, stream: &str) -> bool {
+    if stream.starts_with(namespace.stream_prefix()) {
+        return true;
+    }
+    stream.strip_prefix("KV_").is_some_and(|bucket| {
+        BUCKET_NAME_STARTS
+            .iter()
+            .any(|start| bucket.starts_with(&namespace.bucket(start)))
+    })
+}
+
+/// The table `streams` prints on a terminal.
+fn table(summaries: &[StreamSummary]) -> String {
+    let mut out = format!(
+        "{:<32} {:>10} {:>12} {:>9} {:>10} {:>10} {:>8}\n",
+        "STREAM", "MESSAGES", "BYTES", "SUBJECTS", "FIRST", "LAST", "CONTRACT"
+    );
+    for s in summaries {
+        out.push_str(&format!(
+            "{:<32} {:>10} {:>12} {:>9} {:>10} {:>10} {:>8}\n",
+            s.name,
+            s.messages,
+            s.bytes,
+            s.subject_count,
+            s.first_seq,
+            s.last_seq,
+            s.contract.as_deref().unwrap_or("-")
+        ));
+    }
+    out
+}
+
+/// Prints the streams of this namespace (per the subject prefix): what each
+/// holds, how big it is, which contract version it names. Exit 3 when NATS
 /// fails.
 pub(crate) async fn streams(config: &Config, nats_url: Option<&str>) -> ExitCode {
     let namespace = match namespace(config, "streams") {
@@ -289,8 +336,10 @@ pub(crate) async fn streams(config: &Config, nats_url: Option<&str>) -> ExitCode
     };
     let mut summaries: Vec<StreamSummary> = infos
         .into_iter()
+        .filter(|info| in_namespace(&namespace, &info.config.name))
         .map(|info| StreamSummary {
             events: info.config.name.starts_with(namespace.stream_prefix()),
+            contract: info.config.metadata.get(CONTRACT_METADATA_KEY).cloned(),
             name: info.config.name,
             subjects: info.config.subjects,
             messages: info.state.messages,
@@ -303,16 +352,7 @@ pub(crate) async fn streams(config: &Config, nats_url: Option<&str>) -> ExitCode
         .collect();
     summaries.sort_by(|a, b| a.name.cmp(&b.name));
     if std::io::stdout().is_terminal() {
-        println!(
-            "{:<32} {:>10} {:>12} {:>9} {:>10} {:>10}",
-            "STREAM", "MESSAGES", "BYTES", "SUBJECTS", "FIRST", "LAST"
-        );
-        for s in &summaries {
-            println!(
-                "{:<32} {:>10} {:>12} {:>9} {:>10} {:>10}",
-                s.name, s.messages, s.bytes, s.subject_count, s.first_seq, s.last_seq
-            );
-        }
+        print!("{}", table(&summaries));
     } else {
         print_json(&serde_json::json!({ "streams": summaries }));
     }
@@ -332,6 +372,87 @@ mod tests {
         assert!(!subject_within("evt.account.>", "evt.blogpost.>"));
         assert!(!subject_within("evt.blogpost", "evt.blogpost.>"));
         assert!(subject_within("evt.blogpost.>", "evt.blogpost.>"));
+    }
+
+    #[test]
+    fn only_the_namespace_s_own_streams_are_its() {
+        let plain = Namespace::default();
+        let shop = Namespace::new("acme.shop").expect("valid");
+        let acme = Namespace::new("acme").expect("valid");
+        let dashed = Namespace::new("acme-shop").expect("valid");
+        let streams = [
+            "EVT_BLOGPOST",
+            "KV_jetsource_command_index",
+            "KV_projection_blogposts_g2",
+            "acme_shop_EVT_BLOGPOST",
+            "KV_ACME_SHOP_jetsource_projectors",
+            "acme_EVT_BLOGPOST",
+            "KV_ACME_projection_blogposts",
+            "acme-shop_EVT_BLOGPOST",
+            "KV_ACME-SHOP_jetsource_command_index",
+            "ORDERS",
+            "KV_settings",
+            "KV_ACME_SHOP_settings",
+            "OBJ_files",
+        ];
+        let of = |namespace: &Namespace| -> Vec<&str> {
+            streams
+                .iter()
+                .copied()
+                .filter(|s| in_namespace(namespace, s))
+                .collect()
+        };
+        assert_eq!(
+            of(&plain),
+            [
+                "EVT_BLOGPOST",
+                "KV_jetsource_command_index",
+                "KV_projection_blogposts_g2"
+            ]
+        );
+        assert_eq!(
+            of(&shop),
+            [
+                "acme_shop_EVT_BLOGPOST",
+                "KV_ACME_SHOP_jetsource_projectors"
+            ]
+        );
+        assert_eq!(
+            of(&acme),
+            ["acme_EVT_BLOGPOST", "KV_ACME_projection_blogposts"]
+        );
+        assert_eq!(
+            of(&dashed),
+            [
+                "acme-shop_EVT_BLOGPOST",
+                "KV_ACME-SHOP_jetsource_command_index"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_table_shows_the_contract_or_a_dash() {
+        let summary = |name: &str, contract: Option<&str>| StreamSummary {
+            name: name.into(),
+            subjects: Vec::new(),
+            messages: 0,
+            bytes: 0,
+            subject_count: 0,
+            first_seq: 0,
+            last_seq: 0,
+            consumers: 0,
+            events: contract.is_some(),
+            contract: contract.map(String::from),
+        };
+        let printed = table(&[
+            summary("EVT_BLOGPOST", Some("1")),
+            summary("KV_jetsource_command_index", None),
+        ]);
+        let last_column: Vec<&str> = printed
+            .lines()
+            .filter_map(|line| line.split_whitespace().last())
+            .collect();
+        assert_eq!(last_column, ["CONTRACT", "1", "-"]);
     }
 
     #[test]

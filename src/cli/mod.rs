@@ -53,7 +53,7 @@ Examples:
   jetsource errors list blogpost p1               an aggregate's recent rejections
   jetsource tail evt.blogpost.>                   events as they are stored
   jetsource rewind blogpost p1 --to-seq 12        a post's state as of stream sequence 12
-  jetsource streams                               streams, sizes, subject counts
+  jetsource streams                               this application's streams, sizes, contract versions
   jetsource schema                                write the JSON Schemas into schemas/json/
   jetsource run --roles handlers                  only the command handlers (scale roles apart)
   jetsource --log-format json run                 JSON logs (RUST_LOG=debug for more)
@@ -225,7 +225,9 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
-    /// List the streams: messages, bytes, subject count, first and last sequence.
+    /// List this application's streams (its event streams and the streams of
+    /// its key-value buckets, under the subject prefix): messages, bytes,
+    /// subject count, first and last sequence, contract version.
     Streams {
         /// NATS URL; default: as for send.
         #[arg(long, value_name = "URL")]

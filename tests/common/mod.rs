@@ -186,3 +186,31 @@ impl Drop for JetsourceProcess {
         self.kill();
     }
 }
+
+/// Creates streams by hand, as another application or tool sharing the
+/// server would: `(name, subject)` pairs, with `metadata` on each. For the
+/// tests that drive the binary and have no async runtime of their own.
+pub fn streams_by_hand(
+    url: &str,
+    streams: &[(&str, &str)],
+    metadata: &std::collections::HashMap<String, String>,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        for (name, subject) in streams {
+            js.create_stream(async_nats::jetstream::stream::Config {
+                name: name.to_string(),
+                subjects: vec![subject.to_string()],
+                metadata: metadata.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+        }
+    });
+}
