@@ -203,3 +203,48 @@ pub fn proc_status_kib(path: &str, field: &str) -> Option<u64> {
 pub fn own_peak_rss_kib() -> Option<u64> {
     proc_status_kib("/proc/self/status", "VmHWM")
 }
+
+/// CPU time (user and system, all threads) of the process behind a
+/// `/proc/<pid>/stat` file, in clock ticks (100 per second on Linux).
+pub fn cpu_ticks(stat_path: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(stat_path).ok()?;
+    // The command name (field 2) may hold spaces; fields after its closing
+    // parenthesis are plain. utime and stime are fields 14 and 15.
+    let after = text.rsplit_once(')')?.1;
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Ticks per second of [`cpu_ticks`] (`CLK_TCK`, 100 on Linux).
+pub const TICKS_PER_SECOND: f64 = 100.0;
+
+impl Env {
+    /// CPU ticks used so far by this process and by the server (when this
+    /// run started it).
+    pub fn cpu_ticks(&self) -> (Option<u64>, Option<u64>) {
+        let server = self
+            .server
+            .as_ref()
+            .and_then(|s| cpu_ticks(&format!("/proc/{}/stat", s.pid())));
+        (cpu_ticks("/proc/self/stat"), server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_ticks_of_this_process() {
+        // Burn a little CPU so the count cannot be zero.
+        let mut x = 0u64;
+        for i in 0..50_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(cpu_ticks("/proc/self/stat").is_some_and(|t| t > 0));
+        assert_eq!(cpu_ticks("/proc/no-such-process/stat"), None);
+    }
+}

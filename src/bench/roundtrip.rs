@@ -64,6 +64,11 @@ struct Contender {
     workload: Arc<dyn Workload>,
     next: Vec<u64>,
     sample: Sample,
+    /// Requests sent in its rounds (warm-ups included), and the CPU ticks
+    /// this process and the server used meanwhile.
+    sent: u64,
+    own_ticks: u64,
+    server_ticks: u64,
 }
 
 impl Contender {
@@ -72,7 +77,27 @@ impl Contender {
             workload: Arc::new(workload),
             next: Vec::new(),
             sample: Sample::default(),
+            sent: 0,
+            own_ticks: 0,
+            server_ticks: 0,
         }
+    }
+
+    /// `figure` with the CPU its requests cost, in microseconds per request:
+    /// `cpu_us` for this process (load generator, connections and the path
+    /// measured), `server_cpu_us` for nats-server.
+    fn with_cpu(&self, mut figure: Figure) -> Figure {
+        let per_request = |ticks: u64| {
+            let us = ticks as f64 / super::env::TICKS_PER_SECOND * 1e6 / self.sent.max(1) as f64;
+            (us * 10.0).round() / 10.0
+        };
+        if self.own_ticks > 0 {
+            figure = figure.with("cpu_us", per_request(self.own_ticks));
+        }
+        if self.server_ticks > 0 {
+            figure = figure.with("server_cpu_us", per_request(self.server_ticks));
+        }
+        figure
     }
 }
 
@@ -120,6 +145,8 @@ pub async fn side_by_side(env: &mut Env) -> Result<[Figure; 3], BenchError> {
             let Some(contender) = contenders.get_mut(index) else {
                 continue;
             };
+            let before: u64 = contender.next.iter().sum();
+            let (own, server) = env.cpu_ticks();
             let sample = load::drive_from(
                 &env.clients,
                 shape,
@@ -127,15 +154,21 @@ pub async fn side_by_side(env: &mut Env) -> Result<[Figure; 3], BenchError> {
                 &mut contender.next,
             )
             .await;
+            let (own_after, server_after) = env.cpu_ticks();
+            contender.sent += contender.next.iter().sum::<u64>() - before;
+            contender.own_ticks += own_after.zip(own).map_or(0, |(a, b)| a.saturating_sub(b));
+            contender.server_ticks += server_after
+                .zip(server)
+                .map_or(0, |(a, b)| a.saturating_sub(b));
             contender.sample.merge(sample);
         }
     }
     drop(responders);
     let [raw, contract, jetsource] = contenders;
     Ok([
-        figure("raw_command_roundtrip", &raw.sample),
-        figure("raw_contract_roundtrip", &contract.sample),
-        figure("command_roundtrip", &jetsource.sample),
+        raw.with_cpu(figure("raw_command_roundtrip", &raw.sample)),
+        contract.with_cpu(figure("raw_contract_roundtrip", &contract.sample)),
+        jetsource.with_cpu(figure("command_roundtrip", &jetsource.sample)),
     ])
 }
 
