@@ -45,7 +45,15 @@ pub async fn raw_roundtrip(env: &Env, name: &str, contract: bool) -> Result<Figu
     let responder = raw::start(responder_connection, contract)
         .await
         .map_err(BenchError::failed)?;
-    let workload = BlogCommands {
+    let workload = raw_workload(env, contract);
+    let sample = load::drive(&env.clients, env.shape(), Arc::new(workload)).await;
+    drop(responder);
+    Ok(figure(name, &sample))
+}
+
+/// The blog commands a bare responder (with `contract` on or off) serves.
+fn raw_workload(env: &Env, contract: bool) -> BlogCommands {
+    BlogCommands {
         aggregates: aggregates(
             env,
             if contract { "rawc" } else { "raw" },
@@ -53,10 +61,7 @@ pub async fn raw_roundtrip(env: &Env, name: &str, contract: bool) -> Result<Figu
         ),
         root: raw::root(contract),
         seeded: false,
-    };
-    let sample = load::drive(&env.clients, env.shape(), Arc::new(workload)).await;
-    drop(responder);
-    Ok(figure(name, &sample))
+    }
 }
 
 /// One of the paths [`side_by_side`] measures in turn.
@@ -120,18 +125,9 @@ pub async fn side_by_side(env: &mut Env) -> Result<[Figure; 3], BenchError> {
         );
     }
     env.ensure_jetsource().await?;
-    let raw_workload = |contract: bool| BlogCommands {
-        aggregates: aggregates(
-            env,
-            if contract { "rawc" } else { "raw" },
-            env.settings.aggregates,
-        ),
-        root: raw::root(contract),
-        seeded: false,
-    };
     let mut contenders = [
-        Contender::new(raw_workload(false)),
-        Contender::new(raw_workload(true)),
+        Contender::new(raw_workload(env, false)),
+        Contender::new(raw_workload(env, true)),
         Contender::new(BlogCommands {
             aggregates: roundtrip_aggregates(env),
             root: "cmd",
