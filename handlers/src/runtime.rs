@@ -28,6 +28,7 @@ use crate::store::{EventStore, GroupCommitConfig, StreamSettings};
 use async_nats::header::HeaderName;
 use async_nats::{Client, Message};
 use futures::StreamExt;
+use jetsource_schemas::subject::{CommandSubject, SubjectError};
 use jetsource_schemas::{headers, subject, token, CommandReply, Namespace, RejectionCode};
 use std::collections::HashMap;
 use std::future::Future;
@@ -332,10 +333,8 @@ impl Running {
 
 /// Parses, handles and answers one command message.
 async fn serve(dispatch: &Dispatch, message: Message) {
-    let parsed = dispatch
-        .namespace
-        .parse_command(message.subject.as_str())
-        .ok();
+    let subject = dispatch.namespace.parse_command(message.subject.as_str());
+    let parsed = subject.as_ref().ok().copied();
     let span = tracing::info_span!(
         "command",
         command_id = tracing::field::Empty,
@@ -345,7 +344,7 @@ async fn serve(dispatch: &Dispatch, message: Message) {
         outcome = tracing::field::Empty,
     );
     let reply = async {
-        let reply = match parse(dispatch, &message) {
+        let reply = match parse(dispatch, &message, &subject) {
             Ok((handler, request)) => {
                 tracing::Span::current().record("command_id", request.command_id.as_str());
                 handler.handle(request).await
@@ -390,6 +389,7 @@ async fn serve(dispatch: &Dispatch, message: Message) {
 fn parse<'h>(
     dispatch: &'h Dispatch,
     message: &Message,
+    subject: &Result<CommandSubject<'_>, SubjectError>,
 ) -> Result<(&'h Arc<dyn DynHandler>, CommandRequest), CommandReply> {
     let (handlers, max_body) = (&dispatch.handlers, dispatch.max_body);
     let header = |name: &HeaderName| {
@@ -439,9 +439,8 @@ fn parse<'h>(
         ),
         None => None,
     };
-    let parsed = dispatch
-        .namespace
-        .parse_command(message.subject.as_str())
+    let parsed = subject
+        .as_ref()
         .map_err(|e| bad(&command_id, e.to_string()))?;
     let handler = handlers.get(parsed.aggregate_type).ok_or_else(|| {
         let mut known: Vec<_> = handlers.keys().copied().collect();
