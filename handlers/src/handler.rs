@@ -14,7 +14,6 @@ use crate::aggregate::Aggregate;
 use crate::codec::{self, EncodedEvent};
 use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEvent};
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use jetsource_schemas::{Accepted, CommandReply, EventRef, RejectionCode};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,14 +65,6 @@ impl Default for HandlerConfig {
             retry_backoff: Duration::from_millis(50),
         }
     }
-}
-
-/// A type-erased aggregate handler, as the runtime holds it.
-pub trait DynHandler: Send + Sync {
-    /// The aggregate type it handles.
-    fn aggregate_type(&self) -> &'static str;
-    /// Handles one command and returns the reply.
-    fn handle(&self, request: CommandRequest) -> BoxFuture<'_, CommandReply>;
 }
 
 /// The in-memory state of one aggregate instance.
@@ -201,7 +192,8 @@ impl<A: Aggregate> AggregateHandler<A> {
         }
     }
 
-    async fn process(&self, request: &CommandRequest) -> CommandReply {
+    /// Handles one command and returns the reply.
+    pub async fn process(&self, request: &CommandRequest) -> CommandReply {
         let reject = |code: RejectionCode, reason: String| {
             CommandReply::rejected(&request.command_id, code, reason)
         };
@@ -447,16 +439,6 @@ fn conflict_pause(attempt: u32) -> Duration {
     let ceiling = 1u64 << attempt.min(7);
     let jitter = (uuid::Uuid::new_v4().as_u128() as u64) % ceiling.min(100);
     Duration::from_millis(jitter + 1)
-}
-
-impl<A: Aggregate> DynHandler for AggregateHandler<A> {
-    fn aggregate_type(&self) -> &'static str {
-        A::TYPE
-    }
-
-    fn handle(&self, request: CommandRequest) -> BoxFuture<'_, CommandReply> {
-        Box::pin(async move { self.process(&request).await })
-    }
 }
 
 #[cfg(test)]

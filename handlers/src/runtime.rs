@@ -22,7 +22,7 @@
 
 use crate::aggregate::Aggregate;
 use crate::error::Error;
-use crate::handler::{AggregateHandler, CommandRequest, DynHandler, HandlerConfig};
+use crate::handler::{AggregateHandler, CommandRequest, HandlerConfig};
 use crate::header_names;
 use crate::store::{EventStore, GroupCommitConfig, StreamSettings};
 use async_nats::header::HeaderName;
@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 /// Settings of the command runtime. Every field documents its default.
@@ -104,7 +104,7 @@ impl std::fmt::Display for RuntimeErrorKind {
 /// A runtime failure.
 pub type RuntimeError = Error<RuntimeErrorKind>;
 
-type Factory = Box<dyn FnOnce(EventStore, HandlerConfig) -> Arc<dyn DynHandler> + Send>;
+type Factory = Box<dyn FnOnce(EventStore, HandlerConfig) -> Arc<dyn Serve> + Send>;
 
 /// Callback told of every command's outcome (after the reply is decided,
 /// before it is sent). Must not block.
@@ -143,7 +143,7 @@ impl RuntimeBuilder {
         self.factories.push((
             A::TYPE,
             Box::new(|store, config| {
-                Arc::new(AggregateHandler::<A>::new(store, config)) as Arc<dyn DynHandler>
+                Arc::new(AggregateHandler::<A>::new(store, config)) as Arc<dyn Serve>
             }),
         ));
         self
@@ -162,7 +162,7 @@ impl RuntimeBuilder {
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?
             .with_group_commit(self.config.group_commit.clone())
             .with_namespace(self.config.namespace.clone());
-        let mut handlers: HashMap<&'static str, Arc<dyn DynHandler>> = HashMap::new();
+        let mut handlers: HashMap<&'static str, Arc<dyn Serve>> = HashMap::new();
         for (name, factory) in self.factories {
             subject::validate_aggregate_type(name)
                 .map_err(|e| Error::with_source(RuntimeErrorKind::BadAggregate, e))?;
@@ -198,7 +198,7 @@ impl RuntimeBuilder {
 /// reference count per command).
 struct Dispatch {
     client: Client,
-    handlers: HashMap<&'static str, Arc<dyn DynHandler>>,
+    handlers: HashMap<&'static str, Arc<dyn Serve>>,
     observers: Vec<OutcomeObserver>,
     namespace: Namespace,
     max_body: usize,
@@ -294,10 +294,21 @@ impl Runtime {
                 break;
             };
             let dispatch = self.dispatch.clone();
-            tokio::spawn(async move {
-                serve(&dispatch, message).await;
-                drop(permit);
-            });
+            let handler = dispatch
+                .namespace
+                .parse_command(message.subject.as_str())
+                .ok()
+                .and_then(|subject| dispatch.handlers.get(subject.aggregate_type))
+                .cloned();
+            match handler {
+                Some(handler) => handler.spawn(dispatch, message, permit),
+                None => {
+                    tokio::spawn(async move {
+                        serve::<Unroutable>(&dispatch, None, message).await;
+                        drop(permit);
+                    });
+                }
+            }
         }
         tracing::info!("stopping: no new commands, finishing those in flight");
         let _ = subscriber.unsubscribe().await;
@@ -331,8 +342,59 @@ impl Running {
     }
 }
 
-/// Parses, handles and answers one command message.
-async fn serve(dispatch: &Dispatch, message: Message) {
+/// Serves one command of an aggregate type on a task of its own.
+///
+/// Typed per aggregate, so a command's whole path (parse, decide, append,
+/// reply) is one future in one task allocation; a boxed, type-erased
+/// handler future was a second allocation of over 2 KB per command.
+trait Serve: Send + Sync {
+    fn spawn(
+        self: Arc<Self>,
+        dispatch: Arc<Dispatch>,
+        message: Message,
+        permit: OwnedSemaphorePermit,
+    );
+}
+
+impl<A: Aggregate> Serve for AggregateHandler<A> {
+    fn spawn(
+        self: Arc<Self>,
+        dispatch: Arc<Dispatch>,
+        message: Message,
+        permit: OwnedSemaphorePermit,
+    ) {
+        tokio::spawn(async move {
+            serve(&dispatch, Some(&*self), message).await;
+            drop(permit);
+        });
+    }
+}
+
+/// What [`serve`] hands a parsed command to.
+trait Process: Sync {
+    fn process(&self, request: &CommandRequest) -> impl Future<Output = CommandReply> + Send;
+}
+
+impl<A: Aggregate> Process for AggregateHandler<A> {
+    fn process(&self, request: &CommandRequest) -> impl Future<Output = CommandReply> + Send {
+        AggregateHandler::process(self, request)
+    }
+}
+
+/// The handler of a command whose subject names no registered aggregate
+/// type: there is none, and [`parse`] answers such a command itself.
+enum Unroutable {}
+
+impl Process for Unroutable {
+    #[allow(clippy::manual_async_fn)]
+    fn process(&self, _: &CommandRequest) -> impl Future<Output = CommandReply> + Send {
+        async move { match *self {} }
+    }
+}
+
+/// Parses, handles and answers one command message; `handler` is the
+/// subject's aggregate type's, if it is registered.
+async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, message: Message) {
     let subject = dispatch.namespace.parse_command(message.subject.as_str());
     let parsed = subject.as_ref().ok().copied();
     let span = tracing::info_span!(
@@ -344,12 +406,20 @@ async fn serve(dispatch: &Dispatch, message: Message) {
         outcome = tracing::field::Empty,
     );
     let reply = async {
-        let reply = match parse(dispatch, &message, &subject) {
-            Ok((handler, request)) => {
+        let reply = match (
+            parse(dispatch, handler.is_some(), &message, &subject),
+            handler,
+        ) {
+            (Ok(request), Some(handler)) => {
                 tracing::Span::current().record("command_id", request.command_id.as_str());
-                handler.handle(request).await
+                handler.process(&request).await
             }
-            Err(reply) => reply,
+            (Err(reply), _) => reply,
+            (Ok(request), None) => CommandReply::rejected(
+                &request.command_id,
+                RejectionCode::Internal,
+                "no handler for a parsed command",
+            ),
         };
         let outcome = match &reply {
             CommandReply::Accepted(_) => "accepted",
@@ -385,12 +455,14 @@ async fn serve(dispatch: &Dispatch, message: Message) {
     }
 }
 
-/// Turns a message into a request for a handler, or a `bad_request` reply.
-fn parse<'h>(
-    dispatch: &'h Dispatch,
+/// Turns a message into a request for its aggregate type's handler (`known`:
+/// the type is registered), or a `bad_request` reply.
+fn parse(
+    dispatch: &Dispatch,
+    known: bool,
     message: &Message,
     subject: &Result<CommandSubject<'_>, SubjectError>,
-) -> Result<(&'h Arc<dyn DynHandler>, CommandRequest), CommandReply> {
+) -> Result<CommandRequest, CommandReply> {
     let (handlers, max_body) = (&dispatch.handlers, dispatch.max_body);
     let header = |name: &HeaderName| {
         message
@@ -442,18 +514,18 @@ fn parse<'h>(
     let parsed = subject
         .as_ref()
         .map_err(|e| bad(&command_id, e.to_string()))?;
-    let handler = handlers.get(parsed.aggregate_type).ok_or_else(|| {
+    if !known {
         let mut known: Vec<_> = handlers.keys().copied().collect();
         known.sort_unstable();
-        bad(
+        return Err(bad(
             &command_id,
             format!(
                 "unknown aggregate type {:?}; known: {}",
                 parsed.aggregate_type,
                 known.join(", ")
             ),
-        )
-    })?;
+        ));
+    }
     if message.payload.len() > max_body {
         return Err(bad(
             &command_id,
@@ -463,16 +535,13 @@ fn parse<'h>(
             ),
         ));
     }
-    Ok((
-        handler,
-        CommandRequest {
-            aggregate_id: parsed.aggregate_id.to_string(),
-            command: parsed.command.to_string(),
-            body: message.payload.clone(),
-            command_id,
-            correlation_id,
-            causation_id,
-            expected_seq,
-        },
-    ))
+    Ok(CommandRequest {
+        aggregate_id: parsed.aggregate_id.to_string(),
+        command: parsed.command.to_string(),
+        body: message.payload.clone(),
+        command_id,
+        correlation_id,
+        causation_id,
+        expected_seq,
+    })
 }
