@@ -1,8 +1,8 @@
 //! Event streams carry the contract version in their metadata: a new stream
 //! is stamped, a stream stamped with another version is refused and left
-//! alone, and a stream without the key is adopted and stamped. Projectors
-//! refuse to attach to a stream of another version and read one without
-//! the key, leaving it as it is.
+//! alone, and a stream without the key, or of version 1, is adopted and
+//! stamped. Projectors refuse to attach to a stream of another version and
+//! read one without the key, leaving it as it is.
 
 use async_nats::jetstream::{self, stream};
 use jetsource::blog::BlogPost;
@@ -10,6 +10,7 @@ use jetsource::blog_projection::BlogPosts;
 use jetsource::handlers::runtime::RuntimeErrorKind;
 use jetsource::handlers::store::{EventStore, StreamError, StreamErrorKind, StreamSettings};
 use jetsource::projector::{ProjectorConfig, ProjectorRuntime, RunErrorKind};
+use jetsource::schemas::CommandReply;
 use jetsource::schemas::{Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
 use jetsource::Runtime;
 use jetsource_test_server::NatsServer;
@@ -259,4 +260,99 @@ async fn projectors_read_a_stream_without_a_contract_version() {
     }
     // A projector only reads: the key is for the handlers to add.
     assert_eq!(config(&js).await.metadata.get(CONTRACT_METADATA_KEY), None);
+}
+
+/// A version 1 stream: events written with `Nats-Msg-Id` and `Event-Time`,
+/// which version 2 no longer writes. Projectors read it as it is; the
+/// handlers adopt it (re-stamped, so version 1 readers stop at their next
+/// start), recognise a resend of a version 1 command by its Command-Id, and
+/// append version 2 events after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_stream_is_read_and_adopted() {
+    let server = NatsServer::new();
+    let client = jetsource::connect(&server.client_url())
+        .await
+        .expect("connect");
+    let js = jetstream::new(client.clone());
+    js.create_stream(stream::Config {
+        name: "EVT_BLOGPOST".into(),
+        subjects: vec!["evt.blogpost.>".into()],
+        metadata: HashMap::from([(CONTRACT_METADATA_KEY.to_string(), "1".to_string())]),
+        ..Default::default()
+    })
+    .await
+    .expect("create");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Command-Id", "c1");
+    headers.insert("Event-Version", "1");
+    headers.insert("Event-Time", "2020-01-02T03:04:05Z");
+    headers.insert("Nats-Msg-Id", "p1:c1:0");
+    js.publish_with_headers(
+        "evt.blogpost.p1.BlogPostCreated",
+        headers,
+        r#"{"title":"Old","body":"b"}"#.into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+
+    let projector = ProjectorRuntime::builder(client.clone())
+        .config(ProjectorConfig {
+            query_wait: Duration::from_secs(30),
+            ..ProjectorConfig::default()
+        })
+        .in_memory(BlogPosts::default())
+        .build()
+        .await
+        .expect("a version 1 stream is readable")
+        .start()
+        .await
+        .expect("start");
+    let answer = post_p1(&client).await;
+    assert_eq!(answer["result"]["title"], "Old", "{answer}");
+    projector.stop().await.expect("stop");
+
+    let running = Runtime::builder(client.clone())
+        .aggregate::<BlogPost>()
+        .build()
+        .await
+        .expect("a version 1 stream is adopted")
+        .start()
+        .await
+        .expect("start");
+    assert_eq!(
+        config(&js).await.metadata.get(CONTRACT_METADATA_KEY),
+        Some(&CONTRACT_VERSION.to_string())
+    );
+    let send = |command: &'static str, id: &'static str, body: &'static str| {
+        let client = client.clone();
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Command-Id", id);
+            let reply = client
+                .send_request(
+                    format!("cmd.blogpost.p1.{command}"),
+                    async_nats::Request::new()
+                        .headers(headers)
+                        .payload(body.into())
+                        .timeout(Some(Duration::from_secs(30))),
+                )
+                .await
+                .expect("a reply");
+            serde_json::from_slice::<CommandReply>(&reply.payload).expect("a reply")
+        }
+    };
+    match send("create", "c1", r#"{"title":"Old","body":"b"}"#).await {
+        CommandReply::Accepted(accepted) => {
+            assert!(accepted.duplicate, "the version 1 command is recognised");
+            assert_eq!(accepted.events[0].seq, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    match send("change_title", "c2", r#"{"title":"New"}"#).await {
+        CommandReply::Accepted(accepted) => assert_eq!(accepted.events[0].seq, 2),
+        other => panic!("{other:?}"),
+    }
+    running.shutdown().await.expect("stop");
 }

@@ -5,9 +5,10 @@ It codes against the published contract, not against Rust:
 - it loads the blog post event schemas from schemas/json/blogpost/events.json
   (written by `jetsource schema`) and validates every event body it folds
   against the schema of its event type;
-- it checks that the schema files and the blog post stream (its
-  `jetsource.contract` metadata) name the contract version it was written
-  for, CONTRACT below;
+- it checks that the schema files name the contract version it was written
+  for, CONTRACT below, and that the blog post stream (its
+  `jetsource.contract` metadata) names a version whose events it can read,
+  READABLE below;
 - under a subject prefix it reads that application's stream and subjects,
   named as PROTOCOL.md ("Subject prefix") says: prefix `acme.shop` gives the
   stream acme_shop_EVT_BLOGPOST and the subjects acme.shop.evt.blogpost.>.
@@ -35,7 +36,7 @@ status 1:
 
     {"error": "invalid_prefix", "source": "--subject-prefix", "prefix": ..., "reason": ...}
     {"error": "bad_schemas", "source": ..., "reason": ...}
-    {"error": "contract_mismatch", "source": ..., "found": ..., "expected": "1", "reason": ...}
+    {"error": "contract_mismatch", "source": ..., "found": ..., "expected": "2", "reason": ...}
     {"error": "invalid_event", "stream": "EVT_BLOGPOST", "seq": 13, "subject": ..., "reason": ...}
 
 `invalid_prefix`: the subject prefix (from `source`: the flag or
@@ -62,7 +63,10 @@ import jsonschema
 import nats
 
 # The contract version this projector was written for.
-CONTRACT = "1"
+CONTRACT = "2"
+# The versions whose streams it reads: version 1 events carry two headers
+# version 2 dropped (Nats-Msg-Id, Event-Time) and nothing it lacks.
+READABLE = ("1", CONTRACT)
 # Where jetsource puts the contract version: stream metadata, schema keyword.
 CONTRACT_METADATA_KEY = "jetsource.contract"
 CONTRACT_KEYWORD = "x-jetsource-contract"
@@ -145,8 +149,8 @@ def configured_names(flag):
     return Names(prefix)
 
 
-def check_contract(source, found):
-    if found != CONTRACT:
+def check_contract(source, found, readable=(CONTRACT,)):
+    if found not in readable:
         named = "no contract version" if found is None else f"contract version {found!r}"
         raise ProjectionError(
             "contract_mismatch",
@@ -230,7 +234,9 @@ async def listing(url, validators, names):
     try:
         js = nc.jetstream()
         info = await js.stream_info(names.stream)
-        check_contract(names.stream, (info.config.metadata or {}).get(CONTRACT_METADATA_KEY))
+        check_contract(
+            names.stream, (info.config.metadata or {}).get(CONTRACT_METADATA_KEY), READABLE
+        )
         head = info.state.last_seq
         posts = {}
         if head > 0:

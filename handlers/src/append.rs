@@ -5,11 +5,11 @@
 //! Group commit exists for servers that sync every write (`sync_interval:
 //! always`): JetStream stores and syncs an atomic batch as one unit, so one
 //! fsync serves many commands. Each command keeps its own expected-sequence
-//! check (on its first message) and message ids, and gets its own
-//! sequences back. A batch is atomic, so one command's conflict, or one
-//! duplicate message id (10201, which does not say whose), fails them all:
-//! then each command is appended again on its own, and only the culprit
-//! fails. A lane sends at once whatever is queued when a batch slot is
+//! check (on its first message) and gets its own sequences back. A batch is
+//! atomic, so one command's conflict (or a duplicate message id, 10201,
+//! which jetsource's own events, written without ids, never meet) fails
+//! them all: then each command is appended again on its own, and only the
+//! culprit fails. A lane sends at once whatever is queued when a batch slot is
 //! free, so a lone command never waits for company.
 
 use crate::error::Error;

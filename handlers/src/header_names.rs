@@ -7,10 +7,8 @@
 use async_nats::header::HeaderName;
 use jetsource_schemas::headers;
 
-pub(crate) static MSG_ID: HeaderName = HeaderName::from_static("Nats-Msg-Id");
 pub(crate) static COMMAND_ID: HeaderName = HeaderName::from_static(headers::COMMAND_ID);
 pub(crate) static EVENT_VERSION: HeaderName = HeaderName::from_static(headers::EVENT_VERSION);
-pub(crate) static EVENT_TIME: HeaderName = HeaderName::from_static(headers::EVENT_TIME);
 pub(crate) static CORRELATION_ID: HeaderName = HeaderName::from_static(headers::CORRELATION_ID);
 pub(crate) static CAUSATION_ID: HeaderName = HeaderName::from_static(headers::CAUSATION_ID);
 pub(crate) static EXPECTED_SEQ: HeaderName = HeaderName::from_static(headers::EXPECTED_SEQ);

@@ -22,7 +22,9 @@ use async_nats::header::{HeaderMap, HeaderValue};
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use jetsource_schemas::{Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
+use jetsource_schemas::{
+    Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION, READABLE_CONTRACT_VERSIONS,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,7 +46,9 @@ pub struct StreamSettings {
     /// An optional cap on the stream's size; appends beyond it are refused
     /// (discard new), history is never deleted.
     pub max_bytes: Option<i64>,
-    /// JetStream's dedupe window for `Nats-Msg-Id`.
+    /// JetStream's dedupe window for `Nats-Msg-Id`. jetsource writes no
+    /// message ids (the expected-sequence check and the Command-Id make a
+    /// resend harmless), so this only bounds what other writers' ids cost.
     pub duplicate_window: Duration,
 }
 
@@ -117,6 +121,8 @@ pub enum AppendErrorKind {
     Conflict,
     /// The store already holds one of these message ids (a duplicate ack on
     /// a single publish, or 10201 for a batch): reload and look for them.
+    /// Only messages that carry `Nats-Msg-Id` meet it; jetsource's events
+    /// do not.
     Duplicate,
     /// Retryable trouble: no responders, a temporary JetStream error, a
     /// timeout (the write may or may not have been stored).
@@ -322,11 +328,14 @@ impl EventStore {
     /// `settings`. Safe to call from every process at every start.
     ///
     /// The stream's metadata carries the contract version under
-    /// [`CONTRACT_METADATA_KEY`]. An existing stream that names another
-    /// version is refused ([`StreamErrorKind::ContractMismatch`]) and left
-    /// as it is; one without the key (made before the key existed, or by
-    /// hand) is adopted and gets the key with the same update that applies
-    /// `settings`, so the next start finds it stamped.
+    /// [`CONTRACT_METADATA_KEY`]. An existing stream that names a version
+    /// this build cannot read is refused ([`StreamErrorKind::ContractMismatch`])
+    /// and left as it is; one without the key (made before the key existed,
+    /// or by hand) or of an older readable version
+    /// ([`jetsource_schemas::READABLE_CONTRACT_VERSIONS`]) is adopted and
+    /// stamped with this build's version by the same update that applies
+    /// `settings`, so readers of the older version stop at their next start
+    /// rather than meet events they do not expect.
     pub async fn ensure_stream(
         &self,
         aggregate_type: &str,
@@ -369,7 +378,7 @@ impl EventStore {
                     .map_err(|e| Error::with_source(StreamErrorKind::JetStream, e))?;
                 let current = &info.config;
                 if let Some(found) = current.metadata.get(CONTRACT_METADATA_KEY) {
-                    if found != CONTRACT_VERSION {
+                    if !READABLE_CONTRACT_VERSIONS.contains(&found.as_str()) {
                         return Err(Error::new(
                             StreamErrorKind::ContractMismatch,
                             format!(
@@ -594,30 +603,26 @@ impl EventStore {
                 .aggregate_filter(aggregate_type, aggregate_id)
                 .map_err(|e| Error::with_source(AppendErrorKind::Refused, e))?,
         );
-        let time = now_rfc3339();
         let mut messages = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
+        for event in events {
             let subject = self
                 .namespace
                 .event_subject(aggregate_type, aggregate_id, &event.event_type)
                 .map_err(|e| Error::with_source(AppendErrorKind::Refused, e))?;
             // Names are constants and owned values are moved in: one
-            // allocation per value, none per name.
+            // allocation per value, none per name. No `Nats-Msg-Id`: the
+            // expected-sequence check already refuses a second write of a
+            // command (it can only land where the aggregate has moved on),
+            // and the command's id in the history tells a resend apart, also
+            // after any dedupe window; the server's dedupe map would only
+            // cost memory and time per event. No `Event-Time` either: the
+            // event is stored as it is decided, and JetStream stamps it.
             let mut h = HeaderMap::new();
-            h.insert(
-                crate::header_names::MSG_ID.clone(),
-                HeaderValue::from(jetsource_schemas::event::message_id(
-                    aggregate_id,
-                    meta.command_id,
-                    index,
-                )),
-            );
             h.insert(crate::header_names::COMMAND_ID.clone(), meta.command_id);
             h.insert(
                 crate::header_names::EVENT_VERSION.clone(),
                 HeaderValue::from(meta.event_version.to_string()),
             );
-            h.insert(crate::header_names::EVENT_TIME.clone(), time.as_str());
             if let Some(id) = meta.correlation_id {
                 h.insert(crate::header_names::CORRELATION_ID.clone(), id);
             }
@@ -642,10 +647,4 @@ impl EventStore {
         }
         self.appender.append(aggregate_type, messages).await
     }
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

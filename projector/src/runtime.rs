@@ -34,7 +34,7 @@ use async_nats::Client;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use jetsource_handlers::error::Error;
-use jetsource_schemas::{CONTRACT_METADATA_KEY, CONTRACT_VERSION};
+use jetsource_schemas::{CONTRACT_METADATA_KEY, CONTRACT_VERSION, READABLE_CONTRACT_VERSIONS};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -80,9 +80,11 @@ pub(crate) async fn get_stream(
     Ok(stream)
 }
 
-/// Refuses a stream whose metadata names another contract version than
-/// [`CONTRACT_VERSION`]: events of another contract can fold into a wrong
-/// read model without any single event looking wrong. A stream without the
+/// Refuses a stream whose metadata names a contract version this build
+/// cannot read ([`READABLE_CONTRACT_VERSIONS`]: [`CONTRACT_VERSION`] and the
+/// older versions whose events read as its own): events of another contract
+/// can fold into a wrong read model without any single event looking wrong.
+/// A stream without the
 /// key is accepted: jetsource's handlers add it when they start, and a
 /// projector, only reading, leaves the stream as it is.
 pub(crate) fn check_contract(
@@ -90,7 +92,7 @@ pub(crate) fn check_contract(
     metadata: &HashMap<String, String>,
 ) -> Result<(), RunError> {
     match metadata.get(CONTRACT_METADATA_KEY) {
-        Some(found) if found != CONTRACT_VERSION => Err(Error::new(
+        Some(found) if !READABLE_CONTRACT_VERSIONS.contains(&found.as_str()) => Err(Error::new(
             RunErrorKind::ContractMismatch,
             format!(
                 "stream {name} holds contract version {found:?} ({CONTRACT_METADATA_KEY}), \
@@ -450,12 +452,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_another_contract_version_is_refused() {
+    fn only_an_unreadable_contract_version_is_refused() {
         let stamped = |v: &str| HashMap::from([(CONTRACT_METADATA_KEY.to_string(), v.to_string())]);
         assert!(check_contract("EVT_X", &HashMap::new()).is_ok());
         assert!(check_contract("EVT_X", &stamped(CONTRACT_VERSION)).is_ok());
+        assert!(
+            check_contract("EVT_X", &stamped("1")).is_ok(),
+            "version 1 reads as 2"
+        );
         for other in [
             String::new(),
+            "3".to_string(),
+            "0".to_string(),
             format!("{CONTRACT_VERSION}.0"),
             format!(" {CONTRACT_VERSION}"),
             format!("{CONTRACT_VERSION}-other"),

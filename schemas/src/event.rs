@@ -14,12 +14,3 @@ pub struct EventRef {
     /// Its JetStream stream sequence.
     pub seq: u64,
 }
-
-/// The `Nats-Msg-Id` of the `index`-th event (0-based) a command appended to
-/// an aggregate.
-///
-/// It includes the aggregate id so that a command id reused on another
-/// aggregate of the same type is never deduplicated against the first.
-pub fn message_id(aggregate_id: &str, command_id: &str, index: usize) -> String {
-    format!("{aggregate_id}:{command_id}:{index}")
-}

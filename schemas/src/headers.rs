@@ -2,8 +2,8 @@
 //!
 //! Clients may send [`COMMAND_ID`], [`CORRELATION_ID`], [`CAUSATION_ID`] and
 //! [`EXPECTED_SEQ`] with a command. Every stored event carries
-//! [`COMMAND_ID`], [`EVENT_VERSION`] and JetStream's own `Nats-Msg-Id`, plus
-//! the correlation and causation ids when the command had them.
+//! [`COMMAND_ID`] and [`EVENT_VERSION`], plus the correlation and causation
+//! ids when the command had them.
 
 /// The command's id: `[A-Za-z0-9_-]{1,128}`, generated when absent.
 /// Command ids are global: one id names one command on one aggregate.
@@ -17,7 +17,10 @@ pub const CAUSATION_ID: &str = "Causation-Id";
 pub const EXPECTED_SEQ: &str = "Expected-Seq";
 /// The schema version of an event's body (a positive integer).
 pub const EVENT_VERSION: &str = "Event-Version";
-/// The time the event was decided, RFC 3339 UTC.
+/// An event's time, RFC 3339 UTC, when it differs from the time JetStream
+/// stored it: jetsource does not write it (an event is stored as it is
+/// decided), tools that copy events from elsewhere may. Version 1 of the
+/// contract wrote it on every event.
 pub const EVENT_TIME: &str = "Event-Time";
 /// On a query: answer only once the read model has applied this position.
 pub const AFTER_SEQ: &str = "After-Seq";

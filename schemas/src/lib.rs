@@ -38,7 +38,19 @@ pub use token::{Token, TokenError};
 /// It is carried where a client can check it once, never per message: in
 /// each event stream's metadata under [`CONTRACT_METADATA_KEY`] and in every
 /// JSON Schema under [`json::CONTRACT_KEYWORD`].
-pub const CONTRACT_VERSION: &str = "1";
+///
+/// Version 2 stopped writing `Nats-Msg-Id` and `Event-Time` on events (an
+/// event's time is when JetStream stored it); version 1 streams are read
+/// and adopted as they are (see [`READABLE_CONTRACT_VERSIONS`]).
+pub const CONTRACT_VERSION: &str = "2";
+
+/// The contract versions whose event streams this release reads, and which
+/// the command side adopts (re-stamping them with [`CONTRACT_VERSION`]).
+///
+/// A version 1 event carries two headers version 2 no longer writes
+/// (`Nats-Msg-Id`, `Event-Time`) and nothing version 2 readers lack, so its
+/// events read as version 2 events.
+pub const READABLE_CONTRACT_VERSIONS: &[&str] = &["1", CONTRACT_VERSION];
 
 /// The JetStream stream metadata key holding the contract version of the
 /// events in an event stream (`EVT_<TYPE>`), set when jetsource creates or

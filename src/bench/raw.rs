@@ -5,11 +5,10 @@
 //! sequence. One task per request, like the runtime.
 //!
 //! With `contract` on it writes what jetsource's contract puts on every
-//! event as well: `Nats-Msg-Id`, the wildcard
-//! `Nats-Expected-Last-Subject-Sequence-Subject` over the aggregate's
-//! subjects, `Command-Id`, `Event-Version` and `Event-Time`, on a subject
-//! with the event type as its last token. That separates what the contract
-//! costs the server from what jetsource's own code costs.
+//! event as well: the wildcard `Nats-Expected-Last-Subject-Sequence-Subject`
+//! over the aggregate's subjects, `Command-Id` and `Event-Version`, on a
+//! subject with the event type as its last token. That separates what the
+//! contract costs the server from what jetsource's own code costs.
 
 use async_nats::jetstream::stream::{Config, StorageType};
 use async_nats::{Client, HeaderMap, Message};
@@ -124,13 +123,8 @@ async fn append(
             "Nats-Expected-Last-Subject-Sequence-Subject",
             format!("rawevt.{id}.*").as_str(),
         );
-        h.insert("Nats-Msg-Id", format!("{id}:{command_id}:0").as_str());
         h.insert("Command-Id", command_id.as_str());
         h.insert("Event-Version", "1");
-        let time = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        h.insert("Event-Time", time.as_str());
         format!("rawevt.{id}.BlogPostTitleChanged")
     } else {
         format!("rawevt.{id}")
