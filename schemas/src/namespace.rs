@@ -359,18 +359,12 @@ impl Namespace {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<String, TokenError> {
-        validate("aggregate type", aggregate_type)?;
-        validate("aggregate id", aggregate_id)?;
-        Ok(format!(
-            "{}{NOTICE_ROOT}.{aggregate_type}.{aggregate_id}",
-            self.head()
-        ))
+        self.aggregate_subject(NOTICE_ROOT, aggregate_type, aggregate_id)
     }
 
     /// `<prefix>.errors.get.<command_id>`.
     pub fn errors_get_subject(&self, command_id: &str) -> Result<String, TokenError> {
-        validate("command id", command_id)?;
-        Ok(format!("{}{ERRORS_GET_ROOT}.{command_id}", self.head()))
+        self.command_id_subject(ERRORS_GET_ROOT, command_id)
     }
 
     /// `<prefix>.errors.list.<type>.<id>`.
@@ -379,24 +373,17 @@ impl Namespace {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<String, TokenError> {
-        validate("aggregate type", aggregate_type)?;
-        validate("aggregate id", aggregate_id)?;
-        Ok(format!(
-            "{}{ERRORS_LIST_ROOT}.{aggregate_type}.{aggregate_id}",
-            self.head()
-        ))
+        self.aggregate_subject(ERRORS_LIST_ROOT, aggregate_type, aggregate_id)
     }
 
     /// `<prefix>.status.<command_id>`.
     pub fn status_subject(&self, command_id: &str) -> Result<String, TokenError> {
-        validate("command id", command_id)?;
-        Ok(format!("{}{STATUS_ROOT}.{command_id}", self.head()))
+        self.command_id_subject(STATUS_ROOT, command_id)
     }
 
     /// `<prefix>.feedback.peer.get.<command_id>`.
     pub fn peer_get_subject(&self, command_id: &str) -> Result<String, TokenError> {
-        validate("command id", command_id)?;
-        Ok(format!("{}{PEER_GET_ROOT}.{command_id}", self.head()))
+        self.command_id_subject(PEER_GET_ROOT, command_id)
     }
 
     /// `<prefix>.feedback.peer.list.<type>.<id>`.
@@ -405,12 +392,28 @@ impl Namespace {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<String, TokenError> {
+        self.aggregate_subject(PEER_LIST_ROOT, aggregate_type, aggregate_id)
+    }
+
+    /// `<prefix>.<root>.<type>.<id>`, the parts validated.
+    fn aggregate_subject(
+        &self,
+        root: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<String, TokenError> {
         validate("aggregate type", aggregate_type)?;
         validate("aggregate id", aggregate_id)?;
         Ok(format!(
-            "{}{PEER_LIST_ROOT}.{aggregate_type}.{aggregate_id}",
+            "{}{root}.{aggregate_type}.{aggregate_id}",
             self.head()
         ))
+    }
+
+    /// `<prefix>.<root>.<command_id>`, the id validated.
+    fn command_id_subject(&self, root: &str, command_id: &str) -> Result<String, TokenError> {
+        validate("command id", command_id)?;
+        Ok(format!("{}{root}.{command_id}", self.head()))
     }
 
     /// The command id of `<prefix>.<root>.<command_id>` (`root` one of
