@@ -3,7 +3,7 @@
 //! Handler state follows "case 2b": the state used to validate a command is
 //! built only from events the store has confirmed, and a decision's events
 //! are applied to it only after JetStream acknowledged the append. Each
-//! aggregate instance has a slot in a bounded cache (moka) holding its state,
+//! aggregate instance has a slot in a bounded cache (`slots.rs`) holding its state,
 //! its last stream sequence and the command ids it has accepted; a per-slot
 //! lock lets one command at a time decide on an aggregate inside this
 //! process, while commands on different aggregates run in parallel. Across
@@ -12,11 +12,12 @@
 
 use crate::aggregate::Aggregate;
 use crate::codec::{self, EncodedEvent};
+use crate::slots::SlotCache;
 use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEvent};
 use bytes::Bytes;
 use jetsource_schemas::{Accepted, CommandReply, EventRef, RejectionCode};
 use std::collections::HashMap;
-use std::sync::Arc;
+
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -173,16 +174,13 @@ pub struct AggregateHandler<A: Aggregate> {
     /// The event types `A::Event` can decode, so a cold load reads their
     /// literal subjects (cheap for the server) rather than the wildcard.
     event_types: Option<&'static [&'static str]>,
-    cache: moka::sync::Cache<String, Arc<Mutex<Slot<A>>>>,
+    cache: SlotCache<Mutex<Slot<A>>>,
 }
 
 impl<A: Aggregate> AggregateHandler<A> {
     /// A handler appending to `store` (in the store's namespace).
     pub fn new(store: EventStore, config: HandlerConfig) -> Self {
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(config.cache_capacity)
-            .time_to_idle(config.cache_idle)
-            .build();
+        let cache = SlotCache::new(config.cache_capacity, config.cache_idle);
         AggregateHandler {
             stream: store.namespace().stream_name(A::TYPE),
             store,
@@ -214,9 +212,7 @@ impl<A: Aggregate> AggregateHandler<A> {
         };
         let slot = self
             .cache
-            .get_with_by_ref(request.aggregate_id.as_str(), || {
-                Arc::new(Mutex::new(Slot::default()))
-            });
+            .get_or_insert_with(&request.aggregate_id, || Mutex::new(Slot::default()));
         let mut slot = slot.lock().await;
         crate::metrics::global().state_cache(slot.loaded);
         // A slot not yet loaded holds the empty state. A command whose

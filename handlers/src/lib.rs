@@ -26,6 +26,7 @@ mod header_names;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+mod slots;
 pub mod store;
 pub mod testing;
 pub mod version;
