@@ -57,7 +57,8 @@ async fn accepted_command_is_stored_with_its_metadata() {
     assert_eq!(header("Command-Id").as_deref(), Some("cmd-1"));
     assert_eq!(header("Correlation-Id").as_deref(), Some("flow-7"));
     assert_eq!(header("Causation-Id").as_deref(), Some("click-3"));
-    assert_eq!(header("Event-Version").as_deref(), Some("1"));
+    // Version 1 is the default a missing Event-Version means.
+    assert_eq!(header("Event-Version"), None);
     // Contract 2: no dedupe id (the expected-sequence check and the
     // Command-Id already make a resend harmless) and no Event-Time (the
     // time JetStream stored the event is its time).
@@ -283,6 +284,42 @@ async fn create_with_publish_is_one_atomic_append() {
         stored.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [reply.events[0].seq, reply.events[1].seq]
     );
+    js.stop().await;
+}
+
+#[tokio::test]
+async fn event_version_is_written_only_when_not_1() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let event = |title: &str| NewEvent {
+        event_type: "BlogPostTitleChanged".into(),
+        body: format!(r#"{{"title":"{title}"}}"#).into(),
+    };
+    let meta = |command_id, event_version| AppendMeta {
+        command_id,
+        correlation_id: None,
+        causation_id: None,
+        event_version,
+    };
+    let first = js
+        .store
+        .append("blogpost", "v", 0, &[event("a")], &meta("v-1", 1))
+        .await
+        .expect("append at version 1");
+    js.store
+        .append("blogpost", "v", first[0], &[event("b")], &meta("v-2", 2))
+        .await
+        .expect("append at version 2");
+    let stored = js.store.load("blogpost", "v", 0).await.expect("load");
+    let versions: Vec<_> = stored
+        .iter()
+        .map(|e| {
+            e.headers
+                .get("Event-Version")
+                .map(|v| v.as_str().to_string())
+        })
+        .collect();
+    assert_eq!(versions, [None, Some("2".to_string())]);
     js.stop().await;
 }
 

@@ -62,7 +62,8 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     /// subjects and the stream (`EVT_<TYPE>`), so it must never change.
     const TYPE: &'static str;
 
-    /// The schema version written in each event's `Event-Version` header.
+    /// The schema version of the event bodies, written in each event's
+    /// `Event-Version` header unless it is 1 (which a missing header means).
     /// Raise it when the shape of an event body changes.
     const EVENT_VERSION: u32 = 1;
 

@@ -2,8 +2,8 @@
 //!
 //! Clients may send [`COMMAND_ID`], [`CORRELATION_ID`], [`CAUSATION_ID`] and
 //! [`EXPECTED_SEQ`] with a command. Every stored event carries
-//! [`COMMAND_ID`] and [`EVENT_VERSION`], plus the correlation and causation
-//! ids when the command had them.
+//! [`COMMAND_ID`], [`EVENT_VERSION`] when its version is not 1, and the
+//! correlation and causation ids when the command had them.
 
 /// The command's id: `[A-Za-z0-9_-]{1,128}`, generated when absent.
 /// Command ids are global: one id names one command on one aggregate.
@@ -15,7 +15,8 @@ pub const CAUSATION_ID: &str = "Causation-Id";
 /// The aggregate's stream sequence the client decided on. When the aggregate
 /// has moved past it, the command is rejected with `conflict`.
 pub const EXPECTED_SEQ: &str = "Expected-Seq";
-/// The schema version of an event's body (a positive integer).
+/// The schema version of an event's body (a positive integer); an event
+/// without it is at version 1.
 pub const EVENT_VERSION: &str = "Event-Version";
 /// An event's time, RFC 3339 UTC, when it differs from the time JetStream
 /// stored it: jetsource does not write it (an event is stored as it is

@@ -6,8 +6,9 @@
 //!
 //! With `contract` on it writes what jetsource's contract puts on every
 //! event as well: the wildcard `Nats-Expected-Last-Subject-Sequence-Subject`
-//! over the aggregate's subjects, `Command-Id` and `Event-Version`, on a
-//! subject with the event type as its last token. That separates what the
+//! over the aggregate's subjects and `Command-Id` (`Event-Version` only
+//! goes on events past version 1), on a subject with the event type as its
+//! last token. That separates what the
 //! contract costs the server from what jetsource's own code costs.
 
 use async_nats::jetstream::stream::{Config, StorageType};
@@ -124,7 +125,6 @@ async fn append(
             format!("rawevt.{id}.*").as_str(),
         );
         h.insert("Command-Id", command_id.as_str());
-        h.insert("Event-Version", "1");
         format!("rawevt.{id}.BlogPostTitleChanged")
     } else {
         format!("rawevt.{id}")
