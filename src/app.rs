@@ -306,6 +306,7 @@ pub async fn run(
                 .map(Feedback::gauges),
             projectors: projectors.clone(),
         });
+        jetsource_handlers::metrics::global().set_recording(true);
         tracing::info!(addr = ?local, "serving /metrics, /healthz and /readyz");
         tokio::spawn(crate::observability::serve(listener, probes, stopped))
     });

@@ -172,7 +172,7 @@ async fn write_posts(store: &EventStore, prefix: &str, posts: usize, per_post: u
                 let encoded = jetsource::handlers::codec::encode_event(e).expect("encodes");
                 NewEvent {
                     event_type: encoded.event_type,
-                    body: encoded.body.into(),
+                    body: encoded.body,
                 }
             })
             .collect();

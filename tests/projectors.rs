@@ -187,7 +187,7 @@ fn blog_event(event: &BlogPostEvent) -> NewEvent {
     let encoded = jetsource::handlers::codec::encode_event(event).expect("encodes");
     NewEvent {
         event_type: encoded.event_type,
-        body: encoded.body.into(),
+        body: encoded.body,
     }
 }
 

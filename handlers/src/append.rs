@@ -239,7 +239,10 @@ impl Appender {
                 }
                 Ok(vec![ack.seq])
             }
-            _ => self.batch(messages.iter()).await,
+            // Boxed: a batch's future is large, and inline it would size
+            // the future of every command, single-event ones included (the
+            // runtime allocates that future once per command).
+            _ => Box::pin(self.batch(messages.iter())).await,
         }
     }
 

@@ -5,6 +5,7 @@
 //! tagging. Decoding feeds serde's externally tagged enum representation
 //! straight from the two parts, without building an intermediate JSON value.
 
+use bytes::Bytes;
 use jetsource_schemas::token;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::Serialize;
@@ -111,7 +112,7 @@ pub struct EncodedEvent {
     /// The variant name, the last token of the event's subject.
     pub event_type: String,
     /// The variant's fields as JSON (`{}` for a unit variant).
-    pub body: Vec<u8>,
+    pub body: Bytes,
 }
 
 /// Why an event could not be encoded.
@@ -136,11 +137,13 @@ pub enum EventEncodeError {
 pub fn encode_event<E: Serialize>(event: &E) -> Result<EncodedEvent, EventEncodeError> {
     let event_type = variant_name(event)?;
     token::validate("event type", event_type)?;
-    let mut bytes = serde_json::to_vec(event)?;
+    // Room for a typical event, so serde_json seldom grows the buffer.
+    let mut bytes = Vec::with_capacity(256);
+    serde_json::to_writer(&mut bytes, event)?;
     if bytes.first() == Some(&b'"') {
         return Ok(EncodedEvent {
             event_type: event_type.to_string(),
-            body: b"{}".to_vec(),
+            body: Bytes::from_static(b"{}"),
         });
     }
     // A token needs no escaping, so the prefix is exactly `{"<name>":`.
@@ -148,11 +151,11 @@ pub fn encode_event<E: Serialize>(event: &E) -> Result<EncodedEvent, EventEncode
     if bytes.len() < prefix + 1 || bytes.last() != Some(&b'}') {
         return Err(EventEncodeError::NotAnEnum(event_type.to_string()));
     }
-    bytes.pop();
-    bytes.drain(..prefix);
+    // The fields are cut out of the buffer without copying them.
+    let end = bytes.len() - 1;
     Ok(EncodedEvent {
         event_type: event_type.to_string(),
-        body: bytes,
+        body: Bytes::from(bytes).slice(prefix..end),
     })
 }
 

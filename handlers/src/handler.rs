@@ -14,29 +14,29 @@ use crate::aggregate::Aggregate;
 use crate::codec::{self, EncodedEvent};
 use crate::slots::SlotCache;
 use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEvent};
-use bytes::Bytes;
 use jetsource_schemas::{Accepted, CommandReply, EventRef, RejectionCode};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// A command as the runtime hands it to a handler: subject and headers
-/// already parsed and validated.
+/// already parsed and validated, borrowed from the message.
 #[derive(Debug, Clone)]
-pub struct CommandRequest {
+pub struct CommandRequest<'a> {
     /// The aggregate instance id (a validated token).
-    pub aggregate_id: String,
+    pub aggregate_id: &'a str,
     /// The command name (a validated token).
-    pub command: String,
+    pub command: &'a str,
     /// The JSON body.
-    pub body: Bytes,
+    pub body: &'a [u8],
     /// The command id (a validated token, generated when the client sent none).
-    pub command_id: String,
+    pub command_id: Cow<'a, str>,
     /// The correlation id (a validated token), if any.
-    pub correlation_id: Option<String>,
+    pub correlation_id: Option<&'a str>,
     /// The causation id (a validated token), if any.
-    pub causation_id: Option<String>,
+    pub causation_id: Option<&'a str>,
     /// The client's `Expected-Seq`, if any.
     pub expected_seq: Option<u64>,
 }
@@ -191,28 +191,27 @@ impl<A: Aggregate> AggregateHandler<A> {
     }
 
     /// Handles one command and returns the reply.
-    pub async fn process(&self, request: &CommandRequest) -> CommandReply {
-        let reject = |code: RejectionCode, reason: String| {
-            CommandReply::rejected(&request.command_id, code, reason)
-        };
+    pub async fn process(&self, request: &CommandRequest<'_>) -> CommandReply {
+        let command_id: &str = &request.command_id;
+        let reject =
+            |code: RejectionCode, reason: String| CommandReply::rejected(command_id, code, reason);
         let accept = |events: Vec<EventRef>, duplicate: bool| {
             CommandReply::Accepted(Accepted {
-                command_id: request.command_id.clone(),
+                command_id: command_id.to_string(),
                 aggregate_type: A::TYPE.to_string(),
-                aggregate_id: request.aggregate_id.clone(),
+                aggregate_id: request.aggregate_id.to_string(),
                 events,
                 duplicate,
             })
         };
         // Decode before taking the lock: malformed input never waits.
-        let mut command = match codec::decode_command::<A::Command>(&request.command, &request.body)
-        {
+        let mut command = match codec::decode_command::<A::Command>(request.command, request.body) {
             Ok(command) => Some(command),
             Err(e) => return reject(RejectionCode::BadRequest, e.to_string()),
         };
         let slot = self
             .cache
-            .get_or_insert_with(&request.aggregate_id, || Mutex::new(Slot::default()));
+            .get_or_insert_with(request.aggregate_id, || Mutex::new(Slot::default()));
         let mut slot = slot.lock().await;
         crate::metrics::global().state_cache(slot.loaded);
         // A slot not yet loaded holds the empty state. A command whose
@@ -230,10 +229,10 @@ impl<A: Aggregate> AggregateHandler<A> {
                 let loaded = match self.event_types {
                     Some(types) => {
                         self.store
-                            .load_types(A::TYPE, &request.aggregate_id, 0, types)
+                            .load_types(A::TYPE, request.aggregate_id, 0, types)
                             .await
                     }
-                    None => self.store.load(A::TYPE, &request.aggregate_id, 0).await,
+                    None => self.store.load(A::TYPE, request.aggregate_id, 0).await,
                 };
                 match loaded {
                     Ok(events) => {
@@ -252,7 +251,7 @@ impl<A: Aggregate> AggregateHandler<A> {
                     }
                 }
             }
-            if let Some(recorded) = slot.commands.get(request.command_id.as_str()) {
+            if let Some(recorded) = slot.commands.get(command_id) {
                 return accept(recorded.events(&self.stream), true);
             }
             if let Some(expected) = request.expected_seq {
@@ -268,12 +267,10 @@ impl<A: Aggregate> AggregateHandler<A> {
             }
             let command = match command.take() {
                 Some(command) => command,
-                None => {
-                    match codec::decode_command::<A::Command>(&request.command, &request.body) {
-                        Ok(command) => command,
-                        Err(e) => return reject(RejectionCode::BadRequest, e.to_string()),
-                    }
-                }
+                None => match codec::decode_command::<A::Command>(request.command, request.body) {
+                    Ok(command) => command,
+                    Err(e) => return reject(RejectionCode::BadRequest, e.to_string()),
+                },
             };
             let decided = match slot.state.handle(command) {
                 Ok(events) if events.is_empty() && !slot.loaded => {
@@ -293,37 +290,39 @@ impl<A: Aggregate> AggregateHandler<A> {
             let mut new_events = Vec::with_capacity(decided.len());
             for event in &decided {
                 match codec::encode_event(event) {
-                    Ok(EncodedEvent { event_type, body }) => new_events.push(NewEvent {
-                        event_type,
-                        body: Bytes::from(body),
-                    }),
+                    Ok(EncodedEvent { event_type, body }) => {
+                        new_events.push(NewEvent { event_type, body })
+                    }
                     Err(e) => {
                         return reject(RejectionCode::Internal, format!("encoding an event: {e}"))
                     }
                 }
             }
             let meta = AppendMeta {
-                command_id: &request.command_id,
-                correlation_id: request.correlation_id.as_deref(),
-                causation_id: request.causation_id.as_deref(),
+                command_id,
+                correlation_id: request.correlation_id,
+                causation_id: request.causation_id,
                 event_version: A::EVENT_VERSION,
             };
-            let started = std::time::Instant::now();
+            let metrics = crate::metrics::global();
+            let started = metrics.recording().then(std::time::Instant::now);
             let appended = self
                 .store
                 .append(
                     A::TYPE,
-                    &request.aggregate_id,
+                    request.aggregate_id,
                     slot.last_seq,
                     &new_events,
                     &meta,
                 )
                 .await;
-            crate::metrics::global().append(
-                started.elapsed(),
-                new_events.len(),
-                appended.as_ref().err().map(|e| e.kind()),
-            );
+            if let Some(started) = started {
+                metrics.append(
+                    started.elapsed(),
+                    new_events.len(),
+                    appended.as_ref().err().map(|e| e.kind()),
+                );
+            }
             let error = match appended {
                 Ok(seqs) => {
                     let refs: Vec<EventRef> = new_events
@@ -348,8 +347,7 @@ impl<A: Aggregate> AggregateHandler<A> {
                         for event in rest {
                             recorded.extend(event.seq, &event.event_type);
                         }
-                        slot.commands
-                            .insert(request.command_id.as_str().into(), recorded);
+                        slot.commands.insert(command_id.into(), recorded);
                     }
                     return accept(refs, false);
                 }
@@ -402,7 +400,7 @@ impl<A: Aggregate> AggregateHandler<A> {
             let whole = !slot.loaded;
             match self
                 .store
-                .load(A::TYPE, &request.aggregate_id, slot.last_seq)
+                .load(A::TYPE, request.aggregate_id, slot.last_seq)
                 .await
             {
                 Ok(events) => {

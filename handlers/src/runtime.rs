@@ -23,13 +23,12 @@
 use crate::aggregate::Aggregate;
 use crate::error::Error;
 use crate::handler::{AggregateHandler, CommandRequest, HandlerConfig};
-use crate::header_names;
 use crate::store::{EventStore, GroupCommitConfig, StreamSettings};
-use async_nats::header::HeaderName;
 use async_nats::{Client, Message};
 use futures::StreamExt;
 use jetsource_schemas::subject::{CommandSubject, SubjectError};
 use jetsource_schemas::{headers, subject, token, CommandReply, Namespace, RejectionCode};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -294,11 +293,12 @@ impl Runtime {
                 break;
             };
             let dispatch = self.dispatch.clone();
+            // Only the type token picks the handler; the command's task
+            // parses and checks the whole subject.
             let handler = dispatch
                 .namespace
-                .parse_command(message.subject.as_str())
-                .ok()
-                .and_then(|subject| dispatch.handlers.get(subject.aggregate_type))
+                .command_type_token(message.subject.as_str())
+                .and_then(|aggregate_type| dispatch.handlers.get(aggregate_type))
                 .cloned();
             match handler {
                 Some(handler) => handler.spawn(dispatch, message, permit),
@@ -372,11 +372,11 @@ impl<A: Aggregate> Serve for AggregateHandler<A> {
 
 /// What [`serve`] hands a parsed command to.
 trait Process: Sync {
-    fn process(&self, request: &CommandRequest) -> impl Future<Output = CommandReply> + Send;
+    fn process(&self, request: &CommandRequest<'_>) -> impl Future<Output = CommandReply> + Send;
 }
 
 impl<A: Aggregate> Process for AggregateHandler<A> {
-    fn process(&self, request: &CommandRequest) -> impl Future<Output = CommandReply> + Send {
+    fn process(&self, request: &CommandRequest<'_>) -> impl Future<Output = CommandReply> + Send {
         AggregateHandler::process(self, request)
     }
 }
@@ -387,7 +387,7 @@ enum Unroutable {}
 
 impl Process for Unroutable {
     #[allow(clippy::manual_async_fn)]
-    fn process(&self, _: &CommandRequest) -> impl Future<Output = CommandReply> + Send {
+    fn process(&self, _: &CommandRequest<'_>) -> impl Future<Output = CommandReply> + Send {
         async move { match *self {} }
     }
 }
@@ -411,12 +411,12 @@ async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, message: Me
             handler,
         ) {
             (Ok(request), Some(handler)) => {
-                tracing::Span::current().record("command_id", request.command_id.as_str());
+                tracing::Span::current().record("command_id", &*request.command_id);
                 handler.process(&request).await
             }
             (Err(reply), _) => reply,
             (Ok(request), None) => CommandReply::rejected(
-                &request.command_id,
+                &*request.command_id,
                 RejectionCode::Internal,
                 "no handler for a parsed command",
             ),
@@ -444,7 +444,7 @@ async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, message: Me
     if let Some(reply_to) = message.reply.filter(|_| dispatch.reply) {
         // Sized for a one-event reply, so encoding never reallocates.
         let mut body = Vec::with_capacity(320);
-        match serde_json::to_writer(&mut body, &reply) {
+        match reply.write_json(&mut body) {
             Ok(()) => {
                 if let Err(e) = dispatch.client.publish(reply_to, body.into()).await {
                     tracing::warn!(error = %e, "could not send a command reply");
@@ -457,43 +457,51 @@ async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, message: Me
 
 /// Turns a message into a request for its aggregate type's handler (`known`:
 /// the type is registered), or a `bad_request` reply.
-fn parse(
+fn parse<'a>(
     dispatch: &Dispatch,
     known: bool,
-    message: &Message,
-    subject: &Result<CommandSubject<'_>, SubjectError>,
-) -> Result<CommandRequest, CommandReply> {
+    message: &'a Message,
+    subject: &Result<CommandSubject<'a>, SubjectError>,
+) -> Result<CommandRequest<'a>, CommandReply> {
     let (handlers, max_body) = (&dispatch.handlers, dispatch.max_body);
-    let header = |name: &HeaderName| {
-        message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(name.clone()))
-            .map(|v| v.as_str())
-    };
+    // One pass over the few headers a command has, rather than a hash of
+    // each name jetsource reads. The first value of a name counts, as with
+    // `HeaderMap::get`.
+    let mut found: [Option<&str>; 4] = [None; 4];
+    for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
+        let index = match name.as_ref() {
+            headers::COMMAND_ID => 0,
+            headers::CORRELATION_ID => 1,
+            headers::CAUSATION_ID => 2,
+            headers::EXPECTED_SEQ => 3,
+            _ => continue,
+        };
+        found[index] = values.first().map(|v| v.as_str());
+    }
+    let [command_id_header, correlation_header, causation_header, expected_header] = found;
     let bad = |command_id: &str, reason: String| {
         CommandReply::rejected(command_id, RejectionCode::BadRequest, reason)
     };
-    let command_id = match header(&header_names::COMMAND_ID) {
+    let command_id = match command_id_header {
         Some(id) => {
             token::validate("Command-Id", id).map_err(|e| bad("", e.to_string()))?;
-            id.to_string()
+            Cow::Borrowed(id)
         }
-        None => uuid::Uuid::now_v7().to_string(),
+        None => Cow::Owned(uuid::Uuid::now_v7().to_string()),
     };
     let optional_token =
-        |name: &'static str, header_name: &HeaderName| -> Result<Option<String>, CommandReply> {
-            match header(header_name) {
+        |name: &'static str, value: Option<&'a str>| -> Result<Option<&'a str>, CommandReply> {
+            match value {
                 Some(value) => {
                     token::validate(name, value).map_err(|e| bad(&command_id, e.to_string()))?;
-                    Ok(Some(value.to_string()))
+                    Ok(Some(value))
                 }
                 None => Ok(None),
             }
         };
-    let correlation_id = optional_token(headers::CORRELATION_ID, &header_names::CORRELATION_ID)?;
-    let causation_id = optional_token(headers::CAUSATION_ID, &header_names::CAUSATION_ID)?;
-    let expected_seq = match header(&header_names::EXPECTED_SEQ) {
+    let correlation_id = optional_token(headers::CORRELATION_ID, correlation_header)?;
+    let causation_id = optional_token(headers::CAUSATION_ID, causation_header)?;
+    let expected_seq = match expected_header {
         // Digits only: no sign, no spaces, which other languages' parsers
         // might read differently.
         Some(value) => Some(
@@ -536,9 +544,9 @@ fn parse(
         ));
     }
     Ok(CommandRequest {
-        aggregate_id: parsed.aggregate_id.to_string(),
-        command: parsed.command.to_string(),
-        body: message.payload.clone(),
+        aggregate_id: parsed.aggregate_id,
+        command: parsed.command,
+        body: &message.payload,
         command_id,
         correlation_id,
         causation_id,

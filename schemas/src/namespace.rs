@@ -288,6 +288,17 @@ impl Namespace {
         }
     }
 
+    /// The `<type>` token of a subject shaped like
+    /// `<prefix>.cmd.<type>…`, unvalidated: enough to pick a handler, which
+    /// then parses the whole subject with [`Namespace::parse_command`].
+    pub fn command_type_token<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        let mut parts = self.strip(subject)?.split('.');
+        match (parts.next(), parts.next()) {
+            (Some(COMMAND_ROOT), Some(aggregate_type)) => Some(aggregate_type),
+            _ => None,
+        }
+    }
+
     /// `<prefix>.evt.<type>.<id>.<EventType>` from validated parts.
     pub fn event_subject(
         &self,
@@ -468,6 +479,28 @@ mod tests {
 
     fn ns(prefix: &str) -> Namespace {
         Namespace::new(prefix).expect("valid prefix")
+    }
+
+    #[test]
+    fn the_type_token_routes_only_command_subjects_in_the_namespace() {
+        let none = Namespace::default();
+        let acme = ns("acme");
+        assert_eq!(
+            none.command_type_token("cmd.blogpost.p1.create"),
+            Some("blogpost")
+        );
+        assert_eq!(none.command_type_token("cmd.blogpost"), Some("blogpost"));
+        assert_eq!(none.command_type_token("cmd"), None);
+        assert_eq!(none.command_type_token("evt.blogpost.p1.X"), None);
+        assert_eq!(
+            acme.command_type_token("acme.cmd.blogpost.p1.create"),
+            Some("blogpost")
+        );
+        assert_eq!(acme.command_type_token("cmd.blogpost.p1.create"), None);
+        assert_eq!(
+            acme.command_type_token("other.cmd.blogpost.p1.create"),
+            None
+        );
     }
 
     #[test]

@@ -125,6 +125,61 @@ impl CommandReply {
             CommandReply::Rejected(r) => &r.command_id,
         }
     }
+
+    /// Appends the reply's JSON to `out`: the same bytes as serde_json
+    /// writes from [`Serialize`].
+    ///
+    /// Every accepted command's reply is encoded, so an accepted reply is
+    /// written directly: serde's internally tagged enums go through a
+    /// generic map serializer, and its strings (ids, types, stream names)
+    /// almost never need escaping, which one scan tells. A rejection goes
+    /// through serde_json.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        let accepted = match self {
+            CommandReply::Accepted(accepted) => accepted,
+            CommandReply::Rejected(_) => return serde_json::to_writer(out, self),
+        };
+        out.extend_from_slice(br#"{"status":"accepted","command_id":"#);
+        json_string(out, &accepted.command_id)?;
+        out.extend_from_slice(br#","aggregate_type":"#);
+        json_string(out, &accepted.aggregate_type)?;
+        out.extend_from_slice(br#","aggregate_id":"#);
+        json_string(out, &accepted.aggregate_id)?;
+        out.extend_from_slice(br#","events":["#);
+        for (i, event) in accepted.events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"type":"#);
+            json_string(out, &event.event_type)?;
+            out.extend_from_slice(br#","stream":"#);
+            json_string(out, &event.stream)?;
+            out.extend_from_slice(br#","seq":"#);
+            serde_json::to_writer(&mut *out, &event.seq)?;
+            out.push(b'}');
+        }
+        out.extend_from_slice(if accepted.duplicate {
+            br#"],"duplicate":true}"#
+        } else {
+            br#"],"duplicate":false}"#
+        });
+        Ok(())
+    }
+}
+
+/// Writes `s` as a JSON string: verbatim when nothing in it needs escaping
+/// (serde_json escapes only `"`, `\\` and control characters), else
+/// through serde_json.
+fn json_string(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, s)
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +206,64 @@ mod tests {
                 "aggregate_id":"p1","events":[{"type":"BlogPostCreated","stream":"EVT_BLOGPOST","seq":12}],
                 "duplicate":false})
         );
+    }
+
+    #[test]
+    fn write_json_is_byte_for_byte_what_serde_writes() {
+        let event = |event_type: &str, stream: &str, seq| EventRef {
+            event_type: event_type.into(),
+            stream: stream.into(),
+            seq,
+        };
+        let accepted = |command_id: &str, aggregate_id: &str, events, duplicate| {
+            CommandReply::Accepted(Accepted {
+                command_id: command_id.into(),
+                aggregate_type: "blogpost".into(),
+                aggregate_id: aggregate_id.into(),
+                events,
+                duplicate,
+            })
+        };
+        let replies = [
+            accepted(
+                "c1",
+                "p1",
+                vec![event("BlogPostCreated", "EVT_BLOGPOST", 12)],
+                false,
+            ),
+            accepted("c1", "p1", vec![], false),
+            accepted(
+                "0190a6b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b",
+                "p-17",
+                vec![
+                    event("A", "APP_EVT_X", 1),
+                    event("B", "APP_EVT_X", 2),
+                    event("C", "APP_EVT_X", u64::MAX),
+                ],
+                true,
+            ),
+            // Strings that need escaping, and some that do not but look odd.
+            accepted(
+                "quote\"back\\slash",
+                "tab\tnl\ncr\r\u{1}",
+                vec![event("é✓", "\u{7f}", 0)],
+                false,
+            ),
+            accepted("", "", vec![event("", "", 0)], true),
+            CommandReply::rejected("c1", RejectionCode::Validation, "title \"x\" is\nempty"),
+            CommandReply::rejected("", RejectionCode::Internal, ""),
+        ];
+        for reply in &replies {
+            let mut written = Vec::new();
+            reply.write_json(&mut written).expect("writes");
+            let serde = serde_json::to_vec(reply).expect("serialize");
+            assert_eq!(
+                String::from_utf8_lossy(&written),
+                String::from_utf8_lossy(&serde)
+            );
+            let back: CommandReply = serde_json::from_slice(&written).expect("reads back");
+            assert_eq!(&back, reply);
+        }
     }
 
     #[test]
