@@ -137,25 +137,23 @@ pub enum EventEncodeError {
 pub fn encode_event<E: Serialize>(event: &E) -> Result<EncodedEvent, EventEncodeError> {
     let event_type = variant_name(event)?;
     token::validate("event type", event_type)?;
-    // Room for a typical event, so serde_json seldom grows the buffer.
-    let mut bytes = Vec::with_capacity(256);
-    serde_json::to_writer(&mut bytes, event)?;
-    if bytes.first() == Some(&b'"') {
-        return Ok(EncodedEvent {
-            event_type: event_type.to_string(),
-            body: Bytes::from_static(b"{}"),
-        });
-    }
-    // A token needs no escaping, so the prefix is exactly `{"<name>":`.
-    let prefix = event_type.len() + 4;
-    if bytes.len() < prefix + 1 || bytes.last() != Some(&b'}') {
-        return Err(EventEncodeError::NotAnEnum(event_type.to_string()));
-    }
-    // The fields are cut out of the buffer without copying them.
-    let end = bytes.len() - 1;
+    let body = crate::scratch::encode(|bytes| {
+        serde_json::to_writer(&mut *bytes, event)?;
+        if bytes.first() == Some(&b'"') {
+            bytes.clear();
+            bytes.extend_from_slice(b"{}");
+            return Ok(0..2);
+        }
+        // A token needs no escaping, so the prefix is exactly `{"<name>":`.
+        let prefix = event_type.len() + 4;
+        if bytes.len() < prefix + 1 || bytes.last() != Some(&b'}') {
+            return Err(EventEncodeError::NotAnEnum(event_type.to_string()));
+        }
+        Ok(prefix..bytes.len() - 1)
+    })?;
     Ok(EncodedEvent {
         event_type: event_type.to_string(),
-        body: Bytes::from(bytes).slice(prefix..end),
+        body,
     })
 }
 

@@ -25,6 +25,7 @@ pub mod handler;
 mod header_names;
 pub mod metrics;
 pub mod runtime;
+mod scratch;
 pub mod server;
 mod slots;
 pub mod store;

@@ -442,11 +442,13 @@ async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, message: Me
         observer(&outcome);
     }
     if let Some(reply_to) = message.reply.filter(|_| dispatch.reply) {
-        // Sized for a one-event reply, so encoding never reallocates.
-        let mut body = Vec::with_capacity(320);
-        match reply.write_json(&mut body) {
-            Ok(()) => {
-                if let Err(e) = dispatch.client.publish(reply_to, body.into()).await {
+        let body = crate::scratch::encode(|body| {
+            reply.write_json(body)?;
+            Ok::<_, serde_json::Error>(0..body.len())
+        });
+        match body {
+            Ok(body) => {
+                if let Err(e) = dispatch.client.publish(reply_to, body).await {
                     tracing::warn!(error = %e, "could not send a command reply");
                 }
             }
