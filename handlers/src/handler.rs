@@ -224,6 +224,8 @@ impl<A: Aggregate> AggregateHandler<A> {
         let mut optimistic = request.expected_seq.unwrap_or(0) == 0;
         let mut conflicts = 0;
         let mut outages = 0;
+        // Whether the last reload after a conflict found newer events.
+        let mut moved = true;
         loop {
             if !slot.loaded && !optimistic {
                 let loaded = match self.event_types {
@@ -357,6 +359,17 @@ impl<A: Aggregate> AggregateHandler<A> {
                 AppendErrorKind::Conflict | AppendErrorKind::Duplicate => {
                     conflicts += 1;
                     if conflicts > self.config.conflict_retries {
+                        // Refused, yet the store shows nothing newer: no
+                        // other writer is ahead, the store is not settling
+                        // (a clustered stream without quorum keeps answering
+                        // 10164 for the proposals it cannot commit). The
+                        // outcome is unknown, which is `unavailable`.
+                        if !moved {
+                            return reject(
+                                RejectionCode::Unavailable,
+                                format!("the event store kept refusing the expected sequence without showing newer events: gave up after {conflicts} attempts ({error})"),
+                            );
+                        }
                         return reject(
                             RejectionCode::Conflict,
                             format!("the aggregate kept moving: gave up after {conflicts} attempts ({error})"),
@@ -404,6 +417,7 @@ impl<A: Aggregate> AggregateHandler<A> {
                 .await
             {
                 Ok(events) => {
+                    moved = events.iter().any(|e| e.seq > slot.last_seq);
                     let stream = self.stream.clone();
                     if let Err(reason) = slot.fold(&stream, events) {
                         *slot = Slot::default();
