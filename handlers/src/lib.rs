@@ -31,6 +31,7 @@ mod slots;
 pub mod store;
 pub mod testing;
 pub mod version;
+mod workers;
 
 pub use aggregate::{Aggregate, Rejection, RejectionKind};
 pub use connect::connect;

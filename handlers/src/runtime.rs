@@ -24,6 +24,7 @@ use crate::aggregate::Aggregate;
 use crate::error::Error;
 use crate::handler::{AggregateHandler, CommandRequest, HandlerConfig};
 use crate::store::{EventStore, GroupCommitConfig, StreamSettings};
+use crate::workers::{Pool, Worker};
 use async_nats::{Client, Message};
 use futures::StreamExt;
 use jetsource_schemas::subject::{CommandSubject, SubjectError};
@@ -142,7 +143,10 @@ impl RuntimeBuilder {
         self.factories.push((
             A::TYPE,
             Box::new(|store, config| {
-                Arc::new(AggregateHandler::<A>::new(store, config)) as Arc<dyn Serve>
+                Arc::new(Served {
+                    handler: AggregateHandler::<A>::new(store, config),
+                    workers: Arc::new(Pool::new(WORKER_LINGER)),
+                }) as Arc<dyn Serve>
             }),
         ));
         self
@@ -314,6 +318,9 @@ impl Runtime {
         let _ = subscriber.unsubscribe().await;
         let in_flight = u32::try_from(self.config.max_in_flight).unwrap_or(u32::MAX);
         let _ = permits.acquire_many(in_flight).await;
+        for handler in self.dispatch.handlers.values() {
+            handler.close();
+        }
         self.dispatch
             .client
             .flush()
@@ -342,11 +349,15 @@ impl Running {
     }
 }
 
-/// Serves one command of an aggregate type on a task of its own.
+/// How long a command worker may stay idle before it is let go.
+const WORKER_LINGER: Duration = Duration::from_secs(30);
+
+/// Serves the commands of an aggregate type.
 ///
 /// Typed per aggregate, so a command's whole path (parse, decide, append,
-/// reply) is one future in one task allocation; a boxed, type-erased
-/// handler future was a second allocation of over 2 KB per command.
+/// reply) is one future; a boxed, type-erased handler future was a second
+/// allocation of over 2 KB per command. Commands run on the type's
+/// workers (`workers.rs`), which keep that future between commands.
 trait Serve: Send + Sync {
     fn spawn(
         self: Arc<Self>,
@@ -354,19 +365,49 @@ trait Serve: Send + Sync {
         message: Message,
         permit: OwnedSemaphorePermit,
     );
+
+    /// Lets the idle workers go (once no command is in flight).
+    fn close(&self);
 }
 
-impl<A: Aggregate> Serve for AggregateHandler<A> {
+/// A command and its in-flight permit, as workers get them.
+struct Job {
+    message: Message,
+    permit: OwnedSemaphorePermit,
+}
+
+/// An aggregate type's handler and its workers.
+struct Served<A: Aggregate> {
+    handler: AggregateHandler<A>,
+    workers: Arc<Pool<Job>>,
+}
+
+impl<A: Aggregate> Serve for Served<A> {
     fn spawn(
         self: Arc<Self>,
         dispatch: Arc<Dispatch>,
         message: Message,
         permit: OwnedSemaphorePermit,
     ) {
+        let Err(first) = self.workers.hand_over(Job { message, permit }) else {
+            return;
+        };
+        let mut worker = Worker::new(self.workers.clone());
         tokio::spawn(async move {
-            serve(&dispatch, Some(&*self), message).await;
-            drop(permit);
+            let mut job = first;
+            loop {
+                serve(&dispatch, Some(&self.handler), job.message).await;
+                drop(job.permit);
+                match worker.next().await {
+                    Some(next) => job = next,
+                    None => break,
+                }
+            }
         });
+    }
+
+    fn close(&self) {
+        self.workers.close();
     }
 }
 
