@@ -67,9 +67,11 @@ pub enum BlogPostEvent {
     BlogPostPublished {},
 }
 
-fn checked_title(title: &str) -> Result<String, Rejection> {
-    let title = title.trim();
-    let chars = title.chars().count();
+/// The title trimmed, or why it is refused. A title with nothing to trim
+/// is kept as it came (no copy per command).
+fn checked_title(title: String) -> Result<String, Rejection> {
+    let trimmed = title.trim();
+    let chars = trimmed.chars().count();
     if chars == 0 {
         return Err(Rejection::validation("the title is empty"));
     }
@@ -78,7 +80,11 @@ fn checked_title(title: &str) -> Result<String, Rejection> {
             "the title is {chars} characters long; at most {MAX_TITLE_CHARS} are allowed"
         )));
     }
-    Ok(title.to_string())
+    if trimmed.len() == title.len() {
+        Ok(title)
+    } else {
+        Ok(trimmed.to_string())
+    }
 }
 
 impl Aggregate for BlogPost {
@@ -97,7 +103,7 @@ impl Aggregate for BlogPost {
                 publish,
             } => {
                 let mut events = vec![BlogPostEvent::BlogPostCreated {
-                    title: checked_title(&title)?,
+                    title: checked_title(title)?,
                     body,
                 }];
                 if publish {
@@ -107,7 +113,7 @@ impl Aggregate for BlogPost {
             }
             _ if !self.exists => Err(Rejection::not_found("no such post")),
             BlogPostCommand::ChangeTitle { title } => {
-                let title = checked_title(&title)?;
+                let title = checked_title(title)?;
                 if title == self.title {
                     return Ok(Vec::new());
                 }
