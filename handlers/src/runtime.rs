@@ -144,7 +144,7 @@ impl RuntimeBuilder {
             A::TYPE,
             Box::new(|store, config| {
                 Arc::new(Served {
-                    handler: AggregateHandler::<A>::new(store, config),
+                    handler: Arc::new(AggregateHandler::<A>::new(store, config)),
                     workers: Arc::new(Pool::new(WORKER_LINGER)),
                 }) as Arc<dyn Serve>
             }),
@@ -296,17 +296,17 @@ impl Runtime {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let dispatch = self.dispatch.clone();
-            // Only the type token picks the handler; the command's task
-            // parses and checks the whole subject.
-            let handler = dispatch
+            // Only the type token picks the handler; the worker parses
+            // and checks the whole subject.
+            let handler = self
+                .dispatch
                 .namespace
                 .command_type_token(message.subject.as_str())
-                .and_then(|aggregate_type| dispatch.handlers.get(aggregate_type))
-                .cloned();
+                .and_then(|aggregate_type| self.dispatch.handlers.get(aggregate_type));
             match handler {
-                Some(handler) => handler.spawn(dispatch, message, permit),
+                Some(handler) => handler.take(&self.dispatch, message, permit),
                 None => {
+                    let dispatch = self.dispatch.clone();
                     tokio::spawn(async move {
                         serve::<Unroutable>(&dispatch, None, message).await;
                         drop(permit);
@@ -359,12 +359,10 @@ const WORKER_LINGER: Duration = Duration::from_secs(30);
 /// allocation of over 2 KB per command. Commands run on the type's
 /// workers (`workers.rs`), which keep that future between commands.
 trait Serve: Send + Sync {
-    fn spawn(
-        self: Arc<Self>,
-        dispatch: Arc<Dispatch>,
-        message: Message,
-        permit: OwnedSemaphorePermit,
-    );
+    /// Serves `message` on an idle worker, or on a new one. References
+    /// are counted up only for a new worker: every command touching the
+    /// same counters would make the cores trade their cache lines.
+    fn take(&self, dispatch: &Arc<Dispatch>, message: Message, permit: OwnedSemaphorePermit);
 
     /// Lets the idle workers go (once no command is in flight).
     fn close(&self);
@@ -378,25 +376,21 @@ struct Job {
 
 /// An aggregate type's handler and its workers.
 struct Served<A: Aggregate> {
-    handler: AggregateHandler<A>,
+    handler: Arc<AggregateHandler<A>>,
     workers: Arc<Pool<Job>>,
 }
 
 impl<A: Aggregate> Serve for Served<A> {
-    fn spawn(
-        self: Arc<Self>,
-        dispatch: Arc<Dispatch>,
-        message: Message,
-        permit: OwnedSemaphorePermit,
-    ) {
+    fn take(&self, dispatch: &Arc<Dispatch>, message: Message, permit: OwnedSemaphorePermit) {
         let Err(first) = self.workers.hand_over(Job { message, permit }) else {
             return;
         };
         let mut worker = Worker::new(self.workers.clone());
+        let (dispatch, handler) = (dispatch.clone(), self.handler.clone());
         tokio::spawn(async move {
             let mut job = first;
             loop {
-                serve(&dispatch, Some(&self.handler), job.message).await;
+                serve(&dispatch, Some(&*handler), job.message).await;
                 drop(job.permit);
                 match worker.next().await {
                     Some(next) => job = next,
