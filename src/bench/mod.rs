@@ -181,24 +181,19 @@ pub async fn run(
     }
     let mut report = Report::new(options.json);
     if wanted("command_roundtrip") || wanted("rejection_roundtrip") {
-        let [raw, contract, jetsource] = roundtrip::side_by_side(&mut env).await?;
+        let [raw, contract, jetsource, rejections] = roundtrip::side_by_side(&mut env).await?;
         let contract = contract.against(&raw);
         let mut jetsource = jetsource.against(&raw);
         if let (Some(rate), Some(base)) = (jetsource.rate, contract.rate.filter(|r| *r > 0.0)) {
             jetsource = jetsource.with("vs_contract", (rate / base * 100.0).round() / 100.0);
         }
+        let rejections = rejections.against(&jetsource);
         report.add(raw);
         report.add(contract);
         report.add(jetsource);
+        report.add(rejections);
     } else if wanted("raw_command_roundtrip") {
         report.add(roundtrip::raw_command_roundtrip(&env).await?);
-    }
-    if wanted("rejection_roundtrip") {
-        let mut figure = roundtrip::rejection_roundtrip(&mut env).await?;
-        if let Some(accepted) = report.get("command_roundtrip") {
-            figure = figure.against(accepted);
-        }
-        report.add(figure);
     }
     if wanted("cold_load") {
         for figure in cold_load::cold_load(&mut env).await? {

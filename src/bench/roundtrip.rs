@@ -74,6 +74,8 @@ struct Contender {
     sent: u64,
     own_ticks: u64,
     server_ticks: u64,
+    /// Bytes the account's streams grew by during its rounds, when counted.
+    bytes_added: Option<u64>,
 }
 
 impl Contender {
@@ -85,7 +87,14 @@ impl Contender {
             sent: 0,
             own_ticks: 0,
             server_ticks: 0,
+            bytes_added: None,
         }
+    }
+
+    /// Counts the bytes its rounds add to the streams.
+    fn counting_bytes(mut self) -> Self {
+        self.bytes_added = Some(0);
+        self
     }
 
     /// `figure` with the CPU its requests cost, in microseconds per request:
@@ -106,13 +115,15 @@ impl Contender {
     }
 }
 
-/// `raw_command_roundtrip`, `raw_contract_roundtrip` and
-/// `command_roundtrip`, measured in alternating rounds rather than one
-/// after the other: all three see the same server (whose streams grow as
-/// the run goes on) and the same background load on the machine, so
+/// `raw_command_roundtrip`, `raw_contract_roundtrip`, `command_roundtrip`
+/// and `rejection_roundtrip`, measured in alternating rounds rather than
+/// one after the other: all four see the same server (whose streams grow
+/// as the run goes on) and the same background load on the machine, so
 /// neither drift nor running last biases a ratio. The order rotates each
-/// round.
-pub async fn side_by_side(env: &mut Env) -> Result<[Figure; 3], BenchError> {
+/// round. Rejections address the aggregates `command_roundtrip` creates
+/// (it runs first in the first round); the bytes the streams grow by are
+/// counted over the rejection rounds alone.
+pub async fn side_by_side(env: &mut Env) -> Result<[Figure; 4], BenchError> {
     let mut responders = Vec::new();
     for contract in [false, true] {
         let connection = jetsource_handlers::connect(&env.url)
@@ -133,6 +144,11 @@ pub async fn side_by_side(env: &mut Env) -> Result<[Figure; 3], BenchError> {
             root: "cmd",
             seeded: false,
         }),
+        Contender::new(InvalidCommands {
+            existing: roundtrip_aggregates(env),
+            ghost_prefix: format!("ghost-{}", env.run_id),
+        })
+        .counting_bytes(),
     ];
     let (rounds, shape) = env.round_shape();
     for round in 0..rounds {
@@ -142,6 +158,10 @@ pub async fn side_by_side(env: &mut Env) -> Result<[Figure; 3], BenchError> {
                 continue;
             };
             let before: u64 = contender.next.iter().sum();
+            let bytes_before = match contender.bytes_added {
+                Some(_) => Some(stored_bytes(env).await?),
+                None => None,
+            };
             let (own, server) = env.cpu_ticks();
             let sample = load::drive_from(
                 &env.clients,
@@ -157,14 +177,24 @@ pub async fn side_by_side(env: &mut Env) -> Result<[Figure; 3], BenchError> {
                 .zip(server)
                 .map_or(0, |(a, b)| a.saturating_sub(b));
             contender.sample.merge(sample);
+            if let (Some(added), Some(before)) = (contender.bytes_added.as_mut(), bytes_before) {
+                *added += stored_bytes(env).await?.saturating_sub(before);
+            }
         }
     }
     drop(responders);
-    let [raw, contract, jetsource] = contenders;
+    let [raw, contract, jetsource, rejections] = contenders;
+    let mut rejected = rejections
+        .with_cpu(figure("rejection_roundtrip", &rejections.sample))
+        .with("bytes_added", rejections.bytes_added.unwrap_or(0));
+    if let Some(kib) = own_peak_rss_kib() {
+        rejected = rejected.with("bench_peak_rss_mib", kib / 1024);
+    }
     Ok([
         raw.with_cpu(figure("raw_command_roundtrip", &raw.sample)),
         contract.with_cpu(figure("raw_contract_roundtrip", &contract.sample)),
         jetsource.with_cpu(figure("command_roundtrip", &jetsource.sample)),
+        rejected,
     ])
 }
 
@@ -222,24 +252,6 @@ async fn stored_bytes(env: &Env) -> Result<u64, BenchError> {
         .await
         .map_err(BenchError::nats)?;
     Ok(account.storage + account.memory)
-}
-
-/// `rejection_roundtrip`: invalid commands; nothing may be written.
-pub async fn rejection_roundtrip(env: &mut Env) -> Result<Figure, BenchError> {
-    env.ensure_jetsource().await?;
-    let workload = InvalidCommands {
-        existing: roundtrip_aggregates(env),
-        ghost_prefix: format!("ghost-{}", env.run_id),
-    };
-    let before = stored_bytes(env).await?;
-    let sample = load::drive(&env.clients, env.shape(), Arc::new(workload)).await;
-    let after = stored_bytes(env).await?;
-    let mut figure =
-        figure("rejection_roundtrip", &sample).with("bytes_added", after.saturating_sub(before));
-    if let Some(kib) = own_peak_rss_kib() {
-        figure = figure.with("bench_peak_rss_mib", kib / 1024);
-    }
-    Ok(figure)
 }
 
 /// `scale_<n>`: `change_title` over `n` aggregates seeded straight into the
