@@ -239,7 +239,13 @@ impl<A: Aggregate> AggregateHandler<A> {
                 match loaded {
                     Ok(events) => {
                         if let Err(reason) = slot.fold(&self.stream, events) {
-                            tracing::error!(%reason, "cannot rebuild aggregate");
+                            tracing::error!(
+                                %reason,
+                                aggregate_type = A::TYPE,
+                                aggregate_id = request.aggregate_id,
+                                command_id,
+                                "cannot rebuild aggregate"
+                            );
                             *slot = Slot::default();
                             return reject(RejectionCode::Internal, reason);
                         }
@@ -391,7 +397,14 @@ impl<A: Aggregate> AggregateHandler<A> {
                             format!("the event store is unavailable: {error}"),
                         );
                     }
-                    tracing::warn!(%error, attempt = outages, "event store unavailable, retrying");
+                    tracing::warn!(
+                        %error,
+                        attempt = outages,
+                        aggregate_type = A::TYPE,
+                        aggregate_id = request.aggregate_id,
+                        command_id,
+                        "event store unavailable, retrying"
+                    );
                     tokio::time::sleep(self.config.retry_backoff * outages).await;
                 }
                 AppendErrorKind::Full => {

@@ -432,7 +432,11 @@ impl Process for Unroutable {
 async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, message: Message) {
     let subject = dispatch.namespace.parse_command(message.subject.as_str());
     let parsed = subject.as_ref().ok().copied();
-    let span = tracing::info_span!(
+    // At debug level: at `info`, recording the span for every command cost
+    // about 5 µs of CPU per command with the fmt subscriber, a third of
+    // serving it. The few events logged above debug inside a command name
+    // the command themselves.
+    let span = tracing::debug_span!(
         "command",
         command_id = tracing::field::Empty,
         aggregate_type = parsed.map(|p| p.aggregate_type),
@@ -484,10 +488,12 @@ async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, message: Me
         match body {
             Ok(body) => {
                 if let Err(e) = dispatch.client.publish(reply_to, body).await {
-                    tracing::warn!(error = %e, "could not send a command reply");
+                    tracing::warn!(error = %e, command_id = reply.command_id(), "could not send a command reply");
                 }
             }
-            Err(e) => tracing::error!(error = %e, "could not encode a command reply"),
+            Err(e) => {
+                tracing::error!(error = %e, command_id = reply.command_id(), "could not encode a command reply")
+            }
         }
     }
 }

@@ -91,7 +91,7 @@ pub struct Cli {
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
-    /// One JSON object per line, with the span fields (command id, aggregate, outcome).
+    /// One JSON object per line, with the command span's fields (command id, aggregate, outcome) where RUST_LOG enables it
     Json,
 }
 
