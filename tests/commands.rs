@@ -324,6 +324,56 @@ async fn event_version_is_written_only_when_not_1() {
 }
 
 #[tokio::test]
+async fn a_load_larger_than_one_batch_reads_every_event_in_order() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    // 96 events of 100 KB alternate between two types: 4.8 MB of each,
+    // more than one direct-get batch may bring, so every load here takes
+    // several requests.
+    let filler = "x".repeat(100 * 1024);
+    let types = ["BlogPostTitleChanged", "BlogPostPublished"];
+    let mut last = 0;
+    let mut seqs = Vec::new();
+    for i in 0..96 {
+        let event = NewEvent {
+            event_type: types[i % 2].into(),
+            body: format!(r#"{{"title":"{i}","filler":"{filler}"}}"#).into(),
+        };
+        let meta = AppendMeta {
+            command_id: &format!("big-{i}"),
+            correlation_id: None,
+            causation_id: None,
+            event_version: 1,
+        };
+        last = js
+            .store
+            .append("blogpost", "big", last, &[event], &meta)
+            .await
+            .expect("append")[0];
+        seqs.push(last);
+    }
+    assert!(48 * filler.len() > jetsource::handlers::store::LOAD_BATCH_BYTES);
+    let read = |events: &[jetsource::handlers::store::StoredEvent]| {
+        events.iter().map(|e| e.seq).collect::<Vec<_>>()
+    };
+    let all = js.store.load("blogpost", "big", 0).await.expect("load");
+    assert_eq!(read(&all), seqs);
+    let by_type = js
+        .store
+        .load_types("blogpost", "big", 0, &types)
+        .await
+        .expect("load by type");
+    assert_eq!(read(&by_type), seqs);
+    let tail = js
+        .store
+        .load("blogpost", "big", seqs[29])
+        .await
+        .expect("tail");
+    assert_eq!(read(&tail), seqs[30..]);
+    js.stop().await;
+}
+
+#[tokio::test]
 async fn a_multi_event_append_whose_check_fails_stores_nothing() {
     let server = NatsServer::new();
     let js = Jetsource::start(&server.client_url()).await;

@@ -10,7 +10,7 @@ use crate::blog::{BlogPost, BlogPostEvent};
 use bytes::Bytes;
 use futures::StreamExt;
 use jetsource_handlers::codec;
-use jetsource_handlers::store::EventStore;
+use jetsource_handlers::store::{self, EventStore};
 use jetsource_handlers::Aggregate;
 use jetsource_schemas::subject;
 use std::time::{Duration, Instant};
@@ -120,7 +120,12 @@ async fn raw_direct_get(env: &Env, id: &str) -> Result<u64, BenchError> {
     let mut from = 1u64;
     let mut n = 0u64;
     loop {
-        let request = format!(r#"{{"seq":{from},"next_by_subj":"{filter}","batch":1000}}"#);
+        // The batch jetsource's loads ask for, so the two read alike.
+        let request = format!(
+            r#"{{"seq":{from},"next_by_subj":"{filter}","batch":{},"max_bytes":{}}}"#,
+            store::LOAD_BATCH,
+            store::LOAD_BATCH_BYTES
+        );
         client
             .publish_with_reply(api.clone(), inbox.clone(), request.into())
             .await
