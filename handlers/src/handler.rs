@@ -92,15 +92,21 @@ impl<A: Aggregate> Default for Slot<A> {
 }
 
 impl<A: Aggregate> Slot<A> {
-    /// Folds confirmed events into the slot.
-    fn fold(&mut self, stream: &str, events: Vec<StoredEvent>) -> Result<(), String> {
+    /// Folds confirmed events into the slot; `names` are the aggregate's
+    /// event types, when known (see [`Recorded`]).
+    fn fold(
+        &mut self,
+        stream: &str,
+        names: &[&'static str],
+        events: Vec<StoredEvent>,
+    ) -> Result<(), String> {
         for stored in events {
             if stored.seq <= self.last_seq {
                 continue;
             }
-            let event_type = stored.event_type().to_string();
+            let event_type = stored.event_type();
             let event: A::Event =
-                codec::decode_event(&event_type, &stored.payload).map_err(|e| {
+                codec::decode_event(event_type, &stored.payload).map_err(|e| {
                     format!(
                         "stored event {} at {stream}:{} does not decode: {e}",
                         stored.subject, stored.seq
@@ -109,10 +115,12 @@ impl<A: Aggregate> Slot<A> {
             self.state.apply(event);
             if let Some(command_id) = stored.command_id() {
                 match self.commands.get_mut(command_id) {
-                    Some(recorded) => recorded.extend(stored.seq, &event_type),
+                    Some(recorded) => recorded.extend(stored.seq, event_type, names),
                     None => {
-                        self.commands
-                            .insert(command_id.into(), Recorded::new(stored.seq, &event_type));
+                        self.commands.insert(
+                            command_id.into(),
+                            Recorded::new(stored.seq, event_type, names),
+                        );
                     }
                 }
             }
@@ -124,37 +132,69 @@ impl<A: Aggregate> Slot<A> {
 
 /// Where one accepted command's events went: a run of consecutive stream
 /// sequences (one command's events are one atomic batch) and their types.
+///
+/// The record holds every command of an aggregate's history while the
+/// aggregate is cached, so it is kept small. Nearly every command appends
+/// one event of a type the aggregate declares (`names`, the event enum's
+/// variants): that is stored as an index, with no allocation.
 #[derive(Debug)]
 struct Recorded {
     first_seq: u64,
+    types: Types,
+}
+
+#[derive(Debug)]
+enum Types {
+    /// One event, of type `names[i]`.
+    One(u16),
     /// The event types joined by `.`, which no token contains.
-    types: Box<str>,
+    Joined(Box<str>),
 }
 
 impl Recorded {
-    fn new(seq: u64, event_type: &str) -> Self {
+    fn new(seq: u64, event_type: &str, names: &[&'static str]) -> Self {
+        let index = names
+            .iter()
+            .position(|name| *name == event_type)
+            .and_then(|i| u16::try_from(i).ok());
         Recorded {
             first_seq: seq,
-            types: event_type.into(),
+            types: match index {
+                Some(i) => Types::One(i),
+                None => Types::Joined(event_type.into()),
+            },
+        }
+    }
+
+    /// The event types joined by `.`.
+    fn joined<'a>(&'a self, names: &[&'static str]) -> &'a str {
+        match &self.types {
+            // The index came from the same names.
+            Types::One(i) => names.get(usize::from(*i)).copied().unwrap_or_default(),
+            Types::Joined(joined) => joined,
         }
     }
 
     fn len(&self) -> u64 {
-        self.types.split('.').count() as u64
+        match &self.types {
+            Types::One(_) => 1,
+            Types::Joined(joined) => joined.split('.').count() as u64,
+        }
     }
 
     /// Adds the command's next event. An event of the same command id
     /// that does not follow the run (written by another writer) is left
     /// out: the record says where the command's events first went.
-    fn extend(&mut self, seq: u64, event_type: &str) {
+    fn extend(&mut self, seq: u64, event_type: &str, names: &[&'static str]) {
         if seq == self.first_seq + self.len() {
-            self.types = format!("{}.{event_type}", self.types).into_boxed_str();
+            let joined = format!("{}.{event_type}", self.joined(names));
+            self.types = Types::Joined(joined.into_boxed_str());
         }
     }
 
     /// The events as a reply lists them.
-    fn events(&self, stream: &str) -> Vec<EventRef> {
-        self.types
+    fn events(&self, stream: &str, names: &[&'static str]) -> Vec<EventRef> {
+        self.joined(names)
             .split('.')
             .zip(self.first_seq..)
             .map(|(event_type, seq)| EventRef {
@@ -178,6 +218,11 @@ pub struct AggregateHandler<A: Aggregate> {
 }
 
 impl<A: Aggregate> AggregateHandler<A> {
+    /// The event types `A::Event` declares, when known.
+    fn names(&self) -> &'static [&'static str] {
+        self.event_types.unwrap_or(&[])
+    }
+
     /// A handler appending to `store` (in the store's namespace).
     pub fn new(store: EventStore, config: HandlerConfig) -> Self {
         let cache = SlotCache::new(config.cache_capacity, config.cache_idle);
@@ -238,7 +283,7 @@ impl<A: Aggregate> AggregateHandler<A> {
                 };
                 match loaded {
                     Ok(events) => {
-                        if let Err(reason) = slot.fold(&self.stream, events) {
+                        if let Err(reason) = slot.fold(&self.stream, self.names(), events) {
                             tracing::error!(
                                 %reason,
                                 aggregate_type = A::TYPE,
@@ -260,7 +305,7 @@ impl<A: Aggregate> AggregateHandler<A> {
                 }
             }
             if let Some(recorded) = slot.commands.get(command_id) {
-                return accept(recorded.events(&self.stream), true);
+                return accept(recorded.events(&self.stream, self.names()), true);
             }
             if let Some(expected) = request.expected_seq {
                 if expected != slot.last_seq {
@@ -351,9 +396,10 @@ impl<A: Aggregate> AggregateHandler<A> {
                     // these are the aggregate's first events.
                     slot.loaded = true;
                     if let Some((first, rest)) = refs.split_first() {
-                        let mut recorded = Recorded::new(first.seq, &first.event_type);
+                        let names = self.names();
+                        let mut recorded = Recorded::new(first.seq, &first.event_type, names);
                         for event in rest {
-                            recorded.extend(event.seq, &event.event_type);
+                            recorded.extend(event.seq, &event.event_type, names);
                         }
                         slot.commands.insert(command_id.into(), recorded);
                     }
@@ -432,7 +478,7 @@ impl<A: Aggregate> AggregateHandler<A> {
                 Ok(events) => {
                     moved = events.iter().any(|e| e.seq > slot.last_seq);
                     let stream = self.stream.clone();
-                    if let Err(reason) = slot.fold(&stream, events) {
+                    if let Err(reason) = slot.fold(&stream, self.names(), events) {
                         *slot = Slot::default();
                         return reject(RejectionCode::Internal, reason);
                     }
@@ -468,9 +514,14 @@ mod tests {
 
     #[test]
     fn a_record_lists_a_commands_events_in_order() {
-        let mut recorded = Recorded::new(7, "BlogPostCreated");
-        recorded.extend(8, "BlogPostPublished");
-        let events = recorded.events("EVT_BLOGPOST");
+        let names = ["BlogPostCreated", "BlogPostPublished"];
+        let mut recorded = Recorded::new(7, "BlogPostCreated", &names);
+        assert!(
+            matches!(recorded.types, Types::One(0)),
+            "a known type is an index"
+        );
+        recorded.extend(8, "BlogPostPublished", &names);
+        let events = recorded.events("EVT_BLOGPOST", &names);
         let listed: Vec<_> = events
             .iter()
             .map(|e| (e.event_type.as_str(), e.stream.as_str(), e.seq))
@@ -485,12 +536,30 @@ mod tests {
     }
 
     #[test]
+    fn a_one_event_record_lists_its_type_by_index_or_by_name() {
+        let names = ["BlogPostCreated", "BlogPostPublished"];
+        let listed = |recorded: &Recorded| {
+            recorded
+                .events("S", &names)
+                .into_iter()
+                .map(|e| (e.event_type, e.seq))
+                .collect::<Vec<_>>()
+        };
+        let known = Recorded::new(4, "BlogPostPublished", &names);
+        assert!(matches!(known.types, Types::One(1)));
+        assert_eq!(listed(&known), [("BlogPostPublished".to_string(), 4)]);
+        let unknown = Recorded::new(5, "SomethingElse", &names);
+        assert!(matches!(unknown.types, Types::Joined(_)));
+        assert_eq!(listed(&unknown), [("SomethingElse".to_string(), 5)]);
+    }
+
+    #[test]
     fn an_event_off_the_run_is_left_out() {
-        let mut recorded = Recorded::new(7, "A");
-        recorded.extend(9, "B");
-        recorded.extend(8, "C");
+        let mut recorded = Recorded::new(7, "A", &[]);
+        recorded.extend(9, "B", &[]);
+        recorded.extend(8, "C", &[]);
         let seqs: Vec<_> = recorded
-            .events("S")
+            .events("S", &[])
             .into_iter()
             .map(|e| (e.event_type, e.seq))
             .collect();
