@@ -6,6 +6,7 @@
 //! - [`codec`]: commands and events to and from `(name, JSON body)`.
 //! - [`testing`]: a given/when/then harness for aggregates.
 //! - [`store`]: the JetStream event store (streams, loads, appends).
+//! - `consumer_read`: long histories read through a short-lived consumer.
 //! - [`append`]: the write path: single publishes, atomic batches, group commit.
 //! - [`handler`]: one aggregate type's command handling: state cache,
 //!   one command per aggregate at a time, conflict retries, idempotency.
@@ -20,6 +21,7 @@ pub mod aggregate;
 pub mod append;
 pub mod codec;
 pub mod connect;
+mod consumer_read;
 pub mod error;
 pub mod handler;
 mod header_names;

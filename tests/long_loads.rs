@@ -1,0 +1,242 @@
+//! Loading long histories: past a first direct-get batch the store reads
+//! the rest through a short-lived consumer, and by direct get again when it
+//! cannot have one. Every load must bring the same events in stream order.
+
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+use futures::stream::{FuturesUnordered, StreamExt};
+use jetsource::handlers::store::{
+    EventStore, LoadStats, StoredEvent, StreamSettings, CONSUMER_MIN_PENDING, FIRST_BATCH,
+};
+use jetsource_test_server::NatsServer;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// What a load brought, comparable: sequence, subject, command id, body.
+fn seen(events: &[StoredEvent]) -> Vec<(u64, String, String, String)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.seq,
+                e.subject.clone(),
+                e.command_id().unwrap_or_default().to_string(),
+                String::from_utf8_lossy(&e.payload).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Publishes `(subject, body)` with a Command-Id each, many in flight at
+/// once, and returns what loads should see of them, in stream order.
+async fn publish(
+    js: &jetstream::Context,
+    events: Vec<(String, String)>,
+) -> Vec<(u64, String, String, String)> {
+    let mut acks = FuturesUnordered::new();
+    let mut stored = Vec::new();
+    for (i, (subject, body)) in events.into_iter().enumerate() {
+        let mut headers = HeaderMap::new();
+        let command_id = format!("cmd-{i}");
+        headers.insert("Command-Id", command_id.as_str());
+        let ack = js
+            .publish_with_headers(subject.clone(), headers, body.clone().into())
+            .await
+            .expect("publish");
+        acks.push(async move {
+            let ack = ack.await.expect("ack");
+            (ack.sequence, subject, command_id, body)
+        });
+        if acks.len() >= 256 {
+            stored.extend(acks.next().await);
+        }
+    }
+    while let Some(one) = acks.next().await {
+        stored.push(one);
+    }
+    stored.sort_by_key(|e| e.0);
+    stored
+}
+
+fn stats(stats: &LoadStats) -> (u64, u64, u64, u64) {
+    (
+        stats.direct_requests.load(Ordering::Relaxed),
+        stats.consumer_reads.load(Ordering::Relaxed),
+        stats.consumer_pulls.load(Ordering::Relaxed),
+        stats.consumer_fallbacks.load(Ordering::Relaxed),
+    )
+}
+
+async fn consumer_count(js: &jetstream::Context, stream: &str) -> usize {
+    js.get_stream(stream)
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .consumer_count
+}
+
+#[tokio::test]
+async fn a_long_history_comes_whole_and_in_order_through_a_consumer() {
+    let server = NatsServer::new();
+    let client = jetsource::connect(&server.client_url())
+        .await
+        .expect("connect");
+    let store = EventStore::new(client.clone(), Duration::from_secs(10))
+        .await
+        .expect("store");
+    store
+        .ensure_stream("blogpost", &StreamSettings::default())
+        .await
+        .expect("stream");
+    let js = jetstream::new(client.clone());
+    // Post `long` has three event types interleaved with another post's
+    // events: 3,000 of its own, far past the first batch.
+    let types = [
+        "BlogPostTitleChanged",
+        "BlogPostPublished",
+        "BlogPostUnpublished",
+    ];
+    let mut events = Vec::new();
+    for i in 0..3_000usize {
+        events.push((
+            format!("evt.blogpost.long.{}", types[i % 3]),
+            format!(r#"{{"n":{i}}}"#),
+        ));
+        if i % 2 == 0 {
+            events.push((
+                "evt.blogpost.other.BlogPostTitleChanged".to_string(),
+                format!(r#"{{"other":{i}}}"#),
+            ));
+        }
+    }
+    let stored = publish(&js, events).await;
+    let long: Vec<_> = stored
+        .iter()
+        .filter(|e| e.1.starts_with("evt.blogpost.long."))
+        .cloned()
+        .collect();
+    assert_eq!(long.len(), 3_000);
+    assert!(long.len() as u64 - FIRST_BATCH as u64 >= CONSUMER_MIN_PENDING);
+    let counts = store.load_stats();
+
+    let all = store.load("blogpost", "long", 0).await.expect("load");
+    assert_eq!(seen(&all), long);
+    // One direct get, then the consumer.
+    assert_eq!(stats(&counts), (1, 1, 1, 0));
+
+    // By literal subjects: only the types asked for, merged in order.
+    let two = &types[..2];
+    let by_type = store
+        .load_types("blogpost", "long", 0, two)
+        .await
+        .expect("load by type");
+    let expected: Vec<_> = long
+        .iter()
+        .filter(|e| !e.1.ends_with("Unpublished"))
+        .cloned()
+        .collect();
+    assert_eq!(seen(&by_type), expected);
+    assert_eq!(stats(&counts), (3, 2, 2, 0));
+
+    // From the middle on.
+    let after = long[999].0;
+    let tail = store.load("blogpost", "long", after).await.expect("tail");
+    assert_eq!(seen(&tail), long[1_000..]);
+    assert_eq!(stats(&counts), (4, 3, 3, 0));
+
+    // A short tail is read by direct get alone.
+    let after = long[2_899].0;
+    let short = store.load("blogpost", "long", after).await.expect("short");
+    assert_eq!(seen(&short), long[2_900..]);
+    assert_eq!(stats(&counts), (5, 3, 3, 0));
+
+    // Each load deleted its consumer (the server would only remove an
+    // abandoned one 30 s after its last pull).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while consumer_count(&js, "EVT_BLOGPOST").await > 0 {
+        assert!(Instant::now() < deadline, "load consumers left behind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn large_events_come_in_several_pulls() {
+    let server = NatsServer::new();
+    let client = jetsource::connect(&server.client_url())
+        .await
+        .expect("connect");
+    let store = EventStore::new(client.clone(), Duration::from_secs(10))
+        .await
+        .expect("store");
+    store
+        .ensure_stream("blogpost", &StreamSettings::default())
+        .await
+        .expect("stream");
+    let js = jetstream::new(client.clone());
+    // 1,200 events of 16 KB: the first batch stops at its byte cap, and
+    // each pull is sized to bring about as much.
+    let filler = "x".repeat(16 * 1024);
+    let events = (0..1_200)
+        .map(|i| {
+            (
+                "evt.blogpost.big.BlogPostTitleChanged".to_string(),
+                format!(r#"{{"n":{i},"filler":"{filler}"}}"#),
+            )
+        })
+        .collect();
+    let stored = publish(&js, events).await;
+    let counts = store.load_stats();
+    let all = store.load("blogpost", "big", 0).await.expect("load");
+    assert_eq!(seen(&all), stored);
+    let (direct, reads, pulls, fallbacks) = stats(&counts);
+    assert_eq!((direct, reads, fallbacks), (1, 1, 0));
+    assert!(pulls >= 4, "{pulls} pulls for ~19 MB");
+}
+
+#[tokio::test]
+async fn a_refused_consumer_leaves_the_load_to_direct_gets() {
+    let server = NatsServer::new();
+    let client = jetsource::connect(&server.client_url())
+        .await
+        .expect("connect");
+    let js = jetstream::new(client.clone());
+    // A stream that allows one consumer, which it already has.
+    let stream = js
+        .create_stream(stream::Config {
+            name: "EVT_BLOGPOST".into(),
+            subjects: vec!["evt.blogpost.>".into()],
+            max_consumers: 1,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("the_only_one".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let events = (0..2_000)
+        .map(|i| {
+            (
+                "evt.blogpost.p.BlogPostTitleChanged".to_string(),
+                format!(r#"{{"n":{i}}}"#),
+            )
+        })
+        .collect();
+    let stored = publish(&js, events).await;
+    let store = EventStore::new(client.clone(), Duration::from_secs(10))
+        .await
+        .expect("store");
+    let counts = store.load_stats();
+    let all = store.load("blogpost", "p", 0).await.expect("load");
+    assert_eq!(seen(&all), stored);
+    let (direct, reads, _, fallbacks) = stats(&counts);
+    assert_eq!((reads, fallbacks), (0, 1));
+    assert_eq!(direct, 2, "the first batch, then the rest in one");
+}
