@@ -1,18 +1,26 @@
 //! `cold_load`: reading one 10,000-event aggregate into the handler's state
-//! (EventStore::load, decode, apply), against the same batched direct gets
-//! sent by hand with no decoding (`raw_cold_load`).
+//! the way the handler does (EventStore::load_types over the aggregate's
+//! event types, decode, apply, the command-id record), against the bare reads
+//! with no decoding: a pull consumer by hand (`raw_consumer_load`, the
+//! baseline: what jetsource's loads use past their first batch) and batched
+//! direct gets by hand (`raw_cold_load`).
+//!
+//! The events are seeded through [`EventStore::append`], one command each,
+//! so they carry the headers jetsource writes (the command id and the
+//! expected-sequence check), which every read parses.
 
 use super::env::Env;
 use super::report::Figure;
+use super::BenchError;
 use super::BenchErrorExt as _;
-use super::{seed, BenchError};
 use crate::blog::{BlogPost, BlogPostEvent};
 use bytes::Bytes;
 use futures::StreamExt;
 use jetsource_handlers::codec;
-use jetsource_handlers::store::{self, EventStore};
+use jetsource_handlers::store::{self, AppendMeta, EventStore, NewEvent};
 use jetsource_handlers::Aggregate;
 use jetsource_schemas::subject;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Events of the aggregate loaded.
@@ -26,46 +34,40 @@ fn repetitions(env: &Env) -> usize {
     }
 }
 
-/// Seeds the aggregate and measures both loads, alternating.
+/// Seeds the aggregate and measures the three loads, alternating.
 pub async fn cold_load(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
     env.ensure_jetsource().await?;
     let id = format!("cold-{}", env.run_id);
-    seed::publish_all(
-        &env.jetstream(),
-        (0..EVENTS).map(|i| {
-            if i == 0 {
-                (
-                    format!("evt.blogpost.{id}.BlogPostCreated"),
-                    super::workload::created_event(&id),
-                )
-            } else {
-                (
-                    format!("evt.blogpost.{id}.BlogPostTitleChanged"),
-                    Bytes::from(format!(r#"{{"title":"Title number {i}"}}"#)),
-                )
-            }
-        }),
-    )
-    .await
-    .map_err(BenchError::failed)?;
     let store = EventStore::new(env.admin.clone(), Duration::from_secs(10))
         .await
         .map_err(BenchError::nats)?;
-    let mut raw_times = Vec::new();
-    let mut load_times = Vec::new();
+    seed_through_appends(&store, &id).await?;
+    let mut raw = Timings::default();
+    let mut consumer = Timings::default();
+    let mut load = Timings::default();
     for _ in 0..repetitions(env) {
-        let started = Instant::now();
-        let n = raw_direct_get(env, &id).await?;
-        raw_times.push(started.elapsed());
+        let started = consumer.start(env);
+        let n = raw_consumer(env, &id).await?;
+        consumer.stop(env, started);
         check(n)?;
-        let started = Instant::now();
+        let started = raw.start(env);
+        let n = raw_direct_get(env, &id).await?;
+        raw.stop(env, started);
+        check(n)?;
+        let started = load.start(env);
         let n = load_and_fold(&store, &id).await?;
-        load_times.push(started.elapsed());
+        load.stop(env, started);
         check(n)?;
     }
-    let raw = figure("raw_cold_load", raw_times);
-    let load = figure("cold_load", load_times).against(&raw);
-    Ok(vec![raw, load])
+    let raw = raw.figure("raw_cold_load");
+    let consumer = consumer.figure("raw_consumer_load").against(&raw);
+    let load = load.figure("cold_load").against(&consumer);
+    let vs_direct_get = ratio(&load, &raw);
+    Ok(vec![
+        raw,
+        consumer,
+        load.with("vs_direct_get", vs_direct_get),
+    ])
 }
 
 fn check(n: u64) -> Result<(), BenchError> {
@@ -78,32 +80,123 @@ fn check(n: u64) -> Result<(), BenchError> {
     }
 }
 
-fn figure(name: &str, mut times: Vec<Duration>) -> Figure {
-    times.sort_unstable();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let p50 = times.get(times.len() / 2).copied().unwrap_or_default();
-    let p99 = times.last().copied().unwrap_or_default();
-    let mut figure = Figure::named(name);
-    figure.count = Some(EVENTS);
-    figure.rate = Some(EVENTS as f64 / p50.as_secs_f64().max(f64::EPSILON));
-    figure.p50_ms = Some(ms(p50));
-    figure.p99_ms = Some(ms(p99));
-    figure.with("loads", times.len() as u64)
+/// How many times faster `a` loaded than `b` (rounded to 3 places).
+fn ratio(a: &Figure, b: &Figure) -> f64 {
+    match (a.p50_ms, b.p50_ms) {
+        (Some(a), Some(b)) if a > 0.0 => (b / a * 1000.0).round() / 1000.0,
+        _ => 0.0,
+    }
 }
 
+/// One command per event, each appended with the expected-sequence check
+/// as the handler appends it.
+async fn seed_through_appends(store: &EventStore, id: &str) -> Result<(), BenchError> {
+    let mut last = 0;
+    for i in 0..EVENTS {
+        let (event_type, body) = if i == 0 {
+            ("BlogPostCreated", super::workload::created_event(id))
+        } else {
+            (
+                "BlogPostTitleChanged",
+                Bytes::from(format!(r#"{{"title":"Title number {i}"}}"#)),
+            )
+        };
+        let command_id = uuid::Uuid::new_v4().to_string();
+        let meta = AppendMeta {
+            command_id: &command_id,
+            correlation_id: None,
+            causation_id: None,
+            event_version: 1,
+        };
+        let event = NewEvent {
+            event_type: event_type.to_string(),
+            body,
+        };
+        let seqs = store
+            .append(BlogPost::TYPE, id, last, &[event], &meta)
+            .await
+            .map_err(BenchError::nats)?;
+        last = seqs.last().copied().unwrap_or(last);
+    }
+    Ok(())
+}
+
+/// One contender's load times and the CPU its loads cost.
+#[derive(Default)]
+struct Timings {
+    times: Vec<Duration>,
+    own_ticks: u64,
+    server_ticks: u64,
+}
+
+impl Timings {
+    fn start(&self, env: &Env) -> (Instant, (Option<u64>, Option<u64>)) {
+        (Instant::now(), env.cpu_ticks())
+    }
+
+    fn stop(&mut self, env: &Env, (started, ticks): (Instant, (Option<u64>, Option<u64>))) {
+        self.times.push(started.elapsed());
+        let (own, server) = env.cpu_ticks();
+        let spent = |before: Option<u64>, after: Option<u64>| {
+            after.zip(before).map_or(0, |(a, b)| a.saturating_sub(b))
+        };
+        self.own_ticks += spent(ticks.0, own);
+        self.server_ticks += spent(ticks.1, server);
+    }
+
+    /// p50 and slowest load, with `cpu_ms` (this process: the reading
+    /// client) and `server_cpu_ms` per load.
+    fn figure(mut self, name: &str) -> Figure {
+        self.times.sort_unstable();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let p50 = self
+            .times
+            .get(self.times.len() / 2)
+            .copied()
+            .unwrap_or_default();
+        let p99 = self.times.last().copied().unwrap_or_default();
+        let loads = self.times.len().max(1) as f64;
+        let per_load = |ticks: u64| {
+            let ms = ticks as f64 / super::env::TICKS_PER_SECOND * 1000.0 / loads;
+            (ms * 10.0).round() / 10.0
+        };
+        let mut figure = Figure::named(name);
+        figure.count = Some(EVENTS);
+        figure.rate = Some(EVENTS as f64 / p50.as_secs_f64().max(f64::EPSILON));
+        figure.p50_ms = Some(ms(p50));
+        figure.p99_ms = Some(ms(p99));
+        let mut figure = figure.with("loads", self.times.len() as u64);
+        if self.own_ticks > 0 {
+            figure = figure.with("cpu_ms", per_load(self.own_ticks));
+        }
+        if self.server_ticks > 0 {
+            figure = figure.with("server_cpu_ms", per_load(self.server_ticks));
+        }
+        figure
+    }
+}
+
+/// The handler's cold load: its read, then each event decoded and applied,
+/// and its command id recorded for idempotency.
 async fn load_and_fold(store: &EventStore, id: &str) -> Result<u64, BenchError> {
+    let types = codec::variant_names::<BlogPostEvent>().unwrap_or(&[]);
     let events = store
-        .load(BlogPost::TYPE, id, 0)
+        .load_types(BlogPost::TYPE, id, 0, types)
         .await
         .map_err(BenchError::nats)?;
     let mut state = BlogPost::default();
+    let mut commands: HashMap<Box<str>, u64> = HashMap::new();
     let mut n = 0;
     for stored in events {
         let event: BlogPostEvent = codec::decode_event(stored.event_type(), &stored.payload)
             .map_err(BenchError::failed_display)?;
         state.apply(event);
+        if let Some(command_id) = stored.command_id() {
+            commands.insert(command_id.into(), stored.seq);
+        }
         n += 1;
     }
+    std::hint::black_box((state, commands));
     Ok(n)
 }
 
@@ -164,4 +257,67 @@ async fn raw_direct_get(env: &Env, id: &str) -> Result<u64, BenchError> {
             return Ok(n);
         }
     }
+}
+
+/// A pull consumer by hand: created, pulled in one batch, deleted; each
+/// message's position read from its reply subject, nothing decoded.
+async fn raw_consumer(env: &Env, id: &str) -> Result<u64, BenchError> {
+    let client = &env.admin;
+    let stream = subject::stream_name("blogpost");
+    let inbox = client.new_inbox();
+    let mut replies = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(BenchError::nats)?;
+    let name = uuid::Uuid::new_v4().simple().to_string();
+    let config = serde_json::json!({"stream_name": stream, "config": {
+        "name": name, "deliver_policy": "all", "ack_policy": "none",
+        "filter_subject": format!("evt.blogpost.{id}.*"), "mem_storage": true,
+        "num_replicas": 1, "replay_policy": "instant"}});
+    let created = client
+        .request(
+            format!("$JS.API.CONSUMER.CREATE.{stream}.{name}"),
+            config.to_string().into(),
+        )
+        .await
+        .map_err(BenchError::nats)?;
+    let info: serde_json::Value =
+        serde_json::from_slice(&created.payload).map_err(BenchError::failed_display)?;
+    let pending = info["num_pending"]
+        .as_u64()
+        .ok_or_else(|| BenchError::failed(format!("consumer creation: {info}")))?;
+    let pull = serde_json::json!({"batch": pending, "expires": 10_000_000_000u64});
+    client
+        .publish_with_reply(
+            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"),
+            inbox,
+            pull.to_string().into(),
+        )
+        .await
+        .map_err(BenchError::nats)?;
+    let mut n = 0u64;
+    while n < pending {
+        let message = tokio::time::timeout(Duration::from_secs(10), replies.next())
+            .await
+            .map_err(|_| BenchError::failed("pull timed out"))?
+            .ok_or_else(|| BenchError::failed("subscription closed"))?;
+        // `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`
+        let seq = message
+            .reply
+            .as_deref()
+            .and_then(|r| r.split('.').nth(5))
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or_else(|| BenchError::failed("message without a position"))?;
+        std::hint::black_box(seq);
+        n += 1;
+    }
+    let _ = replies.unsubscribe().await;
+    client
+        .request(
+            format!("$JS.API.CONSUMER.DELETE.{stream}.{name}"),
+            Bytes::new(),
+        )
+        .await
+        .map_err(BenchError::nats)?;
+    Ok(n)
 }
