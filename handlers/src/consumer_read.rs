@@ -31,14 +31,14 @@ pub(crate) const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
 /// The longest wait for a consumer's creation.
 pub(crate) const CREATE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One read: every event on `filters` from stream sequence `start` on.
+/// One read: every event on `filter` from stream sequence `start` on.
 pub(crate) struct ConsumerRead<'a> {
     pub client: &'a Client,
     pub stats: &'a LoadStats,
     /// The stream's name.
     pub stream: &'a str,
-    /// The subjects read (one wildcard, or an aggregate's literal subjects).
-    pub filters: &'a [String],
+    /// The subject read (an aggregate's wildcard subject).
+    pub filter: &'a str,
     pub start: u64,
     /// Events asked for per pull, sized so a pull brings a few MiB.
     pub per_pull: u64,
@@ -58,7 +58,7 @@ impl ConsumerRead<'_> {
             .subscribe(inbox.clone())
             .await
             .map_err(|e| format!("cannot subscribe: {e}"))?;
-        let mut config = serde_json::json!({
+        let config = serde_json::json!({
             "name": name,
             "deliver_policy": "by_start_sequence",
             "opt_start_seq": self.start,
@@ -67,11 +67,8 @@ impl ConsumerRead<'_> {
             "mem_storage": true,
             "num_replicas": 1,
             "inactive_threshold": INACTIVE_THRESHOLD.as_nanos() as u64,
+            "filter_subject": self.filter,
         });
-        match self.filters {
-            [one] => config["filter_subject"] = one.as_str().into(),
-            many => config["filter_subjects"] = many.into(),
-        }
         let request = serde_json::json!({
             "stream_name": self.stream,
             "config": config,

@@ -482,7 +482,8 @@ impl EventStore {
             .namespace
             .aggregate_filter(aggregate_type, aggregate_id)
             .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?;
-        self.read(aggregate_type, &[filter], after_seq).await
+        self.read(aggregate_type, aggregate_id, &[filter], after_seq)
+            .await
     }
 
     /// Like [`EventStore::load`], reading each event type's literal subject
@@ -510,7 +511,8 @@ impl EventStore {
                     .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?,
             );
         }
-        self.read(aggregate_type, &filters, after_seq).await
+        self.read(aggregate_type, aggregate_id, &filters, after_seq)
+            .await
     }
 
     /// Every message on `filters` after `after_seq`, in stream order.
@@ -519,10 +521,12 @@ impl EventStore {
     /// aggregates whole. When many events remain, the rest comes through a
     /// short-lived consumer ([`crate::consumer_read`]), which delivers them
     /// at about twice the rate; otherwise, or should that read fail, by
-    /// further direct-get batches.
+    /// further direct-get batches. `filters` are the aggregate's wildcard
+    /// subject or some of its literal ones.
     async fn read(
         &self,
         aggregate_type: &str,
+        aggregate_id: &str,
         filters: &[String],
         after_seq: u64,
     ) -> Result<Vec<StoredEvent>, LoadError> {
@@ -550,20 +554,33 @@ impl EventStore {
             let start = unfinished.iter().map(|(_, next)| *next).min().unwrap_or(0);
             let bytes: usize = events.iter().map(|e| e.payload.len() + 128).sum();
             let per_event = (bytes / events.len().max(1)).max(1);
+            // The consumer reads the aggregate's wildcard subject, even for
+            // literal ones: a consumer filtered on several subjects had
+            // nats-server scan the stream (1.3 s of its CPU for 10,000
+            // events on a stream of a few hundred thousand), one wildcard
+            // filter did not. Events of types not asked for are dropped here.
+            let wildcard = self
+                .namespace
+                .aggregate_filter(aggregate_type, aggregate_id)
+                .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?;
+            let every_type = filters.len() == 1 && filters[0] == wildcard;
             let read = ConsumerRead {
                 client: &self.client,
                 stats: &self.load_stats,
                 stream: &stream,
-                filters,
+                filter: &wildcard,
                 start,
                 per_pull: (LOAD_BATCH_BYTES / per_event).clamp(1, LOAD_BATCH) as u64,
                 timeout: self.timeout,
             };
             match read.run().await {
-                Ok(rest) => {
+                Ok(mut rest) => {
                     self.load_stats
                         .consumer_reads
                         .fetch_add(1, Ordering::Relaxed);
+                    if !every_type {
+                        rest.retain(|e| filters.contains(&e.subject));
+                    }
                     events.retain(|e| e.seq < start);
                     if filters.len() > 1 {
                         events.sort_unstable_by_key(|e| e.seq);
