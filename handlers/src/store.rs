@@ -301,8 +301,10 @@ struct DirectBatch {
 }
 
 /// Events asked for by a load's first direct get, per subject read: nearly
-/// every aggregate whole, in one round trip and with no consumer.
-pub const FIRST_BATCH: usize = 512;
+/// every aggregate whole, in one round trip and with no consumer. No more,
+/// since a long history reads these at direct-get cost, about twice a
+/// consumer's per event.
+pub const FIRST_BATCH: usize = 128;
 /// Events left after the first batch from which the rest is read through a
 /// consumer: below it, creating one costs more than it saves.
 pub const CONSUMER_MIN_PENDING: u64 = 512;
