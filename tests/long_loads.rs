@@ -121,11 +121,16 @@ async fn a_long_history_comes_whole_and_in_order_through_a_consumer() {
     assert_eq!(long.len(), 3_000);
     assert!(long.len() as u64 - FIRST_BATCH as u64 >= CONSUMER_MIN_PENDING);
     let counts = store.load_stats();
+    let metrics = jetsource::handlers::metrics::global();
+    metrics.set_recording(true);
+    let (_, before, _) = metrics.load_counts();
 
     let all = store.load("blogpost", "long", 0).await.expect("load");
     assert_eq!(seen(&all), long);
     // One direct get, then the consumer.
     assert_eq!(stats(&counts), (1, 1, 1, 0));
+    // Other tests of this binary may add to the process's counters too.
+    assert!(metrics.load_counts().1 > before);
 
     // By literal subjects: only the types asked for, merged in order.
     let two = &types[..2];
@@ -234,9 +239,13 @@ async fn a_refused_consumer_leaves_the_load_to_direct_gets() {
         .await
         .expect("store");
     let counts = store.load_stats();
+    let metrics = jetsource::handlers::metrics::global();
+    metrics.set_recording(true);
+    let (_, _, fallbacks_before) = metrics.load_counts();
     let all = store.load("blogpost", "p", 0).await.expect("load");
     assert_eq!(seen(&all), stored);
     let (direct, reads, _, fallbacks) = stats(&counts);
     assert_eq!((reads, fallbacks), (0, 1));
     assert_eq!(direct, 2, "the first batch, then the rest in one");
+    assert!(metrics.load_counts().2 > fallbacks_before);
 }

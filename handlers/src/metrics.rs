@@ -104,6 +104,9 @@ pub struct Metrics {
     cache_misses: AtomicU64,
     batch_commands: Histogram<10>,
     batch_splits: AtomicU64,
+    loads_direct: AtomicU64,
+    loads_consumer: AtomicU64,
+    load_fallbacks: AtomicU64,
 }
 
 static GLOBAL: OnceLock<Metrics> = OnceLock::new();
@@ -141,6 +144,9 @@ impl Metrics {
             cache_misses: AtomicU64::new(0),
             batch_commands: Histogram::new(&BATCH_COMMANDS_BUCKETS),
             batch_splits: AtomicU64::new(0),
+            loads_direct: AtomicU64::new(0),
+            loads_consumer: AtomicU64::new(0),
+            load_fallbacks: AtomicU64::new(0),
         }
     }
 
@@ -208,6 +214,38 @@ impl Metrics {
             Some(_) => &self.append_failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one read of an aggregate's history: by direct get alone, or
+    /// with its long tail through a consumer.
+    pub fn load(&self, through_consumer: bool) {
+        if !self.recording() {
+            return;
+        }
+        let counter = if through_consumer {
+            &self.loads_consumer
+        } else {
+            &self.loads_direct
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a long load whose consumer could not be used (refused,
+    /// interrupted), finished by direct get.
+    pub fn load_fallback(&self) {
+        if !self.recording() {
+            return;
+        }
+        self.load_fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Loads by direct get alone, loads through a consumer, and fallbacks.
+    pub fn load_counts(&self) -> (u64, u64, u64) {
+        (
+            self.loads_direct.load(Ordering::Relaxed),
+            self.loads_consumer.load(Ordering::Relaxed),
+            self.load_fallbacks.load(Ordering::Relaxed),
+        )
     }
 
     /// Records whether a command found its aggregate's state in memory.
@@ -316,6 +354,21 @@ impl Metrics {
              jetsource_state_cache_total{{result=\"miss\"}} {}",
             load(&self.cache_hits),
             load(&self.cache_misses)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jetsource_loads_total Aggregate histories read, by direct get alone or with the long tail through a consumer.\n\
+             # TYPE jetsource_loads_total counter\n\
+             jetsource_loads_total{{read=\"direct\"}} {}\n\
+             jetsource_loads_total{{read=\"consumer\"}} {}",
+            load(&self.loads_direct),
+            load(&self.loads_consumer)
+        );
+        counter(
+            out,
+            "jetsource_load_consumer_fallbacks_total",
+            "Long loads whose consumer was refused or interrupted, finished by direct get (check the account may create consumers on its event streams).",
+            load(&self.load_fallbacks),
         );
     }
 }

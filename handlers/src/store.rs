@@ -580,6 +580,7 @@ impl EventStore {
                     self.load_stats
                         .consumer_reads
                         .fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::global().load(true);
                     if !every_type {
                         rest.retain(|e| filters.contains(&e.subject));
                     }
@@ -594,6 +595,7 @@ impl EventStore {
                     self.load_stats
                         .consumer_fallbacks
                         .fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::global().load_fallback();
                     tracing::debug!(%reason, %stream, "reading the rest by direct get");
                 }
             }
@@ -611,6 +613,7 @@ impl EventStore {
         if filters.len() > 1 {
             events.sort_unstable_by_key(|e| e.seq);
         }
+        crate::metrics::global().load(false);
         Ok(events)
     }
 
