@@ -8,7 +8,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use jetsource::handlers::store::{
     EventStore, LoadStats, StoredEvent, StreamSettings, CONSUMER_MIN_PENDING, FIRST_BATCH,
 };
-use jetsource_test_server::NatsServer;
+use jetsource_test_server::{NatsCluster, NatsServer};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -248,4 +248,40 @@ async fn a_refused_consumer_leaves_the_load_to_direct_gets() {
     assert_eq!((reads, fallbacks), (0, 1));
     assert_eq!(direct, 2, "the first batch, then the rest in one");
     assert!(metrics.load_counts().2 > fallbacks_before);
+}
+
+#[tokio::test]
+async fn a_long_load_on_a_replicated_stream_reads_through_a_consumer() {
+    let cluster = NatsCluster::new(3);
+    let client = jetsource::connect(&cluster.client_urls())
+        .await
+        .expect("connect");
+    let store = EventStore::new(client.clone(), Duration::from_secs(10))
+        .await
+        .expect("store");
+    let settings = StreamSettings {
+        replicas: 3,
+        ..StreamSettings::default()
+    };
+    // The cluster elects its meta leader after the nodes are up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = store.ensure_stream("blogpost", &settings).await {
+        assert!(Instant::now() < deadline, "no R3 stream: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let js = jetstream::new(client.clone());
+    let events = (0..1_000)
+        .map(|i| {
+            (
+                "evt.blogpost.r3.BlogPostTitleChanged".to_string(),
+                format!(r#"{{"n":{i}}}"#),
+            )
+        })
+        .collect();
+    let stored = publish(&js, events).await;
+    let counts = store.load_stats();
+    let all = store.load("blogpost", "r3", 0).await.expect("load");
+    assert_eq!(seen(&all), stored);
+    let (_, reads, _, fallbacks) = stats(&counts);
+    assert_eq!((reads, fallbacks), (1, 0));
 }

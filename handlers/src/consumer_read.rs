@@ -195,13 +195,19 @@ pub(crate) struct Position {
 
 impl Position {
     pub(crate) fn parse(reply: &str) -> Option<Position> {
-        let tokens: Vec<&str> = reply.split('.').collect();
-        let stream_at = match tokens.len() {
+        // Once per delivered event: the tokens go on the stack.
+        let mut tokens = [""; 12];
+        let mut count = 0;
+        for token in reply.split('.') {
+            *tokens.get_mut(count)? = token;
+            count += 1;
+        }
+        let stream_at = match count {
             9 => 2,
             11 | 12 => 4,
             _ => return None,
         };
-        if tokens.first() != Some(&"$JS") || tokens.get(1) != Some(&"ACK") {
+        if tokens[0] != "$JS" || tokens[1] != "ACK" {
             return None;
         }
         let number = |at: usize| tokens.get(stream_at + at)?.parse::<u64>().ok();
@@ -272,6 +278,7 @@ mod tests {
             "$JS.ACK.S.C.1.x.7.1.0",
             "$JS.NAK.S.C.1.2.7.1.0",
             "$JS.ACK.S.C.1.2.7.1",
+            "$JS.ACK.D.H.S.C.1.2.7.1.0.T.extra",
         ] {
             assert_eq!(Position::parse(reply), None, "{reply}");
         }
