@@ -312,9 +312,11 @@ async fn raw_consumer(env: &Env, id: &str) -> Result<u64, BenchError> {
         n += 1;
     }
     let _ = replies.unsubscribe().await;
+    // Deleted without waiting for the answer, as jetsource's loads do.
     client
-        .request(
+        .publish_with_reply(
             format!("$JS.API.CONSUMER.DELETE.{stream}.{name}"),
+            client.new_inbox(),
             Bytes::new(),
         )
         .await
