@@ -285,3 +285,48 @@ async fn a_long_load_on_a_replicated_stream_reads_through_a_consumer() {
     let (_, reads, _, fallbacks) = stats(&counts);
     assert_eq!((reads, fallbacks), (1, 0));
 }
+
+#[tokio::test]
+async fn a_long_load_under_a_subject_prefix_reads_the_prefixed_subjects() {
+    let server = NatsServer::new();
+    let client = jetsource::connect(&server.client_url())
+        .await
+        .expect("connect");
+    let namespace = jetsource::schemas::Namespace::new("acme.shop").expect("prefix");
+    let store = EventStore::new(client.clone(), Duration::from_secs(10))
+        .await
+        .expect("store")
+        .with_namespace(namespace);
+    store
+        .ensure_stream("blogpost", &StreamSettings::default())
+        .await
+        .expect("stream");
+    let js = jetstream::new(client.clone());
+    let types = ["BlogPostTitleChanged", "BlogPostPublished"];
+    // 1,000 of each type: past the first batch of either by more than
+    // CONSUMER_MIN_PENDING.
+    let events = (0..2_000usize)
+        .map(|i| {
+            (
+                format!("acme.shop.evt.blogpost.p.{}", types[i % 2]),
+                format!(r#"{{"n":{i}}}"#),
+            )
+        })
+        .collect();
+    let stored = publish(&js, events).await;
+    let counts = store.load_stats();
+    let all = store.load("blogpost", "p", 0).await.expect("load");
+    assert_eq!(seen(&all), stored);
+    let published = store
+        .load_types("blogpost", "p", 0, &types[1..])
+        .await
+        .expect("load by type");
+    let expected: Vec<_> = stored
+        .iter()
+        .filter(|e| e.1.ends_with("Published"))
+        .cloned()
+        .collect();
+    assert_eq!(seen(&published), expected);
+    let (_, reads, _, fallbacks) = stats(&counts);
+    assert_eq!((reads, fallbacks), (2, 0));
+}
