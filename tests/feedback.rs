@@ -11,7 +11,7 @@ use jetsource::blog::BlogPost;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::feedback::{Feedback, FeedbackConfig};
 use jetsource::App;
-use jetsource_handlers::runtime::RuntimeError;
+use jetsource_handlers::runtime::Running;
 use jetsource_handlers::RuntimeConfig;
 use jetsource_schemas::feedback::{
     self as contract, FeedbackAnswer, RejectionList, COMMAND_INDEX_BUCKET,
@@ -20,16 +20,13 @@ use jetsource_schemas::{CommandReply, RejectionCode};
 use jetsource_test_server::NatsServer;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Long enough for anything this machine does; only reached by a failure.
 const DEADLINE: Duration = Duration::from_secs(30);
 
 struct Instance {
     feedback: Feedback,
-    stop: oneshot::Sender<()>,
-    serving: JoinHandle<Result<(), RuntimeError>>,
+    running: Running,
 }
 
 impl Instance {
@@ -58,16 +55,9 @@ impl Instance {
                 .await
                 .expect("feedback starts");
         }
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = tokio::spawn(runtime.run(async {
-            let _ = stopped.await;
-        }));
-        serving_commands(url).await;
-        Instance {
-            feedback,
-            stop,
-            serving,
-        }
+        // Subscribed (and confirmed by the server) when this returns.
+        let running = runtime.start().await.expect("runtime starts");
+        Instance { feedback, running }
     }
 
     async fn default(url: &str) -> Instance {
@@ -81,33 +71,11 @@ impl Instance {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.serving
+        self.running
+            .shutdown()
             .await
-            .expect("runtime task")
             .expect("runtime stops cleanly");
         self.feedback.shutdown().await;
-    }
-}
-
-/// Waits until some runtime takes commands (answers, or stays silent with
-/// replies off, rather than the server finding no responder): the runtime
-/// subscribes in its own task. The probe's subject does not parse, so it is rejected without a
-/// notice and touches no counter.
-async fn serving_commands(url: &str) {
-    let client = jetsource::connect(url).await.expect("connect");
-    let started = std::time::Instant::now();
-    loop {
-        let probe = async_nats::Request::new()
-            .payload(bytes::Bytes::new())
-            .timeout(Some(Duration::from_millis(500)));
-        match client.send_request("cmd.probe", probe).await {
-            Ok(_) => return,
-            // With replies off a subscribed runtime stays silent.
-            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => return,
-            Err(e) => assert!(started.elapsed() < DEADLINE, "no runtime answers: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
