@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_TITLE_CHARS: usize = 200;
 
 /// A blog post, as much as its commands need to know.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlogPost {
     exists: bool,
     title: String,
@@ -135,6 +135,14 @@ impl Aggregate for BlogPost {
             BlogPostEvent::BlogPostTitleChanged { title } => self.title = title,
             BlogPostEvent::BlogPostPublished {} => self.published = true,
         }
+    }
+
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self).ok()
+    }
+
+    fn from_snapshot(snapshot: serde_json::Value) -> Option<Self> {
+        serde_json::from_value(snapshot).ok()
     }
 }
 

@@ -7,6 +7,7 @@ use crate::feedback::FeedbackConfig;
 use crate::units::{parse_bytes, parse_duration};
 use jetsource_handlers::handler::HandlerConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
+use jetsource_handlers::snapshot::SnapshotConfig;
 use jetsource_handlers::store::{GroupCommitConfig, StreamSettings};
 use jetsource_projector::ProjectorConfig;
 use jetsource_schemas::Namespace;
@@ -170,6 +171,9 @@ pub struct HandlersConfig {
     pub unavailable_retries: u32,
     /// First back-off after store trouble. Default `50ms`.
     pub retry_backoff: String,
+    /// Events an aggregate goes past its last snapshot before the next
+    /// (for aggregates that take snapshots). Default 1000; 0: never.
+    pub snapshot_every: u64,
     /// Concurrent commands on different aggregates share one atomic batch
     /// (group commit). Default true.
     pub group_commit: bool,
@@ -194,6 +198,7 @@ impl Default for HandlersConfig {
             conflict_retries: 16,
             unavailable_retries: 5,
             retry_backoff: "50ms".into(),
+            snapshot_every: 1_000,
             group_commit: true,
             batch_max_messages: 256,
             batch_max_wait: "0ms".into(),
@@ -558,6 +563,11 @@ impl Config {
                 unavailable_retries: h.unavailable_retries,
                 retry_backoff: parse_duration(&h.retry_backoff)
                     .map_err(invalid("handlers.retry_backoff"))?,
+                snapshots: SnapshotConfig {
+                    every: h.snapshot_every,
+                    // The runtime sets the event streams' replicas.
+                    ..SnapshotConfig::default()
+                },
             },
             streams: StreamSettings {
                 replicas: s.replicas,

@@ -13,10 +13,12 @@
 use crate::aggregate::Aggregate;
 use crate::codec::{self, EncodedEvent};
 use crate::slots::SlotCache;
+use crate::snapshot::{Record, Restored, SnapshotConfig, Snapshots};
 use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEvent};
 use jetsource_schemas::{Accepted, CommandReply, EventRef, RejectionCode};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -54,6 +56,8 @@ pub struct HandlerConfig {
     pub unavailable_retries: u32,
     /// The first back-off after store trouble; it grows linearly (default 50 ms).
     pub retry_backoff: Duration,
+    /// Snapshots of long-lived aggregates (see [`crate::snapshot`]).
+    pub snapshots: SnapshotConfig,
 }
 
 impl Default for HandlerConfig {
@@ -64,6 +68,7 @@ impl Default for HandlerConfig {
             conflict_retries: 16,
             unavailable_retries: 5,
             retry_backoff: Duration::from_millis(50),
+            snapshots: SnapshotConfig::default(),
         }
     }
 }
@@ -78,6 +83,9 @@ struct Slot<A> {
     /// It holds every command of the aggregate's history, so it is kept
     /// compact: two small allocations per command.
     commands: HashMap<Box<str>, Recorded>,
+    /// Events folded since the last snapshot was written or read (or since
+    /// the load, without one).
+    since_snapshot: u64,
 }
 
 impl<A: Aggregate> Default for Slot<A> {
@@ -87,6 +95,7 @@ impl<A: Aggregate> Default for Slot<A> {
             state: A::default(),
             last_seq: 0,
             commands: HashMap::new(),
+            since_snapshot: 0,
         }
     }
 }
@@ -125,8 +134,46 @@ impl<A: Aggregate> Slot<A> {
                 }
             }
             self.last_seq = stored.seq;
+            self.since_snapshot += 1;
         }
         Ok(())
+    }
+
+    /// Starts from a snapshot: its state, sequence and idempotency record.
+    fn restore(&mut self, restored: Restored<A>, names: &[&'static str]) {
+        self.state = restored.state;
+        self.last_seq = restored.seq;
+        self.since_snapshot = 0;
+        self.commands = restored
+            .commands
+            .into_iter()
+            .map(|(id, first_seq, joined)| {
+                (
+                    id.into_boxed_str(),
+                    Recorded::restore(first_seq, &joined, names),
+                )
+            })
+            .collect();
+    }
+
+    /// The snapshot of this slot, when the aggregate takes snapshots.
+    fn record(&self, names: &[&'static str]) -> Option<Record> {
+        Some(Record {
+            version: A::SNAPSHOT_VERSION,
+            seq: self.last_seq,
+            state: self.state.snapshot()?,
+            commands: self
+                .commands
+                .iter()
+                .map(|(id, recorded)| {
+                    (
+                        id.to_string(),
+                        recorded.first_seq,
+                        recorded.joined(names).to_string(),
+                    )
+                })
+                .collect(),
+        })
     }
 }
 
@@ -163,6 +210,19 @@ impl Recorded {
                 Some(i) => Types::One(i),
                 None => Types::Joined(event_type.into()),
             },
+        }
+    }
+
+    /// A record read back from a snapshot: `joined` is
+    /// [`Recorded::joined`]'s form.
+    fn restore(first_seq: u64, joined: &str, names: &[&'static str]) -> Self {
+        if joined.contains('.') {
+            Recorded {
+                first_seq,
+                types: Types::Joined(joined.into()),
+            }
+        } else {
+            Recorded::new(first_seq, joined, names)
         }
     }
 
@@ -215,6 +275,8 @@ pub struct AggregateHandler<A: Aggregate> {
     /// literal subjects (cheap for the server) rather than the wildcard.
     event_types: Option<&'static [&'static str]>,
     cache: SlotCache<Mutex<Slot<A>>>,
+    /// `None` when `A` takes no snapshots or they are off.
+    snapshots: Option<Arc<Snapshots>>,
 }
 
 impl<A: Aggregate> AggregateHandler<A> {
@@ -226,12 +288,91 @@ impl<A: Aggregate> AggregateHandler<A> {
     /// A handler appending to `store` (in the store's namespace).
     pub fn new(store: EventStore, config: HandlerConfig) -> Self {
         let cache = SlotCache::new(config.cache_capacity, config.cache_idle);
+        let snapshots = Snapshots::for_aggregate::<A>(&store, &config.snapshots).map(Arc::new);
         AggregateHandler {
+            snapshots,
             stream: store.namespace().stream_name(A::TYPE),
             store,
             config,
             event_types: codec::variant_names::<A::Event>(),
             cache,
+        }
+    }
+
+    /// Reads aggregate `aggregate_id` into its slot, if it is not in memory
+    /// yet, as a command on it would; returns its last stream sequence.
+    /// Loading a hot aggregate ahead of its commands spares the first of
+    /// them the wait.
+    pub async fn warm(&self, aggregate_id: &str) -> Result<u64, (RejectionCode, String)> {
+        // An id that makes no subject never gets a slot.
+        self.store
+            .namespace()
+            .aggregate_filter(A::TYPE, aggregate_id)
+            .map_err(|e| (RejectionCode::BadRequest, e.to_string()))?;
+        let slot = self
+            .cache
+            .get_or_insert_with(aggregate_id, || Mutex::new(Slot::default()));
+        let mut slot = slot.lock().await;
+        if !slot.loaded {
+            self.load(&mut slot, aggregate_id).await?;
+        }
+        Ok(slot.last_seq)
+    }
+
+    /// Rebuilds a slot from the store: from a snapshot and the events after
+    /// it when the history is long and one can be used, else from all of it.
+    async fn load(
+        &self,
+        slot: &mut Slot<A>,
+        aggregate_id: &str,
+    ) -> Result<(), (RejectionCode, String)> {
+        // A long history asks for a snapshot; one that can be used lands
+        // here and the load brings the events after it.
+        let restored = std::sync::Mutex::new(None);
+        let loaded = match (&self.snapshots, self.event_types) {
+            (Some(snapshots), _) => {
+                let probe = || async {
+                    let found = snapshots.fetch::<A>(&self.store, aggregate_id).await?;
+                    let seq = found.seq;
+                    *restored.lock().ok()? = Some(found);
+                    Some(seq)
+                };
+                self.store
+                    .load_types_or_snapshot(A::TYPE, aggregate_id, self.names(), probe)
+                    .await
+            }
+            (None, Some(types)) => self.store.load_types(A::TYPE, aggregate_id, 0, types).await,
+            (None, None) => self.store.load(A::TYPE, aggregate_id, 0).await,
+        };
+        let events = loaded.map_err(|e| {
+            (
+                RejectionCode::Unavailable,
+                format!("loading the aggregate: {e}"),
+            )
+        })?;
+        if let Some(found) = restored.into_inner().ok().flatten() {
+            slot.restore(found, self.names());
+        }
+        if let Err(reason) = slot.fold(&self.stream, self.names(), events) {
+            *slot = Slot::default();
+            return Err((RejectionCode::Internal, reason));
+        }
+        slot.loaded = true;
+        Ok(())
+    }
+
+    /// Writes the aggregate's snapshot once it is enough events past the
+    /// last one (in a task of its own).
+    fn snapshot_if_due(&self, slot: &mut Slot<A>, aggregate_id: &str) {
+        let Some(snapshots) = &self.snapshots else {
+            return;
+        };
+        if slot.since_snapshot < snapshots.every() {
+            return;
+        }
+        slot.since_snapshot = 0;
+        if let Some(record) = slot.record(self.names()) {
+            snapshots.write(&self.store, aggregate_id, record);
         }
     }
 
@@ -273,35 +414,17 @@ impl<A: Aggregate> AggregateHandler<A> {
         let mut moved = true;
         loop {
             if !slot.loaded && !optimistic {
-                let loaded = match self.event_types {
-                    Some(types) => {
-                        self.store
-                            .load_types(A::TYPE, request.aggregate_id, 0, types)
-                            .await
+                if let Err((code, reason)) = self.load(&mut slot, request.aggregate_id).await {
+                    if code == RejectionCode::Internal {
+                        tracing::error!(
+                            %reason,
+                            aggregate_type = A::TYPE,
+                            aggregate_id = request.aggregate_id,
+                            command_id,
+                            "cannot rebuild aggregate"
+                        );
                     }
-                    None => self.store.load(A::TYPE, request.aggregate_id, 0).await,
-                };
-                match loaded {
-                    Ok(events) => {
-                        if let Err(reason) = slot.fold(&self.stream, self.names(), events) {
-                            tracing::error!(
-                                %reason,
-                                aggregate_type = A::TYPE,
-                                aggregate_id = request.aggregate_id,
-                                command_id,
-                                "cannot rebuild aggregate"
-                            );
-                            *slot = Slot::default();
-                            return reject(RejectionCode::Internal, reason);
-                        }
-                        slot.loaded = true;
-                    }
-                    Err(e) => {
-                        return reject(
-                            RejectionCode::Unavailable,
-                            format!("loading the aggregate: {e}"),
-                        )
-                    }
+                    return reject(code, reason);
                 }
             }
             if let Some(recorded) = slot.commands.get(command_id) {
@@ -403,6 +526,8 @@ impl<A: Aggregate> AggregateHandler<A> {
                         }
                         slot.commands.insert(command_id.into(), recorded);
                     }
+                    slot.since_snapshot += refs.len() as u64;
+                    self.snapshot_if_due(&mut slot, request.aggregate_id);
                     return accept(refs, false);
                 }
                 Err(error) => error,

@@ -10,6 +10,7 @@
 //! - [`append`]: the write path: single publishes, atomic batches, group commit.
 //! - [`handler`]: one aggregate type's command handling: state cache,
 //!   one command per aggregate at a time, conflict retries, idempotency.
+//! - [`snapshot`]: snapshots of long-lived aggregates.
 //! - [`metrics`]: counters and histograms, rendered for Prometheus.
 //! - [`runtime`]: the builder, the command subscription and shutdown.
 //! - [`connect`]: connecting with the server version check.
@@ -30,6 +31,7 @@ pub mod runtime;
 mod scratch;
 pub mod server;
 mod slots;
+pub mod snapshot;
 pub mod store;
 pub mod testing;
 pub mod version;

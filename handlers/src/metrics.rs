@@ -107,6 +107,9 @@ pub struct Metrics {
     loads_direct: AtomicU64,
     loads_consumer: AtomicU64,
     load_fallbacks: AtomicU64,
+    snapshots_read: AtomicU64,
+    snapshots_ignored: AtomicU64,
+    snapshots_written: AtomicU64,
 }
 
 static GLOBAL: OnceLock<Metrics> = OnceLock::new();
@@ -147,6 +150,9 @@ impl Metrics {
             loads_direct: AtomicU64::new(0),
             loads_consumer: AtomicU64::new(0),
             load_fallbacks: AtomicU64::new(0),
+            snapshots_read: AtomicU64::new(0),
+            snapshots_ignored: AtomicU64::new(0),
+            snapshots_written: AtomicU64::new(0),
         }
     }
 
@@ -237,6 +243,29 @@ impl Metrics {
             return;
         }
         self.load_fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a snapshot a load started from (`Some(true)`), one it found
+    /// and could not use (`Some(false)`), or one written (`None`).
+    pub fn snapshot(&self, read: Option<bool>) {
+        if !self.recording() {
+            return;
+        }
+        let counter = match read {
+            Some(true) => &self.snapshots_read,
+            Some(false) => &self.snapshots_ignored,
+            None => &self.snapshots_written,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Snapshots read, ignored and written.
+    pub fn snapshot_counts(&self) -> (u64, u64, u64) {
+        (
+            self.snapshots_read.load(Ordering::Relaxed),
+            self.snapshots_ignored.load(Ordering::Relaxed),
+            self.snapshots_written.load(Ordering::Relaxed),
+        )
     }
 
     /// Loads by direct get alone, loads through a consumer, and fallbacks.
@@ -369,6 +398,17 @@ impl Metrics {
             "jetsource_load_consumer_fallbacks_total",
             "Long loads whose consumer was refused or interrupted, finished by direct get (check the account may create consumers on its event streams).",
             load(&self.load_fallbacks),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jetsource_snapshots_total Aggregate snapshots a load started from (read), found but could not use (ignored), or written.\n\
+             # TYPE jetsource_snapshots_total counter\n\
+             jetsource_snapshots_total{{event=\"read\"}} {}\n\
+             jetsource_snapshots_total{{event=\"ignored\"}} {}\n\
+             jetsource_snapshots_total{{event=\"written\"}} {}",
+            load(&self.snapshots_read),
+            load(&self.snapshots_ignored),
+            load(&self.snapshots_written)
         );
     }
 }

@@ -179,7 +179,10 @@ impl RuntimeBuilder {
                 .ensure_stream(name, &self.config.streams)
                 .await
                 .map_err(|e| Error::with_source(RuntimeErrorKind::Stream, e))?;
-            handlers.insert(name, factory(store.clone(), self.config.handler.clone()));
+            let mut handler_config = self.config.handler.clone();
+            // Snapshot buckets are replicated like the event streams.
+            handler_config.snapshots.replicas = self.config.streams.replicas;
+            handlers.insert(name, factory(store.clone(), handler_config));
         }
         let dispatch = Arc::new(Dispatch {
             client: self.client,

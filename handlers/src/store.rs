@@ -278,6 +278,11 @@ pub struct EventStore {
     load_stats: Arc<LoadStats>,
 }
 
+/// No snapshot: the probe of plain loads.
+async fn no_snapshot() -> Option<u64> {
+    None
+}
+
 /// How the store's loads were read, counted since it was made.
 #[derive(Debug, Default)]
 pub struct LoadStats {
@@ -484,8 +489,14 @@ impl EventStore {
             .namespace
             .aggregate_filter(aggregate_type, aggregate_id)
             .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?;
-        self.read(aggregate_type, aggregate_id, &[filter], after_seq)
-            .await
+        self.read(
+            aggregate_type,
+            aggregate_id,
+            &[filter],
+            after_seq,
+            no_snapshot,
+        )
+        .await
     }
 
     /// Like [`EventStore::load`], reading each event type's literal subject
@@ -513,8 +524,99 @@ impl EventStore {
                     .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?,
             );
         }
-        self.read(aggregate_type, aggregate_id, &filters, after_seq)
+        self.read(
+            aggregate_type,
+            aggregate_id,
+            &filters,
+            after_seq,
+            no_snapshot,
+        )
+        .await
+    }
+
+    /// Like [`EventStore::load_types`] from the start of the history, but a
+    /// long history (past the first direct-get batch, with at least
+    /// [`CONSUMER_MIN_PENDING`] events left) first asks `snapshot` for the
+    /// stream sequence of a usable snapshot. When it names one, only the
+    /// events after it are read besides the first batch: the caller folds
+    /// the snapshot, then the events above its sequence.
+    pub async fn load_types_or_snapshot<F, Fut>(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_types: &[&str],
+        snapshot: F,
+    ) -> Result<Vec<StoredEvent>, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Option<u64>>,
+    {
+        let mut filters = Vec::with_capacity(event_types.len());
+        for event_type in event_types {
+            filters.push(
+                self.namespace
+                    .event_subject(aggregate_type, aggregate_id, event_type)
+                    .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?,
+            );
+        }
+        if filters.is_empty() {
+            filters.push(
+                self.namespace
+                    .aggregate_filter(aggregate_type, aggregate_id)
+                    .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?,
+            );
+        }
+        self.read(aggregate_type, aggregate_id, &filters, 0, snapshot)
             .await
+    }
+
+    /// The subject of the message at stream sequence `seq` of
+    /// `aggregate_type`'s stream, `None` when there is none.
+    pub async fn subject_at(
+        &self,
+        aggregate_type: &str,
+        seq: u64,
+    ) -> Result<Option<String>, LoadError> {
+        let api = format!(
+            "$JS.API.DIRECT.GET.{}",
+            self.namespace.stream_name(aggregate_type)
+        );
+        let (reply, mut registration) = self.mux.register();
+        let request = serde_json::json!({ "seq": seq });
+        self.client
+            .publish_with_reply(api.clone(), reply, Bytes::from(request.to_string()))
+            .await
+            .map_err(|e| Error::with_source(LoadErrorKind::Unavailable, e))?;
+        let message = match tokio::time::timeout(self.timeout, registration.rx.recv()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                return Err(Error::new(
+                    LoadErrorKind::Unavailable,
+                    "the reply router stopped",
+                ))
+            }
+            Err(_) => {
+                return Err(Error::new(
+                    LoadErrorKind::Unavailable,
+                    format!("no answer from {api} within {:?}", self.timeout),
+                ))
+            }
+        };
+        match message.status.map(|s| s.as_u16()) {
+            None | Some(200) => Ok(message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Subject"))
+                .map(|v| v.as_str().to_string())),
+            Some(404) => Ok(None),
+            Some(code) => Err(Error::new(
+                LoadErrorKind::Unavailable,
+                format!(
+                    "direct get answered {code} {}",
+                    message.description.unwrap_or_default()
+                ),
+            )),
+        }
     }
 
     /// Every message on `filters` after `after_seq`, in stream order.
@@ -525,13 +627,18 @@ impl EventStore {
     /// at about twice the rate; otherwise, or should that read fail, by
     /// further direct-get batches. `filters` are the aggregate's wildcard
     /// subject or some of its literal ones.
-    async fn read(
+    async fn read<F, Fut>(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
         filters: &[String],
         after_seq: u64,
-    ) -> Result<Vec<StoredEvent>, LoadError> {
+        snapshot: F,
+    ) -> Result<Vec<StoredEvent>, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Option<u64>>,
+    {
         let stream = self.namespace.stream_name(aggregate_type);
         // JetStream's API subjects are never under the prefix.
         let api = format!("$JS.API.DIRECT.GET.{stream}");
@@ -553,7 +660,14 @@ impl EventStore {
         if pending >= CONSUMER_MIN_PENDING {
             // Every event below the lowest unfinished position is in hand:
             // the consumer reads the rest of every filter from there.
-            let start = unfinished.iter().map(|(_, next)| *next).min().unwrap_or(0);
+            let mut start = unfinished.iter().map(|(_, next)| *next).min().unwrap_or(0);
+            // A snapshot at `seq` stands for every event up to it.
+            if let Some(seq) = snapshot().await {
+                start = start.max(seq.saturating_add(1));
+                for (_, next) in &mut unfinished {
+                    *next = (*next).max(start);
+                }
+            }
             let bytes: usize = events.iter().map(|e| e.payload.len() + 128).sum();
             let per_event = (bytes / events.len().max(1)).max(1);
             // The consumer reads the aggregate's wildcard subject, even for

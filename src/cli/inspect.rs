@@ -274,7 +274,7 @@ struct StreamSummary {
 }
 
 /// The beginnings of jetsource's key-value bucket names: the command index,
-/// the projector control bucket (`jetsource_…`) and projections
+/// the projector control bucket, snapshots (`jetsource_…`) and projections
 /// (`projection_…`).
 const BUCKET_NAME_STARTS: [&str; 2] = ["jetsource_", "projection_"];
 
