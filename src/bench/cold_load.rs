@@ -1,9 +1,10 @@
-//! `cold_load`: reading one 10,000-event aggregate into the handler's state
-//! the way the handler does (EventStore::load_types over the aggregate's
-//! event types, decode, apply, the command-id record), against the bare reads
-//! with no decoding: a pull consumer by hand (`raw_consumer_load`, the
-//! baseline: what jetsource's loads use past their first batch) and batched
-//! direct gets by hand (`raw_cold_load`).
+//! `cold_load`: a blog handler with an empty cache loading one 10,000-event
+//! aggregate (`AggregateHandler::warm`: its reads, decoding, applying, the
+//! command-id record), against the bare reads with no decoding: a pull
+//! consumer by hand (`raw_consumer_load`, the baseline: what jetsource's
+//! loads use past their first batch) and batched direct gets by hand
+//! (`raw_cold_load`). Then `cold_load_snapshot`: the same aggregate loaded
+//! from a snapshot and the 500 events after it.
 //!
 //! The events are seeded through [`EventStore::append`], one command each,
 //! so they carry the headers jetsource writes (the command id and the
@@ -13,18 +14,22 @@ use super::env::Env;
 use super::report::Figure;
 use super::BenchError;
 use super::BenchErrorExt as _;
-use crate::blog::{BlogPost, BlogPostEvent};
+use crate::blog::BlogPost;
 use bytes::Bytes;
 use futures::StreamExt;
-use jetsource_handlers::codec;
+use jetsource_handlers::handler::{AggregateHandler, CommandRequest, HandlerConfig};
+use jetsource_handlers::snapshot::SnapshotConfig;
 use jetsource_handlers::store::{self, AppendMeta, EventStore, NewEvent};
 use jetsource_handlers::Aggregate;
-use jetsource_schemas::subject;
-use std::collections::HashMap;
+use jetsource_schemas::{subject, CommandReply};
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 /// Events of the aggregate loaded.
 pub const EVENTS: u64 = 10_000;
+/// Events after the snapshot in `cold_load_snapshot`: half the default
+/// snapshot interval, the average a load meets.
+pub const SNAPSHOT_TAIL: u64 = 500;
 
 fn repetitions(env: &Env) -> usize {
     if env.settings.quick {
@@ -41,7 +46,7 @@ pub async fn cold_load(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
     let store = EventStore::new(env.admin.clone(), Duration::from_secs(10))
         .await
         .map_err(BenchError::nats)?;
-    seed_through_appends(&store, &id).await?;
+    let last = append_events(&store, &id, 0..EVENTS, 0).await?;
     let mut raw = Timings::default();
     let mut consumer = Timings::default();
     let mut load = Timings::default();
@@ -54,20 +59,117 @@ pub async fn cold_load(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
         let n = raw_direct_get(env, &id).await?;
         raw.stop(env, started);
         check(n)?;
+        let handler = handler(&store, 0);
         let started = load.start(env);
-        let n = load_and_fold(&store, &id).await?;
+        let seq = warm(&handler, &id).await?;
         load.stop(env, started);
-        check(n)?;
+        check_seq(seq, last)?;
     }
     let raw = raw.figure("raw_cold_load");
     let consumer = consumer.figure("raw_consumer_load").against(&raw);
     let load = load.figure("cold_load").against(&consumer);
     let vs_direct_get = ratio(&load, &raw);
-    Ok(vec![
-        raw,
-        consumer,
-        load.with("vs_direct_get", vs_direct_get),
-    ])
+    let load = load.with("vs_direct_get", vs_direct_get);
+    let snapshot = from_snapshot(env, &store, &id, last).await?.against(&load);
+    Ok(vec![raw, consumer, load, snapshot])
+}
+
+/// `cold_load_snapshot`: a handler writes the aggregate's snapshot after a
+/// command, [`SNAPSHOT_TAIL`] more events are appended, and fresh handlers
+/// load it from the snapshot and the events after it. Each load includes
+/// the handler opening the snapshot bucket (one request).
+async fn from_snapshot(
+    env: &Env,
+    store: &EventStore,
+    id: &str,
+    last: u64,
+) -> Result<Figure, BenchError> {
+    let writer = handler(store, 1_000);
+    let command_id = uuid::Uuid::new_v4().to_string();
+    let reply = writer
+        .process(&CommandRequest {
+            aggregate_id: id,
+            command: "change_title",
+            body: br#"{"title":"The snapshot's title"}"#,
+            command_id: Cow::Borrowed(&command_id),
+            correlation_id: None,
+            causation_id: None,
+            expected_seq: None,
+        })
+        .await;
+    let seq = match reply {
+        CommandReply::Accepted(a) => a.events.last().map_or(last, |e| e.seq),
+        CommandReply::Rejected(r) => {
+            return Err(BenchError::failed(format!(
+                "the snapshot's command was rejected: {}",
+                r.reason
+            )))
+        }
+    };
+    wait_for_snapshot(env, id, seq).await?;
+    let last = append_events(store, id, EVENTS + 1..EVENTS + 1 + SNAPSHOT_TAIL, seq).await?;
+    let mut loads = Timings::default();
+    for _ in 0..repetitions(env) {
+        // Reads snapshots, never writes one.
+        let handler = handler(store, u64::MAX);
+        let started = loads.start(env);
+        let loaded = warm(&handler, id).await?;
+        loads.stop(env, started);
+        check_seq(loaded, last)?;
+    }
+    let mut figure = loads.figure("cold_load_snapshot");
+    figure.count = Some(EVENTS + 1 + SNAPSHOT_TAIL);
+    Ok(figure.with("tail", SNAPSHOT_TAIL))
+}
+
+/// Waits until the aggregate's snapshot covers `seq`.
+async fn wait_for_snapshot(env: &Env, id: &str, seq: u64) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let js = env.jetstream();
+    while Instant::now() < deadline {
+        if let Ok(kv) = js.get_key_value("jetsource_snapshots_blogpost").await {
+            if let Ok(Some(bytes)) = kv.get(id).await {
+                let record: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(BenchError::failed_display)?;
+                if record["seq"].as_u64() >= Some(seq) {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(BenchError::failed("no snapshot was written"))
+}
+
+/// A blog handler of its own (an empty state cache) over `store`, taking
+/// a snapshot every `snapshot_every` events (0: snapshots off).
+fn handler(store: &EventStore, snapshot_every: u64) -> AggregateHandler<BlogPost> {
+    let config = HandlerConfig {
+        snapshots: SnapshotConfig {
+            every: snapshot_every,
+            ..SnapshotConfig::default()
+        },
+        ..HandlerConfig::default()
+    };
+    AggregateHandler::new(store.clone(), config)
+}
+
+/// The handler's cold load of `id`: its last sequence.
+async fn warm(handler: &AggregateHandler<BlogPost>, id: &str) -> Result<u64, BenchError> {
+    handler
+        .warm(id)
+        .await
+        .map_err(|(code, reason)| BenchError::failed(format!("loading {id}: {code:?} {reason}")))
+}
+
+fn check_seq(loaded: u64, last: u64) -> Result<(), BenchError> {
+    if loaded == last {
+        Ok(())
+    } else {
+        Err(BenchError::failed(format!(
+            "loaded up to sequence {loaded} instead of {last}"
+        )))
+    }
 }
 
 fn check(n: u64) -> Result<(), BenchError> {
@@ -89,10 +191,15 @@ fn ratio(a: &Figure, b: &Figure) -> f64 {
 }
 
 /// One command per event, each appended with the expected-sequence check
-/// as the handler appends it.
-async fn seed_through_appends(store: &EventStore, id: &str) -> Result<(), BenchError> {
-    let mut last = 0;
-    for i in 0..EVENTS {
+/// as the handler appends it: event 0 creates the post, the others change
+/// its title. Returns the last stream sequence.
+async fn append_events(
+    store: &EventStore,
+    id: &str,
+    events: std::ops::Range<u64>,
+    mut last: u64,
+) -> Result<u64, BenchError> {
+    for i in events {
         let (event_type, body) = if i == 0 {
             ("BlogPostCreated", super::workload::created_event(id))
         } else {
@@ -118,7 +225,7 @@ async fn seed_through_appends(store: &EventStore, id: &str) -> Result<(), BenchE
             .map_err(BenchError::nats)?;
         last = seqs.last().copied().unwrap_or(last);
     }
-    Ok(())
+    Ok(last)
 }
 
 /// One contender's load times and the CPU its loads cost.
@@ -174,30 +281,6 @@ impl Timings {
         }
         figure
     }
-}
-
-/// The handler's cold load: its read, then each event decoded and applied,
-/// and its command id recorded for idempotency.
-async fn load_and_fold(store: &EventStore, id: &str) -> Result<u64, BenchError> {
-    let types = codec::variant_names::<BlogPostEvent>().unwrap_or(&[]);
-    let events = store
-        .load_types(BlogPost::TYPE, id, 0, types)
-        .await
-        .map_err(BenchError::nats)?;
-    let mut state = BlogPost::default();
-    let mut commands: HashMap<Box<str>, u64> = HashMap::new();
-    let mut n = 0;
-    for stored in events {
-        let event: BlogPostEvent = codec::decode_event(stored.event_type(), &stored.payload)
-            .map_err(BenchError::failed_display)?;
-        state.apply(event);
-        if let Some(command_id) = stored.command_id() {
-            commands.insert(command_id.into(), stored.seq);
-        }
-        n += 1;
-    }
-    std::hint::black_box((state, commands));
-    Ok(n)
 }
 
 /// ADR-31 batched direct gets by hand: the least work that reads the events.
