@@ -130,10 +130,9 @@ async fn a_long_history_gets_a_snapshot_that_a_new_process_starts_from() {
     let admin = async_nats::connect(&url).await.expect("connect");
     let kv = bucket(&admin).await;
     let mut tampered = record.clone();
-    tampered["commands"]
-        .as_array_mut()
-        .expect("commands")
-        .push(serde_json::json!(["ghost", 2, "BlogPostTitleChanged"]));
+    let known = tampered["commands"].as_array_mut().expect("commands");
+    known.push(serde_json::json!(["ghost", 2, "BlogPostTitleChanged"]));
+    known.push(serde_json::json!(["ghost-create", 1, "BlogPostCreated"]));
     kv.put("long", tampered.to_string().into())
         .await
         .expect("put");
@@ -159,6 +158,22 @@ async fn a_long_history_gets_a_snapshot_that_a_new_process_starts_from() {
     let next = accepted(change_title(&client, "long", "c-2", "from the snapshot on").await);
     assert_eq!(next.events[0].seq, seq + 1);
     second.stop().await;
+
+    // A `create` is appended without a load first; its conflict then loads
+    // the post as a cold load does, from the snapshot too.
+    let third = Jetsource::start_with(&url, config(100)).await;
+    let create = client
+        .send(
+            "blogpost",
+            "long",
+            "create",
+            r#"{"title":"again","body":"b"}"#.to_string(),
+            &with_id("ghost-create"),
+        )
+        .await
+        .expect("a reply");
+    assert!(accepted(create).duplicate);
+    third.stop().await;
 }
 
 /// A case's stored snapshot, given the command id only it records.

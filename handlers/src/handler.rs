@@ -592,9 +592,23 @@ impl<A: Aggregate> AggregateHandler<A> {
                 }
             }
             // The aggregate moved on, or our own earlier attempt may have
-            // landed: read the tail before deciding again (all of it when
-            // the slot was never loaded).
-            let whole = !slot.loaded;
+            // landed: read the tail before deciding again, or the whole
+            // aggregate, as a cold load does (from a snapshot when its
+            // history is long), when the slot was never loaded.
+            if !slot.loaded {
+                match self.load(&mut slot, request.aggregate_id).await {
+                    Ok(()) => moved = slot.last_seq > 0,
+                    Err((RejectionCode::Unavailable, reason)) => {
+                        outages += 1;
+                        if outages > self.config.unavailable_retries {
+                            return reject(RejectionCode::Unavailable, reason);
+                        }
+                        tokio::time::sleep(self.config.retry_backoff * outages).await;
+                    }
+                    Err((code, reason)) => return reject(code, reason),
+                }
+                continue;
+            }
             match self
                 .store
                 .load(A::TYPE, request.aggregate_id, slot.last_seq)
@@ -606,9 +620,6 @@ impl<A: Aggregate> AggregateHandler<A> {
                     if let Err(reason) = slot.fold(&stream, self.names(), events) {
                         *slot = Slot::default();
                         return reject(RejectionCode::Internal, reason);
-                    }
-                    if whole {
-                        slot.loaded = true;
                     }
                 }
                 Err(e) => {
