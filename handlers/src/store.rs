@@ -581,27 +581,10 @@ impl EventStore {
             "$JS.API.DIRECT.GET.{}",
             self.namespace.stream_name(aggregate_type)
         );
-        let (reply, mut registration) = self.mux.register();
-        let request = serde_json::json!({ "seq": seq });
-        self.client
-            .publish_with_reply(api.clone(), reply, Bytes::from(request.to_string()))
-            .await
-            .map_err(|e| Error::with_source(LoadErrorKind::Unavailable, e))?;
-        let message = match tokio::time::timeout(self.timeout, registration.rx.recv()).await {
-            Ok(Some(message)) => message,
-            Ok(None) => {
-                return Err(Error::new(
-                    LoadErrorKind::Unavailable,
-                    "the reply router stopped",
-                ))
-            }
-            Err(_) => {
-                return Err(Error::new(
-                    LoadErrorKind::Unavailable,
-                    format!("no answer from {api} within {:?}", self.timeout),
-                ))
-            }
-        };
+        let mut registration = self
+            .direct_get(&api, serde_json::json!({ "seq": seq }))
+            .await?;
+        let message = self.answer(&api, &mut registration).await?;
         match message.status.map(|s| s.as_u16()) {
             None | Some(200) => Ok(message
                 .headers
@@ -731,6 +714,41 @@ impl EventStore {
         Ok(events)
     }
 
+    /// Sends a direct-get request to `api`; the answers come to the
+    /// registration.
+    async fn direct_get(
+        &self,
+        api: &str,
+        request: serde_json::Value,
+    ) -> Result<Registration, LoadError> {
+        let (reply, registration) = self.mux.register();
+        self.client
+            .publish_with_reply(api.to_string(), reply, Bytes::from(request.to_string()))
+            .await
+            .map_err(|e| Error::with_source(LoadErrorKind::Unavailable, e))?;
+        Ok(registration)
+    }
+
+    /// The next answer to a direct get, or `unavailable` after the store's
+    /// timeout.
+    async fn answer(
+        &self,
+        api: &str,
+        registration: &mut Registration,
+    ) -> Result<async_nats::Message, LoadError> {
+        match tokio::time::timeout(self.timeout, registration.rx.recv()).await {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) => Err(Error::new(
+                LoadErrorKind::Unavailable,
+                "the reply router stopped",
+            )),
+            Err(_) => Err(Error::new(
+                LoadErrorKind::Unavailable,
+                format!("no answer from {api} within {:?}", self.timeout),
+            )),
+        }
+    }
+
     /// One ADR-31 batched direct get: up to `batch` messages on `filter`
     /// from stream sequence `from` on.
     async fn direct_batch(
@@ -743,33 +761,15 @@ impl EventStore {
         self.load_stats
             .direct_requests
             .fetch_add(1, Ordering::Relaxed);
-        let (reply, mut registration) = self.mux.register();
         let request = serde_json::json!({"seq": from, "next_by_subj": filter, "batch": batch, "max_bytes": LOAD_BATCH_BYTES});
-        self.client
-            .publish_with_reply(api.to_string(), reply, Bytes::from(request.to_string()))
-            .await
-            .map_err(|e| Error::with_source(LoadErrorKind::Unavailable, e))?;
+        let mut registration = self.direct_get(api, request).await?;
         let mut read = DirectBatch {
             events: Vec::new(),
             pending: 0,
             next: from,
         };
         loop {
-            let message = match tokio::time::timeout(self.timeout, registration.rx.recv()).await {
-                Ok(Some(message)) => message,
-                Ok(None) => {
-                    return Err(Error::new(
-                        LoadErrorKind::Unavailable,
-                        "the reply router stopped",
-                    ))
-                }
-                Err(_) => {
-                    return Err(Error::new(
-                        LoadErrorKind::Unavailable,
-                        format!("no answer from {api} within {:?}", self.timeout),
-                    ))
-                }
-            };
+            let message = self.answer(api, &mut registration).await?;
             match message.status.map(|s| s.as_u16()) {
                 // 404: nothing (more) on this subject.
                 Some(404) => return Ok(read),
