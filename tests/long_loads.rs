@@ -8,6 +8,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use jetsource::handlers::store::{
     EventStore, LoadStats, StoredEvent, StreamSettings, CONSUMER_MIN_PENDING, FIRST_BATCH,
 };
+use jetsource::schemas::Namespace;
 use jetsource_test_server::{NatsCluster, NatsServer};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -67,6 +68,31 @@ fn stats(stats: &LoadStats) -> (u64, u64, u64, u64) {
     )
 }
 
+/// An event store on `urls` under `namespace`, with the blog stream in
+/// `replicas` (retried while a cluster elects its leaders), and a
+/// JetStream context on the same connection.
+async fn blog_store(
+    urls: &str,
+    namespace: Namespace,
+    replicas: usize,
+) -> (jetstream::Context, EventStore) {
+    let client = jetsource::connect(urls).await.expect("connect");
+    let store = EventStore::new(client.clone(), Duration::from_secs(10))
+        .await
+        .expect("store")
+        .with_namespace(namespace);
+    let settings = StreamSettings {
+        replicas,
+        ..StreamSettings::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = store.ensure_stream("blogpost", &settings).await {
+        assert!(Instant::now() < deadline, "no stream: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (jetstream::new(client), store)
+}
+
 async fn consumer_count(js: &jetstream::Context, stream: &str) -> usize {
     js.get_stream(stream)
         .await
@@ -81,17 +107,7 @@ async fn consumer_count(js: &jetstream::Context, stream: &str) -> usize {
 #[tokio::test]
 async fn a_long_history_comes_whole_and_in_order_through_a_consumer() {
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
-    let store = EventStore::new(client.clone(), Duration::from_secs(10))
-        .await
-        .expect("store");
-    store
-        .ensure_stream("blogpost", &StreamSettings::default())
-        .await
-        .expect("stream");
-    let js = jetstream::new(client.clone());
+    let (js, store) = blog_store(&server.client_url(), Namespace::default(), 1).await;
     // Post `long` has three event types interleaved with another post's
     // events: 3,000 of its own, far past the first batch.
     let types = [
@@ -170,17 +186,7 @@ async fn a_long_history_comes_whole_and_in_order_through_a_consumer() {
 #[tokio::test]
 async fn large_events_come_in_several_pulls() {
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
-    let store = EventStore::new(client.clone(), Duration::from_secs(10))
-        .await
-        .expect("store");
-    store
-        .ensure_stream("blogpost", &StreamSettings::default())
-        .await
-        .expect("stream");
-    let js = jetstream::new(client.clone());
+    let (js, store) = blog_store(&server.client_url(), Namespace::default(), 1).await;
     // 1,200 events of 16 KB: the first batch stops at its byte cap, and
     // each pull is sized to bring about as much.
     let filler = "x".repeat(16 * 1024);
@@ -253,23 +259,7 @@ async fn a_refused_consumer_leaves_the_load_to_direct_gets() {
 #[tokio::test]
 async fn a_long_load_on_a_replicated_stream_reads_through_a_consumer() {
     let cluster = NatsCluster::new(3);
-    let client = jetsource::connect(&cluster.client_urls())
-        .await
-        .expect("connect");
-    let store = EventStore::new(client.clone(), Duration::from_secs(10))
-        .await
-        .expect("store");
-    let settings = StreamSettings {
-        replicas: 3,
-        ..StreamSettings::default()
-    };
-    // The cluster elects its meta leader after the nodes are up.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(e) = store.ensure_stream("blogpost", &settings).await {
-        assert!(Instant::now() < deadline, "no R3 stream: {e}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let js = jetstream::new(client.clone());
+    let (js, store) = blog_store(&cluster.client_urls(), Namespace::default(), 3).await;
     let events = (0..1_000)
         .map(|i| {
             (
@@ -289,19 +279,8 @@ async fn a_long_load_on_a_replicated_stream_reads_through_a_consumer() {
 #[tokio::test]
 async fn a_long_load_under_a_subject_prefix_reads_the_prefixed_subjects() {
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
-    let namespace = jetsource::schemas::Namespace::new("acme.shop").expect("prefix");
-    let store = EventStore::new(client.clone(), Duration::from_secs(10))
-        .await
-        .expect("store")
-        .with_namespace(namespace);
-    store
-        .ensure_stream("blogpost", &StreamSettings::default())
-        .await
-        .expect("stream");
-    let js = jetstream::new(client.clone());
+    let namespace = Namespace::new("acme.shop").expect("prefix");
+    let (js, store) = blog_store(&server.client_url(), namespace, 1).await;
     let types = ["BlogPostTitleChanged", "BlogPostPublished"];
     // 1,000 of each type: past the first batch of either by more than
     // CONSUMER_MIN_PENDING.
