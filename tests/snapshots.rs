@@ -266,8 +266,9 @@ async fn a_snapshot_is_used_only_when_all_of_it_reads_and_matches_the_stream() {
 
 #[tokio::test]
 async fn warming_loads_an_aggregate_ahead_of_its_first_command() {
-    use jetsource::handlers::handler::{AggregateHandler, CommandRequest, HandlerConfig};
-    use jetsource::schemas::RejectionCode;
+    use jetsource::handlers::handler::{
+        AggregateHandler, CommandRequest, HandlerConfig, WarmErrorKind,
+    };
     use std::sync::atomic::Ordering;
 
     let server = NatsServer::new();
@@ -277,11 +278,11 @@ async fn warming_loads_an_aggregate_ahead_of_its_first_command() {
         js.store.clone(),
         HandlerConfig::default(),
     );
-    assert_eq!(handler.warm("warm").await, Ok(last));
-    assert_eq!(handler.warm("never-written").await, Ok(0));
+    assert_eq!(handler.warm("warm").await.expect("warm"), last);
+    assert_eq!(handler.warm("never-written").await.expect("warm"), 0);
     assert_eq!(
-        handler.warm("not.a.token").await.map_err(|(code, _)| code),
-        Err(RejectionCode::BadRequest)
+        handler.warm("not.a.token").await.map_err(|e| e.kind()),
+        Err(WarmErrorKind::BadId)
     );
     // The command finds the state in memory: no read.
     let stats = js.store.load_stats();

@@ -12,6 +12,7 @@
 
 use crate::aggregate::Aggregate;
 use crate::codec::{self, EncodedEvent};
+use crate::error::Error;
 use crate::slots::SlotCache;
 use crate::snapshot::{Record, Restored, SnapshotConfig, Snapshots};
 use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEvent};
@@ -72,6 +73,30 @@ impl Default for HandlerConfig {
         }
     }
 }
+
+/// Why [`AggregateHandler::warm`] could not load an aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmErrorKind {
+    /// The id makes no subject (a `.`, `*`, `>`, whitespace, or empty).
+    BadId,
+    /// The store did not answer in time.
+    Unavailable,
+    /// A stored event does not decode into the aggregate's events.
+    Undecodable,
+}
+
+impl std::fmt::Display for WarmErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WarmErrorKind::BadId => "bad aggregate id",
+            WarmErrorKind::Unavailable => "unavailable",
+            WarmErrorKind::Undecodable => "undecodable history",
+        })
+    }
+}
+
+/// A failure to warm an aggregate.
+pub type WarmError = Error<WarmErrorKind>;
 
 /// The in-memory state of one aggregate instance.
 struct Slot<A> {
@@ -303,18 +328,26 @@ impl<A: Aggregate> AggregateHandler<A> {
     /// yet, as a command on it would; returns its last stream sequence.
     /// Loading a hot aggregate ahead of its commands spares the first of
     /// them the wait.
-    pub async fn warm(&self, aggregate_id: &str) -> Result<u64, (RejectionCode, String)> {
+    pub async fn warm(&self, aggregate_id: &str) -> Result<u64, WarmError> {
         // An id that makes no subject never gets a slot.
         self.store
             .namespace()
             .aggregate_filter(A::TYPE, aggregate_id)
-            .map_err(|e| (RejectionCode::BadRequest, e.to_string()))?;
+            .map_err(|e| Error::with_source(WarmErrorKind::BadId, e))?;
         let slot = self
             .cache
             .get_or_insert_with(aggregate_id, || Mutex::new(Slot::default()));
         let mut slot = slot.lock().await;
         if !slot.loaded {
-            self.load(&mut slot, aggregate_id).await?;
+            self.load(&mut slot, aggregate_id)
+                .await
+                .map_err(|(code, reason)| {
+                    let kind = match code {
+                        RejectionCode::Unavailable => WarmErrorKind::Unavailable,
+                        _ => WarmErrorKind::Undecodable,
+                    };
+                    Error::new(kind, reason)
+                })?;
         }
         Ok(slot.last_seq)
     }

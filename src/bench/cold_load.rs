@@ -159,7 +159,7 @@ async fn warm(handler: &AggregateHandler<BlogPost>, id: &str) -> Result<u64, Ben
     handler
         .warm(id)
         .await
-        .map_err(|(code, reason)| BenchError::failed(format!("loading {id}: {code:?} {reason}")))
+        .map_err(|e| BenchError::failed(format!("loading {id}: {e}")))
 }
 
 fn check_seq(loaded: u64, last: u64) -> Result<(), BenchError> {
