@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+/// The longest wait for each request opening or creating a bucket.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// When to take snapshots.
 #[derive(Debug, Clone)]
 pub struct SnapshotConfig {
@@ -102,11 +105,14 @@ impl Snapshots {
     }
 
     /// The bucket, created when absent; `None` (with a warning, once) when
-    /// it can be neither opened nor created, and snapshots are off then.
+    /// it can be neither opened nor created, and snapshots are off then for
+    /// the life of the process. A request the account may not make goes
+    /// unanswered: each waits [`OPEN_TIMEOUT`] at most, once.
     async fn kv(&self, store: &EventStore) -> Option<&kv::Store> {
         self.kv
             .get_or_init(|| async {
-                let js = jetstream::new(store.client().clone());
+                let mut js = jetstream::new(store.client().clone());
+                js.set_timeout(OPEN_TIMEOUT);
                 if let Ok(kv) = js.get_key_value(&self.bucket).await {
                     return Some(kv);
                 }
