@@ -516,14 +516,7 @@ impl EventStore {
         after_seq: u64,
         event_types: &[&str],
     ) -> Result<Vec<StoredEvent>, LoadError> {
-        let mut filters = Vec::with_capacity(event_types.len());
-        for event_type in event_types {
-            filters.push(
-                self.namespace
-                    .event_subject(aggregate_type, aggregate_id, event_type)
-                    .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?,
-            );
-        }
+        let filters = self.type_subjects(aggregate_type, aggregate_id, event_types)?;
         self.read(
             aggregate_type,
             aggregate_id,
@@ -532,6 +525,23 @@ impl EventStore {
             no_snapshot,
         )
         .await
+    }
+
+    /// The literal subjects of an aggregate's `event_types`.
+    fn type_subjects(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_types: &[&str],
+    ) -> Result<Vec<String>, LoadError> {
+        event_types
+            .iter()
+            .map(|event_type| {
+                self.namespace
+                    .event_subject(aggregate_type, aggregate_id, event_type)
+                    .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))
+            })
+            .collect()
     }
 
     /// Like [`EventStore::load_types`] from the start of the history, but a
@@ -551,14 +561,7 @@ impl EventStore {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Option<u64>>,
     {
-        let mut filters = Vec::with_capacity(event_types.len());
-        for event_type in event_types {
-            filters.push(
-                self.namespace
-                    .event_subject(aggregate_type, aggregate_id, event_type)
-                    .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?,
-            );
-        }
+        let mut filters = self.type_subjects(aggregate_type, aggregate_id, event_types)?;
         if filters.is_empty() {
             filters.push(
                 self.namespace
