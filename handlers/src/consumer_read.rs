@@ -105,7 +105,10 @@ impl ConsumerRead<'_> {
             .and_then(|n| n.as_u64())
             .ok_or_else(|| format!("consumer creation answered without num_pending: {created}"))?;
         let pull_subject = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{name}", self.stream);
-        let mut events = Vec::with_capacity(usize::try_from(pending).unwrap_or(0));
+        // The server's count sizes the first allocation only up to one
+        // pull's worth: a read that stops early never holds more.
+        let mut events =
+            Vec::with_capacity(usize::try_from(pending.min(self.per_pull)).unwrap_or(0));
         let mut expected_cseq = 1;
         while pending > 0 {
             let batch = pending.min(self.per_pull.max(1));
