@@ -20,6 +20,13 @@ fn config(every: u64) -> RuntimeConfig {
     config
 }
 
+/// Snapshots every `every` events with `per_chunk` commands a chunk.
+fn chunked(every: u64, per_chunk: usize) -> RuntimeConfig {
+    let mut config = config(every);
+    config.handler.snapshots.commands_per_chunk = per_chunk;
+    config
+}
+
 /// Appends a post's history straight to the store: `create` as
 /// `seed-0`, then title changes `seed-1` … Returns the last sequence.
 async fn seed(js: &Jetsource, id: &str) -> u64 {
@@ -174,6 +181,116 @@ async fn a_long_history_gets_a_snapshot_that_a_new_process_starts_from() {
         .expect("a reply");
     assert!(accepted(create).duplicate);
     third.stop().await;
+}
+
+/// Chunk `n` of post `id`'s record at 64 commands a chunk, when stored.
+async fn chunk(
+    kv: &async_nats::jetstream::kv::Store,
+    id: &str,
+    n: usize,
+) -> Option<serde_json::Value> {
+    let bytes = kv
+        .get(format!("{id}.commands.64.{n}"))
+        .await
+        .expect("get")?;
+    Some(serde_json::from_slice(&bytes).expect("json"))
+}
+
+#[tokio::test]
+async fn a_long_record_is_kept_in_chunks_that_every_process_writes_alike() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let first = Jetsource::start_with(&url, chunked(100, 64)).await;
+    seed(&first, "long").await;
+    let client = commands(&url).await;
+    let seq = accepted(change_title(&client, "long", "c-1", "after seeding").await).events[0].seq;
+    // 701 commands: ten full chunks of 64, in stream order, and 61 after.
+    let record = snapshot_at(&first, "long", seq).await;
+    first.stop().await;
+    let kv = bucket(&async_nats::connect(&url).await.expect("connect")).await;
+    assert_eq!(record["chunk_size"], 64);
+    let lasts: Vec<u64> = serde_json::from_value(record["chunks"].clone()).expect("chunks");
+    assert_eq!(lasts, (1..=10).map(|n| n * 64).collect::<Vec<_>>());
+    let tail = record["commands"].as_array().expect("commands");
+    assert_eq!(tail.len(), 61);
+    assert_eq!(
+        tail[0],
+        serde_json::json!(["seed-640", 641, "BlogPostTitleChanged"])
+    );
+    assert_eq!(
+        tail[60],
+        serde_json::json!(["c-1", seq, "BlogPostTitleChanged"])
+    );
+    let original = chunk(&kv, "long", 0).await.expect("chunk 0");
+    assert_eq!(original.as_array().map(Vec::len), Some(64));
+    assert_eq!(
+        original[0],
+        serde_json::json!(["seed-0", 1, "BlogPostCreated"])
+    );
+    assert_eq!(
+        original[63],
+        serde_json::json!(["seed-63", 64, "BlogPostTitleChanged"])
+    );
+    assert!(chunk(&kv, "long", 10).await.is_none());
+
+    // A command id only chunk 0 knows proves a new process read it.
+    let mut tampered = original.clone();
+    tampered[5] = serde_json::json!(["ghost", 6, "BlogPostTitleChanged"]);
+    kv.put("long.commands.64.0", tampered.to_string().into())
+        .await
+        .expect("put");
+    let second = Jetsource::start_with(&url, chunked(u64::MAX, 64)).await;
+    let ghost = accepted(change_title(&client, "long", "ghost", "ghost title").await);
+    assert!(ghost.duplicate, "chunk 0 answers the resend");
+    assert_eq!(ghost.events[0].seq, 6);
+    let tail_known = accepted(change_title(&client, "long", "seed-650", "again").await);
+    assert!(
+        tail_known.duplicate,
+        "the snapshot's own commands answer too"
+    );
+    second.stop().await;
+
+    // A chunk not as the snapshot lists it (one command short, or ending
+    // at another sequence: another history's) is not used, nor is the
+    // snapshot.
+    let mut short = original.clone();
+    short.as_array_mut().expect("chunk").remove(0);
+    let mut other = original.clone();
+    other[63][1] = 65.into();
+    for (n, mut wrong) in [short, other].into_iter().enumerate() {
+        let ghost = format!("ghost-wrong-{n}");
+        wrong[4] = serde_json::json!([ghost, 6, "BlogPostTitleChanged"]);
+        kv.put("long.commands.64.0", wrong.to_string().into())
+            .await
+            .expect("put");
+        let runtime = Jetsource::start_with(&url, chunked(u64::MAX, 64)).await;
+        let fresh = accepted(change_title(&client, "long", &ghost, &ghost).await);
+        assert!(
+            !fresh.duplicate,
+            "a snapshot with a wrong chunk {n} was used"
+        );
+        runtime.stop().await;
+    }
+
+    // Without one of its chunks the snapshot is not used either: the
+    // history is replayed (the ghost is a new command now), and the next
+    // snapshot writes every chunk again, as the history has them.
+    kv.put("long.commands.64.0", tampered.to_string().into())
+        .await
+        .expect("put");
+    kv.purge("long.commands.64.3").await.expect("purge");
+    let third = Jetsource::start_with(&url, chunked(100, 64)).await;
+    let fresh = accepted(change_title(&client, "long", "ghost", "ghost title").await);
+    assert!(!fresh.duplicate, "a snapshot missing a chunk was used");
+    let resent = accepted(change_title(&client, "long", "seed-200", "again").await);
+    assert!(resent.duplicate, "the replay knows every command");
+    snapshot_at(&third, "long", fresh.events[0].seq).await;
+    third.stop().await;
+    assert_eq!(chunk(&kv, "long", 0).await, Some(original));
+    assert_eq!(
+        chunk(&kv, "long", 3).await.map(|c| c[0].clone()),
+        Some(serde_json::json!(["seed-192", 193, "BlogPostTitleChanged"]))
+    );
 }
 
 /// A case's stored snapshot, given the command id only it records.

@@ -14,13 +14,13 @@ use crate::aggregate::Aggregate;
 use crate::codec::{self, EncodedEvent};
 use crate::error::Error;
 use crate::slots::SlotCache;
-use crate::snapshot::{Record, Restored, SnapshotConfig, Snapshots};
+use crate::snapshot::{Command, Record, Restored, SnapshotConfig, Snapshots};
 use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEvent};
 use jetsource_schemas::{Accepted, CommandReply, EventRef, RejectionCode};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -111,6 +111,13 @@ struct Slot<A> {
     /// Events folded since the last snapshot was written or read (or since
     /// the load, without one).
     since_snapshot: u64,
+    /// The snapshot chunks of the record this slot knows of, as
+    /// [`Record::chunks`]: read with its snapshot or handed to a write.
+    chunks: Vec<u64>,
+    /// How many of `chunks` are known stored (a write that failed leaves
+    /// its chunks out, and the next snapshot writes them again); created at
+    /// the first snapshot, so aggregates without one carry no allocation.
+    stored_chunks: Option<Arc<AtomicUsize>>,
 }
 
 impl<A: Aggregate> Default for Slot<A> {
@@ -121,6 +128,8 @@ impl<A: Aggregate> Default for Slot<A> {
             last_seq: 0,
             commands: HashMap::new(),
             since_snapshot: 0,
+            chunks: Vec::new(),
+            stored_chunks: None,
         }
     }
 }
@@ -165,7 +174,8 @@ impl<A: Aggregate> Slot<A> {
     }
 
     /// Starts from a snapshot: its state, sequence and idempotency record.
-    fn restore(&mut self, restored: Restored<A>, names: &[&'static str]) {
+    /// Its chunks count as stored when they are of `per_chunk` commands.
+    fn restore(&mut self, restored: Restored<A>, names: &[&'static str], per_chunk: usize) {
         self.state = restored.state;
         self.last_seq = restored.seq;
         self.since_snapshot = 0;
@@ -179,26 +189,61 @@ impl<A: Aggregate> Slot<A> {
                 )
             })
             .collect();
+        if restored.chunk_size == per_chunk {
+            self.stored_chunks = Some(Arc::new(AtomicUsize::new(restored.chunks.len())));
+            self.chunks = restored.chunks;
+        }
     }
 
-    /// The snapshot of this slot, when the aggregate takes snapshots.
-    fn record(&self, names: &[&'static str]) -> Option<Record> {
-        Some(Record {
+    /// The snapshot of this slot, when the aggregate takes snapshots, and
+    /// the chunks of its record not handed to a write before: the commands
+    /// past the last stored chunk, in stream order, `per_chunk` to a chunk
+    /// while a chunk fills (0: none). The caller hands both to
+    /// [`Snapshots::write`], then takes the record's chunks as its own.
+    fn record(
+        &mut self,
+        names: &[&'static str],
+        per_chunk: usize,
+    ) -> Option<(Record, Vec<Vec<Command>>)> {
+        let state = self.state.snapshot()?;
+        let stored = self
+            .stored_chunks
+            .as_ref()
+            .map_or(0, |stored| stored.load(Ordering::Relaxed));
+        self.chunks.truncate(stored);
+        let sealed = self.chunks.last().copied().unwrap_or(0);
+        let mut open: Vec<(&str, &Recorded)> = self
+            .commands
+            .iter()
+            .filter(|(_, recorded)| recorded.first_seq > sealed)
+            .map(|(id, recorded)| (&**id, recorded))
+            .collect();
+        open.sort_unstable_by_key(|(_, recorded)| recorded.first_seq);
+        let command = |(id, recorded): &(&str, &Recorded)| {
+            (
+                id.to_string(),
+                recorded.first_seq,
+                recorded.joined(names).to_string(),
+            )
+        };
+        let mut chunks = self.chunks.clone();
+        let mut new_chunks = Vec::new();
+        let mut rest = open.as_slice();
+        while per_chunk > 0 && rest.len() >= per_chunk {
+            let (chunk, after) = rest.split_at(per_chunk);
+            chunks.extend(chunk.last().map(|(_, recorded)| recorded.first_seq));
+            new_chunks.push(chunk.iter().map(command).collect());
+            rest = after;
+        }
+        let record = Record {
             version: A::SNAPSHOT_VERSION,
             seq: self.last_seq,
-            state: self.state.snapshot()?,
-            commands: self
-                .commands
-                .iter()
-                .map(|(id, recorded)| {
-                    (
-                        id.to_string(),
-                        recorded.first_seq,
-                        recorded.joined(names).to_string(),
-                    )
-                })
-                .collect(),
-        })
+            state,
+            commands: rest.iter().map(command).collect(),
+            chunks,
+            chunk_size: per_chunk,
+        };
+        Some((record, new_chunks))
     }
 }
 
@@ -384,7 +429,11 @@ impl<A: Aggregate> AggregateHandler<A> {
             )
         })?;
         if let Some(found) = restored.into_inner().ok().flatten() {
-            slot.restore(found, self.names());
+            let per_chunk = self
+                .snapshots
+                .as_ref()
+                .map_or(0, |s| s.commands_per_chunk());
+            slot.restore(found, self.names(), per_chunk);
         }
         if let Err(reason) = slot.fold(&self.stream, self.names(), events) {
             *slot = Slot::default();
@@ -404,8 +453,17 @@ impl<A: Aggregate> AggregateHandler<A> {
             return;
         }
         slot.since_snapshot = 0;
-        if let Some(record) = slot.record(self.names()) {
-            snapshots.write(&self.store, aggregate_id, record);
+        let Some((record, new_chunks)) = slot.record(self.names(), snapshots.commands_per_chunk())
+        else {
+            return;
+        };
+        let chunks = record.chunks.clone();
+        let stored = slot
+            .stored_chunks
+            .get_or_insert_with(|| Arc::new(AtomicUsize::new(0)))
+            .clone();
+        if snapshots.write(&self.store, aggregate_id, record, new_chunks, stored) {
+            slot.chunks = chunks;
         }
     }
 
@@ -680,6 +738,111 @@ fn conflict_pause(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Default, Clone)]
+    struct Tally(u64);
+
+    #[derive(serde::Deserialize)]
+    enum TallyCommand {}
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    enum TallyEvent {
+        Added {},
+    }
+
+    impl Aggregate for Tally {
+        const TYPE: &'static str = "tally";
+        type Command = TallyCommand;
+        type Event = TallyEvent;
+
+        fn handle(&self, command: TallyCommand) -> Result<Vec<TallyEvent>, crate::Rejection> {
+            match command {}
+        }
+
+        fn apply(&mut self, _: TallyEvent) {
+            self.0 += 1;
+        }
+
+        fn snapshot(&self) -> Option<serde_json::Value> {
+            Some(self.0.into())
+        }
+    }
+
+    /// A slot that has seen `commands` one-event commands, at sequences
+    /// 1, 2, …
+    fn tally(commands: u64) -> Slot<Tally> {
+        let mut slot = Slot::<Tally>::default();
+        for seq in 1..=commands {
+            slot.commands.insert(
+                format!("c{seq}").into(),
+                Recorded::new(seq, "Added", &["Added"]),
+            );
+            slot.last_seq = seq;
+        }
+        slot
+    }
+
+    /// The command ids in each chunk and in the record's own list.
+    fn layout(record: &Record, chunks: &[Vec<Command>]) -> (Vec<Vec<String>>, Vec<String>) {
+        let ids = |commands: &[Command]| commands.iter().map(|c| c.0.clone()).collect();
+        (
+            chunks.iter().map(|c| ids(c)).collect(),
+            ids(&record.commands),
+        )
+    }
+
+    #[test]
+    fn a_snapshot_writes_each_chunk_once_in_stream_order_and_again_after_a_failure() {
+        let names = ["Added"];
+        let mut slot = tally(7);
+        let (record, chunks) = slot.record(&names, 3).expect("a snapshot");
+        assert_eq!(
+            layout(&record, &chunks),
+            (
+                vec![
+                    vec!["c1".into(), "c2".into(), "c3".into()],
+                    vec!["c4".into(), "c5".into(), "c6".into()]
+                ],
+                vec!["c7".to_string()]
+            )
+        );
+        assert_eq!((record.chunks.clone(), record.chunk_size), (vec![3, 6], 3));
+        // Handed to a write that stored the first chunk only.
+        slot.chunks = record.chunks;
+        slot.stored_chunks = Some(Arc::new(AtomicUsize::new(1)));
+        for seq in 8..=9 {
+            slot.commands.insert(
+                format!("c{seq}").into(),
+                Recorded::new(seq, "Added", &names),
+            );
+            slot.last_seq = seq;
+        }
+        let (record, chunks) = slot.record(&names, 3).expect("a snapshot");
+        assert_eq!(
+            layout(&record, &chunks),
+            (
+                vec![
+                    vec!["c4".into(), "c5".into(), "c6".into()],
+                    vec!["c7".into(), "c8".into(), "c9".into()]
+                ],
+                vec![]
+            )
+        );
+        assert_eq!(record.chunks, [3, 6, 9]);
+        // Once all are stored, the next snapshot writes none again.
+        slot.chunks = record.chunks;
+        slot.stored_chunks = Some(Arc::new(AtomicUsize::new(3)));
+        let (record, chunks) = slot.record(&names, 3).expect("a snapshot");
+        assert!(chunks.is_empty());
+        assert_eq!(
+            (record.chunks.as_slice(), record.commands.len()),
+            (&[3, 6, 9][..], 0)
+        );
+        // Without chunks the record is whole.
+        let (record, chunks) = tally(7).record(&names, 0).expect("a snapshot");
+        assert!(chunks.is_empty() && record.chunks.is_empty());
+        assert_eq!(record.commands.len(), 7);
+    }
 
     #[test]
     fn a_record_lists_a_commands_events_in_order() {

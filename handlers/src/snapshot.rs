@@ -5,11 +5,21 @@
 //! the state after the event at stream sequence `seq` and the aggregate's
 //! whole idempotency record up to there, and it is used only when all of it
 //! reads back (the aggregate's [`Aggregate::SNAPSHOT_VERSION`], its
-//! `from_snapshot`) and the event at `seq` is this aggregate's (a stream
-//! made anew must not meet an old snapshot). Anything else, and the history
-//! is replayed as without snapshots. Since the record is kept whole, a
-//! resend is recognised over all of history, as without snapshots; a
-//! snapshot that would not fit in one message is not written.
+//! `from_snapshot`, every chunk below) and the event at `seq` is this
+//! aggregate's (a stream made anew must not meet an old snapshot). Anything
+//! else, and the history is replayed as without snapshots. Since the record
+//! is kept whole, a resend is recognised over all of history, as without
+//! snapshots.
+//!
+//! The record grows with the history (about 70 bytes a command), so it is
+//! kept in chunks: the commands in the order of their first event,
+//! [`SnapshotConfig::commands_per_chunk`] to a chunk, each chunk under a key
+//! of its own (`<id>.commands.<per chunk>.<n>`) and written once, when it
+//! fills; the snapshot itself holds the commands past the last full chunk.
+//! Which commands share a chunk follows from the history alone, so every
+//! process writes the same chunk under the same key, and a snapshot costs
+//! the state, the last chunks and the commands past them, however long the
+//! history.
 //!
 //! Writes happen off the command path: after an accepted command brings
 //! an aggregate [`SnapshotConfig::every`] events past its last snapshot (or
@@ -23,13 +33,18 @@ use crate::aggregate::Aggregate;
 use crate::store::EventStore;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// The longest wait for each request opening or creating a bucket.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Chunks of a record read at once.
+const CHUNK_READS: usize = 16;
 
 /// When to take snapshots.
 #[derive(Debug, Clone)]
@@ -41,6 +56,11 @@ pub struct SnapshotConfig {
     /// Replicas of the snapshot buckets; the runtime sets the event
     /// streams' own.
     pub replicas: usize,
+    /// Commands per chunk of a snapshot's idempotency record (default
+    /// 1,024: about 70 KB with UUID command ids); 0 keeps the whole record
+    /// in the snapshot, which then stops being written once it outgrows
+    /// one message.
+    pub commands_per_chunk: usize,
 }
 
 impl Default for SnapshotConfig {
@@ -48,9 +68,14 @@ impl Default for SnapshotConfig {
         SnapshotConfig {
             every: 1_000,
             replicas: 1,
+            commands_per_chunk: 1_024,
         }
     }
 }
+
+/// One command of the idempotency record: `[command id, first stream
+/// sequence, event types joined by "."]`.
+pub(crate) type Command = (String, u64, String);
 
 /// One snapshot as stored (JSON).
 #[derive(Debug, Serialize, Deserialize)]
@@ -61,16 +86,38 @@ pub(crate) struct Record {
     pub seq: u64,
     /// What [`Aggregate::snapshot`] returned.
     pub state: serde_json::Value,
-    /// The idempotency record: `[command id, first stream sequence, event
-    /// types joined by "."]` for every command up to `seq`.
-    pub commands: Vec<(String, u64, String)>,
+    /// The idempotency record past the chunks, in stream order: every
+    /// command up to `seq` that no chunk holds.
+    pub commands: Vec<Command>,
+    /// The full chunks before `commands`: for each, the first sequence of
+    /// its last command (so a chunk from another history does not pass).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<u64>,
+    /// Commands in each chunk.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chunk_size: usize,
 }
 
-/// A restored snapshot: the state and the rest of the record.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A restored snapshot: the state and the whole idempotency record.
 pub(crate) struct Restored<A> {
     pub seq: u64,
     pub state: A,
-    pub commands: Vec<(String, u64, String)>,
+    /// The chunks' commands, then the snapshot's own.
+    pub commands: Vec<Command>,
+    /// The chunks read, as [`Record::chunks`]: stored already.
+    pub chunks: Vec<u64>,
+    pub chunk_size: usize,
+}
+
+/// The key of chunk `n` of aggregate `id`'s record, `per_chunk` commands a
+/// chunk. The size is part of the key, so processes configured with other
+/// sizes never overwrite each other's chunks.
+fn chunk_key(id: &str, per_chunk: usize, n: usize) -> String {
+    format!("{id}.commands.{per_chunk}.{n}")
 }
 
 /// One aggregate type's snapshot bucket, opened at first use.
@@ -102,6 +149,11 @@ impl Snapshots {
     /// Events past the last snapshot after which the next is written.
     pub(crate) fn every(&self) -> u64 {
         self.config.every
+    }
+
+    /// Commands per chunk of the idempotency record (0: no chunks).
+    pub(crate) fn commands_per_chunk(&self) -> usize {
+        self.config.commands_per_chunk
     }
 
     /// The bucket, created when absent; `None` (with a warning, once) when
@@ -157,9 +209,59 @@ impl Snapshots {
                 return None;
             }
         };
-        let restored = Self::check::<A>(store, id, &bytes).await;
+        let restored = match Self::check::<A>(store, id, &bytes).await {
+            Some(restored) => Self::with_chunks(kv, id, restored).await,
+            None => None,
+        };
         crate::metrics::global().snapshot(Some(restored.is_some()));
         restored
+    }
+
+    /// `restored` with the commands of its chunks put first, when every
+    /// chunk reads and is the one the snapshot lists.
+    async fn with_chunks<A>(
+        kv: &kv::Store,
+        id: &str,
+        mut restored: Restored<A>,
+    ) -> Option<Restored<A>> {
+        if restored.chunks.is_empty() {
+            return Some(restored);
+        }
+        let per_chunk = restored.chunk_size;
+        // Read a few at a time and stop at the first that does not match,
+        // however many a snapshot lists.
+        let mut reads = futures::stream::iter(0..restored.chunks.len())
+            .map(|n| kv.get(chunk_key(id, per_chunk, n)))
+            .buffered(CHUNK_READS)
+            .zip(futures::stream::iter(&restored.chunks))
+            .enumerate();
+        let mut commands = Vec::new();
+        while let Some((n, (read, last))) = reads.next().await {
+            let chunk: Option<Vec<Command>> = match read {
+                Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
+                _ => None,
+            };
+            match chunk {
+                Some(chunk)
+                    if chunk.len() == per_chunk
+                        && chunk.last().map(|command| command.1) == Some(*last) =>
+                {
+                    commands.extend(chunk)
+                }
+                _ => {
+                    tracing::debug!(
+                        aggregate_id = id,
+                        chunk = n,
+                        "snapshot chunk missing or not the one listed"
+                    );
+                    return None;
+                }
+            }
+        }
+        drop(reads);
+        commands.append(&mut restored.commands);
+        restored.commands = commands;
+        Some(restored)
     }
 
     /// The snapshot in `bytes`, when it can be used.
@@ -197,23 +299,53 @@ impl Snapshots {
             seq: record.seq,
             state,
             commands: record.commands,
+            chunks: record.chunks,
+            chunk_size: record.chunk_size,
         })
     }
 
-    /// Writes `record` as aggregate `id`'s snapshot, in a task of its own.
-    pub(crate) fn write(self: &Arc<Self>, store: &EventStore, id: &str, record: Record) {
-        let Ok(bytes) = serde_json::to_vec(&record) else {
-            return;
-        };
-        // A message cannot exceed the server's max_payload (1 MiB by
-        // default): such an aggregate is replayed in full instead.
-        if bytes.len() as u64 > store.client().server_info().max_payload as u64 {
-            tracing::debug!(
-                aggregate_id = id,
-                bytes = bytes.len(),
-                "snapshot too large to store"
-            );
-            return;
+    /// Writes `record` as aggregate `id`'s snapshot, after the chunks it
+    /// lists that are not stored yet (`new_chunks`, the last ones), in a
+    /// task of its own; `stored` goes up to the chunks stored so far. False
+    /// when nothing will be written: a part that cannot be encoded or would
+    /// not fit in one message (the server's `max_payload`, 1 MiB by
+    /// default).
+    pub(crate) fn write(
+        self: &Arc<Self>,
+        store: &EventStore,
+        id: &str,
+        record: Record,
+        new_chunks: Vec<Vec<Command>>,
+        stored: Arc<AtomicUsize>,
+    ) -> bool {
+        let max = store.client().server_info().max_payload as u64;
+        let record_chunks = record.chunks.len();
+        let first_new = record_chunks.saturating_sub(new_chunks.len());
+        let per_chunk = record.chunk_size;
+        let mut puts = Vec::with_capacity(new_chunks.len() + 1);
+        for (n, chunk) in new_chunks.iter().enumerate() {
+            puts.push((
+                chunk_key(id, per_chunk, first_new + n),
+                serde_json::to_vec(chunk),
+            ));
+        }
+        // The snapshot last: it must never list a chunk not yet stored.
+        puts.push((id.to_string(), serde_json::to_vec(&record)));
+        let mut encoded = Vec::with_capacity(puts.len());
+        for (key, bytes) in puts {
+            match bytes {
+                Ok(bytes) if bytes.len() as u64 <= max => encoded.push((key, Bytes::from(bytes))),
+                Ok(bytes) => {
+                    tracing::debug!(
+                        aggregate_id = id,
+                        key,
+                        bytes = bytes.len(),
+                        "snapshot too large to store"
+                    );
+                    return false;
+                }
+                Err(_) => return false,
+            }
         }
         let store = store.clone();
         let id = id.to_string();
@@ -222,15 +354,25 @@ impl Snapshots {
             let Some(kv) = snapshots.kv(&store).await else {
                 return;
             };
-            let put =
-                tokio::time::timeout(Duration::from_secs(10), kv.put(&id, Bytes::from(bytes)));
-            match put.await {
-                Ok(Ok(_)) => crate::metrics::global().snapshot(None),
-                Ok(Err(e)) => {
-                    tracing::debug!(aggregate_id = %id, error = %e, "snapshot not stored")
+            for (n, (key, bytes)) in (first_new..).zip(encoded) {
+                let put = tokio::time::timeout(Duration::from_secs(10), kv.put(&key, bytes));
+                match put.await {
+                    // The snapshot itself comes last and counts no chunk.
+                    Ok(Ok(_)) => {
+                        stored.fetch_max((n + 1).min(record_chunks), Ordering::Relaxed);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(aggregate_id = %id, key, error = %e, "snapshot not stored");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(aggregate_id = %id, key, "snapshot not stored in time");
+                        return;
+                    }
                 }
-                Err(_) => tracing::debug!(aggregate_id = %id, "snapshot not stored in time"),
             }
+            crate::metrics::global().snapshot(None);
         });
+        true
     }
 }
