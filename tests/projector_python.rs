@@ -21,20 +21,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-/// The nats-py release the example is tested with.
-const NATS_PY: &str = "2.16.0";
-/// The jsonschema release the example validates event bodies with.
-const JSONSCHEMA: &str = "4.26.0";
+/// Every Python package the example runs with, pinned.
+const REQUIREMENTS: &str = include_str!("../examples/python/requirements.txt");
 
-/// Project-local nats-py and jsonschema under `<tools>/python`, installed
-/// with pip when missing; parallel callers wait on a lock file.
+/// Project-local copies of the example's pinned packages under
+/// `<tools>/python`, installed with pip when any is missing; parallel
+/// callers wait on a lock file.
 fn python_packages() -> PathBuf {
     let tools = jetsource_test_server::tools_dir();
     let target = tools.join("python");
-    let markers = [
-        target.join(format!("nats_py-{NATS_PY}.dist-info")),
-        target.join(format!("jsonschema-{JSONSCHEMA}.dist-info")),
-    ];
+    // pip names each installed package's folder `<name>-<version>.dist-info`,
+    // with `-` in the name as `_`.
+    let markers: Vec<PathBuf> = REQUIREMENTS
+        .lines()
+        .filter_map(|line| line.split_once("=="))
+        .map(|(name, version)| {
+            target.join(format!("{}-{version}.dist-info", name.replace('-', "_")))
+        })
+        .collect();
+    assert!(
+        markers.len() >= 2,
+        "no pins in examples/python/requirements.txt"
+    );
     let installed = || markers.iter().all(|m| m.is_dir());
     if installed() {
         return target;
@@ -45,6 +53,8 @@ fn python_packages() -> PathBuf {
     if installed() {
         return target;
     }
+    let requirements =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/requirements.txt");
     let out = Command::new("python3")
         .args([
             "-m",
@@ -52,18 +62,20 @@ fn python_packages() -> PathBuf {
             "install",
             "--quiet",
             "--disable-pip-version-check",
+            "--no-deps",
             "--upgrade",
             "--target",
         ])
         .arg(&target)
-        .arg(format!("nats-py=={NATS_PY}"))
-        .arg(format!("jsonschema=={JSONSCHEMA}"))
+        .arg("-r")
+        .arg(&requirements)
         .stdin(Stdio::null())
         .output()
         .expect("python3 runs");
     assert!(
         out.status.success(),
-        "installing nats-py=={NATS_PY} and jsonschema=={JSONSCHEMA} into {}: {}",
+        "installing {} into {}: {}",
+        requirements.display(),
         target.display(),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -28,7 +28,7 @@ Usage: python3 blog_listing.py [NATS_URL] [--schemas DIR] [--subject-prefix P]
   P         the application's subject prefix; default: $JETSOURCE_SUBJECT_PREFIX,
             else none ("" is none). The same setting as jetsource's
             --subject-prefix, with the same precedence: flag, then environment.
-Needs nats-py and jsonschema.
+Needs nats-py and jsonschema: pip install -r requirements.txt (beside this file).
 
 A projector must never skip an event silently. When the contract does not
 hold it prints one JSON object on stderr, prints no listing, and exits with
