@@ -390,3 +390,44 @@ fn a_feedback_only_process_answers_for_a_handlers_only_process() {
     assert_eq!(answer["code"], "not_found");
     assert_eq!(answer["aggregate_id"], "missing");
 }
+
+/// True while process `pid` runs (a zombie has ended).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_killed_run_takes_its_embedded_server_with_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let serving = Serving::start(dir.path(), &["run"], &[]);
+    // The server's ports file is named after its process id.
+    let ports = dir.path().join("data/nats-run/ports");
+    let pid: u32 = std::fs::read_dir(&ports)
+        .expect("the ports folder")
+        .flatten()
+        .find_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_prefix("nats-server_")?
+                .strip_suffix(".ports")?
+                .parse()
+                .ok()
+        })
+        .expect("the server's ports file");
+    assert!(alive(pid), "the embedded server runs");
+    // SIGKILL: jetsource gets no chance to stop anything itself.
+    drop(serving);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server {pid} outlived the killed jetsource"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,5 +1,6 @@
 //! A nats-server child process: find a suitable binary (or install the
-//! pinned one into a project-local folder), start it, stop it on drop.
+//! pinned one into a project-local folder), start it, stop it on drop, and
+//! have it stop by itself when the starting process dies.
 //!
 //! `jetsource run` uses this for its embedded default, `jetsource bench` for
 //! its own server, and the test harness for one server per test. A binary
@@ -11,7 +12,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Names the binary to use, before any search.
@@ -220,10 +221,30 @@ impl ServerOptions {
     }
 }
 
-/// A running nats-server child, killed when dropped.
+/// Runs nats-server (`$0 "$@"`) so that it ends with the process that
+/// started it, however that ends: a reader holds the pipe on the shell's
+/// stdin, whose other end only the starting process has, and stops the
+/// server when the pipe closes (the starting process exits, is killed, or
+/// drops it). The shell waits for the server and exits with its status.
+const WATCHDOG: &str = r#"exec 3<&0 0</dev/null
+"$0" "$@" 3<&- & server=$!
+(read _ <&3; kill -TERM "$server" 2>/dev/null) & reader=$!
+exec 3<&-
+wait "$server"; code=$?
+kill "$reader" 2>/dev/null
+exit "$code""#;
+
+/// A running nats-server child, killed when dropped, and stopped when the
+/// process that started it ends in any way (even by SIGKILL), so that no
+/// server outlives its owner holding a port and a store.
 #[derive(Debug)]
 pub struct ServerProcess {
+    /// The shell running [`WATCHDOG`]: it exits when the server does.
     child: Child,
+    /// The pipe whose closing stops the server.
+    stop_pipe: Option<ChildStdin>,
+    /// The server's own process id, from its ports file (0 until known).
+    server_pid: u32,
     binary: ServerBinary,
     options: ServerOptions,
     run_dir: PathBuf,
@@ -250,18 +271,25 @@ impl ServerProcess {
         fs::create_dir_all(&ports_dir).map_err(io("creating the ports folder"))?;
         let log =
             File::create(run_dir.join("nats-server.log")).map_err(io("creating the server log"))?;
-        let child = Command::new(&binary.path)
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg(&binary.path)
             .arg("-c")
             .arg(&config)
             .arg("--ports_file_dir")
             .arg(&ports_dir)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| ServerError::Start(format!("{}: {e}", binary.path.display())))?;
+            .map_err(|e| {
+                ServerError::Start(format!("sh running {}: {e}", binary.path.display()))
+            })?;
         let mut process = ServerProcess {
+            stop_pipe: child.stdin.take(),
             child,
+            server_pid: 0,
             binary: binary.clone(),
             options,
             run_dir: run_dir.to_path_buf(),
@@ -273,7 +301,6 @@ impl ServerProcess {
 
     fn wait_ready(&mut self, ports_dir: &Path) -> Result<SocketAddr, ServerError> {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let ports_file = ports_dir.join(format!("nats-server_{}.ports", self.child.id()));
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 let log =
@@ -283,7 +310,10 @@ impl ServerProcess {
                     tail(&log)
                 )));
             }
-            if let Some(addr) = read_ports_file(&ports_file) {
+            // The folder is new: the one ports file is the server's, named
+            // after its process id.
+            if let Some((pid, addr)) = find_ports_file(ports_dir) {
+                self.server_pid = pid;
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                     return Ok(addr);
                 }
@@ -300,9 +330,9 @@ impl ServerProcess {
         format!("nats://{}", self.addr)
     }
 
-    /// The child's process id (for reading its memory use from `/proc`).
+    /// The server's process id (for reading its memory use from `/proc`).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.server_pid
     }
 
     /// The client port.
@@ -327,30 +357,39 @@ impl ServerProcess {
 
     /// Kills the server with SIGKILL (no clean shutdown) and waits for it.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
+        if matches!(self.child.try_wait(), Ok(None)) && self.server_pid != 0 {
+            signal("-KILL", self.server_pid);
+        }
+        // Before its pid is known, closing the pipe stops it.
+        self.stop_pipe = None;
+        if !self.exited_within(Duration::from_secs(10)) {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 
-    /// Asks the server to shut down cleanly (SIGTERM), waiting up to
-    /// `grace` before killing it.
+    /// Asks the server to shut down cleanly (SIGTERM, by closing the pipe),
+    /// waiting up to `grace` before killing it.
     pub fn stop(&mut self, grace: Duration) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            let deadline = Instant::now() + grace;
-            while Instant::now() < deadline {
-                if !matches!(self.child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        self.stop_pipe = None;
+        if !self.exited_within(grace) {
+            self.kill();
         }
-        self.kill();
+    }
+
+    /// True once the server (and with it the shell) has exited, waiting up
+    /// to `wait`.
+    fn exited_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills the server and starts it again on the same port and store.
@@ -382,6 +421,32 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The process id and address in the server's ports file
+/// (`nats-server_<pid>.ports`) in `dir`, once it is written.
+fn find_ports_file(dir: &Path) -> Option<(u32, SocketAddr)> {
+    fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()?
+            .strip_prefix("nats-server_")?
+            .strip_suffix(".ports")?
+            .parse()
+            .ok()?;
+        Some((pid, read_ports_file(&entry.path())?))
+    })
+}
+
+/// Sends `signal` (`-KILL`, `-TERM`) to process `pid`.
+fn signal(signal: &str, pid: u32) {
+    let _ = Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn read_ports_file(path: &Path) -> Option<SocketAddr> {
