@@ -254,6 +254,12 @@ async fn a_refused_consumer_leaves_the_load_to_direct_gets() {
     assert_eq!((reads, fallbacks), (0, 1));
     assert_eq!(direct, 2, "the first batch, then the rest in one");
     assert!(metrics.load_counts().2 > fallbacks_before);
+    // For a while, long loads of that stream do not try again.
+    let again = store.load("blogpost", "p", 0).await.expect("load");
+    assert_eq!(seen(&again), stored);
+    let (direct, reads, _, fallbacks) = stats(&counts);
+    assert_eq!((direct, reads, fallbacks), (4, 0, 1));
+    assert_eq!(counts.consumer_skips.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test]

@@ -32,6 +32,14 @@ pub(crate) const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
 /// The longest wait for a consumer's creation.
 pub(crate) const CREATE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why a read stopped: while the consumer was being created (the account
+/// may not create one, or the stream has all it may have), or later.
+#[derive(Debug)]
+pub(crate) enum Stopped {
+    Creating(String),
+    Reading(String),
+}
+
 /// One read: every event on `filter` from stream sequence `start` on.
 pub(crate) struct ConsumerRead<'a> {
     pub client: &'a Client,
@@ -49,8 +57,20 @@ pub(crate) struct ConsumerRead<'a> {
 
 impl ConsumerRead<'_> {
     /// The events, in stream order, or why the read stopped.
-    pub(crate) async fn run(self) -> Result<Vec<StoredEvent>, String> {
+    pub(crate) async fn run(self) -> Result<Vec<StoredEvent>, Stopped> {
         let name = format!("load_{}", uuid::Uuid::new_v4().simple());
+        let (mut replies, inbox, pending, _delete) =
+            self.create(&name).await.map_err(Stopped::Creating)?;
+        self.read(&name, &mut replies, &inbox, pending)
+            .await
+            .map_err(Stopped::Reading)
+    }
+
+    /// Creates consumer `name`; its deliveries and answers come to the
+    /// returned subscription, on the returned inbox. Also returns the
+    /// server's count of events to read and the guard that deletes the
+    /// consumer.
+    async fn create(&self, name: &str) -> Result<(Subscriber, String, u64, DeleteOnDrop), String> {
         // A subscription of its own: deliveries carry the event's subject,
         // not the inbox, so the store's reply router cannot route them.
         let inbox = self.client.new_inbox();
@@ -84,7 +104,7 @@ impl ConsumerRead<'_> {
             .await
             .map_err(|e| format!("cannot ask for a consumer: {e}"))?;
         // From here on the consumer may exist: delete it however this ends.
-        let _delete = DeleteOnDrop {
+        let delete = DeleteOnDrop {
             client: self.client.clone(),
             subject: format!("$JS.API.CONSUMER.DELETE.{}.{name}", self.stream),
             reply: self.client.new_inbox(),
@@ -100,10 +120,22 @@ impl ConsumerRead<'_> {
         if let Some(error) = created.get("error") {
             return Err(format!("consumer creation refused: {error}"));
         }
-        let mut pending = created
+        let pending = created
             .get("num_pending")
             .and_then(|n| n.as_u64())
             .ok_or_else(|| format!("consumer creation answered without num_pending: {created}"))?;
+        Ok((replies, inbox, pending, delete))
+    }
+
+    /// Pulls every event consumer `name` has (`pending` by the server's
+    /// count at creation).
+    async fn read(
+        &self,
+        name: &str,
+        replies: &mut Subscriber,
+        inbox: &str,
+        mut pending: u64,
+    ) -> Result<Vec<StoredEvent>, String> {
         let pull_subject = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{name}", self.stream);
         // The server's count sizes the first allocation only up to one
         // pull's worth: a read that stops early never holds more.
@@ -119,7 +151,7 @@ impl ConsumerRead<'_> {
             self.client
                 .publish_with_reply(
                     pull_subject.clone(),
-                    inbox.clone(),
+                    inbox.to_string(),
                     Bytes::from(pull.to_string()),
                 )
                 .await
@@ -127,7 +159,7 @@ impl ConsumerRead<'_> {
             self.stats.consumer_pulls.fetch_add(1, Ordering::Relaxed);
             let mut got = 0;
             while got < batch && pending > 0 {
-                let message = self.next(&mut replies, self.timeout).await?;
+                let message = self.next(replies, self.timeout).await?;
                 match message.status.map(|s| s.as_u16()) {
                     None | Some(200) => {}
                     // Idle heartbeats: nothing to do.

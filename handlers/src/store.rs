@@ -19,7 +19,7 @@
 //! appends map the server's error codes to one [`AppendErrorKind`].
 
 use crate::append::{Appender, Outgoing};
-use crate::consumer_read::ConsumerRead;
+use crate::consumer_read::{ConsumerRead, Stopped};
 use crate::error::Error;
 use async_nats::header::{HeaderMap, HeaderValue};
 use async_nats::{Client, Subscriber};
@@ -31,7 +31,7 @@ use jetsource_schemas::{
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub use crate::append::codes as jetstream_codes;
@@ -276,6 +276,9 @@ pub struct EventStore {
     timeout: Duration,
     namespace: Namespace,
     load_stats: Arc<LoadStats>,
+    /// Streams on which a load consumer could not be created, and until
+    /// when loads leave them to direct gets.
+    consumers_paused: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 /// No snapshot: the probe of plain loads.
@@ -294,6 +297,9 @@ pub struct LoadStats {
     pub consumer_pulls: AtomicU64,
     /// Consumer reads that failed and were finished by direct get instead.
     pub consumer_fallbacks: AtomicU64,
+    /// Long loads read by direct get alone, within
+    /// [`CONSUMER_RETRY_AFTER`] of a consumer that could not be created.
+    pub consumer_skips: AtomicU64,
 }
 
 /// What one batched direct get brought.
@@ -322,6 +328,12 @@ pub const LOAD_BATCH: usize = 10_000;
 /// many events remain, so a burst stays far below its slow-consumer limit
 /// (`max_pending`, 64 MiB by default) however large the events are.
 pub const LOAD_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// How long loads read a stream by direct get alone after a load consumer
+/// could not be created on it. An account that may not create consumers
+/// gets no answer at all, so each try waits
+/// [`crate::consumer_read::CREATE_TIMEOUT`]: one long load a minute pays
+/// that, not every one.
+pub const CONSUMER_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl EventStore {
     /// An event store over `client`; requests time out after `timeout`.
@@ -339,6 +351,7 @@ impl EventStore {
             timeout,
             namespace: Namespace::default(),
             load_stats: Arc::default(),
+            consumers_paused: Arc::default(),
         })
     }
 
@@ -643,7 +656,11 @@ impl EventStore {
                 unfinished.push((filter, batch.next));
             }
         }
-        if pending >= CONSUMER_MIN_PENDING {
+        if pending >= CONSUMER_MIN_PENDING && self.consumers_paused(&stream) {
+            self.load_stats
+                .consumer_skips
+                .fetch_add(1, Ordering::Relaxed);
+        } else if pending >= CONSUMER_MIN_PENDING {
             // Every event below the lowest unfinished position is in hand:
             // the consumer reads the rest of every filter from there.
             let mut start = unfinished.iter().map(|(_, next)| *next).min().unwrap_or(0);
@@ -691,11 +708,18 @@ impl EventStore {
                     events.extend(rest);
                     return Ok(events);
                 }
-                Err(reason) => {
+                Err(stopped) => {
                     self.load_stats
                         .consumer_fallbacks
                         .fetch_add(1, Ordering::Relaxed);
                     crate::metrics::global().load_fallback();
+                    let reason = match stopped {
+                        Stopped::Creating(reason) => {
+                            self.pause_consumers(&stream);
+                            reason
+                        }
+                        Stopped::Reading(reason) => reason,
+                    };
                     tracing::debug!(%reason, %stream, "reading the rest by direct get");
                 }
             }
@@ -715,6 +739,28 @@ impl EventStore {
         }
         crate::metrics::global().load(false);
         Ok(events)
+    }
+
+    /// True while loads leave `stream` to direct gets (see
+    /// [`CONSUMER_RETRY_AFTER`]).
+    fn consumers_paused(&self, stream: &str) -> bool {
+        let Ok(mut paused) = self.consumers_paused.lock() else {
+            return false;
+        };
+        match paused.get(stream) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                paused.remove(stream);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn pause_consumers(&self, stream: &str) {
+        if let Ok(mut paused) = self.consumers_paused.lock() {
+            paused.insert(stream.to_string(), Instant::now() + CONSUMER_RETRY_AFTER);
+        }
     }
 
     /// Sends a direct-get request to `api`; the answers come to the
