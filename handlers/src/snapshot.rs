@@ -322,31 +322,29 @@ impl Snapshots {
         let record_chunks = record.chunks.len();
         let first_new = record_chunks.saturating_sub(new_chunks.len());
         let per_chunk = record.chunk_size;
-        let mut puts = Vec::with_capacity(new_chunks.len() + 1);
-        for (n, chunk) in new_chunks.iter().enumerate() {
-            puts.push((
-                chunk_key(id, per_chunk, first_new + n),
-                serde_json::to_vec(chunk),
-            ));
-        }
-        // The snapshot last: it must never list a chunk not yet stored.
-        puts.push((id.to_string(), serde_json::to_vec(&record)));
-        let mut encoded = Vec::with_capacity(puts.len());
-        for (key, bytes) in puts {
-            match bytes {
-                Ok(bytes) if bytes.len() as u64 <= max => encoded.push((key, Bytes::from(bytes))),
-                Ok(bytes) => {
-                    tracing::debug!(
-                        aggregate_id = id,
-                        key,
-                        bytes = bytes.len(),
-                        "snapshot too large to store"
-                    );
-                    return false;
-                }
-                Err(_) => return false,
+        // Each part as one message, or nothing is written.
+        let encode = |key: String, bytes: serde_json::Result<Vec<u8>>| match bytes {
+            Ok(bytes) if bytes.len() as u64 <= max => Some((key, Bytes::from(bytes))),
+            Ok(bytes) => {
+                tracing::debug!(
+                    aggregate_id = id,
+                    key,
+                    bytes = bytes.len(),
+                    "snapshot too large to store"
+                );
+                None
             }
-        }
+            Err(_) => None,
+        };
+        let chunks = new_chunks
+            .iter()
+            .zip(first_new..)
+            .map(|(chunk, n)| encode(chunk_key(id, per_chunk, n), serde_json::to_vec(chunk)));
+        // The snapshot last: it must never list a chunk not yet stored.
+        let snapshot = encode(id.to_string(), serde_json::to_vec(&record));
+        let Some(encoded) = chunks.chain([snapshot]).collect::<Option<Vec<_>>>() else {
+            return false;
+        };
         let store = store.clone();
         let id = id.to_string();
         let snapshots = self.clone();
