@@ -106,7 +106,7 @@ async fn from_snapshot(
             )))
         }
     };
-    wait_for_snapshot(env, id, seq).await?;
+    let chunks = wait_for_snapshot(env, id, seq).await?;
     let last = append_events(store, id, EVENTS + 1..EVENTS + 1 + SNAPSHOT_TAIL, seq).await?;
     let mut loads = Timings::default();
     for _ in 0..repetitions(env) {
@@ -119,11 +119,12 @@ async fn from_snapshot(
     }
     let mut figure = loads.figure("cold_load_snapshot");
     figure.count = Some(EVENTS + 1 + SNAPSHOT_TAIL);
-    Ok(figure.with("tail", SNAPSHOT_TAIL))
+    Ok(figure.with("tail", SNAPSHOT_TAIL).with("chunks", chunks))
 }
 
-/// Waits until the aggregate's snapshot covers `seq`.
-async fn wait_for_snapshot(env: &Env, id: &str, seq: u64) -> Result<(), BenchError> {
+/// Waits until the aggregate's snapshot covers `seq`; returns how many
+/// chunks of its command record it lists.
+async fn wait_for_snapshot(env: &Env, id: &str, seq: u64) -> Result<usize, BenchError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let js = env.jetstream();
     while Instant::now() < deadline {
@@ -132,7 +133,7 @@ async fn wait_for_snapshot(env: &Env, id: &str, seq: u64) -> Result<(), BenchErr
                 let record: serde_json::Value =
                     serde_json::from_slice(&bytes).map_err(BenchError::failed_display)?;
                 if record["seq"].as_u64() >= Some(seq) {
-                    return Ok(());
+                    return Ok(record["chunks"].as_array().map_or(0, Vec::len));
                 }
             }
         }
