@@ -115,7 +115,7 @@ pub struct Metrics {
 static GLOBAL: OnceLock<Metrics> = OnceLock::new();
 
 /// The process's registry; it records once [`Metrics::set_recording`]
-/// turned it on (serving `/metrics` does).
+/// turned it on, or once it is first rendered (serving `/metrics` does both).
 pub fn global() -> &'static Metrics {
     GLOBAL.get_or_init(|| {
         let metrics = Metrics::new();
@@ -315,8 +315,12 @@ impl Metrics {
         )
     }
 
-    /// Appends these metrics to `out` in the Prometheus text format.
+    /// Appends these metrics to `out` in the Prometheus text format, and
+    /// turns recording on: whatever serves the registry (jetsource's own
+    /// `/metrics`, or an embedding application's) gets counts from its first
+    /// scrape on without a [`Metrics::set_recording`] of its own.
     pub fn render(&self, out: &mut String) {
+        self.set_recording(true);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
@@ -522,6 +526,18 @@ mod tests {
         metrics.state_cache(true);
         assert_eq!(metrics.commands(Some(RejectionCode::NotFound)), 1);
         assert_eq!(metrics.appends(), 1);
+        assert_eq!(metrics.state_cache_counts(), (1, 0));
+    }
+
+    #[test]
+    fn rendering_a_registry_turns_its_recording_on() {
+        let metrics = Metrics::new();
+        metrics.set_recording(false);
+        metrics.state_cache(true);
+        let mut first = String::new();
+        metrics.render(&mut first);
+        assert!(metrics.recording());
+        metrics.state_cache(true);
         assert_eq!(metrics.state_cache_counts(), (1, 0));
     }
 
