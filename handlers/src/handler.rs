@@ -772,14 +772,19 @@ mod tests {
     /// 1, 2, …
     fn tally(commands: u64) -> Slot<Tally> {
         let mut slot = Slot::<Tally>::default();
-        for seq in 1..=commands {
+        accept(&mut slot, 1..=commands);
+        slot
+    }
+
+    /// Records one-event commands `c<seq>` at sequences `seqs`.
+    fn accept(slot: &mut Slot<Tally>, seqs: std::ops::RangeInclusive<u64>) {
+        for seq in seqs {
             slot.commands.insert(
                 format!("c{seq}").into(),
                 Recorded::new(seq, "Added", &["Added"]),
             );
             slot.last_seq = seq;
         }
-        slot
     }
 
     /// The command ids in each chunk and in the record's own list.
@@ -810,13 +815,7 @@ mod tests {
         // Handed to a write that stored the first chunk only.
         slot.chunks = record.chunks;
         slot.stored_chunks = Some(Arc::new(AtomicUsize::new(1)));
-        for seq in 8..=9 {
-            slot.commands.insert(
-                format!("c{seq}").into(),
-                Recorded::new(seq, "Added", &names),
-            );
-            slot.last_seq = seq;
-        }
+        accept(&mut slot, 8..=9);
         let (record, chunks) = slot.record(&names, 3).expect("a snapshot");
         assert_eq!(
             layout(&record, &chunks),
