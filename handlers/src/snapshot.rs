@@ -239,7 +239,11 @@ impl Snapshots {
         while let Some((n, (read, last))) = reads.next().await {
             let chunk: Option<Vec<Command>> = match read {
                 Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
-                _ => None,
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::debug!(aggregate_id = id, chunk = n, error = %e, "snapshot chunk not read");
+                    None
+                }
             };
             match chunk {
                 Some(chunk)
