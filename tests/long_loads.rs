@@ -90,7 +90,35 @@ async fn blog_store(
         assert!(Instant::now() < deadline, "no stream: {e}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    (jetstream::new(client), store)
+    let js = jetstream::new(client);
+    // A replicated stream takes publishes once it has a leader and its
+    // replicas are current: before that, a publish may find no responder.
+    let stream = store.namespace().stream_name("blogpost");
+    while replicas > 1 && !replicated_ready(&js, &stream, replicas).await {
+        assert!(
+            Instant::now() < deadline,
+            "stream {stream} has no leader and current replicas"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (js, store)
+}
+
+/// True once `stream` has a leader and `replicas - 1` current followers.
+async fn replicated_ready(js: &jetstream::Context, stream: &str, replicas: usize) -> bool {
+    let Ok(mut found) = js.get_stream(stream).await else {
+        return false;
+    };
+    let cluster = found
+        .info()
+        .await
+        .ok()
+        .and_then(|info| info.cluster.clone());
+    cluster.is_some_and(|c| {
+        c.leader.is_some()
+            && c.replicas.len() + 1 == replicas
+            && c.replicas.iter().all(|r| r.current)
+    })
 }
 
 async fn consumer_count(js: &jetstream::Context, stream: &str) -> usize {
