@@ -244,6 +244,46 @@ async fn an_event_that_no_longer_decodes_is_internal() {
 }
 
 #[tokio::test]
+async fn an_undecodable_event_deep_in_a_long_history_is_internal_every_time() {
+    let server = NatsServer::new();
+    let js = Jetsource::start(&server.client_url()).await;
+    let client = commands(&server.client_url()).await;
+    create(&client, "deep").await;
+    let title = serde_json::json!({"title": "Again"});
+    accepted(send(&client, "deep", "change_title", title.clone()).await);
+    let stored = js.store.load("blogpost", "deep", 0).await.expect("load");
+    let changed = stored[1].payload.clone();
+    // Far past the first direct-get batch, so a cold load reads through a
+    // consumer and meets the broken event in the middle of its deliveries,
+    // folding each event as it comes.
+    let jetstream = async_nats::jetstream::new(js.client.clone());
+    let subject = "evt.blogpost.deep.BlogPostTitleChanged";
+    for i in 0..1_200 {
+        let body = if i == 700 {
+            "not json".into()
+        } else {
+            changed.clone()
+        };
+        jetstream
+            .publish(subject, body)
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+    js.stop().await;
+    let js = Jetsource::start(&server.client_url()).await;
+    // Refused each time: a load that stopped at the broken event leaves no
+    // half-built state for the next command to decide on.
+    for _ in 0..2 {
+        let reply = send(&client, "deep", "change_title", title.clone()).await;
+        assert_eq!(rejected(&reply), RejectionCode::Internal, "{reply:?}");
+    }
+    create(&client, "fine").await;
+    js.stop().await;
+}
+
+#[tokio::test]
 async fn commands_that_decide_nothing_are_accepted_with_no_events() {
     let server = NatsServer::new();
     let js = Jetsource::start(&server.client_url()).await;

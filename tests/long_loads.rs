@@ -343,3 +343,92 @@ async fn a_long_load_under_a_subject_prefix_reads_the_prefixed_subjects() {
     let (_, reads, _, fallbacks) = stats(&counts);
     assert_eq!((reads, fallbacks), (2, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_lost_mid_read_leaves_the_rest_to_direct_gets_without_gaps_or_repeats() {
+    let server = NatsServer::new();
+    let (js, store) = blog_store(&server.client_url(), Namespace::default(), 1).await;
+    // Events of 16 KB, so the consumer's read takes several pulls; three
+    // types, two of them asked for, so the first batches of both subjects
+    // run past where the consumer starts.
+    let types = [
+        "BlogPostTitleChanged",
+        "BlogPostPublished",
+        "BlogPostUnpublished",
+    ];
+    let filler = "x".repeat(16 * 1024);
+    let events = (0..1_500usize)
+        .map(|i| {
+            (
+                format!("evt.blogpost.cut.{}", types[i % 3]),
+                format!(r#"{{"n":{i},"filler":"{filler}"}}"#),
+            )
+        })
+        .collect();
+    let stored = publish(&js, events).await;
+    let expected: Vec<_> = stored
+        .iter()
+        .filter(|e| !e.1.ends_with("Unpublished"))
+        .cloned()
+        .collect();
+
+    // Once the load has handed on 300 events, its consumer is deleted (and
+    // the load waits for that), so the pulls after fail.
+    let (cut_tx, mut cut_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deleter = {
+        let js = js.clone();
+        let cut = cut.clone();
+        tokio::spawn(async move {
+            if cut_rx.recv().await.is_none() {
+                return;
+            }
+            let stream = js.get_stream("EVT_BLOGPOST").await.expect("stream");
+            let names: Vec<String> = stream
+                .consumer_names()
+                .map(|n| n.expect("name"))
+                .collect()
+                .await;
+            assert_eq!(names.len(), 1, "the load's consumer: {names:?}");
+            stream.delete_consumer(&names[0]).await.expect("delete");
+            cut.store(true, Ordering::SeqCst);
+        })
+    };
+    let counts = store.load_stats();
+    let mut handed = Vec::new();
+    store
+        .load_each(
+            "blogpost",
+            "cut",
+            &types[..2],
+            || async { None },
+            &mut |event| {
+                handed.push(event);
+                if handed.len() == 300 {
+                    cut_tx.send(()).expect("deleter");
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while !cut.load(Ordering::SeqCst) {
+                        assert!(Instant::now() < deadline, "the consumer was not deleted");
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .await
+        .expect("load");
+    deleter.await.expect("deleter");
+    // Compared without the 16 KB bodies, then the bodies on their own.
+    let (handed, expected) = (seen(&handed), expected);
+    let places = |events: &[(u64, String, String, String)]| {
+        events
+            .iter()
+            .map(|e| (e.0, e.1.clone(), e.2.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(places(&handed), places(&expected));
+    assert!(handed.iter().zip(&expected).all(|(a, b)| a.3 == b.3));
+    let (_, reads, pulls, fallbacks) = stats(&counts);
+    assert_eq!((reads, fallbacks), (0, 1));
+    assert!(pulls >= 2, "{pulls} pulls");
+}

@@ -19,6 +19,7 @@ use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEven
 use jetsource_schemas::{Accepted, CommandReply, EventRef, RejectionCode};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,41 +136,39 @@ impl<A: Aggregate> Default for Slot<A> {
 }
 
 impl<A: Aggregate> Slot<A> {
-    /// Folds confirmed events into the slot; `names` are the aggregate's
-    /// event types, when known (see [`Recorded`]).
+    /// Folds one confirmed event into the slot (none at or below the
+    /// slot's sequence); `names` are the aggregate's event types, when
+    /// known (see [`Recorded`]).
     fn fold(
         &mut self,
         stream: &str,
         names: &[&'static str],
-        events: Vec<StoredEvent>,
+        stored: StoredEvent,
     ) -> Result<(), String> {
-        for stored in events {
-            if stored.seq <= self.last_seq {
-                continue;
-            }
-            let event_type = stored.event_type();
-            let event: A::Event =
-                codec::decode_event(event_type, &stored.payload).map_err(|e| {
-                    format!(
-                        "stored event {} at {stream}:{} does not decode: {e}",
-                        stored.subject, stored.seq
-                    )
-                })?;
-            self.state.apply(event);
-            if let Some(command_id) = stored.command_id() {
-                match self.commands.get_mut(command_id) {
-                    Some(recorded) => recorded.extend(stored.seq, event_type, names),
-                    None => {
-                        self.commands.insert(
-                            command_id.into(),
-                            Recorded::new(stored.seq, event_type, names),
-                        );
-                    }
+        if stored.seq <= self.last_seq {
+            return Ok(());
+        }
+        let event_type = stored.event_type();
+        let event: A::Event = codec::decode_event(event_type, &stored.payload).map_err(|e| {
+            format!(
+                "stored event {} at {stream}:{} does not decode: {e}",
+                stored.subject, stored.seq
+            )
+        })?;
+        self.state.apply(event);
+        if let Some(command_id) = stored.command_id() {
+            match self.commands.get_mut(command_id) {
+                Some(recorded) => recorded.extend(stored.seq, event_type, names),
+                None => {
+                    self.commands.insert(
+                        command_id.into(),
+                        Recorded::new(stored.seq, event_type, names),
+                    );
                 }
             }
-            self.last_seq = stored.seq;
-            self.since_snapshot += 1;
         }
+        self.last_seq = stored.seq;
+        self.since_snapshot += 1;
         Ok(())
     }
 
@@ -399,45 +398,60 @@ impl<A: Aggregate> AggregateHandler<A> {
 
     /// Rebuilds a slot from the store: from a snapshot and the events after
     /// it when the history is long and one can be used, else from all of it.
+    /// Each event is folded as it arrives (see [`EventStore::load_each`]).
     async fn load(
         &self,
         slot: &mut Slot<A>,
         aggregate_id: &str,
     ) -> Result<(), (RejectionCode, String)> {
+        *slot = Slot::default();
         // A long history asks for a snapshot; one that can be used lands
-        // here and the load brings the events after it.
+        // here, before any event is handed on, and is restored first.
         let restored = std::sync::Mutex::new(None);
-        let loaded = match (&self.snapshots, self.event_types) {
-            (Some(snapshots), _) => {
-                let probe = || async {
-                    let found = snapshots.fetch::<A>(&self.store, aggregate_id).await?;
-                    let seq = found.seq;
-                    *restored.lock().ok()? = Some(found);
-                    Some(seq)
-                };
-                self.store
-                    .load_types_or_snapshot(A::TYPE, aggregate_id, self.names(), probe)
-                    .await
-            }
-            (None, Some(types)) => self.store.load_types(A::TYPE, aggregate_id, 0, types).await,
-            (None, None) => self.store.load(A::TYPE, aggregate_id, 0).await,
+        let probe = || async {
+            let snapshots = self.snapshots.as_ref()?;
+            let found = snapshots.fetch::<A>(&self.store, aggregate_id).await?;
+            let seq = found.seq;
+            *restored.lock().ok()? = Some(found);
+            Some(seq)
         };
-        let events = loaded.map_err(|e| {
-            (
+        let per_chunk = self
+            .snapshots
+            .as_ref()
+            .map_or(0, |s| s.commands_per_chunk());
+        let names = self.names();
+        let restore = |slot: &mut Slot<A>| {
+            if let Some(found) = restored.lock().ok().and_then(|mut r| r.take()) {
+                slot.restore(found, names, per_chunk);
+            }
+        };
+        let mut undecodable = None;
+        let loaded = self
+            .store
+            .load_each(A::TYPE, aggregate_id, names, probe, &mut |event| {
+                restore(slot);
+                match slot.fold(&self.stream, names, event) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(reason) => {
+                        undecodable = Some(reason);
+                        ControlFlow::Break(())
+                    }
+                }
+            })
+            .await;
+        restore(slot);
+        let failed = match (undecodable, loaded) {
+            (Some(reason), _) => Some((RejectionCode::Internal, reason)),
+            (None, Err(e)) => Some((
                 RejectionCode::Unavailable,
                 format!("loading the aggregate: {e}"),
-            )
-        })?;
-        if let Some(found) = restored.into_inner().ok().flatten() {
-            let per_chunk = self
-                .snapshots
-                .as_ref()
-                .map_or(0, |s| s.commands_per_chunk());
-            slot.restore(found, self.names(), per_chunk);
-        }
-        if let Err(reason) = slot.fold(&self.stream, self.names(), events) {
+            )),
+            (None, Ok(())) => None,
+        };
+        if let Some(failed) = failed {
+            // Nothing half-folded stays: the next command loads again.
             *slot = Slot::default();
-            return Err((RejectionCode::Internal, reason));
+            return Err(failed);
         }
         slot.loaded = true;
         Ok(())
@@ -707,8 +721,10 @@ impl<A: Aggregate> AggregateHandler<A> {
             {
                 Ok(events) => {
                     moved = events.iter().any(|e| e.seq > slot.last_seq);
-                    let stream = self.stream.clone();
-                    if let Err(reason) = slot.fold(&stream, self.names(), events) {
+                    let folded = events
+                        .into_iter()
+                        .try_for_each(|event| slot.fold(&self.stream, self.names(), event));
+                    if let Err(reason) = folded {
                         *slot = Slot::default();
                         return reject(RejectionCode::Internal, reason);
                     }

@@ -26,7 +26,7 @@
 //! its load), the state is encoded under the aggregate's lock and put in a
 //! task of its own. Reads happen only for long histories: the store asks
 //! for a snapshot once its first direct-get batch shows many events left
-//! (see [`crate::store::EventStore::load_types_or_snapshot`]), so loading
+//! (see [`crate::store::EventStore::load_each`]), so loading
 //! the many short-lived aggregates costs nothing more.
 
 use crate::aggregate::Aggregate;

@@ -9,6 +9,8 @@
 //!   for up to [`FIRST_BATCH`] events, so a cache miss costs the server
 //!   almost nothing; a longer history's rest comes through a short-lived
 //!   consumer, which delivers it about twice as fast.
+//!   [`EventStore::load_each`] hands each event on as it arrives, so the
+//!   caller folds while the rest is read.
 //! - [`EventStore::append`] appends with `Nats-Expected-Last-Subject-Sequence`
 //!   over `evt.<type>.<id>.*`; several events go as one ADR-50 atomic batch.
 //!
@@ -29,6 +31,7 @@ use jetsource_schemas::{
     Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION, READABLE_CONTRACT_VERSIONS,
 };
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -557,19 +560,25 @@ impl EventStore {
             .collect()
     }
 
-    /// Like [`EventStore::load_types`] from the start of the history, but a
+    /// Hands `each` the aggregate's events from the start of its history,
+    /// in stream order, as they arrive, until it breaks: those of
+    /// `event_types` as [`EventStore::load_types`] reads them, or all of
+    /// them as [`EventStore::load`] does when `event_types` is empty. A
     /// long history (past the first direct-get batch, with at least
     /// [`CONSUMER_MIN_PENDING`] events left) first asks `snapshot` for the
     /// stream sequence of a usable snapshot. When it names one, only the
     /// events after it are read besides the first batch: the caller folds
     /// the snapshot, then the events above its sequence.
-    pub async fn load_types_or_snapshot<F, Fut>(
+    ///
+    /// Should the read fail part way, `each` has had a prefix of the events.
+    pub async fn load_each<F, Fut>(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
         event_types: &[&str],
         snapshot: F,
-    ) -> Result<Vec<StoredEvent>, LoadError>
+        each: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
+    ) -> Result<(), LoadError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Option<u64>>,
@@ -582,7 +591,7 @@ impl EventStore {
                     .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?,
             );
         }
-        self.read(aggregate_type, aggregate_id, &filters, 0, snapshot)
+        self.read_each(aggregate_type, aggregate_id, &filters, 0, snapshot, each)
             .await
     }
 
@@ -618,14 +627,7 @@ impl EventStore {
         }
     }
 
-    /// Every message on `filters` after `after_seq`, in stream order.
-    ///
-    /// A first direct-get batch per filter (all at once) reads most
-    /// aggregates whole. When many events remain, the rest comes through a
-    /// short-lived consumer ([`crate::consumer_read`]), which delivers them
-    /// at about twice the rate; otherwise, or should that read fail, by
-    /// further direct-get batches. `filters` are the aggregate's wildcard
-    /// subject or some of its literal ones.
+    /// Every message on `filters` after `after_seq`, collected.
     async fn read<F, Fut>(
         &self,
         aggregate_type: &str,
@@ -634,6 +636,44 @@ impl EventStore {
         after_seq: u64,
         snapshot: F,
     ) -> Result<Vec<StoredEvent>, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Option<u64>>,
+    {
+        let mut events = Vec::new();
+        self.read_each(
+            aggregate_type,
+            aggregate_id,
+            filters,
+            after_seq,
+            snapshot,
+            &mut |event| {
+                events.push(event);
+                ControlFlow::Continue(())
+            },
+        )
+        .await?;
+        Ok(events)
+    }
+
+    /// Hands `each` every message on `filters` after `after_seq`, in stream
+    /// order, until it breaks.
+    ///
+    /// A first direct-get batch per filter (all at once) reads most
+    /// aggregates whole. When many events remain, the rest comes through a
+    /// short-lived consumer ([`crate::consumer_read`]), which delivers them
+    /// at about twice the rate, each handed on as it arrives; otherwise, or
+    /// should that read fail, by further direct-get batches. `filters` are
+    /// the aggregate's wildcard subject or some of its literal ones.
+    async fn read_each<F, Fut>(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        filters: &[String],
+        after_seq: u64,
+        snapshot: F,
+        each: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
+    ) -> Result<(), LoadError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Option<u64>>,
@@ -656,6 +696,11 @@ impl EventStore {
                 unfinished.push((filter, batch.next));
             }
         }
+        if filters.len() > 1 {
+            events.sort_unstable_by_key(|e| e.seq);
+        }
+        // The highest stream sequence handed to `each`.
+        let mut handed = 0;
         if pending >= CONSUMER_MIN_PENDING && self.consumers_paused(&stream) {
             self.load_stats
                 .consumer_skips
@@ -673,6 +718,16 @@ impl EventStore {
             }
             let bytes: usize = events.iter().map(|e| e.payload.len() + 128).sum();
             let per_event = (bytes / events.len().max(1)).max(1);
+            // Those in hand below `start` go first; the rest stay for a
+            // read by direct get, should the consumer's fail.
+            let rest = events.split_off(events.partition_point(|e| e.seq < start));
+            for event in events {
+                handed = event.seq;
+                if each(event).is_break() {
+                    return Ok(());
+                }
+            }
+            events = rest;
             // The consumer reads the aggregate's wildcard subject, even for
             // literal ones: a consumer filtered on several subjects had
             // nats-server scan the stream (1.3 s of its CPU for 10,000
@@ -692,21 +747,22 @@ impl EventStore {
                 per_pull: (LOAD_BATCH_BYTES / per_event).clamp(1, LOAD_BATCH) as u64,
                 timeout: self.timeout,
             };
-            match read.run().await {
-                Ok(mut rest) => {
+            let read = read
+                .run(&mut |event| {
+                    if !every_type && !filters.contains(&event.subject) {
+                        return ControlFlow::Continue(());
+                    }
+                    handed = event.seq;
+                    each(event)
+                })
+                .await;
+            match read {
+                Ok(()) => {
                     self.load_stats
                         .consumer_reads
                         .fetch_add(1, Ordering::Relaxed);
                     crate::metrics::global().load(true);
-                    if !every_type {
-                        rest.retain(|e| filters.contains(&e.subject));
-                    }
-                    events.retain(|e| e.seq < start);
-                    if filters.len() > 1 {
-                        events.sort_unstable_by_key(|e| e.seq);
-                    }
-                    events.extend(rest);
-                    return Ok(events);
+                    return Ok(());
                 }
                 Err(stopped) => {
                     self.load_stats
@@ -720,7 +776,13 @@ impl EventStore {
                         }
                         Stopped::Reading(reason) => reason,
                     };
-                    tracing::debug!(%reason, %stream, "reading the rest by direct get");
+                    tracing::debug!(%reason, %stream, handed, "reading the rest by direct get");
+                    // What the consumer handed on is a gap-free prefix of
+                    // the aggregate's events: go on after it.
+                    events.retain(|e| e.seq > handed);
+                    for (_, next) in &mut unfinished {
+                        *next = (*next).max(handed.saturating_add(1));
+                    }
                 }
             }
         }
@@ -738,7 +800,12 @@ impl EventStore {
             events.sort_unstable_by_key(|e| e.seq);
         }
         crate::metrics::global().load(false);
-        Ok(events)
+        for event in events {
+            if each(event).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// True while loads leave `stream` to direct gets (see
