@@ -13,7 +13,7 @@
 //! - [`snapshot`]: snapshots of long-lived aggregates.
 //! - [`metrics`]: counters and histograms, rendered for Prometheus.
 //! - [`runtime`]: the builder, the command subscription and shutdown.
-//! - [`connect`]: connecting with the server version check.
+//! - [`connect()`]: connecting with the server version check.
 //! - [`server`]: a nats-server child process (embedded default, tests, bench).
 //! - [`version`]: which server versions are supported.
 //! - [`error`]: the error type with a `kind()`.

@@ -220,7 +220,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// Starts building a runtime over `client` (connected with
-    /// [`crate::connect`], so the server version was checked).
+    /// [`crate::connect()`], so the server version was checked).
     pub fn builder(client: Client) -> RuntimeBuilder {
         RuntimeBuilder {
             client,

@@ -333,9 +333,8 @@ pub const LOAD_BATCH: usize = 10_000;
 pub const LOAD_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// How long loads read a stream by direct get alone after a load consumer
 /// could not be created on it. An account that may not create consumers
-/// gets no answer at all, so each try waits
-/// [`crate::consumer_read::CREATE_TIMEOUT`]: one long load a minute pays
-/// that, not every one.
+/// gets no answer at all, so each try waits for the creation's timeout
+/// (2 s): one long load a minute pays that, not every one.
 pub const CONSUMER_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl EventStore {
