@@ -282,12 +282,31 @@ impl Runtime {
         }
     }
 
+    /// A task letting go of workers idle for [`WORKER_LINGER`], checked
+    /// every half of it: workers going idle let go of stale ones, but with
+    /// no commands at all none go idle. Apart from the command loop, so a
+    /// command pays nothing for it.
+    fn reap_idle_workers(&self) -> AbortOnDrop {
+        let handlers: Vec<Arc<dyn Serve>> = self.dispatch.handlers.values().cloned().collect();
+        AbortOnDrop(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(WORKER_LINGER / 2);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                for handler in &handlers {
+                    handler.reap();
+                }
+            }
+        }))
+    }
+
     async fn serve_until(
         self,
         mut subscriber: async_nats::Subscriber,
         mut stopped: tokio::sync::oneshot::Receiver<()>,
     ) -> Result<(), RuntimeError> {
         let permits = Arc::new(Semaphore::new(self.config.max_in_flight));
+        let reaper = self.reap_idle_workers();
         loop {
             let message = tokio::select! {
                 _ = &mut stopped => break,
@@ -321,6 +340,7 @@ impl Runtime {
         let _ = subscriber.unsubscribe().await;
         let in_flight = u32::try_from(self.config.max_in_flight).unwrap_or(u32::MAX);
         let _ = permits.acquire_many(in_flight).await;
+        drop(reaper);
         for handler in self.dispatch.handlers.values() {
             handler.close();
         }
@@ -352,6 +372,15 @@ impl Running {
     }
 }
 
+/// Ends a background task when the command loop ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How long a command worker may stay idle before it is let go.
 const WORKER_LINGER: Duration = Duration::from_secs(30);
 
@@ -369,6 +398,9 @@ trait Serve: Send + Sync {
 
     /// Lets the idle workers go (once no command is in flight).
     fn close(&self);
+
+    /// Lets go of the workers idle for [`WORKER_LINGER`] or longer.
+    fn reap(&self);
 }
 
 /// A command and its in-flight permit, as workers get them.
@@ -405,6 +437,10 @@ impl<A: Aggregate> Serve for Served<A> {
 
     fn close(&self) {
         self.workers.close();
+    }
+
+    fn reap(&self) {
+        self.workers.reap();
     }
 }
 

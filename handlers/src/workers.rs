@@ -8,7 +8,8 @@
 //! went idle last, through a one-slot channel; only when none is idle does
 //! a new worker start. So the workers number about as many as commands
 //! were in flight at once, and those that stay idle for [`Pool::linger`]
-//! are let go as others go idle (with no commands at all, none are).
+//! are let go as others go idle, or by [`Pool::reap`], which the runtime
+//! calls now and then so that they go with no commands at all too.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -82,12 +83,14 @@ impl<J> Pool<J> {
         state.idle.clear();
     }
 
-    fn rest(&self, home: mpsc::Sender<Delivery<J>>) {
+    /// Lets go of the workers idle for the linger or longer.
+    pub(crate) fn reap(&self) {
         let now = Instant::now();
-        let mut state = self.state();
-        if state.closed {
-            return;
-        }
+        self.reap_at(&mut self.state(), now);
+    }
+
+    fn reap_at(&self, state: &mut State<J>, now: Instant) {
+        // Dropping a worker's sender ends its wait: it was the only one.
         while state
             .idle
             .front()
@@ -95,6 +98,15 @@ impl<J> Pool<J> {
         {
             state.idle.pop_front();
         }
+    }
+
+    fn rest(&self, home: mpsc::Sender<Delivery<J>>) {
+        let now = Instant::now();
+        let mut state = self.state();
+        if state.closed {
+            return;
+        }
+        self.reap_at(&mut state, now);
         state.idle.push_back(Idle { home, since: now });
     }
 
@@ -210,5 +222,25 @@ mod tests {
         assert_eq!(pool.idle(), 1);
         assert_eq!(pool.hand_over(3), Ok(()));
         assert_eq!(second.recv().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_reap_lets_stale_workers_go_with_no_other_traffic() {
+        let pool = Arc::new(Pool::new(Duration::from_millis(20)));
+        let (first_done, mut first) = mpsc::unbounded_channel();
+        start(&pool, 1, first_done);
+        let (second_done, mut second) = mpsc::unbounded_channel();
+        start(&pool, 2, second_done);
+        until_idle(&pool, 2).await;
+        pool.reap();
+        assert_eq!(pool.idle(), 2, "not idle long enough yet");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        pool.reap();
+        assert_eq!(pool.idle(), 0);
+        for reported in [&mut first, &mut second] {
+            assert!(reported.recv().await.is_some());
+            assert_eq!(reported.recv().await, None, "the stale worker ended");
+        }
+        assert!(pool.hand_over(3).is_err(), "no worker left to take it");
     }
 }
