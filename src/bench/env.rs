@@ -1,11 +1,12 @@
 //! What every figure runs against: the nats-server (started here unless a
 //! URL was given), the client connections of the load generator, an admin
 //! connection, and jetsource itself, hosted in this process on its own
-//! connection exactly as `jetsource run` hosts it.
+//! connection as `jetsource run --roles handlers` hosts it.
 
 use super::load::LoadShape;
 use super::BenchError;
 use super::BenchErrorExt as _;
+use crate::feedback::{Feedback, FeedbackConfig};
 use crate::App;
 use async_nats::Client;
 use jetsource_handlers::runtime::Running;
@@ -44,7 +45,7 @@ pub struct Env {
     pub run_id: String,
     app: App,
     runtime_config: RuntimeConfig,
-    jetsource: Option<Running>,
+    jetsource: Option<(Running, Feedback)>,
 }
 
 impl Env {
@@ -151,22 +152,33 @@ impl Env {
     }
 
     /// Makes sure jetsource serves commands, hosted in this process on its
-    /// own connection.
+    /// own connection, as `jetsource run --roles handlers` does: with the
+    /// feedback observer, so every rejection is published as a notice
+    /// (case 4) for the processes with the feedback role.
     pub async fn ensure_jetsource(&mut self) -> Result<(), BenchError> {
         if self.jetsource.is_some() {
             return Ok(());
         }
         let client = connect(&self.url).await?;
+        let mut feedback = Feedback::new(
+            client.clone(),
+            FeedbackConfig {
+                namespace: self.runtime_config.namespace.clone(),
+                ..FeedbackConfig::default()
+            },
+        );
         let runtime = self
             .app
             .runtime_builder(client.clone())
             .config(self.runtime_config.clone())
+            .observe(feedback.observer())
             .build()
             .await
             .map_err(BenchError::nats)?;
+        feedback.start_notices();
         // `start` returns once the server has the command subscription.
         let running = runtime.start().await.map_err(BenchError::nats)?;
-        self.jetsource = Some(running);
+        self.jetsource = Some((running, feedback));
         Ok(())
     }
 
@@ -179,10 +191,11 @@ impl Env {
 
     /// Stops the hosted jetsource, letting commands in flight finish.
     pub async fn stop_jetsource(&mut self) {
-        if let Some(running) = self.jetsource.take() {
+        if let Some((running, feedback)) = self.jetsource.take() {
             if let Err(e) = running.shutdown().await {
                 tracing::warn!(error = %e, "the hosted runtime did not stop cleanly");
             }
+            feedback.shutdown().await;
         }
     }
 }

@@ -25,7 +25,7 @@ use jetsource_handlers::error::Error;
 use jetsource_handlers::runtime::OutcomeObserver;
 use jetsource_schemas::feedback::RejectionNotice;
 use jetsource_schemas::Namespace;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -142,6 +142,10 @@ pub struct Feedback {
     queue: mpsc::Sender<RejectionNotice>,
     pending: Option<mpsc::Receiver<RejectionNotice>>,
     dropped: Arc<AtomicU64>,
+    /// Whether this process answers status queries: only then are its
+    /// accepted outcomes worth keeping (a process with the handlers alone
+    /// would fill a cache nobody reads).
+    queries: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -166,6 +170,7 @@ impl Feedback {
             queue,
             pending: Some(pending),
             dropped: Arc::new(AtomicU64::new(0)),
+            queries: Arc::new(AtomicBool::new(false)),
             stop,
             tasks: Vec::new(),
         }
@@ -177,6 +182,7 @@ impl Feedback {
             self.queue.clone(),
             self.dropped.clone(),
             self.shared.accepted.clone(),
+            self.queries.clone(),
             !self.shared.config.silence,
         )
     }
@@ -203,6 +209,7 @@ impl Feedback {
         }
         self.tasks
             .extend(service::subscribe(self.shared.clone(), &self.stop).await?);
+        self.queries.store(true, Ordering::Relaxed);
         // `flush` only empties the socket buffer; a request on the same
         // connection returns after the server has processed the
         // subscriptions, so queries sent once `start` returns find them.

@@ -4,28 +4,31 @@
 //! The observer runs on the command path, so it never waits: a rejection
 //! goes into a bounded queue with `try_send`, and when the queue is full the
 //! notice is dropped and counted. Accepted outcomes go straight into the
-//! in-memory [`AcceptedCache`] (a non-blocking insert). A task drains the
+//! in-memory [`AcceptedCache`] (a non-blocking insert), in a process that
+//! answers status queries (has the feedback role). A task drains the
 //! queue onto core NATS; nothing about a rejection reaches JetStream.
 
 use super::cache::{now_rfc3339, AcceptedCache};
 use jetsource_handlers::runtime::{CommandOutcome, OutcomeObserver};
 use jetsource_schemas::feedback::{AcceptedStatus, RejectionNotice};
 use jetsource_schemas::{CommandReply, Namespace};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-/// Builds the observer: accepted outcomes into `accepted`, rejections into
-/// `queue` when `notices` is on (not in silence), overflow counted in
-/// `dropped`.
+/// Builds the observer: accepted outcomes into `accepted` once `queries`
+/// is on (the process answers status queries), rejections into `queue`
+/// when `notices` is on (not in silence), overflow counted in `dropped`.
 pub(crate) fn observer(
     queue: mpsc::Sender<RejectionNotice>,
     dropped: Arc<AtomicU64>,
     accepted: AcceptedCache,
+    queries: Arc<AtomicBool>,
     notices: bool,
 ) -> OutcomeObserver {
     Arc::new(move |outcome: &CommandOutcome<'_>| match outcome.reply {
+        CommandReply::Accepted(_) if !queries.load(Ordering::Relaxed) => {}
         CommandReply::Accepted(a) => accepted.insert(AcceptedStatus {
             command_id: a.command_id.clone(),
             aggregate_type: a.aggregate_type.clone(),
@@ -105,5 +108,49 @@ async fn send(client: &async_nats::Client, namespace: &Namespace, notice: &Rejec
             }
         }
         Err(e) => tracing::error!(error = %e, "notice not encoded"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jetsource_schemas::Accepted;
+    use std::time::Duration;
+
+    fn accepted(command_id: &str) -> CommandReply {
+        CommandReply::Accepted(Accepted {
+            command_id: command_id.to_string(),
+            aggregate_type: "blogpost".to_string(),
+            aggregate_id: "p1".to_string(),
+            events: Vec::new(),
+            duplicate: false,
+        })
+    }
+
+    #[test]
+    fn accepted_outcomes_are_kept_only_once_the_process_answers_status_queries() {
+        let (queue, _pending) = mpsc::channel(8);
+        let cache = AcceptedCache::new(Duration::from_secs(60), 1 << 20);
+        let queries = Arc::new(AtomicBool::new(false));
+        let observe = observer(
+            queue,
+            Arc::new(AtomicU64::new(0)),
+            cache.clone(),
+            queries.clone(),
+            true,
+        );
+        let outcome = |reply| CommandOutcome {
+            aggregate_type: Some("blogpost"),
+            aggregate_id: Some("p1"),
+            command: Some("create"),
+            reply,
+        };
+        let reply = accepted("handlers-only");
+        observe(&outcome(&reply));
+        assert!(cache.get("handlers-only").is_none());
+        queries.store(true, Ordering::Relaxed);
+        let reply = accepted("with-queries");
+        observe(&outcome(&reply));
+        assert!(cache.get("with-queries").is_some());
     }
 }
