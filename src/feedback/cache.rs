@@ -135,7 +135,7 @@ pub fn now_rfc3339() -> String {
 ///
 /// Not moka: this insert runs on every accepted command's path in a process
 /// with the feedback role, and moka's (its bookkeeping, eviction policy and
-/// weigher) cost 7 to 11 µs of CPU per command in `jetsource bench`, a
+/// weigher) cost 6 to 11 µs of CPU per command in `jetsource bench`, a
 /// sixth of the accepted path's throughput. Two generations of plain maps
 /// behind one lock cost a hash and an insert: a generation takes inserts
 /// until it is `ttl / 2` old or holds half the capacity, then becomes the
