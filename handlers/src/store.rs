@@ -504,14 +504,8 @@ impl EventStore {
             .namespace
             .aggregate_filter(aggregate_type, aggregate_id)
             .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?;
-        self.read(
-            aggregate_type,
-            aggregate_id,
-            &[filter],
-            after_seq,
-            no_snapshot,
-        )
-        .await
+        self.read(aggregate_type, aggregate_id, &[filter], after_seq)
+            .await
     }
 
     /// Like [`EventStore::load`], reading each event type's literal subject
@@ -532,14 +526,8 @@ impl EventStore {
         event_types: &[&str],
     ) -> Result<Vec<StoredEvent>, LoadError> {
         let filters = self.type_subjects(aggregate_type, aggregate_id, event_types)?;
-        self.read(
-            aggregate_type,
-            aggregate_id,
-            &filters,
-            after_seq,
-            no_snapshot,
-        )
-        .await
+        self.read(aggregate_type, aggregate_id, &filters, after_seq)
+            .await
     }
 
     /// The literal subjects of an aggregate's `event_types`.
@@ -627,25 +615,20 @@ impl EventStore {
     }
 
     /// Every message on `filters` after `after_seq`, collected.
-    async fn read<F, Fut>(
+    async fn read(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
         filters: &[String],
         after_seq: u64,
-        snapshot: F,
-    ) -> Result<Vec<StoredEvent>, LoadError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Option<u64>>,
-    {
+    ) -> Result<Vec<StoredEvent>, LoadError> {
         let mut events = Vec::new();
         self.read_each(
             aggregate_type,
             aggregate_id,
             filters,
             after_seq,
-            snapshot,
+            no_snapshot,
             &mut |event| {
                 events.push(event);
                 ControlFlow::Continue(())

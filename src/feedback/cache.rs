@@ -9,8 +9,9 @@
 use jetsource_schemas::feedback::{AcceptedStatus, RejectionNotice};
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -145,7 +146,7 @@ pub fn now_rfc3339() -> String {
 /// estimate.
 #[derive(Clone)]
 pub struct AcceptedCache {
-    inner: Arc<std::sync::Mutex<Generations>>,
+    inner: Arc<Mutex<Generations>>,
     ttl: Duration,
     capacity: u64,
 }
@@ -156,17 +157,17 @@ struct Generations {
 }
 
 struct Generation {
-    started: std::time::Instant,
+    started: Instant,
     bytes: u64,
-    by_id: std::collections::HashMap<Box<str>, AcceptedStatus>,
+    by_id: HashMap<Box<str>, AcceptedStatus>,
 }
 
 impl Generation {
-    fn new(started: std::time::Instant) -> Self {
+    fn new(started: Instant) -> Self {
         Generation {
             started,
             bytes: 0,
-            by_id: std::collections::HashMap::new(),
+            by_id: HashMap::new(),
         }
     }
 }
@@ -190,9 +191,9 @@ impl AcceptedCache {
     /// A cache keeping each outcome for `ttl` (see above), at most
     /// `capacity` bytes.
     pub fn new(ttl: Duration, capacity: u64) -> Self {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         AcceptedCache {
-            inner: Arc::new(std::sync::Mutex::new(Generations {
+            inner: Arc::new(Mutex::new(Generations {
                 current: Generation::new(now),
                 previous: Generation::new(now),
             })),
@@ -201,7 +202,7 @@ impl AcceptedCache {
         }
     }
 
-    fn generations(&self) -> std::sync::MutexGuard<'_, Generations> {
+    fn generations(&self) -> MutexGuard<'_, Generations> {
         // Nothing panics while the lock is held; a poisoned cache is intact.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -209,12 +210,7 @@ impl AcceptedCache {
     /// Retires what is due at `now`, making room for `incoming` bytes;
     /// returns what was retired, for the caller to drop once unlocked.
     #[must_use]
-    fn retire(
-        &self,
-        generations: &mut Generations,
-        now: std::time::Instant,
-        incoming: u64,
-    ) -> Retired {
+    fn retire(&self, generations: &mut Generations, now: Instant, incoming: u64) -> Retired {
         let age = now.saturating_duration_since(generations.current.started);
         if age >= self.ttl {
             // Nothing inserted for a whole ttl: both generations are stale.
@@ -241,10 +237,10 @@ impl AcceptedCache {
 
     /// Keeps `status`.
     pub fn insert(&self, status: AcceptedStatus) {
-        self.insert_at(status, std::time::Instant::now());
+        self.insert_at(status, Instant::now());
     }
 
-    fn insert_at(&self, status: AcceptedStatus, now: std::time::Instant) {
+    fn insert_at(&self, status: AcceptedStatus, now: Instant) {
         let events: usize = status
             .events
             .iter()
@@ -268,10 +264,10 @@ impl AcceptedCache {
 
     /// The accepted command `command_id`, if held.
     pub fn get(&self, command_id: &str) -> Option<AcceptedStatus> {
-        self.get_at(command_id, std::time::Instant::now())
+        self.get_at(command_id, Instant::now())
     }
 
-    fn get_at(&self, command_id: &str, now: std::time::Instant) -> Option<AcceptedStatus> {
+    fn get_at(&self, command_id: &str, now: Instant) -> Option<AcceptedStatus> {
         let mut generations = self.generations();
         let retired = self.retire(&mut generations, now, 0);
         let found = generations
@@ -337,7 +333,7 @@ mod tests {
     fn an_accepted_outcome_is_kept_for_half_the_ttl_to_the_ttl() {
         let ttl = Duration::from_secs(60);
         let cache = AcceptedCache::new(ttl, 1 << 20);
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
         cache.insert_at(status("a"), at(0));
         assert!(cache.get_at("a", at(29)).is_some());
