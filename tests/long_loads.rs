@@ -13,6 +13,13 @@ use jetsource_test_server::{NatsCluster, NatsServer};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// Three of the blog's event types, for histories that interleave them.
+const THREE_TYPES: [&str; 3] = [
+    "BlogPostTitleChanged",
+    "BlogPostPublished",
+    "BlogPostUnpublished",
+];
+
 /// What a load brought, comparable: sequence, subject, command id, body.
 fn seen(events: &[StoredEvent]) -> Vec<(u64, String, String, String)> {
     events
@@ -138,11 +145,7 @@ async fn a_long_history_comes_whole_and_in_order_through_a_consumer() {
     let (js, store) = blog_store(&server.client_url(), Namespace::default(), 1).await;
     // Post `long` has three event types interleaved with another post's
     // events: 3,000 of its own, far past the first batch.
-    let types = [
-        "BlogPostTitleChanged",
-        "BlogPostPublished",
-        "BlogPostUnpublished",
-    ];
+    let types = THREE_TYPES;
     let mut events = Vec::new();
     for i in 0..3_000usize {
         events.push((
@@ -351,11 +354,7 @@ async fn a_consumer_lost_mid_read_leaves_the_rest_to_direct_gets_without_gaps_or
     // Events of 16 KB, so the consumer's read takes several pulls; three
     // types, two of them asked for, so the first batches of both subjects
     // run past where the consumer starts.
-    let types = [
-        "BlogPostTitleChanged",
-        "BlogPostPublished",
-        "BlogPostUnpublished",
-    ];
+    let types = THREE_TYPES;
     let filler = "x".repeat(16 * 1024);
     let events = (0..1_500usize)
         .map(|i| {
