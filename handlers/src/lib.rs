@@ -3,7 +3,6 @@
 //!
 //! # Layout
 //! - [`aggregate`]: the domain contract (pure `handle`, infallible `apply`).
-//! - [`codec`]: commands and events to and from `(name, JSON body)`.
 //! - [`testing`]: a given/when/then harness for aggregates.
 //! - [`store`]: the JetStream event store (streams, loads, appends).
 //! - `consumer_read`: long histories read through a short-lived consumer.
@@ -16,19 +15,15 @@
 //! - [`connect()`]: connecting with the server version check.
 //! - [`server`]: a nats-server child process (embedded default, tests, bench).
 //! - [`version`]: which server versions are supported.
-//! - [`error`]: the error type with a `kind()`.
 
 pub mod aggregate;
 pub mod append;
-pub mod codec;
 pub mod connect;
 mod consumer_read;
-pub mod error;
 pub mod handler;
 mod header_names;
 pub mod metrics;
 pub mod runtime;
-mod scratch;
 pub mod server;
 mod slots;
 pub mod snapshot;
@@ -37,6 +32,7 @@ pub mod testing;
 pub mod version;
 mod workers;
 
+pub use jetsource_schemas::{codec, error};
 pub use aggregate::{Aggregate, Rejection, RejectionKind};
 pub use connect::connect;
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig};

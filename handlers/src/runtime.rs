@@ -520,11 +520,7 @@ async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, message: Me
         observer(&outcome);
     }
     if let Some(reply_to) = message.reply.filter(|_| dispatch.reply) {
-        let body = crate::scratch::encode(|body| {
-            reply.write_json(body)?;
-            Ok::<_, serde_json::Error>(0..body.len())
-        });
-        match body {
+        match reply.to_bytes() {
             Ok(body) => {
                 if let Err(e) = dispatch.client.publish(reply_to, body).await {
                     tracing::warn!(error = %e, command_id = reply.command_id(), "could not send a command reply");

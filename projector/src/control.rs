@@ -20,7 +20,7 @@ use crate::shared::{RunError, RunErrorKind};
 use async_nats::jetstream::{self, kv};
 use async_nats::Client;
 use futures::StreamExt;
-use jetsource_handlers::error::Error;
+use jetsource_schemas::error::Error;
 use jetsource_schemas::Namespace;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

@@ -147,7 +147,7 @@ impl<P: PersistedProjector> Driver<P> {
         let entry = bucket
             .entry(RECORD_KEY)
             .await
-            .map_err(|e| jetsource_handlers::error::Error::with_source(RunErrorKind::Store, e))?;
+            .map_err(|e| jetsource_schemas::error::Error::with_source(RunErrorKind::Store, e))?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Ok(());
         };
@@ -155,7 +155,7 @@ impl<P: PersistedProjector> Driver<P> {
             return Ok(());
         }
         let record: Record<P::State> = serde_json::from_slice(&entry.value).map_err(|e| {
-            jetsource_handlers::error::Error::new(RunErrorKind::Store, e.to_string())
+            jetsource_schemas::error::Error::new(RunErrorKind::Store, e.to_string())
         })?;
         {
             let mut guard = self.served.write().unwrap_or_else(|p| p.into_inner());

@@ -54,7 +54,7 @@ impl Event {
     /// Decodes the event into an aggregate's event enum (the same codec the
     /// command side wrote it with: variant = event type, fields = body).
     pub fn decode<E: DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
-        jetsource_handlers::codec::decode_event(&self.event_type, &self.body)
+        jetsource_schemas::codec::decode_event(&self.event_type, &self.body)
     }
 
     /// The body as a JSON value.

@@ -12,7 +12,7 @@
 
 use crate::shared::{RunError, RunErrorKind};
 use async_nats::jetstream::kv;
-use jetsource_handlers::error::Error;
+use jetsource_schemas::error::Error;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use crate::shared::{self, RunError, RunErrorKind, Shared};
 use crate::status::Phase;
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
 use futures::{FutureExt, StreamExt};
-use jetsource_handlers::error::Error;
+use jetsource_schemas::error::Error;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;

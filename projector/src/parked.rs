@@ -6,7 +6,7 @@ use crate::event::Event;
 use crate::shared::{RunError, RunErrorKind};
 use async_nats::jetstream::{self, kv};
 use futures::TryStreamExt;
-use jetsource_handlers::error::Error;
+use jetsource_schemas::error::Error;
 use jetsource_schemas::Namespace;
 use serde::{Deserialize, Serialize};
 

@@ -33,7 +33,7 @@ use crate::shared::{self, RunError, RunErrorKind, Shared};
 use crate::status::{Kind, Phase};
 use async_nats::jetstream::{self, consumer, kv, AckKind};
 use futures::{FutureExt, StreamExt};
-use jetsource_handlers::error::Error;
+use jetsource_schemas::error::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};

@@ -116,7 +116,7 @@ impl fmt::Display for ProjectorErrorKind {
 }
 
 /// An apply failure.
-pub type ProjectorError = jetsource_handlers::error::Error<ProjectorErrorKind>;
+pub type ProjectorError = jetsource_schemas::error::Error<ProjectorErrorKind>;
 
 /// A query: `query.<projection>.<path…>` with an optional JSON body.
 #[derive(Debug, Clone)]

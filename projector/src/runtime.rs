@@ -33,7 +33,7 @@ use async_nats::jetstream;
 use async_nats::Client;
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use jetsource_handlers::error::Error;
+use jetsource_schemas::error::Error;
 use jetsource_schemas::{CONTRACT_METADATA_KEY, CONTRACT_VERSION, READABLE_CONTRACT_VERSIONS};
 use std::collections::HashMap;
 use std::future::Future;

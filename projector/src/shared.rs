@@ -6,7 +6,7 @@ use crate::event::Event;
 use crate::position::Positions;
 use crate::projector::{Projector, ProjectorError, ProjectorErrorKind, Query, QueryError};
 use crate::status::{Kind, Phase};
-use jetsource_handlers::error::Error;
+use jetsource_schemas::error::Error;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;

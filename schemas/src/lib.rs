@@ -17,13 +17,19 @@
 //! - [`json`]: the JSON Schemas generated from these types.
 //! - [`feedback`]: rejection notices, the error cache's queries, command status.
 //! - [`namespace`]: the optional subject prefix, and every name under it.
+//! - [`codec`]: commands and events to and from `(name, JSON body)`, the
+//!   encoding both the command side and every reader use.
+//! - [`error`]: the error type with a `kind()` every jetsource crate uses.
 
+pub mod codec;
+pub mod error;
 pub mod event;
 pub mod feedback;
 pub mod headers;
 pub mod json;
 pub mod namespace;
 pub mod reply;
+mod scratch;
 pub mod subject;
 pub mod token;
 

@@ -165,6 +165,15 @@ impl CommandReply {
         });
         Ok(())
     }
+
+    /// The reply's JSON ([`Self::write_json`]) as bytes to publish: encoded
+    /// into a per-thread buffer and copied out once, at its exact size.
+    pub fn to_bytes(&self) -> Result<bytes::Bytes, serde_json::Error> {
+        crate::scratch::encode(|body| {
+            self.write_json(body)?;
+            Ok::<_, serde_json::Error>(0..body.len())
+        })
+    }
 }
 
 /// Writes `s` as a JSON string: verbatim when nothing in it needs escaping

@@ -6,7 +6,7 @@
 //! straight from the two parts, without building an intermediate JSON value.
 
 use bytes::Bytes;
-use jetsource_schemas::token;
+use crate::token;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::Serialize;
 
