@@ -13,10 +13,10 @@ use crate::rewind::{RewindError, RewindErrorKind, Rewound};
 use futures::future::BoxFuture;
 use jetsource_handlers::connect::ConnectError;
 use jetsource_handlers::runtime::{RuntimeBuilder, RuntimeError};
-use jetsource_handlers::server::ServerError;
 use jetsource_handlers::store::EventStore;
 use jetsource_handlers::RuntimeConfig;
 use jetsource_handlers::{Aggregate, Runtime};
+use jetsource_nats_server::ServerError;
 use jetsource_projector::{
     PersistedProjector, Projector, ProjectorRuntime, ProjectorRuntimeBuilder,
 };

@@ -4,7 +4,7 @@
 //! `<data_dir>/nats.url` so client commands find it.
 
 use crate::config::EmbeddedConfig;
-use jetsource_handlers::server::{self, ServerError, ServerOptions, ServerProcess};
+use jetsource_nats_server::{self as server, ServerError, ServerOptions, ServerProcess};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 

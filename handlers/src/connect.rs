@@ -1,7 +1,7 @@
 //! Connecting to NATS, refusing servers jetsource cannot run on.
 
 use crate::error::Error;
-use crate::version::{self, ServerVersion, VersionError};
+use jetsource_schemas::server_version::{self as version, ServerVersion, VersionError};
 
 /// What went wrong connecting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,8 +13,6 @@
 //! - [`metrics`]: counters and histograms, rendered for Prometheus.
 //! - [`runtime`]: the builder, the command subscription and shutdown.
 //! - [`connect()`]: connecting with the server version check.
-//! - [`server`]: a nats-server child process (embedded default, tests, bench).
-//! - [`version`]: which server versions are supported.
 
 pub mod aggregate;
 pub mod append;
@@ -24,15 +22,13 @@ pub mod handler;
 mod header_names;
 pub mod metrics;
 pub mod runtime;
-pub mod server;
 mod slots;
 pub mod snapshot;
 pub mod store;
 pub mod testing;
-pub mod version;
 mod workers;
 
-pub use jetsource_schemas::{codec, error};
 pub use aggregate::{Aggregate, Rejection, RejectionKind};
 pub use connect::connect;
+pub use jetsource_schemas::{codec, error};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig};

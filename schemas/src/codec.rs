@@ -5,8 +5,8 @@
 //! tagging. Decoding feeds serde's externally tagged enum representation
 //! straight from the two parts, without building an intermediate JSON value.
 
-use bytes::Bytes;
 use crate::token;
+use bytes::Bytes;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::Serialize;
 

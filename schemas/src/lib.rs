@@ -20,6 +20,7 @@
 //! - [`codec`]: commands and events to and from `(name, JSON body)`, the
 //!   encoding both the command side and every reader use.
 //! - [`error`]: the error type with a `kind()` every jetsource crate uses.
+//! - [`server_version`]: the nats-server versions the contract needs.
 
 pub mod codec;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod json;
 pub mod namespace;
 pub mod reply;
 mod scratch;
+pub mod server_version;
 pub mod subject;
 pub mod token;
 

@@ -10,8 +10,8 @@ use crate::feedback::{Feedback, FeedbackConfig};
 use crate::App;
 use async_nats::Client;
 use jetsource_handlers::runtime::Running;
-use jetsource_handlers::server::{self, ServerOptions, ServerProcess};
 use jetsource_handlers::RuntimeConfig;
+use jetsource_nats_server::{self as server, ServerOptions, ServerProcess};
 use std::time::Duration;
 
 /// Client connections the load generator spreads its tasks over.

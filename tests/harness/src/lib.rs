@@ -7,7 +7,7 @@
 //! than 2.12.3), and the pinned release is installed there with pip when
 //! there is none, so a fresh clone needs nothing but `cargo test`.
 
-use jetsource_handlers::server::{self, ServerBinary, ServerOptions, ServerProcess};
+use jetsource_nats_server::{self as server, ServerBinary, ServerOptions, ServerProcess};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

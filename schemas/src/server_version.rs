@@ -1,4 +1,4 @@
-//! The nats-server versions jetsource runs on.
+//! The nats-server versions the contract needs.
 //!
 //! 2.12.3 is the floor: atomic batch publish with deduplication inside
 //! batches (2.12.1), wildcard `Nats-Expected-Last-Subject-Sequence-Subject`
@@ -26,9 +26,6 @@ pub const MIN_SERVER_VERSION: ServerVersion = ServerVersion {
     patch: 3,
     release: true,
 };
-
-/// The nats-server version jetsource installs when none is found.
-pub const PINNED_SERVER_VERSION: &str = "2.15.1";
 
 impl ServerVersion {
     /// Parses `2.15.1`, `v2.15.1`, `2.12.3-RC.1` or `nats-server: v2.15.1`.
@@ -70,6 +67,10 @@ impl fmt::Display for ServerVersion {
         Ok(())
     }
 }
+
+/// The nats-server release jetsource is tested with, and installs when it
+/// finds none.
+pub const PINNED_SERVER_VERSION: &str = "2.15.1";
 
 /// Why a server version is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
