@@ -7,10 +7,10 @@
 
 use crate::config::{Config, ConfigError};
 use crate::embedded::Embedded;
-use crate::feedback::{Feedback, FeedbackError};
 use crate::observability::{Probes, ProjectorsHandle};
 use crate::rewind::{RewindError, RewindErrorKind, Rewound};
 use futures::future::BoxFuture;
+use jetsource_feedback::{Feedback, FeedbackError};
 use jetsource_handlers::connect::ConnectError;
 use jetsource_handlers::runtime::{RuntimeBuilder, RuntimeError};
 use jetsource_handlers::store::EventStore;

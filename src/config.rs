@@ -3,8 +3,8 @@
 //! invalid values fail at start with a message naming the setting.
 
 use crate::auth::{Auth, AuthConfig, TlsConfig};
-use crate::feedback::FeedbackConfig;
 use crate::units::{parse_bytes, parse_duration};
+use jetsource_feedback::FeedbackConfig;
 use jetsource_handlers::handler::HandlerConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
 use jetsource_handlers::snapshot::SnapshotConfig;

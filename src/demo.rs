@@ -4,10 +4,10 @@
 use crate::app::{App, Nats};
 use crate::blog::BlogPost;
 use crate::blog_projection::BlogPosts;
-use crate::client::{CommandClient, SendOptions};
 use crate::config::Config;
 use crate::embedded;
-use crate::feedback::Feedback;
+use jetsource_client::{CommandClient, SendOptions};
+use jetsource_feedback::Feedback;
 use jetsource_schemas::feedback::FeedbackAnswer;
 use jetsource_schemas::{CommandReply, Namespace};
 use std::io::Write;
@@ -20,7 +20,7 @@ pub enum DemoError {
     Run(#[from] crate::app::RunError),
     /// A command could not be sent.
     #[error(transparent)]
-    Send(#[from] crate::client::SendError),
+    Send(#[from] jetsource_client::SendError),
     /// Reading events back failed.
     #[error(transparent)]
     Load(#[from] jetsource_handlers::store::LoadError),

@@ -35,11 +35,9 @@ pub mod bench;
 pub mod blog;
 pub mod blog_projection;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod demo;
 pub mod embedded;
-pub mod feedback;
 pub mod observability;
 pub mod projector_ops;
 pub mod rewind;
@@ -56,6 +54,8 @@ pub fn reference_app() -> App {
         .aggregate::<account::Account>()
         .projector(blog_projection::BlogPosts::default)
 }
+pub use jetsource_client as client;
+pub use jetsource_feedback as feedback;
 pub use jetsource_handlers as handlers;
 pub use jetsource_handlers::{
     connect, testing, Aggregate, Rejection, RejectionKind, Runtime, RuntimeConfig,

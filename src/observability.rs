@@ -7,7 +7,7 @@
 //! GET per connection, one response, then close. Scrapers and probes need
 //! nothing more, and a web framework would be most of the binary.
 
-use crate::feedback::FeedbackGauges;
+use jetsource_feedback::FeedbackGauges;
 use jetsource_handlers::metrics::{self, gauge};
 use jetsource_projector::Phase;
 use std::fmt::Write as _;

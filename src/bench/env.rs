@@ -6,9 +6,9 @@
 use super::load::LoadShape;
 use super::BenchError;
 use super::BenchErrorExt as _;
-use crate::feedback::{Feedback, FeedbackConfig};
 use crate::App;
 use async_nats::Client;
+use jetsource_feedback::{Feedback, FeedbackConfig};
 use jetsource_handlers::runtime::Running;
 use jetsource_handlers::RuntimeConfig;
 use jetsource_nats_server::{self as server, ServerOptions, ServerProcess};

@@ -1,8 +1,8 @@
 //! `jetsource send`: one command, its reply, and the exit code that says
 //! what became of it.
 
-use crate::client::{CommandClient, SendOptions};
 use crate::config::Config;
+use jetsource_client::{CommandClient, SendOptions};
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
@@ -80,7 +80,7 @@ pub(crate) async fn send(config: &Config, args: SendArgs) -> ExitCode {
                 }));
                 ExitCode::SUCCESS
             }
-            Err(e) if e.kind() == crate::client::SendErrorKind::InvalidInput => {
+            Err(e) if e.kind() == jetsource_client::SendErrorKind::InvalidInput => {
                 eprintln!("jetsource send: {e}");
                 ExitCode::from(2)
             }
@@ -102,7 +102,7 @@ pub(crate) async fn send(config: &Config, args: SendArgs) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Err(e) if e.kind() == crate::client::SendErrorKind::InvalidInput => {
+        Err(e) if e.kind() == jetsource_client::SendErrorKind::InvalidInput => {
             eprintln!("jetsource send: {e}");
             ExitCode::from(2)
         }

@@ -12,8 +12,8 @@
 //! group needs none: it only shares messages between subscriptions whose
 //! subjects match them, and namespaces' subjects never overlap.
 
-use super::cache::{newest_first, AcceptedCache, ErrorCache};
-use super::{CommandIndex, FeedbackConfig, FeedbackError, FeedbackErrorKind};
+use crate::cache::{newest_first, AcceptedCache, ErrorCache};
+use crate::{CommandIndex, FeedbackConfig, FeedbackError, FeedbackErrorKind};
 use async_nats::{Client, HeaderMap, Message};
 use futures::StreamExt;
 use jetsource_handlers::error::Error;

@@ -12,7 +12,7 @@
 //! two events of one command may be indexed by two processes at once; merges
 //! use the KV's compare-and-set on the entry's revision.
 
-use super::{FeedbackError, FeedbackErrorKind};
+use crate::{FeedbackError, FeedbackErrorKind};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::{self, AckKind};

@@ -8,7 +8,7 @@
 //! answers status queries (has the feedback role). A task drains the
 //! queue onto core NATS; nothing about a rejection reaches JetStream.
 
-use super::cache::{now_rfc3339, AcceptedCache};
+use crate::cache::{now_rfc3339, AcceptedCache};
 use jetsource_handlers::runtime::{CommandOutcome, OutcomeObserver};
 use jetsource_schemas::feedback::{AcceptedStatus, RejectionNotice};
 use jetsource_schemas::{CommandReply, Namespace};

@@ -1,4 +1,5 @@
-//! Feedback beyond the command reply: rejection notices, the error cache,
+//! The feedback service (the seed's case 4) and the rest of the feedback
+//! beyond the command reply: rejection notices, the error cache,
 //! and command status by id.
 //!
 //! The four feedback cases of a deployment:

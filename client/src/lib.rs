@@ -2,7 +2,7 @@
 //! from validated parts, send, read the reply.
 
 use bytes::Bytes;
-use jetsource_handlers::error::Error;
+use jetsource_schemas::error::Error;
 use jetsource_schemas::{headers, token, CommandReply, Namespace};
 use std::time::Duration;
 
