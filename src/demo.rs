@@ -2,12 +2,12 @@
 //! default (or on the server a running `jetsource run` recorded).
 
 use crate::app::{App, Nats};
-use crate::blog::BlogPost;
-use crate::blog_projection::BlogPosts;
 use crate::config::Config;
 use crate::embedded;
 use jetsource_client::{CommandClient, SendOptions};
 use jetsource_feedback::Feedback;
+use jetsource_reference::blog::BlogPost;
+use jetsource_reference::blogposts::BlogPosts;
 use jetsource_schemas::feedback::FeedbackAnswer;
 use jetsource_schemas::{CommandReply, Namespace};
 use std::io::Write;

@@ -17,9 +17,6 @@
 //! - [`feedback`]: rejection notices, the error cache, command status by id.
 //! - [`observability`]: `/metrics`, `/healthz`, `/readyz` over HTTP.
 //! - [`demo`]: the guided tour.
-//! - [`blog`]: the reference aggregate from the Rewind post.
-//! - [`account`]: a bank account, the reference for an invariant under concurrency.
-//! - [`blog_projection`]: its read model, the `blogposts` projection.
 //! - [`rewind`]: an aggregate's state at any point of its history.
 //! - [`schema_files`]: the JSON Schemas `jetsource schema` writes.
 //! - [`units`]: human durations and sizes.
@@ -28,12 +25,9 @@
 //! hand an [`App`] to [`cli::main`] (or build a [`Runtime`] yourself).
 //! Projectors ([`projector::Projector`]) register on the same [`App`].
 
-pub mod account;
 pub mod app;
 pub mod auth;
 pub mod bench;
-pub mod blog;
-pub mod blog_projection;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -50,9 +44,9 @@ pub use app::App;
 /// aggregates and the blog's `blogposts` projection.
 pub fn reference_app() -> App {
     App::new()
-        .aggregate::<blog::BlogPost>()
-        .aggregate::<account::Account>()
-        .projector(blog_projection::BlogPosts::default)
+        .aggregate::<jetsource_reference::blog::BlogPost>()
+        .aggregate::<jetsource_reference::account::Account>()
+        .projector(jetsource_reference::blogposts::BlogPosts::default)
 }
 pub use jetsource_client as client;
 pub use jetsource_feedback as feedback;

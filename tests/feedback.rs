@@ -7,12 +7,12 @@
 //! the feedback role, on its own NATS connection.
 
 use futures::StreamExt;
-use jetsource::blog::BlogPost;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::feedback::{Feedback, FeedbackConfig};
 use jetsource::App;
 use jetsource_handlers::runtime::Running;
 use jetsource_handlers::RuntimeConfig;
+use jetsource_reference::blog::BlogPost;
 use jetsource_schemas::feedback::{
     self as contract, FeedbackAnswer, RejectionList, COMMAND_INDEX_BUCKET,
 };

@@ -2,11 +2,11 @@
 //! `create` goes straight to the store with expected sequence 0, so these
 //! tests check that the store's answer, not the empty cache, decides.
 
-use jetsource::blog::BlogPost;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::handlers::store::EventStore;
 use jetsource::schemas::{CommandReply, RejectionCode};
 use jetsource::{App, RuntimeConfig};
+use jetsource_reference::blog::BlogPost;
 use jetsource_test_server::NatsServer;
 use std::time::Duration;
 use tokio::sync::oneshot;

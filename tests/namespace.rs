@@ -7,8 +7,6 @@ mod common;
 
 use common::NatsServer;
 use jetsource::app::{self, App};
-use jetsource::blog::BlogPost;
-use jetsource::blog_projection::BlogPosts;
 use jetsource::client::{CommandClient, SendErrorKind, SendOptions};
 use jetsource::config::Config;
 use jetsource::handlers::runtime::RuntimeError;
@@ -17,6 +15,8 @@ use jetsource::schemas::feedback::{FeedbackAnswer, RejectionList};
 use jetsource::schemas::{
     Accepted, CommandReply, Namespace, RejectionCode, CONTRACT_METADATA_KEY, CONTRACT_VERSION,
 };
+use jetsource_reference::blog::BlogPost;
+use jetsource_reference::blogposts::BlogPosts;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;

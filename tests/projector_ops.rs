@@ -2,7 +2,6 @@
 //! rebuilds under query load, parked poison events (skip and stop), replay
 //! of parked events, and one active instance across processes.
 
-use jetsource::blog::{BlogPost, BlogPostEvent};
 use jetsource::handlers::store::{AppendMeta, EventStore, NewEvent};
 use jetsource::projector::control::{self, RebuildUpdate, CONTROL_BUCKET};
 use jetsource::projector::lease::{Lease, Watcher};
@@ -14,6 +13,7 @@ use jetsource::projector::{
     RunErrorKind,
 };
 use jetsource::Runtime;
+use jetsource_reference::blog::{BlogPost, BlogPostEvent};
 use jetsource_test_server::NatsServer;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -7,13 +7,13 @@
 //! an event off its schema and on a stream of another contract version.
 
 use async_nats::jetstream::{self, stream};
-use jetsource::blog::BlogPost;
-use jetsource::blog_projection::BlogPosts;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::handlers::store::{EventStore, StreamSettings};
 use jetsource::projector::{ProjectorConfig, ProjectorRuntime};
 use jetsource::schemas::{CommandReply, Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
 use jetsource::{Runtime, RuntimeConfig};
+use jetsource_reference::blog::BlogPost;
+use jetsource_reference::blogposts::BlogPosts;
 use jetsource_test_server::NatsServer;
 use std::collections::HashMap;
 use std::fs::File;

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use jetsource::blog_projection::BlogPosts;
 use jetsource::projector::{ProjectorConfig, ProjectorRuntime};
+use jetsource_reference::blogposts::BlogPosts;
 use std::time::{Duration, Instant};
 
 async fn get_after(client: &async_nats::Client, id: &str, seq: u64) -> serde_json::Value {

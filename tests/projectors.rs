@@ -2,8 +2,6 @@
 //! resumption, redelivery after a crash, read-your-writes, and several
 //! streams.
 
-use jetsource::blog::{BlogPost, BlogPostEvent};
-use jetsource::blog_projection::{BlogPosts, PostView};
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::handlers::store::{AppendMeta, EventStore, NewEvent};
 use jetsource::projector::persisted::{bucket_name, PersistedProjection, Record, RECORD_KEY};
@@ -12,6 +10,8 @@ use jetsource::projector::{
     ProjectorRuntime, Query, QueryError,
 };
 use jetsource::{Aggregate, Rejection, Runtime};
+use jetsource_reference::blog::{BlogPost, BlogPostEvent};
+use jetsource_reference::blogposts::{BlogPosts, PostView};
 use jetsource_test_server::NatsServer;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

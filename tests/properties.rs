@@ -2,9 +2,9 @@
 //! panics on any bytes, and accepts exactly the bodies of the right shape
 //! for the reference aggregates, as an independent oracle reads the shape.
 
-use jetsource::account::AccountCommand;
-use jetsource::blog::BlogPostCommand;
 use jetsource::handlers::codec::{decode_command, CommandDecodeError};
+use jetsource_reference::account::AccountCommand;
+use jetsource_reference::blog::BlogPostCommand;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Map, Value};

@@ -391,7 +391,7 @@ async fn warming_loads_an_aggregate_ahead_of_its_first_command() {
     let server = NatsServer::new();
     let js = Jetsource::start_with(&server.client_url(), config(0)).await;
     let last = seed(&js, "warm").await;
-    let handler = AggregateHandler::<jetsource::blog::BlogPost>::new(
+    let handler = AggregateHandler::<jetsource_reference::blog::BlogPost>::new(
         js.store.clone(),
         HandlerConfig::default(),
     );

@@ -5,14 +5,14 @@
 //! read one without the key, leaving it as it is.
 
 use async_nats::jetstream::{self, stream};
-use jetsource::blog::BlogPost;
-use jetsource::blog_projection::BlogPosts;
 use jetsource::handlers::runtime::RuntimeErrorKind;
 use jetsource::handlers::store::{EventStore, StreamError, StreamErrorKind, StreamSettings};
 use jetsource::projector::{ProjectorConfig, ProjectorRuntime, RunErrorKind};
 use jetsource::schemas::CommandReply;
 use jetsource::schemas::{Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
 use jetsource::Runtime;
+use jetsource_reference::blog::BlogPost;
+use jetsource_reference::blogposts::BlogPosts;
 use jetsource_test_server::NatsServer;
 use std::collections::HashMap;
 use std::error::Error as _;

@@ -125,7 +125,7 @@ async fn projector_replay(env: &Env) -> Result<Figure, BenchError> {
         .map_err(BenchError::nats)?;
     let started = Instant::now();
     let running = jetsource_projector::ProjectorRuntime::builder(client)
-        .in_memory(crate::blog_projection::BlogPosts::default())
+        .in_memory(jetsource_reference::blogposts::BlogPosts::default())
         .build()
         .await
         .map_err(BenchError::failed_display)?
@@ -133,7 +133,7 @@ async fn projector_replay(env: &Env) -> Result<Figure, BenchError> {
         .await
         .map_err(BenchError::failed_display)?;
     let mut applied = running
-        .applied(crate::blog_projection::BlogPosts::NAME)
+        .applied(jetsource_reference::blogposts::BlogPosts::NAME)
         .ok_or_else(|| BenchError::failed("the blog projection is not running"))?;
     let reached = matches!(
         tokio::time::timeout(

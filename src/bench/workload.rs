@@ -171,13 +171,13 @@ mod tests {
         for body in [&create, &change] {
             assert!((150..=260).contains(&body.len()), "{} bytes", body.len());
         }
-        let command: crate::blog::BlogPostCommand =
+        let command: jetsource_reference::blog::BlogPostCommand =
             jetsource_handlers::codec::decode_command("change_title", &change).expect("decodes");
-        let crate::blog::BlogPostCommand::ChangeTitle { title } = command else {
+        let jetsource_reference::blog::BlogPostCommand::ChangeTitle { title } = command else {
             panic!("not a title change")
         };
-        assert!(title.chars().count() <= crate::blog::MAX_TITLE_CHARS);
-        jetsource_handlers::codec::decode_command::<crate::blog::BlogPostCommand>(
+        assert!(title.chars().count() <= jetsource_reference::blog::MAX_TITLE_CHARS);
+        jetsource_handlers::codec::decode_command::<jetsource_reference::blog::BlogPostCommand>(
             "create", &create,
         )
         .expect("create decodes");

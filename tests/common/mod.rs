@@ -2,12 +2,12 @@
 //! a jetsource runtime in this process.
 #![allow(dead_code, unreachable_pub)]
 
-use jetsource::blog::BlogPost;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::handlers::runtime::Running;
 use jetsource::handlers::store::EventStore;
 use jetsource::schemas::{Accepted, CommandReply, RejectionCode};
 use jetsource::{App, RuntimeConfig};
+use jetsource_reference::blog::BlogPost;
 pub use jetsource_test_server::NatsServer;
 
 /// A jetsource runtime serving the blog aggregate.
@@ -117,7 +117,7 @@ pub async fn start_all(url: &str, config: RuntimeConfig) -> Jetsource {
         let client = jetsource::connect(url).await.expect("connect");
         let built = App::new()
             .aggregate::<BlogPost>()
-            .aggregate::<jetsource::account::Account>()
+            .aggregate::<jetsource_reference::account::Account>()
             .runtime_builder(client.clone())
             .config(config.clone())
             .build()

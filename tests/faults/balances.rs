@@ -3,12 +3,12 @@
 //! the stream itself, which proves the projector saw every stored event
 //! exactly once in effect.
 
-use jetsource::account::AccountEvent;
 use jetsource::handlers::store::EventStore;
 use jetsource::projector::{
     Event, PersistedProjector, Projector, ProjectorError, ProjectorErrorKind, ProjectorRuntime,
     Query, QueryError, Running,
 };
+use jetsource_reference::account::AccountEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

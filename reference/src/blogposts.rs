@@ -6,7 +6,7 @@
 //! - `query.blogposts.list`: `{"posts":[…]}`, every post ordered by id.
 
 use crate::blog::BlogPostEvent;
-use crate::projector::{
+use jetsource_projector::{
     Event, PersistedProjector, Projector, ProjectorError, ProjectorErrorKind, Query, QueryError,
 };
 use jetsource_schemas::token;
@@ -163,11 +163,11 @@ mod tests {
         );
         assert_eq!(
             p.query(&query(&["get", "p2"])).map_err(|e| e.code),
-            Err(crate::projector::QueryErrorCode::NotFound)
+            Err(jetsource_projector::QueryErrorCode::NotFound)
         );
         assert_eq!(
             p.query(&query(&["nope"])).map_err(|e| e.code),
-            Err(crate::projector::QueryErrorCode::BadRequest)
+            Err(jetsource_projector::QueryErrorCode::BadRequest)
         );
         let list = p.query(&query(&["list"])).expect("list");
         assert_eq!(list["posts"].as_array().map(Vec::len), Some(1));

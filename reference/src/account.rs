@@ -5,7 +5,7 @@
 //! amounts are positive integers (cents, say). Events: `AccountOpened`,
 //! `MoneyDeposited`, `MoneyWithdrawn`.
 
-use crate::{Aggregate, Rejection};
+use jetsource_handlers::{Aggregate, Rejection};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -121,8 +121,8 @@ impl Aggregate for Account {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::AggregateTest;
-    use crate::RejectionKind;
+    use jetsource_handlers::testing::AggregateTest;
+    use jetsource_handlers::RejectionKind;
     use AccountEvent::*;
 
     fn opened() -> AccountEvent {
@@ -157,7 +157,7 @@ mod tests {
             .when_wire("deposit", r#"{"amount":0}"#)
             .then_expect_rejection(RejectionKind::Validation);
         for body in [r#"{"amount":-5}"#, r#"{"amount":1.5}"#, r#"{"amount":"5"}"#] {
-            assert!(crate::handlers::codec::decode_command::<AccountCommand>(
+            assert!(jetsource_schemas::codec::decode_command::<AccountCommand>(
                 "deposit",
                 body.as_bytes()
             )

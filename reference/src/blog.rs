@@ -8,7 +8,7 @@
 //! 200 characters; a post is published once; `create` with `"publish": true`
 //! yields both events, appended atomically.
 
-use crate::{Aggregate, Rejection};
+use jetsource_handlers::{Aggregate, Rejection};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -149,8 +149,8 @@ impl Aggregate for BlogPost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::AggregateTest;
-    use crate::RejectionKind;
+    use jetsource_handlers::testing::AggregateTest;
+    use jetsource_handlers::RejectionKind;
     use BlogPostEvent::*;
 
     fn created() -> BlogPostEvent {

@@ -1,0 +1,14 @@
+//! The reference application: what the `jetsource` binary hosts, its demo
+//! and its bench run, and the tests use. Written only against the public
+//! APIs of `jetsource-handlers` and `jetsource-projector`, as a user's
+//! crate would be.
+//!
+//! # Layout
+//! - [`blog`]: the blog post from the Rewind post.
+//! - [`account`]: a bank account, the reference for an invariant under
+//!   concurrency.
+//! - [`blogposts`]: the blog's read model, the `blogposts` projection.
+
+pub mod account;
+pub mod blog;
+pub mod blogposts;
