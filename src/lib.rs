@@ -9,14 +9,12 @@
 //! # Layout
 //! - [`App`] / [`app::run`]: the aggregates an application hosts, and serving them.
 //! - [`cli`]: the command line (`run`, `send`, `tail`, `rewind`, `streams`, `schema`, `projector status`, `bench`, …) for any [`App`].
-//! - [`bench`]: jetsource measured against the bare JetStream path.
 //! - [`client`]: sending commands from Rust.
 //! - [`config`]: settings (file, environment, flags).
 //! - [`auth`]: credentials and TLS towards NATS; the one place connections are made.
 //! - [`embedded`]: the embedded nats-server default.
 //! - [`feedback`]: rejection notices, the error cache, command status by id.
 //! - [`observability`]: `/metrics`, `/healthz`, `/readyz` over HTTP.
-//! - [`demo`]: the guided tour.
 //! - [`rewind`]: an aggregate's state at any point of its history.
 //! - [`schema_files`]: the JSON Schemas `jetsource schema` writes.
 //! - [`units`]: human durations and sizes.
@@ -27,10 +25,8 @@
 
 pub mod app;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod embedded;
 pub mod observability;
 pub mod projector_ops;
@@ -40,14 +36,6 @@ pub mod units;
 
 pub use app::App;
 
-/// The application the `jetsource` binary hosts: the blog and bank account
-/// aggregates and the blog's `blogposts` projection.
-pub fn reference_app() -> App {
-    App::new()
-        .aggregate::<jetsource_reference::blog::BlogPost>()
-        .aggregate::<jetsource_reference::account::Account>()
-        .projector(jetsource_reference::blogposts::BlogPosts::default)
-}
 pub use jetsource_client as client;
 pub use jetsource_feedback as feedback;
 pub use jetsource_handlers as handlers;

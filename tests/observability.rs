@@ -1,11 +1,13 @@
 //! `/metrics`, `/healthz` and `/readyz` of a running application. Alone in
 //! its test binary: the command counters are process-wide.
 
+mod common;
+use common::NatsServer;
+
 use jetsource::app;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::config::Config;
 use jetsource::schemas::RejectionCode;
-use jetsource_test_server::NatsServer;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -50,7 +52,7 @@ async fn metrics_count_commands_and_readyz_reports_readiness() {
     let serving = {
         let url = url.clone();
         tokio::spawn(async move {
-            app::run(&jetsource::reference_app(), &config, Some(&url), async {
+            app::run(&common::reference_app(), &config, Some(&url), async {
                 let _ = stopped.await;
             })
             .await
@@ -170,7 +172,7 @@ async fn a_port_in_use_fails_the_start_naming_the_setting() {
     let mut config = Config::default();
     config.observability.metrics_addr = taken.local_addr().expect("addr").to_string();
     let result = app::run(
-        &jetsource::reference_app(),
+        &common::reference_app(),
         &config,
         Some("nats://127.0.0.1:1"),
         async {},

@@ -39,6 +39,9 @@ static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 /// CQRS and event sourcing on NATS JetStream.
+///
+/// `E` are the application's own subcommands, beside jetsource's (see
+/// [`main_with`]); [`NoCommands`] when it has none.
 #[derive(Debug, Parser)]
 #[command(name = "jetsource", version = VERSION.as_str(), about, long_about = None, after_help = "\
 Examples:
@@ -70,7 +73,7 @@ Authentication ([nats.auth] and [nats.tls] in the settings file, or):
 
 Exit codes: 0 ok or accepted; 1 rejected, no such aggregate (rewind) or stale files (schema --check);
 2 bad usage or settings; 3 NATS unreachable or no answer.")]
-pub struct Cli {
+pub struct Cli<E: Subcommand = NoCommands> {
     /// Settings file (default: config/jetsource.toml when present; also JETSOURCE_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -83,7 +86,32 @@ pub struct Cli {
     pub subject_prefix: Option<String>,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Commands<E>,
+}
+
+/// jetsource's subcommands and the application's own.
+#[derive(Debug, Subcommand)]
+pub enum Commands<E: Subcommand> {
+    /// A jetsource subcommand.
+    #[command(flatten)]
+    Jetsource(Command),
+    /// One of the application's own.
+    #[command(flatten)]
+    App(E),
+}
+
+/// No subcommands of the application's own.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum NoCommands {}
+
+/// What an application's own subcommand runs with: the application and
+/// the settings, loaded and checked as for jetsource's own subcommands
+/// (file, environment, `--subject-prefix`).
+pub struct Context {
+    /// The application.
+    pub app: App,
+    /// The settings.
+    pub config: Config,
 }
 
 /// How log lines look.
@@ -158,33 +186,6 @@ pub enum Command {
         /// Where NATS is.
         #[command(flatten)]
         target: QueryTarget,
-    },
-    /// Measure jetsource against the bare JetStream path it is built on, and print a table.
-    Bench {
-        /// A short run (under a minute) with smaller scales.
-        #[arg(long)]
-        quick: bool,
-        /// One JSON object per figure and line instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Use this nats-server instead of starting one in a temp folder.
-        #[arg(long, value_name = "URL")]
-        nats_url: Option<String>,
-        /// Concurrent client tasks.
-        #[arg(long, value_name = "N", default_value_t = 64)]
-        clients: usize,
-        /// Aggregates of the round-trip figures.
-        #[arg(long, value_name = "N", default_value_t = 1000)]
-        aggregates: u64,
-        /// Run one figure, and the baseline it is compared with.
-        #[arg(long, value_name = "FIGURE", value_parser = clap::builder::PossibleValuesParser::new(crate::bench::FIGURES))]
-        only: Option<String>,
-    },
-    /// Play the Rewind post's story end to end and print every step.
-    Demo {
-        /// NATS URL; default: as for send, else an embedded nats-server.
-        #[arg(long, value_name = "URL")]
-        nats_url: Option<String>,
     },
     /// Print events as they are stored: stream, sequence, subject, Command-Id, body.
     #[command(after_help = "Examples:
@@ -349,9 +350,40 @@ fn init_tracing(default: &str, format: LogFormat) {
     };
 }
 
-/// Parses the command line and runs `app`.
+/// Parses the command line and runs `app` with jetsource's subcommands.
 pub fn main(app: App) -> ExitCode {
-    let cli = Cli::parse();
+    main_with(app, |never: NoCommands, _| async move { match never {} })
+}
+
+/// Parses the command line and runs `app` with jetsource's subcommands and
+/// the application's own, `E` (a `clap::Subcommand`), which `run` serves.
+///
+/// ```no_run
+/// use jetsource::cli::{self, Context};
+/// use std::process::ExitCode;
+///
+/// #[derive(Debug, clap::Subcommand)]
+/// enum Shop {
+///     /// Print the hosted aggregate types.
+///     Types,
+/// }
+///
+/// fn main() -> ExitCode {
+///     cli::main_with(jetsource::App::new(), |command: Shop, context: Context| async move {
+///         match command {
+///             Shop::Types => println!("{:?}", context.app.aggregate_types()),
+///         }
+///         ExitCode::SUCCESS
+///     })
+/// }
+/// ```
+pub fn main_with<E, F, Fut>(app: App, run: F) -> ExitCode
+where
+    E: Subcommand + std::fmt::Debug,
+    F: FnOnce(E, Context) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let cli = Cli::<E>::parse();
     let mut config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
@@ -369,7 +401,7 @@ pub fn main(app: App) -> ExitCode {
     }
     init_tracing(
         match cli.command {
-            Command::Run { .. } => "info",
+            Commands::Jetsource(Command::Run { .. }) => "info",
             _ => "warn",
         },
         cli.log_format,
@@ -384,7 +416,10 @@ pub fn main(app: App) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(dispatch(app, config, cli.command))
+    match cli.command {
+        Commands::Jetsource(command) => runtime.block_on(dispatch(app, config, command)),
+        Commands::App(command) => runtime.block_on(run(command, Context { app, config })),
+    }
 }
 
 async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
@@ -455,51 +490,6 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                 Err(code) => return code,
             };
             query(&config, "errors list", subject, target).await
-        }
-        Command::Bench {
-            quick,
-            json,
-            nats_url,
-            clients,
-            aggregates,
-            only,
-        } => {
-            let runtime_config = match config.runtime() {
-                Ok(runtime_config) => runtime_config,
-                Err(e) => {
-                    eprintln!("jetsource bench: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let options = crate::bench::BenchOptions {
-                quick,
-                json,
-                nats_url,
-                clients,
-                aggregates,
-                only,
-            };
-            match crate::bench::run(&options, app, runtime_config).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) if e.kind() == crate::bench::BenchErrorKind::Usage => {
-                    eprintln!("jetsource bench: {e}");
-                    ExitCode::from(2)
-                }
-                Err(e) => {
-                    eprintln!("jetsource bench: {e}");
-                    ExitCode::from(3)
-                }
-            }
-        }
-        Command::Demo { nats_url } => {
-            let mut out = std::io::stdout();
-            match crate::demo::run(&config, nats_url.as_deref(), &mut out).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("jetsource demo: {e}");
-                    ExitCode::from(3)
-                }
-            }
         }
         Command::Projector {
             command: ProjectorCommand::Status { nats_url, timeout },

@@ -10,6 +10,15 @@ use jetsource::{App, RuntimeConfig};
 use jetsource_reference::blog::BlogPost;
 pub use jetsource_test_server::NatsServer;
 
+/// The application the `jetsource` binary hosts: the blog and account
+/// aggregates and the `blogposts` projection.
+pub fn reference_app() -> App {
+    App::new()
+        .aggregate::<BlogPost>()
+        .aggregate::<jetsource_reference::account::Account>()
+        .projector(jetsource_reference::blogposts::BlogPosts::default)
+}
+
 /// A jetsource runtime serving the blog aggregate.
 pub struct Jetsource {
     running: Running,

@@ -1,17 +1,19 @@
 //! What every figure runs against: the nats-server (started here unless a
 //! URL was given), the client connections of the load generator, an admin
 //! connection, and jetsource itself, hosted in this process on its own
-//! connection as `jetsource run --roles handlers` hosts it.
+//! connection as `jetsource run --roles handlers` hosts it: the reference
+//! application's aggregates, with the feedback observer.
 
 use super::load::LoadShape;
 use super::BenchError;
 use super::BenchErrorExt as _;
-use crate::App;
 use async_nats::Client;
 use jetsource_feedback::{Feedback, FeedbackConfig};
 use jetsource_handlers::runtime::Running;
-use jetsource_handlers::RuntimeConfig;
+use jetsource_handlers::{Runtime, RuntimeConfig};
 use jetsource_nats_server::{self as server, ServerOptions, ServerProcess};
+use jetsource_reference::account::Account;
+use jetsource_reference::blog::BlogPost;
 use std::time::Duration;
 
 /// Client connections the load generator spreads its tasks over.
@@ -43,7 +45,6 @@ pub struct Env {
     pub admin: Client,
     /// Unique per run, so figures never collide with earlier data.
     pub run_id: String,
-    app: App,
     runtime_config: RuntimeConfig,
     jetsource: Option<(Running, Feedback)>,
 }
@@ -54,15 +55,15 @@ impl Env {
     pub async fn start(
         settings: Settings,
         nats_url: Option<&str>,
-        app: App,
         runtime_config: RuntimeConfig,
         sync_always: bool,
     ) -> Result<Self, BenchError> {
         let (url, server, store) = match nats_url {
             Some(url) => (url.to_string(), None, None),
             None => {
-                let binary = server::find_or_install(&crate::embedded::tools_dir())
-                    .map_err(BenchError::server)?;
+                let binary =
+                    server::find_or_install(&server::tools_dir(std::path::Path::new(".tools")))
+                        .map_err(BenchError::server)?;
                 let dir = tempfile::Builder::new()
                     .prefix("jetsource-bench-")
                     .tempdir()
@@ -90,7 +91,6 @@ impl Env {
             clients,
             admin,
             run_id,
-            app,
             runtime_config,
             jetsource: None,
         })
@@ -167,9 +167,9 @@ impl Env {
                 ..FeedbackConfig::default()
             },
         );
-        let runtime = self
-            .app
-            .runtime_builder(client.clone())
+        let runtime = Runtime::builder(client.clone())
+            .aggregate::<BlogPost>()
+            .aggregate::<Account>()
             .config(self.runtime_config.clone())
             .observe(feedback.observer())
             .build()

@@ -1,9 +1,9 @@
 //! `jetsource demo`: the Rewind post's story, end to end, on the embedded
 //! default (or on the server a running `jetsource run` recorded).
 
-use crate::app::{App, Nats};
-use crate::config::Config;
-use crate::embedded;
+use jetsource::app::{App, Nats};
+use jetsource::config::Config;
+use jetsource::embedded;
 use jetsource_client::{CommandClient, SendOptions};
 use jetsource_feedback::Feedback;
 use jetsource_reference::blog::BlogPost;
@@ -14,10 +14,10 @@ use std::io::Write;
 
 /// Why the demo stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum DemoError {
+pub(crate) enum DemoError {
     /// Setting up failed.
     #[error(transparent)]
-    Run(#[from] crate::app::RunError),
+    Run(#[from] jetsource::app::RunError),
     /// A command could not be sent.
     #[error(transparent)]
     Send(#[from] jetsource_client::SendError),
@@ -112,22 +112,24 @@ fn expect(ok: bool, what: &str) -> Result<(), DemoError> {
 }
 
 /// Plays the story, writing to `out`.
-pub async fn run(
+pub(crate) async fn run(
     config: &Config,
     nats_url: Option<&str>,
     out: &mut impl Write,
 ) -> Result<(), DemoError> {
-    let runtime_config = config.runtime().map_err(crate::app::RunError::from)?;
+    let runtime_config = config.runtime().map_err(jetsource::app::RunError::from)?;
     let namespace = runtime_config.namespace.clone();
-    let feedback_config = config.feedback().map_err(crate::app::RunError::from)?;
+    let feedback_config = config.feedback().map_err(jetsource::app::RunError::from)?;
     let recorded = config
         .nats_url(nats_url)
         .or_else(|| embedded::recorded_url(&config.embedded));
-    let nats = Nats::resolve(config, recorded.as_deref()).map_err(crate::app::RunError::from)?;
-    let client = crate::auth::connect(config, &nats.url)
+    let nats =
+        Nats::resolve(config, recorded.as_deref()).map_err(jetsource::app::RunError::from)?;
+    let client = jetsource::auth::connect(config, &nats.url)
         .await
-        .map_err(crate::app::RunError::from)?;
-    crate::app::check_max_body(&runtime_config, &client).map_err(crate::app::RunError::from)?;
+        .map_err(jetsource::app::RunError::from)?;
+    jetsource::app::check_max_body(&runtime_config, &client)
+        .map_err(jetsource::app::RunError::from)?;
     // The tour shows case 4, so the feedback role runs whatever the settings say.
     let mut feedback = Feedback::new(client.clone(), feedback_config);
     let app = App::new()
@@ -139,27 +141,34 @@ pub async fn run(
         .observe(feedback.observer())
         .build()
         .await
-        .map_err(crate::app::RunError::from)?;
+        .map_err(jetsource::app::RunError::from)?;
     feedback
         .start(&runtime.aggregate_types())
         .await
-        .map_err(crate::app::RunError::from)?;
+        .map_err(jetsource::app::RunError::from)?;
     let store = runtime.store().clone();
-    let serving = runtime.start().await.map_err(crate::app::RunError::from)?;
-    let projectors = app
-        .projector_builder(client.clone())
-        .config(config.projectors().map_err(crate::app::RunError::from)?)
-        .build()
-        .await
-        .map_err(crate::app::RunError::from)?
+    let serving = runtime
         .start()
         .await
-        .map_err(crate::app::RunError::from)?;
+        .map_err(jetsource::app::RunError::from)?;
+    let projectors = app
+        .projector_builder(client.clone())
+        .config(
+            config
+                .projectors()
+                .map_err(jetsource::app::RunError::from)?,
+        )
+        .build()
+        .await
+        .map_err(jetsource::app::RunError::from)?
+        .start()
+        .await
+        .map_err(jetsource::app::RunError::from)?;
 
     writeln!(
         out,
         "jetsource demo on {} (nats-server {}{})",
-        crate::auth::redact_url(&nats.url),
+        jetsource::auth::redact_url(&nats.url),
         client.server_info().version,
         if nats.embedded.is_some() {
             ", embedded"
@@ -366,8 +375,8 @@ pub async fn run(
     let stopped = projectors.stop().await;
     let served = serving.shutdown().await;
     feedback.shutdown().await;
-    stopped.map_err(crate::app::RunError::from)?;
-    served.map_err(crate::app::RunError::from)?;
+    stopped.map_err(jetsource::app::RunError::from)?;
+    served.map_err(jetsource::app::RunError::from)?;
     drop(nats);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `jetsource bench`: jetsource side by side with the bare JetStream path it
+//! `jetsource bench`: the reference application side by side with the bare JetStream path it
 //! is built on, in one run against one nats-server.
 //!
 //! Every figure that has a baseline is reported as a ratio to it, measured
@@ -26,10 +26,9 @@ pub mod roundtrip;
 pub mod seed;
 pub mod workload;
 
-use crate::App;
 use env::{Env, Settings};
-use jetsource_handlers::error::Error;
 use jetsource_handlers::RuntimeConfig;
+use jetsource_schemas::error::Error;
 use report::Report;
 
 /// What went wrong running the bench.
@@ -118,13 +117,10 @@ fn scales(quick: bool) -> &'static [u64] {
     }
 }
 
-/// Runs the bench with `app`'s aggregates hosted by a runtime configured
-/// with `runtime_config`, printing each figure as it is measured.
-pub async fn run(
-    options: &BenchOptions,
-    app: App,
-    runtime_config: RuntimeConfig,
-) -> Result<(), BenchError> {
+/// Runs the bench with the reference application's aggregates hosted by a
+/// runtime configured with `runtime_config`, printing each figure as it is
+/// measured.
+pub async fn run(options: &BenchOptions, runtime_config: RuntimeConfig) -> Result<(), BenchError> {
     if let Some(only) = &options.only {
         if !FIGURES.contains(&only.as_str()) {
             return Err(Error::new(
@@ -163,7 +159,6 @@ pub async fn run(
     let mut env = Env::start(
         settings.clone(),
         options.nats_url.as_deref(),
-        app.clone(),
         flushing_config,
         false,
     )
@@ -234,7 +229,6 @@ pub async fn run(
         let mut durable = Env::start(
             durable_settings,
             options.nats_url.as_deref(),
-            app,
             durable_config,
             true,
         )
