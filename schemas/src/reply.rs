@@ -91,8 +91,41 @@ pub enum CommandReply {
     Rejected(Rejected),
 }
 
+/// The longest `reason` a rejection carries, in bytes. A reason may quote
+/// what the client sent (a malformed header) or be written by an aggregate;
+/// bounded, every rejection fits in a reply, a notice and the error cache's
+/// lists, whatever was sent.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// `reason`, cut to at most [`MAX_REASON_BYTES`] on a character boundary,
+/// saying how long it was.
+pub fn bounded_reason(reason: String) -> String {
+    if reason.len() <= MAX_REASON_BYTES {
+        return reason;
+    }
+    let total = reason.len();
+    // Room for the note below, whatever the length's digits.
+    let mut cut = MAX_REASON_BYTES - 40;
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… (cut: {total} bytes in all)", &reason[..cut])
+}
+
+/// A short, printable excerpt of an untrusted value for a reason: at most
+/// `max` characters of it, escaped as Rust's `{:?}` does, and its length
+/// when longer.
+pub fn excerpt(value: &str, max: usize) -> String {
+    let shown: String = value.chars().take(max).collect();
+    if shown.len() == value.len() {
+        format!("{shown:?}")
+    } else {
+        format!("{shown:?}… ({} bytes)", value.len())
+    }
+}
+
 impl CommandReply {
-    /// A rejection.
+    /// A rejection; `reason` is bounded ([`bounded_reason`]).
     pub fn rejected(
         command_id: impl Into<String>,
         code: RejectionCode,
@@ -101,7 +134,7 @@ impl CommandReply {
         CommandReply::Rejected(Rejected {
             command_id: command_id.into(),
             code,
-            reason: reason.into(),
+            reason: bounded_reason(reason.into()),
         })
     }
 
@@ -214,6 +247,30 @@ mod tests {
             serde_json::json!({"status":"accepted","command_id":"c1","aggregate_type":"blogpost",
                 "aggregate_id":"p1","events":[{"type":"BlogPostCreated","stream":"EVT_BLOGPOST","seq":12}],
                 "duplicate":false})
+        );
+    }
+
+    #[test]
+    fn a_reason_is_bounded_whatever_it_quotes() {
+        let short = CommandReply::rejected("c", RejectionCode::BadRequest, "short");
+        assert!(matches!(&short, CommandReply::Rejected(r) if r.reason == "short"));
+        let huge = "é".repeat(300_000);
+        let CommandReply::Rejected(r) =
+            CommandReply::rejected("c", RejectionCode::Validation, huge.clone())
+        else {
+            panic!("a rejection");
+        };
+        assert!(r.reason.len() <= MAX_REASON_BYTES, "{}", r.reason.len());
+        assert!(
+            r.reason.ends_with("(cut: 600000 bytes in all)"),
+            "{}",
+            r.reason
+        );
+        assert!(huge.starts_with(r.reason.split('…').next().expect("a prefix")));
+        assert_eq!(excerpt("12x", 8), "\"12x\"");
+        assert_eq!(
+            excerpt(&"\u{1}".repeat(200_000), 8),
+            format!("{:?}… (200000 bytes)", "\u{1}".repeat(8))
         );
     }
 
