@@ -9,7 +9,7 @@
 use jetsource_schemas::feedback::{AcceptedStatus, RejectionNotice};
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
@@ -172,6 +172,13 @@ impl Generation {
     }
 }
 
+/// Adds `status`'s aggregates to `held` (both of one command id).
+fn merge_status(held: &mut AcceptedStatus, status: AcceptedStatus) {
+    for part in status.parts() {
+        held.merge(part);
+    }
+}
+
 /// Generations taken out of use.
 type Retired = [Option<Generation>; 2];
 
@@ -235,7 +242,8 @@ impl AcceptedCache {
         }
     }
 
-    /// Keeps `status`.
+    /// Keeps `status`; merged with what is held for its command id when
+    /// that id was accepted on another aggregate too.
     pub fn insert(&self, status: AcceptedStatus) {
         self.insert_at(status, Instant::now());
     }
@@ -253,16 +261,29 @@ impl AcceptedCache {
         ));
         let mut generations = self.generations();
         let retired = self.retire(&mut generations, now, bytes);
-        let current = &mut generations.current;
+        let Generations { current, previous } = &mut *generations;
         current.bytes += bytes;
-        current
-            .by_id
-            .insert(status.command_id.as_str().into(), status);
+        match current.by_id.entry(status.command_id.as_str().into()) {
+            // A resend (same aggregate) changes nothing; the same id on
+            // another aggregate is listed beside it, never mixed into it.
+            Entry::Occupied(mut held) => merge_status(held.get_mut(), status),
+            Entry::Vacant(vacant) => match previous.by_id.get(status.command_id.as_str()) {
+                Some(older) => {
+                    let mut merged = older.clone();
+                    merge_status(&mut merged, status);
+                    vacant.insert(merged);
+                }
+                None => {
+                    vacant.insert(status);
+                }
+            },
+        }
         drop(generations);
         dispose(retired);
     }
 
-    /// The accepted command `command_id`, if held.
+    /// The accepted command `command_id`, if held (the current generation's
+    /// entry holds what the previous one knew of it).
     pub fn get(&self, command_id: &str) -> Option<AcceptedStatus> {
         self.get_at(command_id, Instant::now())
     }
@@ -321,12 +342,43 @@ mod tests {
     }
 
     fn status(id: &str) -> AcceptedStatus {
-        AcceptedStatus {
-            command_id: id.into(),
-            aggregate_type: "blogpost".into(),
-            aggregate_id: "p1".into(),
-            events: Vec::new(),
-        }
+        on(id, "p1", 1)
+    }
+
+    /// `id` accepted on blog post `aggregate` with one event at `seq`.
+    fn on(id: &str, aggregate: &str, seq: u64) -> AcceptedStatus {
+        AcceptedStatus::new(
+            id,
+            jetsource_schemas::feedback::AggregateEvents {
+                aggregate_type: "blogpost".into(),
+                aggregate_id: aggregate.into(),
+                events: vec![jetsource_schemas::EventRef {
+                    event_type: "BlogPostCreated".into(),
+                    stream: "EVT_BLOGPOST".into(),
+                    seq,
+                }],
+            },
+        )
+    }
+
+    #[test]
+    fn one_id_on_two_aggregates_is_held_as_two_never_mixed() {
+        let cache = AcceptedCache::new(Duration::from_secs(60), 1 << 20);
+        cache.insert(on("X", "p-A", 13));
+        cache.insert(on("X", "p-B", 14));
+        // A resend of the first is answered as before.
+        cache.insert(on("X", "p-A", 13));
+        let held = cache.get("X").expect("held");
+        assert_eq!((held.aggregate_id.as_str(), held.events.len()), ("p-A", 1));
+        assert_eq!(held.events[0].seq, 13);
+        assert_eq!(held.others.len(), 1);
+        assert_eq!(
+            (
+                held.others[0].aggregate_id.as_str(),
+                held.others[0].events[0].seq
+            ),
+            ("p-B", 14)
+        );
     }
 
     #[test]

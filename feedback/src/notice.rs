@@ -10,7 +10,7 @@
 
 use crate::cache::{now_rfc3339, AcceptedCache};
 use jetsource_handlers::runtime::{CommandOutcome, OutcomeObserver};
-use jetsource_schemas::feedback::{AcceptedStatus, RejectionNotice};
+use jetsource_schemas::feedback::{AcceptedStatus, AggregateEvents, RejectionNotice};
 use jetsource_schemas::{CommandReply, Namespace};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,12 +29,14 @@ pub(crate) fn observer(
 ) -> OutcomeObserver {
     Arc::new(move |outcome: &CommandOutcome<'_>| match outcome.reply {
         CommandReply::Accepted(_) if !queries.load(Ordering::Relaxed) => {}
-        CommandReply::Accepted(a) => accepted.insert(AcceptedStatus {
-            command_id: a.command_id.clone(),
-            aggregate_type: a.aggregate_type.clone(),
-            aggregate_id: a.aggregate_id.clone(),
-            events: a.events.clone(),
-        }),
+        CommandReply::Accepted(a) => accepted.insert(AcceptedStatus::new(
+            a.command_id.clone(),
+            AggregateEvents {
+                aggregate_type: a.aggregate_type.clone(),
+                aggregate_id: a.aggregate_id.clone(),
+                events: a.events.clone(),
+            },
+        )),
         CommandReply::Rejected(r) if notices => {
             // Without a command id nobody can ask for it, and without a
             // parsed subject there is no aggregate to name in the subject.

@@ -84,6 +84,14 @@ impl RejectionNotice {
 }
 
 /// An accepted command found by id: where its events were stored.
+///
+/// A command id names a command on one aggregate: the same id sent to
+/// another aggregate is another command, accepted on its own. When an id
+/// was accepted on several aggregates, `aggregate_type`, `aggregate_id` and
+/// `events` are those of the one whose first event is earliest (by stream
+/// sequence; across streams, by stream name) and `others` lists the rest in
+/// that order, each with its own events: an aggregate's events are never
+/// listed under another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AcceptedStatus {
     /// The command's id.
@@ -94,16 +102,163 @@ pub struct AcceptedStatus {
     pub aggregate_id: String,
     /// Its events, in stream order.
     pub events: Vec<EventRef>,
+    /// The other aggregates this command id was accepted on, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<AggregateEvents>,
+}
+
+/// One aggregate's events under a command id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AggregateEvents {
+    /// The aggregate type.
+    pub aggregate_type: String,
+    /// The aggregate instance id.
+    pub aggregate_id: String,
+    /// Its events under the command id, in stream order.
+    pub events: Vec<EventRef>,
+}
+
+impl AggregateEvents {
+    /// The order in which an id's aggregates are listed: by the stream and
+    /// sequence of their first event (events of one stream in the order
+    /// they were stored; of several streams, by stream name), then by
+    /// aggregate. The same for every process and every order of arrival.
+    pub fn order(&self) -> (Option<(&str, u64)>, &str, &str) {
+        (
+            self.events.first().map(|e| (e.stream.as_str(), e.seq)),
+            &self.aggregate_type,
+            &self.aggregate_id,
+        )
+    }
+
+    /// Adds `events` of the same aggregate, each once, in stream order.
+    fn absorb(&mut self, events: impl IntoIterator<Item = EventRef>) -> bool {
+        let mut changed = false;
+        for event in events {
+            if !self
+                .events
+                .iter()
+                .any(|e| e.stream == event.stream && e.seq == event.seq)
+            {
+                self.events.push(event);
+                changed = true;
+            }
+        }
+        if changed {
+            self.events
+                .sort_by(|a, b| (&a.stream, a.seq).cmp(&(&b.stream, b.seq)));
+        }
+        changed
+    }
+}
+
+/// Merges `part` into the aggregates of one command id: the first one
+/// (`aggregate_type`, `aggregate_id`, `events`) and `others`, keeping each
+/// aggregate's events apart and the listing in [`AggregateEvents::order`].
+/// Returns whether anything changed.
+fn merge(
+    aggregate_type: &mut String,
+    aggregate_id: &mut String,
+    events: &mut Vec<EventRef>,
+    others: &mut Vec<AggregateEvents>,
+    part: AggregateEvents,
+) -> bool {
+    let mut first = AggregateEvents {
+        aggregate_type: std::mem::take(aggregate_type),
+        aggregate_id: std::mem::take(aggregate_id),
+        events: std::mem::take(events),
+    };
+    let same = |a: &AggregateEvents| {
+        a.aggregate_type == part.aggregate_type && a.aggregate_id == part.aggregate_id
+    };
+    let changed = if same(&first) {
+        first.absorb(part.events)
+    } else if let Some(other) = others.iter_mut().find(|o| same(o)) {
+        other.absorb(part.events)
+    } else {
+        others.push(part);
+        true
+    };
+    if changed {
+        others.push(first);
+        others.sort_by(|a, b| a.order().cmp(&b.order()));
+        first = others.remove(0);
+    }
+    *aggregate_type = first.aggregate_type;
+    *aggregate_id = first.aggregate_id;
+    *events = first.events;
+    changed
+}
+
+impl AcceptedStatus {
+    /// The status of `command_id` accepted on one aggregate.
+    pub fn new(command_id: impl Into<String>, part: AggregateEvents) -> Self {
+        AcceptedStatus {
+            command_id: command_id.into(),
+            aggregate_type: part.aggregate_type,
+            aggregate_id: part.aggregate_id,
+            events: part.events,
+            others: Vec::new(),
+        }
+    }
+
+    /// Adds what the id did on one more aggregate (or more events of one it
+    /// names); returns whether anything changed.
+    pub fn merge(&mut self, part: AggregateEvents) -> bool {
+        merge(
+            &mut self.aggregate_type,
+            &mut self.aggregate_id,
+            &mut self.events,
+            &mut self.others,
+            part,
+        )
+    }
+
+    /// Every aggregate it lists, the first one first.
+    pub fn parts(self) -> impl Iterator<Item = AggregateEvents> {
+        std::iter::once(AggregateEvents {
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            events: self.events,
+        })
+        .chain(self.others)
+    }
+
+    /// The status of the entry the command index holds for `command_id`.
+    pub fn from_index(command_id: impl Into<String>, entry: CommandIndexEntry) -> Self {
+        AcceptedStatus {
+            command_id: command_id.into(),
+            aggregate_type: entry.aggregate_type,
+            aggregate_id: entry.aggregate_id,
+            events: entry.events,
+            others: entry.others,
+        }
+    }
 }
 
 /// Nothing is known of the command: never seen, or its rejection expired.
+/// For `status` also: the command index had indexed every event stored
+/// before the question and held nothing for the id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Unknown {
     /// The id asked for.
     pub command_id: String,
 }
 
-/// The query itself was malformed (a subject token outside the allowed set).
+/// `status` only: nothing is known of the command yet, but the command index
+/// had not caught up with the event streams within the wait (right after a
+/// restart, or behind a burst), so an accepted command may still be found.
+/// Ask again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Pending {
+    /// The id asked for.
+    pub command_id: String,
+    /// Why the answer is not known yet.
+    pub reason: String,
+}
+
+/// The query itself was malformed (a subject token outside the allowed set,
+/// or the wrong number of tokens).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BadQuery {
     /// Empty: an invalid id is never echoed.
@@ -123,6 +278,8 @@ pub enum FeedbackAnswer {
     Rejected(RejectionNotice),
     /// See [`Unknown`].
     Unknown(Unknown),
+    /// See [`Pending`].
+    Pending(Pending),
     /// See [`BadQuery`].
     BadRequest(BadQuery),
 }
@@ -141,6 +298,7 @@ impl FeedbackAnswer {
             FeedbackAnswer::Accepted(a) => &a.command_id,
             FeedbackAnswer::Rejected(r) => &r.command_id,
             FeedbackAnswer::Unknown(u) => &u.command_id,
+            FeedbackAnswer::Pending(p) => &p.command_id,
             FeedbackAnswer::BadRequest(b) => &b.command_id,
         }
     }
@@ -151,6 +309,7 @@ impl FeedbackAnswer {
             FeedbackAnswer::Accepted(_) => "accepted",
             FeedbackAnswer::Rejected(_) => "rejected",
             FeedbackAnswer::Unknown(_) => "unknown",
+            FeedbackAnswer::Pending(_) => "pending",
             FeedbackAnswer::BadRequest(_) => "bad_request",
         }
     }
@@ -160,18 +319,17 @@ impl FeedbackAnswer {
 /// rejections, newest first, at most a configured number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RejectionList {
-    /// The aggregate type (empty when the query was malformed).
+    /// The aggregate type.
     pub aggregate_type: String,
-    /// The aggregate instance id (empty when the query was malformed).
+    /// The aggregate instance id.
     pub aggregate_id: String,
     /// Newest first.
     pub rejections: Vec<RejectionNotice>,
-    /// Set when the query was malformed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
-/// One accepted command in the command index (key: its command id).
+/// One accepted command id in the command index (key: the command id),
+/// laid out as the `accepted` answer of `status`: the aggregate whose first
+/// event is earliest, and `others` when the id was accepted on several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CommandIndexEntry {
     /// The aggregate type.
@@ -180,6 +338,33 @@ pub struct CommandIndexEntry {
     pub aggregate_id: String,
     /// Its events, in stream order.
     pub events: Vec<EventRef>,
+    /// The other aggregates this command id was accepted on, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<AggregateEvents>,
+}
+
+impl CommandIndexEntry {
+    /// The entry of a command id first seen with `part`.
+    pub fn new(part: AggregateEvents) -> Self {
+        CommandIndexEntry {
+            aggregate_type: part.aggregate_type,
+            aggregate_id: part.aggregate_id,
+            events: part.events,
+            others: Vec::new(),
+        }
+    }
+
+    /// Adds `part`; returns whether anything changed (a redelivered event
+    /// changes nothing).
+    pub fn merge(&mut self, part: AggregateEvents) -> bool {
+        merge(
+            &mut self.aggregate_type,
+            &mut self.aggregate_id,
+            &mut self.events,
+            &mut self.others,
+            part,
+        )
+    }
 }
 
 // The unprefixed forms; under a subject prefix see the same methods of
@@ -297,6 +482,67 @@ mod tests {
         )
         .expect("accepted parses");
         assert_eq!(accepted.status(), "accepted");
+    }
+
+    fn part(id: &str, seqs: &[u64]) -> AggregateEvents {
+        AggregateEvents {
+            aggregate_type: "blogpost".into(),
+            aggregate_id: id.into(),
+            events: seqs
+                .iter()
+                .map(|&seq| EventRef {
+                    event_type: "BlogPostCreated".into(),
+                    stream: "EVT_BLOGPOST".into(),
+                    seq,
+                })
+                .collect(),
+        }
+    }
+
+    fn listed(entry: &CommandIndexEntry) -> Vec<(String, Vec<u64>)> {
+        let seqs = |events: &[EventRef]| events.iter().map(|e| e.seq).collect();
+        std::iter::once((entry.aggregate_id.clone(), seqs(&entry.events)))
+            .chain(
+                entry
+                    .others
+                    .iter()
+                    .map(|o| (o.aggregate_id.clone(), seqs(&o.events))),
+            )
+            .collect()
+    }
+
+    #[test]
+    fn one_id_on_two_aggregates_keeps_their_events_apart_in_any_order() {
+        let want = vec![("p-A".to_string(), vec![13]), ("p-B".to_string(), vec![14])];
+        let mut forward = CommandIndexEntry::new(part("p-A", &[13]));
+        assert!(forward.merge(part("p-B", &[14])));
+        assert_eq!(listed(&forward), want);
+        // The index may see p-B's event first (another process took p-A's).
+        let mut backward = CommandIndexEntry::new(part("p-B", &[14]));
+        assert!(backward.merge(part("p-A", &[13])));
+        assert_eq!(listed(&backward), want);
+        // Redeliveries change nothing; a command's second event joins its own.
+        assert!(!backward.merge(part("p-B", &[14])));
+        assert!(backward.merge(part("p-A", &[12])));
+        assert_eq!(
+            listed(&backward),
+            vec![
+                ("p-A".to_string(), vec![12, 13]),
+                ("p-B".to_string(), vec![14])
+            ]
+        );
+        let mut status = AcceptedStatus::new("X", part("p-B", &[14]));
+        assert!(status.merge(part("p-A", &[13])));
+        assert_eq!(
+            (status.aggregate_id.as_str(), status.others.len()),
+            ("p-A", 1)
+        );
+        assert_eq!(
+            serde_json::to_value(CommandIndexEntry::new(part("p-A", &[13]))).expect("json"),
+            serde_json::json!({"aggregate_type":"blogpost","aggregate_id":"p-A",
+                "events":[{"type":"BlogPostCreated","stream":"EVT_BLOGPOST","seq":13}]}),
+            "an id on one aggregate has no `others`"
+        );
     }
 
     #[test]
