@@ -253,6 +253,9 @@ pub struct FeedbackSection {
     pub notices_queue: usize,
     /// How long a cache miss waits for other instances. Default `250ms`.
     pub peer_timeout: String,
+    /// How long `status` waits for the command index to catch up before it
+    /// answers `pending` for a command it does not know. Default `2s`.
+    pub index_wait: String,
     /// The most rejections `errors.list` answers. Default 100.
     pub list_limit: usize,
 }
@@ -267,6 +270,7 @@ impl Default for FeedbackSection {
             error_capacity: "64MiB".into(),
             notices_queue: 65_536,
             peer_timeout: "250ms".into(),
+            index_wait: "2s".into(),
             list_limit: 100,
         }
     }
@@ -618,6 +622,7 @@ impl Config {
             notices_queue: f.notices_queue,
             peer_timeout: parse_duration(&f.peer_timeout)
                 .map_err(invalid("feedback.peer_timeout"))?,
+            index_wait: parse_duration(&f.index_wait).map_err(invalid("feedback.index_wait"))?,
             list_limit: f.list_limit,
             index_replicas: self.streams.replicas,
             namespace: self.namespace()?,

@@ -18,7 +18,7 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use jetsource_handlers::error::Error;
-use jetsource_schemas::feedback::{CommandIndexEntry, COMMAND_INDEX_CONSUMER};
+use jetsource_schemas::feedback::{AggregateEvents, CommandIndexEntry, COMMAND_INDEX_CONSUMER};
 use jetsource_schemas::{headers, token, EventRef, Namespace};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -27,11 +27,20 @@ use tracing::Instrument;
 /// How many times a merge is retried when another writer got there first.
 const MERGE_ATTEMPTS: u32 = 16;
 
-/// The index bucket.
+/// The index bucket, and the event streams it follows.
 #[derive(Clone)]
 pub struct CommandIndex {
     kv: kv::Store,
+    js: jetstream::Context,
+    /// The streams indexed (set by [`CommandIndex::follows`]).
+    streams: Vec<String>,
 }
+
+/// Where each indexed stream ended when a question was asked: everything
+/// stored up to there, the index must have seen before "not indexed" means
+/// "not accepted".
+#[derive(Debug, Clone)]
+pub struct Marks(Vec<(String, u64)>);
 
 impl CommandIndex {
     /// Opens `namespace`'s bucket, creating it when absent.
@@ -42,7 +51,7 @@ impl CommandIndex {
     ) -> Result<Self, FeedbackError> {
         let bucket = namespace.command_index_bucket();
         if let Ok(kv) = js.get_key_value(&bucket).await {
-            return Ok(CommandIndex { kv });
+            return Ok(CommandIndex::over(kv, js));
         }
         let created = js
             .create_key_value(kv::Config {
@@ -54,14 +63,64 @@ impl CommandIndex {
             })
             .await;
         match created {
-            Ok(kv) => Ok(CommandIndex { kv }),
+            Ok(kv) => Ok(CommandIndex::over(kv, js)),
             // Another process created it meanwhile.
             Err(e) => js
                 .get_key_value(&bucket)
                 .await
-                .map(|kv| CommandIndex { kv })
+                .map(|kv| CommandIndex::over(kv, js))
                 .map_err(|_| Error::with_source(FeedbackErrorKind::Index, e)),
         }
+    }
+
+    fn over(kv: kv::Store, js: &jetstream::Context) -> Self {
+        CommandIndex {
+            kv,
+            js: js.clone(),
+            streams: Vec::new(),
+        }
+    }
+
+    /// The same index, following `streams` (for [`CommandIndex::marks`]).
+    pub fn follows(mut self, streams: Vec<String>) -> Self {
+        self.streams = streams;
+        self
+    }
+
+    /// The last sequence of every indexed stream now.
+    pub async fn marks(&self) -> Result<Marks, FeedbackError> {
+        let mut marks = Vec::with_capacity(self.streams.len());
+        for name in &self.streams {
+            let stream = self
+                .js
+                .get_stream(name)
+                .await
+                .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?;
+            marks.push((name.clone(), stream.cached_info().state.last_sequence));
+        }
+        Ok(Marks(marks))
+    }
+
+    /// Whether every event stored up to `marks` has been indexed: the index
+    /// consumer of each stream acknowledged up to its mark, or has nothing
+    /// left to deliver or see acknowledged.
+    pub async fn reached(&self, marks: &Marks) -> Result<bool, FeedbackError> {
+        for (name, mark) in &marks.0 {
+            let stream = self
+                .js
+                .get_stream_no_info(name)
+                .await
+                .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?;
+            let info = stream
+                .consumer_info(COMMAND_INDEX_CONSUMER)
+                .await
+                .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?;
+            let idle = info.num_pending == 0 && info.num_ack_pending == 0;
+            if !idle && info.ack_floor.stream_sequence < *mark {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The accepted command `command_id` (a validated token), if indexed.
@@ -79,8 +138,9 @@ impl CommandIndex {
         }
     }
 
-    /// Merges `event` into the entry of `command_id`; a no-op when it is
-    /// already there.
+    /// Merges `event` of aggregate `aggregate_type` `aggregate_id` into the
+    /// entry of `command_id`, beside (never into) other aggregates' events
+    /// under the same id; a no-op when it is already there.
     pub async fn record(
         &self,
         command_id: &str,
@@ -96,30 +156,24 @@ impl CommandIndex {
                 .await
                 .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?
                 .filter(|e| e.operation == kv::Operation::Put);
-            let (mut entry, revision) = match current {
-                Some(found) => (
-                    serde_json::from_slice::<CommandIndexEntry>(&found.value)
-                        .map_err(index_error)?,
-                    Some(found.revision),
-                ),
-                None => (
-                    CommandIndexEntry {
-                        aggregate_type: aggregate_type.into(),
-                        aggregate_id: aggregate_id.into(),
-                        events: Vec::new(),
-                    },
-                    None,
-                ),
+            let part = AggregateEvents {
+                aggregate_type: aggregate_type.into(),
+                aggregate_id: aggregate_id.into(),
+                events: vec![event.clone()],
             };
-            if entry
-                .events
-                .iter()
-                .any(|e| e.stream == event.stream && e.seq == event.seq)
-            {
-                return Ok(());
-            }
-            entry.events.push(event.clone());
-            entry.events.sort_by_key(|e| e.seq);
+            // Each aggregate's events stay apart: the same id on another
+            // aggregate is another command (see `AcceptedStatus`).
+            let (entry, revision) = match current {
+                Some(found) => {
+                    let mut entry = serde_json::from_slice::<CommandIndexEntry>(&found.value)
+                        .map_err(index_error)?;
+                    if !entry.merge(part) {
+                        return Ok(());
+                    }
+                    (entry, Some(found.revision))
+                }
+                None => (CommandIndexEntry::new(part), None),
+            };
             let body = serde_json::to_vec(&entry).map_err(index_error)?;
             let written = match revision {
                 Some(revision) => match self.kv.update(command_id, body.into(), revision).await {
@@ -175,14 +229,33 @@ async fn consumer(
         .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))
 }
 
-/// Checks the index consumer of `aggregate_type` can be created: a start-up
-/// failure is reported rather than retried forever in the background.
+/// Checks the index consumer of `aggregate_type` can be created (a start-up
+/// failure is reported rather than retried forever in the background), and
+/// has events taken but not acknowledged before (a process stopped or died
+/// holding them) delivered again at once rather than after the ack wait:
+/// until they are indexed, their commands would read as not indexed.
+/// Indexing is idempotent, so a peer's events delivered again cost nothing
+/// but the work.
 pub(crate) async fn prepare(
     js: &jetstream::Context,
     namespace: &Namespace,
     aggregate_type: &str,
 ) -> Result<(), FeedbackError> {
-    consumer(js, namespace, aggregate_type).await.map(|_| ())
+    let mut consumer = consumer(js, namespace, aggregate_type).await?;
+    let info = consumer
+        .info()
+        .await
+        .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?;
+    if info.num_ack_pending > 0 {
+        let stream = js
+            .get_stream_no_info(namespace.stream_name(aggregate_type))
+            .await
+            .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?;
+        if let Err(e) = stream.reset_consumer(COMMAND_INDEX_CONSUMER, None).await {
+            tracing::warn!(error = %e, aggregate_type, "command index: cannot rewind to the ack floor; unacknowledged events come back after the ack wait");
+        }
+    }
+    Ok(())
 }
 
 /// Indexes `aggregate_type`'s events until `stop` turns true; reconnects

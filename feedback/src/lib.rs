@@ -56,6 +56,10 @@ pub struct FeedbackConfig {
     pub peer_timeout: Duration,
     /// The most rejections `errors.list` returns (default 100).
     pub list_limit: usize,
+    /// How long `status` waits for the command index to catch up with the
+    /// event streams before answering a command it does not know as
+    /// `pending` rather than `unknown` (default 2 s).
+    pub index_wait: Duration,
     /// Replicas of the command index bucket (default 1).
     pub index_replicas: usize,
     /// The subject prefix of every notice, query and peer subject, of the
@@ -74,6 +78,7 @@ impl Default for FeedbackConfig {
             notices_queue: 65_536,
             peer_timeout: Duration::from_millis(250),
             list_limit: 100,
+            index_wait: Duration::from_secs(2),
             index_replicas: 1,
             namespace: Namespace::default(),
         }
@@ -194,7 +199,13 @@ impl Feedback {
     pub async fn start(&mut self, aggregate_types: &[&'static str]) -> Result<(), FeedbackError> {
         let js = async_nats::jetstream::new(self.shared.client.clone());
         let namespace = &self.shared.config.namespace;
-        let index = CommandIndex::open(&js, namespace, self.shared.config.index_replicas).await?;
+        let streams = aggregate_types
+            .iter()
+            .map(|t| namespace.stream_name(t))
+            .collect();
+        let index = CommandIndex::open(&js, namespace, self.shared.config.index_replicas)
+            .await?
+            .follows(streams);
         for aggregate_type in aggregate_types {
             index::prepare(&js, namespace, aggregate_type).await?;
         }
@@ -274,7 +285,8 @@ impl Feedback {
         self.shared.errors_get(command_id).await
     }
 
-    /// Answers `errors.list.<type>.<id>` as this instance would.
+    /// Answers `errors.list.<type>.<id>` as this instance would (ids that
+    /// are not tokens list nothing; on the wire they are `bad_request`).
     pub async fn errors_list(
         &self,
         aggregate_type: &str,

@@ -18,7 +18,8 @@ use async_nats::{Client, HeaderMap, Message};
 use futures::StreamExt;
 use jetsource_handlers::error::Error;
 use jetsource_schemas::feedback::{
-    self as contract, AcceptedStatus, BadQuery, FeedbackAnswer, RejectionList, RejectionNotice,
+    self as contract, AcceptedStatus, BadQuery, FeedbackAnswer, Pending, RejectionList,
+    RejectionNotice,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,9 @@ use tracing::Instrument;
 
 /// Queries answered at once; more wait (they may each wait on peers).
 const MAX_QUERIES_IN_FLIGHT: usize = 1024;
+
+/// How often `status` looks again whether the index caught up.
+const INDEX_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// State shared by the subscriptions.
 pub(crate) struct Shared {
@@ -62,46 +66,46 @@ pub(crate) async fn subscribe(
     let ns = &shared.config.namespace;
     let group = contract::QUEUE_GROUP.to_string();
     let subject = |root: &str, tokens: &str| ns.subject(format_args!("{root}.{tokens}"));
-    let (notices, errors_get, errors_list, status, peer_get, peer_list) = (
-        subject(contract::NOTICE_ROOT, "*.*"),
-        subject(contract::ERRORS_GET_ROOT, "*"),
-        subject(contract::ERRORS_LIST_ROOT, "*.*"),
-        subject(contract::STATUS_ROOT, "*"),
-        subject(contract::PEER_GET_ROOT, "*"),
-        subject(contract::PEER_LIST_ROOT, "*.*"),
-    );
-    let subscriptions = vec![
-        (
-            Query::Notice,
-            client.subscribe(notices).await.map_err(nats)?,
-        ),
-        (
-            Query::ErrorsGet,
-            client
-                .queue_subscribe(errors_get, group.clone())
-                .await
-                .map_err(nats)?,
-        ),
-        (
-            Query::ErrorsList,
-            client
-                .queue_subscribe(errors_list, group.clone())
-                .await
-                .map_err(nats)?,
-        ),
-        (
-            Query::Status,
-            client.queue_subscribe(status, group).await.map_err(nats)?,
-        ),
-        (
-            Query::PeerGet,
-            client.subscribe(peer_get).await.map_err(nats)?,
-        ),
-        (
-            Query::PeerList,
-            client.subscribe(peer_list).await.map_err(nats)?,
-        ),
+    let bare = |root: &str| ns.subject(format_args!("{root}"));
+    // The queries take any number of tokens (and none), so that a subject
+    // with too few or too many is answered `bad_request` rather than met by
+    // "no responders", which a client cannot tell from jetsource being down.
+    let queries = [
+        (Query::ErrorsGet, contract::ERRORS_GET_ROOT),
+        (Query::ErrorsList, contract::ERRORS_LIST_ROOT),
+        (Query::Status, contract::STATUS_ROOT),
     ];
+    let mut subscriptions = vec![(
+        Query::Notice,
+        client
+            .subscribe(subject(contract::NOTICE_ROOT, "*.*"))
+            .await
+            .map_err(nats)?,
+    )];
+    for (query, root) in queries {
+        for filter in [subject(root, ">"), bare(root)] {
+            let subscriber = client
+                .queue_subscribe(filter, group.clone())
+                .await
+                .map_err(nats)?;
+            subscriptions.push((query, subscriber));
+        }
+    }
+    // Peers answer only hits, so a malformed question simply goes unanswered.
+    subscriptions.push((
+        Query::PeerGet,
+        client
+            .subscribe(subject(contract::PEER_GET_ROOT, "*"))
+            .await
+            .map_err(nats)?,
+    ));
+    subscriptions.push((
+        Query::PeerList,
+        client
+            .subscribe(subject(contract::PEER_LIST_ROOT, "*.*"))
+            .await
+            .map_err(nats)?,
+    ));
     client
         .flush()
         .await
@@ -199,17 +203,10 @@ impl Shared {
                 Ok(id) => self.status(id).await,
                 Err(e) => bad_query(e),
             }),
-            Query::ErrorsList => json(
-                &match ns.parse_aggregate(subject, contract::ERRORS_LIST_ROOT) {
-                    Ok((t, i)) => self.errors_list(t, i).await,
-                    Err(e) => RejectionList {
-                        aggregate_type: String::new(),
-                        aggregate_id: String::new(),
-                        rejections: Vec::new(),
-                        error: Some(e.to_string()),
-                    },
-                },
-            ),
+            Query::ErrorsList => match ns.parse_aggregate(subject, contract::ERRORS_LIST_ROOT) {
+                Ok((t, i)) => json(&self.errors_list(t, i).await),
+                Err(e) => json(&bad_query(e)),
+            },
             // Peers answer only on a hit, so that the first answer is a hit.
             Query::PeerGet => {
                 if from_self() {
@@ -301,28 +298,27 @@ impl Shared {
         FeedbackAnswer::unknown(command_id)
     }
 
-    /// Answers `status.<command_id>`: memory, then the durable index, then
-    /// peers.
+    /// Answers `status.<command_id>`.
+    ///
+    /// An acceptance wins over a rejection (a resend whose first try was
+    /// rejected may since have been accepted), and what this instance holds
+    /// in memory is merged with the durable index, so every aggregate the id
+    /// was accepted on is listed. Not found: once the index has seen every
+    /// event stored before the question, `unknown` (after asking the
+    /// peers); while it has not caught up within `index_wait`, `pending`.
     pub(crate) async fn status(&self, command_id: &str) -> FeedbackAnswer {
         if let Err(e) = jetsource_schemas::token::validate("command id", command_id) {
             return bad_query(e);
         }
-        if let Some(answer) = self.local(command_id) {
+        if let Some(answer) = self.accepted(command_id).await {
             return answer;
         }
-        if let Some(index) = self.index.get() {
-            match index.get(command_id).await {
-                Ok(Some(entry)) => {
-                    return FeedbackAnswer::Accepted(AcceptedStatus {
-                        command_id: command_id.to_string(),
-                        aggregate_type: entry.aggregate_type,
-                        aggregate_id: entry.aggregate_id,
-                        events: entry.events,
-                    })
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "command index lookup failed"),
-            }
+        if let Some(notice) = self.errors.get(command_id) {
+            return FeedbackAnswer::Rejected(notice);
+        }
+        let caught_up = self.wait_for_index(command_id).await;
+        if let Some(answer) = self.accepted(command_id).await {
+            return answer;
         }
         if self.peers_may_know() {
             if let Some(answer) = self.ask_peers(command_id).await {
@@ -332,7 +328,71 @@ impl Shared {
                 return answer;
             }
         }
-        FeedbackAnswer::unknown(command_id)
+        match caught_up {
+            true => FeedbackAnswer::unknown(command_id),
+            false => FeedbackAnswer::Pending(Pending {
+                command_id: command_id.to_string(),
+                reason: format!(
+                    "not indexed yet: the command index had not caught up with the event streams within {:?}; ask again",
+                    self.config.index_wait
+                ),
+            }),
+        }
+    }
+
+    /// The acceptance of `command_id` this instance holds in memory merged
+    /// with the index's, if either knows one.
+    async fn accepted(&self, command_id: &str) -> Option<FeedbackAnswer> {
+        let mut found = self.accepted.get(command_id);
+        if let Some(index) = self.index.get() {
+            match index.get(command_id).await {
+                Ok(Some(entry)) => {
+                    let indexed = AcceptedStatus::from_index(command_id, entry);
+                    match &mut found {
+                        Some(held) => {
+                            for part in indexed.parts() {
+                                held.merge(part);
+                            }
+                        }
+                        None => found = Some(indexed),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "command index lookup failed"),
+            }
+        }
+        found.map(FeedbackAnswer::Accepted)
+    }
+
+    /// Waits, up to `index_wait`, until the index has seen every event
+    /// stored when it was called; returns whether it had. Without an index
+    /// (or when it cannot be read), true: there is nothing to wait for.
+    async fn wait_for_index(&self, command_id: &str) -> bool {
+        let Some(index) = self.index.get() else {
+            return true;
+        };
+        let marks = match index.marks().await {
+            Ok(marks) => marks,
+            Err(e) => {
+                tracing::warn!(error = %e, command_id, "command index: cannot read the streams' ends");
+                return true;
+            }
+        };
+        let deadline = tokio::time::Instant::now() + self.config.index_wait;
+        loop {
+            match index.reached(&marks).await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, command_id, "command index: cannot read its position");
+                    return true;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(INDEX_POLL).await;
+        }
     }
 
     /// Answers `errors.list.<type>.<id>`: this instance's rejections merged
@@ -342,38 +402,33 @@ impl Shared {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> RejectionList {
-        let mut rejections = self
-            .errors
-            .list(aggregate_type, aggregate_id, self.config.list_limit);
-        let mut error = None;
-        match self
+        // Building the peers' subject validates both ids; no cache entry
+        // has an invalid one, so an invalid id lists nothing.
+        let Ok(subject) = self
             .config
             .namespace
             .peer_list_subject(aggregate_type, aggregate_id)
-        {
-            Err(e) => {
-                error = Some(e.to_string());
-                rejections.clear();
-            }
-            Ok(subject) if self.peers_may_know() => {
-                rejections.extend(
-                    self.collect_peer_lists(subject, aggregate_type, aggregate_id)
-                        .await,
-                );
-                rejections = newest_first(rejections, self.config.list_limit);
-            }
-            Ok(_) => {}
-        }
-        let (aggregate_type, aggregate_id) = if error.is_some() {
-            (String::new(), String::new())
-        } else {
-            (aggregate_type.to_string(), aggregate_id.to_string())
+        else {
+            return RejectionList {
+                aggregate_type: String::new(),
+                aggregate_id: String::new(),
+                rejections: Vec::new(),
+            };
         };
+        let mut rejections = self
+            .errors
+            .list(aggregate_type, aggregate_id, self.config.list_limit);
+        if self.peers_may_know() {
+            rejections.extend(
+                self.collect_peer_lists(subject, aggregate_type, aggregate_id)
+                    .await,
+            );
+            rejections = newest_first(rejections, self.config.list_limit);
+        }
         RejectionList {
-            aggregate_type,
-            aggregate_id,
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_id: aggregate_id.to_string(),
             rejections,
-            error,
         }
     }
 

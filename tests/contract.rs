@@ -1,0 +1,366 @@
+//! The contract where a client in another language found it broken, checked
+//! against `jetsource run` as its own process: one command id on two
+//! aggregates, replies to every request whatever it echoes, answers to
+//! feedback subjects with the wrong number of tokens, and accepted commands
+//! that never read as `unknown` after a restart.
+
+use futures::StreamExt;
+use jetsource::client::{CommandClient, SendOptions};
+use jetsource_schemas::feedback::{FeedbackAnswer, COMMAND_INDEX_BUCKET};
+use jetsource_schemas::{CommandReply, RejectionCode};
+use jetsource_test_server::NatsServer;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Long enough for anything this machine does; only reached by a failure.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// `jetsource run` against `url`, every role on, in its own temp folder.
+struct Run {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn start(url: &str) -> Run {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jetsource"))
+            .args(["run", "--nats-url", url])
+            .current_dir(dir.path())
+            .env_remove("JETSOURCE_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn jetsource run");
+        let stderr = child.stderr.take().expect("stderr");
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("jetsource ready") {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        is_ready
+            .recv_timeout(DEADLINE)
+            .expect("jetsource run became ready");
+        Run { child, _dir: dir }
+    }
+
+    /// SIGTERM, as an orchestrator stops it, and waits for it to exit.
+    fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM sent");
+        let exited = self.child.wait().expect("wait");
+        assert!(exited.success(), "a clean stop exits 0, got {exited}");
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect(url: &str) -> async_nats::Client {
+    async_nats::connect(url).await.expect("connect")
+}
+
+async fn ask(client: &async_nats::Client, subject: &str) -> serde_json::Value {
+    let answer = tokio::time::timeout(
+        DEADLINE,
+        client.request(subject.to_string(), bytes::Bytes::new()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer to {subject} within {DEADLINE:?}"))
+    .unwrap_or_else(|e| panic!("{subject}: {e}"));
+    serde_json::from_slice(&answer.payload).expect("a JSON answer")
+}
+
+fn with_id(id: &str) -> SendOptions {
+    SendOptions {
+        command_id: Some(id.to_string()),
+        ..SendOptions::default()
+    }
+}
+
+fn seqs(events: &serde_json::Value) -> Vec<u64> {
+    events
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("a seq"))
+        .collect()
+}
+
+/// `status.<id>` answers every aggregate the id was accepted on, each with
+/// only its own events: `(aggregate id, seqs)`, the first one first.
+fn listed(answer: &serde_json::Value) -> Vec<(String, Vec<u64>)> {
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    let mut listed = vec![(
+        answer["aggregate_id"].as_str().expect("an id").to_string(),
+        seqs(&answer["events"]),
+    )];
+    for other in answer["others"].as_array().into_iter().flatten() {
+        listed.push((
+            other["aggregate_id"].as_str().expect("an id").to_string(),
+            seqs(&other["events"]),
+        ));
+    }
+    listed
+}
+
+/// Asks `status.<id>` until the index has it (or the deadline passes).
+async fn indexed_status(
+    client: &async_nats::Client,
+    id: &str,
+    aggregates: usize,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let answer = ask(client, &format!("status.{id}")).await;
+        let known = answer["status"] == "accepted" && listed(&answer).len() == aggregates;
+        if known || started.elapsed() > DEADLINE {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_command_id_on_two_aggregates_is_two_commands_never_mixed() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let run = Run::start(&url);
+    let client = connect(&url).await;
+    let commands = CommandClient::new(client.clone());
+    let body = r#"{"title":"Hello","body":"text"}"#;
+    let mut seq = std::collections::BTreeMap::new();
+    for post in ["p-A", "p-B"] {
+        let reply = commands
+            .send("blogpost", post, "create", body.to_string(), &with_id("X"))
+            .await
+            .expect("a reply");
+        let CommandReply::Accepted(accepted) = reply else {
+            panic!("{post}: the same id on another aggregate is another command: {reply:?}");
+        };
+        assert!(!accepted.duplicate, "{post}: a new command, not a resend");
+        seq.insert(post, accepted.events[0].seq);
+    }
+    let want = vec![
+        ("p-A".to_string(), vec![seq["p-A"]]),
+        ("p-B".to_string(), vec![seq["p-B"]]),
+    ];
+    // A resend on either is still its own aggregate's duplicate.
+    let resent = commands
+        .send("blogpost", "p-B", "create", body.to_string(), &with_id("X"))
+        .await
+        .expect("a reply");
+    match resent {
+        CommandReply::Accepted(a) => {
+            assert!(a.duplicate);
+            assert_eq!(
+                (a.aggregate_id.as_str(), a.events[0].seq),
+                ("p-B", seq["p-B"])
+            );
+        }
+        other => panic!("a resend is accepted: {other:?}"),
+    }
+    assert_eq!(
+        listed(&indexed_status(&client, "X", 2).await),
+        want,
+        "before a restart"
+    );
+    // The durable index holds them apart too.
+    let js = async_nats::jetstream::new(client.clone());
+    let index = js
+        .get_key_value(COMMAND_INDEX_BUCKET)
+        .await
+        .expect("the index");
+    let entry = index.get("X").await.expect("read").expect("indexed");
+    let entry: serde_json::Value = serde_json::from_slice(&entry).expect("json");
+    assert_eq!(entry["aggregate_id"], "p-A");
+    assert_eq!(seqs(&entry["events"]), [seq["p-A"]]);
+    assert_eq!(entry["others"][0]["aggregate_id"], "p-B");
+    assert_eq!(seqs(&entry["others"][0]["events"]), [seq["p-B"]]);
+    run.terminate();
+    let _run = Run::start(&url);
+    assert_eq!(
+        listed(&indexed_status(&client, "X", 2).await),
+        want,
+        "after a restart"
+    );
+}
+
+#[tokio::test]
+async fn every_query_with_the_wrong_number_of_tokens_is_answered_bad_request() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let _run = Run::start(&url);
+    let client = connect(&url).await;
+    for subject in [
+        "status",
+        "status.a.b",
+        "errors.get",
+        "errors.get.a.b",
+        "errors.list",
+        "errors.list.blogpost",
+        "errors.list.blogpost.p1.extra",
+    ] {
+        let answer = ask(&client, subject).await;
+        assert_eq!(answer["status"], "bad_request", "{subject}: {answer}");
+        assert_eq!(answer["command_id"], "", "{subject}: nothing is echoed");
+    }
+}
+
+#[tokio::test]
+async fn a_command_echoing_a_huge_header_gets_its_reply_and_its_notice() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let _run = Run::start(&url);
+    let client = connect(&url).await;
+    let max_payload = client.server_info().max_payload;
+    let junk = "\u{1}".repeat(200_000);
+    for n in 0..8 {
+        let id = format!("junk-{n}");
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Command-Id", id.as_str());
+        headers.insert("Expected-Seq", junk.as_str());
+        let reply = tokio::time::timeout(
+            DEADLINE,
+            client.request_with_headers(
+                "cmd.blogpost.p1.create".to_string(),
+                headers,
+                bytes::Bytes::from_static(b"{}"),
+            ),
+        )
+        .await
+        .expect("answered in time")
+        .expect("a reply, not silence");
+        assert!(
+            reply.payload.len() < max_payload / 4,
+            "{} bytes",
+            reply.payload.len()
+        );
+        let reply: CommandReply = serde_json::from_slice(&reply.payload).expect("a reply");
+        assert_eq!(reply.code(), Some(RejectionCode::BadRequest));
+        assert_eq!(reply.command_id(), id);
+        let started = Instant::now();
+        loop {
+            let found = ask(&client, &format!("errors.get.{id}")).await;
+            if found["status"] == "rejected" {
+                assert_eq!(found["code"], "bad_request");
+                break;
+            }
+            assert!(started.elapsed() < DEADLINE, "no notice for {id}: {found}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let list = ask(&client, "errors.list.blogpost.p1").await;
+    assert_eq!(
+        list["rejections"].as_array().map(Vec::len),
+        Some(8),
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn accepted_commands_never_read_unknown_after_a_clean_restart() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let run = Run::start(&url);
+    let client = connect(&url).await;
+    let commands = CommandClient::new(client.clone());
+    let ids: Vec<String> = (0..2000).map(|i| format!("burst-{i}")).collect();
+    let sent = futures::stream::iter(ids.clone())
+        .map(|id| {
+            let commands = commands.clone();
+            async move {
+                let reply = commands
+                    .send(
+                        "blogpost",
+                        &format!("post-{id}"),
+                        "create",
+                        r#"{"title":"Hello","body":"text"}"#.to_string(),
+                        &with_id(&id),
+                    )
+                    .await
+                    .expect("a reply");
+                assert!(reply.is_accepted(), "{reply:?}");
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>();
+    sent.await;
+    run.terminate();
+    let _run = Run::start(&url);
+    let mut pending = 0;
+    for id in &ids {
+        let started = Instant::now();
+        loop {
+            let answer = ask(&client, &format!("status.{id}")).await;
+            match answer["status"].as_str() {
+                Some("accepted") => break,
+                // The index is catching up: documented, and asked again.
+                Some("pending") if started.elapsed() < DEADLINE => pending += 1,
+                _ => panic!("{id}: an accepted command answered {answer}"),
+            }
+        }
+    }
+    eprintln!("{pending} answers were pending before the index caught up");
+}
+
+#[tokio::test]
+async fn a_command_id_rejected_then_accepted_reads_accepted() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let _run = Run::start(&url);
+    let client = connect(&url).await;
+    let commands = CommandClient::new(client.clone());
+    let body = r#"{"title":"Hello","body":"text"}"#;
+    let first = commands
+        .send(
+            "blogpost",
+            "late",
+            "publish",
+            "{}".to_string(),
+            &with_id("retry-1"),
+        )
+        .await
+        .expect("a reply");
+    assert_eq!(first.code(), Some(RejectionCode::NotFound));
+    commands
+        .send(
+            "blogpost",
+            "late",
+            "create",
+            body.to_string(),
+            &SendOptions::default(),
+        )
+        .await
+        .expect("a reply");
+    let second = commands
+        .send(
+            "blogpost",
+            "late",
+            "publish",
+            "{}".to_string(),
+            &with_id("retry-1"),
+        )
+        .await
+        .expect("a reply");
+    assert!(
+        second.is_accepted(),
+        "a resend after a rejection is decided again"
+    );
+    let status = indexed_status(&client, "retry-1", 1).await;
+    let answer: FeedbackAnswer = serde_json::from_value(status.clone()).expect("an answer");
+    assert_eq!(answer.status(), "accepted", "{status}");
+}
