@@ -364,3 +364,82 @@ async fn a_command_id_rejected_then_accepted_reads_accepted() {
     let answer: FeedbackAnswer = serde_json::from_value(status.clone()).expect("an answer");
     assert_eq!(answer.status(), "accepted", "{status}");
 }
+
+/// Runs a client subcommand of `jetsource` against `url`.
+fn cli(url: &str, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_jetsource"))
+        .args(args)
+        .args(["--nats-url", url])
+        .env_remove("JETSOURCE_CONFIG")
+        .output()
+        .expect("jetsource runs");
+    let answer = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), answer)
+}
+
+#[tokio::test]
+async fn the_cli_reads_projections_and_its_exit_codes_follow_the_answer() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let _run = Run::start(&url);
+    let commands = CommandClient::new(connect(&url).await);
+    let reply = commands
+        .send(
+            "blogpost",
+            "cli-1",
+            "create",
+            r#"{"title":"Hello","body":"text"}"#.to_string(),
+            &with_id("cli-c1"),
+        )
+        .await
+        .expect("a reply");
+    let CommandReply::Accepted(accepted) = reply else {
+        panic!("accepted: {reply:?}");
+    };
+    let seq = accepted.events[0].seq.to_string();
+    let (code, answer) = cli(
+        &url,
+        &["query", "blogposts", "get", "cli-1", "--after-seq", &seq],
+    );
+    assert_eq!(
+        (code, &answer["status"]),
+        (Some(0), &"ok".into()),
+        "{answer}"
+    );
+    assert_eq!(answer["result"]["title"], "Hello");
+    let (code, answer) = cli(&url, &["query", "blogposts", "get", "nobody"]);
+    assert_eq!(
+        (code, &answer["status"]),
+        (Some(1), &"not_found".into()),
+        "{answer}"
+    );
+    let (code, _) = cli(&url, &["query", "blogposts", "get", "p.1"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "a token that is not one never reaches a subject"
+    );
+    let (code, _) = cli(
+        &url,
+        &["query", "blogposts", "get", "x", "--after-seq", "1 2"],
+    );
+    assert_eq!(code, Some(2), "nor a header");
+    let (code, answer) = cli(&url, &["status", "never-sent"]);
+    assert_eq!(
+        (code, &answer["status"]),
+        (Some(1), &"unknown".into()),
+        "{answer}"
+    );
+    let (code, answer) = cli(&url, &["status", "cli-c1"]);
+    assert_eq!(
+        (code, &answer["status"]),
+        (Some(0), &"accepted".into()),
+        "{answer}"
+    );
+    let (code, answer) = cli(&url, &["errors", "get", "cli-c1"]);
+    assert_eq!(
+        (code, &answer["status"]),
+        (Some(1), &"unknown".into()),
+        "no rejection: {answer}"
+    );
+}

@@ -9,8 +9,11 @@ use std::process::ExitCode;
 
 use super::QueryTarget;
 
-/// Sends one feedback query and prints the answer. Exit 0 when answered,
-/// 2 for an invalid id, 3 when NATS or the feedback role is unreachable.
+/// Sends one feedback query and prints the answer. Exit 0 when the answer
+/// says what became of the command (`accepted`, `rejected`) or lists an
+/// aggregate's rejections; 1 when nothing is known of it (`unknown`,
+/// `pending`); 2 for an invalid id; 3 when NATS or the feedback role is
+/// unreachable.
 pub(crate) async fn query(
     config: &Config,
     what: &str,
@@ -35,7 +38,11 @@ pub(crate) async fn query(
         Ok(answer) => match serde_json::from_slice::<serde_json::Value>(&answer.payload) {
             Ok(value) => {
                 print_json(&value);
-                ExitCode::SUCCESS
+                match value.get("status").and_then(|s| s.as_str()) {
+                    Some("unknown" | "pending") => ExitCode::from(1),
+                    Some("bad_request") => ExitCode::from(2),
+                    _ => ExitCode::SUCCESS,
+                }
             }
             Err(e) => {
                 eprintln!("jetsource {what}: the answer is not JSON: {e}");

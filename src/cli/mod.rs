@@ -15,9 +15,11 @@
 //! - [`client`]: connecting, feedback queries, printing.
 //! - `send.rs`: `send`.
 //! - `inspect.rs`: `tail`, `rewind`, `streams`.
+//! - `read.rs`: `query`, a projection's answers.
 
 pub mod client;
 mod inspect;
+mod read;
 mod send;
 
 use crate::app::{self, App};
@@ -244,6 +246,34 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Ask a projection: `query.<projection>.<path…>`, and print the answer.
+    #[command(after_help = "Examples:
+  jetsource query blogposts get p1                one post
+  jetsource query blogposts get p1 --after-seq 12 once the projection applied stream sequence 12
+  jetsource query blogposts list --limit 50       a page; the answer's `next` is the cursor of the next
+  jetsource query blogposts list --after <cursor>
+
+Exit codes: 0 ok; 1 not_found; 2 bad usage or bad_request; 3 no answer, timeout, halted or failing.")]
+    Query {
+        /// The projection's name, for example blogposts.
+        projection: String,
+        /// The query's path tokens, for example `get p1` or `list`.
+        #[arg(required = true)]
+        path: Vec<String>,
+        /// Answer only once the projection applied this position (the `seq`
+        /// of a command reply, or `<stream>:<seq>[,…]`).
+        #[arg(long, value_name = "SEQ")]
+        after_seq: Option<String>,
+        /// List queries: at most this many items.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// List queries: the cursor (`next`) of the previous page.
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        /// Where NATS is.
+        #[command(flatten)]
+        target: QueryTarget,
+    },
     /// Inspect and operate the projectors of a running `jetsource run`.
     Projector {
         /// What to inspect.
@@ -326,10 +356,10 @@ pub enum ErrorsQuery {
 pub struct QueryTarget {
     /// NATS URL; default: as for send.
     #[arg(long, value_name = "URL")]
-    nats_url: Option<String>,
+    pub(crate) nats_url: Option<String>,
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 10)]
-    timeout: u64,
+    pub(crate) timeout: u64,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (else `default`).
@@ -490,6 +520,23 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                 Err(code) => return code,
             };
             query(&config, "errors list", subject, target).await
+        }
+        Command::Query {
+            projection,
+            path,
+            after_seq,
+            limit,
+            after,
+            target,
+        } => {
+            let request = read::QueryRequest {
+                projection,
+                path,
+                after_seq,
+                limit,
+                after,
+            };
+            read::query(&config, request, target).await
         }
         Command::Projector {
             command: ProjectorCommand::Status { nats_url, timeout },
