@@ -27,6 +27,10 @@ use tracing::Instrument;
 /// How many times a merge is retried when another writer got there first.
 const MERGE_ATTEMPTS: u32 = 16;
 
+/// Events indexed at once per stream (well below a consumer's default
+/// 1,000 unacknowledged messages).
+const INDEX_CONCURRENCY: usize = 128;
+
 /// The index bucket, and the event streams it follows.
 #[derive(Clone)]
 pub struct CommandIndex {
@@ -149,6 +153,19 @@ impl CommandIndex {
         event: EventRef,
     ) -> Result<(), FeedbackError> {
         let index_error = |e| Error::with_source(FeedbackErrorKind::Index, e);
+        let part = || AggregateEvents {
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: aggregate_id.into(),
+            events: vec![event.clone()],
+        };
+        // Nearly every command id is new: try creating its entry first, one
+        // round trip; only an id already indexed is read and merged.
+        let first = serde_json::to_vec(&CommandIndexEntry::new(part())).map_err(index_error)?;
+        match self.kv.create(command_id, first.into()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::with_source(FeedbackErrorKind::Index, e)),
+        }
         for _ in 0..MERGE_ATTEMPTS {
             let current = self
                 .kv
@@ -156,11 +173,7 @@ impl CommandIndex {
                 .await
                 .map_err(|e| Error::with_source(FeedbackErrorKind::Index, e))?
                 .filter(|e| e.operation == kv::Operation::Put);
-            let part = AggregateEvents {
-                aggregate_type: aggregate_type.into(),
-                aggregate_id: aggregate_id.into(),
-                events: vec![event.clone()],
-            };
+            let part = part();
             // Each aggregate's events stay apart: the same id on another
             // aggregate is another command (see `AcceptedStatus`).
             let (entry, revision) = match current {
@@ -275,20 +288,34 @@ pub(crate) async fn follow(
                 Err(e) => Err(e.to_string()),
             };
             match messages {
-                Ok(mut messages) => loop {
-                    let message = tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return,
-                        message = messages.next() => message,
-                    };
-                    match message {
-                        Some(Ok(message)) => index_one(&index, &namespace, &stream, &message).await,
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "command index: consumer error");
-                            break;
+                Ok(messages) => {
+                    // Events are indexed side by side: merges commute and
+                    // are compare-and-set, acks are per message. One at a
+                    // time, each event's KV round trips capped the index
+                    // at a few thousand events a second, far behind the
+                    // command path.
+                    let mut indexing = messages
+                        .map(|message| async {
+                            let message = message?;
+                            index_one(&index, &namespace, &stream, &message).await;
+                            Ok::<_, async_nats::jetstream::consumer::pull::MessagesError>(())
+                        })
+                        .buffer_unordered(INDEX_CONCURRENCY);
+                    loop {
+                        let done = tokio::select! {
+                            _ = stop.wait_for(|s| *s) => return,
+                            done = indexing.next() => done,
+                        };
+                        match done {
+                            Some(Ok(())) => {}
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "command index: consumer error");
+                                break;
+                            }
+                            None => break,
                         }
-                        None => break,
                     }
-                },
+                }
                 Err(e) => tracing::warn!(error = %e, "command index: cannot consume"),
             }
             tokio::select! {
