@@ -443,3 +443,97 @@ async fn the_cli_reads_projections_and_its_exit_codes_follow_the_answer() {
         "no rejection: {answer}"
     );
 }
+
+/// Asks `errors.list.blogpost.<id>` for one page.
+async fn errors_page(
+    client: &async_nats::Client,
+    id: &str,
+    page: serde_json::Value,
+) -> serde_json::Value {
+    let subject = format!("errors.list.blogpost.{id}");
+    let answer = tokio::time::timeout(
+        DEADLINE,
+        client.request(subject.clone(), page.to_string().into_bytes().into()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer to {subject}"))
+    .unwrap_or_else(|e| panic!("{subject}: {e}"));
+    assert!(answer.payload.len() <= client.server_info().max_payload);
+    serde_json::from_slice(&answer.payload).expect("a JSON answer")
+}
+
+#[tokio::test]
+async fn errors_list_pages_visit_every_rejection_once_and_each_page_fits() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let _run = Run::start(&url);
+    let client = connect(&url).await;
+    // Rejections whose reasons are as long as a reason may be: a thousand
+    // of them are more than one message holds.
+    let junk = "x".repeat(4096);
+    let total = 1100;
+    for n in 0..total {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Command-Id", format!("long-{n}").as_str());
+        headers.insert("Expected-Seq", junk.as_str());
+        client
+            .publish_with_headers("cmd.blogpost.paged.create", headers, "{}".into())
+            .await
+            .expect("published");
+    }
+    let started = Instant::now();
+    while errors_page(&client, "paged", serde_json::json!({"limit": 1000})).await["rejections"]
+        .as_array()
+        .map_or(0, Vec::len)
+        == 0
+        || ask(&client, &format!("errors.get.long-{}", total - 1)).await["status"] != "rejected"
+    {
+        assert!(started.elapsed() < DEADLINE, "the notices never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let default = errors_page(&client, "paged", serde_json::json!({})).await;
+    assert_eq!(
+        default["rejections"].as_array().map(Vec::len),
+        Some(100),
+        "the default page"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    let mut last_at = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    loop {
+        let mut page = serde_json::json!({"limit": 1000});
+        if let Some(cursor) = &after {
+            page["after"] = cursor.clone().into();
+        }
+        let answer = errors_page(&client, "paged", page).await;
+        let items = answer["rejections"].as_array().expect("rejections").clone();
+        assert!(
+            !items.is_empty(),
+            "a page before the last is never empty: {answer}"
+        );
+        pages += 1;
+        for item in &items {
+            let id = item["command_id"].as_str().expect("an id").to_string();
+            let at = time::OffsetDateTime::parse(item["at"].as_str().expect("a time"), rfc3339)
+                .expect("RFC 3339");
+            assert!(at <= last_at, "newest first");
+            last_at = at;
+            assert!(seen.insert(id.clone()), "{id} listed twice");
+        }
+        match answer["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), total, "every rejection, once");
+    assert!(
+        pages >= 2,
+        "a thousand long rejections do not fit one message"
+    );
+    let bad = errors_page(&client, "paged", serde_json::json!({"after": "nonsense"})).await;
+    assert_eq!(bad["status"], "bad_request", "{bad}");
+    let bad = errors_page(&client, "paged", serde_json::json!({"limit": 0})).await;
+    assert_eq!(bad["status"], "bad_request", "{bad}");
+}

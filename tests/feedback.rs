@@ -332,7 +332,11 @@ async fn an_instance_started_after_the_rejections_answers_for_them() {
         rejected(&second.feedback.status("early-3").await).code,
         RejectionCode::NotFound
     );
-    let list = second.feedback.errors_list("blogpost", "ghost").await;
+    let list = second
+        .feedback
+        .errors_list("blogpost", "ghost", &Default::default())
+        .await
+        .expect("a list");
     let ids: Vec<_> = list
         .rejections
         .iter()

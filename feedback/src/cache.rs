@@ -67,7 +67,8 @@ impl ErrorCache {
         self.cache.get(command_id).map(|n| (*n).clone())
     }
 
-    /// The aggregate's rejections held here, newest first, at most `limit`.
+    /// The aggregate's rejections held here, newest first, after `after`
+    /// (a page's last one), at most `limit`.
     ///
     /// A scan: lists are rare diagnostic queries, and a scan needs no second
     /// structure that would have to be bounded and expired as well.
@@ -75,12 +76,14 @@ impl ErrorCache {
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
+        after: Option<&Cursor>,
         limit: usize,
     ) -> Vec<RejectionNotice> {
         let found = self
             .cache
             .iter()
             .filter(|(_, n)| n.aggregate_type == aggregate_type && n.aggregate_id == aggregate_id)
+            .filter(|(_, n)| after.is_none_or(|c| c.precedes(n)))
             .map(|(_, n)| (*n).clone())
             .collect();
         newest_first(found, limit)
@@ -107,12 +110,53 @@ impl ErrorCache {
     }
 }
 
+fn at(notice: &RejectionNotice) -> OffsetDateTime {
+    OffsetDateTime::parse(&notice.at, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Where a page of `errors.list` ended: its last rejection's time and
+/// command id, the list's order (newest first, then by command id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    at: OffsetDateTime,
+    command_id: String,
+}
+
+impl Cursor {
+    /// The cursor after `notice`.
+    pub fn after(notice: &RejectionNotice) -> Self {
+        Cursor {
+            at: at(notice),
+            command_id: notice.command_id.clone(),
+        }
+    }
+
+    /// Reads a cursor as [`Cursor::encode`] writes it.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (when, command_id) = text.rsplit_once('/')?;
+        jetsource_schemas::token::validate("command id", command_id).ok()?;
+        Some(Cursor {
+            at: OffsetDateTime::parse(when, &Rfc3339).ok()?,
+            command_id: command_id.to_string(),
+        })
+    }
+
+    /// `<at>/<command id>`: opaque to clients.
+    pub fn encode(&self) -> String {
+        let when = self.at.format(&Rfc3339).unwrap_or_default();
+        format!("{when}/{}", self.command_id)
+    }
+
+    /// True when `notice` comes after this cursor in the list's order.
+    fn precedes(&self, notice: &RejectionNotice) -> bool {
+        let when = at(notice);
+        when < self.at || (when == self.at && notice.command_id > self.command_id)
+    }
+}
+
 /// Sorts rejections newest first (by `at`), drops duplicates by command id
 /// and keeps `limit`.
 pub fn newest_first(mut notices: Vec<RejectionNotice>, limit: usize) -> Vec<RejectionNotice> {
-    let at = |n: &RejectionNotice| {
-        OffsetDateTime::parse(&n.at, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-    };
     notices.sort_by(|a, b| {
         at(b)
             .cmp(&at(a))

@@ -54,7 +54,8 @@ pub struct FeedbackConfig {
     pub notices_queue: usize,
     /// How long a miss waits for peers to answer (default 250 ms).
     pub peer_timeout: Duration,
-    /// The most rejections `errors.list` returns (default 100).
+    /// The rejections of one `errors.list` page when the query asks for no
+    /// limit (default 100; a query may ask for up to 1,000).
     pub list_limit: usize,
     /// How long `status` waits for the command index to catch up with the
     /// event streams before answering a command it does not know as
@@ -285,14 +286,19 @@ impl Feedback {
         self.shared.errors_get(command_id).await
     }
 
-    /// Answers `errors.list.<type>.<id>` as this instance would (ids that
-    /// are not tokens list nothing; on the wire they are `bad_request`).
+    /// Answers `errors.list.<type>.<id>` as this instance would, one page
+    /// (ids that are not tokens list nothing; on the wire they are
+    /// `bad_request`).
     pub async fn errors_list(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
-    ) -> jetsource_schemas::feedback::RejectionList {
-        self.shared.errors_list(aggregate_type, aggregate_id).await
+        page: &jetsource_schemas::page::PageRequest,
+    ) -> Result<jetsource_schemas::feedback::RejectionList, jetsource_schemas::page::PageError>
+    {
+        self.shared
+            .errors_list(aggregate_type, aggregate_id, page)
+            .await
     }
 
     /// Answers `status.<command_id>` as this instance would.

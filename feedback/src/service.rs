@@ -12,7 +12,7 @@
 //! group needs none: it only shares messages between subscriptions whose
 //! subjects match them, and namespaces' subjects never overlap.
 
-use crate::cache::{newest_first, AcceptedCache, ErrorCache};
+use crate::cache::{newest_first, AcceptedCache, Cursor, ErrorCache};
 use crate::{CommandIndex, FeedbackConfig, FeedbackError, FeedbackErrorKind};
 use async_nats::{Client, HeaderMap, Message};
 use futures::StreamExt;
@@ -21,6 +21,7 @@ use jetsource_schemas::feedback::{
     self as contract, AcceptedStatus, BadQuery, FeedbackAnswer, Pending, RejectionList,
     RejectionNotice,
 };
+use jetsource_schemas::page::{PageError, PageRequest};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +31,13 @@ use tracing::Instrument;
 
 /// Queries answered at once; more wait (they may each wait on peers).
 const MAX_QUERIES_IN_FLIGHT: usize = 1024;
+
+/// The most rejections one `errors.list` page holds, whatever is asked.
+const MAX_LIST_LIMIT: usize = 1000;
+
+/// Room an answer keeps beside a list's items, in bytes: the other fields
+/// and the reply's framing.
+const ANSWER_HEADROOM: usize = 4096;
 
 /// How often `status` looks again whether the index caught up.
 const INDEX_POLL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -204,7 +212,13 @@ impl Shared {
                 Err(e) => bad_query(e),
             }),
             Query::ErrorsList => match ns.parse_aggregate(subject, contract::ERRORS_LIST_ROOT) {
-                Ok((t, i)) => json(&self.errors_list(t, i).await),
+                Ok((t, i)) => match PageRequest::parse(&message.payload) {
+                    Ok(page) => match self.errors_list(t, i, &page).await {
+                        Ok(list) => json(&list),
+                        Err(e) => json(&bad_query(e)),
+                    },
+                    Err(e) => json(&bad_query(e)),
+                },
                 Err(e) => json(&bad_query(e)),
             },
             // Peers answer only on a hit, so that the first answer is a hit.
@@ -228,7 +242,14 @@ impl Shared {
                 let Ok((t, i)) = ns.parse_aggregate(subject, contract::PEER_LIST_ROOT) else {
                     return;
                 };
-                let rejections = self.errors.list(t, i, self.config.list_limit);
+                let Ok(page) = PageRequest::parse(&message.payload) else {
+                    return;
+                };
+                let after = page.after.as_deref().and_then(Cursor::parse);
+                let limit = page.limit_or(self.config.list_limit, MAX_LIST_LIMIT + 1);
+                let rejections = self.errors.list(t, i, after.as_ref(), limit);
+                let (rejections, _) =
+                    jetsource_schemas::page::fill(rejections, limit, self.budget());
                 if rejections.is_empty() {
                     return;
                 }
@@ -395,13 +416,25 @@ impl Shared {
         }
     }
 
-    /// Answers `errors.list.<type>.<id>`: this instance's rejections merged
-    /// with its peers' while they may know more.
+    /// Answers `errors.list.<type>.<id>`: one page of this instance's
+    /// rejections merged with its peers' while they may know more.
     pub(crate) async fn errors_list(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
-    ) -> RejectionList {
+        page: &PageRequest,
+    ) -> Result<RejectionList, PageError> {
+        let after = match &page.after {
+            Some(text) => Some(Cursor::parse(text).ok_or(PageError::Cursor)?),
+            None => None,
+        };
+        let limit = page.limit_or(self.config.list_limit, MAX_LIST_LIMIT);
+        let mut list = RejectionList {
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_id: aggregate_id.to_string(),
+            rejections: Vec::new(),
+            next: None,
+        };
         // Building the peers' subject validates both ids; no cache entry
         // has an invalid one, so an invalid id lists nothing.
         let Ok(subject) = self
@@ -409,27 +442,41 @@ impl Shared {
             .namespace
             .peer_list_subject(aggregate_type, aggregate_id)
         else {
-            return RejectionList {
-                aggregate_type: String::new(),
-                aggregate_id: String::new(),
-                rejections: Vec::new(),
-            };
+            list.aggregate_type.clear();
+            list.aggregate_id.clear();
+            return Ok(list);
         };
-        let mut rejections = self
-            .errors
-            .list(aggregate_type, aggregate_id, self.config.list_limit);
+        // One more than a page: whether it exists says whether a next does.
+        let mut rejections =
+            self.errors
+                .list(aggregate_type, aggregate_id, after.as_ref(), limit + 1);
         if self.peers_may_know() {
+            let asked = PageRequest {
+                limit: Some(limit as u64 + 1),
+                after: page.after.clone(),
+            };
             rejections.extend(
-                self.collect_peer_lists(subject, aggregate_type, aggregate_id)
+                self.collect_peer_lists(subject, aggregate_type, aggregate_id, &asked)
                     .await,
             );
-            rejections = newest_first(rejections, self.config.list_limit);
+            rejections = newest_first(rejections, limit + 1);
         }
-        RejectionList {
-            aggregate_type: aggregate_type.to_string(),
-            aggregate_id: aggregate_id.to_string(),
-            rejections,
-        }
+        let (rejections, more) = jetsource_schemas::page::fill(rejections, limit, self.budget());
+        list.next = rejections
+            .last()
+            .filter(|_| more)
+            .map(|last| Cursor::after(last).encode());
+        list.rejections = rejections;
+        Ok(list)
+    }
+
+    /// The bytes a list's items may take in one answer: the server's
+    /// `max_payload`, less room for the rest of the answer.
+    fn budget(&self) -> usize {
+        self.client
+            .server_info()
+            .max_payload
+            .saturating_sub(ANSWER_HEADROOM)
     }
 
     /// Every peer's list for one aggregate, gathered for the peer timeout.
@@ -438,19 +485,18 @@ impl Shared {
         subject: String,
         aggregate_type: &str,
         aggregate_id: &str,
+        page: &PageRequest,
     ) -> Vec<RejectionNotice> {
+        let Ok(body) = serde_json::to_vec(page) else {
+            return Vec::new();
+        };
         let inbox = self.client.new_inbox();
         let Ok(mut answers) = self.client.subscribe(inbox.clone()).await else {
             return Vec::new();
         };
         if self
             .client
-            .publish_with_reply_and_headers(
-                subject,
-                inbox,
-                self.instance_headers(),
-                bytes::Bytes::new(),
-            )
+            .publish_with_reply_and_headers(subject, inbox, self.instance_headers(), body.into())
             .await
             .is_err()
         {

@@ -323,8 +323,12 @@ pub struct RejectionList {
     pub aggregate_type: String,
     /// The aggregate instance id.
     pub aggregate_id: String,
-    /// Newest first.
+    /// Newest first: one page of them.
     pub rejections: Vec<RejectionNotice>,
+    /// The cursor of the next page (the request's `after`), or `null` on
+    /// the last one (see [`crate::page`]).
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// One accepted command id in the command index (key: the command id),

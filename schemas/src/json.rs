@@ -58,6 +58,10 @@ pub fn contract_schemas() -> Vec<(&'static str, serde_json::Value)> {
             "command_index_entry",
             to_value(schemars::schema_for!(CommandIndexEntry)),
         ),
+        (
+            "page_request",
+            to_value(schemars::schema_for!(crate::page::PageRequest)),
+        ),
     ]
 }
 

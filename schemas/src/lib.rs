@@ -17,6 +17,7 @@
 //! - [`json`]: the JSON Schemas generated from these types.
 //! - [`feedback`]: rejection notices, the error cache's queries, command status.
 //! - [`namespace`]: the optional subject prefix, and every name under it.
+//! - [`page`]: pages of list answers (`limit`, `after`, `next`).
 //! - [`codec`]: commands and events to and from `(name, JSON body)`, the
 //!   encoding both the command side and every reader use.
 //! - [`error`]: the error type with a `kind()` every jetsource crate uses.
@@ -29,6 +30,7 @@ pub mod feedback;
 pub mod headers;
 pub mod json;
 pub mod namespace;
+pub mod page;
 pub mod reply;
 mod scratch;
 pub mod server_version;
