@@ -413,16 +413,7 @@ async fn the_runtime_rejects_bad_input_with_bad_request() {
     // And the runtime keeps serving.
     let good = commands(&server.client_url()).await;
     common::create(&good, "p1").await;
-    let open = good
-        .send(
-            "account",
-            "a1",
-            "open",
-            r#"{"owner":"ada"}"#,
-            &SendOptions::default(),
-        )
-        .await
-        .expect("a reply");
+    let open = send_account(&good, "a1", "open", r#"{"owner":"ada"}"#).await;
     assert!(open.is_accepted(), "{open:?}");
     js.stop().await;
 }

@@ -1,56 +1,18 @@
 //! The binary as a user runs it: `run` until SIGTERM, `send`, `demo`.
 
-use jetsource_test_server::NatsServer;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jetsource");
-
-fn jetsource(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
-        .env_remove("NATS_URL")
-        .env_remove("JETSOURCE_NATS_URL")
-        .env_remove("JETSOURCE_CONFIG")
-        .env("JETSOURCE_TOOLS_DIR", jetsource_test_server::tools_dir())
-        .stdin(Stdio::null());
-    command
-}
+use common::*;
 
 #[test]
 fn run_serves_until_sigterm_and_send_reports_the_outcome() {
     let server = NatsServer::new();
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut run = jetsource(dir.path())
-        .args(["run", "--nats-url", &server.client_url()])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn run");
-    let stderr = run.stderr.take().expect("stderr");
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("jetsource ready") {
-                let _ = ready_tx.send(());
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("one line when ready");
+    let url = server.client_url();
+    // One line when ready.
+    let run = JetsourceProcess::spawn(dir.path(), &["run", "--nats-url", &url], &[]);
 
-    let send = |args: &[&str]| {
-        jetsource(dir.path())
-            .arg("send")
-            .args(args)
-            .args(["--nats-url", &server.client_url()])
-            .output()
-            .expect("send")
-    };
+    let send = |args: &[&str]| run_jetsource(dir.path(), &url, &[&["send"][..], args].concat());
     let out = send(&[
         "blogpost",
         "p1",
@@ -59,12 +21,7 @@ fn run_serves_until_sigterm_and_send_reports_the_outcome() {
         "--command-id",
         "c1",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let reply: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON reply");
     assert_eq!(reply["status"], "accepted");
     assert_eq!(reply["command_id"], "c1");
@@ -77,19 +34,14 @@ fn run_serves_until_sigterm_and_send_reports_the_outcome() {
     let out = send(&["blogpost", "p.1", "publish", "{}"]);
     assert_eq!(out.status.code(), Some(2), "invalid input exits 2");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = run.wait().expect("wait");
+    let exit = run.terminate();
     assert_eq!(exit.code(), Some(0), "SIGTERM is a clean stop");
 }
 
 #[test]
 fn send_without_a_server_exits_3() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = jetsource(dir.path())
+    let out = jetsource_command(dir.path())
         .args(["send", "blogpost", "p1", "publish", "{}"])
         .output()
         .expect("send");
@@ -102,7 +54,7 @@ fn demo_plays_the_story_end_to_end() {
     let server = NatsServer::new();
     let dir = tempfile::tempdir().expect("temp dir");
     for round in 0..2 {
-        let out = jetsource(dir.path())
+        let out = jetsource_command(dir.path())
             .args(["demo", "--nats-url", &server.client_url()])
             .output()
             .expect("demo");
@@ -130,7 +82,10 @@ fn demo_plays_the_story_end_to_end() {
 #[test]
 fn demo_on_the_embedded_default() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = jetsource(dir.path()).arg("demo").output().expect("demo");
+    let out = jetsource_command(dir.path())
+        .arg("demo")
+        .output()
+        .expect("demo");
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use jetsource::client::SendOptions;
-use jetsource::handlers::store::{AppendErrorKind, AppendMeta, NewEvent, StreamSettings};
+use jetsource::handlers::store::{AppendErrorKind, AppendMeta, StreamSettings};
 use jetsource::schemas::{CommandReply, RejectionCode};
 use jetsource::RuntimeConfig;
 use std::collections::HashSet;
@@ -22,16 +22,14 @@ async fn accepted_command_is_stored_with_its_metadata() {
         causation_id: Some("click-3".into()),
         expected_seq: None,
     };
-    let reply = client
-        .send(
-            "blogpost",
-            "p1",
-            "create",
-            r#"{"title":" Hello ","body":"text"}"#,
-            &options,
-        )
-        .await
-        .expect("reply");
+    let reply = send_with(
+        &client,
+        "p1",
+        "create",
+        r#"{"title":" Hello ","body":"text"}"#,
+        &options,
+    )
+    .await;
     let accepted = accepted(reply);
     assert_eq!(accepted.command_id, "cmd-1");
     assert_eq!(
@@ -46,7 +44,7 @@ async fn accepted_command_is_stored_with_its_metadata() {
     assert_eq!(accepted.events[0].event_type, "BlogPostCreated");
     assert_eq!(accepted.events[0].stream, "EVT_BLOGPOST");
 
-    let stored = js.store.load("blogpost", "p1", 0).await.expect("load");
+    let stored = js.events_of("p1").await;
     assert_eq!(stored.len(), 1);
     let event = &stored[0];
     assert_eq!(event.seq, accepted.events[0].seq);
@@ -111,35 +109,36 @@ async fn every_rejection_code_and_nothing_written() {
     )
     .await;
     assert_eq!(rejected(&unknown_field), RejectionCode::BadRequest);
-    let malformed = client
-        .send(
-            "blogpost",
-            "p1",
-            "change_title",
-            "{not json",
-            &SendOptions::default(),
-        )
-        .await
-        .expect("reply");
+    let malformed = send_with(
+        &client,
+        "p1",
+        "change_title",
+        "{not json",
+        &SendOptions::default(),
+    )
+    .await;
     assert_eq!(rejected(&malformed), RejectionCode::BadRequest);
-    let unknown_type = client
-        .send("invoice", "i1", "create", "{}", &SendOptions::default())
-        .await
-        .expect("reply");
+    let unknown_type = send_to(
+        &client,
+        "invoice",
+        "i1",
+        "create",
+        "{}",
+        &SendOptions::default(),
+    )
+    .await;
     assert_eq!(rejected(&unknown_type), RejectionCode::BadRequest);
-    let stale = client
-        .send(
-            "blogpost",
-            "p1",
-            "publish",
-            "{}",
-            &SendOptions {
-                expected_seq: Some(created.events[0].seq + 10),
-                ..SendOptions::default()
-            },
-        )
-        .await
-        .expect("reply");
+    let stale = send_with(
+        &client,
+        "p1",
+        "publish",
+        "{}",
+        &SendOptions {
+            expected_seq: Some(created.events[0].seq + 10),
+            ..SendOptions::default()
+        },
+    )
+    .await;
     assert_eq!(rejected(&stale), RejectionCode::Conflict);
 
     assert_eq!(
@@ -196,24 +195,22 @@ async fn a_full_stream_answers_unavailable_and_state_does_not_advance() {
     let before = stream_state(&js.client, "EVT_BLOGPOST").await;
     // The handler's state did not advance: the aggregate's stored last
     // sequence still matches what an Expected-Seq check sees.
-    let stored = js.store.load("blogpost", "p1", 0).await.expect("load");
+    let stored = js.events_of("p1").await;
     let last_seq = stored.last().expect("events").seq;
     // A title no earlier command set, so the command decides an event as
     // large as the one the full stream refused.
     let other_big = serde_json::json!({"title": "y".repeat(190)}).to_string();
-    let next = client
-        .send(
-            "blogpost",
-            "p1",
-            "change_title",
-            other_big,
-            &SendOptions {
-                expected_seq: Some(last_seq),
-                ..SendOptions::default()
-            },
-        )
-        .await
-        .expect("reply");
+    let next = send_with(
+        &client,
+        "p1",
+        "change_title",
+        other_big,
+        &SendOptions {
+            expected_seq: Some(last_seq),
+            ..SendOptions::default()
+        },
+    )
+    .await;
     assert_eq!(
         rejected(&next),
         RejectionCode::Unavailable,
@@ -230,12 +227,12 @@ async fn an_event_that_no_longer_decodes_is_internal() {
     let client = commands(&server.client_url()).await;
     // Someone bypassed jetsource and stored garbage on an aggregate's subject.
     let jetstream = async_nats::jetstream::new(js.client.clone());
-    jetstream
-        .publish("evt.blogpost.broken.BlogPostCreated", "not json".into())
-        .await
-        .expect("publish")
-        .await
-        .expect("stored");
+    publish_by_hand(
+        &jetstream,
+        "evt.blogpost.broken.BlogPostCreated",
+        "not json",
+    )
+    .await;
     let reply = send(&client, "broken", "publish", serde_json::json!({})).await;
     assert_eq!(rejected(&reply), RejectionCode::Internal);
     // Other aggregates are unaffected.
@@ -251,7 +248,7 @@ async fn an_undecodable_event_deep_in_a_long_history_is_internal_every_time() {
     create(&client, "deep").await;
     let title = serde_json::json!({"title": "Again"});
     accepted(send(&client, "deep", "change_title", title.clone()).await);
-    let stored = js.store.load("blogpost", "deep", 0).await.expect("load");
+    let stored = js.events_of("deep").await;
     let changed = stored[1].payload.clone();
     // Far past the first direct-get batch, so a cold load reads through a
     // consumer and meets the broken event in the middle of its deliveries,
@@ -264,12 +261,7 @@ async fn an_undecodable_event_deep_in_a_long_history_is_internal_every_time() {
         } else {
             changed.clone()
         };
-        jetstream
-            .publish(subject, body)
-            .await
-            .expect("publish")
-            .await
-            .expect("stored");
+        publish_by_hand(&jetstream, subject, body).await;
     }
     js.stop().await;
     let js = Jetsource::start(&server.client_url()).await;
@@ -319,7 +311,7 @@ async fn create_with_publish_is_one_atomic_append() {
     let types: Vec<_> = reply.events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["BlogPostCreated", "BlogPostPublished"]);
     assert_eq!(reply.events[1].seq, reply.events[0].seq + 1);
-    let stored = js.store.load("blogpost", "p1", 0).await.expect("load");
+    let stored = js.events_of("p1").await;
     assert_eq!(
         stored.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [reply.events[0].seq, reply.events[1].seq]
@@ -331,26 +323,22 @@ async fn create_with_publish_is_one_atomic_append() {
 async fn event_version_is_written_only_when_not_1() {
     let server = NatsServer::new();
     let js = Jetsource::start(&server.client_url()).await;
-    let event = |title: &str| NewEvent {
-        event_type: "BlogPostTitleChanged".into(),
-        body: format!(r#"{{"title":"{title}"}}"#).into(),
-    };
-    let meta = |command_id, event_version| AppendMeta {
-        command_id,
-        correlation_id: None,
-        causation_id: None,
-        event_version,
-    };
+    let event =
+        |title: &str| new_event("BlogPostTitleChanged", format!(r#"{{"title":"{title}"}}"#));
     let first = js
         .store
-        .append("blogpost", "v", 0, &[event("a")], &meta("v-1", 1))
+        .append("blogpost", "v", 0, &[event("a")], &meta("v-1"))
         .await
         .expect("append at version 1");
+    let version_2 = AppendMeta {
+        event_version: 2,
+        ..meta("v-2")
+    };
     js.store
-        .append("blogpost", "v", first[0], &[event("b")], &meta("v-2", 2))
+        .append("blogpost", "v", first[0], &[event("b")], &version_2)
         .await
         .expect("append at version 2");
-    let stored = js.store.load("blogpost", "v", 0).await.expect("load");
+    let stored = js.events_of("v").await;
     let versions: Vec<_> = stored
         .iter()
         .map(|e| {
@@ -375,19 +363,19 @@ async fn a_load_larger_than_one_batch_reads_every_event_in_order() {
     let mut last = 0;
     let mut seqs = Vec::new();
     for i in 0..96 {
-        let event = NewEvent {
-            event_type: types[i % 2].into(),
-            body: format!(r#"{{"title":"{i}","filler":"{filler}"}}"#).into(),
-        };
-        let meta = AppendMeta {
-            command_id: &format!("big-{i}"),
-            correlation_id: None,
-            causation_id: None,
-            event_version: 1,
-        };
+        let event = new_event(
+            types[i % 2],
+            format!(r#"{{"title":"{i}","filler":"{filler}"}}"#),
+        );
         last = js
             .store
-            .append("blogpost", "big", last, &[event], &meta)
+            .append(
+                "blogpost",
+                "big",
+                last,
+                &[event],
+                &meta(&format!("big-{i}")),
+            )
             .await
             .expect("append")[0];
         seqs.push(last);
@@ -396,7 +384,7 @@ async fn a_load_larger_than_one_batch_reads_every_event_in_order() {
     let read = |events: &[jetsource::handlers::store::StoredEvent]| {
         events.iter().map(|e| e.seq).collect::<Vec<_>>()
     };
-    let all = js.store.load("blogpost", "big", 0).await.expect("load");
+    let all = js.events_of("big").await;
     assert_eq!(read(&all), seqs);
     let by_type = js
         .store
@@ -421,25 +409,13 @@ async fn a_multi_event_append_whose_check_fails_stores_nothing() {
     create(&client, "p1").await;
     let before = stream_state(&js.client, "EVT_BLOGPOST").await;
     let events = vec![
-        NewEvent {
-            event_type: "BlogPostTitleChanged".into(),
-            body: r#"{"title":"a"}"#.into(),
-        },
-        NewEvent {
-            event_type: "BlogPostPublished".into(),
-            body: "{}".into(),
-        },
+        new_event("BlogPostTitleChanged", r#"{"title":"a"}"#),
+        new_event("BlogPostPublished", "{}"),
     ];
-    let meta = AppendMeta {
-        command_id: "stale-writer",
-        correlation_id: None,
-        causation_id: None,
-        event_version: 1,
-    };
     // Expected 0, but the post already has an event.
     let err = js
         .store
-        .append("blogpost", "p1", 0, &events, &meta)
+        .append("blogpost", "p1", 0, &events, &meta("stale-writer"))
         .await
         .expect_err("conflict");
     assert_eq!(err.kind(), AppendErrorKind::Conflict);
@@ -448,14 +424,7 @@ async fn a_multi_event_append_whose_check_fails_stores_nothing() {
         before,
         "no partial write"
     );
-    assert_eq!(
-        js.store
-            .load("blogpost", "p1", 0)
-            .await
-            .expect("load")
-            .len(),
-        1
-    );
+    assert_eq!(js.events_of("p1").await.len(), 1);
     js.stop().await;
 }
 
@@ -469,38 +438,32 @@ async fn expected_seq_is_honoured() {
         expected_seq: Some(seq),
         ..SendOptions::default()
     };
-    let first = client
-        .send(
-            "blogpost",
-            "p1",
-            "change_title",
-            r#"{"title":"Second"}"#,
-            &at(seq),
-        )
-        .await
-        .expect("reply");
+    let first = send_with(
+        &client,
+        "p1",
+        "change_title",
+        r#"{"title":"Second"}"#,
+        &at(seq),
+    )
+    .await;
     assert!(first.is_accepted());
-    let second = client
-        .send(
-            "blogpost",
-            "p1",
-            "change_title",
-            r#"{"title":"Third"}"#,
-            &at(seq),
-        )
-        .await
-        .expect("reply");
+    let second = send_with(
+        &client,
+        "p1",
+        "change_title",
+        r#"{"title":"Third"}"#,
+        &at(seq),
+    )
+    .await;
     assert_eq!(rejected(&second), RejectionCode::Conflict);
-    let new = client
-        .send(
-            "blogpost",
-            "new-post",
-            "create",
-            r#"{"title":"t","body":""}"#,
-            &at(0),
-        )
-        .await
-        .expect("reply");
+    let new = send_with(
+        &client,
+        "new-post",
+        "create",
+        r#"{"title":"t","body":""}"#,
+        &at(0),
+    )
+    .await;
     assert!(
         new.is_accepted(),
         "Expected-Seq 0 means the aggregate is new"
@@ -534,7 +497,7 @@ async fn thirty_two_concurrent_commands_on_one_aggregate_are_all_stored_in_reply
         replies.push(task.await.expect("task"));
     }
     replies.sort_by_key(|(_, a)| a.events[0].seq);
-    let stored = js.store.load("blogpost", "p1", 0).await.expect("load");
+    let stored = js.events_of("p1").await;
     assert_eq!(stored.len(), 33);
     for ((title, reply), event) in replies.iter().zip(&stored[1..]) {
         assert_eq!(reply.events[0].seq, event.seq, "contiguous, in reply order");
@@ -565,7 +528,7 @@ async fn sixteen_concurrent_publishes_exactly_one_wins() {
         }
     }
     assert_eq!(accepted_count, 1);
-    let stored = js.store.load("blogpost", "p1", 0).await.expect("load");
+    let stored = js.events_of("p1").await;
     assert_eq!(
         stored
             .iter()
@@ -606,7 +569,7 @@ async fn two_runtimes_on_the_same_subjects_resolve_conflicts_by_retry() {
             "each command has its own event"
         );
     }
-    let stored = a.store.load("blogpost", "shared", 0).await.expect("load");
+    let stored = a.events_of("shared").await;
     assert_eq!(stored.len(), 41);
     let ids: HashSet<_> = stored
         .iter()
@@ -628,18 +591,8 @@ async fn a_resent_command_id_is_answered_from_the_first_try() {
     let js = Jetsource::start_with(&server.client_url(), config.clone()).await;
     let client = commands(&server.client_url()).await;
     let body = r#"{"title":"Hello","body":"text"}"#;
-    let first = accepted(
-        client
-            .send("blogpost", "p1", "create", body, &with_id("c-1"))
-            .await
-            .expect("reply"),
-    );
-    let again = accepted(
-        client
-            .send("blogpost", "p1", "create", body, &with_id("c-1"))
-            .await
-            .expect("reply"),
-    );
+    let first = accepted(send_with(&client, "p1", "create", body, &with_id("c-1")).await);
+    let again = accepted(send_with(&client, "p1", "create", body, &with_id("c-1")).await);
     assert!(again.duplicate, "a resent create is not a validation error");
     assert_eq!(again.events, first.events);
 
@@ -647,22 +600,10 @@ async fn a_resent_command_id_is_answered_from_the_first_try() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     js.stop().await;
     let js = Jetsource::start_with(&server.client_url(), config).await;
-    let later = accepted(
-        client
-            .send("blogpost", "p1", "create", body, &with_id("c-1"))
-            .await
-            .expect("reply"),
-    );
+    let later = accepted(send_with(&client, "p1", "create", body, &with_id("c-1")).await);
     assert!(later.duplicate);
     assert_eq!(later.events, first.events);
-    assert_eq!(
-        js.store
-            .load("blogpost", "p1", 0)
-            .await
-            .expect("load")
-            .len(),
-        1
-    );
+    assert_eq!(js.events_of("p1").await.len(), 1);
     js.stop().await;
 }
 
@@ -672,50 +613,24 @@ async fn idempotency_survives_a_server_restart() {
     let url = server.client_url();
     let js = Jetsource::start(&url).await;
     let client = commands(&url).await;
-    let first = accepted(
-        client
-            .send(
-                "blogpost",
-                "p1",
-                "create",
-                r#"{"title":"a","body":"b"}"#,
-                &with_id("c-1"),
-            )
-            .await
-            .expect("reply"),
-    );
+    let body = r#"{"title":"a","body":"b"}"#;
+    let first = accepted(send_with(&client, "p1", "create", body, &with_id("c-1")).await);
     server.restart();
     // Clients retry with the same Command-Id until the reconnected runtime answers.
-    let mut answer = None;
-    for _ in 0..100 {
-        match client
-            .send(
-                "blogpost",
-                "p1",
-                "create",
-                r#"{"title":"a","body":"b"}"#,
-                &with_id("c-1"),
-            )
-            .await
-        {
-            Ok(reply) => {
-                answer = Some(reply);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+    let answer = eventually("an answer after the restart", DEADLINE, || {
+        let client = &client;
+        async move {
+            client
+                .send("blogpost", "p1", "create", body, &with_id("c-1"))
+                .await
+                .ok()
         }
-    }
-    let again = accepted(answer.expect("an answer after the restart"));
+    })
+    .await;
+    let again = accepted(answer);
     assert!(again.duplicate);
     assert_eq!(again.events, first.events);
-    assert_eq!(
-        js.store
-            .load("blogpost", "p1", 0)
-            .await
-            .expect("load")
-            .len(),
-        1
-    );
+    assert_eq!(js.events_of("p1").await.len(), 1);
     js.stop().await;
 }
 
@@ -725,24 +640,11 @@ async fn a_command_id_reused_on_another_aggregate_is_not_a_duplicate() {
     let js = Jetsource::start(&server.client_url()).await;
     let client = commands(&server.client_url()).await;
     let body = r#"{"title":"t","body":"b"}"#;
-    let a = accepted(
-        client
-            .send("blogpost", "a", "create", body, &with_id("same"))
-            .await
-            .expect("reply"),
-    );
-    let b = accepted(
-        client
-            .send("blogpost", "b", "create", body, &with_id("same"))
-            .await
-            .expect("reply"),
-    );
+    let a = accepted(send_with(&client, "a", "create", body, &with_id("same")).await);
+    let b = accepted(send_with(&client, "b", "create", body, &with_id("same")).await);
     assert!(!a.duplicate && !b.duplicate);
     assert_ne!(a.events[0].seq, b.events[0].seq);
-    assert_eq!(
-        js.store.load("blogpost", "b", 0).await.expect("load").len(),
-        1
-    );
+    assert_eq!(js.events_of("b").await.len(), 1);
     js.stop().await;
 }
 
@@ -752,18 +654,11 @@ async fn a_resent_id_whose_first_try_was_rejected_is_decided_again() {
     let js = Jetsource::start(&server.client_url()).await;
     let client = commands(&server.client_url()).await;
     let body = r#"{"title":"New"}"#;
-    let first = client
-        .send("blogpost", "p1", "change_title", body, &with_id("retry-me"))
-        .await
-        .expect("reply");
+    let first = send_with(&client, "p1", "change_title", body, &with_id("retry-me")).await;
     assert_eq!(rejected(&first), RejectionCode::NotFound);
     create(&client, "p1").await;
-    let second = accepted(
-        client
-            .send("blogpost", "p1", "change_title", body, &with_id("retry-me"))
-            .await
-            .expect("reply"),
-    );
+    let second =
+        accepted(send_with(&client, "p1", "change_title", body, &with_id("retry-me")).await);
     assert!(!second.duplicate);
     js.stop().await;
 }
@@ -776,43 +671,17 @@ async fn own_write_recognised_in_the_reloaded_tail() {
     let js = Jetsource::start(&server.client_url()).await;
     let client = commands(&server.client_url()).await;
     let seq = create(&client, "p1").await.events[0].seq;
-    let meta = AppendMeta {
-        command_id: "lost-ack",
-        correlation_id: None,
-        causation_id: None,
-        event_version: 1,
-    };
-    let event = NewEvent {
-        event_type: "BlogPostTitleChanged".into(),
-        body: r#"{"title":"Changed"}"#.into(),
-    };
+    let body = r#"{"title":"Changed"}"#;
+    let event = new_event("BlogPostTitleChanged", body);
     let stored = js
         .store
-        .append("blogpost", "p1", seq, &[event], &meta)
+        .append("blogpost", "p1", seq, &[event], &meta("lost-ack"))
         .await
         .expect("append");
-    let reply = accepted(
-        client
-            .send(
-                "blogpost",
-                "p1",
-                "change_title",
-                r#"{"title":"Changed"}"#,
-                &with_id("lost-ack"),
-            )
-            .await
-            .expect("reply"),
-    );
+    let reply =
+        accepted(send_with(&client, "p1", "change_title", body, &with_id("lost-ack")).await);
     assert_eq!(reply.events[0].seq, stored[0]);
-    assert_eq!(
-        js.store
-            .load("blogpost", "p1", 0)
-            .await
-            .expect("load")
-            .len(),
-        2,
-        "not appended twice"
-    );
+    assert_eq!(js.events_of("p1").await.len(), 2, "not appended twice");
     js.stop().await;
 }
 
@@ -831,14 +700,11 @@ async fn fire_and_forget_commands_are_processed() {
         )
         .await
         .expect("publish");
-    let mut stored = Vec::new();
-    for _ in 0..100 {
-        stored = js.store.load("blogpost", "ff", 0).await.expect("load");
-        if !stored.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let stored = eventually("ff stored", DEADLINE, || async {
+        let stored = js.events_of("ff").await;
+        (!stored.is_empty()).then_some(stored)
+    })
+    .await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].command_id(), Some("ff-1"));
     js.stop().await;

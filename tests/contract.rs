@@ -4,91 +4,42 @@
 //! feedback subjects with the wrong number of tokens, and accepted commands
 //! that never read as `unknown` after a restart.
 
+mod common;
+
+use common::{ask, connect, with_id, JetsourceProcess, NatsServer, DEADLINE};
 use futures::StreamExt;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource_schemas::feedback::{FeedbackAnswer, COMMAND_INDEX_BUCKET};
 use jetsource_schemas::{CommandReply, RejectionCode};
-use jetsource_test_server::NatsServer;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Long enough for anything this machine does; only reached by a failure.
-const DEADLINE: Duration = Duration::from_secs(60);
 
 /// `jetsource run` against `url`, every role on, in its own temp folder.
 struct Run {
-    child: Child,
+    process: JetsourceProcess,
     _dir: tempfile::TempDir,
 }
 
 impl Run {
     fn start(url: &str) -> Run {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jetsource"))
-            .args(["run", "--nats-url", url])
-            .current_dir(dir.path())
-            .env_remove("JETSOURCE_CONFIG")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn jetsource run");
-        let stderr = child.stderr.take().expect("stderr");
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("jetsource ready") {
-                    let _ = ready.send(());
-                }
-            }
-        });
-        is_ready
-            .recv_timeout(DEADLINE)
-            .expect("jetsource run became ready");
-        Run { child, _dir: dir }
+        let process = JetsourceProcess::start(url, dir.path());
+        Run { process, _dir: dir }
     }
 
-    /// SIGTERM, as an orchestrator stops it, and waits for it to exit.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "SIGTERM sent");
-        let exited = self.child.wait().expect("wait");
+    /// SIGTERM, as an orchestrator stops it: a clean stop exits 0.
+    fn terminate(self) {
+        let exited = self.process.terminate();
         assert!(exited.success(), "a clean stop exits 0, got {exited}");
     }
 }
 
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn connect(url: &str) -> async_nats::Client {
-    async_nats::connect(url).await.expect("connect")
-}
-
-async fn ask(client: &async_nats::Client, subject: &str) -> serde_json::Value {
-    let answer = tokio::time::timeout(
+async fn ask_json(client: &async_nats::Client, subject: &str) -> serde_json::Value {
+    common::within(
+        format!("an answer on {subject}"),
         DEADLINE,
-        client.request(subject.to_string(), bytes::Bytes::new()),
+        ask(client, subject),
     )
     .await
-    .unwrap_or_else(|_| panic!("no answer to {subject} within {DEADLINE:?}"))
-    .unwrap_or_else(|e| panic!("{subject}: {e}"));
-    serde_json::from_slice(&answer.payload).expect("a JSON answer")
-}
-
-fn with_id(id: &str) -> SendOptions {
-    SendOptions {
-        command_id: Some(id.to_string()),
-        ..SendOptions::default()
-    }
 }
 
 fn seqs(events: &serde_json::Value) -> Vec<u64> {
@@ -125,7 +76,7 @@ async fn indexed_status(
 ) -> serde_json::Value {
     let started = Instant::now();
     loop {
-        let answer = ask(client, &format!("status.{id}")).await;
+        let answer = ask_json(client, &format!("status.{id}")).await;
         let known = answer["status"] == "accepted" && listed(&answer).len() == aggregates;
         if known || started.elapsed() > DEADLINE {
             return answer;
@@ -214,7 +165,7 @@ async fn every_query_with_the_wrong_number_of_tokens_is_answered_bad_request() {
         "errors.list.blogpost",
         "errors.list.blogpost.p1.extra",
     ] {
-        let answer = ask(&client, subject).await;
+        let answer = ask_json(&client, subject).await;
         assert_eq!(answer["status"], "bad_request", "{subject}: {answer}");
         assert_eq!(answer["command_id"], "", "{subject}: nothing is echoed");
     }
@@ -254,7 +205,7 @@ async fn a_command_echoing_a_huge_header_gets_its_reply_and_its_notice() {
         assert_eq!(reply.command_id(), id);
         let started = Instant::now();
         loop {
-            let found = ask(&client, &format!("errors.get.{id}")).await;
+            let found = ask_json(&client, &format!("errors.get.{id}")).await;
             if found["status"] == "rejected" {
                 assert_eq!(found["code"], "bad_request");
                 break;
@@ -263,7 +214,7 @@ async fn a_command_echoing_a_huge_header_gets_its_reply_and_its_notice() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let list = ask(&client, "errors.list.blogpost.p1").await;
+    let list = ask_json(&client, "errors.list.blogpost.p1").await;
     assert_eq!(
         list["rejections"].as_array().map(Vec::len),
         Some(8),
@@ -305,7 +256,7 @@ async fn accepted_commands_never_read_unknown_after_a_clean_restart() {
     for id in &ids {
         let started = Instant::now();
         loop {
-            let answer = ask(&client, &format!("status.{id}")).await;
+            let answer = ask_json(&client, &format!("status.{id}")).await;
             match answer["status"].as_str() {
                 Some("accepted") => break,
                 // The index is catching up: documented, and asked again.
@@ -365,14 +316,11 @@ async fn a_command_id_rejected_then_accepted_reads_accepted() {
     assert_eq!(answer.status(), "accepted", "{status}");
 }
 
-/// Runs a client subcommand of `jetsource` against `url`.
+/// Runs a client subcommand of `jetsource` against `url`: its exit code
+/// and the answer it printed.
 fn cli(url: &str, args: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_jetsource"))
-        .args(args)
-        .args(["--nats-url", url])
-        .env_remove("JETSOURCE_CONFIG")
-        .output()
-        .expect("jetsource runs");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let out = common::run_jetsource(dir.path(), url, args);
     let answer = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (out.status.code(), answer)
 }
@@ -486,7 +434,8 @@ async fn errors_list_pages_visit_every_rejection_once_and_each_page_fits() {
         .as_array()
         .map_or(0, Vec::len)
         == 0
-        || ask(&client, &format!("errors.get.long-{}", total - 1)).await["status"] != "rejected"
+        || ask_json(&client, &format!("errors.get.long-{}", total - 1)).await["status"]
+            != "rejected"
     {
         assert!(started.elapsed() < DEADLINE, "the notices never arrived");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -8,11 +8,10 @@ mod balances;
 mod common;
 
 use common::*;
-use jetsource::client::{CommandClient, SendOptions};
+use jetsource::client::CommandClient;
 use jetsource::handlers::store::EventStore;
 use jetsource::schemas::{Accepted, CommandReply, RejectionCode};
 use jetsource::RuntimeConfig;
-use jetsource_test_server::NatsCluster;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,22 +42,21 @@ async fn until_answered(
     command_id: &str,
     sent: &AtomicUsize,
 ) -> CommandReply {
-    let options = SendOptions {
-        command_id: Some(command_id.to_string()),
-        ..SendOptions::default()
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        sent.fetch_add(1, Ordering::Relaxed);
-        match client
-            .send("account", account, command, body.clone(), &options)
-            .await
-        {
-            Ok(reply) if reply.code() != Some(RejectionCode::Unavailable) => return reply,
-            _ if Instant::now() > deadline => panic!("{command_id} never answered"),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+    let options = with_id(command_id);
+    let answer = format!("an answer to {command_id}");
+    eventually(answer, Duration::from_secs(90), || {
+        let (body, options) = (body.clone(), &options);
+        async move {
+            sent.fetch_add(1, Ordering::Relaxed);
+            let reply = client
+                .send("account", account, command, body, options)
+                .await;
+            reply
+                .ok()
+                .filter(|reply| reply.code() != Some(RejectionCode::Unavailable))
         }
-    }
+    })
+    .await
 }
 
 /// One client: opens its account, then deposits 1, 2, … in order until
@@ -209,18 +207,17 @@ async fn stored_with_retry(
     id: &str,
     at_least: usize,
 ) -> Vec<jetsource::handlers::store::StoredEvent> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let loaded = format!("{id} holding {at_least} events");
+    eventually(loaded, DEADLINE, || async move {
         match store.load("account", id, 0).await {
-            Ok(events) if events.len() >= at_least || Instant::now() > deadline => return events,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) if Instant::now() < deadline => {
+            Ok(events) => (events.len() >= at_least).then_some(events),
+            Err(e) => {
                 eprintln!("load {id}: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                None
             }
-            Err(e) => panic!("load {id}: {e}"),
         }
-    }
+    })
+    .await
 }
 
 struct Load {
@@ -281,7 +278,7 @@ async fn nats_server_killed_and_restarted_under_load() {
     )
     .await;
     // It serves again without operator action.
-    let client = commands_client(&url).await;
+    let client = commands(&url).await;
     let reply = until_answered(
         &client,
         "acc-0",
@@ -300,10 +297,6 @@ async fn nats_server_killed_and_restarted_under_load() {
     js.stop().await;
 }
 
-async fn commands_client(url: &str) -> CommandClient {
-    common::commands(url).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jetsource_process_killed_under_load() {
     let _serial = SERIAL.lock().await;
@@ -318,9 +311,7 @@ async fn a_jetsource_process_killed_under_load() {
     first.kill();
     let (results, sent) = join(workers, Duration::from_millis(1000)).await;
     let client = async_nats::connect(&url).await.expect("connect");
-    let store = EventStore::new(client.clone(), Duration::from_secs(5))
-        .await
-        .expect("store");
+    let store = event_store(&client).await;
     check(&store, results, "jetsource crash (1 kill -9)", sent).await;
     balances::check_projection(&client, &store, "balances", &worker_accounts()).await;
     projectors.stop().await.expect("projectors stop");
@@ -373,16 +364,7 @@ async fn a_cluster_without_quorum_answers_unavailable_then_recovers() {
             .expect("connect"),
     )
     .with_timeout(Duration::from_secs(20));
-    let open = client
-        .send(
-            "account",
-            "q",
-            "open",
-            r#"{"owner":"ada"}"#,
-            &SendOptions::default(),
-        )
-        .await
-        .expect("reply");
+    let open = send_account(&client, "q", "open", r#"{"owner":"ada"}"#).await;
     assert!(open.is_accepted());
     let before = js.store.load("account", "q", 0).await.expect("load").len();
 
@@ -394,10 +376,7 @@ async fn a_cluster_without_quorum_answers_unavailable_then_recovers() {
         tokio::task::block_in_place(|| cluster.node(i).kill());
     }
     let started = Instant::now();
-    let during = SendOptions {
-        command_id: Some("during-outage".into()),
-        ..SendOptions::default()
-    };
+    let during = with_id("during-outage");
     // Ask through the surviving node, so the question cannot be lost to
     // the client's own reconnection.
     let survivor = CommandClient::new(
@@ -462,9 +441,7 @@ async fn a_stream_at_its_byte_limit_answers_unavailable_then_recovers() {
     let mut config = fault_config(1);
     config.streams.max_bytes = Some(2048);
     let js = start_all(&url, config.clone()).await;
-    let client = commands_client(&url)
-        .await
-        .with_timeout(Duration::from_secs(20));
+    let client = commands(&url).await.with_timeout(Duration::from_secs(20));
     let sent = AtomicUsize::new(0);
     let send = |command: &'static str, body: String, id: String| {
         let client = client.clone();
@@ -558,43 +535,17 @@ async fn withdrawals_never_overdraw_across_two_processes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let _a = JetsourceProcess::start(&url, dir.path());
     let _b = JetsourceProcess::start(&url, dir.path());
-    let client = commands_client(&url).await;
+    let client = commands(&url).await;
     let ok = |r: CommandReply| assert!(r.is_accepted(), "{r:?}");
-    ok(client
-        .send(
-            "account",
-            "bank",
-            "open",
-            r#"{"owner":"ada"}"#,
-            &SendOptions::default(),
-        )
-        .await
-        .expect("reply"));
-    ok(client
-        .send(
-            "account",
-            "bank",
-            "deposit",
-            r#"{"amount":1000}"#,
-            &SendOptions::default(),
-        )
-        .await
-        .expect("reply"));
+    ok(send_account(&client, "bank", "open", r#"{"owner":"ada"}"#).await);
+    ok(send_account(&client, "bank", "deposit", r#"{"amount":1000}"#).await);
     let mut tasks = Vec::new();
     for i in 0..64u64 {
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
             let amount = 10 + (i % 7) * 10;
-            let reply = client
-                .send(
-                    "account",
-                    "bank",
-                    "withdraw",
-                    format!(r#"{{"amount":{amount}}}"#),
-                    &SendOptions::default(),
-                )
-                .await
-                .expect("reply");
+            let body = format!(r#"{{"amount":{amount}}}"#);
+            let reply = send_account(&client, "bank", "withdraw", body).await;
             (amount, reply)
         }));
     }
@@ -606,12 +557,7 @@ async fn withdrawals_never_overdraw_across_two_processes() {
             CommandReply::Rejected(r) => assert_eq!(r.code, RejectionCode::Validation, "{r:?}"),
         }
     }
-    let store = EventStore::new(
-        async_nats::connect(&url).await.expect("connect"),
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("store");
+    let store = event_store(&async_nats::connect(&url).await.expect("connect")).await;
     let mut balance: i64 = 0;
     for event in store.load("account", "bank", 0).await.expect("load") {
         let body: serde_json::Value = serde_json::from_slice(&event.payload).expect("json");

@@ -6,116 +6,32 @@
 //! An "instance" here is what `jetsource run` starts: a command runtime and
 //! the feedback role, on its own NATS connection.
 
+mod common;
+
+use common::*;
 use futures::StreamExt;
 use jetsource::client::{CommandClient, SendOptions};
-use jetsource::feedback::{Feedback, FeedbackConfig};
-use jetsource::App;
-use jetsource_handlers::runtime::Running;
+use jetsource::feedback::FeedbackConfig;
 use jetsource_handlers::RuntimeConfig;
-use jetsource_reference::blog::BlogPost;
 use jetsource_schemas::feedback::{
-    self as contract, FeedbackAnswer, RejectionList, COMMAND_INDEX_BUCKET,
+    self as contract, FeedbackAnswer, RejectionList, RejectionNotice, COMMAND_INDEX_BUCKET,
 };
 use jetsource_schemas::{CommandReply, RejectionCode};
-use jetsource_test_server::NatsServer;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Long enough for anything this machine does; only reached by a failure.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-struct Instance {
-    feedback: Feedback,
-    running: Running,
+/// The runtime and the feedback role with default settings.
+async fn start_instance(url: &str) -> Jetsource {
+    Jetsource::with_feedback(
+        url,
+        FeedbackConfig::default(),
+        RuntimeConfig::default(),
+        true,
+    )
+    .await
 }
 
-impl Instance {
-    /// Runtime and feedback on a new connection; `start_feedback` false
-    /// leaves the notice publisher (and the queries) off, so that the queue
-    /// fills.
-    async fn start(
-        url: &str,
-        config: FeedbackConfig,
-        runtime: RuntimeConfig,
-        start_feedback: bool,
-    ) -> Instance {
-        let client = jetsource::connect(url).await.expect("connect");
-        let mut feedback = Feedback::new(client.clone(), config);
-        let runtime = App::new()
-            .aggregate::<BlogPost>()
-            .runtime_builder(client)
-            .config(runtime)
-            .observe(feedback.observer())
-            .build()
-            .await
-            .expect("runtime");
-        if start_feedback {
-            feedback
-                .start(&runtime.aggregate_types())
-                .await
-                .expect("feedback starts");
-        }
-        // Subscribed (and confirmed by the server) when this returns.
-        let running = runtime.start().await.expect("runtime starts");
-        Instance { feedback, running }
-    }
-
-    async fn default(url: &str) -> Instance {
-        Self::start(
-            url,
-            FeedbackConfig::default(),
-            RuntimeConfig::default(),
-            true,
-        )
-        .await
-    }
-
-    async fn stop(self) {
-        self.running
-            .shutdown()
-            .await
-            .expect("runtime stops cleanly");
-        self.feedback.shutdown().await;
-    }
-}
-
-async fn ask<T: serde::de::DeserializeOwned>(client: &async_nats::Client, subject: String) -> T {
-    let answer = client
-        .request(subject, bytes::Bytes::new())
-        .await
-        .expect("an answer");
-    serde_json::from_slice(&answer.payload).expect("answer parses")
-}
-
-/// Asks `subject` until the answer is not `unknown` (a fire-and-forget
-/// command is handled, and its notice travels, after the send returns).
-async fn eventually(client: &async_nats::Client, subject: String) -> FeedbackAnswer {
-    let started = std::time::Instant::now();
-    loop {
-        let answer: FeedbackAnswer = ask(client, subject.clone()).await;
-        if !matches!(answer, FeedbackAnswer::Unknown(_)) || started.elapsed() > DEADLINE {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = std::time::Instant::now();
-    while !done() {
-        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn with_id(id: &str) -> SendOptions {
-    SendOptions {
-        command_id: Some(id.into()),
-        ..SendOptions::default()
-    }
-}
-
-fn rejected(answer: &FeedbackAnswer) -> &jetsource_schemas::feedback::RejectionNotice {
+fn rejection(answer: &FeedbackAnswer) -> &RejectionNotice {
     match answer {
         FeedbackAnswer::Rejected(n) => n,
         other => panic!("expected rejected, got {other:?}"),
@@ -125,34 +41,30 @@ fn rejected(answer: &FeedbackAnswer) -> &jetsource_schemas::feedback::RejectionN
 #[tokio::test]
 async fn a_rejected_request_and_a_rejected_fire_and_forget_command_are_found_by_id() {
     let server = NatsServer::new();
-    let instance = Instance::default(&server.client_url()).await;
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let instance = start_instance(&server.client_url()).await;
+    let client = connect(&server.client_url()).await;
     let commands = CommandClient::new(client.clone());
 
-    let reply = commands
-        .send(
-            "blogpost",
-            "ghost",
-            "create",
-            r#"{"title":"  ","body":"x"}"#,
-            &with_id("req-1"),
-        )
-        .await
-        .expect("reply");
+    let reply = send_with(
+        &commands,
+        "ghost",
+        "create",
+        r#"{"title":"  ","body":"x"}"#,
+        &with_id("req-1"),
+    )
+    .await;
     assert_eq!(reply.code(), Some(RejectionCode::Validation));
     commands
         .publish("blogpost", "ghost", "publish", "{}", &with_id("ff-1"))
         .await
         .expect("published");
 
-    let request = eventually(
+    let request = known(
         &client,
-        contract::errors_get_subject("req-1").expect("valid subject"),
+        &contract::errors_get_subject("req-1").expect("valid subject"),
     )
     .await;
-    let notice = rejected(&request);
+    let notice = rejection(&request);
     assert_eq!(
         (
             notice.command_id.as_str(),
@@ -169,23 +81,23 @@ async fn a_rejected_request_and_a_rejected_fire_and_forget_command_are_found_by_
             RejectionCode::Validation
         )
     );
-    let fire_and_forget = eventually(
+    let fire_and_forget = known(
         &client,
-        contract::errors_get_subject("ff-1").expect("valid subject"),
+        &contract::errors_get_subject("ff-1").expect("valid subject"),
     )
     .await;
-    assert_eq!(rejected(&fire_and_forget).code, RejectionCode::NotFound);
+    assert_eq!(rejection(&fire_and_forget).code, RejectionCode::NotFound);
     // Case 2: the fire-and-forget client asks for the status by id.
     let status: FeedbackAnswer = ask(
         &client,
-        contract::status_subject("ff-1").expect("valid subject"),
+        &contract::status_subject("ff-1").expect("valid subject"),
     )
     .await;
     assert_eq!(status, fire_and_forget);
 
     let list: RejectionList = ask(
         &client,
-        contract::errors_list_subject("blogpost", "ghost").expect("valid subject"),
+        &contract::errors_list_subject("blogpost", "ghost").expect("valid subject"),
     )
     .await;
     let ids: Vec<_> = list
@@ -200,24 +112,22 @@ async fn a_rejected_request_and_a_rejected_fire_and_forget_command_are_found_by_
 #[tokio::test]
 async fn unknown_ids_answer_unknown_and_malformed_ids_bad_request() {
     let server = NatsServer::new();
-    let instance = Instance::default(&server.client_url()).await;
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let instance = start_instance(&server.client_url()).await;
+    let client = connect(&server.client_url()).await;
     for subject in [
         contract::errors_get_subject("never-sent").expect("valid subject"),
         contract::status_subject("never-sent").expect("valid subject"),
     ] {
-        let answer: serde_json::Value = ask(&client, subject).await;
+        let answer: serde_json::Value = ask(&client, &subject).await;
         assert_eq!(
             answer,
             serde_json::json!({"status":"unknown","command_id":"never-sent"})
         );
     }
-    let answer: FeedbackAnswer = ask(&client, "errors.get.bad:id".into()).await;
+    let answer: FeedbackAnswer = ask(&client, "errors.get.bad:id").await;
     assert_eq!(answer.status(), "bad_request");
     assert_eq!(answer.command_id(), "", "an invalid id is never echoed");
-    let answer: FeedbackAnswer = ask(&client, "errors.list.blogpost.p:1".into()).await;
+    let answer: FeedbackAnswer = ask(&client, "errors.list.blogpost.p:1").await;
     assert_eq!(answer.status(), "bad_request");
     assert_eq!(answer.command_id(), "", "an invalid id is never echoed");
     instance.stop().await;
@@ -231,10 +141,9 @@ async fn rejections_expire_after_the_ttl() {
         ..FeedbackConfig::default()
     };
     let instance =
-        Instance::start(&server.client_url(), config, RuntimeConfig::default(), true).await;
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+        Jetsource::with_feedback(&server.client_url(), config, RuntimeConfig::default(), true)
+            .await;
+    let client = connect(&server.client_url()).await;
     CommandClient::new(client.clone())
         .publish(
             "blogpost",
@@ -246,12 +155,12 @@ async fn rejections_expire_after_the_ttl() {
         .await
         .expect("published");
     let subject = contract::errors_get_subject("short-lived").expect("valid subject");
-    rejected(&eventually(&client, subject.clone()).await);
+    rejection(&known(&client, &subject).await);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let answer: FeedbackAnswer = ask(&client, subject).await;
+    let answer: FeedbackAnswer = ask(&client, &subject).await;
     assert_eq!(answer, FeedbackAnswer::unknown("short-lived"));
-    instance.feedback.error_cache().run_pending_tasks();
-    assert_eq!(instance.feedback.error_cache().entry_count(), 0);
+    instance.feedback().error_cache().run_pending_tasks();
+    assert_eq!(instance.feedback().error_cache().entry_count(), 0);
     instance.stop().await;
 }
 
@@ -264,10 +173,9 @@ async fn the_memory_bound_holds_when_far_more_rejections_arrive_than_fit() {
         ..FeedbackConfig::default()
     };
     let instance =
-        Instance::start(&server.client_url(), config, RuntimeConfig::default(), true).await;
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+        Jetsource::with_feedback(&server.client_url(), config, RuntimeConfig::default(), true)
+            .await;
+    let client = connect(&server.client_url()).await;
     let commands = CommandClient::new(client);
     let flood = 3000;
     for i in 0..flood {
@@ -283,11 +191,11 @@ async fn the_memory_bound_holds_when_far_more_rejections_arrive_than_fit() {
             .await
             .expect("published");
     }
-    wait_until("every notice", || {
-        instance.feedback.notices_received() >= flood
+    wait_until("every notice", DEADLINE, || {
+        instance.feedback().notices_received() >= flood
     })
     .await;
-    let cache = instance.feedback.error_cache();
+    let cache = instance.feedback().error_cache();
     cache.run_pending_tasks();
     assert!(
         cache.weighted_size() <= capacity,
@@ -301,39 +209,34 @@ async fn the_memory_bound_holds_when_far_more_rejections_arrive_than_fit() {
 #[tokio::test]
 async fn an_instance_started_after_the_rejections_answers_for_them() {
     let server = NatsServer::new();
-    let first = Instance::default(&server.client_url()).await;
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let first = start_instance(&server.client_url()).await;
+    let client = connect(&server.client_url()).await;
     let commands = CommandClient::new(client.clone());
     for id in ["early-1", "early-2", "early-3"] {
-        let reply = commands
-            .send("blogpost", "ghost", "publish", "{}", &with_id(id))
-            .await
-            .expect("reply");
+        let reply = send_with(&commands, "ghost", "publish", "{}", &with_id(id)).await;
         assert_eq!(reply.code(), Some(RejectionCode::NotFound));
-        rejected(
-            &eventually(
+        rejection(
+            &known(
                 &client,
-                contract::errors_get_subject(id).expect("valid subject"),
+                &contract::errors_get_subject(id).expect("valid subject"),
             )
             .await,
         );
     }
 
-    let second = Instance::default(&server.client_url()).await;
+    let second = start_instance(&server.client_url()).await;
     assert!(
-        second.feedback.error_cache().get("early-2").is_none(),
+        second.feedback().error_cache().get("early-2").is_none(),
         "the second instance did not see the notice itself"
     );
-    let answer = second.feedback.errors_get("early-2").await;
-    assert_eq!(rejected(&answer).command_id, "early-2");
+    let answer = second.feedback().errors_get("early-2").await;
+    assert_eq!(rejection(&answer).command_id, "early-2");
     assert_eq!(
-        rejected(&second.feedback.status("early-3").await).code,
+        rejection(&second.feedback().status("early-3").await).code,
         RejectionCode::NotFound
     );
     let list = second
-        .feedback
+        .feedback()
         .errors_list("blogpost", "ghost", &Default::default())
         .await
         .expect("a list");
@@ -344,7 +247,7 @@ async fn an_instance_started_after_the_rejections_answers_for_them() {
         .collect();
     assert_eq!(ids, ["early-3", "early-2", "early-1"]);
     assert_eq!(
-        second.feedback.errors_get("never-sent").await,
+        second.feedback().errors_get("never-sent").await,
         FeedbackAnswer::unknown("never-sent")
     );
     second.stop().await;
@@ -374,32 +277,28 @@ async fn wait_indexed(js: &async_nats::jetstream::Context, command_id: &str) {
         .get_key_value(COMMAND_INDEX_BUCKET)
         .await
         .expect("bucket");
-    let started = std::time::Instant::now();
-    while kv.get(command_id).await.expect("kv get").is_none() {
-        assert!(started.elapsed() < DEADLINE, "{command_id} never indexed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(format!("{command_id} indexed"), DEADLINE, || {
+        let kv = &kv;
+        async move { kv.get(command_id).await.expect("kv get").map(|_| ()) }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn ten_thousand_rejected_commands_change_no_stream() {
     let server = NatsServer::new();
-    let instance = Instance::default(&server.client_url()).await;
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let instance = start_instance(&server.client_url()).await;
+    let client = connect(&server.client_url()).await;
     let js = async_nats::jetstream::new(client.clone());
     let commands = CommandClient::new(client);
-    let reply = commands
-        .send(
-            "blogpost",
-            "p1",
-            "create",
-            r#"{"title":"Hello","body":"x"}"#,
-            &with_id("created"),
-        )
-        .await
-        .expect("reply");
+    let reply = send_with(
+        &commands,
+        "p1",
+        "create",
+        r#"{"title":"Hello","body":"x"}"#,
+        &with_id("created"),
+    )
+    .await;
     assert!(reply.is_accepted());
     wait_indexed(&js, "created").await;
     let before = streams(&js).await;
@@ -415,10 +314,15 @@ async fn ten_thousand_rejected_commands_change_no_stream() {
                     1 => ("blogpost", "ghost", "publish", "{}"),
                     _ => ("nosuch", "p1", "create", "{}"),
                 };
-                commands
-                    .send(aggregate_type, id, command, body, &SendOptions::default())
-                    .await
-                    .expect("reply")
+                send_to(
+                    &commands,
+                    aggregate_type,
+                    id,
+                    command,
+                    body,
+                    &SendOptions::default(),
+                )
+                .await
             }
         })
         .buffer_unordered(256)
@@ -426,11 +330,11 @@ async fn ten_thousand_rejected_commands_change_no_stream() {
         .await;
     assert!(replies.iter().all(|r| !r.is_accepted()));
     // Every notice went out and came back over core NATS meanwhile.
-    wait_until("every notice", || {
-        instance.feedback.notices_received() >= total
+    wait_until("every notice", DEADLINE, || {
+        instance.feedback().notices_received() >= total
     })
     .await;
-    assert_eq!(instance.feedback.dropped(), 0);
+    assert_eq!(instance.feedback().dropped(), 0);
     assert_eq!(streams(&js).await, before);
     instance.stop().await;
 }
@@ -438,25 +342,15 @@ async fn ten_thousand_rejected_commands_change_no_stream() {
 #[tokio::test]
 async fn an_accepted_commands_status_reports_its_sequences_also_after_a_restart() {
     let server = NatsServer::new();
-    let instance = Instance::default(&server.client_url()).await;
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let instance = start_instance(&server.client_url()).await;
+    let client = connect(&server.client_url()).await;
     let js = async_nats::jetstream::new(client.clone());
     let commands = CommandClient::new(client.clone());
     let mut accepted = Vec::new();
     for (id, post) in [("make-1", "p1"), ("make-2", "p2")] {
-        let reply = commands
-            .send(
-                "blogpost",
-                post,
-                "create",
-                // Two events in one atomic append: both must be reported.
-                r#"{"title":"Hello","body":"x","publish":true}"#,
-                &with_id(id),
-            )
-            .await
-            .expect("reply");
+        // Two events in one atomic append: both must be reported.
+        let body = r#"{"title":"Hello","body":"x","publish":true}"#;
+        let reply = send_with(&commands, post, "create", body, &with_id(id)).await;
         let CommandReply::Accepted(a) = reply else {
             panic!("not accepted: {reply:?}")
         };
@@ -470,7 +364,7 @@ async fn an_accepted_commands_status_reports_its_sequences_also_after_a_restart(
     for a in &accepted {
         let answer: serde_json::Value = ask(
             &client,
-            contract::status_subject(&a.command_id).expect("valid subject"),
+            &contract::status_subject(&a.command_id).expect("valid subject"),
         )
         .await;
         assert_eq!(answer, status_of(a));
@@ -479,11 +373,11 @@ async fn an_accepted_commands_status_reports_its_sequences_also_after_a_restart(
     instance.stop().await;
 
     // A new jetsource on the same server: nothing in memory, no peer.
-    let restarted = Instance::default(&server.client_url()).await;
+    let restarted = start_instance(&server.client_url()).await;
     for a in &accepted {
         let answer: serde_json::Value = ask(
             &client,
-            contract::status_subject(&a.command_id).expect("valid subject"),
+            &contract::status_subject(&a.command_id).expect("valid subject"),
         )
         .await;
         assert_eq!(answer, status_of(a), "after the restart");
@@ -500,16 +394,14 @@ async fn a_notice_flood_that_overflows_the_queue_is_counted_and_never_blocks_acc
         ..FeedbackConfig::default()
     };
     // The publisher is not started yet, so the queue stays full.
-    let mut instance = Instance::start(
+    let mut instance = Jetsource::with_feedback(
         &server.client_url(),
         config,
         RuntimeConfig::default(),
         false,
     )
     .await;
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let client = connect(&server.client_url()).await;
     let commands = CommandClient::new(client);
     let rejections = 500u64;
     let creates = 50u64;
@@ -519,28 +411,19 @@ async fn a_notice_flood_that_overflows_the_queue_is_counted_and_never_blocks_acc
             async move {
                 if i < creates {
                     let body = r#"{"title":"Hello","body":"x"}"#;
-                    let reply = commands
-                        .send(
-                            "blogpost",
-                            &format!("ok{i}"),
-                            "create",
-                            body,
-                            &SendOptions::default(),
-                        )
-                        .await
-                        .expect("reply");
+                    let reply = send_with(
+                        &commands,
+                        &format!("ok{i}"),
+                        "create",
+                        body,
+                        &SendOptions::default(),
+                    )
+                    .await;
                     (true, reply)
                 } else {
-                    let reply = commands
-                        .send(
-                            "blogpost",
-                            "ghost",
-                            "publish",
-                            "{}",
-                            &SendOptions::default(),
-                        )
-                        .await
-                        .expect("reply");
+                    let reply =
+                        send_with(&commands, "ghost", "publish", "{}", &SendOptions::default())
+                            .await;
                     (false, reply)
                 }
             }
@@ -551,16 +434,16 @@ async fn a_notice_flood_that_overflows_the_queue_is_counted_and_never_blocks_acc
     for (should_accept, reply) in &replies {
         assert_eq!(reply.is_accepted(), *should_accept, "{reply:?}");
     }
-    assert_eq!(instance.feedback.dropped(), rejections - queue as u64);
+    assert_eq!(instance.feedback().dropped(), rejections - queue as u64);
 
     // Once publishing starts, the queued notices go out.
     instance
-        .feedback
+        .feedback_mut()
         .start(&["blogpost"])
         .await
         .expect("feedback starts");
-    wait_until("the queued notices", || {
-        instance.feedback.notices_received() >= queue as u64
+    wait_until("the queued notices", DEADLINE, || {
+        instance.feedback().notices_received() >= queue as u64
     })
     .await;
     instance.stop().await;
@@ -573,16 +456,14 @@ async fn with_replies_off_a_request_gets_no_reply_and_the_status_answers() {
         reply: false,
         ..RuntimeConfig::default()
     };
-    let instance = Instance::start(
+    let instance = Jetsource::with_feedback(
         &server.client_url(),
         FeedbackConfig::default(),
         runtime,
         true,
     )
     .await;
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let client = connect(&server.client_url()).await;
     let commands = CommandClient::new(client.clone()).with_timeout(Duration::from_millis(500));
     let sent = commands
         .send("blogpost", "ghost", "publish", "{}", &with_id("quiet-1"))
@@ -591,12 +472,12 @@ async fn with_replies_off_a_request_gets_no_reply_and_the_status_answers() {
         sent.expect_err("no reply").kind(),
         jetsource::client::SendErrorKind::NoAnswer
     );
-    let answer = eventually(
+    let answer = known(
         &client,
-        contract::status_subject("quiet-1").expect("valid subject"),
+        &contract::status_subject("quiet-1").expect("valid subject"),
     )
     .await;
-    assert_eq!(rejected(&answer).code, RejectionCode::NotFound);
+    assert_eq!(rejection(&answer).code, RejectionCode::NotFound);
     instance.stop().await;
 }
 
@@ -608,43 +489,37 @@ async fn in_silence_no_notice_leaves_and_the_cache_stays_empty() {
         ..FeedbackConfig::default()
     };
     let instance =
-        Instance::start(&server.client_url(), config, RuntimeConfig::default(), true).await;
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+        Jetsource::with_feedback(&server.client_url(), config, RuntimeConfig::default(), true)
+            .await;
+    let client = connect(&server.client_url()).await;
     let mut notices = client
         .subscribe("notice.rejected.>")
         .await
         .expect("subscribe");
     client.flush().await.expect("flush");
     let commands = CommandClient::new(client.clone());
-    let reply = commands
-        .send("blogpost", "ghost", "publish", "{}", &with_id("hush-1"))
-        .await
-        .expect("the reply still comes (case 1)");
+    let reply = send_with(&commands, "ghost", "publish", "{}", &with_id("hush-1")).await;
     assert_eq!(reply.code(), Some(RejectionCode::NotFound));
-    let accepted = commands
-        .send(
-            "blogpost",
-            "p1",
-            "create",
-            r#"{"title":"t","body":"b"}"#,
-            &with_id("hush-2"),
-        )
-        .await
-        .expect("reply");
+    let accepted = send_with(
+        &commands,
+        "p1",
+        "create",
+        r#"{"title":"t","body":"b"}"#,
+        &with_id("hush-2"),
+    )
+    .await;
     assert!(accepted.is_accepted());
     // The feedback service runs: it knows the accepted command.
-    let status = eventually(
+    let status = known(
         &client,
-        contract::status_subject("hush-2").expect("subject"),
+        &contract::status_subject("hush-2").expect("subject"),
     )
     .await;
     assert!(matches!(status, FeedbackAnswer::Accepted(_)), "{status:?}");
     // The rejection was never published, so no instance holds it.
     let answer: FeedbackAnswer = ask(
         &client,
-        contract::errors_get_subject("hush-1").expect("subject"),
+        &contract::errors_get_subject("hush-1").expect("subject"),
     )
     .await;
     assert!(matches!(answer, FeedbackAnswer::Unknown(_)), "{answer:?}");

@@ -6,36 +6,25 @@ mod common;
 
 use common::*;
 use jetsource::handlers::store::{
-    AppendErrorKind, AppendMeta, EventStore, GroupCommitConfig, NewEvent, StreamSettings,
+    AppendErrorKind, EventStore, GroupCommitConfig, NewEvent, StreamSettings,
 };
 use jetsource::schemas::CommandReply;
 use jetsource::RuntimeConfig;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 fn event(title: &str) -> Vec<NewEvent> {
-    vec![NewEvent {
-        event_type: "BlogPostTitleChanged".into(),
-        body: format!(r#"{{"title":"{title}"}}"#).into(),
-    }]
-}
-
-fn meta(command_id: &str) -> AppendMeta<'_> {
-    AppendMeta {
-        command_id,
-        correlation_id: None,
-        causation_id: None,
-        event_version: 1,
-    }
+    vec![new_event(
+        "BlogPostTitleChanged",
+        format!(r#"{{"title":"{title}"}}"#),
+    )]
 }
 
 /// A store whose lanes allow a single batch in flight, so appends queued
 /// behind it are sure to share the next one.
 async fn store(url: &str) -> EventStore {
     let client = async_nats::connect(url).await.expect("connect");
-    let store = EventStore::new(client, Duration::from_secs(5))
+    let store = event_store(&client)
         .await
-        .expect("store")
         .with_group_commit(GroupCommitConfig {
             max_in_flight: 1,
             ..GroupCommitConfig::default()
@@ -165,11 +154,7 @@ async fn commands_through_the_runtime_share_batches_and_each_gets_its_own_reply(
         let CommandReply::Accepted(accepted) = reply else {
             panic!("p{i} rejected: {reply:?}");
         };
-        let stored = js
-            .store
-            .load("blogpost", &format!("p{i}"), 0)
-            .await
-            .expect("load");
+        let stored = js.events_of(&format!("p{i}")).await;
         let seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
         let replied: Vec<u64> = accepted.events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, replied, "p{i}: its own sequences");

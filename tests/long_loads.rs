@@ -2,16 +2,18 @@
 //! the rest through a short-lived consumer, and by direct get again when it
 //! cannot have one. Every load must bring the same events in stream order.
 
+mod common;
+
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
+use common::*;
 use futures::stream::{FuturesUnordered, StreamExt};
 use jetsource::handlers::store::{
     EventStore, LoadStats, StoredEvent, StreamSettings, CONSUMER_MIN_PENDING, FIRST_BATCH,
 };
 use jetsource::schemas::Namespace;
-use jetsource_test_server::{NatsCluster, NatsServer};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Three of the blog's event types, for histories that interleave them.
 const THREE_TYPES: [&str; 3] = [
@@ -83,7 +85,7 @@ async fn blog_store(
     namespace: Namespace,
     replicas: usize,
 ) -> (jetstream::Context, EventStore) {
-    let client = jetsource::connect(urls).await.expect("connect");
+    let client = connect(urls).await;
     let store = EventStore::new(client.clone(), Duration::from_secs(10))
         .await
         .expect("store")
@@ -92,21 +94,21 @@ async fn blog_store(
         replicas,
         ..StreamSettings::default()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(e) = store.ensure_stream("blogpost", &settings).await {
-        assert!(Instant::now() < deadline, "no stream: {e}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("the blog stream", DEADLINE, || async {
+        let ensured = store.ensure_stream("blogpost", &settings).await;
+        ensured.map_err(|e| eprintln!("no stream yet: {e}")).ok()
+    })
+    .await;
     let js = jetstream::new(client);
     // A replicated stream takes publishes once it has a leader and its
     // replicas are current: before that, a publish may find no responder.
     let stream = store.namespace().stream_name("blogpost");
-    while replicas > 1 && !replicated_ready(&js, &stream, replicas).await {
-        assert!(
-            Instant::now() < deadline,
-            "stream {stream} has no leader and current replicas"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if replicas > 1 {
+        let ready = format!("stream {stream} with a leader and current replicas");
+        eventually(ready, DEADLINE, || async {
+            replicated_ready(&js, &stream, replicas).await.then_some(())
+        })
+        .await;
     }
     (js, store)
 }
@@ -207,11 +209,12 @@ async fn a_long_history_comes_whole_and_in_order_through_a_consumer() {
 
     // Each load deleted its consumer (the server would only remove an
     // abandoned one 30 s after its last pull).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while consumer_count(&js, "EVT_BLOGPOST").await > 0 {
-        assert!(Instant::now() < deadline, "load consumers left behind");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the load consumers' removal",
+        Duration::from_secs(10),
+        || async { (consumer_count(&js, "EVT_BLOGPOST").await == 0).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -241,9 +244,7 @@ async fn large_events_come_in_several_pulls() {
 #[tokio::test]
 async fn a_refused_consumer_leaves_the_load_to_direct_gets() {
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let client = connect(&server.client_url()).await;
     let js = jetstream::new(client.clone());
     // A stream that allows one consumer, which it already has.
     let stream = js
@@ -405,11 +406,12 @@ async fn a_consumer_lost_mid_read_leaves_the_rest_to_direct_gets_without_gaps_or
                 handed.push(event);
                 if handed.len() == 300 {
                     cut_tx.send(()).expect("deleter");
-                    let deadline = Instant::now() + Duration::from_secs(10);
-                    while !cut.load(Ordering::SeqCst) {
-                        assert!(Instant::now() < deadline, "the consumer was not deleted");
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
+                    let deleted = || cut.load(Ordering::SeqCst).then_some(());
+                    eventually_blocking(
+                        "the consumer's deletion",
+                        Duration::from_secs(10),
+                        deleted,
+                    );
                 }
                 std::ops::ControlFlow::Continue(())
             },

@@ -5,32 +5,24 @@
 
 mod common;
 
-use common::NatsServer;
-use jetsource::app::{self, App};
+use common::*;
+use jetsource::app::App;
 use jetsource::client::{CommandClient, SendErrorKind, SendOptions};
 use jetsource::config::Config;
-use jetsource::handlers::runtime::RuntimeError;
 use jetsource::projector::StatusReport;
 use jetsource::schemas::feedback::{FeedbackAnswer, RejectionList};
 use jetsource::schemas::{
-    Accepted, CommandReply, Namespace, RejectionCode, CONTRACT_METADATA_KEY, CONTRACT_VERSION,
+    CommandReply, Namespace, RejectionCode, CONTRACT_METADATA_KEY, CONTRACT_VERSION,
 };
 use jetsource_reference::blog::BlogPost;
 use jetsource_reference::blogposts::BlogPosts;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-/// Long enough for anything this machine does; only reached by a failure.
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `jetsource run` in this process, for one subject prefix.
 struct Application {
     namespace: Namespace,
     commands: CommandClient,
-    stop: oneshot::Sender<()>,
-    serving: JoinHandle<Result<(), app::RunError>>,
+    serving: InProcessRun,
 }
 
 impl Application {
@@ -42,97 +34,43 @@ impl Application {
         config.nats.subject_prefix = prefix.to_string();
         config.projectors.query_wait = "30s".into();
         let namespace = config.namespace().expect("a valid prefix");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = {
-            let url = url.to_string();
-            tokio::spawn(async move {
-                let app = App::new()
-                    .aggregate::<BlogPost>()
-                    .persisted_projector(BlogPosts::default);
-                app::run(&app, &config, Some(&url), async {
-                    let _ = stopped.await;
-                })
-                .await
-            })
-        };
+        let app = App::new()
+            .aggregate::<BlogPost>()
+            .persisted_projector(BlogPosts::default);
+        let serving = InProcessRun::spawn(app, config, Some(url));
         let commands = CommandClient::new(client.clone()).with_namespace(namespace.clone());
         // The handlers start last: once a command is answered, every role is up.
-        let started = Instant::now();
-        loop {
-            match commands
-                .send(
-                    "blogpost",
-                    "warm-up",
-                    "publish",
-                    "{}",
-                    &SendOptions::default(),
-                )
-                .await
-            {
-                Ok(reply) => {
-                    assert_eq!(reply.code(), Some(RejectionCode::NotFound));
-                    break;
+        let reply = eventually(format!("an answer in {prefix:?}"), DEADLINE, || {
+            let commands = &commands;
+            async move {
+                let none = SendOptions::default();
+                match commands
+                    .send("blogpost", "warm-up", "publish", "{}", &none)
+                    .await
+                {
+                    Ok(reply) => Some(reply),
+                    Err(e) if e.kind() == SendErrorKind::NoAnswer => None,
+                    Err(e) => panic!("{prefix:?} never answered: {e}"),
                 }
-                Err(e) if e.kind() == SendErrorKind::NoAnswer && started.elapsed() < DEADLINE => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("{prefix:?} never answered: {e}"),
             }
-        }
+        })
+        .await;
+        assert_eq!(reply.code(), Some(RejectionCode::NotFound));
         Application {
             namespace,
             commands,
-            stop,
             serving,
         }
     }
 
     async fn send(&self, id: &str, command: &str, body: &str, command_id: &str) -> CommandReply {
-        let options = SendOptions {
-            command_id: Some(command_id.to_string()),
-            ..SendOptions::default()
-        };
-        self.commands
-            .send("blogpost", id, command, body.to_string(), &options)
-            .await
-            .expect("a reply")
+        let options = with_id(command_id);
+        send_with(&self.commands, id, command, body.to_string(), &options).await
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.serving
-            .await
-            .expect("the application task")
-            .expect("a clean stop");
+        self.serving.stop().await.expect("a clean stop");
     }
-}
-
-fn accepted(reply: CommandReply) -> Accepted {
-    match reply {
-        CommandReply::Accepted(a) => a,
-        CommandReply::Rejected(r) => panic!("expected accepted, got {r:?}"),
-    }
-}
-
-/// Asks `subject` (a feedback query) until the answer is not `unknown`.
-async fn known(client: &async_nats::Client, subject: String) -> FeedbackAnswer {
-    let started = Instant::now();
-    loop {
-        let answer: FeedbackAnswer = ask(client, &subject).await;
-        if answer.status() != "unknown" || started.elapsed() > DEADLINE {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn ask<T: serde::de::DeserializeOwned>(client: &async_nats::Client, subject: &str) -> T {
-    let reply = client
-        .request(subject.to_string(), bytes::Bytes::new())
-        .await
-        .unwrap_or_else(|e| panic!("no answer on {subject}: {e}"));
-    serde_json::from_slice(&reply.payload)
-        .unwrap_or_else(|e| panic!("answer on {subject}: {e}: {:?}", reply.payload))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,19 +148,19 @@ async fn applications_share_a_server_without_crossing() {
     // Feedback answers within its own namespace.
     let answer = known(
         &client,
-        a.namespace.errors_get_subject("same-id").expect("valid"),
+        &a.namespace.errors_get_subject("same-id").expect("valid"),
     )
     .await;
     assert_eq!(answer.status(), "rejected");
     let answer = known(
         &client,
-        a.namespace.status_subject("same-id").expect("valid"),
+        &a.namespace.status_subject("same-id").expect("valid"),
     )
     .await;
     assert_eq!(answer.status(), "rejected");
     match known(
         &client,
-        b.namespace.status_subject("same-id").expect("valid"),
+        &b.namespace.status_subject("same-id").expect("valid"),
     )
     .await
     {
@@ -257,7 +195,7 @@ async fn applications_share_a_server_without_crossing() {
         assert_eq!(list.rejections.len(), rejections, "{subject}");
         match known(
             &client,
-            app.namespace.status_subject("create-p1").expect("valid"),
+            &app.namespace.status_subject("create-p1").expect("valid"),
         )
         .await
         {
@@ -332,7 +270,7 @@ async fn a_runtime_ignores_other_namespaces_on_its_own_connection() {
     // takes only its own commands.
     let server = NatsServer::new();
     let url = server.client_url();
-    let client = jetsource::connect(&url).await.expect("connect");
+    let client = connect(&url).await;
     let mut running = Vec::new();
     for prefix in ["team-1", "team-2"] {
         let config = jetsource::RuntimeConfig {
@@ -376,34 +314,18 @@ async fn a_runtime_ignores_other_namespaces_on_its_own_connection() {
         .expect_err("no unprefixed runtime");
     assert_eq!(plain.kind(), SendErrorKind::NoAnswer);
     for running in running {
-        let stopped: Result<(), RuntimeError> = running.shutdown().await;
-        stopped.expect("clean shutdown");
+        running.shutdown().await.expect("clean shutdown");
     }
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_jetsource");
-
-fn command_line(dir: &std::path::Path) -> std::process::Command {
-    let mut command = std::process::Command::new(BIN);
-    command
-        .current_dir(dir)
-        .env_remove("NATS_URL")
-        .env_remove("JETSOURCE_NATS_URL")
-        .env_remove("JETSOURCE_CONFIG")
-        .env_remove("JETSOURCE_SUBJECT_PREFIX")
-        .env("JETSOURCE_TOOLS_DIR", jetsource_test_server::tools_dir())
-        .stdin(std::process::Stdio::null());
-    command
 }
 
 #[test]
 fn an_invalid_prefix_fails_the_start_naming_the_setting() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let by_flag = command_line(dir.path())
+    let by_flag = jetsource_command(dir.path())
         .args(["--subject-prefix", "Shop_1", "streams"])
         .output()
         .expect("run");
-    let by_env = command_line(dir.path())
+    let by_env = jetsource_command(dir.path())
         .env("JETSOURCE_SUBJECT_PREFIX", "cmd")
         .args(["run"])
         .output()
@@ -413,7 +335,7 @@ fn an_invalid_prefix_fails_the_start_naming_the_setting() {
         "[nats]\nsubject_prefix = \"a..b\"\n",
     )
     .expect("write");
-    let by_file = command_line(dir.path())
+    let by_file = jetsource_command(dir.path())
         .args(["--config", "bad.toml", "status", "c1"])
         .output()
         .expect("run");
@@ -426,34 +348,17 @@ fn an_invalid_prefix_fails_the_start_naming_the_setting() {
 
 #[test]
 fn the_cli_works_inside_its_namespace() {
-    use std::io::{BufRead, BufReader};
     let server = NatsServer::new();
     let url = server.client_url();
     let dir = tempfile::tempdir().expect("temp dir");
     // The prefix from the environment for `run`, from the flag for the clients.
-    let mut run = command_line(dir.path())
-        .env("JETSOURCE_SUBJECT_PREFIX", "cli-app")
-        .args(["run", "--nats-url", &url])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn run");
-    let stderr = run.stderr.take().expect("stderr");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("jetsource ready") {
-                let _ = ready_tx.send(());
-            }
-        }
-    });
-    ready_rx.recv_timeout(DEADLINE).expect("ready");
+    let run = JetsourceProcess::spawn(
+        dir.path(),
+        &["run", "--nats-url", &url],
+        &[("JETSOURCE_SUBJECT_PREFIX", "cli-app")],
+    );
 
-    let client = |args: &[&str]| {
-        let mut command = command_line(dir.path());
-        command.args(args).args(["--nats-url", &url]);
-        command.output().expect("client command")
-    };
+    let client = |args: &[&str]| run_jetsource(dir.path(), &url, args);
     let out = client(&[
         "--subject-prefix",
         "cli-app",
@@ -465,12 +370,7 @@ fn the_cli_works_inside_its_namespace() {
         "--command-id",
         "c1",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let reply: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(reply["events"][0]["stream"], "cli-app_EVT_BLOGPOST");
 
@@ -482,26 +382,16 @@ fn the_cli_works_inside_its_namespace() {
         "create",
         r#"{"title":"Hi","body":"x"}"#,
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 3);
 
     let out = client(&["--subject-prefix", "cli-app", "rewind", "blogpost", "p1"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let rewound: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(rewound["events"], 1, "{rewound}");
 
     // Other namespaces' streams, named like this one's but not its own:
     // prefixes `cli.app` and `cli`, no prefix, and one jetsource did not name.
-    common::streams_by_hand(
+    streams_by_hand(
         &url,
         &[
             ("cli_app_EVT_BLOGPOST", "cli.app.evt.blogpost.>"),
@@ -555,43 +445,24 @@ fn the_cli_works_inside_its_namespace() {
         "--count",
         "1",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let tailed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(tailed["subject"], "cli-app.evt.blogpost.p1.BlogPostCreated");
 
     let out = client(&["--subject-prefix", "cli-app", "projector", "status"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(
         report["projectors"][0]["streams"][0]["stream"],
         "cli-app_EVT_BLOGPOST"
     );
 
-    let started = Instant::now();
-    let status = loop {
+    let status = eventually_blocking("c1 known", DEADLINE, || {
         let out = client(&["--subject-prefix", "cli-app", "status", "c1"]);
         let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        if answer["status"] != "unknown" || started.elapsed() > DEADLINE {
-            break answer;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        (answer["status"] != "unknown").then_some(answer)
+    });
     assert_eq!(status["status"], "accepted", "{status}");
 
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(stopped.success());
-    assert_eq!(run.wait().expect("wait").code(), Some(0));
+    assert_eq!(run.terminate().code(), Some(0));
 }

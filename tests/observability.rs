@@ -2,13 +2,12 @@
 //! its test binary: the command counters are process-wide.
 
 mod common;
-use common::NatsServer;
 
+use common::*;
 use jetsource::app;
-use jetsource::client::{CommandClient, SendOptions};
+use jetsource::client::SendOptions;
 use jetsource::config::Config;
 use jetsource::schemas::RejectionCode;
-use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One GET; the status code and the body.
@@ -45,45 +44,25 @@ fn sample(text: &str, series: &str) -> u64 {
 async fn metrics_count_commands_and_readyz_reports_readiness() {
     let server = NatsServer::new();
     let url = server.client_url();
-    let addr = format!("127.0.0.1:{}", jetsource_test_server::free_port());
+    let addr = format!("127.0.0.1:{}", free_port());
     let mut config = Config::default();
     config.observability.metrics_addr = addr.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = {
-        let url = url.clone();
-        tokio::spawn(async move {
-            app::run(&common::reference_app(), &config, Some(&url), async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    };
+    let serving = InProcessRun::spawn(reference_app(), config, Some(&url));
     // Ready once the streams exist and the projector caught up.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let ready = loop {
-        if let Ok(stream) = tokio::net::TcpStream::connect(&addr).await {
-            drop(stream);
-            let (status, body) = get(&addr, "/readyz").await;
-            if status == 200 || Instant::now() > deadline {
-                break (status, body);
-            }
-        }
-        assert!(Instant::now() < deadline, "the endpoint never came up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let ready = eventually("/readyz answering 200", DEADLINE, || async {
+        tokio::net::TcpStream::connect(&addr).await.ok()?;
+        let (status, body) = get(&addr, "/readyz").await;
+        (status == 200).then_some((status, body))
+    })
+    .await;
     assert_eq!(ready, (200, "ready\n".to_string()));
     assert_eq!(get(&addr, "/healthz").await.0, 200);
     assert_eq!(get(&addr, "/nothing").await.0, 404);
 
-    let client = CommandClient::new(async_nats::connect(&url).await.expect("connect"));
+    let client = commands(&url).await;
     let send = |id: &'static str, command: &'static str, body: &'static str| {
         let client = &client;
-        async move {
-            client
-                .send("blogpost", id, command, body, &SendOptions::default())
-                .await
-                .expect("a reply")
-        }
+        async move { send_with(client, id, command, body, &SendOptions::default()).await }
     };
     let created = send(
         "m1",
@@ -137,19 +116,12 @@ async fn metrics_count_commands_and_readyz_reports_readiness() {
     // m1's later commands found its state in memory.
     assert!(sample(&text, r#"jetsource_state_cache_total{result="hit"}"#) >= 2);
     // The rejections reach the error cache through the notices.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let cached = eventually("the error cache holding both", DEADLINE, || async {
         let (_, text) = get(&addr, "/metrics").await;
-        if sample(&text, "jetsource_error_cache_entries") == 2 {
-            assert!(sample(&text, "jetsource_error_cache_bytes") > 0);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the error cache never held both:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (sample(&text, "jetsource_error_cache_entries") == 2).then_some(text)
+    })
+    .await;
+    assert!(sample(&cached, "jetsource_error_cache_bytes") > 0);
     assert_eq!(sample(&text, "jetsource_notices_dropped_total"), 0);
     assert_eq!(sample(&text, "jetsource_nats_connected"), 1);
     assert!(
@@ -157,11 +129,7 @@ async fn metrics_count_commands_and_readyz_reports_readiness() {
         "{text}"
     );
 
-    let _ = stop.send(());
-    serving
-        .await
-        .expect("the run task")
-        .expect("a clean shutdown");
+    serving.stop().await.expect("a clean shutdown");
 }
 
 #[tokio::test]
@@ -172,7 +140,7 @@ async fn a_port_in_use_fails_the_start_naming_the_setting() {
     let mut config = Config::default();
     config.observability.metrics_addr = taken.local_addr().expect("addr").to_string();
     let result = app::run(
-        &common::reference_app(),
+        &reference_app(),
         &config,
         Some("nats://127.0.0.1:1"),
         async {},

@@ -4,79 +4,10 @@
 
 mod common;
 
-use common::NatsServer;
+use common::*;
 use jetsource::schemas::CONTRACT_VERSION;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_jetsource");
-
-fn jetsource(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
-        .env_remove("NATS_URL")
-        .env_remove("JETSOURCE_NATS_URL")
-        .env_remove("JETSOURCE_CONFIG")
-        .env_remove("JETSOURCE_ROLES")
-        .env_remove("JETSOURCE_METRICS_ADDR")
-        .env_remove("JETSOURCE_LOG_FORMAT")
-        .env_remove("RUST_LOG")
-        .env("JETSOURCE_TOOLS_DIR", jetsource_test_server::tools_dir())
-        .stdin(Stdio::null());
-    command
-}
-
-/// A `jetsource run` child; its stderr lines arrive on `lines`. Killed on drop.
-struct Serving {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Serving {
-    fn start(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Serving {
-        let mut command = jetsource(dir);
-        command
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("spawn run");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let serving = Serving { child, lines };
-        serving.wait_for(|line| line.contains("jetsource ready"));
-        serving
-    }
-
-    /// The first line matching, within 30 s.
-    fn wait_for(&self, matches: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).expect("the line in time");
-            if matches(&line) {
-                return line;
-            }
-        }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&output.stdout)
@@ -90,14 +21,8 @@ fn rewind_tail_and_streams_show_what_is_stored() {
     let server = NatsServer::new();
     let url = server.client_url();
     let dir = tempfile::tempdir().expect("temp dir");
-    let _run = Serving::start(dir.path(), &["run", "--nats-url", &url], &[]);
-    let run = |args: &[&str]| {
-        jetsource(dir.path())
-            .args(args)
-            .args(["--nats-url", &url])
-            .output()
-            .expect("run the binary")
-    };
+    let _run = JetsourceProcess::spawn(dir.path(), &["run", "--nats-url", &url], &[]);
+    let run = |args: &[&str]| run_jetsource(dir.path(), &url, args);
     let created = run(&[
         "send",
         "blogpost",
@@ -181,7 +106,7 @@ fn rewind_tail_and_streams_show_what_is_stored() {
 
     // Another application's streams (prefix `acme`) and a stream jetsource
     // did not name, on the same server: not listed.
-    common::streams_by_hand(
+    streams_by_hand(
         &url,
         &[
             ("acme_EVT_BLOGPOST", "acme.evt.blogpost.>"),
@@ -228,7 +153,7 @@ fn rewind_tail_and_streams_show_what_is_stored() {
 
     // Without --from-start, tail begins at the current end: the account's
     // existing event is not printed, a new one is.
-    let mut live = jetsource(dir.path())
+    let mut live = jetsource_command(dir.path())
         .args(["tail", "evt.account.>", "--count", "1", "--nats-url", &url])
         .stdout(Stdio::piped())
         .spawn()
@@ -277,7 +202,7 @@ fn invalid_settings_from_the_environment_or_flags_are_named() {
         (&["run", "--roles", "nothing"], None, "run.roles"),
     ];
     for (args, env, setting) in cases {
-        let mut command = jetsource(dir.path());
+        let mut command = jetsource_command(dir.path());
         command.args(args);
         if let Some((name, value)) = env {
             command.env(name, value);
@@ -292,7 +217,7 @@ fn invalid_settings_from_the_environment_or_flags_are_named() {
 #[test]
 fn version_names_the_contract() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = jetsource(dir.path())
+    let out = jetsource_command(dir.path())
         .arg("--version")
         .output()
         .expect("run");
@@ -310,7 +235,7 @@ fn version_names_the_contract() {
 fn schema_check_reports_stale_files() {
     let dir = tempfile::tempdir().expect("temp dir");
     let schema = |args: &[&str]| {
-        jetsource(dir.path())
+        jetsource_command(dir.path())
             .arg("schema")
             .args(args)
             .output()
@@ -327,14 +252,8 @@ fn a_feedback_only_process_answers_for_a_handlers_only_process() {
     let server = NatsServer::new();
     let url = server.client_url();
     let dir = tempfile::tempdir().expect("temp dir");
-    let run = |args: &[&str]| {
-        jetsource(dir.path())
-            .args(args)
-            .args(["--nats-url", &url])
-            .output()
-            .expect("run the binary")
-    };
-    let _feedback = Serving::start(
+    let run = |args: &[&str]| run_jetsource(dir.path(), &url, args);
+    let _feedback = JetsourceProcess::spawn(
         dir.path(),
         &["run", "--roles", "feedback", "--nats-url", &url],
         &[],
@@ -343,7 +262,7 @@ fn a_feedback_only_process_answers_for_a_handlers_only_process() {
     let unanswered = run(&["send", "blogpost", "p1", "publish", "{}", "--timeout", "1"]);
     assert_eq!(unanswered.status.code(), Some(3), "{unanswered:?}");
 
-    let handlers = Serving::start(
+    let handlers = JetsourceProcess::spawn(
         dir.path(),
         &[
             "--log-format",
@@ -368,7 +287,9 @@ fn a_feedback_only_process_answers_for_a_handlers_only_process() {
     assert_eq!(rejected.status.code(), Some(1), "{rejected:?}");
 
     // The handlers' JSON log line carries the command's span.
-    let line = handlers.wait_for(|line| line.contains("command handled") && line.contains("r-1"));
+    let line = handlers.wait_for("r-1 handled", |line| {
+        line.contains("command handled") && line.contains("r-1")
+    });
     let logged: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
     assert_eq!(logged["span"]["command_id"], "r-1");
     assert_eq!(logged["span"]["aggregate_type"], "blogpost");
@@ -376,8 +297,7 @@ fn a_feedback_only_process_answers_for_a_handlers_only_process() {
     assert_eq!(logged["span"]["outcome"], "not_found");
 
     // The notice travels from the handlers process to the feedback process.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let answer = loop {
+    let answer = eventually_blocking("r-1 known as rejected", DEADLINE, || {
         let out = run(&["errors", "get", "r-1"]);
         let answer = json_lines(&out).remove(0);
         // 0 once the rejection is known, 1 while it is not (yet).
@@ -387,11 +307,8 @@ fn a_feedback_only_process_answers_for_a_handlers_only_process() {
             Some(if known { 0 } else { 1 }),
             "{out:?}"
         );
-        if known || Instant::now() > deadline {
-            break answer;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        known.then_some(answer)
+    });
     assert_eq!(answer["status"], "rejected", "{answer}");
     assert_eq!(answer["code"], "not_found");
     assert_eq!(answer["aggregate_id"], "missing");
@@ -411,7 +328,7 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn a_killed_run_takes_its_embedded_server_with_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let serving = Serving::start(dir.path(), &["run"], &[]);
+    let serving = JetsourceProcess::spawn(dir.path(), &["run"], &[]);
     // The server's ports file is named after its process id.
     let ports = dir.path().join("data/nats-run/ports");
     let pid: u32 = std::fs::read_dir(&ports)
@@ -428,12 +345,8 @@ fn a_killed_run_takes_its_embedded_server_with_it() {
     assert!(alive(pid), "the embedded server runs");
     // SIGKILL: jetsource gets no chance to stop anything itself.
     drop(serving);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while alive(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "nats-server {pid} outlived the killed jetsource"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let ended = format!("the end of nats-server {pid} with the killed jetsource");
+    eventually_blocking(ended, Duration::from_secs(15), || {
+        (!alive(pid)).then_some(())
+    });
 }

@@ -2,27 +2,24 @@
 //! rebuilds under query load, parked poison events (skip and stop), replay
 //! of parked events, and one active instance across processes.
 
-use jetsource::handlers::store::{AppendMeta, EventStore, NewEvent};
+mod common;
+
+use common::*;
+use jetsource::handlers::store::{EventStore, NewEvent};
 use jetsource::projector::control::{self, RebuildUpdate, CONTROL_BUCKET};
 use jetsource::projector::lease::{Lease, Watcher};
 use jetsource::projector::parked;
 use jetsource::projector::persisted::{bucket_name, PersistedProjection, Record, RECORD_KEY};
 use jetsource::projector::{
-    Event, OnPoison, PersistedProjector, Phase, PoisonPolicy, Positions, Projector,
-    ProjectorConfig, ProjectorError, ProjectorErrorKind, ProjectorRuntime, Query, QueryError,
-    RunErrorKind,
+    Event, OnPoison, PersistedProjector, Phase, PoisonPolicy, Projector, ProjectorConfig,
+    ProjectorError, ProjectorErrorKind, ProjectorRuntime, Query, QueryError, RunErrorKind,
 };
-use jetsource::Runtime;
-use jetsource_reference::blog::{BlogPost, BlogPostEvent};
-use jetsource_test_server::NatsServer;
+use jetsource_reference::blog::BlogPostEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A guard against hanging on a bug, not a performance bound.
-const HANG: Duration = Duration::from_secs(60);
 
 // ---- the test projector -----------------------------------------------------
 
@@ -113,42 +110,11 @@ impl PersistedProjector for Counter {
 
 // ---- helpers ----------------------------------------------------------------
 
-struct Fixture {
-    server: NatsServer,
-    client: async_nats::Client,
-    store: EventStore,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn fixture() -> Fixture {
+/// A server, and the command runtime for blog posts on it.
+async fn fixture() -> (NatsServer, Jetsource) {
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
-    let runtime = Runtime::builder(client.clone())
-        .aggregate::<BlogPost>()
-        .build()
-        .await
-        .expect("runtime");
-    let store = runtime.store().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(runtime.run(async {
-        let _ = stopped.await;
-    }));
-    Fixture {
-        server,
-        client,
-        store,
-        stop: Some(stop),
-    }
+    let runtime = Jetsource::start(&server.client_url()).await;
+    (server, runtime)
 }
 
 /// Appends `per_post` events to each of `posts` posts named `<prefix><i>`,
@@ -166,29 +132,9 @@ async fn write_posts(store: &EventStore, prefix: &str, posts: usize, per_post: u
                 title: format!("{id} t{n}"),
             });
         }
-        let events: Vec<NewEvent> = events
-            .iter()
-            .map(|e| {
-                let encoded = jetsource::handlers::codec::encode_event(e).expect("encodes");
-                NewEvent {
-                    event_type: encoded.event_type,
-                    body: encoded.body,
-                }
-            })
-            .collect();
+        let events: Vec<NewEvent> = events.iter().map(encoded).collect();
         let seqs = store
-            .append(
-                "blogpost",
-                &id,
-                0,
-                &events,
-                &AppendMeta {
-                    command_id: &format!("{id}-c"),
-                    correlation_id: None,
-                    causation_id: None,
-                    event_version: 1,
-                },
-            )
+            .append("blogpost", &id, 0, &events, &meta(&format!("{id}-c")))
             .await
             .expect("append");
         last_seq = *seqs.last().expect("appended");
@@ -210,27 +156,17 @@ async fn start(
     client: &async_nats::Client,
     config: ProjectorConfig,
     make: impl Fn() -> Counter + Send + Sync + 'static,
-) -> jetsource::projector::Running {
-    ProjectorRuntime::builder(client.clone())
-        .config(config)
-        .persisted_with(make)
-        .build()
-        .await
-        .expect("projectors")
-        .start()
-        .await
-        .expect("start")
-}
-
-async fn wait_applied(running: &jetsource::projector::Running, seq: u64) {
-    let mut rx = running.applied("counter").expect("registered");
-    tokio::time::timeout(
-        HANG,
-        rx.wait_for(|p: &Positions| p.get("EVT_BLOGPOST").copied().unwrap_or(0) >= seq),
+) -> Projectors {
+    Projectors::start(
+        ProjectorRuntime::builder(client.clone())
+            .config(config)
+            .persisted_with(make),
     )
     .await
-    .unwrap_or_else(|_| panic!("#{seq} was never applied"))
-    .expect("the projector runs");
+}
+
+async fn wait_applied(running: &Projectors, seq: u64) {
+    running.wait_applied("counter", "EVT_BLOGPOST", seq).await;
 }
 
 async fn control_kv(client: &async_nats::Client) -> async_nats::jetstream::kv::Store {
@@ -255,18 +191,11 @@ async fn read_record(client: &async_nats::Client) -> Record<CountState> {
 
 /// Waits until the stored record has applied `seq`.
 async fn wait_stored(client: &async_nats::Client, seq: u64) -> Record<CountState> {
-    let deadline = tokio::time::Instant::now() + HANG;
-    loop {
+    eventually(format!("#{seq} stored"), HANG, || async move {
         let record = read_record(client).await;
-        if record.positions.get("EVT_BLOGPOST").copied().unwrap_or(0) >= seq {
-            return record;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "#{seq} never stored"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (record.positions.get("EVT_BLOGPOST").copied().unwrap_or(0) >= seq).then_some(record)
+    })
+    .await
 }
 
 async fn total(client: &async_nats::Client, after: Option<u64>) -> (u64, u64) {
@@ -292,7 +221,7 @@ async fn total(client: &async_nats::Client, after: Option<u64>) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_under_query_load_never_answers_from_a_partial_model_and_switches() {
-    let f = fixture().await;
+    let (server, f) = fixture().await;
     let head = write_posts(&f.store, "p", 50, 10).await;
     let probe = Arc::new(Probe::default());
     let p = probe.clone();
@@ -303,9 +232,7 @@ async fn a_rebuild_under_query_load_never_answers_from_a_partial_model_and_switc
     // Hammer queries from another connection while the rebuild runs.
     let rebuilding = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let querier = jetsource::connect(&f.server.client_url())
-        .await
-        .expect("connect");
+    let querier = connect(&server.client_url()).await;
     let hammer = tokio::spawn({
         let (rebuilding, stop) = (rebuilding.clone(), stop.clone());
         async move {
@@ -396,7 +323,7 @@ async fn a_rebuild_under_query_load_never_answers_from_a_partial_model_and_switc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_is_parked_after_n_deliveries_skipped_then_replayed_once() {
-    let f = fixture().await;
+    let (_server, f) = fixture().await;
     let probe = Arc::new(Probe::default());
     *probe.fail_on.lock().expect("lock") = Some("bad0".into());
     let config = ProjectorConfig {
@@ -455,7 +382,7 @@ async fn a_poison_event_is_parked_after_n_deliveries_skipped_then_replayed_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_halts_the_stop_policy_and_resumes_after_replay() {
-    let f = fixture().await;
+    let (_server, f) = fixture().await;
     let probe = Arc::new(Probe::default());
     *probe.fail_on.lock().expect("lock") = Some("bad0".into());
     let config = ProjectorConfig {
@@ -468,15 +395,11 @@ async fn a_poison_event_halts_the_stop_policy_and_resumes_after_replay() {
     write_posts(&f.store, "bad", 1, 4).await;
     let head = write_posts(&f.store, "q", 2, 4).await;
 
-    let deadline = tokio::time::Instant::now() + HANG;
-    let halted = loop {
+    let halted = eventually("the halt", HANG, || async {
         let status = running.status().await;
-        if status.projectors[0].phase == Phase::Halted {
-            break status.projectors[0].clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never halted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (status.projectors[0].phase == Phase::Halted).then(|| status.projectors[0].clone())
+    })
+    .await;
     let why = halted.error.expect("a reason");
     assert!(
         why.contains("EVT_BLOGPOST #9") && why.contains("parked"),
@@ -508,16 +431,16 @@ async fn a_poison_event_halts_the_stop_policy_and_resumes_after_replay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_instances_one_applies_and_the_other_takes_over_when_it_dies() {
-    let f = fixture().await;
-    let url = f.server.client_url();
+    let (server, f) = fixture().await;
+    let url = server.client_url();
     let head = write_posts(&f.store, "p", 20, 5).await;
     let (first_probe, second_probe) = (Arc::new(Probe::default()), Arc::new(Probe::default()));
     let p = first_probe.clone();
-    let first_client = jetsource::connect(&url).await.expect("connect");
+    let first_client = connect(&url).await;
     let first = start(&first_client, config(), move || Counter::new(&p)).await;
     wait_applied(&first, head).await;
     let p = second_probe.clone();
-    let second_client = jetsource::connect(&url).await.expect("connect");
+    let second_client = connect(&url).await;
     let second = start(&second_client, config(), move || Counter::new(&p)).await;
     let more = write_posts(&f.store, "q", 10, 5).await;
     wait_stored(&f.client, more).await;
@@ -553,7 +476,7 @@ async fn of_two_instances_one_applies_and_the_other_takes_over_when_it_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_holder_cannot_write_after_losing_its_turn() {
-    let f = fixture().await;
+    let (_server, f) = fixture().await;
     let js = async_nats::jetstream::new(f.client.clone());
     let control = js
         .create_key_value(async_nats::jetstream::kv::Config {
@@ -608,9 +531,7 @@ async fn a_stale_holder_cannot_write_after_losing_its_turn() {
     let stored = stale.positions()["EVT_BLOGPOST"];
     let head = write_posts(&f.store, "q", 1, 4).await;
     // The stale instance has the next events in hand when the other opens.
-    assert!(tokio::time::timeout(HANG, stale.ready())
-        .await
-        .expect("a delivery"));
+    assert!(within("a delivery", HANG, stale.ready()).await);
     let mut fresh = PersistedProjection::open(f.client.clone(), Counter::new(&probe), &config())
         .await
         .expect("open");
@@ -622,9 +543,8 @@ async fn a_stale_holder_cannot_write_after_losing_its_turn() {
         stored
     );
     while fresh.positions()["EVT_BLOGPOST"] < head {
-        let batch = tokio::time::timeout(HANG, fresh.next_batch())
+        let batch = within("a delivery", HANG, fresh.next_batch())
             .await
-            .expect("a delivery")
             .expect("stored");
         batch.ack().await.expect("ack");
     }

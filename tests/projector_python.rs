@@ -6,20 +6,20 @@
 //! application's stream only, and it refuses an invalid prefix. It stops on
 //! an event off its schema and on a stream of another contract version.
 
+mod common;
+
 use async_nats::jetstream::{self, stream};
+use common::*;
 use jetsource::client::{CommandClient, SendOptions};
-use jetsource::handlers::store::{EventStore, StreamSettings};
+use jetsource::handlers::store::StreamSettings;
 use jetsource::projector::{ProjectorConfig, ProjectorRuntime};
 use jetsource::schemas::{CommandReply, Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
-use jetsource::{Runtime, RuntimeConfig};
-use jetsource_reference::blog::BlogPost;
+use jetsource::RuntimeConfig;
 use jetsource_reference::blogposts::BlogPosts;
-use jetsource_test_server::NatsServer;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 /// Every Python package the example runs with, pinned.
 const REQUIREMENTS: &str = include_str!("../examples/python/requirements.txt");
@@ -28,7 +28,7 @@ const REQUIREMENTS: &str = include_str!("../examples/python/requirements.txt");
 /// `<tools>/python`, installed with pip when any is missing; parallel
 /// callers wait on a lock file.
 fn python_packages() -> PathBuf {
-    let tools = jetsource_test_server::tools_dir();
+    let tools = tools_dir();
     let target = tools.join("python");
     // pip names each installed package's folder `<name>-<version>.dist-info`,
     // with `-` in the name as `_`.
@@ -157,24 +157,13 @@ async fn example_fails(python_path: PathBuf, url: String, run: Run) -> serde_jso
         .expect("example task")
 }
 
-/// Starts the blog handlers in `namespace` on `client`, once they answer.
-async fn serve_blog(
-    client: &async_nats::Client,
-    namespace: &Namespace,
-) -> jetsource::handlers::runtime::Running {
+/// Starts the blog handlers in `namespace`, once they answer.
+async fn serve_blog(url: &str, namespace: &Namespace) -> Jetsource {
     let config = RuntimeConfig {
         namespace: namespace.clone(),
         ..RuntimeConfig::default()
     };
-    Runtime::builder(client.clone())
-        .aggregate::<BlogPost>()
-        .config(config)
-        .build()
-        .await
-        .expect("runtime")
-        .start()
-        .await
-        .expect("start")
+    Jetsource::start_with(url, config).await
 }
 
 /// Sends `posts` posts' commands (`tag` in their titles) in `namespace`:
@@ -204,16 +193,14 @@ async fn write_posts(
             sent.push(("publish", serde_json::json!({})));
         }
         for (command, body) in sent {
-            match commands
-                .send(
-                    "blogpost",
-                    &id,
-                    command,
-                    body.to_string(),
-                    &SendOptions::default(),
-                )
-                .await
-                .expect("sent")
+            match send_with(
+                &commands,
+                &id,
+                command,
+                body.to_string(),
+                &SendOptions::default(),
+            )
+            .await
             {
                 CommandReply::Accepted(a) => {
                     last_seq = a.events.last().map(|e| e.seq).unwrap_or(last_seq)
@@ -232,18 +219,8 @@ async fn built_in_listing(
     namespace: &Namespace,
     last_seq: u64,
 ) -> serde_json::Value {
-    let mut h = async_nats::HeaderMap::new();
-    h.insert("After-Seq", last_seq.to_string().as_str());
-    let reply = client
-        .send_request(
-            namespace.subject("query.blogposts.list"),
-            async_nats::Request::new()
-                .headers(h)
-                .timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("a reply");
-    let built_in: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON");
+    let subject = namespace.subject("query.blogposts.list");
+    let built_in = query(client, &subject, Some(&last_seq.to_string())).await;
     assert_eq!(built_in["status"], "ok", "{built_in}");
     built_in["result"].clone()
 }
@@ -252,21 +229,15 @@ async fn built_in_listing(
 async fn the_python_listing_equals_the_built_in_one() {
     let python_path = packages().await;
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let client = connect(&server.client_url()).await;
     let plain = Namespace::default();
-    let handlers = serve_blog(&client, &plain).await;
+    let handlers = serve_blog(&server.client_url(), &plain).await;
     let last_seq = write_posts(&client, &plain, 12, "Post").await;
 
-    let running = ProjectorRuntime::builder(client.clone())
-        .in_memory(BlogPosts::default())
-        .build()
-        .await
-        .expect("projectors")
-        .start()
-        .await
-        .expect("start");
+    let running = Projectors::start(
+        ProjectorRuntime::builder(client.clone()).in_memory(BlogPosts::default()),
+    )
+    .await;
     let built_in = built_in_listing(&client, &plain, last_seq).await;
     assert_eq!(built_in["posts"].as_array().map(Vec::len), Some(12));
 
@@ -274,7 +245,7 @@ async fn the_python_listing_equals_the_built_in_one() {
     assert_eq!(python, built_in);
 
     running.stop().await.expect("stop");
-    handlers.shutdown().await.expect("shutdown");
+    handlers.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,28 +253,25 @@ async fn under_a_subject_prefix_the_python_listing_reads_that_application_only()
     let python_path = packages().await;
     let server = NatsServer::new();
     let url = server.client_url();
-    let client = jetsource::connect(&url).await.expect("connect");
+    let client = connect(&url).await;
     // Two applications on one server: acme.shop, and one without a prefix
     // holding other posts under the same ids.
     let shop = Namespace::new("acme.shop").expect("valid");
     let plain = Namespace::default();
-    let shop_handlers = serve_blog(&client, &shop).await;
-    let plain_handlers = serve_blog(&client, &plain).await;
+    let shop_handlers = serve_blog(&url, &shop).await;
+    let plain_handlers = serve_blog(&url, &plain).await;
     let last_seq = write_posts(&client, &shop, 7, "Shop").await;
     write_posts(&client, &plain, 3, "Plain").await;
 
-    let running = ProjectorRuntime::builder(client.clone())
-        .in_memory(BlogPosts::default())
-        .config(ProjectorConfig {
-            namespace: shop.clone(),
-            ..ProjectorConfig::default()
-        })
-        .build()
-        .await
-        .expect("projectors")
-        .start()
-        .await
-        .expect("start");
+    let running = Projectors::start(
+        ProjectorRuntime::builder(client.clone())
+            .in_memory(BlogPosts::default())
+            .config(ProjectorConfig {
+                namespace: shop.clone(),
+                ..ProjectorConfig::default()
+            }),
+    )
+    .await;
     let built_in = built_in_listing(&client, &shop, last_seq).await;
     assert_eq!(built_in["posts"].as_array().map(Vec::len), Some(7));
     assert_eq!(built_in["posts"][0]["title"], "Shop 0, again");
@@ -334,8 +302,8 @@ async fn under_a_subject_prefix_the_python_listing_reads_that_application_only()
     assert_eq!(unprefixed["posts"][0]["title"], "Plain 0, again");
 
     running.stop().await.expect("stop");
-    shop_handlers.shutdown().await.expect("shutdown");
-    plain_handlers.shutdown().await.expect("shutdown");
+    shop_handlers.stop().await;
+    plain_handlers.stop().await;
 }
 
 #[tokio::test]
@@ -375,27 +343,12 @@ async fn the_python_listing_refuses_an_invalid_subject_prefix() {
     }
 }
 
-/// Publishes `body` on `subject` straight into the stream, as a writer that
-/// bypasses jetsource could; returns its stream sequence.
-async fn publish_by_hand(js: &jetstream::Context, subject: &str, body: &str) -> u64 {
-    js.publish(subject.to_string(), body.to_string().into())
-        .await
-        .expect("publish")
-        .await
-        .expect("stored")
-        .sequence
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_off_its_schema_stops_the_python_listing_at_its_sequence() {
     let python_path = packages().await;
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
-    let store = EventStore::new(client.clone(), Duration::from_secs(5))
-        .await
-        .expect("store");
+    let client = connect(&server.client_url()).await;
+    let store = event_store(&client).await;
     store
         .ensure_stream("blogpost", &StreamSettings::default())
         .await
@@ -421,10 +374,7 @@ async fn an_event_off_its_schema_stops_the_python_listing_at_its_sequence() {
 async fn the_python_listing_refuses_a_stream_of_another_contract_version() {
     let python_path = packages().await;
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
-    let js = jetstream::new(client);
+    let js = jetstream::new(connect(&server.client_url()).await);
     // Made by hand, not by jetsource: no contract version at all.
     let mut config = stream::Config {
         name: "EVT_BLOGPOST".into(),

@@ -7,22 +7,13 @@ mod common;
 
 use common::*;
 use jetsource::projector::{ProjectorConfig, ProjectorRuntime};
+use jetsource::schemas::RejectionCode;
 use jetsource_reference::blogposts::BlogPosts;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 async fn get_after(client: &async_nats::Client, id: &str, seq: u64) -> serde_json::Value {
-    let mut h = async_nats::HeaderMap::new();
-    h.insert("After-Seq", seq.to_string().as_str());
-    let reply = client
-        .send_request(
-            format!("query.blogposts.get.{id}"),
-            async_nats::Request::new()
-                .headers(h)
-                .timeout(Some(Duration::from_secs(20))),
-        )
-        .await
-        .expect("an answer");
-    serde_json::from_slice(&reply.payload).expect("json")
+    let subject = format!("query.blogposts.get.{id}");
+    query(client, &subject, Some(&seq.to_string())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,21 +21,18 @@ async fn an_in_memory_projection_catches_up_soon_after_a_server_restart() {
     let mut server = NatsServer::new();
     let url = server.client_url();
     let js = Jetsource::start(&url).await;
-    let client = jetsource::connect(&url).await.expect("connect");
-    let projectors = ProjectorRuntime::builder(client.clone())
-        .config(ProjectorConfig {
-            // Below what the ordered consumer needs to notice on its own
-            // (missed idle heartbeats: about 12 s on this machine).
-            query_wait: Duration::from_secs(9),
-            ..ProjectorConfig::default()
-        })
-        .in_memory(BlogPosts::default())
-        .build()
-        .await
-        .expect("projectors")
-        .start()
-        .await
-        .expect("start");
+    let client = connect(&url).await;
+    let projectors = Projectors::start(
+        ProjectorRuntime::builder(client.clone())
+            .config(ProjectorConfig {
+                // Below what the ordered consumer needs to notice on its own
+                // (missed idle heartbeats: about 12 s on this machine).
+                query_wait: Duration::from_secs(9),
+                ..ProjectorConfig::default()
+            })
+            .in_memory(BlogPosts::default()),
+    )
+    .await;
     let commands = common::commands(&url).await;
     let seq = create(&commands, "p1").await.events[0].seq;
     assert_eq!(
@@ -54,9 +42,8 @@ async fn an_in_memory_projection_catches_up_soon_after_a_server_restart() {
 
     tokio::task::block_in_place(|| server.restart());
     // Commands flow again once everyone has reconnected.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let reply = loop {
-        match commands
+    let reply = eventually("an answer after the restart", DEADLINE, || async {
+        let sent = commands
             .send(
                 "blogpost",
                 "p1",
@@ -64,15 +51,11 @@ async fn an_in_memory_projection_catches_up_soon_after_a_server_restart() {
                 r#"{"title":"After the restart"}"#,
                 &with_id("after-restart"),
             )
-            .await
-        {
-            Ok(reply) if reply.code() != Some(jetsource::schemas::RejectionCode::Unavailable) => {
-                break reply
-            }
-            _ if Instant::now() > deadline => panic!("no answer after the restart"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+            .await;
+        sent.ok()
+            .filter(|reply| reply.code() != Some(RejectionCode::Unavailable))
+    })
+    .await;
     let seq = accepted(reply).events[0].seq;
     let answer = get_after(&client, "p1", seq).await;
     assert_eq!(answer["status"], "ok", "{answer}");

@@ -2,17 +2,19 @@
 //! resumption, redelivery after a crash, read-your-writes, and several
 //! streams.
 
+mod common;
+
+use common::*;
 use jetsource::client::{CommandClient, SendOptions};
-use jetsource::handlers::store::{AppendMeta, EventStore, NewEvent};
+use jetsource::handlers::store::EventStore;
 use jetsource::projector::persisted::{bucket_name, PersistedProjection, Record, RECORD_KEY};
 use jetsource::projector::{
-    Event, PersistedProjector, Phase, Positions, Projector, ProjectorConfig, ProjectorError,
-    ProjectorRuntime, Query, QueryError,
+    Event, PersistedProjector, Phase, Projector, ProjectorConfig, ProjectorError, ProjectorRuntime,
+    Query, QueryError,
 };
-use jetsource::{Aggregate, Rejection, Runtime};
+use jetsource::{Aggregate, Rejection, Runtime, RuntimeConfig};
 use jetsource_reference::blog::{BlogPost, BlogPostEvent};
 use jetsource_reference::blogposts::{BlogPosts, PostView};
-use jetsource_test_server::NatsServer;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,60 +137,16 @@ impl PersistedProjector for Tally {
 
 // ---- helpers ----------------------------------------------------------------
 
-struct Fixture {
-    _server: NatsServer,
-    client: async_nats::Client,
-    store: EventStore,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// A server, and the command runtime for blog posts and notes on it.
-async fn fixture() -> Fixture {
+async fn fixture() -> (NatsServer, Jetsource) {
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
-    let runtime = Runtime::builder(client.clone())
-        .aggregate::<BlogPost>()
-        .aggregate::<Note>()
-        .build()
-        .await
-        .expect("runtime");
-    let store = runtime.store().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(runtime.run(async {
-        let _ = stopped.await;
-    }));
-    // Serving once a command gets an answer (here: unknown command).
-    while client
-        .request("cmd.blogpost.probe.nothing", "{}".into())
-        .await
-        .is_err()
-    {
-        tokio::task::yield_now().await;
-    }
-    Fixture {
-        _server: server,
-        client,
-        store,
-        stop: Some(stop),
-    }
-}
-
-fn blog_event(event: &BlogPostEvent) -> NewEvent {
-    let encoded = jetsource::handlers::codec::encode_event(event).expect("encodes");
-    NewEvent {
-        event_type: encoded.event_type,
-        body: encoded.body,
-    }
+    let runtime = Jetsource::start_from(&server.client_url(), RuntimeConfig::default(), |client| {
+        Runtime::builder(client)
+            .aggregate::<BlogPost>()
+            .aggregate::<Note>()
+    })
+    .await;
+    (server, runtime)
 }
 
 /// Appends `per_post` events to each of `posts` posts (created, retitled,
@@ -200,33 +158,22 @@ async fn write_posts(store: &EventStore, prefix: &str, posts: usize, per_post: u
         let store = store.clone();
         let id = format!("{prefix}{i}");
         async move {
-            let mut events = vec![blog_event(&BlogPostEvent::BlogPostCreated {
+            let mut events = vec![encoded(&BlogPostEvent::BlogPostCreated {
                 title: format!("{id} t0"),
                 body: format!("body of {id}"),
             })];
             for n in 1..per_post - 1 {
-                events.push(blog_event(&BlogPostEvent::BlogPostTitleChanged {
+                events.push(encoded(&BlogPostEvent::BlogPostTitleChanged {
                     title: format!("{id} t{n}"),
                 }));
             }
-            events.push(blog_event(&BlogPostEvent::BlogPostPublished {}));
+            events.push(encoded(&BlogPostEvent::BlogPostPublished {}));
             let (first, second) = events.split_at(per_post / 2);
             let mut last = 0;
             for (part, chunk) in [first, second].into_iter().enumerate() {
                 let command_id = format!("{id}-w{part}");
                 let seqs = store
-                    .append(
-                        "blogpost",
-                        &id,
-                        last,
-                        chunk,
-                        &AppendMeta {
-                            command_id: &command_id,
-                            correlation_id: None,
-                            causation_id: None,
-                            event_version: 1,
-                        },
-                    )
+                    .append("blogpost", &id, last, chunk, &meta(&command_id))
                     .await
                     .expect("append");
                 last = *seqs.last().expect("appended");
@@ -243,37 +190,6 @@ async fn write_posts(store: &EventStore, prefix: &str, posts: usize, per_post: u
     lasts.into_iter().max().unwrap_or(0)
 }
 
-async fn query(
-    client: &async_nats::Client,
-    subject: &str,
-    after_seq: Option<&str>,
-) -> serde_json::Value {
-    let mut request = async_nats::Request::new().timeout(Some(Duration::from_secs(30)));
-    if let Some(after) = after_seq {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("After-Seq", after);
-        request = request.headers(h);
-    }
-    let reply = client
-        .send_request(subject.to_string(), request)
-        .await
-        .expect("a query reply");
-    serde_json::from_slice(&reply.payload).expect("JSON")
-}
-
-/// A guard against hanging on a bug, not a performance bound.
-const HANG: Duration = Duration::from_secs(120);
-
-async fn wait_applied(rx: &mut tokio::sync::watch::Receiver<Positions>, stream: &str, seq: u64) {
-    tokio::time::timeout(
-        HANG,
-        rx.wait_for(|p| p.get(stream).copied().unwrap_or(0) >= seq),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{stream} #{seq} was never applied"))
-    .expect("the projector runs");
-}
-
 /// The aggregate's own state, folded from its stored events.
 async fn aggregate_state(store: &EventStore, id: &str) -> (BlogPost, usize, u64) {
     let events = store.load("blogpost", id, 0).await.expect("load");
@@ -288,6 +204,26 @@ async fn aggregate_state(store: &EventStore, id: &str) -> (BlogPost, usize, u64)
         events.len(),
         events.last().map(|e| e.seq).unwrap_or(0),
     )
+}
+
+/// The `blogposts` projection, answering a query with `After-Seq` within
+/// `query_wait`.
+async fn listing(client: &async_nats::Client, query_wait: Duration) -> Projectors {
+    Projectors::start(
+        ProjectorRuntime::builder(client.clone())
+            .config(ProjectorConfig {
+                query_wait,
+                ..ProjectorConfig::default()
+            })
+            .in_memory(BlogPosts::default()),
+    )
+    .await
+}
+
+/// Creates post p1, titled "One".
+async fn create_p1(commands: &CommandClient) -> jetsource::schemas::CommandReply {
+    let body = r#"{"title":"One","body":"b"}"#;
+    send_with(commands, "p1", "create", body, &SendOptions::default()).await
 }
 
 /// The aggregate state a projected view describes.
@@ -307,29 +243,27 @@ fn state_of(view: &PostView) -> BlogPost {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_attached_after_1000_events_sees_all_in_order_then_the_live_tail() {
-    let f = fixture().await;
+    let (_server, f) = fixture().await;
     let head = write_posts(&f.store, "p", 100, 10).await;
     assert_eq!(head, 1000);
 
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let running = ProjectorRuntime::builder(f.client.clone())
-        .in_memory(BlogPosts::default())
-        .in_memory(Recorder {
-            name: "recorder",
-            subjects: vec!["evt.blogpost.>".into()],
-            seen: seen.clone(),
-        })
-        .build()
-        .await
-        .expect("projectors")
-        .start()
-        .await
-        .expect("start");
+    let running = Projectors::start(
+        ProjectorRuntime::builder(f.client.clone())
+            .in_memory(BlogPosts::default())
+            .in_memory(Recorder {
+                name: "recorder",
+                subjects: vec!["evt.blogpost.>".into()],
+                seen: seen.clone(),
+            }),
+    )
+    .await;
     // More events while the replay runs: the hand-over must lose none.
     let live_head = write_posts(&f.store, "q", 20, 6).await;
     assert_eq!(live_head, 1120);
-    let mut applied = running.applied("recorder").expect("registered");
-    wait_applied(&mut applied, "EVT_BLOGPOST", live_head).await;
+    running
+        .wait_applied("recorder", "EVT_BLOGPOST", live_head)
+        .await;
 
     let seqs: Vec<u64> = seen.lock().expect("lock").iter().map(|(_, s)| *s).collect();
     assert_eq!(
@@ -382,7 +316,7 @@ async fn read_record(client: &async_nats::Client) -> Record<TallyState> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_persisted_projector_resumes_without_reapplying() {
-    let f = fixture().await;
+    let (_server, f) = fixture().await;
     let first_head = write_posts(&f.store, "p", 30, 10).await;
     let config = ProjectorConfig {
         batch: 16,
@@ -390,20 +324,16 @@ async fn a_restarted_persisted_projector_resumes_without_reapplying() {
     };
 
     let first_applies = Arc::new(AtomicU64::new(0));
-    let running = ProjectorRuntime::builder(f.client.clone())
-        .config(config.clone())
-        .persisted(Tally {
-            applies: first_applies.clone(),
-            ..Tally::default()
-        })
-        .build()
-        .await
-        .expect("projectors")
-        .start()
-        .await
-        .expect("start");
-    let mut applied = running.applied("tally").expect("registered");
-    wait_applied(&mut applied, "EVT_BLOGPOST", 100).await;
+    let running = Projectors::start(
+        ProjectorRuntime::builder(f.client.clone())
+            .config(config.clone())
+            .persisted(Tally {
+                applies: first_applies.clone(),
+                ..Tally::default()
+            }),
+    )
+    .await;
+    running.wait_applied("tally", "EVT_BLOGPOST", 100).await;
     running.stop().await.expect("stop");
 
     let record = read_record(&f.client).await;
@@ -415,20 +345,16 @@ async fn a_restarted_persisted_projector_resumes_without_reapplying() {
     let head = write_posts(&f.store, "q", 10, 10).await;
     assert_eq!(head, first_head + 100);
     let second_applies = Arc::new(AtomicU64::new(0));
-    let running = ProjectorRuntime::builder(f.client.clone())
-        .config(config)
-        .persisted(Tally {
-            applies: second_applies.clone(),
-            ..Tally::default()
-        })
-        .build()
-        .await
-        .expect("projectors")
-        .start()
-        .await
-        .expect("start");
-    let mut applied = running.applied("tally").expect("registered");
-    wait_applied(&mut applied, "EVT_BLOGPOST", head).await;
+    let running = Projectors::start(
+        ProjectorRuntime::builder(f.client.clone())
+            .config(config)
+            .persisted(Tally {
+                applies: second_applies.clone(),
+                ..Tally::default()
+            }),
+    )
+    .await;
+    running.wait_applied("tally", "EVT_BLOGPOST", head).await;
     let answer = query(&f.client, "query.tally.total", Some(&head.to_string())).await;
     assert_eq!(answer["result"]["total"], head);
     running.stop().await.expect("stop");
@@ -443,7 +369,7 @@ async fn a_restarted_persisted_projector_resumes_without_reapplying() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_store_and_ack_does_not_apply_twice() {
-    let f = fixture().await;
+    let (_server, f) = fixture().await;
     let head = write_posts(&f.store, "p", 5, 4).await;
     let config = ProjectorConfig {
         // Redeliver unacknowledged events soon after the crash.
@@ -487,9 +413,8 @@ async fn a_crash_between_store_and_ack_does_not_apply_twice() {
     assert_eq!(restarted.positions()["EVT_BLOGPOST"], stored);
     let mut skipped = 0;
     while restarted.positions()["EVT_BLOGPOST"] < head || (skipped as u64) < stored {
-        let batch = tokio::time::timeout(HANG, restarted.next_batch())
+        let batch = within("the redelivery", HANG, restarted.next_batch())
             .await
-            .expect("the redelivery never came")
             .expect("a batch");
         skipped += batch.skipped();
         batch.ack().await.expect("ack");
@@ -508,30 +433,10 @@ async fn a_crash_between_store_and_ack_does_not_apply_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_seq_waits_for_a_write_and_times_out_on_one_never_made() {
-    let f = fixture().await;
-    let running = ProjectorRuntime::builder(f.client.clone())
-        .config(ProjectorConfig {
-            query_wait: Duration::from_millis(300),
-            ..ProjectorConfig::default()
-        })
-        .in_memory(BlogPosts::default())
-        .build()
-        .await
-        .expect("projectors")
-        .start()
-        .await
-        .expect("start");
+    let (_server, f) = fixture().await;
+    let running = listing(&f.client, Duration::from_millis(300)).await;
     let commands = CommandClient::new(f.client.clone());
-    let created = commands
-        .send(
-            "blogpost",
-            "p1",
-            "create",
-            r#"{"title":"One","body":"b"}"#,
-            &SendOptions::default(),
-        )
-        .await
-        .expect("sent");
+    let created = create_p1(&commands).await;
     assert!(created.is_accepted());
 
     // A position never written: a clean timeout with what was applied.
@@ -559,30 +464,10 @@ async fn after_seq_waits_for_a_write_and_times_out_on_one_never_made() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_seq_answers_as_soon_as_the_write_lands() {
-    let f = fixture().await;
-    let running = ProjectorRuntime::builder(f.client.clone())
-        .config(ProjectorConfig {
-            query_wait: Duration::from_secs(60),
-            ..ProjectorConfig::default()
-        })
-        .in_memory(BlogPosts::default())
-        .build()
-        .await
-        .expect("projectors")
-        .start()
-        .await
-        .expect("start");
+    let (_server, f) = fixture().await;
+    let running = listing(&f.client, Duration::from_secs(60)).await;
     let commands = CommandClient::new(f.client.clone());
-    let created = commands
-        .send(
-            "blogpost",
-            "p1",
-            "create",
-            r#"{"title":"One","body":"b"}"#,
-            &SendOptions::default(),
-        )
-        .await
-        .expect("sent");
+    let created = create_p1(&commands).await;
     assert!(created.is_accepted());
 
     // Ask for seq 2 before it exists; the request is on the wire before
@@ -598,24 +483,23 @@ async fn after_seq_answers_as_soon_as_the_write_lands() {
     f.client.flush().await.expect("flush");
     // A query sent after it on the same connection reaches the projection
     // after it; its answer shows seq 2 was not written yet.
-    let mut before = query(&f.client, "query.blogposts.get.p1", None).await;
-    while before["result"]["title"] != "One" {
-        before = query(&f.client, "query.blogposts.get.p1", None).await;
-    }
+    let before = eventually("p1 in the projection", DEADLINE, || async {
+        let before = query(&f.client, "query.blogposts.get.p1", None).await;
+        (before["result"]["title"] == "One").then_some(before)
+    })
+    .await;
     assert_eq!(before["positions"]["EVT_BLOGPOST"], 1);
     let early = futures::FutureExt::now_or_never(futures::StreamExt::next(&mut waiting));
     assert!(early.is_none(), "answered before the write: {early:?}");
 
-    let changed = commands
-        .send(
-            "blogpost",
-            "p1",
-            "change_title",
-            r#"{"title":"Two"}"#,
-            &SendOptions::default(),
-        )
-        .await
-        .expect("sent");
+    let changed = send_with(
+        &commands,
+        "p1",
+        "change_title",
+        r#"{"title":"Two"}"#,
+        &SendOptions::default(),
+    )
+    .await;
     assert!(changed.is_accepted());
     let answer = futures::StreamExt::next(&mut waiting)
         .await
@@ -630,45 +514,31 @@ async fn after_seq_answers_as_soon_as_the_write_lands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_over_two_aggregate_types_sees_both_streams() {
-    let f = fixture().await;
+    let (_server, f) = fixture().await;
     let commands = CommandClient::new(f.client.clone());
-    let post = commands
-        .send(
-            "blogpost",
-            "p1",
-            "create",
-            r#"{"title":"One","body":"b"}"#,
-            &SendOptions::default(),
-        )
-        .await
-        .expect("sent");
+    let post = create_p1(&commands).await;
     assert!(post.is_accepted());
 
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let running = ProjectorRuntime::builder(f.client.clone())
-        .in_memory(Recorder {
+    let running = Projectors::start(ProjectorRuntime::builder(f.client.clone()).in_memory(
+        Recorder {
             name: "activity",
             subjects: vec!["evt.blogpost.>".into(), "evt.note.*.NoteAdded".into()],
             seen: seen.clone(),
-        })
-        .build()
-        .await
-        .expect("projectors")
-        .start()
-        .await
-        .expect("start");
+        },
+    ))
+    .await;
     let mut last_note = 0;
     for i in 0..3 {
-        let reply = commands
-            .send(
-                "note",
-                &format!("n{i}"),
-                "add",
-                r#"{"text":"hi"}"#,
-                &SendOptions::default(),
-            )
-            .await
-            .expect("sent");
+        let reply = send_to(
+            &commands,
+            "note",
+            &format!("n{i}"),
+            "add",
+            r#"{"text":"hi"}"#,
+            &SendOptions::default(),
+        )
+        .await;
         match reply {
             jetsource::schemas::CommandReply::Accepted(a) => last_note = a.events[0].seq,
             other => panic!("note not accepted: {other:?}"),

@@ -2,17 +2,17 @@
 //! errors and help, and the body-size limit, against real nats-servers.
 //! Every certificate, key, seed and JWT is generated here, per test.
 
+mod common;
+
 use async_nats::jetstream;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use common::{blog_app, eventually, with_id, InProcessRun, NatsServer, DEADLINE};
 use jetsource::app::{self, RunError};
 use jetsource::auth::{self, Secret};
-use jetsource::client::{CommandClient, SendErrorKind, SendOptions};
+use jetsource::client::{CommandClient, SendErrorKind};
 use jetsource::config::{Config, ConfigError};
-use jetsource::App;
 use jetsource_handlers::connect::{ConnectError, ConnectErrorKind};
-use jetsource_reference::blog::BlogPost;
-use jetsource_test_server::NatsServer;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -411,7 +411,7 @@ async fn secrets_stay_out_of_logs_and_errors() {
         .to_string();
     let url = format!("nats://svc:pw-in-the-log-3b9e@127.0.0.1:{port}");
     let config = config_for(&url);
-    app::run(&App::new().aggregate::<BlogPost>(), &config, None, async {})
+    app::run(&blog_app(), &config, None, async {})
         .await
         .expect("runs and stops");
 
@@ -497,7 +497,7 @@ fn secrets_stay_out_of_help_and_cli_errors() {
 async fn max_body_must_fit_the_servers_max_payload() {
     let server = NatsServer::with(|o| o.extra_config = "max_payload: 4096\n".into());
     let config = config_for(&server.client_url());
-    let result = app::run(&App::new().aggregate::<BlogPost>(), &config, None, async {}).await;
+    let result = app::run(&blog_app(), &config, None, async {}).await;
     match result {
         Err(RunError::Config(ConfigError::Invalid { setting, message })) => {
             assert_eq!(setting, "handlers.max_body");
@@ -508,7 +508,7 @@ async fn max_body_must_fit_the_servers_max_payload() {
 
     let mut config = config_for(&server.client_url());
     config.handlers.max_body = "2KiB".into();
-    app::run(&App::new().aggregate::<BlogPost>(), &config, None, async {})
+    app::run(&blog_app(), &config, None, async {})
         .await
         .expect("a body limit below max_payload runs");
 }
@@ -587,36 +587,29 @@ async fn least_privilege() {
     let mut config = config_for(&url);
     config.nats.auth.user = Some("jetsource".into());
     config.nats.auth.password = Some(Secret::new(SERVICE_PASSWORD));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(async move {
-        app::run(&App::new().aggregate::<BlogPost>(), &config, None, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let serving = InProcessRun::spawn(blog_app(), config, None);
 
     // A command client creates a post once the runtime answers.
     let (client, mut client_errors) = connect_as(&url, "client", CLIENT_PASSWORD).await;
     let commands = CommandClient::new(client.clone()).with_timeout(Duration::from_secs(10));
-    let options = SendOptions {
-        command_id: Some("create-p1".into()),
-        ..SendOptions::default()
-    };
+    let options = with_id("create-p1");
     let body = r#"{"title":"Least privilege","body":"..."}"#;
-    let mut attempts = 0;
-    let reply = loop {
-        match commands
-            .send("blogpost", "p1", "create", body, &options)
-            .await
-        {
-            Err(e) if e.kind() == SendErrorKind::NoAnswer && attempts < 200 => {
-                assert!(!serving.is_finished(), "the runtime stopped");
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    let reply = eventually("an answer to create-p1", DEADLINE, || {
+        let (commands, options, serving) = (&commands, &options, &serving);
+        async move {
+            match commands
+                .send("blogpost", "p1", "create", body, options)
+                .await
+            {
+                Err(e) if e.kind() == SendErrorKind::NoAnswer => {
+                    assert!(!serving.is_finished(), "the runtime stopped");
+                    None
+                }
+                other => Some(other.expect("an answer")),
             }
-            other => break other.expect("an answer"),
         }
-    };
+    })
+    .await;
     assert!(reply.is_accepted(), "{reply:?}");
 
     // The runtime's user reads its stream: one event so far.
@@ -687,24 +680,11 @@ async fn least_privilege() {
 
     // And the runtime keeps working: the post is published.
     let reply = commands
-        .send(
-            "blogpost",
-            "p1",
-            "publish",
-            "{}",
-            &SendOptions {
-                command_id: Some("publish-p1".into()),
-                ..SendOptions::default()
-            },
-        )
+        .send("blogpost", "p1", "publish", "{}", &with_id("publish-p1"))
         .await
         .expect("an answer");
     assert!(reply.is_accepted(), "{reply:?}");
     assert_eq!(stream.info().await.expect("info").state.messages, 2);
 
-    let _ = stop.send(());
-    serving
-        .await
-        .expect("joined")
-        .expect("the runtime stopped cleanly");
+    serving.stop().await.expect("the runtime stopped cleanly");
 }

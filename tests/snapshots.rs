@@ -5,10 +5,9 @@
 mod common;
 
 use common::*;
-use jetsource::handlers::store::{AppendMeta, NewEvent};
 use jetsource::schemas::CommandReply;
 use jetsource::RuntimeConfig;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Events the seeded post has: past the first direct-get batch by more
 /// than `CONSUMER_MIN_PENDING`, so a cold load asks for a snapshot.
@@ -41,19 +40,10 @@ async fn seed(js: &Jetsource, id: &str) -> u64 {
             ("BlogPostTitleChanged", format!(r#"{{"title":"t{i}"}}"#))
         };
         let command_id = format!("seed-{i}");
-        let meta = AppendMeta {
-            command_id: &command_id,
-            correlation_id: None,
-            causation_id: None,
-            event_version: 1,
-        };
-        let event = NewEvent {
-            event_type: event_type.into(),
-            body: body.into(),
-        };
+        let event = new_event(event_type, body);
         last = js
             .store
-            .append("blogpost", id, last, &[event], &meta)
+            .append("blogpost", id, last, &[event], &meta(&command_id))
             .await
             .expect("append")[0];
     }
@@ -61,33 +51,25 @@ async fn seed(js: &Jetsource, id: &str) -> u64 {
 }
 
 async fn bucket(client: &async_nats::Client) -> async_nats::jetstream::kv::Store {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(kv) = async_nats::jetstream::new(client.clone())
-            .get_key_value("jetsource_snapshots_blogpost")
-            .await
-        {
-            return kv;
-        }
-        assert!(Instant::now() < deadline, "no snapshot bucket");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let js = &async_nats::jetstream::new(client.clone());
+    eventually(
+        "the snapshot bucket",
+        Duration::from_secs(10),
+        || async move { js.get_key_value("jetsource_snapshots_blogpost").await.ok() },
+    )
+    .await
 }
 
 /// The snapshot of post `id` once one at `seq` or later is stored.
 async fn snapshot_at(js: &Jetsource, id: &str, seq: u64) -> serde_json::Value {
-    let kv = bucket(&js.client).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(bytes)) = kv.get(id).await {
-            let record: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
-            if record["seq"].as_u64() >= Some(seq) {
-                return record;
-            }
-        }
-        assert!(Instant::now() < deadline, "no snapshot at {seq}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let kv = &bucket(&js.client).await;
+    let stored = format!("a snapshot of {id} at {seq}");
+    eventually(stored, Duration::from_secs(10), || async move {
+        let bytes = kv.get(id).await.ok()??;
+        let record: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        (record["seq"].as_u64() >= Some(seq)).then_some(record)
+    })
+    .await
 }
 
 async fn change_title(
@@ -96,16 +78,8 @@ async fn change_title(
     command_id: &str,
     title: &str,
 ) -> CommandReply {
-    client
-        .send(
-            "blogpost",
-            id,
-            "change_title",
-            serde_json::json!({ "title": title }).to_string(),
-            &with_id(command_id),
-        )
-        .await
-        .expect("a reply")
+    let body = serde_json::json!({ "title": title }).to_string();
+    send_with(client, id, "change_title", body, &with_id(command_id)).await
 }
 
 #[tokio::test]
@@ -150,16 +124,14 @@ async fn a_long_history_gets_a_snapshot_that_a_new_process_starts_from() {
     // A command from before the snapshot is known too, and the state goes
     // on from the snapshot's sequence.
     let resent = accepted(
-        client
-            .send(
-                "blogpost",
-                "long",
-                "create",
-                r#"{"title":"t0","body":"b"}"#.to_string(),
-                &with_id("seed-0"),
-            )
-            .await
-            .expect("a reply"),
+        send_with(
+            &client,
+            "long",
+            "create",
+            r#"{"title":"t0","body":"b"}"#.to_string(),
+            &with_id("seed-0"),
+        )
+        .await,
     );
     assert!(resent.duplicate);
     let next = accepted(change_title(&client, "long", "c-2", "from the snapshot on").await);
@@ -169,16 +141,14 @@ async fn a_long_history_gets_a_snapshot_that_a_new_process_starts_from() {
     // A `create` is appended without a load first; its conflict then loads
     // the post as a cold load does, from the snapshot too.
     let third = Jetsource::start_with(&url, config(100)).await;
-    let create = client
-        .send(
-            "blogpost",
-            "long",
-            "create",
-            r#"{"title":"again","body":"b"}"#.to_string(),
-            &with_id("ghost-create"),
-        )
-        .await
-        .expect("a reply");
+    let create = send_with(
+        &client,
+        "long",
+        "create",
+        r#"{"title":"again","body":"b"}"#.to_string(),
+        &with_id("ghost-create"),
+    )
+    .await;
     assert!(accepted(create).duplicate);
     third.stop().await;
 }

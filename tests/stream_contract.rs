@@ -4,7 +4,10 @@
 //! stamped. Projectors refuse to attach to a stream of another version and
 //! read one without the key, leaving it as it is.
 
+mod common;
+
 use async_nats::jetstream::{self, stream};
+use common::*;
 use jetsource::handlers::runtime::RuntimeErrorKind;
 use jetsource::handlers::store::{EventStore, StreamError, StreamErrorKind, StreamSettings};
 use jetsource::projector::{ProjectorConfig, ProjectorRuntime, RunErrorKind};
@@ -13,18 +16,13 @@ use jetsource::schemas::{Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
 use jetsource::Runtime;
 use jetsource_reference::blog::BlogPost;
 use jetsource_reference::blogposts::BlogPosts;
-use jetsource_test_server::NatsServer;
 use std::collections::HashMap;
 use std::error::Error as _;
 use std::time::Duration;
 
 async fn store(url: &str) -> (EventStore, jetstream::Context) {
-    let client = jetsource::connect(url).await.expect("connect");
-    let js = jetstream::new(client.clone());
-    let store = EventStore::new(client, Duration::from_secs(5))
-        .await
-        .expect("store");
-    (store, js)
+    let client = connect(url).await;
+    (event_store(&client).await, jetstream::new(client))
 }
 
 /// `EVT_BLOGPOST` as someone made it by hand: no deny switches, `metadata`.
@@ -50,11 +48,7 @@ async fn hand_made_in(
     let subject = namespace
         .event_subject("blogpost", "p1", "BlogPostPublished")
         .expect("valid");
-    js.publish(subject, "{}".into())
-        .await
-        .expect("publish")
-        .await
-        .expect("stored");
+    publish_by_hand(js, &subject, "{}").await;
 }
 
 async fn info_in(js: &jetstream::Context, namespace: &Namespace) -> stream::Info {
@@ -112,9 +106,7 @@ async fn a_stream_of_another_contract_version_is_refused_and_left_alone() {
     assert!(!after.deny_delete, "the settings were not applied");
 
     // The runtime does not start on it either, and says why.
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let client = connect(&server.client_url()).await;
     let Err(refused) = Runtime::builder(client)
         .aggregate::<BlogPost>()
         .build()
@@ -162,9 +154,7 @@ async fn a_stream_without_a_contract_version_is_adopted_and_stamped() {
 #[tokio::test]
 async fn projectors_refuse_a_stream_of_another_contract_version() {
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let client = connect(&server.client_url()).await;
     let js = jetstream::new(client.clone());
     let other = format!("{CONTRACT_VERSION}-other");
     for namespace in [
@@ -212,26 +202,13 @@ async fn projectors_refuse_a_stream_of_another_contract_version() {
 /// `query.blogposts.get.p1` in the default namespace once sequence 1 is
 /// applied.
 async fn post_p1(client: &async_nats::Client) -> serde_json::Value {
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("After-Seq", "1");
-    let reply = client
-        .send_request(
-            "query.blogposts.get.p1",
-            async_nats::Request::new()
-                .headers(headers)
-                .timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("a reply");
-    serde_json::from_slice(&reply.payload).expect("JSON")
+    query(client, "query.blogposts.get.p1", Some("1")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projectors_read_a_stream_without_a_contract_version() {
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let client = connect(&server.client_url()).await;
     let js = jetstream::new(client.clone());
     hand_made(&js, HashMap::new()).await;
     let settings = ProjectorConfig {
@@ -245,13 +222,7 @@ async fn projectors_read_a_stream_without_a_contract_version() {
         .config(settings)
         .persisted(BlogPosts::default());
     for builder in [in_memory, persisted] {
-        let running = builder
-            .build()
-            .await
-            .expect("accepted")
-            .start()
-            .await
-            .expect("start");
+        let running = Projectors::start(builder).await;
         let answer = post_p1(&client).await;
         assert_eq!(answer["status"], "ok", "{answer}");
         assert_eq!(answer["result"]["published"], true, "{answer}");
@@ -270,9 +241,7 @@ async fn projectors_read_a_stream_without_a_contract_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_stream_is_read_and_adopted() {
     let server = NatsServer::new();
-    let client = jetsource::connect(&server.client_url())
-        .await
-        .expect("connect");
+    let client = connect(&server.client_url()).await;
     let js = jetstream::new(client.clone());
     js.create_stream(stream::Config {
         name: "EVT_BLOGPOST".into(),
@@ -297,30 +266,22 @@ async fn a_version_1_stream_is_read_and_adopted() {
     .await
     .expect("stored");
 
-    let projector = ProjectorRuntime::builder(client.clone())
-        .config(ProjectorConfig {
-            query_wait: Duration::from_secs(30),
-            ..ProjectorConfig::default()
-        })
-        .in_memory(BlogPosts::default())
-        .build()
-        .await
-        .expect("a version 1 stream is readable")
-        .start()
-        .await
-        .expect("start");
+    // A version 1 stream is readable.
+    let projector = Projectors::start(
+        ProjectorRuntime::builder(client.clone())
+            .config(ProjectorConfig {
+                query_wait: Duration::from_secs(30),
+                ..ProjectorConfig::default()
+            })
+            .in_memory(BlogPosts::default()),
+    )
+    .await;
     let answer = post_p1(&client).await;
     assert_eq!(answer["result"]["title"], "Old", "{answer}");
     projector.stop().await.expect("stop");
 
-    let running = Runtime::builder(client.clone())
-        .aggregate::<BlogPost>()
-        .build()
-        .await
-        .expect("a version 1 stream is adopted")
-        .start()
-        .await
-        .expect("start");
+    // A version 1 stream is adopted.
+    let running = Jetsource::start(&server.client_url()).await;
     assert_eq!(
         config(&js).await.metadata.get(CONTRACT_METADATA_KEY),
         Some(&CONTRACT_VERSION.to_string())
@@ -354,5 +315,5 @@ async fn a_version_1_stream_is_read_and_adopted() {
         CommandReply::Accepted(accepted) => assert_eq!(accepted.events[0].seq, 2),
         other => panic!("{other:?}"),
     }
-    running.shutdown().await.expect("stop");
+    running.stop().await;
 }

@@ -3,15 +3,16 @@
 //! the stream itself, which proves the projector saw every stored event
 //! exactly once in effect.
 
+use crate::common::{connect, eventually, Projectors, DEADLINE};
 use jetsource::handlers::store::EventStore;
 use jetsource::projector::{
     Event, PersistedProjector, Projector, ProjectorError, ProjectorErrorKind, ProjectorRuntime,
-    Query, QueryError, Running,
+    Query, QueryError,
 };
 use jetsource_reference::account::AccountEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One account as the projection sees it.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,34 +94,28 @@ impl PersistedProjector for Balances {
 /// The in-memory projection `balances` and, when `persisted`, the KV-backed
 /// `balances_kv`, on their own connection; retried while a cluster elects
 /// its leaders.
-pub(crate) async fn start(url: &str, persisted: bool) -> Running {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let client = jetsource::connect(url).await.expect("connect");
+pub(crate) async fn start(url: &str, persisted: bool) -> Projectors {
+    eventually("the projectors' start", DEADLINE, || async move {
+        let client = connect(url).await;
         let mut builder = ProjectorRuntime::builder(client).in_memory(Balances::named("balances"));
         if persisted {
             builder = builder.persisted(Balances::named("balances_kv"));
         }
-        let started = match builder.build().await {
-            Ok(runtime) => runtime.start().await,
-            Err(e) => Err(e),
-        };
-        match started {
-            Ok(running) => return running,
-            Err(e) if Instant::now() < deadline => {
+        match Projectors::try_start(builder).await {
+            Ok(running) => Some(running),
+            Err(e) => {
                 eprintln!("projectors not ready yet: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                None
             }
-            Err(e) => panic!("the projectors never started: {e}"),
         }
-    }
+    })
+    .await
 }
 
 /// The stream's last sequence and message count.
 pub(crate) async fn stream_head(client: &async_nats::Client) -> (u64, u64) {
-    let js = async_nats::jetstream::new(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let js = &async_nats::jetstream::new(client.clone());
+    eventually("EVT_ACCOUNT's info", DEADLINE, || async move {
         let info = match js.get_stream("EVT_ACCOUNT").await {
             Ok(mut stream) => stream
                 .info()
@@ -130,21 +125,21 @@ pub(crate) async fn stream_head(client: &async_nats::Client) -> (u64, u64) {
             Err(e) => Err(e.to_string()),
         };
         match info {
-            Ok(state) => return (state.last_sequence, state.messages),
-            Err(e) if Instant::now() < deadline => {
+            Ok(state) => Some((state.last_sequence, state.messages)),
+            Err(e) => {
                 eprintln!("stream info: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                None
             }
-            Err(e) => panic!("stream info: {e}"),
         }
-    }
+    })
+    .await
 }
 
 /// Asks projection `name` for every account once it has applied `after`
 /// (the stream's last sequence), retrying while it catches up after a fault.
 pub(crate) async fn query_all(client: &async_nats::Client, name: &str, after: u64) -> Views {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let reached = format!("projection {name} reaching {after}");
+    eventually(reached, Duration::from_secs(60), || async move {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("After-Seq", after.to_string().as_str());
         let request = async_nats::Request::new()
@@ -159,15 +154,15 @@ pub(crate) async fn query_all(client: &async_nats::Client, name: &str, after: u6
             });
         match answer {
             Ok(answer) if answer["status"] == "ok" => {
-                return serde_json::from_value(answer["result"].clone()).expect("views");
+                Some(serde_json::from_value(answer["result"].clone()).expect("views"))
             }
-            other if Instant::now() < deadline => {
+            other => {
                 eprintln!("query {name}: {other:?}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                None
             }
-            other => panic!("projection {name} never reached {after}: {other:?}"),
         }
-    }
+    })
+    .await
 }
 
 /// The fold of what the stream holds for `ids`.
