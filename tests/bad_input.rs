@@ -485,3 +485,90 @@ async fn a_server_older_than_2_12_3_is_refused_at_connect() {
         "the message names the minimum: {err}"
     );
 }
+
+/// A raw NATS client: sends `HPUB <subject> <inbox>` with `header` as the
+/// header block's bytes after `NATS/1.0\r\n`, exactly as given (no client
+/// library would send them), and returns the reply's body, or `None` when
+/// none came.
+async fn raw_hpub(url: &str, subject: &str, header: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let address = url.trim_start_matches("nats://");
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut line = String::new();
+    read.read_line(&mut line).await.expect("INFO");
+    assert!(line.starts_with("INFO"), "{line}");
+    let mut block = b"NATS/1.0\r\n".to_vec();
+    block.extend_from_slice(header);
+    block.extend_from_slice(b"\r\n\r\n");
+    let mut out = Vec::new();
+    out.extend_from_slice(b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true,\"protocol\":1}\r\nSUB raw.inbox 1\r\n");
+    out.extend_from_slice(
+        format!(
+            "HPUB {subject} raw.inbox {} {}\r\n",
+            block.len(),
+            block.len() + body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&block);
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"\r\nPING\r\n");
+    write.write_all(&out).await.expect("send");
+    let answer = async {
+        loop {
+            line.clear();
+            if read.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            // MSG raw.inbox 1 <n>, or HMSG raw.inbox 1 <h> <n> (no responders).
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let length = match parts.first() {
+                Some(&"MSG") => parts.get(3)?.parse::<usize>().ok()?,
+                Some(&"HMSG") => return None,
+                _ => continue,
+            };
+            let mut payload = vec![0; length + 2];
+            read.read_exact(&mut payload).await.ok()?;
+            payload.truncate(length);
+            return Some(payload);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test]
+async fn malformed_header_bytes_are_bad_request_and_the_runtime_keeps_serving() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let jetsource = Jetsource::start(&url).await;
+    let client = commands(&url).await;
+    let cases: [(&str, &[u8]); 5] = [
+        ("a lone CR in a value", b"Command-Id: a\rb"),
+        ("a lone LF in a value", b"Command-Id: a\nb"),
+        ("a line without a colon", b"Command-Id"),
+        ("a header block that is not UTF-8", b"Command-Id: \xff\xfe"),
+        ("a name that is no header name", b"Comm and: x"),
+    ];
+    for (n, (what, header)) in cases.into_iter().enumerate() {
+        let subject = format!("cmd.blogpost.raw{n}.create");
+        let reply = raw_hpub(&url, &subject, header, br#"{"title":"T","body":"b"}"#)
+            .await
+            .unwrap_or_else(|| panic!("{what}: no reply"));
+        let reply: CommandReply = serde_json::from_slice(&reply).expect("a command reply");
+        // Either refused, or (the malformed line left out) accepted under
+        // an id of its own; never silence, and the runtime goes on.
+        assert!(
+            matches!(reply.code(), Some(RejectionCode::BadRequest) | None),
+            "{what}: {reply:?}"
+        );
+        create(&client, &format!("after-{n}")).await;
+    }
+    jetsource.stop().await;
+}
