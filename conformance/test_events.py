@@ -1,0 +1,120 @@
+"""PROTOCOL.md, "Events" and the Projectors' "Each event": the stored
+events' subjects, bodies and headers, their time, and the atomic append of
+a command's several events."""
+
+from datetime import datetime
+
+from support.steps import create_post, last_seq, open_account
+from support.wire import fresh
+
+# Headers JetStream adds to an atomic batch or keeps from an append's
+# concurrency check; readers ignore them.
+JETSTREAM_HEADERS = ("Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit",
+                     "Nats-Expected-Last-Subject-Sequence", "Nats-Expected-Last-Subject-Sequence-Subject")
+
+
+async def test_each_event_is_on_its_aggregates_subject_with_its_fields_as_body(deployment, names, schemas):
+    async with deployment.connect() as w:
+        created = await create_post(w, title="Hello", body="Text")
+        post_id = created["aggregate_id"]
+        await w.command("blogpost", post_id, "change_title", {"title": "Hello again"})
+        await w.command("blogpost", post_id, "publish", {})
+        stored = await w.events_of("blogpost", post_id)
+        assert [(e.subject, e.body) for e in stored] == [
+            (names.event("blogpost", post_id, "BlogPostCreated"), {"title": "Hello", "body": "Text"}),
+            (names.event("blogpost", post_id, "BlogPostTitleChanged"), {"title": "Hello again"}),
+            (names.event("blogpost", post_id, "BlogPostPublished"), {}),
+        ]
+        for e in stored:
+            assert e.stream == names.stream("blogpost")
+            schemas.validate_event("blogpost", e.event_type, e.body)
+
+
+async def test_account_events_validate_against_their_schema(deployment, names, schemas):
+    async with deployment.connect() as w:
+        account_id = (await open_account(w))["aggregate_id"]
+        await w.command("account", account_id, "deposit", {"amount": 12})
+        await w.command("account", account_id, "withdraw", {"amount": 5})
+        stored = await w.events_of("account", account_id)
+        assert [(e.event_type, e.body) for e in stored] == [
+            ("AccountOpened", {"owner": "Ada"}), ("MoneyDeposited", {"amount": 12}),
+            ("MoneyWithdrawn", {"amount": 5})]
+        for e in stored:
+            schemas.validate_event("account", e.event_type, e.body)
+            assert e.subject == names.event("account", account_id, e.event_type)
+
+
+async def test_the_event_types_are_those_of_the_schema_files(deployment, schemas):
+    async with deployment.connect() as w:
+        reply = await create_post(w, publish=True)
+        await w.command("blogpost", reply["aggregate_id"], "change_title", {"title": "Other"})
+        types = {e.event_type for e in await w.events_of("blogpost", reply["aggregate_id"])}
+        assert types == set(schemas.variants("blogpost/events"))
+
+
+async def test_a_stored_title_is_the_trimmed_one(deployment):
+    async with deployment.connect() as w:
+        reply = await create_post(w, title="  Spaced  ")
+        [event] = await w.events_of("blogpost", reply["aggregate_id"])
+        assert event.body["title"] == "Spaced"
+
+
+async def test_every_event_carries_its_command_id_and_the_commands_correlation(deployment):
+    async with deployment.connect() as w:
+        command_id, correlation, causation = fresh("cmd"), fresh("flow"), fresh("cause")
+        reply = await create_post(w, publish=True, headers={
+            "Command-Id": command_id, "Correlation-Id": correlation, "Causation-Id": causation})
+        stored = await w.events_of("blogpost", reply["aggregate_id"])
+        assert len(stored) == 2
+        for e in stored:
+            assert e.headers["Command-Id"] == command_id
+            assert e.headers["Correlation-Id"] == correlation
+            assert e.headers["Causation-Id"] == causation
+
+
+async def test_only_the_documented_headers_are_written(deployment):
+    """`Command-Id` always; `Correlation-Id`/`Causation-Id` only when the
+    command had them; `Event-Version` only past version 1 (every reference
+    event is at 1); no `Event-Time`, no `Nats-Msg-Id`; JetStream's own
+    batch and concurrency headers besides."""
+    async with deployment.connect() as w:
+        reply = await create_post(w, publish=True)
+        post_id = reply["aggregate_id"]
+        await w.command("blogpost", post_id, "change_title", {"title": "Other"})
+        for e in await w.events_of("blogpost", post_id):
+            assert e.headers["Command-Id"]
+            extra = set(e.headers) - {"Command-Id"} - set(JETSTREAM_HEADERS)
+            assert extra == set(), (e.subject, e.headers)
+
+
+async def test_an_events_time_is_its_jetstream_timestamp(deployment):
+    async with deployment.connect() as w:
+        reply = await create_post(w)
+        event = await w.event_at("blogpost", last_seq(reply))
+        assert event.time.endswith("Z"), event.time
+        datetime.strptime(event.time.split(".")[0].rstrip("Z"), "%Y-%m-%dT%H:%M:%S")
+        assert "Event-Time" not in event.headers
+
+
+async def test_a_commands_events_are_stored_atomically_at_consecutive_sequences(deployment):
+    async with deployment.connect() as w:
+        reply = await create_post(w, publish=True)
+        seqs = [e["seq"] for e in reply["events"]]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        stored = [await w.event_at("blogpost", s) for s in seqs]
+        # One ADR-50 batch: one id, consecutive positions in it.
+        batch_ids = {e.headers.get("Nats-Batch-Id") for e in stored}
+        assert len(batch_ids) == 1 and None not in batch_ids, [e.headers for e in stored]
+        positions = [int(e.headers["Nats-Batch-Sequence"]) for e in stored]
+        assert positions == list(range(positions[0], positions[0] + len(positions)))
+
+
+async def test_one_aggregates_events_are_in_the_order_they_were_decided(deployment):
+    async with deployment.connect() as w:
+        account_id = (await open_account(w))["aggregate_id"]
+        amounts = list(range(1, 21))
+        for amount in amounts:
+            await w.command("account", account_id, "deposit", {"amount": amount})
+        stored = await w.events_of("account", account_id)
+        assert [e.body.get("amount") for e in stored[1:]] == amounts
+        assert [e.seq for e in stored] == sorted(e.seq for e in stored)

@@ -1,0 +1,95 @@
+"""PROTOCOL.md, "Queries" of projections: `query.blogposts.get.<id>` and
+`query.blogposts.list`, `After-Seq` in both forms, and the `ok`,
+`not_found`, `bad_request` and `timeout` answers. Malformed `After-Seq`
+values are in test_bad_input.py."""
+
+import pytest
+
+from support.steps import create_post, last_seq
+from support.wire import SILENCE, NoAnswer, fresh
+
+POST_FIELDS = {"id", "title", "body", "published", "events", "last_seq"}
+
+
+async def test_get_after_the_replys_seq_answers_the_post_as_written(deployment, names):
+    async with deployment.connect() as w:
+        created = await create_post(w, title="Query me", body="Text", publish=True)
+        post_id = created["aggregate_id"]
+        changed = await w.command("blogpost", post_id, "change_title", {"title": "Queried"})
+        answer = await w.query(f"blogposts.get.{post_id}", after_seq=str(last_seq(changed)))
+        assert answer["status"] == "ok", answer
+        assert answer["projection"] == "blogposts"
+        assert answer["positions"][names.stream("blogpost")] >= last_seq(changed)
+        assert answer["result"] == {"id": post_id, "title": "Queried", "body": "Text",
+                                    "published": True, "events": 3, "last_seq": last_seq(changed)}
+
+
+async def test_after_seq_names_streams_in_general(deployment, names):
+    async with deployment.connect() as w:
+        reply = await create_post(w)
+        after = f"{names.stream('blogpost')}:{last_seq(reply)}"
+        answer = await w.query(f"blogposts.get.{reply['aggregate_id']}", after_seq=after)
+        assert answer["status"] == "ok", answer
+        assert set(answer["result"]) == POST_FIELDS
+
+
+async def test_after_seq_of_a_position_already_applied_answers_at_once(deployment, names):
+    async with deployment.connect() as w:
+        reply = await create_post(w)
+        for after in ("0", "1", f"{names.stream('blogpost')}:0"):
+            answer = await w.query(f"blogposts.get.{reply['aggregate_id']}", after_seq=after)
+            assert answer["status"] in ("ok", "not_found"), (after, answer)
+
+
+async def test_list_answers_every_post_ordered_by_id(deployment):
+    async with deployment.connect() as w:
+        stem = fresh("listed")
+        ids = [f"{stem}-{c}" for c in "cab"]
+        for post_id in ids:
+            reply = await create_post(w, post_id)
+        answer = await w.query("blogposts.list", after_seq=str(last_seq(reply)))
+        assert answer["status"] == "ok", answer
+        posts = answer["result"]["posts"]
+        listed = [p["id"] for p in posts]
+        assert listed == sorted(listed)
+        assert [p for p in listed if p.startswith(stem)] == sorted(ids)
+        for p in posts:
+            assert set(p) == POST_FIELDS, p
+
+
+async def test_an_unknown_post_is_not_found(deployment):
+    async with deployment.connect() as w:
+        answer = await w.query(f"blogposts.get.{fresh('nobody')}")
+        assert answer["status"] == "not_found", answer
+        assert answer["reason"]
+
+
+async def test_an_unknown_query_or_an_invalid_id_is_bad_request(deployment):
+    async with deployment.connect() as w:
+        for path in ("blogposts.archive", "blogposts.get", "blogposts.list.more",
+                     "blogposts.get.a*b", "blogposts.get.bäd", "blogposts.get." + "x" * 129):
+            answer = await w.query(path)
+            assert answer["status"] == "bad_request", (path, answer)
+            assert answer["reason"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "PROTOCOL.md, Queries: bad_request for an 'unknown query' — a query of a projection no process "
+    "runs (query.nope.list) gets no answer (no responders)"))
+async def test_a_query_of_an_unknown_projection_is_bad_request(deployment):
+    async with deployment.connect() as w:
+        try:
+            answer = await w.query(f"{fresh('nope').replace('-', '')}.list", timeout=SILENCE)
+        except NoAnswer as e:
+            pytest.fail(str(e))
+        assert answer["status"] == "bad_request", answer
+
+
+async def test_a_position_not_reached_within_query_wait_is_timeout(deployment, names):
+    async with deployment.connect() as w:
+        head = await w.last_seq("blogpost")
+        answer = await w.query("blogposts.list", after_seq=str(head + 1_000_000), timeout=30)
+        assert answer["status"] == "timeout", answer
+        assert answer["reason"]
+        assert answer["after_seq"] == {names.stream("blogpost"): head + 1_000_000}
+        assert answer["positions"][names.stream("blogpost")] >= head
