@@ -335,8 +335,9 @@ impl Connection {
             // these bytes: a malformed header must cost that message its
             // header, never the connection (or, as an assertion in
             // `HeaderValue`, the connection task).
+            // Header lines end with CRLF; a lone CR or LF is part of a line.
             let header = String::from_utf8_lossy(&header);
-            let mut lines = header.lines().peekable();
+            let mut lines = header.split("\r\n").peekable();
             // Without a `NATS/1.0` version line the block has no status.
             let version_line_suffix = lines
                 .next()
@@ -361,11 +362,10 @@ impl Connection {
                     continue;
                 }
 
-                // A line that is not `name: value`, or whose name is not a
-                // header name, is left out.
-                let Some((name, value)) = line.split_once(':') else {
-                    continue;
-                };
+                // A line without a colon is a name with an empty value (so
+                // the reader sees that the name came, malformed); a line
+                // whose name is not a header name is left out.
+                let (name, value) = line.split_once(':').unwrap_or((line, ""));
                 let Ok(name) = HeaderName::from_str(name) else {
                     continue;
                 };
@@ -377,10 +377,9 @@ impl Connection {
                     value.push_str(v);
                 }
                 value.truncate(value.trim_end().len());
-                // `lines` splits at "\n" and strips a "\r" before it, but a
-                // lone "\r" stays, and a value may not hold one.
-                if value.contains('\r') {
-                    value = value.replace('\r', " ");
+                // A value may not hold a lone CR or LF: each becomes a space.
+                if value.contains(['\r', '\n']) {
+                    value = value.replace(['\r', '\n'], " ");
                 }
 
                 headers.append(name, value.into_header_value());
