@@ -154,9 +154,6 @@ async def test_status_of_one_id_on_two_aggregates_lists_events_of_the_aggregate_
 
 
 @pytest.mark.managed("restarts jetsource")
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect: after a restart status.<id> answers from the command index, which merges the "
-    "events of every aggregate that used the id under the first one"))
 async def test_after_a_restart_status_of_one_id_on_two_aggregates_lists_events_of_the_aggregate_it_names(
         deployment, names):
     async with deployment.connect() as w:

