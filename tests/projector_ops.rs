@@ -12,7 +12,8 @@ use jetsource::projector::{
     ProjectorConfig, ProjectorError, ProjectorErrorKind, ProjectorRuntime, Query, QueryError,
     RunErrorKind,
 };
-use jetsource::Runtime;
+use jetsource::schemas::Namespace;
+use jetsource::{Runtime, RuntimeConfig};
 use jetsource_reference::blog::{BlogPost, BlogPostEvent};
 use jetsource_test_server::NatsServer;
 use serde::{Deserialize, Serialize};
@@ -129,11 +130,20 @@ impl Drop for Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_in(&Namespace::default()).await
+}
+
+/// A fixture whose blog posts live under `namespace`'s subject prefix.
+async fn fixture_in(namespace: &Namespace) -> Fixture {
     let server = NatsServer::new();
     let client = jetsource::connect(&server.client_url())
         .await
         .expect("connect");
     let runtime = Runtime::builder(client.clone())
+        .config(RuntimeConfig {
+            namespace: namespace.clone(),
+            ..RuntimeConfig::default()
+        })
         .aggregate::<BlogPost>()
         .build()
         .await
@@ -496,6 +506,64 @@ async fn a_poison_event_halts_the_stop_policy_and_resumes_after_replay() {
     let record = wait_stored(&f.client, head).await;
     assert_eq!(record.state.total, head);
     assert!(parked::list(&f.client, "counter")
+        .await
+        .expect("list")
+        .is_empty());
+    let mut applied = probe.applied.lock().expect("lock").clone();
+    applied.sort_unstable();
+    assert_eq!(applied, (1..=head).collect::<Vec<_>>(), "each event once");
+    assert_eq!(running.status().await.projectors[0].phase, Phase::Live);
+    running.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_is_replayed_under_a_subject_prefix() {
+    let namespace = Namespace::new("acme.shop").expect("a valid prefix");
+    let stream = namespace.stream_name("blogpost");
+    let f = fixture_in(&namespace).await;
+    let probe = Arc::new(Probe::default());
+    *probe.fail_on.lock().expect("lock") = Some("bad0".into());
+    let config = ProjectorConfig {
+        max_deliveries: 2,
+        namespace: namespace.clone(),
+        ..config()
+    };
+    let p = probe.clone();
+    let running = start(&f.client, config, move || Counter::new(&p)).await;
+    write_posts(&f.store, "p", 1, 4).await;
+    let bad = write_posts(&f.store, "bad", 1, 1).await;
+    let head = write_posts(&f.store, "q", 1, 4).await;
+
+    let deadline = tokio::time::Instant::now() + HANG;
+    while running.status().await.projectors[0].phase != Phase::Halted {
+        assert!(tokio::time::Instant::now() < deadline, "never halted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let parked = parked::list_in(&f.client, &namespace, "counter")
+        .await
+        .expect("list");
+    assert_eq!(
+        parked
+            .iter()
+            .map(|p| (p.stream.as_str(), p.seq))
+            .collect::<Vec<_>>(),
+        [(stream.as_str(), bad)]
+    );
+
+    *probe.fail_on.lock().expect("lock") = None;
+    let summary = control::replay_parked_in(&f.client, &namespace, "counter", HANG)
+        .await
+        .expect("replayed");
+    assert_eq!((summary.applied, summary.failed), (1, Vec::<String>::new()));
+    let mut applied = running.applied("counter").expect("registered");
+    tokio::time::timeout(
+        HANG,
+        applied.wait_for(|p: &Positions| p.get(&stream).copied().unwrap_or(0) >= head),
+    )
+    .await
+    .expect("resumed after the replay")
+    .expect("the projector runs");
+    assert!(parked::list_in(&f.client, &namespace, "counter")
         .await
         .expect("list")
         .is_empty());

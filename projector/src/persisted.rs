@@ -692,7 +692,8 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             .time
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let event = Event::from_parts(
+        let event = Event::from_parts_in(
+            &self.config.namespace,
             raw.subject.to_string(),
             p.stream.clone(),
             p.seq,
