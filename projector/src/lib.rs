@@ -60,7 +60,7 @@ mod shared;
 pub mod status;
 
 pub use config::{OnPoison, PoisonPolicy, ProjectorConfig};
-pub use event::Event;
+pub use event::{Event, EventError, EventErrorKind};
 pub use position::Positions;
 pub use projector::{
     PersistedProjector, Projector, ProjectorError, ProjectorErrorKind, Query, QueryError,

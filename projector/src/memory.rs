@@ -171,8 +171,8 @@ pub(crate) async fn drive<P: Projector>(
                 };
                 let event = match event::from_message(&config.namespace, &message) {
                     Ok(event) => event,
-                    Err(why) => {
-                        halted = Some(why);
+                    Err(e) => {
+                        halted = Some(e.to_string());
                         break;
                     }
                 };

@@ -25,7 +25,7 @@
 
 use crate::config::{OnPoison, PoisonPolicy, ProjectorConfig};
 use crate::control;
-use crate::event::{self, Event};
+use crate::event;
 use crate::parked::{self, ParkedEvent};
 use crate::position::{self, Positions};
 use crate::projector::PersistedProjector;
@@ -512,8 +512,8 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             }
             let event = match event::from_message(&self.config.namespace, &message) {
                 Ok(event) => event,
-                Err(why) => {
-                    batch.halted = Some(why);
+                Err(e) => {
+                    batch.halted = Some(e.to_string());
                     batch.held_back.push(message);
                     continue;
                 }
@@ -682,26 +682,8 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             .get_raw_message(p.seq)
             .await
             .map_err(|e| format!("{what}: cannot read it from the stream: {e}"))?;
-        let mut headers = BTreeMap::new();
-        for (name, values) in raw.headers.iter() {
-            if let Some(value) = values.first() {
-                headers.insert(name.to_string(), value.as_str().to_string());
-            }
-        }
-        let stored_at = raw
-            .time
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let event = Event::from_parts_in(
-            &self.config.namespace,
-            raw.subject.to_string(),
-            p.stream.clone(),
-            p.seq,
-            stored_at,
-            headers,
-            raw.payload,
-        )
-        .ok_or_else(|| format!("{what}: not an event subject"))?;
+        let event = event::from_stream_message(&self.config.namespace, &p.stream, raw)
+            .map_err(|e| e.to_string())?;
         shared::apply(&self.model, &event, &self.config, None, false, self.live)
             .await
             .map_err(|e| format!("{what} ({}): {e}", event.subject))?;
