@@ -6,11 +6,13 @@ use jetsource::handlers::store::{AppendMeta, EventStore, NewEvent};
 use jetsource::projector::control::{self, RebuildUpdate, CONTROL_BUCKET};
 use jetsource::projector::lease::{Lease, Watcher};
 use jetsource::projector::parked;
-use jetsource::projector::persisted::{bucket_name, PersistedProjection, Record, RECORD_KEY};
+use jetsource::projector::persisted::{
+    bucket_name, Checkpoint, PersistedProjection, CHECKPOINT_KEY,
+};
 use jetsource::projector::{
-    Event, OnPoison, PersistedProjector, Phase, PoisonPolicy, Positions, Projector,
-    ProjectorConfig, ProjectorError, ProjectorErrorKind, ProjectorRuntime, Query, QueryError,
-    RunErrorKind,
+    Event, OnPoison, PersistedProjector, Phase, PoisonPolicy, Positions, ProjectionErrorKind,
+    Projector, ProjectorConfig, ProjectorError, ProjectorErrorKind, ProjectorRuntime, Query,
+    QueryError,
 };
 use jetsource::schemas::Namespace;
 use jetsource::{Runtime, RuntimeConfig};
@@ -220,7 +222,7 @@ async fn start(
     client: &async_nats::Client,
     config: ProjectorConfig,
     make: impl Fn() -> Counter + Send + Sync + 'static,
-) -> jetsource::projector::Running {
+) -> jetsource::projector::RunningProjectors {
     ProjectorRuntime::builder(client.clone())
         .config(config)
         .persisted_with(make)
@@ -232,7 +234,7 @@ async fn start(
         .expect("start")
 }
 
-async fn wait_applied(running: &jetsource::projector::Running, seq: u64) {
+async fn wait_applied(running: &jetsource::projector::RunningProjectors, seq: u64) {
     let mut rx = running.applied("counter").expect("registered");
     tokio::time::timeout(
         HANG,
@@ -250,7 +252,7 @@ async fn control_kv(client: &async_nats::Client) -> async_nats::jetstream::kv::S
         .expect("control bucket")
 }
 
-async fn read_record(client: &async_nats::Client) -> Record<CountState> {
+async fn read_record(client: &async_nats::Client) -> Checkpoint<CountState> {
     let js = async_nats::jetstream::new(client.clone());
     let generation = control::active_generation(&control_kv(client).await, "counter")
         .await
@@ -259,12 +261,16 @@ async fn read_record(client: &async_nats::Client) -> Record<CountState> {
         .get_key_value(control::generation_bucket("counter", generation))
         .await
         .expect("bucket");
-    let value = kv.get(RECORD_KEY).await.expect("get").expect("a record");
+    let value = kv
+        .get(CHECKPOINT_KEY)
+        .await
+        .expect("get")
+        .expect("a record");
     serde_json::from_slice(&value).expect("a record")
 }
 
 /// Waits until the stored record has applied `seq`.
-async fn wait_stored(client: &async_nats::Client, seq: u64) -> Record<CountState> {
+async fn wait_stored(client: &async_nats::Client, seq: u64) -> Checkpoint<CountState> {
     let deadline = tokio::time::Instant::now() + HANG;
     loop {
         let record = read_record(client).await;
@@ -656,7 +662,7 @@ async fn a_stale_holder_cannot_write_after_losing_its_turn() {
     assert!(b.token() > a.token());
     assert_eq!(
         a.renew().await.expect_err("stale").kind(),
-        RunErrorKind::Conflict
+        ProjectionErrorKind::Conflict
     );
     b.renew().await.expect("b holds it");
 
@@ -684,7 +690,7 @@ async fn a_stale_holder_cannot_write_after_losing_its_turn() {
         .expect("open");
     assert_eq!(fresh.positions()["EVT_BLOGPOST"], stored);
     let refused = stale.next_batch().await.err().map(|e| e.kind());
-    assert_eq!(refused, Some(RunErrorKind::Conflict));
+    assert_eq!(refused, Some(ProjectionErrorKind::Conflict));
     assert_eq!(
         read_record(&f.client).await.positions["EVT_BLOGPOST"],
         stored

@@ -4,7 +4,9 @@
 
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::handlers::store::{AppendMeta, EventStore, NewEvent};
-use jetsource::projector::persisted::{bucket_name, PersistedProjection, Record, RECORD_KEY};
+use jetsource::projector::persisted::{
+    bucket_name, Checkpoint, PersistedProjection, CHECKPOINT_KEY,
+};
 use jetsource::projector::{
     Event, PersistedProjector, Phase, Positions, Projector, ProjectorConfig, ProjectorError,
     ProjectorRuntime, Query, QueryError,
@@ -371,12 +373,16 @@ async fn a_projector_attached_after_1000_events_sees_all_in_order_then_the_live_
     running.stop().await.expect("stop");
 }
 
-async fn read_record(client: &async_nats::Client) -> Record<TallyState> {
+async fn read_record(client: &async_nats::Client) -> Checkpoint<TallyState> {
     let kv = async_nats::jetstream::new(client.clone())
         .get_key_value(bucket_name("tally"))
         .await
         .expect("bucket");
-    let value = kv.get(RECORD_KEY).await.expect("get").expect("a record");
+    let value = kv
+        .get(CHECKPOINT_KEY)
+        .await
+        .expect("get")
+        .expect("a record");
     serde_json::from_slice(&value).expect("a record")
 }
 

@@ -16,7 +16,7 @@
 //! `<prefix>.`; consumer names stay, as they are scoped by their stream.
 //! The functions without `_in` are the unprefixed forms.
 
-use crate::shared::{RunError, RunErrorKind};
+use crate::shared::{ProjectionError, ProjectionErrorKind};
 use async_nats::jetstream::{self, kv};
 use async_nats::Client;
 use futures::StreamExt;
@@ -82,7 +82,7 @@ struct Pointer {
 pub(crate) async fn open_bucket(
     js: &jetstream::Context,
     namespace: &Namespace,
-) -> Result<kv::Store, RunError> {
+) -> Result<kv::Store, ProjectionError> {
     js.create_or_update_key_value(kv::Config {
         bucket: control_bucket(namespace),
         description: "projector generations, leases and parked events".into(),
@@ -90,22 +90,22 @@ pub(crate) async fn open_bucket(
         ..Default::default()
     })
     .await
-    .map_err(|e| Error::with_source(RunErrorKind::Store, e))
+    .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))
 }
 
 /// The generation of `name` that queries read (0 when none was recorded).
-pub async fn active_generation(control: &kv::Store, name: &str) -> Result<u64, RunError> {
+pub async fn active_generation(control: &kv::Store, name: &str) -> Result<u64, ProjectionError> {
     let value = control
         .get(generation_key(name))
         .await
-        .map_err(|e| Error::with_source(RunErrorKind::Store, e))?;
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
     match value {
         None => Ok(0),
         Some(bytes) => serde_json::from_slice::<Pointer>(&bytes)
             .map(|p| p.generation)
             .map_err(|e| {
                 Error::new(
-                    RunErrorKind::Store,
+                    ProjectionErrorKind::Store,
                     format!("{name}: the generation pointer does not decode: {e}"),
                 )
             }),
@@ -116,14 +116,14 @@ pub(crate) async fn set_generation(
     control: &kv::Store,
     name: &str,
     generation: u64,
-) -> Result<(), RunError> {
+) -> Result<(), ProjectionError> {
     let value = serde_json::to_vec(&Pointer { generation })
-        .map_err(|e| Error::new(RunErrorKind::Store, e.to_string()))?;
+        .map_err(|e| Error::new(ProjectionErrorKind::Store, e.to_string()))?;
     control
         .put(generation_key(name), value.into())
         .await
         .map(|_| ())
-        .map_err(|e| Error::with_source(RunErrorKind::Store, e))
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))
 }
 
 /// One message of a rebuild's answer stream, on the requester's inbox.

@@ -6,10 +6,10 @@
 use crate::config::ProjectorConfig;
 use crate::control::{self, RebuildUpdate};
 use crate::lease::{Lease, Watcher};
-use crate::persisted::{self, Opening, PersistedProjection, Record, RECORD_KEY};
+use crate::persisted::{self, Checkpoint, Opening, PersistedProjection, CHECKPOINT_KEY};
 use crate::position;
 use crate::projector::PersistedProjector;
-use crate::shared::{RunError, RunErrorKind, Shared};
+use crate::shared::{ProjectionError, ProjectionErrorKind, Shared};
 use crate::status::{Kind, Phase};
 use async_nats::jetstream::{self, kv};
 use async_nats::{Client, Subject};
@@ -130,7 +130,7 @@ impl<P: PersistedProjector> Driver<P> {
 
     /// A standby keeps the served model at the stored record of the active
     /// generation, so its queries and a takeover start from there.
-    async fn refresh(&self, seen: &mut Option<(u64, u64)>) -> Result<(), RunError> {
+    async fn refresh(&self, seen: &mut Option<(u64, u64)>) -> Result<(), ProjectionError> {
         let name = self.shared.name;
         let generation = control::active_generation(&self.control, name).await?;
         let Ok(bucket) = self
@@ -144,18 +144,17 @@ impl<P: PersistedProjector> Driver<P> {
         else {
             return Ok(());
         };
-        let entry = bucket
-            .entry(RECORD_KEY)
-            .await
-            .map_err(|e| jetsource_schemas::error::Error::with_source(RunErrorKind::Store, e))?;
+        let entry = bucket.entry(CHECKPOINT_KEY).await.map_err(|e| {
+            jetsource_schemas::error::Error::with_source(ProjectionErrorKind::Store, e)
+        })?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Ok(());
         };
         if *seen == Some((generation, entry.revision)) {
             return Ok(());
         }
-        let record: Record<P::State> = serde_json::from_slice(&entry.value).map_err(|e| {
-            jetsource_schemas::error::Error::new(RunErrorKind::Store, e.to_string())
+        let record: Checkpoint<P::State> = serde_json::from_slice(&entry.value).map_err(|e| {
+            jetsource_schemas::error::Error::new(ProjectionErrorKind::Store, e.to_string())
         })?;
         {
             let mut guard = self.served.write().unwrap_or_else(|p| p.into_inner());
@@ -173,7 +172,7 @@ impl<P: PersistedProjector> Driver<P> {
         shared: Arc<Shared>,
         token: u64,
         live: bool,
-    ) -> Result<PersistedProjection<P>, RunError> {
+    ) -> Result<PersistedProjection<P>, ProjectionError> {
         let opening = Opening {
             generation,
             lease: token,
@@ -271,7 +270,7 @@ impl<P: PersistedProjector> Driver<P> {
                             halted = true;
                         }
                     }
-                    Err(e) if e.kind() == RunErrorKind::Conflict => {
+                    Err(e) if e.kind() == ProjectionErrorKind::Conflict => {
                         tracing::warn!(error = %e, "the record was written by another instance; stepping down");
                         return Held::Lost;
                     }
@@ -413,7 +412,7 @@ impl<P: PersistedProjector> Driver<P> {
         generation: u64,
         lease: &Lease,
         reply: Option<Subject>,
-    ) -> Result<Rebuild<P>, (Option<Subject>, RunError)> {
+    ) -> Result<Rebuild<P>, (Option<Subject>, ProjectionError)> {
         let name = self.shared.name;
         let mut streams = Vec::new();
         for stream in self.shared.streams.keys() {

@@ -25,7 +25,7 @@
 //!
 //! Before attaching to a stream the runtime reads its `jetsource.contract`
 //! metadata: a stream of another contract version is refused
-//! ([`RunErrorKind::ContractMismatch`]), one without the key is accepted.
+//! ([`ProjectionErrorKind::ContractMismatch`]), one without the key is accepted.
 //!
 //! Under a subject prefix ([`ProjectorConfig::namespace`]) projectors still
 //! name their subjects without it; the runtime puts every subject, stream
@@ -66,6 +66,6 @@ pub use projector::{
     PersistedProjector, Projector, ProjectorError, ProjectorErrorKind, Query, QueryError,
     QueryErrorCode,
 };
-pub use runtime::{ProjectorRuntime, ProjectorRuntimeBuilder, Running};
-pub use shared::{RunError, RunErrorKind};
+pub use runtime::{ProjectorRuntime, ProjectorRuntimeBuilder, RunningProjectors};
+pub use shared::{ProjectionError, ProjectionErrorKind};
 pub use status::{Kind, Phase, StatusReport};

@@ -11,7 +11,7 @@ use crate::config::ProjectorConfig;
 use crate::event;
 use crate::position::Positions;
 use crate::projector::Projector;
-use crate::shared::{self, RunError, RunErrorKind, Shared};
+use crate::shared::{self, ProjectionError, ProjectionErrorKind, Shared};
 use crate::status::Phase;
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
 use futures::{FutureExt, StreamExt};
@@ -25,7 +25,10 @@ type Delivery = (usize, Result<jetstream::Message, String>);
 pub(crate) type Merged = futures::stream::SelectAll<futures::stream::BoxStream<'static, Delivery>>;
 
 /// Probes each stream's head and opens its ordered consumer from sequence 1.
-pub(crate) async fn open(js: &jetstream::Context, shared: &Shared) -> Result<Merged, RunError> {
+pub(crate) async fn open(
+    js: &jetstream::Context,
+    shared: &Shared,
+) -> Result<Merged, ProjectionError> {
     let merged = open_from(js, shared, &Positions::new(), true).await?;
     shared.update(|p| p.phase = Phase::Replaying);
     Ok(merged)
@@ -38,7 +41,7 @@ async fn open_from(
     shared: &Shared,
     positions: &Positions,
     probe: bool,
-) -> Result<Merged, RunError> {
+) -> Result<Merged, ProjectionError> {
     let mut merged = futures::stream::SelectAll::new();
     for (index, (stream_name, filters)) in shared.streams.iter().enumerate() {
         let stream = crate::runtime::get_stream(js, stream_name).await?;
@@ -46,7 +49,7 @@ async fn open_from(
             let head = stream
                 .get_info()
                 .await
-                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?
                 .state
                 .last_sequence;
             shared.update(|p| {
@@ -73,10 +76,10 @@ async fn open_from(
         let messages = stream
             .create_consumer(config)
             .await
-            .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?
             .messages()
             .await
-            .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
         merged.push(
             messages
                 .map(move |m| (index, m.map_err(|e| e.to_string())))

@@ -29,7 +29,7 @@ use crate::event;
 use crate::parked::{self, ParkedEvent};
 use crate::position::{self, Positions};
 use crate::projector::PersistedProjector;
-use crate::shared::{self, RunError, RunErrorKind, Shared};
+use crate::shared::{self, ProjectionError, ProjectionErrorKind, Shared};
 use crate::status::{Kind, Phase};
 use async_nats::jetstream::{self, consumer, kv, AckKind};
 use futures::{FutureExt, StreamExt};
@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 /// The key of the one record in a projection's bucket.
-pub const RECORD_KEY: &str = "checkpoint";
+pub const CHECKPOINT_KEY: &str = "checkpoint";
 
 /// The bucket of projection `name`'s first generation (see
 /// [`control::generation_bucket`] for the others), without a subject
@@ -57,7 +57,7 @@ pub fn consumer_name(name: &str) -> String {
 /// The KV record: the state and the positions it includes, written as one
 /// value so they can never disagree.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record<S> {
+pub struct Checkpoint<S> {
     /// The last stream sequence applied, per stream.
     pub positions: Positions,
     /// The projector's state after those events.
@@ -155,25 +155,25 @@ impl Batch {
 
     /// Acknowledges the events this batch covered, and asks for redelivery
     /// of those it held back behind a missing one (after up to a second).
-    pub async fn ack(self) -> Result<(), RunError> {
+    pub async fn ack(self) -> Result<(), ProjectionError> {
         for message in &self.done {
             message
                 .ack()
                 .await
-                .map_err(|e| Error::new(RunErrorKind::Nats, e.to_string()))?;
+                .map_err(|e| Error::new(ProjectionErrorKind::Nats, e.to_string()))?;
         }
         for message in &self.held_back {
             // Not before the missing event has had a chance to arrive.
             message
                 .ack_with(AckKind::Nak(Some(self.retry_after)))
                 .await
-                .map_err(|e| Error::new(RunErrorKind::Nats, e.to_string()))?;
+                .map_err(|e| Error::new(ProjectionErrorKind::Nats, e.to_string()))?;
         }
         for (message, delay) in &self.failed {
             message
                 .ack_with(AckKind::Nak(Some(*delay)))
                 .await
-                .map_err(|e| Error::new(RunErrorKind::Nats, e.to_string()))?;
+                .map_err(|e| Error::new(ProjectionErrorKind::Nats, e.to_string()))?;
         }
         Ok(())
     }
@@ -186,11 +186,12 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         client: async_nats::Client,
         projector: P,
         config: &ProjectorConfig,
-    ) -> Result<Self, RunError> {
+    ) -> Result<Self, ProjectionError> {
         let name = projector.name();
-        position::validate_name(name).map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
+        position::validate_name(name)
+            .map_err(|e| Error::new(ProjectionErrorKind::BadProjector, e))?;
         let streams = position::streams_of_in(&config.namespace, &projector.subjects())
-            .map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
+            .map_err(|e| Error::new(ProjectionErrorKind::BadProjector, e))?;
         let shared = Shared::new(name, Kind::Persisted, streams);
         let js = jetstream::new(client);
         let control = control::open_bucket(&js, &config.namespace).await?;
@@ -217,7 +218,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         model: Arc<RwLock<P>>,
         config: &ProjectorConfig,
         opening: Opening,
-    ) -> Result<Self, RunError> {
+    ) -> Result<Self, ProjectionError> {
         let name = shared.name;
         let generation = opening.generation;
         let consumer_name = |name: &str| control::generation_consumer(name, generation);
@@ -235,7 +236,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::with_source(RunErrorKind::Store, e))?;
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
         let mut projection = PersistedProjection {
             shared: shared.clone(),
             model,
@@ -264,7 +265,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             let head = stream
                 .get_info()
                 .await
-                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?
                 .state
                 .last_sequence;
             let mut wanted = consumer::pull::Config {
@@ -283,16 +284,16 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             let mut consumer: consumer::PullConsumer = stream
                 .get_or_create_consumer(&consumer_name(name), wanted)
                 .await
-                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
             let info = consumer
                 .info()
                 .await
-                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
             let stored = projection.positions.get(stream_name).copied().unwrap_or(0);
             let acked = info.ack_floor.stream_sequence;
             if acked > stored {
                 return Err(Error::new(
-                    RunErrorKind::Inconsistent,
+                    ProjectionErrorKind::Inconsistent,
                     format!("{stream_name}: consumer {} acknowledged up to #{acked} but the record holds #{stored}; resuming would skip events", consumer_name(name)),
                 ));
             }
@@ -325,7 +326,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 .consumer
                 .messages()
                 .await
-                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
             merged.push(
                 messages
                     .map(move |m| (index, m.map_err(|e| e.to_string())))
@@ -362,14 +363,14 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     }
 
     /// Events its consumers still have to deliver or see acknowledged.
-    pub(crate) async fn outstanding(&mut self) -> Result<u64, RunError> {
+    pub(crate) async fn outstanding(&mut self) -> Result<u64, ProjectionError> {
         let mut total = 0;
         for followed in &mut self.followed {
             let info = followed
                 .consumer
                 .info()
                 .await
-                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
             total += info.num_pending + info.num_ack_pending as u64;
         }
         Ok(total)
@@ -394,18 +395,18 @@ impl<P: PersistedProjector> PersistedProjection<P> {
 
     /// Loads the record into the projector (or keeps its initial state when
     /// there is none yet).
-    async fn reload(&mut self) -> Result<(), RunError> {
+    async fn reload(&mut self) -> Result<(), ProjectionError> {
         let entry = self
             .kv
-            .entry(RECORD_KEY)
+            .entry(CHECKPOINT_KEY)
             .await
-            .map_err(|e| Error::with_source(RunErrorKind::Store, e))?;
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
         match entry {
             Some(entry) if entry.operation == kv::Operation::Put => {
-                let record: Record<P::State> =
+                let record: Checkpoint<P::State> =
                     serde_json::from_slice(&entry.value).map_err(|e| {
                         Error::new(
-                            RunErrorKind::Store,
+                            ProjectionErrorKind::Store,
                             format!("the stored record does not decode: {e}"),
                         )
                     })?;
@@ -428,7 +429,11 @@ impl<P: PersistedProjector> PersistedProjection<P> {
 
     /// True when a followed event lies strictly between `last` and `seq` in
     /// `followed`'s stream.
-    async fn missing_before(followed: &Followed, last: u64, seq: u64) -> Result<bool, RunError> {
+    async fn missing_before(
+        followed: &Followed,
+        last: u64,
+        seq: u64,
+    ) -> Result<bool, ProjectionError> {
         let from = last + 1;
         if seq <= from {
             return Ok(false);
@@ -442,7 +447,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 Ok(found) if found.sequence < seq => return Ok(true),
                 Ok(_) => {}
                 Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {}
-                Err(e) => return Err(Error::with_source(RunErrorKind::Nats, e)),
+                Err(e) => return Err(Error::with_source(ProjectionErrorKind::Nats, e)),
             }
         }
         Ok(false)
@@ -451,12 +456,12 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     /// Waits for at least one event, takes those already delivered (up to
     /// the batch size), applies the new ones in order and stores the state
     /// with their positions. The caller acknowledges the batch.
-    pub async fn next_batch(&mut self) -> Result<Batch, RunError> {
+    pub async fn next_batch(&mut self) -> Result<Batch, ProjectionError> {
         let first = self
             .merged
             .next()
             .await
-            .ok_or_else(|| Error::new(RunErrorKind::Nats, "the consumers stopped"))?;
+            .ok_or_else(|| Error::new(ProjectionErrorKind::Nats, "the consumers stopped"))?;
         let mut deliveries = vec![first];
         while deliveries.len() < self.config.batch.max(1) {
             match self.merged.next().now_or_never() {
@@ -591,10 +596,10 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         Ok(batch)
     }
 
-    async fn store(&mut self, positions: &Positions) -> Result<(), RunError> {
+    async fn store(&mut self, positions: &Positions) -> Result<(), ProjectionError> {
         let value = {
             let guard = self.model.read().unwrap_or_else(|p| p.into_inner());
-            serde_json::to_vec(&Record {
+            serde_json::to_vec(&Checkpoint {
                 positions: positions.clone(),
                 state: guard.state(),
                 skipped: self.skipped.clone(),
@@ -603,13 +608,13 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         }
         .map_err(|e| {
             Error::new(
-                RunErrorKind::Store,
+                ProjectionErrorKind::Store,
                 format!("the state does not encode: {e}"),
             )
         })?;
         match self
             .kv
-            .update(RECORD_KEY, value.into(), self.revision)
+            .update(CHECKPOINT_KEY, value.into(), self.revision)
             .await
         {
             Ok(revision) => {
@@ -617,9 +622,9 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 Ok(())
             }
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                Err(Error::with_source(RunErrorKind::Conflict, e))
+                Err(Error::with_source(ProjectionErrorKind::Conflict, e))
             }
-            Err(e) => Err(Error::with_source(RunErrorKind::Store, e)),
+            Err(e) => Err(Error::with_source(ProjectionErrorKind::Store, e)),
         }
     }
 
@@ -628,7 +633,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     /// `skipped` set), the one a halted projection stopped at in order.
     /// Each is removed from the parked store only once its application is
     /// stored; one the record already holds is removed without applying.
-    pub async fn replay_parked(&mut self) -> Result<control::ReplaySummary, RunError> {
+    pub async fn replay_parked(&mut self) -> Result<control::ReplaySummary, ProjectionError> {
         let mut summary = control::ReplaySummary::default();
         let mut stuck: BTreeSet<String> = BTreeSet::new();
         for p in parked::list_from(&self.control, self.shared.name).await? {

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 /// What went wrong setting up or running a projector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunErrorKind {
+pub enum ProjectionErrorKind {
     /// Its name or subjects are invalid, or the name is registered twice.
     BadProjector,
     /// A stream it follows does not exist (no aggregate of that type has
@@ -38,24 +38,24 @@ pub enum RunErrorKind {
     NotHolder,
 }
 
-impl std::fmt::Display for RunErrorKind {
+impl std::fmt::Display for ProjectionErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            RunErrorKind::BadProjector => "invalid projector",
-            RunErrorKind::NoStream => "no such stream",
-            RunErrorKind::ContractMismatch => "contract version mismatch",
-            RunErrorKind::Nats => "NATS failure",
-            RunErrorKind::Store => "read model store failure",
-            RunErrorKind::Conflict => "read model written by another instance",
-            RunErrorKind::Inconsistent => "read model behind its consumer",
-            RunErrorKind::Halted => "projector halted",
-            RunErrorKind::NotHolder => "not the active instance",
+            ProjectionErrorKind::BadProjector => "invalid projector",
+            ProjectionErrorKind::NoStream => "no such stream",
+            ProjectionErrorKind::ContractMismatch => "contract version mismatch",
+            ProjectionErrorKind::Nats => "NATS failure",
+            ProjectionErrorKind::Store => "read model store failure",
+            ProjectionErrorKind::Conflict => "read model written by another instance",
+            ProjectionErrorKind::Inconsistent => "read model behind its consumer",
+            ProjectionErrorKind::Halted => "projector halted",
+            ProjectionErrorKind::NotHolder => "not the active instance",
         })
     }
 }
 
 /// A projector runtime failure.
-pub type RunError = Error<RunErrorKind>;
+pub type ProjectionError = Error<ProjectionErrorKind>;
 
 /// The read side of a projector, type-erased for the query server.
 pub(crate) trait Model: Send + Sync {

@@ -6,7 +6,7 @@
 use jetsource::handlers::store::EventStore;
 use jetsource::projector::{
     Event, PersistedProjector, Projector, ProjectorError, ProjectorErrorKind, ProjectorRuntime,
-    Query, QueryError, Running,
+    Query, QueryError, RunningProjectors,
 };
 use jetsource_reference::account::AccountEvent;
 use serde::{Deserialize, Serialize};
@@ -93,7 +93,7 @@ impl PersistedProjector for Balances {
 /// The in-memory projection `balances` and, when `persisted`, the KV-backed
 /// `balances_kv`, on their own connection; retried while a cluster elects
 /// its leaders.
-pub(crate) async fn start(url: &str, persisted: bool) -> Running {
+pub(crate) async fn start(url: &str, persisted: bool) -> RunningProjectors {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let client = jetsource::connect(url).await.expect("connect");
