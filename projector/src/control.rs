@@ -104,9 +104,10 @@ pub async fn active_generation(control: &kv::Store, name: &str) -> Result<u64, P
         Some(bytes) => serde_json::from_slice::<Pointer>(&bytes)
             .map(|p| p.generation)
             .map_err(|e| {
-                Error::new(
+                Error::with_message_and_source(
                     ProjectionErrorKind::Store,
-                    format!("{name}: the generation pointer does not decode: {e}"),
+                    format!("{name}: the generation pointer does not decode"),
+                    e,
                 )
             }),
     }
@@ -118,7 +119,7 @@ pub(crate) async fn set_generation(
     generation: u64,
 ) -> Result<(), ProjectionError> {
     let value = serde_json::to_vec(&Pointer { generation })
-        .map_err(|e| Error::new(ProjectionErrorKind::Store, e.to_string()))?;
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
     control
         .put(generation_key(name), value.into())
         .await
@@ -182,6 +183,7 @@ pub struct ReplaySummary {
 
 /// What went wrong operating a projection from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ControlErrorKind {
     /// The name is not a valid projection name.
     BadName,
@@ -228,7 +230,8 @@ pub async fn rebuild_in(
     silence: Duration,
     mut progress: impl FnMut(&RebuildUpdate),
 ) -> Result<RebuildUpdate, ControlError> {
-    crate::position::validate_name(name).map_err(|e| Error::new(ControlErrorKind::BadName, e))?;
+    crate::position::validate_name(name)
+        .map_err(|e| Error::with_source(ControlErrorKind::BadName, e))?;
     let inbox = client.new_inbox();
     let mut updates = client
         .subscribe(inbox.clone())
@@ -282,15 +285,17 @@ pub async fn replay_parked_in(
     name: &str,
     timeout: Duration,
 ) -> Result<ReplaySummary, ControlError> {
-    crate::position::validate_name(name).map_err(|e| Error::new(ControlErrorKind::BadName, e))?;
+    crate::position::validate_name(name)
+        .map_err(|e| Error::with_source(ControlErrorKind::BadName, e))?;
     let request = async_nats::Request::new().timeout(Some(timeout));
     let reply = client
         .send_request(namespace.subject(replay_parked_subject(name)), request)
         .await
         .map_err(|e| {
-            Error::new(
+            Error::with_message_and_source(
                 ControlErrorKind::NoAnswer,
-                format!("no answer from projection {name}: {e}"),
+                format!("no answer from projection {name}"),
+                e,
             )
         })?;
     serde_json::from_slice(&reply.payload)

@@ -9,11 +9,12 @@ use crate::lease::{Lease, Watcher};
 use crate::persisted::{self, Checkpoint, Opening, PersistedProjection, CHECKPOINT_KEY};
 use crate::position;
 use crate::projector::PersistedProjector;
-use crate::shared::{ProjectionError, ProjectionErrorKind, Shared};
+use crate::shared::{self, ProjectionError, ProjectionErrorKind, Shared};
 use crate::status::{Kind, Phase};
 use async_nats::jetstream::{self, kv};
 use async_nats::{Client, Subject};
 use futures::StreamExt;
+use jetsource_schemas::error::Error;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -144,9 +145,10 @@ impl<P: PersistedProjector> Driver<P> {
         else {
             return Ok(());
         };
-        let entry = bucket.entry(CHECKPOINT_KEY).await.map_err(|e| {
-            jetsource_schemas::error::Error::with_source(ProjectionErrorKind::Store, e)
-        })?;
+        let entry = bucket
+            .entry(CHECKPOINT_KEY)
+            .await
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Ok(());
         };
@@ -154,10 +156,14 @@ impl<P: PersistedProjector> Driver<P> {
             return Ok(());
         }
         let record: Checkpoint<P::State> = serde_json::from_slice(&entry.value).map_err(|e| {
-            jetsource_schemas::error::Error::new(ProjectionErrorKind::Store, e.to_string())
+            Error::with_message_and_source(
+                ProjectionErrorKind::Store,
+                "the stored checkpoint does not decode",
+                e,
+            )
         })?;
         {
-            let mut guard = self.served.write().unwrap_or_else(|p| p.into_inner());
+            let mut guard = shared::recover(self.served.write());
             guard.restore(record.state);
             self.shared.applied.send_replace(record.positions);
         }
@@ -463,8 +469,8 @@ impl<P: PersistedProjector> Driver<P> {
         {
             // Queries read `served` under its lock: they see the old model
             // with its positions, or the new one with its positions.
-            let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
-            let mut built = new.model.write().unwrap_or_else(|p| p.into_inner());
+            let mut served = shared::recover(self.served.write());
+            let mut built = shared::recover(new.model.write());
             std::mem::swap(&mut *served, &mut *built);
             self.shared.applied.send_replace(new.positions().clone());
         }

@@ -181,11 +181,9 @@ pub(crate) fn from_message(
     namespace: &Namespace,
     message: &jetstream::Message,
 ) -> Result<Event, EventError> {
-    // async-nats reports a missing or malformed reply subject as a boxed
-    // error; `io::Error::other` keeps it as the source.
     let info = message
         .info()
-        .map_err(|e| Error::with_source(EventErrorKind::NoMetadata, std::io::Error::other(e)))?;
+        .map_err(|e| Error::with_source(EventErrorKind::NoMetadata, e))?;
     let stored = Stored {
         subject: message.subject.as_str(),
         stream: info.stream,

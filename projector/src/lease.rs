@@ -81,7 +81,7 @@ impl Lease {
             holder: holder.to_string(),
             ttl_ms: ttl.as_millis() as u64,
         })
-        .map_err(|e| Error::new(ProjectionErrorKind::Store, e.to_string()))?
+        .map_err(store_error)?
         .into();
         let entry = control.entry(key.as_str()).await.map_err(store_error)?;
         let expected = match entry {

@@ -13,7 +13,8 @@ use crate::position::Positions;
 use crate::projector::Projector;
 use crate::shared::{self, ProjectionError, ProjectionErrorKind, Shared};
 use crate::status::Phase;
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream::consumer::pull::{OrderedConfig, OrderedError};
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use futures::{FutureExt, StreamExt};
 use jetsource_schemas::error::Error;
 use std::sync::{Arc, RwLock};
@@ -21,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-type Delivery = (usize, Result<jetstream::Message, String>);
+type Delivery = (usize, Result<jetstream::Message, OrderedError>);
 pub(crate) type Merged = futures::stream::SelectAll<futures::stream::BoxStream<'static, Delivery>>;
 
 /// Probes each stream's head and opens its ordered consumer from sequence 1.
@@ -80,11 +81,7 @@ async fn open_from(
             .messages()
             .await
             .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
-        merged.push(
-            messages
-                .map(move |m| (index, m.map_err(|e| e.to_string())))
-                .boxed(),
-        );
+        merged.push(messages.map(move |m| (index, m)).boxed());
     }
     Ok(merged)
 }

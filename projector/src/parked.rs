@@ -60,7 +60,7 @@ pub(crate) async fn park(
         body: String::from_utf8_lossy(&event.body).into_owned(),
     };
     let value = serde_json::to_vec(&parked)
-        .map_err(|e| Error::new(ProjectionErrorKind::Store, e.to_string()))?;
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
     control
         .put(key(name, &event.stream, event.seq), value.into())
         .await
@@ -96,9 +96,10 @@ pub(crate) async fn list_from(
             .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
         if let Some(value) = value {
             let p: ParkedEvent = serde_json::from_slice(&value).map_err(|e| {
-                Error::new(
+                Error::with_message_and_source(
                     ProjectionErrorKind::Store,
-                    format!("{k} does not decode: {e}"),
+                    format!("{k} does not decode"),
+                    e,
                 )
             })?;
             parked.push(p);
@@ -125,7 +126,7 @@ pub async fn list_in(
     name: &str,
 ) -> Result<Vec<ParkedEvent>, ProjectionError> {
     crate::position::validate_name(name)
-        .map_err(|e| Error::new(ProjectionErrorKind::BadProjector, e))?;
+        .map_err(|e| Error::with_source(ProjectionErrorKind::BadProjector, e))?;
     let js = jetstream::new(client.clone());
     match js
         .get_key_value(crate::control::control_bucket(namespace))

@@ -71,7 +71,10 @@ pub struct Checkpoint<S> {
     pub lease: u64,
 }
 
-type Delivery = (usize, Result<jetstream::Message, String>);
+type Delivery = (
+    usize,
+    Result<jetstream::Message, consumer::pull::MessagesError>,
+);
 type Merged = futures::stream::Peekable<
     futures::stream::SelectAll<futures::stream::BoxStream<'static, Delivery>>,
 >;
@@ -160,20 +163,20 @@ impl Batch {
             message
                 .ack()
                 .await
-                .map_err(|e| Error::new(ProjectionErrorKind::Nats, e.to_string()))?;
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
         }
         for message in &self.held_back {
             // Not before the missing event has had a chance to arrive.
             message
                 .ack_with(AckKind::Nak(Some(self.retry_after)))
                 .await
-                .map_err(|e| Error::new(ProjectionErrorKind::Nats, e.to_string()))?;
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
         }
         for (message, delay) in &self.failed {
             message
                 .ack_with(AckKind::Nak(Some(*delay)))
                 .await
-                .map_err(|e| Error::new(ProjectionErrorKind::Nats, e.to_string()))?;
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
         }
         Ok(())
     }
@@ -189,9 +192,9 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     ) -> Result<Self, ProjectionError> {
         let name = projector.name();
         position::validate_name(name)
-            .map_err(|e| Error::new(ProjectionErrorKind::BadProjector, e))?;
+            .map_err(|e| Error::with_source(ProjectionErrorKind::BadProjector, e))?;
         let streams = position::streams_of_in(&config.namespace, &projector.subjects())
-            .map_err(|e| Error::new(ProjectionErrorKind::BadProjector, e))?;
+            .map_err(|e| Error::with_source(ProjectionErrorKind::BadProjector, e))?;
         let shared = Shared::new(name, Kind::Persisted, streams);
         let js = jetstream::new(client);
         let control = control::open_bucket(&js, &config.namespace).await?;
@@ -223,7 +226,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         let generation = opening.generation;
         let consumer_name = |name: &str| control::generation_consumer(name, generation);
         let policy = {
-            let guard = model.read().unwrap_or_else(|p| p.into_inner());
+            let guard = shared::recover(model.read());
             guard.poison_policy(config.poison_policy())
         };
         let kv = js
@@ -327,11 +330,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 .messages()
                 .await
                 .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
-            merged.push(
-                messages
-                    .map(move |m| (index, m.map_err(|e| e.to_string())))
-                    .boxed(),
-            );
+            merged.push(messages.map(move |m| (index, m)).boxed());
         }
         projection.merged = merged.peekable();
         shared.update(|p| p.phase = Phase::Replaying);
@@ -389,7 +388,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
 
     /// Reads the projector.
     pub fn read<R>(&self, f: impl FnOnce(&P) -> R) -> R {
-        let guard = self.model.read().unwrap_or_else(|p| p.into_inner());
+        let guard = shared::recover(self.model.read());
         f(&guard)
     }
 
@@ -405,13 +404,14 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             Some(entry) if entry.operation == kv::Operation::Put => {
                 let record: Checkpoint<P::State> =
                     serde_json::from_slice(&entry.value).map_err(|e| {
-                        Error::new(
+                        Error::with_message_and_source(
                             ProjectionErrorKind::Store,
-                            format!("the stored record does not decode: {e}"),
+                            "the stored checkpoint does not decode",
+                            e,
                         )
                     })?;
                 {
-                    let mut guard = self.model.write().unwrap_or_else(|p| p.into_inner());
+                    let mut guard = shared::recover(self.model.write());
                     guard.restore(record.state);
                 }
                 self.positions = record.positions;
@@ -598,7 +598,7 @@ impl<P: PersistedProjector> PersistedProjection<P> {
 
     async fn store(&mut self, positions: &Positions) -> Result<(), ProjectionError> {
         let value = {
-            let guard = self.model.read().unwrap_or_else(|p| p.into_inner());
+            let guard = shared::recover(self.model.read());
             serde_json::to_vec(&Checkpoint {
                 positions: positions.clone(),
                 state: guard.state(),
@@ -607,9 +607,10 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             })
         }
         .map_err(|e| {
-            Error::new(
+            Error::with_message_and_source(
                 ProjectionErrorKind::Store,
-                format!("the state does not encode: {e}"),
+                "the state does not encode",
+                e,
             )
         })?;
         match self

@@ -203,7 +203,7 @@ impl ProjectorRuntimeBuilder {
         for pending in self.pending {
             let name = pending.name;
             position::validate_name(name)
-                .map_err(|e| Error::new(ProjectionErrorKind::BadProjector, e))?;
+                .map_err(|e| Error::with_source(ProjectionErrorKind::BadProjector, e))?;
             if projectors
                 .iter()
                 .any(|p: &Registered| p.shared.name == name)
@@ -215,7 +215,11 @@ impl ProjectorRuntimeBuilder {
             }
             let streams = position::streams_of_in(&self.config.namespace, &pending.subjects)
                 .map_err(|e| {
-                    Error::new(ProjectionErrorKind::BadProjector, format!("{name}: {e}"))
+                    Error::with_message_and_source(
+                        ProjectionErrorKind::BadProjector,
+                        format!("projector {name}"),
+                        e,
+                    )
                 })?;
             let shared = Shared::new(name, pending.kind, streams);
             let (model, driver) =

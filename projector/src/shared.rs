@@ -8,11 +8,12 @@ use crate::projector::{Projector, ProjectorError, ProjectorErrorKind, Query, Que
 use crate::status::{Kind, Phase};
 use jetsource_schemas::error::Error;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, LockResult, Mutex, PoisonError, RwLock};
 use tokio::sync::watch;
 
 /// What went wrong setting up or running a projector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProjectionErrorKind {
     /// Its name or subjects are invalid, or the name is registered twice.
     BadProjector,
@@ -57,6 +58,22 @@ impl std::fmt::Display for ProjectionErrorKind {
 /// A projector runtime failure.
 pub type ProjectionError = Error<ProjectionErrorKind>;
 
+/// Takes a lock whose holder panicked as if it had not: every lock in this
+/// crate goes through here.
+///
+/// Recovering is safe because nothing behind these locks can be left torn
+/// in a way that spreads. The runtime's own sections (progress, positions)
+/// only assign whole values. The model's sections run the projector's
+/// code; if its `apply` panics (breaking its contract: fail with `Err`,
+/// state unchanged), the driver task holding the lock dies with it, so that
+/// model is never written to a checkpoint, and a persisted projection's
+/// lease lapses for another instance to resume from the last checkpoint.
+/// What recovering buys: queries and the status report keep answering
+/// instead of every later one panicking too.
+pub(crate) fn recover<G>(locked: LockResult<G>) -> G {
+    locked.unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The read side of a projector, type-erased for the query server.
 pub(crate) trait Model: Send + Sync {
     /// Answers `query`, with the positions the answer reflects: read under
@@ -75,7 +92,7 @@ impl<P: Projector> Model for RwLock<P> {
         query: &Query,
         applied: &watch::Sender<Positions>,
     ) -> (Positions, Result<serde_json::Value, QueryError>) {
-        let guard = self.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = recover(self.read());
         let positions = applied.borrow().clone();
         (positions, guard.query(query))
     }
@@ -137,10 +154,7 @@ impl Shared {
     }
 
     pub(crate) fn update(&self, change: impl FnOnce(&mut Progress)) {
-        let mut guard = self
-            .progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = recover(self.progress.lock());
         change(&mut guard);
         if guard.phase == Phase::Replaying && guard.streams.values().all(|s| s.caught_up) {
             guard.phase = Phase::Live;
@@ -149,10 +163,7 @@ impl Shared {
     }
 
     pub(crate) fn progress(&self) -> Progress {
-        self.progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        recover(self.progress.lock()).clone()
     }
 
     /// Records a halt: the projector stops at `seq` and says why.
@@ -191,9 +202,7 @@ pub(crate) async fn apply<P: Projector>(
     let mut attempt = 0u32;
     loop {
         let result = {
-            let mut guard = model
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut guard = recover(model.write());
             let result = guard.apply(event);
             if result.is_ok() && live {
                 guard.side_effects(event);
