@@ -16,7 +16,7 @@
 //! `<prefix>.`; consumer names stay, as they are scoped by their stream.
 //! The functions without `_in` are the unprefixed forms.
 
-use crate::shared::{ProjectionError, ProjectionErrorKind};
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use async_nats::jetstream::{self, kv};
 use async_nats::Client;
 use futures::StreamExt;

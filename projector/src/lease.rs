@@ -6,11 +6,11 @@
 //! saw the lease's current revision, by its own clock, and takes the lease
 //! (a compare-and-set on that revision) only once the revision has stood
 //! still for the lease's TTL. The holder renews every third of the TTL.
-//! On taking the lease an instance rewrites its projection's record (a
+//! On taking the lease an instance rewrites its projection's checkpoint (a
 //! compare-and-set too), so a former holder that has not noticed its loss
-//! fails its next write: the record's revision moved under it.
+//! fails its next write: the checkpoint's revision moved under it.
 
-use crate::shared::{ProjectionError, ProjectionErrorKind};
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use async_nats::jetstream::kv;
 use jetsource_schemas::error::Error;
 use serde::{Deserialize, Serialize};
@@ -125,7 +125,7 @@ impl Lease {
         }
     }
 
-    /// The revision it was taken at (written into the projection's record).
+    /// The revision it was taken at (written into the projection's checkpoint).
     pub fn token(&self) -> u64 {
         self.taken_at
     }

@@ -8,10 +8,11 @@
 //! driver also refuses to go backwards within a stream.
 
 use crate::config::ProjectorConfig;
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::event;
 use crate::position::Positions;
 use crate::projector::Projector;
-use crate::shared::{self, ProjectionError, ProjectionErrorKind, Shared};
+use crate::shared::{self, Shared};
 use crate::status::Phase;
 use async_nats::jetstream::consumer::pull::{OrderedConfig, OrderedError};
 use async_nats::jetstream::{self, consumer::DeliverPolicy};

@@ -2,8 +2,8 @@
 //! and delivery count under `<name>.parked.<stream>.<seq>` in the control
 //! bucket until `replay-parked` applies it.
 
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::event::Event;
-use crate::shared::{ProjectionError, ProjectionErrorKind};
 use async_nats::jetstream::{self, kv};
 use futures::TryStreamExt;
 use jetsource_schemas::error::Error;

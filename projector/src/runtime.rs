@@ -21,11 +21,12 @@
 use crate::config::ProjectorConfig;
 use crate::control;
 use crate::driver::{Driver, Make};
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::memory;
 use crate::position::{self, Positions};
 use crate::projector::{PersistedProjector, Projector};
 use crate::query;
-use crate::shared::{Model, ProjectionError, ProjectionErrorKind, Shared};
+use crate::shared::{Model, Shared};
 use crate::status::{
     self as status_report, Kind, Phase, ProjectorStatus, StatusReport, StreamStatus,
 };
@@ -157,7 +158,7 @@ impl ProjectorRuntimeBuilder {
     ///
     /// Of all processes running it, one at a time holds its lease and
     /// applies events; the others stand by, answer queries from the stored
-    /// record, and take over within `lease_ttl` when the holder dies.
+    /// checkpoint, and take over within `lease_ttl` when the holder dies.
     pub fn persisted_with<P: PersistedProjector>(
         mut self,
         make: impl Fn() -> P + Send + Sync + 'static,
