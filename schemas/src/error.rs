@@ -85,9 +85,9 @@ mod tests {
     use super::*;
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    struct Kind;
+    struct TestKind;
 
-    impl Display for Kind {
+    impl Display for TestKind {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("store failure")
         }
@@ -96,7 +96,7 @@ mod tests {
     #[test]
     fn a_message_and_a_source_are_both_kept() {
         let cause = std::io::Error::other("disk full");
-        let e = Error::with_message_and_source(Kind, "the state does not encode", cause);
+        let e = Error::with_message_and_source(TestKind, "the state does not encode", cause);
         assert_eq!(
             e.to_string(),
             "store failure: the state does not encode: disk full"
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn a_boxed_source_is_kept_as_it_is() {
         let boxed: BoxedError = Box::new(std::io::Error::other("no reply subject"));
-        let e = Error::with_source(Kind, boxed);
+        let e = Error::with_source(TestKind, boxed);
         let source = std::error::Error::source(&e).expect("a source");
         assert!(source.downcast_ref::<std::io::Error>().is_some());
     }
