@@ -193,7 +193,7 @@ pub enum RunError {
     Feedback(#[from] FeedbackError),
     /// The projectors failed.
     #[error(transparent)]
-    Projector(#[from] jetsource_projector::RunError),
+    Projector(#[from] jetsource_projector::ProjectionError),
 }
 
 /// Where the runtime's NATS is: a URL given, or a server it started.

@@ -19,7 +19,7 @@ use tokio::sync::{watch, Mutex};
 
 /// The running projectors, shared between `run` (which stops them) and
 /// the probes (which read their status).
-pub type ProjectorsHandle = Arc<Mutex<Option<jetsource_projector::Running>>>;
+pub type ProjectorsHandle = Arc<Mutex<Option<jetsource_projector::RunningProjectors>>>;
 
 /// What the endpoints look at.
 pub struct Probes {

@@ -136,7 +136,7 @@ pub async fn parked(config: &Config, nats_url: Option<&str>, name: &str) -> Exit
             print_json(&serde_json::json!({ "projection": name, "parked": parked }));
             ExitCode::SUCCESS
         }
-        Err(e) if e.kind() == jetsource_projector::RunErrorKind::BadProjector => {
+        Err(e) if e.kind() == jetsource_projector::ProjectionErrorKind::BadProjector => {
             eprintln!("jetsource projector parked: {e}");
             ExitCode::from(2)
         }

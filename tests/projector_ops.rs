@@ -9,11 +9,15 @@ use jetsource::handlers::store::{EventStore, NewEvent};
 use jetsource::projector::control::{self, RebuildUpdate, CONTROL_BUCKET};
 use jetsource::projector::lease::{Lease, Watcher};
 use jetsource::projector::parked;
-use jetsource::projector::persisted::{bucket_name, PersistedProjection, Record, RECORD_KEY};
-use jetsource::projector::{
-    Event, OnPoison, PersistedProjector, Phase, PoisonPolicy, Projector, ProjectorConfig,
-    ProjectorError, ProjectorErrorKind, ProjectorRuntime, Query, QueryError, RunErrorKind,
+use jetsource::projector::persisted::{
+    bucket_name, Checkpoint, PersistedProjection, CHECKPOINT_KEY,
 };
+use jetsource::projector::{
+    Event, OnPoison, PersistedProjector, Phase, PoisonPolicy, ProjectionErrorKind, Projector,
+    ProjectorConfig, ProjectorError, ProjectorErrorKind, ProjectorRuntime, Query, QueryError,
+};
+use jetsource::schemas::Namespace;
+use jetsource::RuntimeConfig;
 use jetsource_reference::blog::BlogPostEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -112,8 +116,17 @@ impl PersistedProjector for Counter {
 
 /// A server, and the command runtime for blog posts on it.
 async fn fixture() -> (NatsServer, Jetsource) {
+    fixture_in(&Namespace::default()).await
+}
+
+/// A fixture whose blog posts live under `namespace`'s subject prefix.
+async fn fixture_in(namespace: &Namespace) -> (NatsServer, Jetsource) {
     let server = NatsServer::new();
-    let runtime = Jetsource::start(&server.client_url()).await;
+    let config = RuntimeConfig {
+        namespace: namespace.clone(),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Jetsource::start_with(&server.client_url(), config).await;
     (server, runtime)
 }
 
@@ -147,7 +160,10 @@ fn config() -> ProjectorConfig {
         batch: 8,
         ack_wait: Duration::from_secs(2),
         retry_backoff: Duration::from_millis(10),
-        lease_ttl: Duration::from_millis(600),
+        // Short, so takeovers are quick; long enough that a loaded machine
+        // renews in time (at 600 ms, a renewal late under load made the
+        // holder step down for a moment).
+        lease_ttl: Duration::from_secs(2),
         ..ProjectorConfig::default()
     }
 }
@@ -176,7 +192,7 @@ async fn control_kv(client: &async_nats::Client) -> async_nats::jetstream::kv::S
         .expect("control bucket")
 }
 
-async fn read_record(client: &async_nats::Client) -> Record<CountState> {
+async fn read_record(client: &async_nats::Client) -> Checkpoint<CountState> {
     let js = async_nats::jetstream::new(client.clone());
     let generation = control::active_generation(&control_kv(client).await, "counter")
         .await
@@ -185,12 +201,16 @@ async fn read_record(client: &async_nats::Client) -> Record<CountState> {
         .get_key_value(control::generation_bucket("counter", generation))
         .await
         .expect("bucket");
-    let value = kv.get(RECORD_KEY).await.expect("get").expect("a record");
+    let value = kv
+        .get(CHECKPOINT_KEY)
+        .await
+        .expect("get")
+        .expect("a record");
     serde_json::from_slice(&value).expect("a record")
 }
 
 /// Waits until the stored record has applied `seq`.
-async fn wait_stored(client: &async_nats::Client, seq: u64) -> Record<CountState> {
+async fn wait_stored(client: &async_nats::Client, seq: u64) -> Checkpoint<CountState> {
     eventually(format!("#{seq} stored"), HANG, || async move {
         let record = read_record(client).await;
         (record.positions.get("EVT_BLOGPOST").copied().unwrap_or(0) >= seq).then_some(record)
@@ -430,6 +450,57 @@ async fn a_poison_event_halts_the_stop_policy_and_resumes_after_replay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_is_replayed_under_a_subject_prefix() {
+    let namespace = Namespace::new("acme.shop").expect("a valid prefix");
+    let stream = namespace.stream_name("blogpost");
+    let (_server, f) = fixture_in(&namespace).await;
+    let probe = Arc::new(Probe::default());
+    *probe.fail_on.lock().expect("lock") = Some("bad0".into());
+    let config = ProjectorConfig {
+        max_deliveries: 2,
+        namespace: namespace.clone(),
+        ..config()
+    };
+    let p = probe.clone();
+    let running = start(&f.client, config, move || Counter::new(&p)).await;
+    write_posts(&f.store, "p", 1, 4).await;
+    let bad = write_posts(&f.store, "bad", 1, 1).await;
+    let head = write_posts(&f.store, "q", 1, 4).await;
+
+    let deadline = tokio::time::Instant::now() + HANG;
+    while running.status().await.projectors[0].phase != Phase::Halted {
+        assert!(tokio::time::Instant::now() < deadline, "never halted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let parked = parked::list_in(&f.client, &namespace, "counter")
+        .await
+        .expect("list");
+    assert_eq!(
+        parked
+            .iter()
+            .map(|p| (p.stream.as_str(), p.seq))
+            .collect::<Vec<_>>(),
+        [(stream.as_str(), bad)]
+    );
+
+    *probe.fail_on.lock().expect("lock") = None;
+    let summary = control::replay_parked_in(&f.client, &namespace, "counter", HANG)
+        .await
+        .expect("replayed");
+    assert_eq!((summary.applied, summary.failed), (1, Vec::<String>::new()));
+    running.wait_applied("counter", &stream, head).await;
+    assert!(parked::list_in(&f.client, &namespace, "counter")
+        .await
+        .expect("list")
+        .is_empty());
+    let mut applied = probe.applied.lock().expect("lock").clone();
+    applied.sort_unstable();
+    assert_eq!(applied, (1..=head).collect::<Vec<_>>(), "each event once");
+    assert_eq!(running.status().await.projectors[0].phase, Phase::Live);
+    running.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_instances_one_applies_and_the_other_takes_over_when_it_dies() {
     let (server, f) = fixture().await;
     let url = server.client_url();
@@ -511,7 +582,7 @@ async fn a_stale_holder_cannot_write_after_losing_its_turn() {
     assert!(b.token() > a.token());
     assert_eq!(
         a.renew().await.expect_err("stale").kind(),
-        RunErrorKind::Conflict
+        ProjectionErrorKind::Conflict
     );
     b.renew().await.expect("b holds it");
 
@@ -537,7 +608,7 @@ async fn a_stale_holder_cannot_write_after_losing_its_turn() {
         .expect("open");
     assert_eq!(fresh.positions()["EVT_BLOGPOST"], stored);
     let refused = stale.next_batch().await.err().map(|e| e.kind());
-    assert_eq!(refused, Some(RunErrorKind::Conflict));
+    assert_eq!(refused, Some(ProjectionErrorKind::Conflict));
     assert_eq!(
         read_record(&f.client).await.positions["EVT_BLOGPOST"],
         stored

@@ -7,7 +7,9 @@ mod common;
 use common::*;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::handlers::store::EventStore;
-use jetsource::projector::persisted::{bucket_name, PersistedProjection, Record, RECORD_KEY};
+use jetsource::projector::persisted::{
+    bucket_name, Checkpoint, PersistedProjection, CHECKPOINT_KEY,
+};
 use jetsource::projector::{
     Event, PersistedProjector, Phase, Projector, ProjectorConfig, ProjectorError, ProjectorRuntime,
     Query, QueryError,
@@ -305,12 +307,16 @@ async fn a_projector_attached_after_1000_events_sees_all_in_order_then_the_live_
     running.stop().await.expect("stop");
 }
 
-async fn read_record(client: &async_nats::Client) -> Record<TallyState> {
+async fn read_record(client: &async_nats::Client) -> Checkpoint<TallyState> {
     let kv = async_nats::jetstream::new(client.clone())
         .get_key_value(bucket_name("tally"))
         .await
         .expect("bucket");
-    let value = kv.get(RECORD_KEY).await.expect("get").expect("a record");
+    let value = kv
+        .get(CHECKPOINT_KEY)
+        .await
+        .expect("get")
+        .expect("a record");
     serde_json::from_slice(&value).expect("a record")
 }
 

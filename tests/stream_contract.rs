@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, stream};
 use common::*;
 use jetsource::handlers::runtime::RuntimeErrorKind;
 use jetsource::handlers::store::{EventStore, StreamError, StreamErrorKind, StreamSettings};
-use jetsource::projector::{ProjectorConfig, ProjectorRuntime, RunErrorKind};
+use jetsource::projector::{ProjectionErrorKind, ProjectorConfig, ProjectorRuntime};
 use jetsource::schemas::CommandReply;
 use jetsource::schemas::{Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
 use jetsource::Runtime;
@@ -187,7 +187,7 @@ async fn projectors_refuse_a_stream_of_another_contract_version() {
                     "{namespace:?}: a projector attached to a stream of another contract version"
                 );
             };
-            assert_eq!(refused.kind(), RunErrorKind::ContractMismatch);
+            assert_eq!(refused.kind(), ProjectionErrorKind::ContractMismatch);
         }
         // Nothing was attached and the stream is as it was.
         let info = info_in(&js, &namespace).await;

@@ -16,7 +16,7 @@
 //! `<prefix>.`; consumer names stay, as they are scoped by their stream.
 //! The functions without `_in` are the unprefixed forms.
 
-use crate::shared::{RunError, RunErrorKind};
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use async_nats::jetstream::{self, kv};
 use async_nats::Client;
 use futures::StreamExt;
@@ -82,7 +82,7 @@ struct Pointer {
 pub(crate) async fn open_bucket(
     js: &jetstream::Context,
     namespace: &Namespace,
-) -> Result<kv::Store, RunError> {
+) -> Result<kv::Store, ProjectionError> {
     js.create_or_update_key_value(kv::Config {
         bucket: control_bucket(namespace),
         description: "projector generations, leases and parked events".into(),
@@ -90,23 +90,24 @@ pub(crate) async fn open_bucket(
         ..Default::default()
     })
     .await
-    .map_err(|e| Error::with_source(RunErrorKind::Store, e))
+    .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))
 }
 
 /// The generation of `name` that queries read (0 when none was recorded).
-pub async fn active_generation(control: &kv::Store, name: &str) -> Result<u64, RunError> {
+pub async fn active_generation(control: &kv::Store, name: &str) -> Result<u64, ProjectionError> {
     let value = control
         .get(generation_key(name))
         .await
-        .map_err(|e| Error::with_source(RunErrorKind::Store, e))?;
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
     match value {
         None => Ok(0),
         Some(bytes) => serde_json::from_slice::<Pointer>(&bytes)
             .map(|p| p.generation)
             .map_err(|e| {
-                Error::new(
-                    RunErrorKind::Store,
-                    format!("{name}: the generation pointer does not decode: {e}"),
+                Error::with_message_and_source(
+                    ProjectionErrorKind::Store,
+                    format!("{name}: the generation pointer does not decode"),
+                    e,
                 )
             }),
     }
@@ -116,14 +117,14 @@ pub(crate) async fn set_generation(
     control: &kv::Store,
     name: &str,
     generation: u64,
-) -> Result<(), RunError> {
+) -> Result<(), ProjectionError> {
     let value = serde_json::to_vec(&Pointer { generation })
-        .map_err(|e| Error::new(RunErrorKind::Store, e.to_string()))?;
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
     control
         .put(generation_key(name), value.into())
         .await
         .map(|_| ())
-        .map_err(|e| Error::with_source(RunErrorKind::Store, e))
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))
 }
 
 /// One message of a rebuild's answer stream, on the requester's inbox.
@@ -182,6 +183,7 @@ pub struct ReplaySummary {
 
 /// What went wrong operating a projection from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ControlErrorKind {
     /// The name is not a valid projection name.
     BadName,
@@ -228,7 +230,8 @@ pub async fn rebuild_in(
     silence: Duration,
     mut progress: impl FnMut(&RebuildUpdate),
 ) -> Result<RebuildUpdate, ControlError> {
-    crate::position::validate_name(name).map_err(|e| Error::new(ControlErrorKind::BadName, e))?;
+    crate::position::validate_name(name)
+        .map_err(|e| Error::with_source(ControlErrorKind::BadName, e))?;
     let inbox = client.new_inbox();
     let mut updates = client
         .subscribe(inbox.clone())
@@ -282,15 +285,17 @@ pub async fn replay_parked_in(
     name: &str,
     timeout: Duration,
 ) -> Result<ReplaySummary, ControlError> {
-    crate::position::validate_name(name).map_err(|e| Error::new(ControlErrorKind::BadName, e))?;
+    crate::position::validate_name(name)
+        .map_err(|e| Error::with_source(ControlErrorKind::BadName, e))?;
     let request = async_nats::Request::new().timeout(Some(timeout));
     let reply = client
         .send_request(namespace.subject(replay_parked_subject(name)), request)
         .await
         .map_err(|e| {
-            Error::new(
+            Error::with_message_and_source(
                 ControlErrorKind::NoAnswer,
-                format!("no answer from projection {name}: {e}"),
+                format!("no answer from projection {name}"),
+                e,
             )
         })?;
     serde_json::from_slice(&reply.payload)

@@ -1,6 +1,9 @@
 //! The event a projector folds: plain data, no NATS types.
 
+use async_nats::jetstream;
+use async_nats::HeaderMap;
 use bytes::Bytes;
+use jetsource_schemas::error::Error;
 use jetsource_schemas::{headers, Namespace};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -62,29 +65,16 @@ impl Event {
         serde_json::from_slice(&self.body)
     }
 
-    /// Builds an event from its parts; `None` when the subject is not an
-    /// event subject (without a subject prefix; see [`Event::from_parts_in`]).
+    /// Builds the event stored at `seq` of `stream`, under `subject` (with
+    /// `namespace`'s prefix, as stored). `stored_at` is when JetStream
+    /// stored it (RFC 3339), the event's `time` unless it has an
+    /// `Event-Time` header; `headers` hold the first value of each.
+    ///
+    /// Every event the runtime hands a projector is built here; tools and
+    /// tests building events of their own call it too. Refused (kind
+    /// [`EventErrorKind::NotAnEvent`]) when `subject` is not an event
+    /// subject of `namespace`.
     pub fn from_parts(
-        subject: String,
-        stream: String,
-        seq: u64,
-        stored_at: String,
-        headers: BTreeMap<String, String>,
-        body: Bytes,
-    ) -> Option<Event> {
-        Self::from_parts_in(
-            &Namespace::default(),
-            subject,
-            stream,
-            seq,
-            stored_at,
-            headers,
-            body,
-        )
-    }
-
-    /// Like [`Event::from_parts`], for a subject under `namespace`'s prefix.
-    pub fn from_parts_in(
         namespace: &Namespace,
         subject: String,
         stream: String,
@@ -92,8 +82,16 @@ impl Event {
         stored_at: String,
         headers: BTreeMap<String, String>,
         body: Bytes,
-    ) -> Option<Event> {
-        let parsed = namespace.parse_event(&subject)?;
+    ) -> Result<Event, EventError> {
+        let Some(parsed) = namespace.parse_event(&subject) else {
+            return Err(Error::new(
+                EventErrorKind::NotAnEvent,
+                format!(
+                    "{stream} #{seq}: subject {subject:?} is not {}.<type>.<id>.<EventType>",
+                    namespace.event_root()
+                ),
+            ));
+        };
         let (aggregate_type, aggregate_id, event_type) = (
             parsed.aggregate_type.to_string(),
             parsed.aggregate_id.to_string(),
@@ -103,7 +101,7 @@ impl Event {
             .get(headers::EVENT_TIME)
             .cloned()
             .unwrap_or(stored_at);
-        Some(Event {
+        Ok(Event {
             subject,
             stream,
             seq,
@@ -117,42 +115,152 @@ impl Event {
     }
 }
 
-/// Converts a JetStream message of `namespace` into an [`Event`], or says
-/// why it is not one.
-pub(crate) fn from_message(
-    namespace: &Namespace,
-    message: &async_nats::jetstream::Message,
-) -> Result<Event, String> {
-    let info = message
-        .info()
-        .map_err(|e| format!("message without JetStream metadata: {e}"))?;
-    let mut map = BTreeMap::new();
-    if let Some(h) = &message.headers {
-        for (name, values) in h.iter() {
-            if let Some(value) = values.first() {
-                map.insert(name.to_string(), value.as_str().to_string());
-            }
+/// Why a stored message is not an [`Event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventErrorKind {
+    /// Its subject is not `evt.<aggregate_type>.<aggregate_id>.<EventType>`
+    /// under the namespace's prefix.
+    NotAnEvent,
+    /// A consumer delivered it without JetStream metadata (stream,
+    /// sequence, time).
+    NoMetadata,
+}
+
+impl std::fmt::Display for EventErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EventErrorKind::NotAnEvent => "not an event subject",
+            EventErrorKind::NoMetadata => "message without JetStream metadata",
+        })
+    }
+}
+
+/// A stored message that is not an event.
+pub type EventError = Error<EventErrorKind>;
+
+/// A message as JetStream stored it, however it was read: a consumer's
+/// delivery and a direct read of the stream carry the same parts.
+struct Stored<'a> {
+    subject: &'a str,
+    stream: &'a str,
+    seq: u64,
+    time: time::OffsetDateTime,
+    headers: Option<&'a HeaderMap>,
+    payload: Bytes,
+}
+
+/// The one conversion of a stored message into an [`Event`]: consumer
+/// deliveries ([`from_message`]) and messages read back from the stream
+/// ([`from_stream_message`]) both come here, so both read headers, time
+/// and subject (in `namespace`) alike.
+fn from_stored(namespace: &Namespace, stored: Stored<'_>) -> Result<Event, EventError> {
+    let mut first_values = BTreeMap::new();
+    for (name, values) in stored.headers.iter().flat_map(|h| h.iter()) {
+        if let Some(value) = values.first() {
+            first_values.insert(name.to_string(), value.as_str().to_string());
         }
     }
-    let stored_at = info
-        .published
+    let stored_at = stored
+        .time
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let (stream, seq) = (info.stream.to_string(), info.stream_sequence);
-    Event::from_parts_in(
+    Event::from_parts(
         namespace,
-        message.subject.to_string(),
-        stream.clone(),
-        seq,
+        stored.subject.to_string(),
+        stored.stream.to_string(),
+        stored.seq,
         stored_at,
-        map,
-        message.payload.clone(),
+        first_values,
+        stored.payload,
     )
-    .ok_or_else(|| {
-        format!(
-            "{stream} #{seq}: subject {:?} is not {}.<type>.<id>.<EventType>",
-            message.subject.as_str(),
-            namespace.event_root()
+}
+
+/// The event a consumer delivered in `namespace`.
+pub(crate) fn from_message(
+    namespace: &Namespace,
+    message: &jetstream::Message,
+) -> Result<Event, EventError> {
+    let info = message
+        .info()
+        .map_err(|e| Error::with_source(EventErrorKind::NoMetadata, e))?;
+    let stored = Stored {
+        subject: message.subject.as_str(),
+        stream: info.stream,
+        seq: info.stream_sequence,
+        time: info.published,
+        headers: message.headers.as_ref(),
+        payload: message.payload.clone(),
+    };
+    from_stored(namespace, stored)
+}
+
+/// The event read back from `stream` (by sequence) in `namespace`.
+pub(crate) fn from_stream_message(
+    namespace: &Namespace,
+    stream: &str,
+    message: jetstream::message::StreamMessage,
+) -> Result<Event, EventError> {
+    let jetstream::message::StreamMessage {
+        subject,
+        sequence,
+        headers,
+        payload,
+        time,
+    } = message;
+    let stored = Stored {
+        subject: subject.as_str(),
+        stream,
+        seq: sequence,
+        time,
+        headers: Some(&headers),
+        payload,
+    };
+    from_stored(namespace, stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(namespace: &Namespace, subject: &str) -> Result<Event, EventError> {
+        Event::from_parts(
+            namespace,
+            subject.to_string(),
+            namespace.stream_name("blogpost"),
+            7,
+            "2025-01-01T00:00:00Z".into(),
+            BTreeMap::from([(
+                headers::EVENT_TIME.to_string(),
+                "2024-12-31T23:59:59Z".into(),
+            )]),
+            Bytes::from_static(b"{}"),
         )
-    })
+    }
+
+    #[test]
+    fn parts_are_read_in_their_namespace() {
+        let shop = Namespace::new("acme.shop").expect("a valid prefix");
+        let event = build(&shop, "acme.shop.evt.blogpost.p1.BlogPostCreated").expect("an event");
+        assert_eq!(
+            (
+                event.aggregate_type.as_str(),
+                event.aggregate_id.as_str(),
+                event.event_type.as_str()
+            ),
+            ("blogpost", "p1", "BlogPostCreated")
+        );
+        assert_eq!(event.time, "2024-12-31T23:59:59Z", "Event-Time wins");
+        for (namespace, subject) in [
+            (&shop, "evt.blogpost.p1.BlogPostCreated"),
+            (
+                &Namespace::default(),
+                "acme.shop.evt.blogpost.p1.BlogPostCreated",
+            ),
+            (&Namespace::default(), "evt.blogpost.p1"),
+        ] {
+            let refused = build(namespace, subject).expect_err(subject);
+            assert_eq!(refused.kind(), EventErrorKind::NotAnEvent);
+        }
+    }
 }

@@ -6,11 +6,11 @@
 //! saw the lease's current revision, by its own clock, and takes the lease
 //! (a compare-and-set on that revision) only once the revision has stood
 //! still for the lease's TTL. The holder renews every third of the TTL.
-//! On taking the lease an instance rewrites its projection's record (a
+//! On taking the lease an instance rewrites its projection's checkpoint (a
 //! compare-and-set too), so a former holder that has not noticed its loss
-//! fails its next write: the record's revision moved under it.
+//! fails its next write: the checkpoint's revision moved under it.
 
-use crate::shared::{RunError, RunErrorKind};
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use async_nats::jetstream::kv;
 use jetsource_schemas::error::Error;
 use serde::{Deserialize, Serialize};
@@ -61,8 +61,8 @@ pub struct Lease {
     revision: Arc<AtomicU64>,
 }
 
-fn store_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> RunError {
-    Error::with_source(RunErrorKind::Store, e)
+fn store_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> ProjectionError {
+    Error::with_source(ProjectionErrorKind::Store, e)
 }
 
 impl Lease {
@@ -75,13 +75,13 @@ impl Lease {
         holder: &str,
         ttl: Duration,
         watcher: &mut Watcher,
-    ) -> Result<Option<Lease>, RunError> {
+    ) -> Result<Option<Lease>, ProjectionError> {
         let key = lease_key(name);
         let value: bytes::Bytes = serde_json::to_vec(&LeaseValue {
             holder: holder.to_string(),
             ttl_ms: ttl.as_millis() as u64,
         })
-        .map_err(|e| Error::new(RunErrorKind::Store, e.to_string()))?
+        .map_err(store_error)?
         .into();
         let entry = control.entry(key.as_str()).await.map_err(store_error)?;
         let expected = match entry {
@@ -125,14 +125,14 @@ impl Lease {
         }
     }
 
-    /// The revision it was taken at (written into the projection's record).
+    /// The revision it was taken at (written into the projection's checkpoint).
     pub fn token(&self) -> u64 {
         self.taken_at
     }
 
     /// Renews it once: refused (kind `Conflict`) when another instance
     /// took it.
-    pub async fn renew(&self) -> Result<(), RunError> {
+    pub async fn renew(&self) -> Result<(), ProjectionError> {
         let current = self.revision.load(Ordering::SeqCst);
         match self
             .kv
@@ -144,7 +144,7 @@ impl Lease {
                 Ok(())
             }
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                Err(Error::with_source(RunErrorKind::Conflict, e))
+                Err(Error::with_source(ProjectionErrorKind::Conflict, e))
             }
             Err(e) => Err(store_error(e)),
         }
@@ -180,7 +180,7 @@ impl Lease {
                 let sent = Instant::now();
                 match lease.renew().await {
                     Ok(()) => valid_until = sent + lease.ttl,
-                    Err(e) if e.kind() == RunErrorKind::Conflict => {
+                    Err(e) if e.kind() == ProjectionErrorKind::Conflict => {
                         tracing::warn!(key = %lease.key, "lease taken by another instance; stepping down");
                         let _ = held.send(false);
                         return;

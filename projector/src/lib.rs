@@ -10,8 +10,9 @@
 //!   consumer per stream from sequence 1 at every start, then the live
 //!   tail; every process serving queries holds the complete model;
 //! - **persisted** ([`ProjectorRuntimeBuilder::persisted`], a
-//!   [`PersistedProjector`]): a durable consumer per stream and one KV record
-//!   holding the state with the last sequence applied per stream; restarts
+//!   [`PersistedProjector`]): a durable consumer per stream and one KV
+//!   checkpoint holding the state with the last sequence applied per
+//!   stream; restarts
 //!   resume, redeliveries are recognised by sequence and never applied twice.
 //!   One process at a time holds its [`lease`] and applies events; a
 //!   rebuild builds a new generation beside the served one and switches
@@ -25,18 +26,29 @@
 //!
 //! Before attaching to a stream the runtime reads its `jetsource.contract`
 //! metadata: a stream of another contract version is refused
-//! ([`RunErrorKind::ContractMismatch`]), one without the key is accepted.
+//! ([`ProjectionErrorKind::ContractMismatch`]), one without the key is accepted.
 //!
 //! Under a subject prefix ([`ProjectorConfig::namespace`]) projectors still
 //! name their subjects without it; the runtime puts every subject, stream
 //! and bucket it uses under the prefix.
 //!
 //! # Layout
-//! - [`projector`]: the traits and their error types.
-//! - [`event`]: the event a projector folds.
-//! - [`position`]: positions, `After-Seq`, subjects to streams.
+//! - [`projector`]: the traits a read model implements, and their error
+//!   types.
+//! - [`event`]: the event a projector folds, and the one conversion of a
+//!   stored message into it.
+//! - [`position`]: positions, `After-Seq`, projection names, subjects to
+//!   streams.
 //! - [`runtime`]: the builder, starting, stopping, status.
-//! - [`persisted`]: the KV-backed driver, batch by batch.
+//! - `error`: [`ProjectionError`], what goes wrong setting up or running
+//!   a projector.
+//! - `shared`: what a running projector's driver, query server and status
+//!   report share; applying one event; taking its locks.
+//! - `memory`: the in-memory driver (ordered consumers from sequence 1).
+//! - [`persisted`]: a KV-backed projection, batch by batch: opening it,
+//!   applying a batch, its checkpoint, replaying parked events.
+//! - `driver`: a persisted projection's life in one process: standby,
+//!   lease, batches, control requests, rebuilds.
 //! - [`query`]: the query subjects and replies.
 //! - [`status`]: the status report.
 //! - [`control`]: generations, control subjects, rebuild and replay clients.
@@ -47,6 +59,7 @@
 pub mod config;
 pub mod control;
 mod driver;
+mod error;
 pub mod event;
 pub mod lease;
 mod memory;
@@ -60,12 +73,12 @@ mod shared;
 pub mod status;
 
 pub use config::{OnPoison, PoisonPolicy, ProjectorConfig};
-pub use event::Event;
+pub use error::{ProjectionError, ProjectionErrorKind};
+pub use event::{Event, EventError, EventErrorKind};
 pub use position::Positions;
 pub use projector::{
     PersistedProjector, Projector, ProjectorError, ProjectorErrorKind, Query, QueryError,
     QueryErrorCode,
 };
-pub use runtime::{ProjectorRuntime, ProjectorRuntimeBuilder, Running};
-pub use shared::{RunError, RunErrorKind};
+pub use runtime::{ProjectorRuntime, ProjectorRuntimeBuilder, RunningProjectors};
 pub use status::{Kind, Phase, StatusReport};

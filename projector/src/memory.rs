@@ -8,12 +8,14 @@
 //! driver also refuses to go backwards within a stream.
 
 use crate::config::ProjectorConfig;
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::event;
 use crate::position::Positions;
 use crate::projector::Projector;
-use crate::shared::{self, RunError, RunErrorKind, Shared};
+use crate::shared::{self, Shared};
 use crate::status::Phase;
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream::consumer::pull::{OrderedConfig, OrderedError};
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use futures::{FutureExt, StreamExt};
 use jetsource_schemas::error::Error;
 use std::sync::{Arc, RwLock};
@@ -21,11 +23,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-type Delivery = (usize, Result<jetstream::Message, String>);
+type Delivery = (usize, Result<jetstream::Message, OrderedError>);
 pub(crate) type Merged = futures::stream::SelectAll<futures::stream::BoxStream<'static, Delivery>>;
 
 /// Probes each stream's head and opens its ordered consumer from sequence 1.
-pub(crate) async fn open(js: &jetstream::Context, shared: &Shared) -> Result<Merged, RunError> {
+pub(crate) async fn open(
+    js: &jetstream::Context,
+    shared: &Shared,
+) -> Result<Merged, ProjectionError> {
     let merged = open_from(js, shared, &Positions::new(), true).await?;
     shared.update(|p| p.phase = Phase::Replaying);
     Ok(merged)
@@ -38,7 +43,7 @@ async fn open_from(
     shared: &Shared,
     positions: &Positions,
     probe: bool,
-) -> Result<Merged, RunError> {
+) -> Result<Merged, ProjectionError> {
     let mut merged = futures::stream::SelectAll::new();
     for (index, (stream_name, filters)) in shared.streams.iter().enumerate() {
         let stream = crate::runtime::get_stream(js, stream_name).await?;
@@ -46,7 +51,7 @@ async fn open_from(
             let head = stream
                 .get_info()
                 .await
-                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?
                 .state
                 .last_sequence;
             shared.update(|p| {
@@ -73,15 +78,11 @@ async fn open_from(
         let messages = stream
             .create_consumer(config)
             .await
-            .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?
             .messages()
             .await
-            .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
-        merged.push(
-            messages
-                .map(move |m| (index, m.map_err(|e| e.to_string())))
-                .boxed(),
-        );
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
+        merged.push(messages.map(move |m| (index, m)).boxed());
     }
     Ok(merged)
 }
@@ -171,8 +172,8 @@ pub(crate) async fn drive<P: Projector>(
                 };
                 let event = match event::from_message(&config.namespace, &message) {
                     Ok(event) => event,
-                    Err(why) => {
-                        halted = Some(why);
+                    Err(e) => {
+                        halted = Some(e.to_string());
                         break;
                     }
                 };

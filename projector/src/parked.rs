@@ -2,8 +2,8 @@
 //! and delivery count under `<name>.parked.<stream>.<seq>` in the control
 //! bucket until `replay-parked` applies it.
 
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::event::Event;
-use crate::shared::{RunError, RunErrorKind};
 use async_nats::jetstream::{self, kv};
 use futures::TryStreamExt;
 use jetsource_schemas::error::Error;
@@ -46,7 +46,7 @@ pub(crate) async fn park(
     event: &Event,
     error: &str,
     deliveries: u64,
-) -> Result<(), RunError> {
+) -> Result<(), ProjectionError> {
     let parked = ParkedEvent {
         projection: name.to_string(),
         stream: event.stream.clone(),
@@ -59,44 +59,48 @@ pub(crate) async fn park(
             .unwrap_or_default(),
         body: String::from_utf8_lossy(&event.body).into_owned(),
     };
-    let value =
-        serde_json::to_vec(&parked).map_err(|e| Error::new(RunErrorKind::Store, e.to_string()))?;
+    let value = serde_json::to_vec(&parked)
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
     control
         .put(key(name, &event.stream, event.seq), value.into())
         .await
         .map(|_| ())
-        .map_err(|e| Error::with_source(RunErrorKind::Store, e))
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))
 }
 
 /// Removes a parked event, after it was applied.
-pub(crate) async fn remove(control: &kv::Store, p: &ParkedEvent) -> Result<(), RunError> {
+pub(crate) async fn remove(control: &kv::Store, p: &ParkedEvent) -> Result<(), ProjectionError> {
     control
         .purge(key(&p.projection, &p.stream, p.seq))
         .await
-        .map_err(|e| Error::with_source(RunErrorKind::Store, e))
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))
 }
 
 pub(crate) async fn list_from(
     control: &kv::Store,
     name: &str,
-) -> Result<Vec<ParkedEvent>, RunError> {
+) -> Result<Vec<ParkedEvent>, ProjectionError> {
     let wanted = prefix(name);
     let keys: Vec<String> = control
         .keys()
         .await
-        .map_err(|e| Error::with_source(RunErrorKind::Store, e))?
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?
         .try_collect()
         .await
-        .map_err(|e| Error::with_source(RunErrorKind::Store, e))?;
+        .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
     let mut parked = Vec::new();
     for k in keys.into_iter().filter(|k| k.starts_with(&wanted)) {
         let value = control
             .get(k.as_str())
             .await
-            .map_err(|e| Error::with_source(RunErrorKind::Store, e))?;
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
         if let Some(value) = value {
             let p: ParkedEvent = serde_json::from_slice(&value).map_err(|e| {
-                Error::new(RunErrorKind::Store, format!("{k} does not decode: {e}"))
+                Error::with_message_and_source(
+                    ProjectionErrorKind::Store,
+                    format!("{k} does not decode"),
+                    e,
+                )
             })?;
             parked.push(p);
         }
@@ -108,7 +112,10 @@ pub(crate) async fn list_from(
 /// The events parked for projection `name`, by stream and sequence (none
 /// when the control bucket does not exist yet). (No subject prefix; see
 /// [`list_in`].)
-pub async fn list(client: &async_nats::Client, name: &str) -> Result<Vec<ParkedEvent>, RunError> {
+pub async fn list(
+    client: &async_nats::Client,
+    name: &str,
+) -> Result<Vec<ParkedEvent>, ProjectionError> {
     list_in(client, &Namespace::default(), name).await
 }
 
@@ -117,8 +124,9 @@ pub async fn list_in(
     client: &async_nats::Client,
     namespace: &Namespace,
     name: &str,
-) -> Result<Vec<ParkedEvent>, RunError> {
-    crate::position::validate_name(name).map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
+) -> Result<Vec<ParkedEvent>, ProjectionError> {
+    crate::position::validate_name(name)
+        .map_err(|e| Error::with_source(ProjectionErrorKind::BadProjector, e))?;
     let js = jetstream::new(client.clone());
     match js
         .get_key_value(crate::control::control_bucket(namespace))
@@ -126,6 +134,6 @@ pub async fn list_in(
     {
         Ok(control) => list_from(&control, name).await,
         Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket => Ok(Vec::new()),
-        Err(e) => Err(Error::with_source(RunErrorKind::Store, e)),
+        Err(e) => Err(Error::with_source(ProjectionErrorKind::Store, e)),
     }
 }

@@ -2,6 +2,7 @@
 //! `After-Seq` header asks for, and which streams a projector's subjects
 //! map to.
 
+use jetsource_schemas::error::Error;
 use jetsource_schemas::{subject, token, Namespace};
 use std::collections::BTreeMap;
 
@@ -14,34 +15,93 @@ pub const RESERVED_NAMES: &[&str] = &["projectors"];
 /// The longest projection name (it becomes part of consumer and bucket names).
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Why a projection name is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameErrorKind {
+    /// It is empty or holds a character outside `[A-Za-z0-9_-]`.
+    NotAToken,
+    /// It is longer than [`MAX_NAME_LEN`].
+    TooLong,
+    /// It is one of [`RESERVED_NAMES`].
+    Reserved,
+    /// It ends in `_g<digits>`, as the names of later generations do.
+    GenerationSuffix,
+}
+
+impl std::fmt::Display for NameErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NameErrorKind::NotAToken => "projection name is not a subject token",
+            NameErrorKind::TooLong => "projection name too long",
+            NameErrorKind::Reserved => "reserved projection name",
+            NameErrorKind::GenerationSuffix => {
+                "projection name ends like a generation suffix (_g<N>)"
+            }
+        })
+    }
+}
+
+/// A refused projection name.
+pub type NameError = Error<NameErrorKind>;
+
 /// Checks a projection name: a token of at most [`MAX_NAME_LEN`]
 /// characters, not reserved.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    token::validate("projection name", name).map_err(|e| e.to_string())?;
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    token::validate("projection name", name)
+        .map_err(|e| Error::with_source(NameErrorKind::NotAToken, e))?;
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "projection name {name:?} is longer than {MAX_NAME_LEN} characters"
+        return Err(Error::new(
+            NameErrorKind::TooLong,
+            format!("{name:?} is longer than {MAX_NAME_LEN} characters"),
         ));
     }
     if RESERVED_NAMES.contains(&name) {
-        return Err(format!("projection name {name:?} is reserved"));
+        return Err(Error::new(NameErrorKind::Reserved, format!("{name:?}")));
     }
     // `<name>_g<N>` names generation N of `<name>`'s bucket and consumers.
     if let Some((_, digits)) = name.rsplit_once("_g") {
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "projection name {name:?} ends like a generation suffix (_g<N>)"
+            return Err(Error::new(
+                NameErrorKind::GenerationSuffix,
+                format!("{name:?}"),
             ));
         }
     }
     Ok(())
 }
 
+/// Why a projector's subjects are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FilterErrorKind {
+    /// It follows no subject at all.
+    NoSubjects,
+    /// A subject is not `evt.<aggregate_type>.<id|*>.<EventType|*>` or
+    /// `evt.<aggregate_type>.>`.
+    NotAFilter,
+    /// A subject's aggregate type is not a valid (lower-case) one.
+    BadAggregateType,
+}
+
+impl std::fmt::Display for FilterErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FilterErrorKind::NoSubjects => "no subjects to follow",
+            FilterErrorKind::NotAFilter => "not an event filter",
+            FilterErrorKind::BadAggregateType => "invalid aggregate type",
+        })
+    }
+}
+
+/// Refused projector subjects.
+pub type FilterError = Error<FilterErrorKind>;
+
 /// Groups filter subjects by the stream holding them:
 /// `evt.<type>.<rest>` belongs to `EVT_<TYPE>`. The type must be a literal
 /// aggregate type; later tokens are tokens, `*`, or a final `>`. (No
 /// subject prefix; see [`streams_of_in`].)
-pub fn streams_of(filters: &[String]) -> Result<BTreeMap<String, Vec<String>>, String> {
+pub fn streams_of(filters: &[String]) -> Result<BTreeMap<String, Vec<String>>, FilterError> {
     streams_of_in(&Namespace::default(), filters)
 }
 
@@ -51,20 +111,32 @@ pub fn streams_of(filters: &[String]) -> Result<BTreeMap<String, Vec<String>>, S
 pub fn streams_of_in(
     namespace: &Namespace,
     filters: &[String],
-) -> Result<BTreeMap<String, Vec<String>>, String> {
+) -> Result<BTreeMap<String, Vec<String>>, FilterError> {
     if filters.is_empty() {
-        return Err("a projector must follow at least one subject".into());
+        return Err(Error::new(
+            FilterErrorKind::NoSubjects,
+            "a projector must follow at least one subject",
+        ));
     }
     let mut streams: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for filter in filters {
         let tokens: Vec<&str> = filter.split('.').collect();
         let shape = || {
-            format!("subject {filter:?} is not evt.<aggregate_type>.<id|*>.<EventType|*> or evt.<aggregate_type>.>")
+            Error::new(
+                FilterErrorKind::NotAFilter,
+                format!("{filter:?} is not evt.<aggregate_type>.<id|*>.<EventType|*> or evt.<aggregate_type>.>"),
+            )
         };
         if tokens.len() < 3 || tokens[0] != subject::EVENT_ROOT || tokens.len() > 4 {
             return Err(shape());
         }
-        subject::validate_aggregate_type(tokens[1]).map_err(|e| format!("{}: {e}", shape()))?;
+        subject::validate_aggregate_type(tokens[1]).map_err(|e| {
+            Error::with_message_and_source(
+                FilterErrorKind::BadAggregateType,
+                format!("{filter:?}"),
+                e,
+            )
+        })?;
         for (i, t) in tokens.iter().enumerate().skip(2) {
             let last = i == tokens.len() - 1;
             let ok =
@@ -85,18 +157,51 @@ pub fn streams_of_in(
     Ok(streams)
 }
 
+/// Why an `After-Seq` header is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AfterSeqErrorKind {
+    /// A sequence is not digits only.
+    NotASequence,
+    /// A sequence does not fit 64 bits.
+    TooLarge,
+    /// A bare sequence for a projection following several streams.
+    Unnamed,
+    /// A part is not `<stream>:<seq>`.
+    NotAPosition,
+    /// A stream the projection does not follow.
+    NotFollowed,
+}
+
+impl std::fmt::Display for AfterSeqErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AfterSeqErrorKind::NotASequence => "After-Seq: not a stream sequence",
+            AfterSeqErrorKind::TooLarge => "After-Seq: sequence too large",
+            AfterSeqErrorKind::Unnamed => "After-Seq: streams not named",
+            AfterSeqErrorKind::NotAPosition => "After-Seq: not <stream>:<seq>",
+            AfterSeqErrorKind::NotFollowed => "After-Seq: a stream this projection does not follow",
+        })
+    }
+}
+
+/// A refused `After-Seq` header.
+pub type AfterSeqError = Error<AfterSeqErrorKind>;
+
 /// Parses an `After-Seq` header: `<seq>` when the projection follows one
 /// stream (`single`), or `<stream>:<seq>[,<stream>:<seq>…]` naming streams
-/// it follows. Anything else is refused with a reason.
-pub fn parse_after_seq(value: &str, followed: &[String]) -> Result<Positions, String> {
-    let number = |s: &str| -> Result<u64, String> {
+/// it follows. Anything else is refused, with the reason in its kind.
+pub fn parse_after_seq(value: &str, followed: &[String]) -> Result<Positions, AfterSeqError> {
+    let number = |s: &str| -> Result<u64, AfterSeqError> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "After-Seq: {s:?} is not a stream sequence (digits only)"
+            return Err(Error::new(
+                AfterSeqErrorKind::NotASequence,
+                format!("{s:?} (digits only)"),
             ));
         }
-        s.parse::<u64>()
-            .map_err(|_| format!("After-Seq: {s:?} is too large"))
+        s.parse::<u64>().map_err(|e| {
+            Error::with_message_and_source(AfterSeqErrorKind::TooLarge, format!("{s:?}"), e)
+        })
     };
     let mut wanted = Positions::new();
     if !value.contains(':') {
@@ -106,20 +211,26 @@ pub fn parse_after_seq(value: &str, followed: &[String]) -> Result<Positions, St
                 wanted.insert(stream.clone(), seq);
                 Ok(wanted)
             }
-            _ => Err(format!(
-                "After-Seq: this projection follows {} streams; name them as <stream>:<seq>[,…]",
-                followed.len()
+            _ => Err(Error::new(
+                AfterSeqErrorKind::Unnamed,
+                format!(
+                    "this projection follows {} streams; name them as <stream>:<seq>[,…]",
+                    followed.len()
+                ),
             )),
         };
     }
     for part in value.split(',') {
         let Some((stream, seq)) = part.split_once(':') else {
-            return Err(format!("After-Seq: {part:?} is not <stream>:<seq>"));
+            return Err(Error::new(
+                AfterSeqErrorKind::NotAPosition,
+                format!("{part:?}"),
+            ));
         };
         if !followed.iter().any(|s| s == stream) {
-            return Err(format!(
-                "After-Seq: {stream:?} is not a stream this projection follows ({})",
-                followed.join(", ")
+            return Err(Error::new(
+                AfterSeqErrorKind::NotFollowed,
+                format!("{stream:?} (it follows {})", followed.join(", ")),
             ));
         }
         let seq = number(seq)?;
@@ -164,7 +275,14 @@ mod tests {
         ] {
             assert!(streams_of(&[bad.to_string()]).is_err(), "{bad:?} accepted");
         }
-        assert!(streams_of(&[]).is_err());
+        let refused = streams_of(&["evt.BlogPost.>".into()]).expect_err("upper case");
+        assert_eq!(refused.kind(), FilterErrorKind::BadAggregateType);
+        let refused = streams_of(&["evt.blogpost".into()]).expect_err("too short");
+        assert_eq!(refused.kind(), FilterErrorKind::NotAFilter);
+        assert_eq!(
+            streams_of(&[]).expect_err("none").kind(),
+            FilterErrorKind::NoSubjects
+        );
     }
 
     #[test]
@@ -191,18 +309,29 @@ mod tests {
         assert_eq!(parse_after_seq("12", &one).expect("ok")["EVT_BLOGPOST"], 12);
         let p = parse_after_seq("EVT_A:3,EVT_B:9", &two).expect("ok");
         assert_eq!((p["EVT_A"], p["EVT_B"]), (3, 9));
-        for bad in ["", "x", "-1", " 1", "1.5", "12a", "99999999999999999999999"] {
-            assert!(parse_after_seq(bad, &one).is_err(), "{bad:?} accepted");
-        }
-        for bad in [
-            "5",
-            "EVT_C:1",
-            "EVT_A:",
-            "EVT_A:x",
-            "EVT_A:1,",
-            "EVT_A:1;EVT_B:2",
+        use AfterSeqErrorKind::*;
+        for (bad, kind) in [
+            ("", NotASequence),
+            ("x", NotASequence),
+            ("-1", NotASequence),
+            (" 1", NotASequence),
+            ("1.5", NotASequence),
+            ("12a", NotASequence),
+            ("99999999999999999999999", TooLarge),
         ] {
-            assert!(parse_after_seq(bad, &two).is_err(), "{bad:?} accepted");
+            let refused = parse_after_seq(bad, &one).expect_err(bad);
+            assert_eq!(refused.kind(), kind, "{bad:?}");
+        }
+        for (bad, kind) in [
+            ("5", Unnamed),
+            ("EVT_C:1", NotFollowed),
+            ("EVT_A:", NotASequence),
+            ("EVT_A:x", NotASequence),
+            ("EVT_A:1,", NotAPosition),
+            ("EVT_A:1;EVT_B:2", NotASequence),
+        ] {
+            let refused = parse_after_seq(bad, &two).expect_err(bad);
+            assert_eq!(refused.kind(), kind, "{bad:?}");
         }
     }
 
@@ -227,8 +356,17 @@ mod tests {
     #[test]
     fn names_are_tokens_and_not_reserved() {
         assert!(validate_name("blogposts").is_ok());
-        for bad in ["", "a.b", "projectors", "*", "posts_g2", &"x".repeat(65)] {
-            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        use NameErrorKind::*;
+        for (bad, kind) in [
+            ("", NotAToken),
+            ("a.b", NotAToken),
+            ("projectors", Reserved),
+            ("*", NotAToken),
+            ("posts_g2", GenerationSuffix),
+            (&"x".repeat(65), TooLong),
+        ] {
+            let refused = validate_name(bad).expect_err(bad);
+            assert_eq!(refused.kind(), kind, "{bad:?}");
         }
     }
 }

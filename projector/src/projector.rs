@@ -96,6 +96,7 @@ pub trait PersistedProjector: Projector {
 
 /// What went wrong applying an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProjectorErrorKind {
     /// Worth retrying (an outside resource was briefly unavailable).
     Transient,

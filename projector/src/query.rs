@@ -76,7 +76,7 @@ async fn respond(
     if let Some(after) = after {
         let wanted = match position::parse_after_seq(&after, &shared.stream_names()) {
             Ok(wanted) => wanted,
-            Err(reason) => return failure("bad_request", reason),
+            Err(e) => return failure("bad_request", e.to_string()),
         };
         let mut applied = shared.applied.subscribe();
         let reached =

@@ -20,12 +20,13 @@
 
 use crate::config::ProjectorConfig;
 use crate::control;
-use crate::driver::{Driver as PersistedDriver, Make};
+use crate::driver::{Driver, Make};
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::memory;
 use crate::position::{self, Positions};
 use crate::projector::{PersistedProjector, Projector};
 use crate::query;
-use crate::shared::{Model, RunError, RunErrorKind, Shared};
+use crate::shared::{Model, Shared};
 use crate::status::{
     self as status_report, Kind, Phase, ProjectorStatus, StatusReport, StreamStatus,
 };
@@ -41,17 +42,23 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-type Driver = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'static, ()> + Send>;
+/// A projector's driver, ready to spawn: it applies events until the watch
+/// turns true.
+type DriverTask = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'static, ()> + Send>;
+/// Opens a registered projector's consumers (and, persisted, its bucket)
+/// when the runtime is built: its read model for queries, and its driver.
 type Prepare = Box<
     dyn FnOnce(
             jetstream::Context,
             Arc<Shared>,
             ProjectorConfig,
-        ) -> BoxFuture<'static, Result<(Arc<dyn Model>, Driver), RunError>>
+        ) -> BoxFuture<'static, Result<(Arc<dyn Model>, DriverTask), ProjectionError>>
         + Send,
 >;
 
-struct Registration {
+/// A projector registered with the builder, prepared by
+/// [`ProjectorRuntimeBuilder::build`].
+struct PendingProjector {
     name: &'static str,
     kind: Kind,
     subjects: Vec<String>,
@@ -63,17 +70,17 @@ struct Registration {
 pub(crate) async fn get_stream(
     js: &jetstream::Context,
     name: &str,
-) -> Result<jetstream::stream::Stream, RunError> {
+) -> Result<jetstream::stream::Stream, ProjectionError> {
     let stream = js.get_stream(name).await.map_err(|e| {
         if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref j)
             if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
         {
             Error::new(
-                RunErrorKind::NoStream,
+                ProjectionErrorKind::NoStream,
                 format!("stream {name} does not exist: serve its aggregate type first"),
             )
         } else {
-            Error::with_source(RunErrorKind::Nats, e)
+            Error::with_source(ProjectionErrorKind::Nats, e)
         }
     })?;
     check_contract(name, &stream.cached_info().config.metadata)?;
@@ -90,10 +97,10 @@ pub(crate) async fn get_stream(
 pub(crate) fn check_contract(
     name: &str,
     metadata: &HashMap<String, String>,
-) -> Result<(), RunError> {
+) -> Result<(), ProjectionError> {
     match metadata.get(CONTRACT_METADATA_KEY) {
         Some(found) if !READABLE_CONTRACT_VERSIONS.contains(&found.as_str()) => Err(Error::new(
-            RunErrorKind::ContractMismatch,
+            ProjectionErrorKind::ContractMismatch,
             format!(
                 "stream {name} holds contract version {found:?} ({CONTRACT_METADATA_KEY}), \
                  this build speaks {CONTRACT_VERSION:?}"
@@ -107,7 +114,7 @@ pub(crate) fn check_contract(
 pub struct ProjectorRuntimeBuilder {
     client: Client,
     config: ProjectorConfig,
-    registrations: Vec<Registration>,
+    pending: Vec<PendingProjector>,
 }
 
 impl ProjectorRuntimeBuilder {
@@ -120,7 +127,7 @@ impl ProjectorRuntimeBuilder {
     /// Registers an in-memory projector: folded from sequence 1 at start.
     pub fn in_memory<P: Projector>(mut self, projector: P) -> Self {
         let (name, subjects) = (projector.name(), projector.subjects());
-        self.registrations.push(Registration {
+        self.pending.push(PendingProjector {
             name,
             kind: Kind::InMemory,
             subjects,
@@ -129,10 +136,10 @@ impl ProjectorRuntimeBuilder {
                     let model = Arc::new(RwLock::new(projector));
                     let merged = memory::open(&js, &shared).await?;
                     let driven = model.clone();
-                    let driver: Driver = Box::new(move |stop| {
+                    let task: DriverTask = Box::new(move |stop| {
                         Box::pin(memory::drive(js, shared, driven, merged, config, stop))
                     });
-                    Ok((model as Arc<dyn Model>, driver))
+                    Ok((model as Arc<dyn Model>, task))
                 })
             }),
         });
@@ -151,7 +158,7 @@ impl ProjectorRuntimeBuilder {
     ///
     /// Of all processes running it, one at a time holds its lease and
     /// applies events; the others stand by, answer queries from the stored
-    /// record, and take over within `lease_ttl` when the holder dies.
+    /// checkpoint, and take over within `lease_ttl` when the holder dies.
     pub fn persisted_with<P: PersistedProjector>(
         mut self,
         make: impl Fn() -> P + Send + Sync + 'static,
@@ -159,7 +166,7 @@ impl ProjectorRuntimeBuilder {
         let make: Make<P> = Arc::new(make);
         let projector = make();
         let (name, subjects) = (projector.name(), projector.subjects());
-        self.registrations.push(Registration {
+        self.pending.push(PendingProjector {
             name,
             kind: Kind::Persisted,
             subjects,
@@ -170,7 +177,7 @@ impl ProjectorRuntimeBuilder {
                     }
                     let control = control::open_bucket(&js, &config.namespace).await?;
                     let served = Arc::new(RwLock::new(projector));
-                    let driver = PersistedDriver {
+                    let driver = Driver {
                         client: js.client(),
                         js,
                         control,
@@ -180,8 +187,8 @@ impl ProjectorRuntimeBuilder {
                         config,
                         holder: uuid::Uuid::now_v7().to_string(),
                     };
-                    let driver: Driver = Box::new(move |stop| Box::pin(driver.run(stop)));
-                    Ok((served as Arc<dyn Model>, driver))
+                    let task: DriverTask = Box::new(move |stop| Box::pin(driver.run(stop)));
+                    Ok((served as Arc<dyn Model>, task))
                 })
             }),
         });
@@ -190,28 +197,34 @@ impl ProjectorRuntimeBuilder {
 
     /// Checks every registration, opens the consumers and, for persisted
     /// projectors, loads the stored state.
-    pub async fn build(self) -> Result<ProjectorRuntime, RunError> {
+    pub async fn build(self) -> Result<ProjectorRuntime, ProjectionError> {
         let js = jetstream::new(self.client.clone());
         let mut projectors = Vec::new();
         let mut drivers = Vec::new();
-        for registration in self.registrations {
-            let name = registration.name;
-            position::validate_name(name).map_err(|e| Error::new(RunErrorKind::BadProjector, e))?;
+        for pending in self.pending {
+            let name = pending.name;
+            position::validate_name(name)
+                .map_err(|e| Error::with_source(ProjectionErrorKind::BadProjector, e))?;
             if projectors
                 .iter()
                 .any(|p: &Registered| p.shared.name == name)
             {
                 return Err(Error::new(
-                    RunErrorKind::BadProjector,
+                    ProjectionErrorKind::BadProjector,
                     format!("projector {name} registered twice"),
                 ));
             }
-            let streams =
-                position::streams_of_in(&self.config.namespace, &registration.subjects)
-                    .map_err(|e| Error::new(RunErrorKind::BadProjector, format!("{name}: {e}")))?;
-            let shared = Shared::new(name, registration.kind, streams);
+            let streams = position::streams_of_in(&self.config.namespace, &pending.subjects)
+                .map_err(|e| {
+                    Error::with_message_and_source(
+                        ProjectionErrorKind::BadProjector,
+                        format!("projector {name}"),
+                        e,
+                    )
+                })?;
+            let shared = Shared::new(name, pending.kind, streams);
             let (model, driver) =
-                (registration.prepare)(js.clone(), shared.clone(), self.config.clone()).await?;
+                (pending.prepare)(js.clone(), shared.clone(), self.config.clone()).await?;
             projectors.push(Registered { shared, model });
             drivers.push(driver);
         }
@@ -236,7 +249,7 @@ pub struct ProjectorRuntime {
     js: jetstream::Context,
     config: ProjectorConfig,
     projectors: Arc<Vec<Registered>>,
-    drivers: Vec<Driver>,
+    drivers: Vec<DriverTask>,
 }
 
 impl ProjectorRuntime {
@@ -245,7 +258,7 @@ impl ProjectorRuntime {
         ProjectorRuntimeBuilder {
             client,
             config: ProjectorConfig::default(),
-            registrations: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -255,7 +268,7 @@ impl ProjectorRuntime {
     }
 
     /// Starts applying events and answering queries.
-    pub async fn start(self) -> Result<Running, RunError> {
+    pub async fn start(self) -> Result<RunningProjectors, ProjectionError> {
         let (stop, stopped) = watch::channel(false);
         let mut subscriptions = Vec::new();
         let namespace = &self.config.namespace;
@@ -273,7 +286,7 @@ impl ProjectorRuntime {
                 .client
                 .queue_subscribe(subject, self.config.queue_group.clone())
                 .await
-                .map_err(|e| Error::with_source(RunErrorKind::Nats, e))?;
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
             tasks.push(tokio::spawn(serve_queries(
                 self.client.clone(),
                 self.js.clone(),
@@ -289,7 +302,7 @@ impl ProjectorRuntime {
             drivers.push(tokio::spawn(driver(stopped.clone())));
         }
         tracing::info!(projectors = ?self.projectors.iter().map(|p| p.shared.name).collect::<Vec<_>>(), "projectors started");
-        Ok(Running {
+        Ok(RunningProjectors {
             client: self.client,
             js: self.js,
             projectors: self.projectors,
@@ -300,15 +313,15 @@ impl ProjectorRuntime {
     }
 
     /// Runs until `shutdown` completes, then stops.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProjectionError> {
         let running = self.start().await?;
         shutdown.await;
         running.stop().await
     }
 }
 
-/// Running projectors.
-pub struct Running {
+/// RunningProjectors projectors.
+pub struct RunningProjectors {
     client: Client,
     js: jetstream::Context,
     projectors: Arc<Vec<Registered>>,
@@ -317,7 +330,7 @@ pub struct Running {
     drivers: Vec<JoinHandle<()>>,
 }
 
-impl Running {
+impl RunningProjectors {
     /// The positions projection `name` has applied, as a watch.
     pub fn applied(&self, name: &str) -> Option<watch::Receiver<Positions>> {
         self.projectors
@@ -342,7 +355,7 @@ impl Running {
 
     /// Stops the drivers (a persisted one finishes its batch and releases
     /// its lease) and the query servers, and flushes the replies.
-    pub async fn stop(self) -> Result<(), RunError> {
+    pub async fn stop(self) -> Result<(), ProjectionError> {
         let _ = self.stop.send(true);
         for task in self.drivers.into_iter().chain(self.tasks) {
             let _ = task.await;
@@ -350,7 +363,7 @@ impl Running {
         self.client
             .flush()
             .await
-            .map_err(|e| Error::with_source(RunErrorKind::Nats, e))
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))
     }
 }
 
@@ -469,7 +482,7 @@ mod tests {
             format!("{CONTRACT_VERSION}-other"),
         ] {
             let refused = check_contract("EVT_X", &stamped(&other)).expect_err(&other);
-            assert_eq!(refused.kind(), RunErrorKind::ContractMismatch);
+            assert_eq!(refused.kind(), ProjectionErrorKind::ContractMismatch);
         }
     }
 }

@@ -6,56 +6,25 @@ use crate::event::Event;
 use crate::position::Positions;
 use crate::projector::{Projector, ProjectorError, ProjectorErrorKind, Query, QueryError};
 use crate::status::{Kind, Phase};
-use jetsource_schemas::error::Error;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, LockResult, Mutex, PoisonError, RwLock};
 use tokio::sync::watch;
 
-/// What went wrong setting up or running a projector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunErrorKind {
-    /// Its name or subjects are invalid, or the name is registered twice.
-    BadProjector,
-    /// A stream it follows does not exist (no aggregate of that type has
-    /// been served yet).
-    NoStream,
-    /// A stream it follows names another contract version in its metadata
-    /// (`jetsource.contract`) than this build speaks: its events may not
-    /// mean what the projector expects, so nothing is read from it.
-    ContractMismatch,
-    /// NATS or JetStream failed.
-    Nats,
-    /// The KV bucket could not be read or written.
-    Store,
-    /// Another instance wrote the KV record first; the state was reloaded.
-    Conflict,
-    /// The KV record is behind what the durable consumer acknowledged (the
-    /// bucket was deleted or replaced): resuming would skip events.
-    Inconsistent,
-    /// The projector stopped at an event it could not apply.
-    Halted,
-    /// Another instance holds the projection's lease.
-    NotHolder,
+/// Takes a lock whose holder panicked as if it had not: every lock in this
+/// crate goes through here.
+///
+/// Recovering is safe because nothing behind these locks can be left torn
+/// in a way that spreads. The runtime's own sections (progress, positions)
+/// only assign whole values. The model's sections run the projector's
+/// code; if its `apply` panics (breaking its contract: fail with `Err`,
+/// state unchanged), the driver task holding the lock dies with it, so that
+/// model is never written to a checkpoint, and a persisted projection's
+/// lease lapses for another instance to resume from the last checkpoint.
+/// What recovering buys: queries and the status report keep answering
+/// instead of every later one panicking too.
+pub(crate) fn recover<G>(locked: LockResult<G>) -> G {
+    locked.unwrap_or_else(PoisonError::into_inner)
 }
-
-impl std::fmt::Display for RunErrorKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RunErrorKind::BadProjector => "invalid projector",
-            RunErrorKind::NoStream => "no such stream",
-            RunErrorKind::ContractMismatch => "contract version mismatch",
-            RunErrorKind::Nats => "NATS failure",
-            RunErrorKind::Store => "read model store failure",
-            RunErrorKind::Conflict => "read model written by another instance",
-            RunErrorKind::Inconsistent => "read model behind its consumer",
-            RunErrorKind::Halted => "projector halted",
-            RunErrorKind::NotHolder => "not the active instance",
-        })
-    }
-}
-
-/// A projector runtime failure.
-pub type RunError = Error<RunErrorKind>;
 
 /// The read side of a projector, type-erased for the query server.
 pub(crate) trait Model: Send + Sync {
@@ -75,7 +44,7 @@ impl<P: Projector> Model for RwLock<P> {
         query: &Query,
         applied: &watch::Sender<Positions>,
     ) -> (Positions, Result<serde_json::Value, QueryError>) {
-        let guard = self.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = recover(self.read());
         let positions = applied.borrow().clone();
         (positions, guard.query(query))
     }
@@ -137,10 +106,7 @@ impl Shared {
     }
 
     pub(crate) fn update(&self, change: impl FnOnce(&mut Progress)) {
-        let mut guard = self
-            .progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = recover(self.progress.lock());
         change(&mut guard);
         if guard.phase == Phase::Replaying && guard.streams.values().all(|s| s.caught_up) {
             guard.phase = Phase::Live;
@@ -149,10 +115,7 @@ impl Shared {
     }
 
     pub(crate) fn progress(&self) -> Progress {
-        self.progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        recover(self.progress.lock()).clone()
     }
 
     /// Records a halt: the projector stops at `seq` and says why.
@@ -191,9 +154,7 @@ pub(crate) async fn apply<P: Projector>(
     let mut attempt = 0u32;
     loop {
         let result = {
-            let mut guard = model
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut guard = recover(model.write());
             let result = guard.apply(event);
             if result.is_ok() && live {
                 guard.side_effects(event);

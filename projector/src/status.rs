@@ -53,7 +53,7 @@ pub enum Phase {
     /// Not started yet.
     Starting,
     /// Persisted: another process holds the lease and applies events; this
-    /// one answers queries from the stored record and takes over when the
+    /// one answers queries from the stored checkpoint and takes over when the
     /// holder's lease runs out.
     Standby,
     /// Applying the history that was in the streams when it started.

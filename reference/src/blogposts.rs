@@ -121,9 +121,11 @@ impl PersistedProjector for BlogPosts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jetsource_schemas::Namespace;
 
     fn event(id: &str, seq: u64, event_type: &str, body: &str) -> Event {
         Event::from_parts(
+            &Namespace::default(),
             format!("evt.blogpost.{id}.{event_type}"),
             "EVT_BLOGPOST".into(),
             seq,

@@ -166,7 +166,7 @@ pub async fn start_all(url: &str, config: RuntimeConfig) -> Jetsource {
 
 /// Projectors applying events and answering queries.
 pub struct Projectors {
-    running: jetsource::projector::Running,
+    running: jetsource::projector::RunningProjectors,
 }
 
 impl Projectors {
@@ -180,7 +180,7 @@ impl Projectors {
     /// Builds and starts what `builder` registered, or says why not.
     pub async fn try_start(
         builder: ProjectorRuntimeBuilder,
-    ) -> Result<Self, jetsource::projector::RunError> {
+    ) -> Result<Self, jetsource::projector::ProjectionError> {
         let running = builder.build().await?.start().await?;
         Ok(Projectors { running })
     }
@@ -213,7 +213,7 @@ impl Projectors {
     }
 
     /// Stops, releasing leases and flushing replies.
-    pub async fn stop(self) -> Result<(), jetsource::projector::RunError> {
+    pub async fn stop(self) -> Result<(), jetsource::projector::ProjectionError> {
         self.running.stop().await
     }
 }

@@ -2,20 +2,28 @@
 //! holds the lease, then apply batches, serve the control subjects
 //! (`rebuild`, `replay-parked`) and, during a rebuild, build the next
 //! generation beside the one queries read, switching when it caught up.
+//!
+//! A rebuild (starting one, switching to it, abandoning it) is in
+//! `rebuild`.
+
+mod rebuild;
 
 use crate::config::ProjectorConfig;
 use crate::control::{self, RebuildUpdate};
+use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::lease::{Lease, Watcher};
-use crate::persisted::{self, Opening, PersistedProjection, Record, RECORD_KEY};
+use crate::persisted::{Checkpoint, Opening, PersistedProjection, CHECKPOINT_KEY};
 use crate::position;
 use crate::projector::PersistedProjector;
-use crate::shared::{RunError, RunErrorKind, Shared};
-use crate::status::{Kind, Phase};
+use crate::shared::{self, Shared};
+use crate::status::Phase;
 use async_nats::jetstream::{self, kv};
 use async_nats::{Client, Subject};
 use futures::StreamExt;
+use jetsource_schemas::error::Error;
+use rebuild::{rebuild_ready, Rebuild};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -46,21 +54,6 @@ enum Next {
     Live(bool),
     Rebuild(bool),
     Tick,
-}
-
-struct Rebuild<P: PersistedProjector> {
-    projection: PersistedProjection<P>,
-    reply: Option<Subject>,
-    started: Instant,
-    total: u64,
-    done: u64,
-}
-
-async fn rebuild_ready<P: PersistedProjector>(rebuild: &mut Option<Rebuild<P>>) -> bool {
-    match rebuild {
-        Some(r) => r.projection.ready().await,
-        None => std::future::pending().await,
-    }
 }
 
 impl<P: PersistedProjector> Driver<P> {
@@ -128,9 +121,9 @@ impl<P: PersistedProjector> Driver<P> {
         .await
     }
 
-    /// A standby keeps the served model at the stored record of the active
+    /// A standby keeps the served model at the stored checkpoint of the active
     /// generation, so its queries and a takeover start from there.
-    async fn refresh(&self, seen: &mut Option<(u64, u64)>) -> Result<(), RunError> {
+    async fn refresh(&self, seen: &mut Option<(u64, u64)>) -> Result<(), ProjectionError> {
         let name = self.shared.name;
         let generation = control::active_generation(&self.control, name).await?;
         let Ok(bucket) = self
@@ -145,35 +138,40 @@ impl<P: PersistedProjector> Driver<P> {
             return Ok(());
         };
         let entry = bucket
-            .entry(RECORD_KEY)
+            .entry(CHECKPOINT_KEY)
             .await
-            .map_err(|e| jetsource_schemas::error::Error::with_source(RunErrorKind::Store, e))?;
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Ok(());
         };
         if *seen == Some((generation, entry.revision)) {
             return Ok(());
         }
-        let record: Record<P::State> = serde_json::from_slice(&entry.value).map_err(|e| {
-            jetsource_schemas::error::Error::new(RunErrorKind::Store, e.to_string())
-        })?;
+        let checkpoint: Checkpoint<P::State> =
+            serde_json::from_slice(&entry.value).map_err(|e| {
+                Error::with_message_and_source(
+                    ProjectionErrorKind::Store,
+                    "the stored checkpoint does not decode",
+                    e,
+                )
+            })?;
         {
-            let mut guard = self.served.write().unwrap_or_else(|p| p.into_inner());
-            guard.restore(record.state);
-            self.shared.applied.send_replace(record.positions);
+            let mut guard = shared::recover(self.served.write());
+            guard.restore(checkpoint.state);
+            self.shared.applied.send_replace(checkpoint.positions);
         }
         *seen = Some((generation, entry.revision));
         Ok(())
     }
 
-    async fn open(
+    pub(super) async fn open(
         &self,
         generation: u64,
         model: Arc<RwLock<P>>,
         shared: Arc<Shared>,
         token: u64,
         live: bool,
-    ) -> Result<PersistedProjection<P>, RunError> {
+    ) -> Result<PersistedProjection<P>, ProjectionError> {
         let opening = Opening {
             generation,
             lease: token,
@@ -271,8 +269,8 @@ impl<P: PersistedProjector> Driver<P> {
                             halted = true;
                         }
                     }
-                    Err(e) if e.kind() == RunErrorKind::Conflict => {
-                        tracing::warn!(error = %e, "the record was written by another instance; stepping down");
+                    Err(e) if e.kind() == ProjectionErrorKind::Conflict => {
+                        tracing::warn!(error = %e, "the checkpoint was written by another instance; stepping down");
                         return Held::Lost;
                     }
                     Err(e) => {
@@ -304,7 +302,7 @@ impl<P: PersistedProjector> Driver<P> {
                             };
                             self.reply(message.reply.as_ref(), &summary).await;
                             if halted && summary.failed.is_empty() && summary.waiting == 0 {
-                                // Resume from the record, which now includes
+                                // Resume from the checkpoint, which now includes
                                 // the event it stopped at.
                                 drop(live);
                                 let Some(reopened) = self.open_live(lease, held, stop).await else {
@@ -408,90 +406,7 @@ impl<P: PersistedProjector> Driver<P> {
         }
     }
 
-    async fn start_rebuild(
-        &self,
-        generation: u64,
-        lease: &Lease,
-        reply: Option<Subject>,
-    ) -> Result<Rebuild<P>, (Option<Subject>, RunError)> {
-        let name = self.shared.name;
-        let mut streams = Vec::new();
-        for stream in self.shared.streams.keys() {
-            match crate::runtime::get_stream(&self.js, stream).await {
-                Ok(s) => streams.push(s),
-                Err(e) => return Err((reply, e)),
-            }
-        }
-        // What an abandoned attempt may have left.
-        persisted::remove_generation(&self.js, &self.config.namespace, name, generation, &streams)
-            .await;
-        let building = Shared::new(name, Kind::Persisted, self.shared.streams.clone());
-        let model = Arc::new(RwLock::new((self.make)()));
-        let mut projection = match self
-            .open(generation, model, building, lease.token(), false)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => return Err((reply, e)),
-        };
-        let total = projection.outstanding().await.unwrap_or(0);
-        tracing::info!(generation, total, "rebuild started");
-        self.reply(
-            reply.as_ref(),
-            &RebuildUpdate::Started { generation, total },
-        )
-        .await;
-        Ok(Rebuild {
-            projection,
-            reply,
-            started: Instant::now(),
-            total,
-            done: 0,
-        })
-    }
-
-    /// Points queries at the rebuilt generation and removes the old one.
-    async fn switch(&self, old: PersistedProjection<P>, r: Rebuild<P>) -> PersistedProjection<P> {
-        let mut new = r.projection;
-        let generation = new.generation();
-        if let Err(e) = control::set_generation(&self.control, self.shared.name, generation).await {
-            let reason = format!("the generation pointer was not written: {e}");
-            self.reply(r.reply.as_ref(), &RebuildUpdate::Failed { reason })
-                .await;
-            new.remove().await;
-            return old;
-        }
-        {
-            // Queries read `served` under its lock: they see the old model
-            // with its positions, or the new one with its positions.
-            let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
-            let mut built = new.model.write().unwrap_or_else(|p| p.into_inner());
-            std::mem::swap(&mut *served, &mut *built);
-            self.shared.applied.send_replace(new.positions().clone());
-        }
-        new.adopt(self.shared.clone(), self.served.clone());
-        let positions = new.positions().clone();
-        old.remove().await;
-        tracing::info!(generation, events = r.done, "rebuild switched");
-        let done = RebuildUpdate::Done {
-            generation,
-            events: r.done,
-            elapsed_ms: r.started.elapsed().as_millis() as u64,
-            positions,
-        };
-        self.reply(r.reply.as_ref(), &done).await;
-        new
-    }
-
-    async fn abandon(&self, r: Rebuild<P>, why: &str) {
-        tracing::warn!(reason = why, "rebuild abandoned");
-        let reason = format!("rebuild abandoned: {why}");
-        self.reply(r.reply.as_ref(), &RebuildUpdate::Failed { reason })
-            .await;
-        r.projection.remove().await;
-    }
-
-    async fn reply<T: serde::Serialize>(&self, to: Option<&Subject>, body: &T) {
+    pub(super) async fn reply<T: serde::Serialize>(&self, to: Option<&Subject>, body: &T) {
         let Some(to) = to else { return };
         match serde_json::to_vec(body) {
             Ok(bytes) => {

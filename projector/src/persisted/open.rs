@@ -1,0 +1,183 @@
+//! Opening a generation of a persisted projection: its bucket (created
+//! when missing), the checkpoint stored there, and a durable consumer per
+//! stream, checked against the checkpoint before anything is read.
+
+use super::{Followed, PersistedProjection};
+use crate::config::ProjectorConfig;
+use crate::control;
+use crate::error::{ProjectionError, ProjectionErrorKind};
+use crate::position::{self, Positions};
+use crate::projector::PersistedProjector;
+use crate::shared::{self, Shared};
+use crate::status::{Kind, Phase};
+use async_nats::jetstream::{self, consumer, kv};
+use futures::StreamExt;
+use jetsource_schemas::error::Error;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+/// How to open a projection's generation.
+pub(crate) struct Opening {
+    pub generation: u64,
+    /// The opener's lease token, written into the checkpoint.
+    pub lease: u64,
+    /// Side effects run (false while a rebuild replays).
+    pub live: bool,
+    pub control: kv::Store,
+}
+
+impl<P: PersistedProjector> PersistedProjection<P> {
+    /// Opens the projection of `projector` on `client`: its bucket (created
+    /// when missing), the state stored there, and its durable consumers.
+    pub async fn open(
+        client: async_nats::Client,
+        projector: P,
+        config: &ProjectorConfig,
+    ) -> Result<Self, ProjectionError> {
+        let name = projector.name();
+        position::validate_name(name)
+            .map_err(|e| Error::with_source(ProjectionErrorKind::BadProjector, e))?;
+        let streams = position::streams_of_in(&config.namespace, &projector.subjects())
+            .map_err(|e| Error::with_source(ProjectionErrorKind::BadProjector, e))?;
+        let shared = Shared::new(name, Kind::Persisted, streams);
+        let js = jetstream::new(client);
+        let control = control::open_bucket(&js, &config.namespace).await?;
+        let generation = control::active_generation(&control, name).await?;
+        let opening = Opening {
+            generation,
+            lease: 0,
+            live: true,
+            control,
+        };
+        Self::open_shared(
+            &js,
+            shared,
+            Arc::new(RwLock::new(projector)),
+            config,
+            opening,
+        )
+        .await
+    }
+
+    pub(crate) async fn open_shared(
+        js: &jetstream::Context,
+        shared: Arc<Shared>,
+        model: Arc<RwLock<P>>,
+        config: &ProjectorConfig,
+        opening: Opening,
+    ) -> Result<Self, ProjectionError> {
+        let name = shared.name;
+        let generation = opening.generation;
+        let consumer_name = |name: &str| control::generation_consumer(name, generation);
+        let policy = {
+            let guard = shared::recover(model.read());
+            guard.poison_policy(config.poison_policy())
+        };
+        let kv = js
+            .create_or_update_key_value(kv::Config {
+                bucket: config
+                    .namespace
+                    .bucket(&control::generation_bucket(name, generation)),
+                description: format!("read model of projection {name}"),
+                history: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
+        let mut projection = PersistedProjection {
+            shared: shared.clone(),
+            model,
+            config: config.clone(),
+            js: js.clone(),
+            control: opening.control,
+            generation,
+            lease: opening.lease,
+            live: opening.live,
+            policy,
+            kv,
+            revision: 0,
+            positions: Positions::new(),
+            skipped: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            followed: Vec::new(),
+            merged: futures::stream::SelectAll::new().peekable(),
+        };
+        projection.reload().await?;
+        // Fencing: from here on, whoever opened this generation before
+        // writes against an old revision and is refused.
+        let positions = projection.positions.clone();
+        projection.store(&positions).await?;
+        for (stream_name, filters) in &shared.streams {
+            let stream = crate::runtime::get_stream(js, stream_name).await?;
+            let head = stream
+                .get_info()
+                .await
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?
+                .state
+                .last_sequence;
+            let mut wanted = consumer::pull::Config {
+                durable_name: Some(consumer_name(name)),
+                description: Some(format!("projection {name}")),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: config.max_ack_pending,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            };
+            match filters.as_slice() {
+                [one] => wanted.filter_subject = one.clone(),
+                many => wanted.filter_subjects = many.to_vec(),
+            }
+            let mut consumer: consumer::PullConsumer = stream
+                .get_or_create_consumer(&consumer_name(name), wanted)
+                .await
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
+            let info = consumer
+                .info()
+                .await
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
+            let stored = projection.positions.get(stream_name).copied().unwrap_or(0);
+            let acked = info.ack_floor.stream_sequence;
+            if acked > stored {
+                return Err(Error::new(
+                    ProjectionErrorKind::Inconsistent,
+                    format!("{stream_name}: consumer {} acknowledged up to #{acked} but the checkpoint holds #{stored}; resuming would skip events", consumer_name(name)),
+                ));
+            }
+            if info.num_ack_pending > 0 {
+                // Events a previous run took but never acknowledged: have
+                // them redelivered now and in order (those already stored
+                // are skipped by sequence) instead of after `ack_wait`.
+                if let Err(e) = stream.reset_consumer(&consumer_name(name), None).await {
+                    tracing::warn!(stream = %stream_name, error = %e, "cannot rewind the consumer to its ack floor (server older than 2.14?); unacknowledged events come back after ack_wait");
+                }
+            }
+            let pending = info.num_pending + info.num_ack_pending as u64;
+            shared.update(|p| {
+                if let Some(s) = p.streams.get_mut(stream_name) {
+                    s.head_at_start = head;
+                    s.pending = pending;
+                    s.caught_up = stored >= head || pending == 0;
+                }
+            });
+            projection.followed.push(Followed {
+                name: stream_name.clone(),
+                filters: filters.clone(),
+                stream,
+                consumer,
+            });
+        }
+        let mut merged = futures::stream::SelectAll::new();
+        for (index, followed) in projection.followed.iter().enumerate() {
+            let messages = followed
+                .consumer
+                .messages()
+                .await
+                .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
+            merged.push(messages.map(move |m| (index, m)).boxed());
+        }
+        projection.merged = merged.peekable();
+        shared.update(|p| p.phase = Phase::Replaying);
+        Ok(projection)
+    }
+}

@@ -1,0 +1,101 @@
+//! `replay-parked`: the parked events of a projection applied again, each
+//! stored in the checkpoint before it leaves the parked store.
+
+use super::PersistedProjection;
+use crate::control;
+use crate::error::ProjectionError;
+use crate::event;
+use crate::parked::{self, ParkedEvent};
+use crate::projector::PersistedProjector;
+use crate::shared;
+use std::collections::BTreeSet;
+
+impl<P: PersistedProjector> PersistedProjection<P> {
+    /// Applies the parked events of this projection again, oldest first
+    /// per stream: a skipped one out of order (it is in the checkpoint's
+    /// `skipped` set), the one a halted projection stopped at in order.
+    /// Each is removed from the parked store only once its application is
+    /// stored; one the checkpoint already holds is removed without applying.
+    pub async fn replay_parked(&mut self) -> Result<control::ReplaySummary, ProjectionError> {
+        let mut summary = control::ReplaySummary::default();
+        let mut stuck: BTreeSet<String> = BTreeSet::new();
+        for p in parked::list_from(&self.control, self.shared.name).await? {
+            let position = self.positions.get(&p.stream).copied().unwrap_or(0);
+            let skipped = self
+                .skipped
+                .get(&p.stream)
+                .is_some_and(|s| s.contains(&p.seq));
+            if !skipped && p.seq <= position {
+                parked::remove(&self.control, &p).await?;
+                summary.already_applied += 1;
+                continue;
+            }
+            let Some(index) = self.followed.iter().position(|f| f.name == p.stream) else {
+                summary.failed.push(format!(
+                    "{} #{}: not a stream this projection follows",
+                    p.stream, p.seq
+                ));
+                continue;
+            };
+            if stuck.contains(&p.stream)
+                || (!skipped
+                    && Self::missing_before(&self.followed[index], position, p.seq).await?)
+            {
+                summary.waiting += 1;
+                continue;
+            }
+            match self.replay_one(index, &p, skipped).await {
+                Ok(()) => {
+                    parked::remove(&self.control, &p).await?;
+                    summary.applied += 1;
+                }
+                Err(why) => {
+                    summary.failed.push(why);
+                    stuck.insert(p.stream.clone());
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    async fn replay_one(
+        &mut self,
+        index: usize,
+        p: &ParkedEvent,
+        skipped: bool,
+    ) -> Result<(), String> {
+        let what = format!("{} #{}", p.stream, p.seq);
+        let raw = self.followed[index]
+            .stream
+            .get_raw_message(p.seq)
+            .await
+            .map_err(|e| format!("{what}: cannot read it from the stream: {e}"))?;
+        let event = event::from_stream_message(&self.config.namespace, &p.stream, raw)
+            .map_err(|e| e.to_string())?;
+        shared::apply(&self.model, &event, &self.config, None, false, self.live)
+            .await
+            .map_err(|e| format!("{what} ({}): {e}", event.subject))?;
+        let mut positions = self.positions.clone();
+        let before = self.skipped.clone();
+        if skipped {
+            if let Some(set) = self.skipped.get_mut(&p.stream) {
+                set.remove(&p.seq);
+                if set.is_empty() {
+                    self.skipped.remove(&p.stream);
+                }
+            }
+        } else {
+            positions.insert(p.stream.clone(), p.seq);
+        }
+        if let Err(e) = self.store(&positions).await {
+            self.skipped = before;
+            let _ = self.reload().await;
+            return Err(format!(
+                "{what}: applied but not stored, so not applied: {e}"
+            ));
+        }
+        self.positions = positions;
+        self.shared.applied.send_replace(self.positions.clone());
+        Ok(())
+    }
+}
