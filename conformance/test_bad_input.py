@@ -241,12 +241,7 @@ async def test_eight_junk_commands_on_one_aggregate_leave_errors_list_answerable
         await eventually(all_eight, "errors.list listing all eight junk commands", within=SILENCE)
 
 
-@pytest.mark.parametrize("kind", [
-    pytest.param("control", marks=pytest.mark.xfail(strict=True, reason=(
-        "known defect: the reason echoes the junk After-Seq escaped, the answer outgrows "
-        "max_payload and is never sent")), id="control"),
-    pytest.param("printable", id="printable"),
-])
+@pytest.mark.parametrize("kind", ["control", "printable"])
 async def test_a_huge_junk_after_seq_is_bad_request(deployment, kind):
     async with deployment.connect() as w:
         junk = JUNK[kind] * junk_length(w)

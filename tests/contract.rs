@@ -220,6 +220,27 @@ async fn a_command_echoing_a_huge_header_gets_its_reply_and_its_notice() {
         Some(8),
         "{list}"
     );
+    // A query quoting it back is answered too.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("After-Seq", junk.as_str());
+    let answer = tokio::time::timeout(
+        DEADLINE,
+        client.request_with_headers(
+            "query.blogposts.list".to_string(),
+            headers,
+            bytes::Bytes::new(),
+        ),
+    )
+    .await
+    .expect("answered in time")
+    .expect("an answer, not silence");
+    assert!(
+        answer.payload.len() < max_payload / 4,
+        "{} bytes",
+        answer.payload.len()
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).expect("JSON");
+    assert_eq!(answer["status"], "bad_request", "{answer}");
 }
 
 #[tokio::test]

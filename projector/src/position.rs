@@ -3,6 +3,7 @@
 //! map to.
 
 use jetsource_schemas::error::Error;
+use jetsource_schemas::reply::excerpt;
 use jetsource_schemas::{subject, token, Namespace};
 use std::collections::BTreeMap;
 
@@ -188,6 +189,10 @@ impl std::fmt::Display for AfterSeqErrorKind {
 /// A refused `After-Seq` header.
 pub type AfterSeqError = Error<AfterSeqErrorKind>;
 
+/// The most characters of an `After-Seq` value a reason quotes: the value
+/// is the client's, and an answer must fit in a message whatever it sent.
+const QUOTED: usize = 64;
+
 /// Parses an `After-Seq` header: `<seq>` when the projection follows one
 /// stream (`single`), or `<stream>:<seq>[,<stream>:<seq>…]` naming streams
 /// it follows. Anything else is refused, with the reason in its kind.
@@ -196,11 +201,11 @@ pub fn parse_after_seq(value: &str, followed: &[String]) -> Result<Positions, Af
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::new(
                 AfterSeqErrorKind::NotASequence,
-                format!("{s:?} (digits only)"),
+                format!("{} (digits only)", excerpt(s, QUOTED)),
             ));
         }
         s.parse::<u64>().map_err(|e| {
-            Error::with_message_and_source(AfterSeqErrorKind::TooLarge, format!("{s:?}"), e)
+            Error::with_message_and_source(AfterSeqErrorKind::TooLarge, excerpt(s, QUOTED), e)
         })
     };
     let mut wanted = Positions::new();
@@ -224,13 +229,17 @@ pub fn parse_after_seq(value: &str, followed: &[String]) -> Result<Positions, Af
         let Some((stream, seq)) = part.split_once(':') else {
             return Err(Error::new(
                 AfterSeqErrorKind::NotAPosition,
-                format!("{part:?}"),
+                excerpt(part, QUOTED),
             ));
         };
         if !followed.iter().any(|s| s == stream) {
             return Err(Error::new(
                 AfterSeqErrorKind::NotFollowed,
-                format!("{stream:?} (it follows {})", followed.join(", ")),
+                format!(
+                    "{} (it follows {})",
+                    excerpt(stream, QUOTED),
+                    followed.join(", ")
+                ),
             ));
         }
         let seq = number(seq)?;
