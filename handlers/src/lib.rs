@@ -2,7 +2,8 @@
 //! handles commands on NATS and appends events to JetStream.
 //!
 //! # Layout
-//! - [`aggregate`]: the domain contract (pure `handle`, infallible `apply`).
+//! - [`aggregate`]: the domain contract (pure `handle`, infallible `apply`),
+//!   from `jetsource-schemas`, where read models name it too.
 //! - [`testing`]: a given/when/then harness for aggregates.
 //! - [`store`]: the JetStream event store (streams, loads, appends).
 //! - `consumer_read`: long histories read through a short-lived consumer.
@@ -14,7 +15,7 @@
 //! - [`runtime`]: the builder, the command subscription and shutdown.
 //! - [`connect()`]: connecting with the server version check.
 
-pub mod aggregate;
+pub use jetsource_schemas::aggregate;
 pub mod append;
 pub mod connect;
 mod consumer_read;

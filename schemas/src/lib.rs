@@ -18,11 +18,13 @@
 //! - [`feedback`]: rejection notices, the error cache's queries, command status.
 //! - [`namespace`]: the optional subject prefix, and every name under it.
 //! - [`page`]: pages of list answers (`limit`, `after`, `next`).
+//! - [`aggregate`]: what an aggregate is (pure `handle`, infallible `apply`).
 //! - [`codec`]: commands and events to and from `(name, JSON body)`, the
 //!   encoding both the command side and every reader use.
 //! - [`error`]: the error type with a `kind()` every jetsource crate uses.
 //! - [`server_version`]: the nats-server versions the contract needs.
 
+pub mod aggregate;
 pub mod codec;
 pub mod error;
 pub mod event;

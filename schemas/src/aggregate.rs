@@ -7,6 +7,10 @@
 //! cannot fail: every business rule lives in `handle`, so replaying history
 //! never stops on an event that was once accepted.
 //!
+//! It lives in the contract crate because both sides name aggregates by
+//! it: the command runtime hosts them, and read models, process managers
+//! and clients follow their events and send their commands by type.
+//!
 //! Nothing here knows about NATS. The runtime decodes commands from the
 //! subject's last token and the JSON body, and events from the subject's last
 //! token and the JSON body, with serde's default ("externally tagged") enum
@@ -15,14 +19,14 @@
 //! `BlogPostCreated` is stored on `evt.<type>.<id>.BlogPostCreated` with the
 //! variant's fields as its body.
 
-use jetsource_schemas::RejectionCode;
+use crate::RejectionCode;
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt;
 
 /// An event-sourced aggregate: state, decision and fold.
 ///
 /// ```
-/// use jetsource_handlers::{Aggregate, Rejection};
+/// use jetsource_schemas::aggregate::{Aggregate, Rejection};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Default, Clone)]
