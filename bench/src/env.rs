@@ -45,6 +45,8 @@ pub struct Env {
     pub admin: Client,
     /// Unique per run, so figures never collide with earlier data.
     pub run_id: String,
+    /// Whether the server this run started syncs every write.
+    sync_always: bool,
     runtime_config: RuntimeConfig,
     jetsource: Option<(Running, Feedback)>,
 }
@@ -91,9 +93,16 @@ impl Env {
             clients,
             admin,
             run_id,
+            sync_always,
             runtime_config,
             jetsource: None,
         })
+    }
+
+    /// Whether the server syncs every write (as this run started it; a
+    /// server given by URL counts as what the run asked for).
+    pub fn syncing(&self) -> bool {
+        self.sync_always
     }
 
     /// The hosted jetsource's settings.

@@ -12,11 +12,14 @@
 //! - [`load`]: the client load generator and its latency percentiles.
 //! - [`workload`]: the commands sent (identical bytes for both paths).
 //! - [`raw`]: the bare responder.
-//! - [`roundtrip`], [`replay`], [`cold_load`]: the figures.
+//! - [`roundtrip`], [`replay`], [`cold_load`]: the figures, jetsource hosted
+//!   in this process.
+//! - [`deployed`]: `jetsource run` as its own process, as shipped.
 //! - [`seed`]: writing events straight into streams.
 //! - [`report`]: the table and the JSON lines.
 
 pub mod cold_load;
+pub mod deployed;
 pub mod env;
 pub mod load;
 pub mod raw;
@@ -89,6 +92,7 @@ pub const FIGURES: &[&str] = &[
     "scale",
     "replay",
     "durable",
+    "deployed",
 ];
 
 /// How to run the bench.
@@ -106,6 +110,8 @@ pub struct BenchOptions {
     pub aggregates: u64,
     /// Run one figure (and the baseline it is compared with).
     pub only: Option<String>,
+    /// The `jetsource` binary the `deployed` figures start (`jetsource run`).
+    pub binary: std::path::PathBuf,
 }
 
 /// The aggregate counts of the scale figures.
@@ -212,8 +218,13 @@ pub async fn run(options: &BenchOptions, runtime_config: RuntimeConfig) -> Resul
         }
     }
     env.stop_jetsource().await;
+    if wanted("deployed") {
+        for figure in deployed::deployed(&env, &options.binary).await? {
+            report.add(figure);
+        }
+    }
     drop(env);
-    if wanted("durable") {
+    if wanted("durable") || wanted("deployed") {
         // A second server, syncing every write, and enough clients that
         // batches can fill.
         let durable_settings = Settings {
@@ -233,10 +244,17 @@ pub async fn run(options: &BenchOptions, runtime_config: RuntimeConfig) -> Resul
             true,
         )
         .await?;
-        for figure in roundtrip::durable(&mut durable).await? {
-            report.add(figure);
+        if wanted("durable") {
+            for figure in roundtrip::durable(&mut durable).await? {
+                report.add(figure);
+            }
+            durable.stop_jetsource().await;
         }
-        durable.stop_jetsource().await;
+        if wanted("deployed") {
+            for figure in deployed::deployed(&durable, &options.binary).await? {
+                report.add(figure);
+            }
+        }
     }
     Ok(())
 }

@@ -70,6 +70,15 @@ async fn run(command: Reference, context: Context) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let binary = match std::env::current_exe() {
+                Ok(binary) => binary,
+                Err(e) => {
+                    eprintln!(
+                        "jetsource bench: cannot find this binary to start `jetsource run`: {e}"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
             let options = jetsource_bench::BenchOptions {
                 quick,
                 json,
@@ -77,6 +86,7 @@ async fn run(command: Reference, context: Context) -> ExitCode {
                 clients,
                 aggregates,
                 only,
+                binary,
             };
             match jetsource_bench::run(&options, runtime_config).await {
                 Ok(()) => ExitCode::SUCCESS,
