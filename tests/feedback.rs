@@ -10,7 +10,7 @@ use futures::StreamExt;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::feedback::{Feedback, FeedbackConfig};
 use jetsource::App;
-use jetsource_handlers::runtime::Running;
+use jetsource_handlers::runtime::RunningRuntime;
 use jetsource_handlers::RuntimeConfig;
 use jetsource_reference::blog::BlogPost;
 use jetsource_schemas::feedback::{
@@ -26,7 +26,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 struct Instance {
     feedback: Feedback,
-    running: Running,
+    running: RunningRuntime,
 }
 
 impl Instance {

@@ -161,7 +161,7 @@ async fn example_fails(python_path: PathBuf, url: String, run: Run) -> serde_jso
 async fn serve_blog(
     client: &async_nats::Client,
     namespace: &Namespace,
-) -> jetsource::handlers::runtime::Running {
+) -> jetsource::handlers::runtime::RunningRuntime {
     let config = RuntimeConfig {
         namespace: namespace.clone(),
         ..RuntimeConfig::default()

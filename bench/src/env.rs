@@ -9,7 +9,7 @@ use super::BenchError;
 use super::BenchErrorExt as _;
 use async_nats::Client;
 use jetsource_feedback::{Feedback, FeedbackConfig};
-use jetsource_handlers::runtime::Running;
+use jetsource_handlers::runtime::RunningRuntime;
 use jetsource_handlers::{Runtime, RuntimeConfig};
 use jetsource_nats_server::{self as server, ServerOptions, ServerProcess};
 use jetsource_reference::account::Account;
@@ -46,7 +46,7 @@ pub struct Env {
     /// Unique per run, so figures never collide with earlier data.
     pub run_id: String,
     runtime_config: RuntimeConfig,
-    jetsource: Option<(Running, Feedback)>,
+    jetsource: Option<(RunningRuntime, Feedback)>,
 }
 
 impl Env {

@@ -9,8 +9,9 @@
 //! atomic, so one command's conflict (or a duplicate message id, 10201,
 //! which jetsource's own events, written without ids, never meet) fails
 //! them all: then each command is appended again on its own, and only the
-//! culprit fails. A lane sends at once whatever is queued when a batch slot is
-//! free, so a lone command never waits for company.
+//! culprit fails. A lane sends at once whatever is queued when a batch permit
+//! is free (one per batch in flight), so a lone command never waits for
+//! company.
 
 use crate::error::Error;
 use crate::store::{AppendError, AppendErrorKind, ReplyMux};
@@ -194,7 +195,7 @@ impl Appender {
             Some(group) if !messages.is_empty() => {
                 let lane = group.lane(aggregate_type, || self.alone());
                 let (done, result) = oneshot::channel();
-                if lane.send(Job { messages, done }).is_err() {
+                if lane.send(PendingAppend { messages, done }).is_err() {
                     return Err(Error::new(
                         AppendErrorKind::Unavailable,
                         "the commit lane stopped",
@@ -341,18 +342,19 @@ impl Appender {
 
     /// Commits several commands' messages in one batch; on a conflict or a
     /// duplicate, each command again on its own.
-    async fn commit(&self, jobs: Vec<Job>, stats: &GroupCommitStats) {
-        if let [_] = jobs.as_slice() {
-            if let Some(job) = jobs.into_iter().next() {
-                let result = self.direct(job.messages).await;
-                let _ = job.done.send(result);
+    async fn commit(&self, appends: Vec<PendingAppend>, stats: &GroupCommitStats) {
+        if let [_] = appends.as_slice() {
+            if let Some(append) = appends.into_iter().next() {
+                let result = self.direct(append.messages).await;
+                let _ = append.done.send(result);
             }
             return;
         }
         let result = self
             .batch(
-                jobs.iter()
-                    .flat_map(|job| job.messages.iter())
+                appends
+                    .iter()
+                    .flat_map(|append| append.messages.iter())
                     .collect::<Vec<_>>()
                     .into_iter(),
             )
@@ -360,9 +362,9 @@ impl Appender {
         match result {
             Ok(seqs) => {
                 let mut seqs = seqs.into_iter();
-                for job in jobs {
-                    let mine: Vec<u64> = seqs.by_ref().take(job.messages.len()).collect();
-                    let _ = job.done.send(Ok(mine));
+                for append in appends {
+                    let mine: Vec<u64> = seqs.by_ref().take(append.messages.len()).collect();
+                    let _ = append.done.send(Ok(mine));
                 }
             }
             Err(e)
@@ -371,20 +373,20 @@ impl Appender {
                     AppendErrorKind::Conflict | AppendErrorKind::Duplicate
                 ) =>
             {
-                tracing::debug!(error = %e, commands = jobs.len(), "shared batch failed; appending each command alone");
+                tracing::debug!(error = %e, commands = appends.len(), "shared batch failed; appending each command alone");
                 stats
                     .split_batches
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::metrics::global().batch_split();
-                let alone = jobs.into_iter().map(|job| async move {
-                    let result = self.direct(job.messages).await;
-                    let _ = job.done.send(result);
+                let alone = appends.into_iter().map(|append| async move {
+                    let result = self.direct(append.messages).await;
+                    let _ = append.done.send(result);
                 });
                 futures::future::join_all(alone).await;
             }
             Err(e) => {
-                for job in jobs {
-                    let _ = job.done.send(Err(copy_error(&e)));
+                for append in appends {
+                    let _ = append.done.send(Err(copy_error(&e)));
                 }
             }
         }
@@ -404,7 +406,7 @@ fn request_error(e: async_nats::RequestError) -> AppendError {
     Error::with_source(kind, e)
 }
 
-struct Job {
+struct PendingAppend {
     messages: Vec<Outgoing>,
     done: oneshot::Sender<Result<Vec<u64>, AppendError>>,
 }
@@ -413,7 +415,7 @@ struct Job {
 /// exactly one stream).
 struct Group {
     config: GroupCommitConfig,
-    lanes: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
+    lanes: Mutex<HashMap<String, mpsc::UnboundedSender<PendingAppend>>>,
     stats: Arc<GroupCommitStats>,
 }
 
@@ -434,7 +436,7 @@ impl Group {
         &self,
         aggregate_type: &str,
         appender: impl FnOnce() -> Appender,
-    ) -> mpsc::UnboundedSender<Job> {
+    ) -> mpsc::UnboundedSender<PendingAppend> {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(lane) = lanes.get(aggregate_type).filter(|l| !l.is_closed()) {
             return lane.clone();
@@ -451,37 +453,37 @@ impl Group {
     }
 }
 
-/// Takes queued jobs into batches while a batch slot is free. Ends when
+/// Takes queued appends into batches while a batch permit is free. Ends when
 /// every sender (the store) is gone.
 async fn run_lane(
     appender: Appender,
     config: GroupCommitConfig,
     stats: Arc<GroupCommitStats>,
-    mut queue: mpsc::UnboundedReceiver<Job>,
+    mut queue: mpsc::UnboundedReceiver<PendingAppend>,
 ) {
-    let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let max_messages = config.max_messages.clamp(1, 1000);
-    let mut carried: Option<Job> = None;
+    let mut carried: Option<PendingAppend> = None;
     loop {
         let first = match carried.take() {
-            Some(job) => job,
+            Some(append) => append,
             None => match queue.recv().await {
-                Some(job) => job,
+                Some(append) => append,
                 None => return,
             },
         };
-        // Wait for a free slot first: commands arriving meanwhile queue up
-        // and go out together.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+        // Wait for a batch permit first: commands arriving meanwhile queue
+        // up and go out together.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let busy = slots.available_permits() + 1 < config.max_in_flight.max(1);
+        let busy = permits.available_permits() + 1 < config.max_in_flight.max(1);
         let mut size = first.messages.len();
-        let mut jobs = vec![first];
+        let mut appends = vec![first];
         let deadline = tokio::time::Instant::now() + config.max_wait;
         while size < max_messages {
             let next = match queue.try_recv() {
-                Ok(job) => Some(job),
+                Ok(append) => Some(append),
                 Err(_) if busy && !config.max_wait.is_zero() => {
                     tokio::time::timeout_at(deadline, queue.recv())
                         .await
@@ -489,25 +491,27 @@ async fn run_lane(
                 }
                 Err(_) => None,
             };
-            let Some(job) = next else { break };
-            if size + job.messages.len() > max_messages {
-                carried = Some(job);
+            let Some(append) = next else { break };
+            if size + append.messages.len() > max_messages {
+                carried = Some(append);
                 break;
             }
-            size += job.messages.len();
-            jobs.push(job);
+            size += append.messages.len();
+            appends.push(append);
         }
-        crate::metrics::global().batch(jobs.len());
-        if jobs.len() > 1 {
+        crate::metrics::global().batch(appends.len());
+        if appends.len() > 1 {
             use std::sync::atomic::Ordering::Relaxed;
             stats.shared_batches.fetch_add(1, Relaxed);
-            stats.shared_commands.fetch_add(jobs.len() as u64, Relaxed);
+            stats
+                .shared_commands
+                .fetch_add(appends.len() as u64, Relaxed);
         }
         let appender = appender.clone();
         let stats = stats.clone();
         tokio::spawn(async move {
-            appender.commit(jobs, &stats).await;
-            drop(slot);
+            appender.commit(appends, &stats).await;
+            drop(permit);
         });
     }
 }

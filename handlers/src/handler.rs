@@ -14,7 +14,7 @@ use crate::aggregate::Aggregate;
 use crate::codec::{self, EncodedEvent};
 use crate::error::Error;
 use crate::slots::SlotCache;
-use crate::snapshot::{Command, Record, Restored, SnapshotConfig, Snapshots};
+use crate::snapshot::{Command, Restored, SnapshotConfig, Snapshots, StoredSnapshot};
 use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEvent};
 use jetsource_schemas::{Accepted, CommandReply, EventRef, RejectionCode};
 use std::borrow::Cow;
@@ -113,7 +113,7 @@ struct Slot<A> {
     /// the load, without one).
     since_snapshot: u64,
     /// The snapshot chunks of the record this slot knows of, as
-    /// [`Record::chunks`]: read with its snapshot or handed to a write.
+    /// [`StoredSnapshot::chunks`]: read with its snapshot or handed to a write.
     chunks: Vec<u64>,
     /// How many of `chunks` are known stored (a write that failed leaves
     /// its chunks out, and the next snapshot writes them again); created at
@@ -203,7 +203,7 @@ impl<A: Aggregate> Slot<A> {
         &mut self,
         names: &[&'static str],
         per_chunk: usize,
-    ) -> Option<(Record, Vec<Vec<Command>>)> {
+    ) -> Option<(StoredSnapshot, Vec<Vec<Command>>)> {
         let state = self.state.snapshot()?;
         let stored = self
             .stored_chunks
@@ -234,7 +234,7 @@ impl<A: Aggregate> Slot<A> {
             new_chunks.push(chunk.iter().map(command).collect());
             rest = after;
         }
-        let record = Record {
+        let record = StoredSnapshot {
             version: A::SNAPSHOT_VERSION,
             seq: self.last_seq,
             state,
@@ -804,7 +804,7 @@ mod tests {
     }
 
     /// The command ids in each chunk and in the record's own list.
-    fn layout(record: &Record, chunks: &[Vec<Command>]) -> (Vec<Vec<String>>, Vec<String>) {
+    fn layout(record: &StoredSnapshot, chunks: &[Vec<Command>]) -> (Vec<Vec<String>>, Vec<String>) {
         let ids = |commands: &[Command]| commands.iter().map(|c| c.0.clone()).collect();
         (
             chunks.iter().map(|c| ids(c)).collect(),

@@ -244,8 +244,8 @@ impl Runtime {
 
     /// Subscribes to the command subjects (confirmed by the server before
     /// this returns, so commands sent afterwards are never missed) and
-    /// serves them in the background until [`Running::shutdown`].
-    pub async fn start(self) -> Result<Running, RuntimeError> {
+    /// serves them in the background until [`RunningRuntime::shutdown`].
+    pub async fn start(self) -> Result<RunningRuntime, RuntimeError> {
         // The queue group needs no prefix: it only shares messages between
         // subscriptions whose subjects match them, and no other namespace's
         // commands match this one's subjects.
@@ -269,7 +269,7 @@ impl Runtime {
         tracing::info!(aggregates = ?self.aggregate_types(), queue_group = %self.config.queue_group, subject_prefix = %self.config.namespace, "handling commands");
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(self.serve_until(subscriber, stopped));
-        Ok(Running { stop, task })
+        Ok(RunningRuntime { stop, task })
     }
 
     /// Serves commands until `shutdown` completes; then stops taking
@@ -354,12 +354,12 @@ impl Runtime {
 }
 
 /// A runtime serving commands in the background.
-pub struct Running {
+pub struct RunningRuntime {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
 }
 
-impl Running {
+impl RunningRuntime {
     /// Stops taking commands, waits for those in flight, flushes replies.
     pub async fn shutdown(self) -> Result<(), RuntimeError> {
         let _ = self.stop.send(());
@@ -404,7 +404,7 @@ trait Serve: Send + Sync {
 }
 
 /// A command and its in-flight permit, as workers get them.
-struct Job {
+struct QueuedCommand {
     message: Message,
     permit: OwnedSemaphorePermit,
 }
@@ -412,23 +412,23 @@ struct Job {
 /// An aggregate type's handler and its workers.
 struct Served<A: Aggregate> {
     handler: Arc<AggregateHandler<A>>,
-    workers: Arc<Pool<Job>>,
+    workers: Arc<Pool<QueuedCommand>>,
 }
 
 impl<A: Aggregate> Serve for Served<A> {
     fn take(&self, dispatch: &Arc<Dispatch>, message: Message, permit: OwnedSemaphorePermit) {
-        let Err(first) = self.workers.hand_over(Job { message, permit }) else {
+        let Err(first) = self.workers.hand_over(QueuedCommand { message, permit }) else {
             return;
         };
         let mut worker = Worker::new(self.workers.clone());
         let (dispatch, handler) = (dispatch.clone(), self.handler.clone());
         tokio::spawn(async move {
-            let mut job = first;
+            let mut command = first;
             loop {
-                serve(&dispatch, Some(&*handler), job.message).await;
-                drop(job.permit);
+                serve(&dispatch, Some(&*handler), command.message).await;
+                drop(command.permit);
                 match worker.next().await {
-                    Some(next) => job = next,
+                    Some(next) => command = next,
                     None => break,
                 }
             }

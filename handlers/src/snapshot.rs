@@ -79,7 +79,7 @@ pub(crate) type Command = (String, u64, String);
 
 /// One snapshot as stored (JSON).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Record {
+pub(crate) struct StoredSnapshot {
     /// The aggregate's [`Aggregate::SNAPSHOT_VERSION`].
     pub version: u32,
     /// The stream sequence of the last event folded into `state`.
@@ -108,7 +108,7 @@ pub(crate) struct Restored<A> {
     pub state: A,
     /// The chunks' commands, then the snapshot's own.
     pub commands: Vec<Command>,
-    /// The chunks read, as [`Record::chunks`]: stored already.
+    /// The chunks read, as [`StoredSnapshot::chunks`]: stored already.
     pub chunks: Vec<u64>,
     pub chunk_size: usize,
 }
@@ -274,7 +274,7 @@ impl Snapshots {
         id: &str,
         bytes: &[u8],
     ) -> Option<Restored<A>> {
-        let record: Record = match serde_json::from_slice(bytes) {
+        let record: StoredSnapshot = match serde_json::from_slice(bytes) {
             Ok(record) => record,
             Err(e) => {
                 tracing::debug!(aggregate_id = id, error = %e, "snapshot does not read");
@@ -318,7 +318,7 @@ impl Snapshots {
         self: &Arc<Self>,
         store: &EventStore,
         id: &str,
-        record: Record,
+        record: StoredSnapshot,
         new_chunks: Vec<Vec<Command>>,
         stored: Arc<AtomicUsize>,
     ) -> bool {

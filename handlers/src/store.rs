@@ -238,7 +238,7 @@ impl ReplyMux {
         }
     }
 
-    pub(crate) fn register(self: &Arc<Self>) -> (String, Registration) {
+    pub(crate) fn register(self: &Arc<Self>) -> (String, ReplyWaiter) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut waiting) = self.waiting.lock() {
@@ -246,7 +246,7 @@ impl ReplyMux {
         }
         (
             format!("{}.{id}", self.prefix),
-            Registration {
+            ReplyWaiter {
                 mux: self.clone(),
                 id,
                 rx,
@@ -255,13 +255,13 @@ impl ReplyMux {
     }
 }
 
-pub(crate) struct Registration {
+pub(crate) struct ReplyWaiter {
     mux: Arc<ReplyMux>,
     id: u64,
     pub(crate) rx: mpsc::UnboundedReceiver<async_nats::Message>,
 }
 
-impl Drop for Registration {
+impl Drop for ReplyWaiter {
     fn drop(&mut self) {
         if let Ok(mut waiting) = self.mux.waiting.lock() {
             waiting.remove(&self.id);
@@ -593,10 +593,10 @@ impl EventStore {
             "$JS.API.DIRECT.GET.{}",
             self.namespace.stream_name(aggregate_type)
         );
-        let mut registration = self
+        let mut waiter = self
             .direct_get(&api, serde_json::json!({ "seq": seq }))
             .await?;
-        let message = self.answer(&api, &mut registration).await?;
+        let message = self.answer(&api, &mut waiter).await?;
         match message.status.map(|s| s.as_u16()) {
             None | Some(200) => Ok(message
                 .headers
@@ -813,18 +813,18 @@ impl EventStore {
     }
 
     /// Sends a direct-get request to `api`; the answers come to the
-    /// registration.
+    /// waiter.
     async fn direct_get(
         &self,
         api: &str,
         request: serde_json::Value,
-    ) -> Result<Registration, LoadError> {
-        let (reply, registration) = self.mux.register();
+    ) -> Result<ReplyWaiter, LoadError> {
+        let (reply, waiter) = self.mux.register();
         self.client
             .publish_with_reply(api.to_string(), reply, Bytes::from(request.to_string()))
             .await
             .map_err(|e| Error::with_source(LoadErrorKind::Unavailable, e))?;
-        Ok(registration)
+        Ok(waiter)
     }
 
     /// The next answer to a direct get, or `unavailable` after the store's
@@ -832,9 +832,9 @@ impl EventStore {
     async fn answer(
         &self,
         api: &str,
-        registration: &mut Registration,
+        waiter: &mut ReplyWaiter,
     ) -> Result<async_nats::Message, LoadError> {
-        match tokio::time::timeout(self.timeout, registration.rx.recv()).await {
+        match tokio::time::timeout(self.timeout, waiter.rx.recv()).await {
             Ok(Some(message)) => Ok(message),
             Ok(None) => Err(Error::new(
                 LoadErrorKind::Unavailable,
@@ -860,14 +860,14 @@ impl EventStore {
             .direct_requests
             .fetch_add(1, Ordering::Relaxed);
         let request = serde_json::json!({"seq": from, "next_by_subj": filter, "batch": batch, "max_bytes": LOAD_BATCH_BYTES});
-        let mut registration = self.direct_get(api, request).await?;
+        let mut waiter = self.direct_get(api, request).await?;
         let mut read = DirectBatch {
             events: Vec::new(),
             pending: 0,
             next: from,
         };
         loop {
-            let message = self.answer(api, &mut registration).await?;
+            let message = self.answer(api, &mut waiter).await?;
             match message.status.map(|s| s.as_u16()) {
                 // 404: nothing (more) on this subject.
                 Some(404) => return Ok(read),

@@ -3,7 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use jetsource::client::{CommandClient, SendOptions};
-use jetsource::handlers::runtime::Running;
+use jetsource::handlers::runtime::RunningRuntime;
 use jetsource::handlers::store::EventStore;
 use jetsource::schemas::{Accepted, CommandReply, RejectionCode};
 use jetsource::{App, RuntimeConfig};
@@ -21,7 +21,7 @@ pub fn reference_app() -> App {
 
 /// A jetsource runtime serving the blog aggregate.
 pub struct Jetsource {
-    running: Running,
+    running: RunningRuntime,
     pub store: EventStore,
     pub client: async_nats::Client,
 }
