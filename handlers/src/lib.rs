@@ -4,9 +4,9 @@
 //! # Layout
 //! - [`aggregate`]: the domain contract (pure `handle`, infallible `apply`).
 //! - [`testing`]: a given/when/then harness for aggregates.
-//! - [`store`]: the JetStream event store (streams, loads, appends).
-//! - `consumer_read`: long histories read through a short-lived consumer.
-//! - [`append`]: the write path: single publishes, atomic batches, group commit.
+//! - [`store`]: the JetStream event store: stream set-up, loads (direct
+//!   gets, a short-lived consumer for long histories), appends (single
+//!   publishes, atomic batches, group commit), a file per concern.
 //! - [`handler`]: one aggregate type's command handling: state cache,
 //!   one command per aggregate at a time, conflict retries, idempotency.
 //! - [`snapshot`]: snapshots of long-lived aggregates.
@@ -15,9 +15,7 @@
 //! - [`connect()`]: connecting with the server version check.
 
 pub mod aggregate;
-pub mod append;
 pub mod connect;
-mod consumer_read;
 pub mod handler;
 mod header_names;
 pub mod metrics;

@@ -9,7 +9,7 @@
 //! (`jetsource bench`, `cold_load`). Creating a consumer costs a round
 //! trip, and in a cluster a proposal to the meta leader, so the store reads
 //! a first batch by direct get and comes here only when many events remain
-//! (see [`crate::store::CONSUMER_MIN_PENDING`]).
+//! (see [`super::CONSUMER_MIN_PENDING`]).
 //!
 //! The consumer is ephemeral, in memory, with one replica and no acks. It is
 //! deleted as soon as the read ends, however it ends; should that request be
@@ -26,12 +26,12 @@
 //! was handed on before a failure is a gap-free prefix of the consumer's
 //! deliveries.
 
-use crate::store::{LoadStats, StoredEvent};
+use super::event::StoredEvent;
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long an abandoned load consumer outlives its last pull.
@@ -51,7 +51,8 @@ pub(crate) enum Stopped {
 /// One read: every event on `filter` from stream sequence `start` on.
 pub(crate) struct ConsumerRead<'a> {
     pub client: &'a Client,
-    pub stats: &'a LoadStats,
+    /// Counts the pull requests sent.
+    pub pulls: &'a AtomicU64,
     /// The stream's name.
     pub stream: &'a str,
     /// The subject read (an aggregate's wildcard subject).
@@ -165,7 +166,7 @@ impl ConsumerRead<'_> {
                 )
                 .await
                 .map_err(|e| format!("cannot pull: {e}"))?;
-            self.stats.consumer_pulls.fetch_add(1, Ordering::Relaxed);
+            self.pulls.fetch_add(1, Ordering::Relaxed);
             let mut got = 0;
             while got < batch && pending > 0 {
                 let message = self.next(replies, self.timeout).await?;
