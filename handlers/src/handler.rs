@@ -77,6 +77,7 @@ impl Default for HandlerConfig {
 
 /// Why [`AggregateHandler::warm`] could not load an aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WarmErrorKind {
     /// The id makes no subject (a `.`, `*`, `>`, whitespace, or empty).
     BadId,

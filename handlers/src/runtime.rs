@@ -82,6 +82,7 @@ impl Default for RuntimeConfig {
 
 /// What went wrong building or running the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RuntimeErrorKind {
     /// An aggregate's type name is invalid or registered twice.
     BadAggregate,
@@ -278,7 +279,7 @@ impl Runtime {
         let mut running = self.start().await?;
         tokio::select! {
             _ = shutdown => running.shutdown().await,
-            finished = &mut running.task => finished.map_err(|e| Error::new(RuntimeErrorKind::Nats, format!("the command loop failed: {e}")))?,
+            finished = &mut running.task => finished.map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?,
         }
     }
 
@@ -363,12 +364,9 @@ impl RunningRuntime {
     /// Stops taking commands, waits for those in flight, flushes replies.
     pub async fn shutdown(self) -> Result<(), RuntimeError> {
         let _ = self.stop.send(());
-        self.task.await.map_err(|e| {
-            Error::new(
-                RuntimeErrorKind::Nats,
-                format!("the command loop failed: {e}"),
-            )
-        })?
+        self.task
+            .await
+            .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?
     }
 }
 

@@ -28,6 +28,7 @@ pub mod codes {
 
 /// What went wrong with an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AppendErrorKind {
     /// The aggregate moved on (10071, 10164): reload and decide again.
     Conflict,
@@ -61,7 +62,8 @@ impl std::fmt::Display for AppendErrorKind {
 pub type AppendError = Error<AppendErrorKind>;
 
 /// The error part of a JetStream API answer (a publish ack).
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, thiserror::Error)]
+#[error("JetStream error {err_code} ({code}): {description}")]
 pub(crate) struct ApiError {
     #[serde(default)]
     pub(crate) code: u64,
@@ -107,6 +109,7 @@ pub(crate) fn request_error(e: async_nats::RequestError) -> AppendError {
 
 /// What went wrong with a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LoadErrorKind {
     /// The server did not answer in time, or is unreachable.
     Unavailable,
@@ -128,6 +131,7 @@ pub type LoadError = Error<LoadErrorKind>;
 
 /// What went wrong creating or updating a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StreamErrorKind {
     /// JetStream refused the configuration or could not be reached.
     JetStream,

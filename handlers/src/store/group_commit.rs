@@ -125,6 +125,8 @@ impl GroupCommit {
         aggregate_type: &str,
         publisher: &Publisher,
     ) -> mpsc::UnboundedSender<PendingAppend> {
+        // Only map operations run under the lock, and none panics midway:
+        // a poisoned map is still consistent.
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(lane) = lanes.get(aggregate_type).filter(|l| !l.is_closed()) {
             return lane.clone();
@@ -249,13 +251,13 @@ async fn commit(publisher: &Publisher, appends: Vec<PendingAppend>, stats: &Grou
             futures::future::join_all(alone).await;
         }
         Err(e) => {
+            // Every command sharing the batch gets the batch's failure, as
+            // the source of its own.
+            let shared = Arc::new(e);
             for append in appends {
-                let _ = append.done.send(Err(copy_error(&e)));
+                let own = Error::with_source(shared.kind(), shared.clone());
+                let _ = append.done.send(Err(own));
             }
         }
     }
-}
-
-fn copy_error(e: &AppendError) -> AppendError {
-    Error::new(e.kind(), e.to_string())
 }

@@ -7,7 +7,7 @@
 //! twice as fast, each event handed on as it arrives; a shorter rest, or
 //! one whose consumer read fails, by further direct-get batches.
 
-use super::consumer_read::{ConsumerRead, Stopped};
+use super::consumer_read::{ConsumerRead, ConsumerReadErrorKind};
 use super::direct_get::{DirectGet, LOAD_BATCH_BYTES};
 use super::errors::{LoadError, LoadErrorKind};
 use super::event::StoredEvent;
@@ -17,7 +17,7 @@ use jetsource_schemas::Namespace;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How the store's loads were read, counted since it was made.
@@ -293,14 +293,10 @@ impl Reader<'_> {
                         .consumer_fallbacks
                         .fetch_add(1, Ordering::Relaxed);
                     crate::metrics::global().load_fallback();
-                    let reason = match stopped {
-                        Stopped::Creating(reason) => {
-                            self.paused.pause(&stream);
-                            reason
-                        }
-                        Stopped::Reading(reason) => reason,
-                    };
-                    tracing::debug!(%reason, %stream, handed, "reading the rest by direct get");
+                    if stopped.kind() == ConsumerReadErrorKind::Create {
+                        self.paused.pause(&stream);
+                    }
+                    tracing::debug!(reason = %stopped, %stream, handed, "reading the rest by direct get");
                     // What the consumer handed on is a gap-free prefix of
                     // the aggregate's events: go on after it.
                     events.retain(|e| e.seq > handed);
@@ -337,9 +333,7 @@ impl ConsumerPauses {
     /// True while loads leave `stream` to direct gets (see
     /// [`CONSUMER_RETRY_AFTER`]).
     fn is_paused(&self, stream: &str) -> bool {
-        let Ok(mut paused) = self.0.lock() else {
-            return false;
-        };
+        let mut paused = self.lock();
         match paused.get(stream) {
             Some(until) if Instant::now() < *until => true,
             Some(_) => {
@@ -351,8 +345,15 @@ impl ConsumerPauses {
     }
 
     fn pause(&self, stream: &str) {
-        if let Ok(mut paused) = self.0.lock() {
-            paused.insert(stream.to_string(), Instant::now() + CONSUMER_RETRY_AFTER);
-        }
+        self.lock()
+            .insert(stream.to_string(), Instant::now() + CONSUMER_RETRY_AFTER);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        // Only map operations run under the lock, and none panics midway:
+        // a poisoned map is still consistent.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

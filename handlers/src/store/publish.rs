@@ -36,18 +36,12 @@ fn parse_ack(payload: &[u8]) -> Result<Option<PubAck>, AppendError> {
     if payload.is_empty() {
         return Ok(None);
     }
-    let ack: PubAck = serde_json::from_slice(payload)
+    let mut ack: PubAck = serde_json::from_slice(payload)
         .map_err(|e| Error::with_source(AppendErrorKind::Refused, e))?;
-    if let Some(err) = &ack.error {
-        return Err(Error::new(
-            classify(err),
-            format!(
-                "JetStream error {} ({}): {}",
-                err.err_code, err.code, err.description
-            ),
-        ));
+    match ack.error.take() {
+        Some(err) => Err(Error::with_source(classify(&err), err)),
+        None => Ok(Some(ack)),
     }
-    Ok(Some(ack))
 }
 
 /// Publishes appends over one connection, each command on its own.

@@ -6,7 +6,7 @@ use async_nats::{Client, Subscriber};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
 /// Replies to `<prefix>.<id>`, each handed to the waiter registered as `id`.
@@ -14,8 +14,11 @@ use tokio::sync::mpsc;
 pub(crate) struct ReplyMux {
     prefix: String,
     next: AtomicU64,
-    waiting: Mutex<HashMap<u64, mpsc::UnboundedSender<async_nats::Message>>>,
+    waiting: Mutex<Waiting>,
 }
+
+/// Who waits for the replies to each id.
+type Waiting = HashMap<u64, mpsc::UnboundedSender<async_nats::Message>>;
 
 impl ReplyMux {
     /// Subscribes to a new inbox's wildcard and starts routing.
@@ -42,20 +45,27 @@ impl ReplyMux {
             else {
                 continue;
             };
-            let sender = mux.waiting.lock().ok().and_then(|w| w.get(&id).cloned());
+            let sender = mux.waiting().get(&id).cloned();
             if let Some(sender) = sender {
                 let _ = sender.send(message);
             }
         }
     }
 
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
+        // Only map operations run under the lock, and none panics midway:
+        // a poisoned map is still consistent. Skipping it instead would
+        // leave a waiter without its replies, or registered for good.
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// A reply subject of its own, and the waiter its replies come to.
     pub(crate) fn register(self: &Arc<Self>) -> (String, ReplyWaiter) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
-        if let Ok(mut waiting) = self.waiting.lock() {
-            waiting.insert(id, tx);
-        }
+        self.waiting().insert(id, tx);
         (
             format!("{}.{id}", self.prefix),
             ReplyWaiter {
@@ -76,8 +86,6 @@ pub(crate) struct ReplyWaiter {
 
 impl Drop for ReplyWaiter {
     fn drop(&mut self) {
-        if let Ok(mut waiting) = self.mux.waiting.lock() {
-            waiting.remove(&self.id);
-        }
+        self.mux.waiting().remove(&self.id);
     }
 }
