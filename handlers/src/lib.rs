@@ -7,20 +7,20 @@
 //! - [`store`]: the JetStream event store: stream set-up, loads (direct
 //!   gets, a short-lived consumer for long histories), appends (single
 //!   publishes, atomic batches, group commit), a file per concern.
-//! - [`handler`]: one aggregate type's command handling: state cache,
-//!   one command per aggregate at a time, conflict retries, idempotency.
+//! - [`command`]: one command's way, from the message to the reply: the
+//!   request, one aggregate type's handler (state cache, one command per
+//!   aggregate at a time, conflict retries, idempotency).
 //! - [`snapshot`]: snapshots of long-lived aggregates.
 //! - [`metrics`]: counters and histograms, rendered for Prometheus.
 //! - [`runtime`]: the builder, the command subscription and shutdown.
 //! - [`connect()`]: connecting with the server version check.
 
 pub mod aggregate;
+pub mod command;
 pub mod connect;
-pub mod handler;
 mod header_names;
 pub mod metrics;
 pub mod runtime;
-mod slots;
 pub mod snapshot;
 pub mod store;
 pub mod testing;

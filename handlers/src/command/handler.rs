@@ -3,47 +3,27 @@
 //! Handler state follows "case 2b": the state used to validate a command is
 //! built only from events the store has confirmed, and a decision's events
 //! are applied to it only after JetStream acknowledged the append. Each
-//! aggregate instance has a slot in a bounded cache (`slots.rs`) holding its state,
+//! aggregate instance has a slot in a bounded cache (`cache.rs`) holding its state,
 //! its last stream sequence and the command ids it has accepted; a per-slot
 //! lock lets one command at a time decide on an aggregate inside this
 //! process, while commands on different aggregates run in parallel. Across
 //! processes the expected-sequence check decides: a conflict reloads the
 //! tail, decides again and retries, a bounded number of times.
 
+use super::cache::SlotCache;
+use super::request::CommandRequest;
 use crate::aggregate::Aggregate;
 use crate::codec::{self, EncodedEvent};
 use crate::error::Error;
-use crate::slots::SlotCache;
 use crate::snapshot::{Command, Restored, SnapshotConfig, Snapshots, StoredSnapshot};
 use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent, StoredEvent};
 use jetsource_schemas::{Accepted, CommandReply, EventRef, RejectionCode};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
-
-/// A command as the runtime hands it to a handler: subject and headers
-/// already parsed and validated, borrowed from the message.
-#[derive(Debug, Clone)]
-pub struct CommandRequest<'a> {
-    /// The aggregate instance id (a validated token).
-    pub aggregate_id: &'a str,
-    /// The command name (a validated token).
-    pub command: &'a str,
-    /// The JSON body.
-    pub body: &'a [u8],
-    /// The command id (a validated token, generated when the client sent none).
-    pub command_id: Cow<'a, str>,
-    /// The correlation id (a validated token), if any.
-    pub correlation_id: Option<&'a str>,
-    /// The causation id (a validated token), if any.
-    pub causation_id: Option<&'a str>,
-    /// The client's `Expected-Seq`, if any.
-    pub expected_seq: Option<u64>,
-}
 
 /// Settings of command handling.
 #[derive(Debug, Clone)]
