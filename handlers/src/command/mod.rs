@@ -7,12 +7,17 @@
 //!   [`CommandRequest`].
 //! - `handler.rs`: [`AggregateHandler`]: the aggregate's slot, its load,
 //!   the idempotency record, the decision, the append, retries.
-//! - `cache.rs`: the state cache the slots live in.
+//! - `cache.rs`: the state cache; `slot.rs`: an aggregate's entry in it.
+//! - `load.rs`: a slot rebuilt from the store.
+//! - `idempotency.rs`: the commands an aggregate accepted, and their events.
 
 mod cache;
 mod handler;
+mod idempotency;
+mod load;
 mod request;
 mod serve;
+mod slot;
 
 pub use handler::{AggregateHandler, HandlerConfig, WarmError, WarmErrorKind};
 pub use request::CommandRequest;
