@@ -11,16 +11,18 @@
 //! tail, decides again and retries, a bounded number of times.
 
 use super::cache::SlotCache;
-use super::idempotency::Recorded;
+use super::decide::{self, Decision};
+use super::failure::CommandFailure;
+use super::reply::{self, AcceptedEvents};
 use super::request::CommandRequest;
+use super::retry::{Attempts, Next, RetryPolicy};
 use super::slot::Slot;
 use crate::aggregate::Aggregate;
-use crate::codec::{self, EncodedEvent};
+use crate::codec;
 use crate::error::Error;
 use crate::snapshot::{SnapshotConfig, Snapshots};
-use crate::store::{AppendErrorKind, AppendMeta, EventStore, NewEvent};
-use jetsource_schemas::{Accepted, CommandReply, EventRef, RejectionCode};
-use std::sync::atomic::AtomicUsize;
+use crate::store::EventStore;
+use jetsource_schemas::CommandReply;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -83,12 +85,12 @@ pub type WarmError = Error<WarmErrorKind>;
 /// Handles the commands of aggregate type `A`.
 pub struct AggregateHandler<A: Aggregate> {
     pub(super) store: EventStore,
-    config: HandlerConfig,
     pub(super) stream: String,
     /// The event types `A::Event` can decode, so a cold load reads their
     /// literal subjects (cheap for the server) rather than the wildcard.
     event_types: Option<&'static [&'static str]>,
     cache: SlotCache<Mutex<Slot<A>>>,
+    retry: RetryPolicy,
     /// `None` when `A` takes no snapshots or they are off.
     pub(super) snapshots: Option<Arc<Snapshots>>,
 }
@@ -102,14 +104,15 @@ impl<A: Aggregate> AggregateHandler<A> {
     /// A handler appending to `store` (in the store's namespace).
     pub fn new(store: EventStore, config: HandlerConfig) -> Self {
         let cache = SlotCache::new(config.cache_capacity, config.cache_idle);
+        let retry = RetryPolicy::new(&config);
         let snapshots = Snapshots::for_aggregate::<A>(&store, &config.snapshots).map(Arc::new);
         AggregateHandler {
             snapshots,
             stream: store.namespace().stream_name(A::TYPE),
             store,
-            config,
             event_types: codec::variant_names::<A::Event>(),
             cache,
+            retry,
         }
     }
 
@@ -130,60 +133,31 @@ impl<A: Aggregate> AggregateHandler<A> {
         if !slot.loaded {
             self.load(&mut slot, aggregate_id)
                 .await
-                .map_err(|(code, reason)| {
-                    let kind = match code {
-                        RejectionCode::Unavailable => WarmErrorKind::Unavailable,
-                        _ => WarmErrorKind::Undecodable,
-                    };
-                    Error::new(kind, reason)
+                .map_err(|failure| match failure {
+                    CommandFailure::CorruptHistory(corrupt) => {
+                        Error::with_source(WarmErrorKind::Undecodable, corrupt)
+                    }
+                    failure => Error::with_source(WarmErrorKind::Unavailable, failure),
                 })?;
         }
         Ok(slot.last_seq)
     }
 
-    /// Writes the aggregate's snapshot once it is enough events past the
-    /// last one (in a task of its own).
-    fn snapshot_if_due(&self, slot: &mut Slot<A>, aggregate_id: &str) {
-        let Some(snapshots) = &self.snapshots else {
-            return;
-        };
-        if slot.since_snapshot < snapshots.every() {
-            return;
-        }
-        slot.since_snapshot = 0;
-        let Some((record, new_chunks)) = slot.record(self.names(), snapshots.commands_per_chunk())
-        else {
-            return;
-        };
-        let chunks = record.chunks.clone();
-        let stored = slot
-            .stored_chunks
-            .get_or_insert_with(|| Arc::new(AtomicUsize::new(0)))
-            .clone();
-        if snapshots.write(&self.store, aggregate_id, record, new_chunks, stored) {
-            slot.chunks = chunks;
-        }
-    }
-
     /// Handles one command and returns the reply.
     pub async fn process(&self, request: &CommandRequest<'_>) -> CommandReply {
-        let command_id: &str = &request.command_id;
-        let reject =
-            |code: RejectionCode, reason: String| CommandReply::rejected(command_id, code, reason);
-        let accept = |events: Vec<EventRef>, duplicate: bool| {
-            CommandReply::Accepted(Accepted {
-                command_id: command_id.to_string(),
-                aggregate_type: A::TYPE.to_string(),
-                aggregate_id: request.aggregate_id.to_string(),
-                events,
-                duplicate,
-            })
-        };
+        let outcome = self.execute(request).await;
+        reply::reply(A::TYPE, request, outcome)
+    }
+
+    /// One command: load the aggregate (unless a create may go first),
+    /// answer a resend from the idempotency record, decide, append and
+    /// apply; after a failed append, what the retry policy says.
+    async fn execute(
+        &self,
+        request: &CommandRequest<'_>,
+    ) -> Result<AcceptedEvents, CommandFailure> {
         // Decode before taking the lock: malformed input never waits.
-        let mut command = match codec::decode_command::<A::Command>(request.command, request.body) {
-            Ok(command) => Some(command),
-            Err(e) => return reject(RejectionCode::BadRequest, e.to_string()),
-        };
+        let mut command = Some(decide::decode::<A>(request)?);
         let slot = self
             .cache
             .get_or_insert_with(request.aggregate_id, || Mutex::new(Slot::default()));
@@ -192,245 +166,103 @@ impl<A: Aggregate> AggregateHandler<A> {
         // A slot not yet loaded holds the empty state. A command whose
         // decision on the empty state yields events (a `create` on a new id)
         // is appended with expected sequence 0 without loading first: the
-        // store refuses it if the aggregate has any event, and the conflict
-        // path below then loads the history and decides again, where a
-        // resent command is recognised by its Command-Id. Any other outcome
-        // on the empty state proves nothing, so it loads and decides again.
+        // store refuses it if the aggregate has any event, and the retry
+        // then loads the history and decides again, where a resent command
+        // is recognised by its Command-Id. Any other outcome on the empty
+        // state proves nothing, so it loads and decides again.
         let mut optimistic = request.expected_seq.unwrap_or(0) == 0;
-        let mut conflicts = 0;
-        let mut outages = 0;
-        // Whether the last reload after a conflict found newer events.
-        let mut moved = true;
+        let mut attempts = Attempts::new();
         loop {
             if !slot.loaded && !optimistic {
-                if let Err((code, reason)) = self.load(&mut slot, request.aggregate_id).await {
-                    if code == RejectionCode::Internal {
-                        tracing::error!(
-                            %reason,
-                            aggregate_type = A::TYPE,
-                            aggregate_id = request.aggregate_id,
-                            command_id,
-                            "cannot rebuild aggregate"
-                        );
-                    }
-                    return reject(code, reason);
-                }
+                self.load(&mut slot, request.aggregate_id).await?;
             }
-            if let Some(recorded) = slot.commands.get(command_id) {
-                return accept(recorded.events(&self.stream, self.names()), true);
+            if let Some(recorded) = slot.commands.get(&*request.command_id) {
+                return Ok(AcceptedEvents {
+                    events: recorded.events(&self.stream, self.names()),
+                    duplicate: true,
+                });
             }
-            if let Some(expected) = request.expected_seq {
-                if expected != slot.last_seq {
-                    return reject(
-                        RejectionCode::Conflict,
-                        format!(
-                            "Expected-Seq is {expected} but the aggregate is at {}",
-                            slot.last_seq
-                        ),
-                    );
-                }
-            }
+            decide::check_expected_seq(request.expected_seq, slot.last_seq)?;
             let command = match command.take() {
                 Some(command) => command,
-                None => match codec::decode_command::<A::Command>(request.command, request.body) {
-                    Ok(command) => command,
-                    Err(e) => return reject(RejectionCode::BadRequest, e.to_string()),
-                },
+                None => decide::decode::<A>(request)?,
             };
-            let decided = match slot.state.handle(command) {
-                Ok(events) if events.is_empty() && !slot.loaded => {
+            let events = match decide::decide(&slot, command)? {
+                Decision::Events(events) => events,
+                Decision::Nothing => {
+                    return Ok(AcceptedEvents {
+                        events: Vec::new(),
+                        duplicate: false,
+                    })
+                }
+                Decision::Unproven => {
                     optimistic = false;
                     continue;
                 }
-                Ok(events) => events,
-                Err(_) if !slot.loaded => {
-                    optimistic = false;
-                    continue;
-                }
-                Err(rejection) => return reject(rejection.code(), rejection.reason().to_string()),
             };
-            if decided.is_empty() {
-                return accept(Vec::new(), false);
-            }
-            let mut new_events = Vec::with_capacity(decided.len());
-            for event in &decided {
-                match codec::encode_event(event) {
-                    Ok(EncodedEvent { event_type, body }) => {
-                        new_events.push(NewEvent { event_type, body })
-                    }
-                    Err(e) => {
-                        return reject(RejectionCode::Internal, format!("encoding an event: {e}"))
-                    }
-                }
-            }
-            let meta = AppendMeta {
-                command_id,
-                correlation_id: request.correlation_id,
-                causation_id: request.causation_id,
-                event_version: A::EVENT_VERSION,
-            };
-            let metrics = crate::metrics::global();
-            let started = metrics.recording().then(std::time::Instant::now);
-            let appended = self
-                .store
-                .append(
-                    A::TYPE,
-                    request.aggregate_id,
-                    slot.last_seq,
-                    &new_events,
-                    &meta,
-                )
-                .await;
-            if let Some(started) = started {
-                metrics.append(
-                    started.elapsed(),
-                    new_events.len(),
-                    appended.as_ref().err().map(|e| e.kind()),
-                );
-            }
-            let error = match appended {
-                Ok(seqs) => {
-                    let refs: Vec<EventRef> = new_events
-                        .into_iter()
-                        .zip(&seqs)
-                        .map(|(event, seq)| EventRef {
-                            event_type: event.event_type,
-                            stream: self.stream.clone(),
-                            seq: *seq,
-                        })
-                        .collect();
-                    // Case 2b: the store confirmed, now the state may move.
-                    for event in decided {
-                        slot.state.apply(event);
-                    }
-                    slot.last_seq = seqs.last().copied().unwrap_or(slot.last_seq);
-                    // Unloaded, the append's expected sequence 0 proved
-                    // these are the aggregate's first events.
-                    slot.loaded = true;
-                    if let Some((first, rest)) = refs.split_first() {
-                        let names = self.names();
-                        let mut recorded = Recorded::new(first.seq, &first.event_type, names);
-                        for event in rest {
-                            recorded.extend(event.seq, &event.event_type, names);
-                        }
-                        slot.commands.insert(command_id.into(), recorded);
-                    }
-                    slot.since_snapshot += refs.len() as u64;
-                    self.snapshot_if_due(&mut slot, request.aggregate_id);
-                    return accept(refs, false);
-                }
-                Err(error) => error,
-            };
-            match error.kind() {
-                AppendErrorKind::Conflict | AppendErrorKind::Duplicate => {
-                    conflicts += 1;
-                    if conflicts > self.config.conflict_retries {
-                        // Refused, yet the store shows nothing newer: no
-                        // other writer is ahead, the store is not settling
-                        // (a clustered stream without quorum keeps answering
-                        // 10164 for the proposals it cannot commit). The
-                        // outcome is unknown, which is `unavailable`.
-                        if !moved {
-                            return reject(
-                                RejectionCode::Unavailable,
-                                format!("the event store kept refusing the expected sequence without showing newer events: gave up after {conflicts} attempts ({error})"),
-                            );
-                        }
-                        return reject(
-                            RejectionCode::Conflict,
-                            format!("the aggregate kept moving: gave up after {conflicts} attempts ({error})"),
-                        );
-                    }
-                    tracing::debug!(%error, attempt = conflicts, "append conflict, reloading");
-                    if conflicts > 1 {
-                        // Writers that keep colliding (other processes, or a
-                        // clustered proposal still in flight: 10164) need
-                        // time apart; a jittered, growing pause gives it.
-                        tokio::time::sleep(conflict_pause(conflicts)).await;
-                    }
-                }
-                AppendErrorKind::Unavailable => {
-                    outages += 1;
-                    if outages > self.config.unavailable_retries {
-                        return reject(
-                            RejectionCode::Unavailable,
-                            format!("the event store is unavailable: {error}"),
-                        );
-                    }
-                    tracing::warn!(
-                        %error,
-                        attempt = outages,
-                        aggregate_type = A::TYPE,
-                        aggregate_id = request.aggregate_id,
-                        command_id,
-                        "event store unavailable, retrying"
-                    );
-                    tokio::time::sleep(self.config.retry_backoff * outages).await;
-                }
-                AppendErrorKind::Full => {
-                    return reject(
-                        RejectionCode::Unavailable,
-                        format!("the event store refused the write: {error}"),
-                    )
-                }
-                AppendErrorKind::Refused => {
-                    return reject(
-                        RejectionCode::Internal,
-                        format!("the event store refused the write: {error}"),
-                    )
-                }
-            }
-            // The aggregate moved on, or our own earlier attempt may have
-            // landed: read the tail before deciding again, or the whole
-            // aggregate, as a cold load does (from a snapshot when its
-            // history is long), when the slot was never loaded.
-            if !slot.loaded {
-                match self.load(&mut slot, request.aggregate_id).await {
-                    Ok(()) => moved = slot.last_seq > 0,
-                    Err((RejectionCode::Unavailable, reason)) => {
-                        outages += 1;
-                        if outages > self.config.unavailable_retries {
-                            return reject(RejectionCode::Unavailable, reason);
-                        }
-                        tokio::time::sleep(self.config.retry_backoff * outages).await;
-                    }
-                    Err((code, reason)) => return reject(code, reason),
-                }
-                continue;
-            }
-            match self
-                .store
-                .load(A::TYPE, request.aggregate_id, slot.last_seq)
-                .await
-            {
-                Ok(events) => {
-                    moved = events.iter().any(|e| e.seq > slot.last_seq);
-                    let folded = events
-                        .into_iter()
-                        .try_for_each(|event| slot.fold(&self.stream, self.names(), event));
-                    if let Err(reason) = folded {
-                        *slot = Slot::default();
-                        return reject(RejectionCode::Internal, reason);
-                    }
-                }
-                Err(e) => {
-                    outages += 1;
-                    if outages > self.config.unavailable_retries {
-                        return reject(
-                            RejectionCode::Unavailable,
-                            format!("reloading the aggregate: {e}"),
-                        );
-                    }
-                    tokio::time::sleep(self.config.retry_backoff * outages).await;
+            match self.append(&mut slot, request, events).await {
+                Ok(accepted) => return Ok(accepted),
+                Err(failure) => {
+                    self.recover(&mut slot, request, &mut attempts, failure)
+                        .await?
                 }
             }
         }
     }
-}
 
-/// A random pause of up to 2^attempt ms, capped at 100 ms.
-fn conflict_pause(attempt: u32) -> Duration {
-    let ceiling = 1u64 << attempt.min(7);
-    let jitter = (uuid::Uuid::new_v4().as_u128() as u64) % ceiling.min(100);
-    Duration::from_millis(jitter + 1)
+    /// Acts on a failed append as the retry policy says: gives up (the
+    /// failure is the command's outcome), or pauses and reads the aggregate
+    /// again (the aggregate moved on, or our own earlier attempt may have
+    /// landed) so that the command is decided again.
+    async fn recover(
+        &self,
+        slot: &mut Slot<A>,
+        request: &CommandRequest<'_>,
+        attempts: &mut Attempts,
+        failure: CommandFailure,
+    ) -> Result<(), CommandFailure> {
+        let mut next = self.retry.next(attempts, failure);
+        loop {
+            match next {
+                Next::GiveUp(failure) => return Err(failure),
+                Next::Retry(pause) => {
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                    return Ok(());
+                }
+                Next::Reload { pause, after } => {
+                    self.log_retry(request, attempts, &after);
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                    match self.reload(slot, request.aggregate_id).await {
+                        Ok(moved) => {
+                            attempts.reloaded(moved);
+                            return Ok(());
+                        }
+                        Err(failure) => next = self.retry.next(attempts, failure),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs a retry: a conflict at debug level (writers meet, that is
+    /// normal), store trouble as a warning naming the command.
+    fn log_retry(&self, request: &CommandRequest<'_>, attempts: &Attempts, after: &CommandFailure) {
+        match after {
+            CommandFailure::Conflict(_) => {
+                tracing::debug!(error = %after, attempt = attempts.conflicts(), "append conflict, reloading");
+            }
+            _ => tracing::warn!(
+                error = %after,
+                attempt = attempts.outages(),
+                aggregate_type = A::TYPE,
+                aggregate_id = request.aggregate_id,
+                command_id = &*request.command_id,
+                "event store unavailable, retrying"
+            ),
+        }
+    }
 }

@@ -1,9 +1,10 @@
 //! A command message's subject and headers, parsed and validated into the
 //! request a handler takes.
 
+use super::failure::BadRequest;
 use async_nats::Message;
 use jetsource_schemas::subject::{CommandSubject, SubjectError};
-use jetsource_schemas::{headers, token, CommandReply, RejectionCode};
+use jetsource_schemas::{headers, token};
 use std::borrow::Cow;
 
 /// A command as the runtime hands it to a handler: subject and headers
@@ -26,16 +27,25 @@ pub struct CommandRequest<'a> {
     pub expected_seq: Option<u64>,
 }
 
+/// A message that is not a valid request.
+#[derive(Debug)]
+pub(crate) struct Unparsed<'a> {
+    /// The id to answer under: the message's, the one generated for it, or
+    /// empty when its `Command-Id` is itself invalid.
+    pub(crate) command_id: Cow<'a, str>,
+    pub(crate) failure: BadRequest,
+}
+
 /// Turns a message with `subject` into a request for its aggregate type's
-/// handler, or a `bad_request` reply. `unregistered` is `Some(known)` when
-/// the subject's aggregate type has no handler: `known` lists those that
-/// have one. A body over `max_body` bytes is refused.
+/// handler. `unregistered` is `Some(known)` when the subject's aggregate
+/// type has no handler: `known` lists those that have one. A body over
+/// `max_body` bytes is refused.
 pub(crate) fn parse<'a>(
     message: &'a Message,
     subject: &Result<CommandSubject<'a>, SubjectError>,
     unregistered: Option<&str>,
     max_body: usize,
-) -> Result<CommandRequest<'a>, CommandReply> {
+) -> Result<CommandRequest<'a>, Unparsed<'a>> {
     // One pass over the few headers a command has, rather than a hash of
     // each name jetsource reads. The first value of a name counts, as with
     // `HeaderMap::get`.
@@ -51,26 +61,28 @@ pub(crate) fn parse<'a>(
         found[index] = values.first().map(|v| v.as_str());
     }
     let [command_id_header, correlation_header, causation_header, expected_header] = found;
-    let bad = |command_id: &str, reason: String| {
-        CommandReply::rejected(command_id, RejectionCode::BadRequest, reason)
-    };
     let command_id = match command_id_header {
-        Some(id) => {
-            token::validate("Command-Id", id).map_err(|e| bad("", e.to_string()))?;
-            Cow::Borrowed(id)
-        }
+        Some(id) => match token::validate("Command-Id", id) {
+            Ok(()) => Cow::Borrowed(id),
+            Err(e) => {
+                return Err(Unparsed {
+                    command_id: Cow::Borrowed(""),
+                    failure: BadRequest::Header(e),
+                })
+            }
+        },
         None => Cow::Owned(uuid::Uuid::now_v7().to_string()),
     };
-    let optional_token =
-        |name: &'static str, value: Option<&'a str>| -> Result<Option<&'a str>, CommandReply> {
-            match value {
-                Some(value) => {
-                    token::validate(name, value).map_err(|e| bad(&command_id, e.to_string()))?;
-                    Ok(Some(value))
-                }
-                None => Ok(None),
-            }
-        };
+    let bad = |failure: BadRequest| Unparsed {
+        command_id: command_id.clone(),
+        failure,
+    };
+    let optional_token = |name: &'static str, value: Option<&'a str>| match value {
+        Some(value) => token::validate(name, value)
+            .map(|()| Some(value))
+            .map_err(|e| bad(BadRequest::Header(e))),
+        None => Ok(None),
+    };
     let correlation_id = optional_token(headers::CORRELATION_ID, correlation_header)?;
     let causation_id = optional_token(headers::CAUSATION_ID, causation_header)?;
     let expected_seq = match expected_header {
@@ -82,35 +94,24 @@ pub(crate) fn parse<'a>(
                 .all(|b| b.is_ascii_digit())
                 .then(|| value.parse::<u64>().ok())
                 .flatten()
-                .ok_or_else(|| {
-                    bad(
-                        &command_id,
-                        format!("Expected-Seq must be decimal digits (a u64), got {value:?}"),
-                    )
-                })?,
+                .ok_or_else(|| bad(BadRequest::ExpectedSeq(value.to_string())))?,
         ),
         None => None,
     };
     let parsed = subject
         .as_ref()
-        .map_err(|e| bad(&command_id, e.to_string()))?;
+        .map_err(|e| bad(BadRequest::Subject(e.clone())))?;
     if let Some(known) = unregistered {
-        return Err(bad(
-            &command_id,
-            format!(
-                "unknown aggregate type {:?}; known: {known}",
-                parsed.aggregate_type,
-            ),
-        ));
+        return Err(bad(BadRequest::UnknownAggregateType {
+            found: parsed.aggregate_type.to_string(),
+            known: known.to_string(),
+        }));
     }
     if message.payload.len() > max_body {
-        return Err(bad(
-            &command_id,
-            format!(
-                "the body is {} bytes, more than the {max_body} allowed",
-                message.payload.len()
-            ),
-        ));
+        return Err(bad(BadRequest::TooLarge {
+            bytes: message.payload.len(),
+            max: max_body,
+        }));
     }
     Ok(CommandRequest {
         aggregate_id: parsed.aggregate_id,

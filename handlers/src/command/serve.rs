@@ -2,11 +2,13 @@
 //! request, the request handed to its aggregate type's handler, the reply
 //! published and the outcome's observers told.
 
+use super::failure::CommandFailure;
 use super::handler::AggregateHandler;
+use super::reply;
 use super::request::{self, CommandRequest};
 use crate::aggregate::Aggregate;
 use async_nats::{Client, Message};
-use jetsource_schemas::{CommandReply, Namespace, RejectionCode};
+use jetsource_schemas::{CommandReply, Namespace};
 use std::future::Future;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -101,12 +103,10 @@ pub(crate) async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, 
                 tracing::Span::current().record("command_id", &*request.command_id);
                 handler.process(&request).await
             }
-            (Err(reply), _) => reply,
-            (Ok(request), None) => CommandReply::rejected(
-                &*request.command_id,
-                RejectionCode::Internal,
-                "no handler for a parsed command",
-            ),
+            (Err(unparsed), _) => reply::rejected(&unparsed.command_id, &unparsed.failure.into()),
+            // The runtime hands a handler every command of its type, and
+            // `parse` refuses those of other types: not reached.
+            (Ok(request), None) => reply::rejected(&request.command_id, &CommandFailure::NoHandler),
         };
         let outcome = match &reply {
             CommandReply::Accepted(_) => "accepted",

@@ -1,6 +1,7 @@
 //! An aggregate's entry in the state cache: its state, its last stream
 //! sequence and its idempotency record, rebuilt from confirmed events only.
 
+use super::failure::CorruptHistory;
 use super::idempotency::Recorded;
 use crate::aggregate::Aggregate;
 use crate::codec;
@@ -55,17 +56,22 @@ impl<A: Aggregate> Slot<A> {
         stream: &str,
         names: &[&'static str],
         stored: StoredEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), CorruptHistory> {
         if stored.seq <= self.last_seq {
             return Ok(());
         }
         let event_type = stored.event_type();
-        let event: A::Event = codec::decode_event(event_type, &stored.payload).map_err(|e| {
-            format!(
-                "stored event {} at {stream}:{} does not decode: {e}",
-                stored.subject, stored.seq
-            )
-        })?;
+        let event: A::Event = match codec::decode_event(event_type, &stored.payload) {
+            Ok(event) => event,
+            Err(source) => {
+                return Err(CorruptHistory {
+                    stream: stream.to_string(),
+                    subject: stored.subject.clone(),
+                    seq: stored.seq,
+                    source,
+                })
+            }
+        };
         self.state.apply(event);
         if let Some(command_id) = stored.command_id() {
             match self.commands.get_mut(command_id) {
