@@ -1,6 +1,7 @@
 //! The decision appended with the expected-sequence check, then, once
 //! JetStream acknowledged it, applied to the slot (case 2b): the state,
-//! the sequence, the idempotency record, and a snapshot when one is due.
+//! the sequence, the idempotency record, and a snapshot when one is due
+//! (written off the command path, see [`crate::snapshot`]).
 
 use super::decide;
 use super::failure::CommandFailure;
@@ -12,8 +13,6 @@ use super::slot::Slot;
 use crate::aggregate::Aggregate;
 use crate::store::AppendMeta;
 use jetsource_schemas::EventRef;
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
 
 impl<A: Aggregate> AggregateHandler<A> {
     /// Appends `decided` after the slot's last sequence and applies it once
@@ -77,35 +76,25 @@ impl<A: Aggregate> AggregateHandler<A> {
             }
             slot.commands.insert(command_id.into(), recorded);
         }
-        slot.since_snapshot += refs.len() as u64;
-        self.snapshot_if_due(slot, request.aggregate_id);
+        slot.snapshot.folded(refs.len() as u64);
+        if let Some(snapshots) = &self.snapshots {
+            let names = self.names();
+            let commands = slot
+                .commands
+                .iter()
+                .map(|(id, recorded)| (&**id, recorded.first_seq, recorded.joined(names)));
+            snapshots.write_if_due(
+                &self.store,
+                request.aggregate_id,
+                &slot.state,
+                slot.last_seq,
+                &mut slot.snapshot,
+                commands,
+            );
+        }
         Ok(AcceptedEvents {
             events: refs,
             duplicate: false,
         })
-    }
-
-    /// Writes the aggregate's snapshot once it is enough events past the
-    /// last one (in a task of its own).
-    fn snapshot_if_due(&self, slot: &mut Slot<A>, aggregate_id: &str) {
-        let Some(snapshots) = &self.snapshots else {
-            return;
-        };
-        if slot.since_snapshot < snapshots.every() {
-            return;
-        }
-        slot.since_snapshot = 0;
-        let Some((record, new_chunks)) = slot.record(self.names(), snapshots.commands_per_chunk())
-        else {
-            return;
-        };
-        let chunks = record.chunks.clone();
-        let stored = slot
-            .stored_chunks
-            .get_or_insert_with(|| Arc::new(AtomicUsize::new(0)))
-            .clone();
-        if snapshots.write(&self.store, aggregate_id, record, new_chunks, stored) {
-            slot.chunks = chunks;
-        }
     }
 }

@@ -10,63 +10,62 @@ use std::ops::ControlFlow;
 
 impl<A: Aggregate> AggregateHandler<A> {
     /// Rebuilds a slot from the store: from a snapshot and the events after
-    /// it when the history is long and one can be used, else from all of it.
-    /// Each event is folded as it arrives (see
-    /// [`crate::store::EventStore::load_each`]). On failure the slot is
-    /// left empty and unloaded: nothing half-folded stays, and the next
-    /// command loads again.
+    /// it when the history is long and one can be used, else from all of
+    /// it. On failure the slot is left empty and unloaded: nothing
+    /// half-folded stays, and the next command loads again.
     pub(super) async fn load(
         &self,
         slot: &mut Slot<A>,
         aggregate_id: &str,
     ) -> Result<(), CommandFailure> {
         *slot = Slot::default();
-        // A long history asks for a snapshot; one that can be used lands
-        // here, before any event is handed on, and is restored first.
-        let restored = std::sync::Mutex::new(None);
-        let probe = || async {
-            let snapshots = self.snapshots.as_ref()?;
-            let found = snapshots.fetch::<A>(&self.store, aggregate_id).await?;
-            let seq = found.seq;
-            *restored.lock().ok()? = Some(found);
-            Some(seq)
-        };
-        let per_chunk = self
-            .snapshots
-            .as_ref()
-            .map_or(0, |s| s.commands_per_chunk());
+        let read = self.read_history(slot, aggregate_id).await;
+        if read.is_ok() {
+            slot.loaded = true;
+        } else {
+            *slot = Slot::default();
+        }
+        read
+    }
+
+    /// Reads the aggregate's history into `slot`, in two steps: the first
+    /// direct-get batch (nearly every aggregate whole, in one round trip),
+    /// then, for a long history with a usable snapshot, the snapshot and
+    /// the events after it, else the rest; each event folded as it arrives.
+    async fn read_history(
+        &self,
+        slot: &mut Slot<A>,
+        aggregate_id: &str,
+    ) -> Result<(), CommandFailure> {
         let names = self.names();
-        let restore = |slot: &mut Slot<A>| {
-            if let Some(found) = restored.lock().ok().and_then(|mut r| r.take()) {
-                slot.restore(found, names, per_chunk);
-            }
-        };
-        let mut corrupt = None;
-        let loaded = self
+        let mut first = self
             .store
-            .load_each(A::TYPE, aggregate_id, names, probe, &mut |event| {
-                restore(slot);
-                match slot.fold(&self.stream, names, event) {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(e) => {
-                        corrupt = Some(e);
-                        ControlFlow::Break(())
-                    }
+            .first_batch(A::TYPE, aggregate_id, names)
+            .await
+            .map_err(StoreFailure::Load)?;
+        if let Some(snapshots) = &self.snapshots {
+            let restored = snapshots
+                .for_load::<A>(&self.store, aggregate_id, &first)
+                .await;
+            if let Some(restored) = restored {
+                first.resume_after(restored.seq);
+                slot.restore(restored, names, snapshots.commands_per_chunk());
+            }
+        }
+        let mut corrupt = None;
+        let read = first
+            .read_rest(&mut |event| match slot.fold(&self.stream, names, event) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    corrupt = Some(e);
+                    ControlFlow::Break(())
                 }
             })
             .await;
-        restore(slot);
-        let failed: Option<CommandFailure> = match (corrupt, loaded) {
-            (Some(corrupt), _) => Some(corrupt.into()),
-            (None, Err(e)) => Some(StoreFailure::Load(e).into()),
-            (None, Ok(())) => None,
-        };
-        if let Some(failed) = failed {
-            *slot = Slot::default();
-            return Err(failed);
+        match corrupt {
+            Some(corrupt) => Err(corrupt.into()),
+            None => read.map_err(|e| StoreFailure::Load(e).into()),
         }
-        slot.loaded = true;
-        Ok(())
     }
 
     /// Reads the aggregate again after a failed append: the events past the

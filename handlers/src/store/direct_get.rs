@@ -26,6 +26,7 @@ pub(crate) struct DirectBatch {
 }
 
 /// Direct gets on one connection, counted in `requests` (batches only).
+#[derive(Clone, Copy)]
 pub(crate) struct DirectGet<'a> {
     pub(crate) client: &'a Client,
     pub(crate) mux: &'a Arc<ReplyMux>,

@@ -60,12 +60,8 @@ pub const CONSUMER_RETRY_AFTER: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub(crate) struct ConsumerPauses(Mutex<HashMap<String, Instant>>);
 
-/// No snapshot: the probe of plain loads.
-async fn no_snapshot() -> Option<u64> {
-    None
-}
-
 /// The loads of one store: what they read with and where they count.
+#[derive(Clone, Copy)]
 pub(crate) struct Reader<'a> {
     pub(crate) client: &'a Client,
     pub(crate) direct: DirectGet<'a>,
@@ -76,10 +72,10 @@ pub(crate) struct Reader<'a> {
     pub(crate) paused: &'a ConsumerPauses,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     /// As [`super::EventStore::load`].
     pub(crate) async fn load(
-        &self,
+        self,
         aggregate_type: &str,
         aggregate_id: &str,
         after_seq: u64,
@@ -88,20 +84,20 @@ impl Reader<'_> {
             .namespace
             .aggregate_filter(aggregate_type, aggregate_id)
             .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?;
-        self.read(aggregate_type, aggregate_id, &[filter], after_seq)
+        self.read(aggregate_type, aggregate_id, vec![filter], after_seq)
             .await
     }
 
     /// As [`super::EventStore::load_types`].
     pub(crate) async fn load_types(
-        &self,
+        self,
         aggregate_type: &str,
         aggregate_id: &str,
         after_seq: u64,
         event_types: &[&str],
     ) -> Result<Vec<StoredEvent>, LoadError> {
         let filters = self.type_subjects(aggregate_type, aggregate_id, event_types)?;
-        self.read(aggregate_type, aggregate_id, &filters, after_seq)
+        self.read(aggregate_type, aggregate_id, filters, after_seq)
             .await
     }
 
@@ -124,7 +120,7 @@ impl Reader<'_> {
 
     /// As [`super::EventStore::load_each`].
     pub(crate) async fn load_each<F, Fut>(
-        &self,
+        self,
         aggregate_type: &str,
         aggregate_id: &str,
         event_types: &[&str],
@@ -135,6 +131,26 @@ impl Reader<'_> {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Option<u64>>,
     {
+        let mut first = self
+            .first_batch(aggregate_type, aggregate_id, event_types)
+            .await?;
+        if first.is_long() {
+            if let Some(seq) = snapshot().await {
+                first.resume_after(seq);
+            }
+        }
+        first.read_rest(each).await
+    }
+
+    /// The first batch of an aggregate's history from its start: of the
+    /// literal subjects of `event_types`, or of its wildcard subject when
+    /// `event_types` is empty.
+    pub(crate) async fn first_batch(
+        self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        event_types: &[&str],
+    ) -> Result<FirstBatch<'a>, LoadError> {
         let mut filters = self.type_subjects(aggregate_type, aggregate_id, event_types)?;
         if filters.is_empty() {
             filters.push(
@@ -143,13 +159,12 @@ impl Reader<'_> {
                     .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?,
             );
         }
-        self.read_each(aggregate_type, aggregate_id, &filters, 0, snapshot, each)
-            .await
+        self.first(aggregate_type, aggregate_id, filters, 0).await
     }
 
     /// As [`super::EventStore::subject_at`].
     pub(crate) async fn subject_at(
-        &self,
+        self,
         aggregate_type: &str,
         seq: u64,
     ) -> Result<Option<String>, LoadError> {
@@ -162,50 +177,34 @@ impl Reader<'_> {
 
     /// Every message on `filters` after `after_seq`, collected.
     async fn read(
-        &self,
+        self,
         aggregate_type: &str,
         aggregate_id: &str,
-        filters: &[String],
+        filters: Vec<String>,
         after_seq: u64,
     ) -> Result<Vec<StoredEvent>, LoadError> {
         let mut events = Vec::new();
-        self.read_each(
-            aggregate_type,
-            aggregate_id,
-            filters,
-            after_seq,
-            no_snapshot,
-            &mut |event| {
+        self.first(aggregate_type, aggregate_id, filters, after_seq)
+            .await?
+            .read_rest(&mut |event| {
                 events.push(event);
                 ControlFlow::Continue(())
-            },
-        )
-        .await?;
+            })
+            .await?;
         Ok(events)
     }
 
-    /// Hands `each` every message on `filters` after `after_seq`, in stream
-    /// order, until it breaks.
-    ///
-    /// A first direct-get batch per filter (all at once) reads most
-    /// aggregates whole. When many events remain, the rest comes through a
-    /// short-lived consumer (`consumer_read.rs`), which delivers them
-    /// at about twice the rate, each handed on as it arrives; otherwise, or
-    /// should that read fail, by further direct-get batches. `filters` are
-    /// the aggregate's wildcard subject or some of its literal ones.
-    async fn read_each<F, Fut>(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        filters: &[String],
+    /// The first direct-get batch of every one of `filters` (the
+    /// aggregate's wildcard subject or some of its literal ones) after
+    /// `after_seq`, all at once; what remains is read by
+    /// [`FirstBatch::read_rest`].
+    async fn first(
+        self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        filters: Vec<String>,
         after_seq: u64,
-        snapshot: F,
-        each: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
-    ) -> Result<(), LoadError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Option<u64>>,
-    {
+    ) -> Result<FirstBatch<'a>, LoadError> {
         let stream = self.namespace.stream_name(aggregate_type);
         // JetStream's API subjects are never under the prefix.
         let api = format!("$JS.API.DIRECT.GET.{stream}");
@@ -213,10 +212,9 @@ impl Reader<'_> {
             .iter()
             .map(|filter| self.direct.batch(&api, filter, after_seq + 1, FIRST_BATCH));
         let mut events = Vec::new();
-        // Filters with events left: (filter, next sequence to read).
         let mut unfinished = Vec::new();
         let mut pending = 0;
-        for (filter, batch) in filters.iter().zip(futures::future::join_all(firsts).await) {
+        for (filter, batch) in (0..).zip(futures::future::join_all(firsts).await) {
             let batch = batch?;
             events.extend(batch.events);
             if batch.pending > 0 {
@@ -227,23 +225,103 @@ impl Reader<'_> {
         if filters.len() > 1 {
             events.sort_unstable_by_key(|e| e.seq);
         }
+        let bytes: usize = events.iter().map(|e| e.payload.len() + 128).sum();
+        let per_event = (bytes / events.len().max(1)).max(1);
+        let via_consumer = if pending < CONSUMER_MIN_PENDING {
+            false
+        } else if self.paused.is_paused(&stream) {
+            self.stats.consumer_skips.fetch_add(1, Ordering::Relaxed);
+            false
+        } else {
+            true
+        };
+        Ok(FirstBatch {
+            reader: self,
+            aggregate_type,
+            aggregate_id,
+            stream,
+            api,
+            filters,
+            events,
+            unfinished,
+            via_consumer,
+            per_event,
+        })
+    }
+}
+
+/// A load's first direct-get batch per subject read, and where the rest
+/// of each subject starts.
+///
+/// Most aggregates are whole in it. A long history's rest (at least
+/// [`CONSUMER_MIN_PENDING`] events) comes through a short-lived consumer
+/// (`consumer_read.rs`), which delivers it at about twice the rate, each
+/// event handed on as it arrives; a shorter rest, or one whose consumer
+/// read fails, by further direct-get batches. A caller with a snapshot of
+/// a long history resumes after it ([`FirstBatch::resume_after`]) before
+/// reading the rest.
+pub(crate) struct FirstBatch<'a> {
+    reader: Reader<'a>,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    stream: String,
+    api: String,
+    filters: Vec<String>,
+    /// In stream order.
+    events: Vec<StoredEvent>,
+    /// Filters with events left: (index in `filters`, next sequence to read).
+    unfinished: Vec<(usize, u64)>,
+    /// The rest comes through a consumer.
+    via_consumer: bool,
+    /// The first batch's bytes per event, which size a consumer's pulls.
+    per_event: usize,
+}
+
+impl FirstBatch<'_> {
+    /// Whether the history is long: the batch left at least
+    /// [`CONSUMER_MIN_PENDING`] events on the subjects read, and their rest
+    /// comes through a consumer (unless consumers are paused on the stream,
+    /// see [`CONSUMER_RETRY_AFTER`]). Only then is a snapshot worth reading.
+    pub(crate) fn is_long(&self) -> bool {
+        self.via_consumer
+    }
+
+    /// Leaves out every event up to stream sequence `seq` (a snapshot's,
+    /// which stands for them): those in hand, and the rest is read after it.
+    pub(crate) fn resume_after(&mut self, seq: u64) {
+        let floor = seq.saturating_add(1);
+        self.events.retain(|e| e.seq >= floor);
+        for (_, next) in &mut self.unfinished {
+            *next = (*next).max(floor);
+        }
+    }
+
+    /// Hands `each` the events of this batch, then the rest, in stream
+    /// order, until it breaks. Should the read fail part way, `each` has
+    /// had a prefix of the events.
+    pub(crate) async fn read_rest(
+        self,
+        each: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
+    ) -> Result<(), LoadError> {
+        let FirstBatch {
+            reader,
+            aggregate_type,
+            aggregate_id,
+            stream,
+            api,
+            filters,
+            mut events,
+            mut unfinished,
+            via_consumer,
+            per_event,
+            ..
+        } = self;
         // The highest stream sequence handed to `each`.
         let mut handed = 0;
-        if pending >= CONSUMER_MIN_PENDING && self.paused.is_paused(&stream) {
-            self.stats.consumer_skips.fetch_add(1, Ordering::Relaxed);
-        } else if pending >= CONSUMER_MIN_PENDING {
+        if via_consumer {
             // Every event below the lowest unfinished position is in hand:
             // the consumer reads the rest of every filter from there.
-            let mut start = unfinished.iter().map(|(_, next)| *next).min().unwrap_or(0);
-            // A snapshot at `seq` stands for every event up to it.
-            if let Some(seq) = snapshot().await {
-                start = start.max(seq.saturating_add(1));
-                for (_, next) in &mut unfinished {
-                    *next = (*next).max(start);
-                }
-            }
-            let bytes: usize = events.iter().map(|e| e.payload.len() + 128).sum();
-            let per_event = (bytes / events.len().max(1)).max(1);
+            let start = unfinished.iter().map(|(_, next)| *next).min().unwrap_or(0);
             // Those in hand below `start` go first; the rest stay for a
             // read by direct get, should the consumer's fail.
             let rest = events.split_off(events.partition_point(|e| e.seq < start));
@@ -259,19 +337,19 @@ impl Reader<'_> {
             // nats-server scan the stream (1.3 s of its CPU for 10,000
             // events on a stream of a few hundred thousand), one wildcard
             // filter did not. Events of types not asked for are dropped here.
-            let wildcard = self
+            let wildcard = reader
                 .namespace
                 .aggregate_filter(aggregate_type, aggregate_id)
                 .map_err(|e| Error::with_source(LoadErrorKind::Protocol, e))?;
             let every_type = filters.len() == 1 && filters[0] == wildcard;
             let read = ConsumerRead {
-                client: self.client,
-                pulls: &self.stats.consumer_pulls,
+                client: reader.client,
+                pulls: &reader.stats.consumer_pulls,
                 stream: &stream,
                 filter: &wildcard,
                 start,
                 per_pull: (LOAD_BATCH_BYTES / per_event).clamp(1, LOAD_BATCH) as u64,
-                timeout: self.timeout,
+                timeout: reader.timeout,
             };
             let read = read
                 .run(&mut |event| {
@@ -284,17 +362,18 @@ impl Reader<'_> {
                 .await;
             match read {
                 Ok(()) => {
-                    self.stats.consumer_reads.fetch_add(1, Ordering::Relaxed);
+                    reader.stats.consumer_reads.fetch_add(1, Ordering::Relaxed);
                     crate::metrics::global().load(true);
                     return Ok(());
                 }
                 Err(stopped) => {
-                    self.stats
+                    reader
+                        .stats
                         .consumer_fallbacks
                         .fetch_add(1, Ordering::Relaxed);
                     crate::metrics::global().load_fallback();
                     if stopped.kind() == ConsumerReadErrorKind::Create {
-                        self.paused.pause(&stream);
+                        reader.paused.pause(&stream);
                     }
                     tracing::debug!(reason = %stopped, %stream, handed, "reading the rest by direct get");
                     // What the consumer handed on is a gap-free prefix of
@@ -308,7 +387,10 @@ impl Reader<'_> {
         }
         for (filter, mut from) in unfinished {
             loop {
-                let batch = self.direct.batch(&api, filter, from, LOAD_BATCH).await?;
+                let batch = reader
+                    .direct
+                    .batch(&api, &filters[filter], from, LOAD_BATCH)
+                    .await?;
                 events.extend(batch.events);
                 if batch.pending == 0 {
                     break;

@@ -57,6 +57,8 @@ use async_nats::Client;
 use direct_get::DirectGet;
 use jetsource_schemas::Namespace;
 use load::{ConsumerPauses, Reader};
+
+pub(crate) use load::FirstBatch;
 use reply_mux::ReplyMux;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -189,9 +191,9 @@ impl EventStore {
     /// them as [`EventStore::load`] does when `event_types` is empty. A
     /// long history (past the first direct-get batch, with at least
     /// [`CONSUMER_MIN_PENDING`] events left) first asks `snapshot` for the
-    /// stream sequence of a usable snapshot. When it names one, only the
-    /// events after it are read besides the first batch: the caller folds
-    /// the snapshot, then the events above its sequence.
+    /// stream sequence of a usable snapshot. When it names one, the events
+    /// up to it are left out: the caller folds the snapshot, then the
+    /// events above its sequence.
     ///
     /// Should the read fail part way, `each` has had a prefix of the events.
     pub async fn load_each<F, Fut>(
@@ -240,6 +242,21 @@ impl EventStore {
                 events,
                 meta,
             )
+            .await
+    }
+
+    /// The first step of a load of the aggregate's history: its first
+    /// direct-get batch, of the literal subjects of `event_types` (of its
+    /// wildcard subject when `event_types` is empty). The caller may resume
+    /// it after a snapshot, then reads the rest.
+    pub(crate) async fn first_batch<'a>(
+        &'a self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        event_types: &[&str],
+    ) -> Result<FirstBatch<'a>, LoadError> {
+        self.reader()
+            .first_batch(aggregate_type, aggregate_id, event_types)
             .await
     }
 
