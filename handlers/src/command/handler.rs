@@ -3,12 +3,13 @@
 //! Handler state follows "case 2b": the state used to validate a command is
 //! built only from events the store has confirmed, and a decision's events
 //! are applied to it only after JetStream acknowledged the append. Each
-//! aggregate instance has a slot in a bounded cache (`cache.rs`) holding its state,
-//! its last stream sequence and the command ids it has accepted; a per-slot
-//! lock lets one command at a time decide on an aggregate inside this
-//! process, while commands on different aggregates run in parallel. Across
-//! processes the expected-sequence check decides: a conflict reloads the
-//! tail, decides again and retries, a bounded number of times.
+//! aggregate instance has a slot in a bounded cache (`cache.rs`) holding
+//! its state, its last stream sequence and the command ids it has accepted;
+//! a per-slot lock lets one command at a time decide on an aggregate inside
+//! this process, while commands on different aggregates run in parallel.
+//! Across processes the expected-sequence check decides: a conflict reloads
+//! the tail, decides again and retries, as the retry policy (`retry.rs`)
+//! allows.
 
 use super::cache::SlotCache;
 use super::decide::{self, Decision};
@@ -83,6 +84,11 @@ impl std::fmt::Display for WarmErrorKind {
 pub type WarmError = Error<WarmErrorKind>;
 
 /// Handles the commands of aggregate type `A`.
+///
+/// The runtime makes one per registered type and hands it every command of
+/// that type. Made by hand, it serves an application that takes commands
+/// some other way ([`AggregateHandler::process`]), or loads aggregates
+/// ahead of their commands ([`AggregateHandler::warm`]).
 pub struct AggregateHandler<A: Aggregate> {
     pub(super) store: EventStore,
     pub(super) stream: String,
@@ -143,7 +149,8 @@ impl<A: Aggregate> AggregateHandler<A> {
         Ok(slot.last_seq)
     }
 
-    /// Handles one command and returns the reply.
+    /// Handles one command and returns the reply, as the runtime does for
+    /// a command message.
     pub async fn process(&self, request: &CommandRequest<'_>) -> CommandReply {
         let outcome = self.execute(request).await;
         reply::reply(A::TYPE, request, outcome)

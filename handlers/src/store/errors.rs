@@ -9,21 +9,21 @@ use crate::error::Error;
 use serde::Deserialize;
 
 /// JetStream error codes the write path acts on.
-pub mod codes {
+pub(crate) mod codes {
     /// Wrong last sequence, with the current value.
-    pub const WRONG_LAST_SEQUENCE: u64 = 10071;
+    pub(crate) const WRONG_LAST_SEQUENCE: u64 = 10071;
     /// Wrong last sequence, without it (clustered in-flight proposals, batches).
-    pub const WRONG_LAST_SEQUENCE_CONSTANT: u64 = 10164;
+    pub(crate) const WRONG_LAST_SEQUENCE_CONSTANT: u64 = 10164;
     /// Expected-last-subject-sequence not ready; retryable.
-    pub const EXPECTED_SEQ_NOT_READY: u64 = 10163;
+    pub(crate) const EXPECTED_SEQ_NOT_READY: u64 = 10163;
     /// A duplicate message id is still being processed; retryable.
-    pub const DUPLICATE_IN_PROCESS: u64 = 10158;
+    pub(crate) const DUPLICATE_IN_PROCESS: u64 = 10158;
     /// An atomic batch holds a message id already in the dedupe window.
-    pub const BATCH_DUPLICATE_MSG_ID: u64 = 10201;
+    pub(crate) const BATCH_DUPLICATE_MSG_ID: u64 = 10201;
     /// Too many atomic batches in flight; retryable.
-    pub const BATCH_TOO_MANY_INFLIGHT: u64 = 10210;
+    pub(crate) const BATCH_TOO_MANY_INFLIGHT: u64 = 10210;
     /// Maximum bytes or messages reached (discard new).
-    pub const STREAM_STORE_FAILED: u64 = 10077;
+    pub(crate) const STREAM_STORE_FAILED: u64 = 10077;
 }
 
 /// What went wrong with an append.

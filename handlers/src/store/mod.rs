@@ -17,6 +17,11 @@
 //! Subjects and stream names are those of the store's [`Namespace`]
 //! (default: no prefix), built with one `format!` each, as without one.
 //!
+//! The command handlers use the store; so may an application, to read an
+//! aggregate's history (`jetsource rewind` does) or to append
+//! events outside a command (seeding, migrations, tests), with the same
+//! expected-sequence check a handler's appends carry.
+//!
 //! # Files
 //! - `stream.rs`: stream set-up and the contract stamp.
 //! - `load.rs`: which reads a load makes, in which order; `direct_get.rs`
@@ -42,7 +47,6 @@ mod stream;
 
 pub use append::AppendMeta;
 pub use direct_get::LOAD_BATCH_BYTES;
-pub use errors::codes as jetstream_codes;
 pub use errors::{
     AppendError, AppendErrorKind, LoadError, LoadErrorKind, StreamError, StreamErrorKind,
 };
@@ -51,14 +55,14 @@ pub use group_commit::{GroupCommitConfig, GroupCommitStats};
 pub use load::{LoadStats, CONSUMER_MIN_PENDING, CONSUMER_RETRY_AFTER, FIRST_BATCH, LOAD_BATCH};
 pub use stream::StreamSettings;
 
+pub(crate) use load::FirstBatch;
+
 use crate::error::Error;
 use append::Appender;
 use async_nats::Client;
 use direct_get::DirectGet;
 use jetsource_schemas::Namespace;
 use load::{ConsumerPauses, Reader};
-
-pub(crate) use load::FirstBatch;
 use reply_mux::ReplyMux;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -215,7 +219,7 @@ impl EventStore {
 
     /// The subject of the message at stream sequence `seq` of
     /// `aggregate_type`'s stream, `None` when there is none.
-    pub async fn subject_at(
+    pub(crate) async fn subject_at(
         &self,
         aggregate_type: &str,
         seq: u64,
