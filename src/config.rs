@@ -5,7 +5,7 @@
 use crate::auth::{Auth, AuthConfig, TlsConfig};
 use crate::units::{parse_bytes, parse_duration};
 use jetsource_feedback::FeedbackConfig;
-use jetsource_handlers::handler::HandlerConfig;
+use jetsource_handlers::command::HandlerConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
 use jetsource_handlers::snapshot::SnapshotConfig;
 use jetsource_handlers::store::{GroupCommitConfig, StreamSettings};

@@ -353,7 +353,7 @@ async fn a_snapshot_is_used_only_when_all_of_it_reads_and_matches_the_stream() {
 
 #[tokio::test]
 async fn warming_loads_an_aggregate_ahead_of_its_first_command() {
-    use jetsource::handlers::handler::{
+    use jetsource::handlers::command::{
         AggregateHandler, CommandRequest, HandlerConfig, WarmErrorKind,
     };
     use std::sync::atomic::Ordering;

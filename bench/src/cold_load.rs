@@ -16,7 +16,7 @@ use super::BenchError;
 use super::BenchErrorExt as _;
 use bytes::Bytes;
 use futures::StreamExt;
-use jetsource_handlers::handler::{AggregateHandler, CommandRequest, HandlerConfig};
+use jetsource_handlers::command::{AggregateHandler, CommandRequest, HandlerConfig};
 use jetsource_handlers::snapshot::SnapshotConfig;
 use jetsource_handlers::store::{self, AppendMeta, EventStore, NewEvent};
 use jetsource_handlers::Aggregate;

@@ -9,7 +9,7 @@ use super::BenchError;
 use super::BenchErrorExt as _;
 use async_nats::Client;
 use jetsource_feedback::{Feedback, FeedbackConfig};
-use jetsource_handlers::runtime::Running;
+use jetsource_handlers::runtime::RunningRuntime;
 use jetsource_handlers::{Runtime, RuntimeConfig};
 use jetsource_nats_server::{self as server, ServerOptions, ServerProcess};
 use jetsource_reference::account::Account;
@@ -48,7 +48,7 @@ pub struct Env {
     /// Whether the server this run started syncs every write.
     sync_always: bool,
     runtime_config: RuntimeConfig,
-    jetsource: Option<(Running, Feedback)>,
+    jetsource: Option<(RunningRuntime, Feedback)>,
 }
 
 impl Env {

@@ -5,6 +5,7 @@ use jetsource_schemas::server_version::{self as version, ServerVersion, VersionE
 
 /// What went wrong connecting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConnectErrorKind {
     /// The server could not be reached or refused the connection.
     Unreachable,

@@ -2,28 +2,33 @@
 //! handles commands on NATS and appends events to JetStream.
 //!
 //! # Layout
+//! In the order a command meets them:
+//! - [`runtime`]: the builder ([`Runtime::builder`], [`RuntimeConfig`]),
+//!   the command subscription, shutdown; `workers.rs`: the long-lived tasks
+//!   that serve one command after another.
+//! - [`command`]: one command's way from the message to the reply, a file
+//!   per step: the request, the aggregate's slot in the state cache, its
+//!   load, the idempotency record, the decision, the append and the apply
+//!   after the ack, the retry policy, the typed failure and the reply.
+//!   [`command::AggregateHandler`] handles one aggregate type's commands.
 //! - [`aggregate`]: the domain contract (pure `handle`, infallible `apply`),
 //!   from `jetsource-schemas`, where read models name it too.
-//! - [`testing`]: a given/when/then harness for aggregates.
-//! - [`store`]: the JetStream event store (streams, loads, appends).
-//! - `consumer_read`: long histories read through a short-lived consumer.
-//! - [`append`]: the write path: single publishes, atomic batches, group commit.
-//! - [`handler`]: one aggregate type's command handling: state cache,
-//!   one command per aggregate at a time, conflict retries, idempotency.
-//! - [`snapshot`]: snapshots of long-lived aggregates.
+//! - [`store`]: the JetStream event store, a file per concern: stream
+//!   set-up, loads (direct gets, a short-lived consumer for long
+//!   histories), appends (single publishes, atomic batches, group commit),
+//!   their errors.
+//! - [`snapshot`]: snapshots of long-lived aggregates: the bucket, and the
+//!   idempotency record in chunks.
 //! - [`metrics`]: counters and histograms, rendered for Prometheus.
-//! - [`runtime`]: the builder, the command subscription and shutdown.
 //! - [`connect()`]: connecting with the server version check.
+//! - [`testing`]: a given/when/then harness for aggregates.
 
 pub use jetsource_schemas::aggregate;
-pub mod append;
+pub mod command;
 pub mod connect;
-mod consumer_read;
-pub mod handler;
 mod header_names;
 pub mod metrics;
 pub mod runtime;
-mod slots;
 pub mod snapshot;
 pub mod store;
 pub mod testing;

@@ -21,21 +21,20 @@
 //! ```
 
 use crate::aggregate::Aggregate;
+use crate::command::{self, AggregateHandler, Dispatch, HandlerConfig, Unroutable};
 use crate::error::Error;
-use crate::handler::{AggregateHandler, CommandRequest, HandlerConfig};
 use crate::store::{EventStore, GroupCommitConfig, StreamSettings};
 use crate::workers::{Pool, Worker};
 use async_nats::{Client, Message};
 use futures::StreamExt;
-use jetsource_schemas::subject::{CommandSubject, SubjectError};
-use jetsource_schemas::{headers, subject, token, CommandReply, Namespace, RejectionCode};
-use std::borrow::Cow;
+use jetsource_schemas::{subject, Namespace};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::Instrument;
+
+pub use crate::command::{CommandOutcome, OutcomeObserver};
 
 /// Settings of the command runtime. Every field documents its default.
 #[derive(Debug, Clone)]
@@ -82,6 +81,7 @@ impl Default for RuntimeConfig {
 
 /// What went wrong building or running the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RuntimeErrorKind {
     /// An aggregate's type name is invalid or registered twice.
     BadAggregate,
@@ -105,23 +105,6 @@ impl std::fmt::Display for RuntimeErrorKind {
 pub type RuntimeError = Error<RuntimeErrorKind>;
 
 type Factory = Box<dyn FnOnce(EventStore, HandlerConfig) -> Arc<dyn Serve> + Send>;
-
-/// Callback told of every command's outcome (after the reply is decided,
-/// before it is sent). Must not block.
-pub type OutcomeObserver = Arc<dyn Fn(&CommandOutcome<'_>) + Send + Sync>;
-
-/// A command's outcome, as observers see it.
-#[derive(Debug)]
-pub struct CommandOutcome<'a> {
-    /// The aggregate type, when the subject parsed.
-    pub aggregate_type: Option<&'a str>,
-    /// The aggregate id, when the subject parsed.
-    pub aggregate_id: Option<&'a str>,
-    /// The command name, when the subject parsed.
-    pub command: Option<&'a str>,
-    /// The reply.
-    pub reply: &'a CommandReply,
-}
 
 /// Builds a [`Runtime`].
 pub struct RuntimeBuilder {
@@ -184,9 +167,11 @@ impl RuntimeBuilder {
             handler_config.snapshots.replicas = self.config.streams.replicas;
             handlers.insert(name, factory(store.clone(), handler_config));
         }
+        let mut known: Vec<_> = handlers.keys().copied().collect();
+        known.sort_unstable();
         let dispatch = Arc::new(Dispatch {
             client: self.client,
-            handlers,
+            known_types: known.join(", "),
             observers: self.observers,
             namespace: self.config.namespace.clone(),
             max_body: self.config.max_body_bytes,
@@ -195,26 +180,18 @@ impl RuntimeBuilder {
         Ok(Runtime {
             config: self.config,
             dispatch,
+            handlers,
             store,
         })
     }
-}
-
-/// What serving one command needs, shared by every command in flight (one
-/// reference count per command).
-struct Dispatch {
-    client: Client,
-    handlers: HashMap<&'static str, Arc<dyn Serve>>,
-    observers: Vec<OutcomeObserver>,
-    namespace: Namespace,
-    max_body: usize,
-    reply: bool,
 }
 
 /// The running command side.
 pub struct Runtime {
     config: RuntimeConfig,
     dispatch: Arc<Dispatch>,
+    /// Each registered aggregate type's handler and workers.
+    handlers: HashMap<&'static str, Arc<dyn Serve>>,
     store: EventStore,
 }
 
@@ -237,15 +214,15 @@ impl Runtime {
 
     /// The registered aggregate types.
     pub fn aggregate_types(&self) -> Vec<&'static str> {
-        let mut types: Vec<_> = self.dispatch.handlers.keys().copied().collect();
+        let mut types: Vec<_> = self.handlers.keys().copied().collect();
         types.sort_unstable();
         types
     }
 
     /// Subscribes to the command subjects (confirmed by the server before
     /// this returns, so commands sent afterwards are never missed) and
-    /// serves them in the background until [`Running::shutdown`].
-    pub async fn start(self) -> Result<Running, RuntimeError> {
+    /// serves them in the background until [`RunningRuntime::shutdown`].
+    pub async fn start(self) -> Result<RunningRuntime, RuntimeError> {
         // The queue group needs no prefix: it only shares messages between
         // subscriptions whose subjects match them, and no other namespace's
         // commands match this one's subjects.
@@ -269,7 +246,7 @@ impl Runtime {
         tracing::info!(aggregates = ?self.aggregate_types(), queue_group = %self.config.queue_group, subject_prefix = %self.config.namespace, "handling commands");
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(self.serve_until(subscriber, stopped));
-        Ok(Running { stop, task })
+        Ok(RunningRuntime { stop, task })
     }
 
     /// Serves commands until `shutdown` completes; then stops taking
@@ -278,7 +255,7 @@ impl Runtime {
         let mut running = self.start().await?;
         tokio::select! {
             _ = shutdown => running.shutdown().await,
-            finished = &mut running.task => finished.map_err(|e| Error::new(RuntimeErrorKind::Nats, format!("the command loop failed: {e}")))?,
+            finished = &mut running.task => finished.map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?,
         }
     }
 
@@ -287,7 +264,7 @@ impl Runtime {
     /// no commands at all none go idle. Apart from the command loop, so a
     /// command pays nothing for it.
     fn reap_idle_workers(&self) -> AbortOnDrop {
-        let handlers: Vec<Arc<dyn Serve>> = self.dispatch.handlers.values().cloned().collect();
+        let handlers: Vec<Arc<dyn Serve>> = self.handlers.values().cloned().collect();
         AbortOnDrop(tokio::spawn(async move {
             let mut ticks = tokio::time::interval(WORKER_LINGER / 2);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -321,16 +298,16 @@ impl Runtime {
             // Only the type token picks the handler; the worker parses
             // and checks the whole subject.
             let handler = self
-                .dispatch
+                .config
                 .namespace
                 .command_type_token(message.subject.as_str())
-                .and_then(|aggregate_type| self.dispatch.handlers.get(aggregate_type));
+                .and_then(|aggregate_type| self.handlers.get(aggregate_type));
             match handler {
                 Some(handler) => handler.take(&self.dispatch, message, permit),
                 None => {
                     let dispatch = self.dispatch.clone();
                     tokio::spawn(async move {
-                        serve::<Unroutable>(&dispatch, None, message).await;
+                        command::serve::<Unroutable>(&dispatch, None, message).await;
                         drop(permit);
                     });
                 }
@@ -341,7 +318,7 @@ impl Runtime {
         let in_flight = u32::try_from(self.config.max_in_flight).unwrap_or(u32::MAX);
         let _ = permits.acquire_many(in_flight).await;
         drop(reaper);
-        for handler in self.dispatch.handlers.values() {
+        for handler in self.handlers.values() {
             handler.close();
         }
         self.dispatch
@@ -354,21 +331,18 @@ impl Runtime {
 }
 
 /// A runtime serving commands in the background.
-pub struct Running {
+pub struct RunningRuntime {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
 }
 
-impl Running {
+impl RunningRuntime {
     /// Stops taking commands, waits for those in flight, flushes replies.
     pub async fn shutdown(self) -> Result<(), RuntimeError> {
         let _ = self.stop.send(());
-        self.task.await.map_err(|e| {
-            Error::new(
-                RuntimeErrorKind::Nats,
-                format!("the command loop failed: {e}"),
-            )
-        })?
+        self.task
+            .await
+            .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?
     }
 }
 
@@ -404,7 +378,7 @@ trait Serve: Send + Sync {
 }
 
 /// A command and its in-flight permit, as workers get them.
-struct Job {
+struct QueuedCommand {
     message: Message,
     permit: OwnedSemaphorePermit,
 }
@@ -412,23 +386,23 @@ struct Job {
 /// An aggregate type's handler and its workers.
 struct Served<A: Aggregate> {
     handler: Arc<AggregateHandler<A>>,
-    workers: Arc<Pool<Job>>,
+    workers: Arc<Pool<QueuedCommand>>,
 }
 
 impl<A: Aggregate> Serve for Served<A> {
     fn take(&self, dispatch: &Arc<Dispatch>, message: Message, permit: OwnedSemaphorePermit) {
-        let Err(first) = self.workers.hand_over(Job { message, permit }) else {
+        let Err(first) = self.workers.hand_over(QueuedCommand { message, permit }) else {
             return;
         };
         let mut worker = Worker::new(self.workers.clone());
         let (dispatch, handler) = (dispatch.clone(), self.handler.clone());
         tokio::spawn(async move {
-            let mut job = first;
+            let mut queued = first;
             loop {
-                serve(&dispatch, Some(&*handler), job.message).await;
-                drop(job.permit);
+                command::serve(&dispatch, Some(&*handler), queued.message).await;
+                drop(queued.permit);
                 match worker.next().await {
-                    Some(next) => job = next,
+                    Some(next) => queued = next,
                     None => break,
                 }
             }
@@ -442,192 +416,4 @@ impl<A: Aggregate> Serve for Served<A> {
     fn reap(&self) {
         self.workers.reap();
     }
-}
-
-/// What [`serve`] hands a parsed command to.
-trait Process: Sync {
-    fn process(&self, request: &CommandRequest<'_>) -> impl Future<Output = CommandReply> + Send;
-}
-
-impl<A: Aggregate> Process for AggregateHandler<A> {
-    fn process(&self, request: &CommandRequest<'_>) -> impl Future<Output = CommandReply> + Send {
-        AggregateHandler::process(self, request)
-    }
-}
-
-/// The handler of a command whose subject names no registered aggregate
-/// type: there is none, and [`parse`] answers such a command itself.
-enum Unroutable {}
-
-impl Process for Unroutable {
-    #[allow(clippy::manual_async_fn)]
-    fn process(&self, _: &CommandRequest<'_>) -> impl Future<Output = CommandReply> + Send {
-        async move { match *self {} }
-    }
-}
-
-/// Parses, handles and answers one command message; `handler` is the
-/// subject's aggregate type's, if it is registered.
-async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, message: Message) {
-    let subject = dispatch.namespace.parse_command(message.subject.as_str());
-    let parsed = subject.as_ref().ok().copied();
-    // At debug level: at `info`, recording the span for every command cost
-    // about 5 µs of CPU per command with the fmt subscriber, a third of
-    // serving it. The few events logged above debug inside a command name
-    // the command themselves.
-    let span = tracing::debug_span!(
-        "command",
-        command_id = tracing::field::Empty,
-        aggregate_type = parsed.map(|p| p.aggregate_type),
-        aggregate_id = parsed.map(|p| p.aggregate_id),
-        command = parsed.map(|p| p.command),
-        outcome = tracing::field::Empty,
-    );
-    let reply = async {
-        let reply = match (
-            parse(dispatch, handler.is_some(), &message, &subject),
-            handler,
-        ) {
-            (Ok(request), Some(handler)) => {
-                tracing::Span::current().record("command_id", &*request.command_id);
-                handler.process(&request).await
-            }
-            (Err(reply), _) => reply,
-            (Ok(request), None) => CommandReply::rejected(
-                &*request.command_id,
-                RejectionCode::Internal,
-                "no handler for a parsed command",
-            ),
-        };
-        let outcome = match &reply {
-            CommandReply::Accepted(_) => "accepted",
-            CommandReply::Rejected(r) => r.code.as_str(),
-        };
-        tracing::Span::current().record("outcome", outcome);
-        tracing::debug!("command handled");
-        reply
-    }
-    .instrument(span)
-    .await;
-    let outcome = CommandOutcome {
-        aggregate_type: parsed.map(|p| p.aggregate_type),
-        aggregate_id: parsed.map(|p| p.aggregate_id),
-        command: parsed.map(|p| p.command),
-        reply: &reply,
-    };
-    crate::metrics::global().command(&reply);
-    for observer in &dispatch.observers {
-        observer(&outcome);
-    }
-    if let Some(reply_to) = message.reply.filter(|_| dispatch.reply) {
-        match reply.to_bytes() {
-            Ok(body) => {
-                if let Err(e) = dispatch.client.publish(reply_to, body).await {
-                    tracing::warn!(error = %e, command_id = reply.command_id(), "could not send a command reply");
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, command_id = reply.command_id(), "could not encode a command reply")
-            }
-        }
-    }
-}
-
-/// Turns a message into a request for its aggregate type's handler (`known`:
-/// the type is registered), or a `bad_request` reply.
-fn parse<'a>(
-    dispatch: &Dispatch,
-    known: bool,
-    message: &'a Message,
-    subject: &Result<CommandSubject<'a>, SubjectError>,
-) -> Result<CommandRequest<'a>, CommandReply> {
-    let (handlers, max_body) = (&dispatch.handlers, dispatch.max_body);
-    // One pass over the few headers a command has, rather than a hash of
-    // each name jetsource reads. The first value of a name counts, as with
-    // `HeaderMap::get`.
-    let mut found: [Option<&str>; 4] = [None; 4];
-    for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
-        let index = match name.as_ref() {
-            headers::COMMAND_ID => 0,
-            headers::CORRELATION_ID => 1,
-            headers::CAUSATION_ID => 2,
-            headers::EXPECTED_SEQ => 3,
-            _ => continue,
-        };
-        found[index] = values.first().map(|v| v.as_str());
-    }
-    let [command_id_header, correlation_header, causation_header, expected_header] = found;
-    let bad = |command_id: &str, reason: String| {
-        CommandReply::rejected(command_id, RejectionCode::BadRequest, reason)
-    };
-    let command_id = match command_id_header {
-        Some(id) => {
-            token::validate("Command-Id", id).map_err(|e| bad("", e.to_string()))?;
-            Cow::Borrowed(id)
-        }
-        None => Cow::Owned(uuid::Uuid::now_v7().to_string()),
-    };
-    let optional_token =
-        |name: &'static str, value: Option<&'a str>| -> Result<Option<&'a str>, CommandReply> {
-            match value {
-                Some(value) => {
-                    token::validate(name, value).map_err(|e| bad(&command_id, e.to_string()))?;
-                    Ok(Some(value))
-                }
-                None => Ok(None),
-            }
-        };
-    let correlation_id = optional_token(headers::CORRELATION_ID, correlation_header)?;
-    let causation_id = optional_token(headers::CAUSATION_ID, causation_header)?;
-    let expected_seq = match expected_header {
-        // Digits only: no sign, no spaces, which other languages' parsers
-        // might read differently.
-        Some(value) => Some(
-            value
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| value.parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(|| {
-                    bad(
-                        &command_id,
-                        format!("Expected-Seq must be decimal digits (a u64), got {value:?}"),
-                    )
-                })?,
-        ),
-        None => None,
-    };
-    let parsed = subject
-        .as_ref()
-        .map_err(|e| bad(&command_id, e.to_string()))?;
-    if !known {
-        let mut known: Vec<_> = handlers.keys().copied().collect();
-        known.sort_unstable();
-        return Err(bad(
-            &command_id,
-            format!(
-                "unknown aggregate type {:?}; known: {}",
-                parsed.aggregate_type,
-                known.join(", ")
-            ),
-        ));
-    }
-    if message.payload.len() > max_body {
-        return Err(bad(
-            &command_id,
-            format!(
-                "the body is {} bytes, more than the {max_body} allowed",
-                message.payload.len()
-            ),
-        ));
-    }
-    Ok(CommandRequest {
-        aggregate_id: parsed.aggregate_id,
-        command: parsed.command,
-        body: &message.payload,
-        command_id,
-        correlation_id,
-        causation_id,
-        expected_seq,
-    })
 }

@@ -5,7 +5,7 @@
 //! consolidating the small blocks freed since the last one: about 2.5 µs
 //! per command on a 2-core machine, more than any step of the command's
 //! own work. A worker keeps its future. A command goes to the worker that
-//! went idle last, through a one-slot channel; only when none is idle does
+//! went idle last, through a channel of one; only when none is idle does
 //! a new worker start. So the workers number about as many as commands
 //! were in flight at once, and those that stay idle for [`Pool::linger`]
 //! are let go as others go idle, or by [`Pool::reap`], which the runtime
@@ -29,15 +29,15 @@ struct State<J> {
 }
 
 struct Idle<J> {
-    home: mpsc::Sender<Delivery<J>>,
+    home: mpsc::Sender<Handoff<J>>,
     since: Instant,
 }
 
 /// A job, and the way back to the worker it went to (so the worker holds
 /// its own sender only while busy: dropping the idle list ends it).
-struct Delivery<J> {
+struct Handoff<J> {
     job: J,
-    home: mpsc::Sender<Delivery<J>>,
+    home: mpsc::Sender<Handoff<J>>,
 }
 
 impl<J> Pool<J> {
@@ -65,7 +65,7 @@ impl<J> Pool<J> {
                 return Err(job);
             };
             let home = idle.home.clone();
-            match idle.home.try_send(Delivery { job, home }) {
+            match idle.home.try_send(Handoff { job, home }) {
                 Ok(()) => return Ok(()),
                 // The worker is gone (its task ended); try the next one.
                 Err(mpsc::error::TrySendError::Closed(d) | mpsc::error::TrySendError::Full(d)) => {
@@ -100,7 +100,7 @@ impl<J> Pool<J> {
         }
     }
 
-    fn rest(&self, home: mpsc::Sender<Delivery<J>>) {
+    fn rest(&self, home: mpsc::Sender<Handoff<J>>) {
         let now = Instant::now();
         let mut state = self.state();
         if state.closed {
@@ -120,8 +120,8 @@ impl<J> Pool<J> {
 /// One worker's end of a [`Pool`].
 pub(crate) struct Worker<J> {
     pool: Arc<Pool<J>>,
-    home: Option<mpsc::Sender<Delivery<J>>>,
-    inbox: mpsc::Receiver<Delivery<J>>,
+    home: Option<mpsc::Sender<Handoff<J>>>,
+    inbox: mpsc::Receiver<Handoff<J>>,
 }
 
 impl<J> Worker<J> {
@@ -141,9 +141,9 @@ impl<J> Worker<J> {
         if let Some(home) = self.home.take() {
             self.pool.rest(home);
         }
-        let delivery = self.inbox.recv().await?;
-        self.home = Some(delivery.home);
-        Some(delivery.job)
+        let handoff = self.inbox.recv().await?;
+        self.home = Some(handoff.home);
+        Some(handoff.job)
     }
 }
 

@@ -9,7 +9,7 @@ use super::wait::{eventually, within, DEADLINE, HANG};
 use jetsource::app::{self, App, RunError};
 use jetsource::config::Config;
 use jetsource::feedback::{Feedback, FeedbackConfig};
-use jetsource::handlers::runtime::{Running, RuntimeBuilder, RuntimeError};
+use jetsource::handlers::runtime::{RunningRuntime, RuntimeBuilder, RuntimeError};
 use jetsource::handlers::store::{EventStore, StoredEvent};
 use jetsource::projector::{Positions, ProjectorRuntimeBuilder, StatusReport};
 use jetsource::RuntimeConfig;
@@ -33,7 +33,7 @@ pub fn reference_app() -> App {
 /// confirmed by the server) from the moment it is returned; with the
 /// feedback role when started [`Jetsource::with_feedback`].
 pub struct Jetsource {
-    running: Running,
+    running: RunningRuntime,
     feedback: Option<Feedback>,
     /// The runtime's event store.
     pub store: EventStore,

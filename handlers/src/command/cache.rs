@@ -94,7 +94,7 @@ impl<V> SlotCache<V> {
     fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().map_or(0, |s| s.map.len()))
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
             .sum()
     }
 

@@ -24,13 +24,21 @@
 //! Writes happen off the command path: after an accepted command brings
 //! an aggregate [`SnapshotConfig::every`] events past its last snapshot (or
 //! its load), the state is encoded under the aggregate's lock and put in a
-//! task of its own. Reads happen only for long histories: the store asks
-//! for a snapshot once its first direct-get batch shows many events left
-//! (see [`crate::store::EventStore::load_each`]), so loading
-//! the many short-lived aggregates costs nothing more.
+//! task of its own. Reads happen only for long histories: a cold load asks
+//! for a snapshot once its first direct-get batch shows many events left,
+//! before the rest is read, so loading the many short-lived aggregates
+//! costs nothing more.
+//!
+//! Here: the snapshot bucket, reading a snapshot back and checking it,
+//! writing one; `progress.rs`: what an aggregate's slot keeps of its
+//! snapshots, and how a snapshot takes the idempotency record in chunks.
+
+mod progress;
+
+pub(crate) use progress::{RecordedCommand, SnapshotProgress};
 
 use crate::aggregate::Aggregate;
-use crate::store::EventStore;
+use crate::store::{EventStore, FirstBatch};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -79,7 +87,7 @@ pub(crate) type Command = (String, u64, String);
 
 /// One snapshot as stored (JSON).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Record {
+pub(crate) struct StoredSnapshot {
     /// The aggregate's [`Aggregate::SNAPSHOT_VERSION`].
     pub version: u32,
     /// The stream sequence of the last event folded into `state`.
@@ -108,7 +116,7 @@ pub(crate) struct Restored<A> {
     pub state: A,
     /// The chunks' commands, then the snapshot's own.
     pub commands: Vec<Command>,
-    /// The chunks read, as [`Record::chunks`]: stored already.
+    /// The chunks read, as [`StoredSnapshot::chunks`]: stored already.
     pub chunks: Vec<u64>,
     pub chunk_size: usize,
 }
@@ -144,11 +152,6 @@ impl Snapshots {
             config: config.clone(),
             kv: OnceCell::new(),
         })
-    }
-
-    /// Events past the last snapshot after which the next is written.
-    pub(crate) fn every(&self) -> u64 {
-        self.config.every
     }
 
     /// Commands per chunk of the idempotency record (0: no chunks).
@@ -193,13 +196,52 @@ impl Snapshots {
             .as_ref()
     }
 
-    /// The latest usable snapshot of aggregate `id`, checked as the module
-    /// docs say; `None` for no snapshot or one that cannot be used.
-    pub(crate) async fn fetch<A: Aggregate>(
+    /// The snapshot a cold load of aggregate `id` starts from, given the
+    /// load's first batch: read only when the history is long (its rest
+    /// would come through a consumer), `None` otherwise or when there is no
+    /// usable one.
+    pub(crate) async fn for_load<A: Aggregate>(
         &self,
         store: &EventStore,
         id: &str,
+        first: &FirstBatch<'_>,
     ) -> Option<Restored<A>> {
+        if !first.is_long() {
+            return None;
+        }
+        self.fetch::<A>(store, id).await
+    }
+
+    /// Writes aggregate `id`'s snapshot, in a task of its own, once its slot
+    /// is [`SnapshotConfig::every`] events past the last one: `state` at
+    /// stream sequence `seq`, with the aggregate's idempotency record
+    /// `commands` (in any order).
+    pub(crate) fn write_if_due<'c, A: Aggregate>(
+        self: &Arc<Self>,
+        store: &EventStore,
+        id: &str,
+        state: &A,
+        seq: u64,
+        progress: &mut SnapshotProgress,
+        commands: impl Iterator<Item = RecordedCommand<'c>>,
+    ) {
+        if !progress.due(self.config.every) {
+            return;
+        }
+        let per_chunk = self.config.commands_per_chunk;
+        let Some((snapshot, new_chunks)) = progress.take(state, seq, commands, per_chunk) else {
+            return;
+        };
+        let chunks = snapshot.chunks.clone();
+        let stored = progress.stored_counter();
+        if self.write(store, id, snapshot, new_chunks, stored) {
+            progress.handed(chunks);
+        }
+    }
+
+    /// The latest usable snapshot of aggregate `id`, checked as the module
+    /// docs say; `None` for no snapshot or one that cannot be used.
+    async fn fetch<A: Aggregate>(&self, store: &EventStore, id: &str) -> Option<Restored<A>> {
         let kv = self.kv(store).await?;
         let bytes = match kv.get(id).await {
             Ok(found) => found?,
@@ -274,7 +316,7 @@ impl Snapshots {
         id: &str,
         bytes: &[u8],
     ) -> Option<Restored<A>> {
-        let record: Record = match serde_json::from_slice(bytes) {
+        let record: StoredSnapshot = match serde_json::from_slice(bytes) {
             Ok(record) => record,
             Err(e) => {
                 tracing::debug!(aggregate_id = id, error = %e, "snapshot does not read");
@@ -314,11 +356,11 @@ impl Snapshots {
     /// when nothing will be written: a part that cannot be encoded or would
     /// not fit in one message (the server's `max_payload`, 1 MiB by
     /// default).
-    pub(crate) fn write(
+    fn write(
         self: &Arc<Self>,
         store: &EventStore,
         id: &str,
-        record: Record,
+        record: StoredSnapshot,
         new_chunks: Vec<Vec<Command>>,
         stored: Arc<AtomicUsize>,
     ) -> bool {

@@ -9,7 +9,7 @@
 //! (`jetsource bench`, `cold_load`). Creating a consumer costs a round
 //! trip, and in a cluster a proposal to the meta leader, so the store reads
 //! a first batch by direct get and comes here only when many events remain
-//! (see [`crate::store::CONSUMER_MIN_PENDING`]).
+//! (see [`super::CONSUMER_MIN_PENDING`]).
 //!
 //! The consumer is ephemeral, in memory, with one replica and no acks. It is
 //! deleted as soon as the read ends, however it ends; should that request be
@@ -26,12 +26,13 @@
 //! was handed on before a failure is a gap-free prefix of the consumer's
 //! deliveries.
 
-use crate::store::{LoadStats, StoredEvent};
+use super::event::StoredEvent;
+use crate::error::Error;
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long an abandoned load consumer outlives its last pull.
@@ -40,18 +41,36 @@ pub(crate) const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
 /// The longest wait for a consumer's creation.
 pub(crate) const CREATE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Why a read stopped: while the consumer was being created (the account
-/// may not create one, or the stream has all it may have), or later.
-#[derive(Debug)]
-pub(crate) enum Stopped {
-    Creating(String),
-    Reading(String),
+/// When a read stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub(crate) enum ConsumerReadErrorKind {
+    /// While the consumer was being created: the account may not create
+    /// one, or the stream has all the consumers it may have. Loads leave
+    /// the stream to direct gets for a while.
+    Create,
+    /// Later: a gap in the consumer's sequence, an unexpected status, no
+    /// answer in time.
+    Read,
 }
+
+impl std::fmt::Display for ConsumerReadErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConsumerReadErrorKind::Create => "cannot create the load consumer",
+            ConsumerReadErrorKind::Read => "the load consumer's read failed",
+        })
+    }
+}
+
+/// Why a read stopped; the store reads the rest by direct get instead.
+pub(crate) type ConsumerReadError = Error<ConsumerReadErrorKind>;
 
 /// One read: every event on `filter` from stream sequence `start` on.
 pub(crate) struct ConsumerRead<'a> {
     pub client: &'a Client,
-    pub stats: &'a LoadStats,
+    /// Counts the pull requests sent.
+    pub pulls: &'a AtomicU64,
     /// The stream's name.
     pub stream: &'a str,
     /// The subject read (an aggregate's wildcard subject).
@@ -69,20 +88,21 @@ impl ConsumerRead<'_> {
     pub(crate) async fn run(
         self,
         each: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
-    ) -> Result<(), Stopped> {
+    ) -> Result<(), ConsumerReadError> {
         let name = format!("load_{}", uuid::Uuid::new_v4().simple());
-        let (mut replies, inbox, pending, _delete) =
-            self.create(&name).await.map_err(Stopped::Creating)?;
-        self.read(&name, &mut replies, &inbox, pending, each)
-            .await
-            .map_err(Stopped::Reading)
+        let (mut replies, inbox, pending, _delete) = self.create(&name).await?;
+        self.read(&name, &mut replies, &inbox, pending, each).await
     }
 
     /// Creates consumer `name`; its deliveries and answers come to the
     /// returned subscription, on the returned inbox. Also returns the
     /// server's count of events to read and the guard that deletes the
     /// consumer.
-    async fn create(&self, name: &str) -> Result<(Subscriber, String, u64, DeleteOnDrop), String> {
+    async fn create(
+        &self,
+        name: &str,
+    ) -> Result<(Subscriber, String, u64, DeleteOnDrop), ConsumerReadError> {
+        use ConsumerReadErrorKind::Create;
         // A subscription of its own: deliveries carry the event's subject,
         // not the inbox, so the store's reply router cannot route them.
         let inbox = self.client.new_inbox();
@@ -90,7 +110,7 @@ impl ConsumerRead<'_> {
             .client
             .subscribe(inbox.clone())
             .await
-            .map_err(|e| format!("cannot subscribe: {e}"))?;
+            .map_err(|e| Error::with_source(Create, e))?;
         let config = serde_json::json!({
             "name": name,
             "deliver_policy": "by_start_sequence",
@@ -114,7 +134,7 @@ impl ConsumerRead<'_> {
                 Bytes::from(request.to_string()),
             )
             .await
-            .map_err(|e| format!("cannot ask for a consumer: {e}"))?;
+            .map_err(|e| Error::with_source(Create, e))?;
         // From here on the consumer may exist: delete it however this ends.
         let delete = DeleteOnDrop {
             client: self.client.clone(),
@@ -125,17 +145,19 @@ impl ConsumerRead<'_> {
         // without an answer: wait for it no longer than CREATE_TIMEOUT, so
         // such a load falls back to direct gets soon.
         let created = self
-            .next(&mut replies, self.timeout.min(CREATE_TIMEOUT))
+            .next(&mut replies, self.timeout.min(CREATE_TIMEOUT), Create)
             .await?;
-        let created: serde_json::Value = serde_json::from_slice(&created.payload)
-            .map_err(|e| format!("consumer creation answered non-JSON: {e}"))?;
+        let created: serde_json::Value =
+            serde_json::from_slice(&created.payload).map_err(|e| Error::with_source(Create, e))?;
         if let Some(error) = created.get("error") {
-            return Err(format!("consumer creation refused: {error}"));
+            return Err(Error::new(Create, format!("refused: {error}")));
         }
         let pending = created
             .get("num_pending")
             .and_then(|n| n.as_u64())
-            .ok_or_else(|| format!("consumer creation answered without num_pending: {created}"))?;
+            .ok_or_else(|| {
+                Error::new(Create, format!("answered without num_pending: {created}"))
+            })?;
         Ok((replies, inbox, pending, delete))
     }
 
@@ -148,7 +170,8 @@ impl ConsumerRead<'_> {
         inbox: &str,
         mut pending: u64,
         each: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
-    ) -> Result<(), String> {
+    ) -> Result<(), ConsumerReadError> {
+        use ConsumerReadErrorKind::Read;
         let pull_subject = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{name}", self.stream);
         let mut expected_cseq = 1;
         while pending > 0 {
@@ -164,11 +187,11 @@ impl ConsumerRead<'_> {
                     Bytes::from(pull.to_string()),
                 )
                 .await
-                .map_err(|e| format!("cannot pull: {e}"))?;
-            self.stats.consumer_pulls.fetch_add(1, Ordering::Relaxed);
+                .map_err(|e| Error::with_source(Read, e))?;
+            self.pulls.fetch_add(1, Ordering::Relaxed);
             let mut got = 0;
             while got < batch && pending > 0 {
-                let message = self.next(replies, self.timeout).await?;
+                let message = self.next(replies, self.timeout, Read).await?;
                 match message.status.map(|s| s.as_u16()) {
                     None | Some(200) => {}
                     // Idle heartbeats: nothing to do.
@@ -184,19 +207,29 @@ impl ConsumerRead<'_> {
                         break
                     }
                     Some(code) => {
-                        return Err(format!(
-                            "pull answered {code} {}",
-                            message.description.unwrap_or_default()
+                        return Err(Error::new(
+                            Read,
+                            format!(
+                                "pull answered {code} {}",
+                                message.description.unwrap_or_default()
+                            ),
                         ))
                     }
                 }
                 let reply = message.reply.as_deref().unwrap_or_default();
-                let position = Position::parse(reply)
-                    .ok_or_else(|| format!("message without a consumer position: {reply:?}"))?;
+                let position = Position::parse(reply).ok_or_else(|| {
+                    Error::new(
+                        Read,
+                        format!("message without a consumer position: {reply:?}"),
+                    )
+                })?;
                 if position.consumer_seq != expected_cseq {
-                    return Err(format!(
-                        "consumer sequence {} where {expected_cseq} was due",
-                        position.consumer_seq
+                    return Err(Error::new(
+                        Read,
+                        format!(
+                            "consumer sequence {} where {expected_cseq} was due",
+                            position.consumer_seq
+                        ),
                     ));
                 }
                 expected_cseq += 1;
@@ -216,15 +249,18 @@ impl ConsumerRead<'_> {
         Ok(())
     }
 
+    /// The next message on `replies`; a failure of `kind` when none comes
+    /// within `timeout`.
     async fn next(
         &self,
         replies: &mut Subscriber,
         timeout: Duration,
-    ) -> Result<async_nats::Message, String> {
+        kind: ConsumerReadErrorKind,
+    ) -> Result<async_nats::Message, ConsumerReadError> {
         match tokio::time::timeout(timeout, replies.next()).await {
             Ok(Some(message)) => Ok(message),
-            Ok(None) => Err("the subscription closed".to_string()),
-            Err(_) => Err(format!("no answer within {timeout:?}")),
+            Ok(None) => Err(Error::new(kind, "the subscription closed")),
+            Err(_) => Err(Error::new(kind, format!("no answer within {timeout:?}"))),
         }
     }
 }

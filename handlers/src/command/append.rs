@@ -1,0 +1,100 @@
+//! The decision appended with the expected-sequence check, then, once
+//! JetStream acknowledged it, applied to the slot (case 2b): the state,
+//! the sequence, the idempotency record, and a snapshot when one is due
+//! (written off the command path, see [`crate::snapshot`]).
+
+use super::decide;
+use super::failure::CommandFailure;
+use super::handler::AggregateHandler;
+use super::idempotency::Recorded;
+use super::reply::AcceptedEvents;
+use super::request::CommandRequest;
+use super::slot::Slot;
+use crate::aggregate::Aggregate;
+use crate::store::AppendMeta;
+use jetsource_schemas::EventRef;
+
+impl<A: Aggregate> AggregateHandler<A> {
+    /// Appends `decided` after the slot's last sequence and applies it once
+    /// the store confirmed; the slot is untouched when the append fails.
+    pub(super) async fn append(
+        &self,
+        slot: &mut Slot<A>,
+        request: &CommandRequest<'_>,
+        decided: Vec<A::Event>,
+    ) -> Result<AcceptedEvents, CommandFailure> {
+        let command_id: &str = &request.command_id;
+        let new_events = decide::encode(&decided)?;
+        let meta = AppendMeta {
+            command_id,
+            correlation_id: request.correlation_id,
+            causation_id: request.causation_id,
+            event_version: A::EVENT_VERSION,
+        };
+        let metrics = crate::metrics::global();
+        let started = metrics.recording().then(std::time::Instant::now);
+        let appended = self
+            .store
+            .append(
+                A::TYPE,
+                request.aggregate_id,
+                slot.last_seq,
+                &new_events,
+                &meta,
+            )
+            .await;
+        if let Some(started) = started {
+            metrics.append(
+                started.elapsed(),
+                new_events.len(),
+                appended.as_ref().err().map(|e| e.kind()),
+            );
+        }
+        let seqs = appended?;
+        let refs: Vec<EventRef> = new_events
+            .into_iter()
+            .zip(&seqs)
+            .map(|(event, seq)| EventRef {
+                event_type: event.event_type,
+                stream: self.stream.clone(),
+                seq: *seq,
+            })
+            .collect();
+        // Case 2b: the store confirmed, now the state may move.
+        for event in decided {
+            slot.state.apply(event);
+        }
+        slot.last_seq = seqs.last().copied().unwrap_or(slot.last_seq);
+        // Unloaded, the append's expected sequence 0 proved these are the
+        // aggregate's first events.
+        slot.loaded = true;
+        if let Some((first, rest)) = refs.split_first() {
+            let names = self.names();
+            let mut recorded = Recorded::new(first.seq, &first.event_type, names);
+            for event in rest {
+                recorded.extend(event.seq, &event.event_type, names);
+            }
+            slot.commands.insert(command_id.into(), recorded);
+        }
+        slot.snapshot.folded(refs.len() as u64);
+        if let Some(snapshots) = &self.snapshots {
+            let names = self.names();
+            let commands = slot
+                .commands
+                .iter()
+                .map(|(id, recorded)| (&**id, recorded.first_seq, recorded.joined(names)));
+            snapshots.write_if_due(
+                &self.store,
+                request.aggregate_id,
+                &slot.state,
+                slot.last_seq,
+                &mut slot.snapshot,
+                commands,
+            );
+        }
+        Ok(AcceptedEvents {
+            events: refs,
+            duplicate: false,
+        })
+    }
+}

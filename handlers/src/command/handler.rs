@@ -1,0 +1,275 @@
+//! One aggregate type's command handling.
+//!
+//! Handler state follows "case 2b": the state used to validate a command is
+//! built only from events the store has confirmed, and a decision's events
+//! are applied to it only after JetStream acknowledged the append. Each
+//! aggregate instance has a slot in a bounded cache (`cache.rs`) holding
+//! its state, its last stream sequence and the command ids it has accepted;
+//! a per-slot lock lets one command at a time decide on an aggregate inside
+//! this process, while commands on different aggregates run in parallel.
+//! Across processes the expected-sequence check decides: a conflict reloads
+//! the tail, decides again and retries, as the retry policy (`retry.rs`)
+//! allows.
+
+use super::cache::SlotCache;
+use super::decide::{self, Decision};
+use super::failure::CommandFailure;
+use super::reply::{self, AcceptedEvents};
+use super::request::CommandRequest;
+use super::retry::{Attempts, Next, RetryPolicy};
+use super::slot::Slot;
+use crate::aggregate::Aggregate;
+use crate::codec;
+use crate::error::Error;
+use crate::snapshot::{SnapshotConfig, Snapshots};
+use crate::store::EventStore;
+use jetsource_schemas::CommandReply;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Settings of command handling.
+#[derive(Debug, Clone)]
+pub struct HandlerConfig {
+    /// Aggregates whose state is kept in memory (default 100,000).
+    pub cache_capacity: u64,
+    /// An aggregate unused this long leaves the cache (default 10 minutes).
+    pub cache_idle: Duration,
+    /// Decide-append attempts after concurrency conflicts (default 16).
+    pub conflict_retries: u32,
+    /// Append attempts after store trouble (default 5).
+    pub unavailable_retries: u32,
+    /// The first back-off after store trouble; it grows linearly (default 50 ms).
+    pub retry_backoff: Duration,
+    /// Snapshots of long-lived aggregates (see [`crate::snapshot`]).
+    pub snapshots: SnapshotConfig,
+}
+
+impl Default for HandlerConfig {
+    fn default() -> Self {
+        HandlerConfig {
+            cache_capacity: 100_000,
+            cache_idle: Duration::from_secs(600),
+            conflict_retries: 16,
+            unavailable_retries: 5,
+            retry_backoff: Duration::from_millis(50),
+            snapshots: SnapshotConfig::default(),
+        }
+    }
+}
+
+/// Why [`AggregateHandler::warm`] could not load an aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WarmErrorKind {
+    /// The id makes no subject (a `.`, `*`, `>`, whitespace, or empty).
+    BadId,
+    /// The store did not answer in time.
+    Unavailable,
+    /// A stored event does not decode into the aggregate's events.
+    Undecodable,
+}
+
+impl std::fmt::Display for WarmErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WarmErrorKind::BadId => "bad aggregate id",
+            WarmErrorKind::Unavailable => "unavailable",
+            WarmErrorKind::Undecodable => "undecodable history",
+        })
+    }
+}
+
+/// A failure to warm an aggregate.
+pub type WarmError = Error<WarmErrorKind>;
+
+/// Handles the commands of aggregate type `A`.
+///
+/// The runtime makes one per registered type and hands it every command of
+/// that type. Made by hand, it serves an application that takes commands
+/// some other way ([`AggregateHandler::process`]), or loads aggregates
+/// ahead of their commands ([`AggregateHandler::warm`]).
+pub struct AggregateHandler<A: Aggregate> {
+    pub(super) store: EventStore,
+    pub(super) stream: String,
+    /// The event types `A::Event` can decode, so a cold load reads their
+    /// literal subjects (cheap for the server) rather than the wildcard.
+    event_types: Option<&'static [&'static str]>,
+    cache: SlotCache<Mutex<Slot<A>>>,
+    retry: RetryPolicy,
+    /// `None` when `A` takes no snapshots or they are off.
+    pub(super) snapshots: Option<Arc<Snapshots>>,
+}
+
+impl<A: Aggregate> AggregateHandler<A> {
+    /// The event types `A::Event` declares, when known.
+    pub(super) fn names(&self) -> &'static [&'static str] {
+        self.event_types.unwrap_or(&[])
+    }
+
+    /// A handler appending to `store` (in the store's namespace).
+    pub fn new(store: EventStore, config: HandlerConfig) -> Self {
+        let cache = SlotCache::new(config.cache_capacity, config.cache_idle);
+        let retry = RetryPolicy::new(&config);
+        let snapshots = Snapshots::for_aggregate::<A>(&store, &config.snapshots).map(Arc::new);
+        AggregateHandler {
+            snapshots,
+            stream: store.namespace().stream_name(A::TYPE),
+            store,
+            event_types: codec::variant_names::<A::Event>(),
+            cache,
+            retry,
+        }
+    }
+
+    /// Reads aggregate `aggregate_id` into its slot, if it is not in memory
+    /// yet, as a command on it would; returns its last stream sequence.
+    /// Loading a hot aggregate ahead of its commands spares the first of
+    /// them the wait.
+    pub async fn warm(&self, aggregate_id: &str) -> Result<u64, WarmError> {
+        // An id that makes no subject never gets a slot.
+        self.store
+            .namespace()
+            .aggregate_filter(A::TYPE, aggregate_id)
+            .map_err(|e| Error::with_source(WarmErrorKind::BadId, e))?;
+        let slot = self
+            .cache
+            .get_or_insert_with(aggregate_id, || Mutex::new(Slot::default()));
+        let mut slot = slot.lock().await;
+        if !slot.loaded {
+            self.load(&mut slot, aggregate_id)
+                .await
+                .map_err(|failure| match failure {
+                    CommandFailure::CorruptHistory(corrupt) => {
+                        Error::with_source(WarmErrorKind::Undecodable, corrupt)
+                    }
+                    failure => Error::with_source(WarmErrorKind::Unavailable, failure),
+                })?;
+        }
+        Ok(slot.last_seq)
+    }
+
+    /// Handles one command and returns the reply, as the runtime does for
+    /// a command message.
+    pub async fn process(&self, request: &CommandRequest<'_>) -> CommandReply {
+        let outcome = self.execute(request).await;
+        reply::reply(A::TYPE, request, outcome)
+    }
+
+    /// One command: load the aggregate (unless a create may go first),
+    /// answer a resend from the idempotency record, decide, append and
+    /// apply; after a failed append, what the retry policy says.
+    async fn execute(
+        &self,
+        request: &CommandRequest<'_>,
+    ) -> Result<AcceptedEvents, CommandFailure> {
+        // Decode before taking the lock: malformed input never waits.
+        let mut command = Some(decide::decode::<A>(request)?);
+        let slot = self
+            .cache
+            .get_or_insert_with(request.aggregate_id, || Mutex::new(Slot::default()));
+        let mut slot = slot.lock().await;
+        crate::metrics::global().state_cache(slot.loaded);
+        // A slot not yet loaded holds the empty state. A command whose
+        // decision on the empty state yields events (a `create` on a new id)
+        // is appended with expected sequence 0 without loading first: the
+        // store refuses it if the aggregate has any event, and the retry
+        // then loads the history and decides again, where a resent command
+        // is recognised by its Command-Id. Any other outcome on the empty
+        // state proves nothing, so it loads and decides again.
+        let mut optimistic = request.expected_seq.unwrap_or(0) == 0;
+        let mut attempts = Attempts::new();
+        loop {
+            if !slot.loaded && !optimistic {
+                self.load(&mut slot, request.aggregate_id).await?;
+            }
+            if let Some(recorded) = slot.commands.get(&*request.command_id) {
+                return Ok(AcceptedEvents {
+                    events: recorded.events(&self.stream, self.names()),
+                    duplicate: true,
+                });
+            }
+            decide::check_expected_seq(request.expected_seq, slot.last_seq)?;
+            let command = match command.take() {
+                Some(command) => command,
+                None => decide::decode::<A>(request)?,
+            };
+            let events = match decide::decide(&slot, command)? {
+                Decision::Events(events) => events,
+                Decision::Nothing => {
+                    return Ok(AcceptedEvents {
+                        events: Vec::new(),
+                        duplicate: false,
+                    })
+                }
+                Decision::Unproven => {
+                    optimistic = false;
+                    continue;
+                }
+            };
+            match self.append(&mut slot, request, events).await {
+                Ok(accepted) => return Ok(accepted),
+                Err(failure) => {
+                    self.recover(&mut slot, request, &mut attempts, failure)
+                        .await?
+                }
+            }
+        }
+    }
+
+    /// Acts on a failed append as the retry policy says: gives up (the
+    /// failure is the command's outcome), or pauses and reads the aggregate
+    /// again (the aggregate moved on, or our own earlier attempt may have
+    /// landed) so that the command is decided again.
+    async fn recover(
+        &self,
+        slot: &mut Slot<A>,
+        request: &CommandRequest<'_>,
+        attempts: &mut Attempts,
+        failure: CommandFailure,
+    ) -> Result<(), CommandFailure> {
+        let mut next = self.retry.next(attempts, failure);
+        loop {
+            match next {
+                Next::GiveUp(failure) => return Err(failure),
+                Next::Retry(pause) => {
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                    return Ok(());
+                }
+                Next::Reload { pause, after } => {
+                    self.log_retry(request, attempts, &after);
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                    match self.reload(slot, request.aggregate_id).await {
+                        Ok(moved) => {
+                            attempts.reloaded(moved);
+                            return Ok(());
+                        }
+                        Err(failure) => next = self.retry.next(attempts, failure),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs a retry: a conflict at debug level (writers meet, that is
+    /// normal), store trouble as a warning naming the command.
+    fn log_retry(&self, request: &CommandRequest<'_>, attempts: &Attempts, after: &CommandFailure) {
+        match after {
+            CommandFailure::Conflict(_) => {
+                tracing::debug!(error = %after, attempt = attempts.conflicts(), "append conflict, reloading");
+            }
+            _ => tracing::warn!(
+                error = %after,
+                attempt = attempts.outages(),
+                aggregate_type = A::TYPE,
+                aggregate_id = request.aggregate_id,
+                command_id = &*request.command_id,
+                "event store unavailable, retrying"
+            ),
+        }
+    }
+}
