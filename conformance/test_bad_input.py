@@ -252,8 +252,6 @@ async def test_a_huge_junk_after_seq_is_bad_request(deployment, kind):
         assert answer["status"] == "bad_request"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect: a lower-case `command-id` header is ignored and a fresh id is generated"))
 @pytest.mark.parametrize("name", ["command-id", "COMMAND-ID"])
 async def test_a_command_id_header_in_another_case_is_honoured_or_refused(deployment, name):
     async with deployment.connect() as w:
@@ -266,8 +264,6 @@ async def test_a_command_id_header_in_another_case_is_honoured_or_refused(deploy
             assert reply["command_id"] == command_id, reply
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect: of two Command-Id values on one message the first is silently taken"))
 async def test_two_command_ids_on_one_message_are_refused_not_one_silently_taken(deployment, names):
     async with deployment.connect() as w:
         post_id, first, second = fresh("post"), fresh("cmd"), fresh("cmd")

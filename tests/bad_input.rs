@@ -576,3 +576,54 @@ async fn malformed_header_bytes_are_bad_request_and_the_runtime_keeps_serving() 
     }
     jetsource.stop().await;
 }
+
+#[tokio::test]
+async fn a_header_of_jetsources_in_another_case_or_twice_is_bad_request() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let jetsource = Jetsource::start(&url).await;
+    let client = connect(&url).await;
+    let body = r#"{"title":"T","body":"b"}"#;
+    for name in ["command-id", "COMMAND-ID", "expected-seq", "Correlation-ID"] {
+        let reply = raw(
+            &client,
+            "cmd.blogpost.cased.create",
+            header(name, "x1"),
+            body,
+        )
+        .await
+        .unwrap_or_else(|| panic!("{name}: no reply"));
+        assert_eq!(
+            reply.code(),
+            Some(RejectionCode::BadRequest),
+            "{name}: {reply:?}"
+        );
+    }
+    for name in ["Command-Id", "Expected-Seq", "Causation-Id"] {
+        let mut twice = HeaderMap::new();
+        twice.append(name, "1");
+        twice.append(name, "2");
+        let reply = raw(&client, "cmd.blogpost.twice.create", twice, body)
+            .await
+            .unwrap_or_else(|| panic!("{name}: no reply"));
+        assert_eq!(
+            reply.code(),
+            Some(RejectionCode::BadRequest),
+            "{name} twice: {reply:?}"
+        );
+    }
+    // Nothing was written for either post, and other headers pass.
+    let events =
+        jetsource.events_of("cased").await.len() + jetsource.events_of("twice").await.len();
+    assert_eq!(events, 0);
+    let reply = raw(
+        &client,
+        "cmd.blogpost.fine.create",
+        header("X-Trace", "t"),
+        body,
+    )
+    .await
+    .expect("a reply");
+    assert!(reply.is_accepted(), "{reply:?}");
+    jetsource.stop().await;
+}

@@ -72,9 +72,21 @@ pub(crate) enum BadRequest {
     /// `Command-Id`, `Correlation-Id` or `Causation-Id` is not a token.
     #[error(transparent)]
     Header(TokenError),
-    /// `Expected-Seq` is not decimal digits of a u64.
-    #[error("Expected-Seq must be decimal digits (a u64), got {0:?}")]
+    /// `Expected-Seq` is not decimal digits of a u64 (the value quoted,
+    /// shortened: it is the client's).
+    #[error("Expected-Seq must be decimal digits (a u64), got {0}")]
     ExpectedSeq(String),
+    /// A header's name is one of jetsource's in another case.
+    #[error("header {found:?}: header names are case-sensitive; did you mean {meant:?}?")]
+    HeaderCase {
+        /// The name sent (one of the four, in another case: short).
+        found: String,
+        /// The name jetsource reads.
+        meant: &'static str,
+    },
+    /// One of jetsource's headers came more than once.
+    #[error("header {0} given {1} times; send it once")]
+    HeaderRepeated(&'static str, usize),
     /// The subject is not a command subject.
     #[error(transparent)]
     Subject(SubjectError),

@@ -3,6 +3,7 @@
 
 use super::failure::BadRequest;
 use async_nats::Message;
+use jetsource_schemas::reply::excerpt;
 use jetsource_schemas::subject::{CommandSubject, SubjectError};
 use jetsource_schemas::{headers, token};
 use std::borrow::Cow;
@@ -27,6 +28,17 @@ pub struct CommandRequest<'a> {
     pub expected_seq: Option<u64>,
 }
 
+/// The headers jetsource reads from a command, in `found`'s order.
+const READ: [&str; 4] = [
+    headers::COMMAND_ID,
+    headers::CORRELATION_ID,
+    headers::CAUSATION_ID,
+    headers::EXPECTED_SEQ,
+];
+
+/// The most characters of a header value a reason quotes.
+const QUOTED: usize = 64;
+
 /// A message that is not a valid request.
 #[derive(Debug)]
 pub(crate) struct Unparsed<'a> {
@@ -47,17 +59,32 @@ pub(crate) fn parse<'a>(
     max_body: usize,
 ) -> Result<CommandRequest<'a>, Unparsed<'a>> {
     // One pass over the few headers a command has, rather than a hash of
-    // each name jetsource reads. The first value of a name counts, as with
-    // `HeaderMap::get`.
+    // each name jetsource reads. Header names are case-sensitive (as
+    // JetStream's own are), but a near miss (`command-id`) or a repeat is
+    // refused rather than dropped or picked from: the client would lose
+    // the idempotency or the check it meant to send, without a word.
     let mut found: [Option<&str>; 4] = [None; 4];
+    let mut refused = None;
     for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
-        let index = match name.as_ref() {
+        let name = name.as_ref();
+        let index = match name {
             headers::COMMAND_ID => 0,
             headers::CORRELATION_ID => 1,
             headers::CAUSATION_ID => 2,
             headers::EXPECTED_SEQ => 3,
-            _ => continue,
+            _ => {
+                if let Some(meant) = READ.iter().find(|r| r.eq_ignore_ascii_case(name)) {
+                    refused.get_or_insert(BadRequest::HeaderCase {
+                        found: name.to_string(),
+                        meant,
+                    });
+                }
+                continue;
+            }
         };
+        if values.len() > 1 {
+            refused.get_or_insert(BadRequest::HeaderRepeated(READ[index], values.len()));
+        }
         found[index] = values.first().map(|v| v.as_str());
     }
     let [command_id_header, correlation_header, causation_header, expected_header] = found;
@@ -77,6 +104,9 @@ pub(crate) fn parse<'a>(
         command_id: command_id.clone(),
         failure,
     };
+    if let Some(failure) = refused {
+        return Err(bad(failure));
+    }
     let optional_token = |name: &'static str, value: Option<&'a str>| match value {
         Some(value) => token::validate(name, value)
             .map(|()| Some(value))
@@ -94,7 +124,7 @@ pub(crate) fn parse<'a>(
                 .all(|b| b.is_ascii_digit())
                 .then(|| value.parse::<u64>().ok())
                 .flatten()
-                .ok_or_else(|| bad(BadRequest::ExpectedSeq(value.to_string())))?,
+                .ok_or_else(|| bad(BadRequest::ExpectedSeq(excerpt(value, QUOTED))))?,
         ),
         None => None,
     };
