@@ -8,7 +8,7 @@ use jetsource_feedback::FeedbackConfig;
 use jetsource_handlers::command::HandlerConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
 use jetsource_handlers::snapshot::SnapshotConfig;
-use jetsource_handlers::store::{GroupCommitConfig, StreamSettings};
+use jetsource_handlers::store::{GroupCommitConfig, GroupCommitMode, StreamSettings};
 use jetsource_projector::ProjectorConfig;
 use jetsource_schemas::Namespace;
 use serde::Deserialize;
@@ -174,9 +174,10 @@ pub struct HandlersConfig {
     /// Events an aggregate goes past its last snapshot before the next
     /// (for aggregates that take snapshots). Default 1000; 0: never.
     pub snapshot_every: u64,
-    /// Concurrent commands on different aggregates share one atomic batch
-    /// (group commit). Default true.
-    pub group_commit: bool,
+    /// Whether concurrent commands on different aggregates share one atomic
+    /// batch (group commit): `auto` (the default: whichever measures faster
+    /// on the server at hand), `on`, `off`. `true`/`false` read as `on`/`off`.
+    pub group_commit: GroupCommitSetting,
     /// Messages in one shared batch at most (1 to 1000). Default 256.
     pub batch_max_messages: usize,
     /// How long a batch may wait for more commands while another of its
@@ -199,10 +200,43 @@ impl Default for HandlersConfig {
             unavailable_retries: 5,
             retry_backoff: "50ms".into(),
             snapshot_every: 1_000,
-            group_commit: true,
+            group_commit: GroupCommitSetting::default(),
             batch_max_messages: 256,
             batch_max_wait: "0ms".into(),
             batch_max_in_flight: 4,
+        }
+    }
+}
+
+/// `[handlers] group_commit`: a word, or a boolean as older settings
+/// files wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum GroupCommitSetting {
+    /// `auto`, `on` or `off`.
+    Word(String),
+    /// `true` (`on`) or `false` (`off`).
+    Switch(bool),
+}
+
+impl Default for GroupCommitSetting {
+    fn default() -> Self {
+        GroupCommitSetting::Word("auto".into())
+    }
+}
+
+impl GroupCommitSetting {
+    /// The mode it names.
+    pub fn mode(&self) -> Result<GroupCommitMode, String> {
+        match self {
+            GroupCommitSetting::Switch(true) => Ok(GroupCommitMode::On),
+            GroupCommitSetting::Switch(false) => Ok(GroupCommitMode::Off),
+            GroupCommitSetting::Word(word) => match word.trim().to_ascii_lowercase().as_str() {
+                "auto" => Ok(GroupCommitMode::Auto),
+                "on" => Ok(GroupCommitMode::On),
+                "off" => Ok(GroupCommitMode::Off),
+                _ => Err(format!("{word:?} is not auto, on or off")),
+            },
         }
     }
 }
@@ -582,7 +616,10 @@ impl Config {
                     .map_err(invalid("streams.duplicate_window"))?,
             },
             group_commit: GroupCommitConfig {
-                enabled: h.group_commit,
+                mode: h
+                    .group_commit
+                    .mode()
+                    .map_err(invalid("handlers.group_commit"))?,
                 max_messages: h.batch_max_messages,
                 max_wait: parse_duration(&h.batch_max_wait)
                     .map_err(invalid("handlers.batch_max_wait"))?,

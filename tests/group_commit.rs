@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use jetsource::handlers::store::{
-    AppendErrorKind, EventStore, GroupCommitConfig, NewEvent, StreamSettings,
+    AppendErrorKind, EventStore, GroupCommitConfig, GroupCommitMode, NewEvent, StreamSettings,
 };
 use jetsource::schemas::CommandReply;
 use jetsource::RuntimeConfig;
@@ -26,6 +26,7 @@ async fn store(url: &str) -> EventStore {
     let store = event_store(&client)
         .await
         .with_group_commit(GroupCommitConfig {
+            mode: GroupCommitMode::On,
             max_in_flight: 1,
             ..GroupCommitConfig::default()
         });
@@ -132,6 +133,7 @@ async fn commands_through_the_runtime_share_batches_and_each_gets_its_own_reply(
         &server.client_url(),
         RuntimeConfig {
             group_commit: GroupCommitConfig {
+                mode: GroupCommitMode::On,
                 max_in_flight: 1,
                 ..GroupCommitConfig::default()
             },
@@ -165,5 +167,121 @@ async fn commands_through_the_runtime_share_batches_and_each_gets_its_own_reply(
         stats.shared_batches.load(Ordering::Relaxed) > 0,
         "batches were shared"
     );
+    js.stop().await;
+}
+
+/// Creates posts from `tasks` concurrent clients until `stop` turns true,
+/// resending each command (same id) until it is accepted, as a client
+/// facing `unavailable` should; returns `(post id, command id)` of every
+/// accepted one.
+async fn keep_creating(
+    url: String,
+    tasks: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<(String, String)> {
+    let client = commands(&url).await;
+    let workers = (0..tasks).map(|task| {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (post, command) = (format!("load-{task}-{n}"), format!("c-{task}-{n}"));
+                loop {
+                    let reply = client
+                        .send(
+                            "blogpost",
+                            &post,
+                            "create",
+                            r#"{"title":"T","body":"b"}"#,
+                            &with_id(&command),
+                        )
+                        .await;
+                    if matches!(reply, Ok(CommandReply::Accepted(_))) {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                accepted.push((post, command));
+                n += 1;
+            }
+            accepted
+        })
+    });
+    let mut all = Vec::new();
+    for worker in futures::future::join_all(workers).await {
+        all.extend(worker.expect("a client task"));
+    }
+    all
+}
+
+/// Waits until the runtime's `auto` group commit reports `batching` for
+/// blog posts while commands keep coming.
+async fn until_batched(js: &Jetsource, batching: bool) {
+    eventually(
+        format!("auto group commit choosing batching = {batching}"),
+        HANG,
+        || async move { (js.store.appends_batched("blogpost") == Some(batching)).then_some(()) },
+    )
+    .await;
+}
+
+/// Every accepted create stored exactly once, under its own command id.
+async fn each_stored_once(js: &Jetsource, accepted: &[(String, String)]) {
+    for (post, command) in accepted {
+        let events = js.events_of(post).await;
+        let mine = events
+            .iter()
+            .filter(|e| e.command_id() == Some(command.as_str()))
+            .count();
+        assert_eq!(
+            (events.len(), mine),
+            (1, 1),
+            "{post}: one event, {command}'s"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_batches_on_a_syncing_server_and_publishes_alone_under_default_flushing() {
+    for syncing in [true, false] {
+        let server = NatsServer::with(|o| o.sync_always = syncing);
+        let js = Jetsource::start(&server.client_url()).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = tokio::spawn(keep_creating(server.client_url(), 64, stop.clone()));
+        if syncing {
+            until_batched(&js, true).await;
+        } else {
+            // Under default flushing it starts alone; once it has probed
+            // batches (a switch there and one back), it is alone again.
+            eventually("a probe of batches and back", HANG, || {
+                let stats = js.store.group_commit_stats().expect("auto is on");
+                async move { (stats.switches.load(Ordering::Relaxed) >= 2).then_some(()) }
+            })
+            .await;
+            until_batched(&js, false).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let accepted = load.await.expect("the load");
+        assert!(!accepted.is_empty());
+        js.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_syncing_under_load_is_followed_losing_and_doubling_nothing() {
+    let mut server = NatsServer::with(|o| o.sync_always = true);
+    let url = server.client_url();
+    let js = Jetsource::start(&url).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(keep_creating(url.clone(), 64, stop.clone()));
+    until_batched(&js, true).await;
+    // The same store and port, no longer syncing every write: the
+    // deployment moved to a faster disk setting under a running process.
+    tokio::task::block_in_place(|| server.restart_with(|o| o.sync_always = false));
+    until_batched(&js, false).await;
+    stop.store(true, Ordering::Relaxed);
+    let accepted = load.await.expect("the load");
+    each_stored_once(&js, &accepted).await;
     js.stop().await;
 }

@@ -232,7 +232,7 @@ pub async fn durable(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
     .await?
     .against(&raw);
     let mut config = env.runtime_config().clone();
-    config.group_commit.enabled = false;
+    config.group_commit.mode = jetsource_handlers::store::GroupCommitMode::Off;
     env.reconfigure(config).await;
     let alone = jetsource_roundtrip(
         env,

@@ -107,6 +107,8 @@ pub struct Metrics {
     cache_misses: AtomicU64,
     batch_commands: Histogram<10>,
     batch_splits: AtomicU64,
+    commit_switches: AtomicU64,
+    batching_streams: std::sync::atomic::AtomicI64,
     loads_direct: AtomicU64,
     loads_consumer: AtomicU64,
     load_fallbacks: AtomicU64,
@@ -150,6 +152,8 @@ impl Metrics {
             cache_misses: AtomicU64::new(0),
             batch_commands: Histogram::new(&BATCH_COMMANDS_BUCKETS),
             batch_splits: AtomicU64::new(0),
+            commit_switches: AtomicU64::new(0),
+            batching_streams: std::sync::atomic::AtomicI64::new(0),
             loads_direct: AtomicU64::new(0),
             loads_consumer: AtomicU64::new(0),
             load_fallbacks: AtomicU64::new(0),
@@ -176,6 +180,16 @@ impl Metrics {
             return;
         }
         self.batch_commands.observe(commands as f64);
+    }
+
+    /// Counts a change of a stream's way of appending under group commit's
+    /// `auto` mode: to shared batches (`batching`) or to single publishes.
+    /// Counted whether or not recording is on: it is rare, and the gauge of
+    /// streams batching must stay true.
+    pub fn commit_mode(&self, batching: bool) {
+        self.commit_switches.fetch_add(1, Ordering::Relaxed);
+        self.batching_streams
+            .fetch_add(if batching { 1 } else { -1 }, Ordering::Relaxed);
     }
 
     /// Counts a shared batch that failed on a conflict or a duplicate and
@@ -381,6 +395,18 @@ impl Metrics {
             "jetsource_batch_splits_total",
             "Shared batches that failed on one command's conflict or duplicate and were appended command by command.",
             load(&self.batch_splits),
+        );
+        counter(
+            out,
+            "jetsource_group_commit_switches_total",
+            "Changes of a stream's way of appending (shared batches or single publishes) chosen by group commit's auto mode, probes included.",
+            load(&self.commit_switches),
+        );
+        gauge(
+            out,
+            "jetsource_group_commit_batching_streams",
+            "Streams whose appends share atomic batches now.",
+            u64::try_from(self.batching_streams.load(Ordering::Relaxed)).unwrap_or(0),
         );
         let _ = writeln!(
             out,

@@ -233,8 +233,19 @@ impl ServerProcess {
 
     /// Kills the server and starts it again on the same port and store.
     pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.restart_with(|_| {})
+    }
+
+    /// Kills the server and starts it again on the same port and store,
+    /// with its options changed by `change` first (a server that starts
+    /// syncing every write, say).
+    pub fn restart_with(
+        &mut self,
+        change: impl FnOnce(&mut ServerOptions),
+    ) -> Result<(), ServerError> {
         self.kill();
         let mut options = self.options.clone();
+        change(&mut options);
         options.port = Some(self.addr.port());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

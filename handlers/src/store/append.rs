@@ -4,7 +4,7 @@
 
 use super::errors::{AppendError, AppendErrorKind};
 use super::event::NewEvent;
-use super::group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats};
+use super::group_commit::{GroupCommit, GroupCommitConfig, GroupCommitMode, GroupCommitStats};
 use super::publish::{Outgoing, Publisher};
 use super::reply_mux::ReplyMux;
 use crate::error::Error;
@@ -56,8 +56,15 @@ impl Appender {
     }
 
     pub(crate) fn with_group_commit(mut self, config: GroupCommitConfig) -> Self {
-        self.group = config.enabled.then(|| Arc::new(GroupCommit::new(config)));
+        self.group =
+            (config.mode != GroupCommitMode::Off).then(|| Arc::new(GroupCommit::new(config)));
         self
+    }
+
+    /// Whether `aggregate_type`'s appends share batches now (`None`: group
+    /// commit is off, or nothing was appended yet).
+    pub(crate) fn batching(&self, aggregate_type: &str) -> Option<bool> {
+        self.group.as_ref()?.batching(aggregate_type)
     }
 
     /// Group commit's counters, when it is on.

@@ -11,7 +11,13 @@
 //! culprit fails. A lane sends at once whatever is queued when a batch
 //! permit is free (one per batch in flight), so a lone command never waits
 //! for company.
+//!
+//! Under JetStream's default flushing the same batches cost throughput, so
+//! by default ([`GroupCommitMode::Auto`]) each stream's appends share
+//! batches only while that measures faster than single publishes (see
+//! `commit_mode.rs`); `On` and `Off` fix the choice.
 
+use super::commit_mode::Chooser;
 use super::errors::{AppendError, AppendErrorKind};
 use super::publish::{Outgoing, Publisher};
 use crate::error::Error;
@@ -20,12 +26,29 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+/// Whether concurrent appends share atomic batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupCommitMode {
+    /// Per stream, whichever measures faster on the server at hand: batches
+    /// on one that syncs every write, single publishes under default
+    /// flushing; probed again now and then, so a change of server is
+    /// followed (the default).
+    #[default]
+    Auto,
+    /// Always share batches (the fastest on a server that syncs every
+    /// write, when it is known to).
+    On,
+    /// Never: every command is its own publish (or its own batch when it
+    /// has several events).
+    Off,
+}
+
 /// How concurrent appends share atomic batches.
 #[derive(Debug, Clone)]
 pub struct GroupCommitConfig {
-    /// Share batches at all (default true). Off: every command is its own
-    /// publish (or its own batch when it has several events).
-    pub enabled: bool,
+    /// Whether they share batches (default [`GroupCommitMode::Auto`]).
+    pub mode: GroupCommitMode,
     /// Messages in one batch at most (default 256; JetStream allows 1,000).
     pub max_messages: usize,
     /// How long a batch may wait for more commands while another batch of
@@ -38,7 +61,7 @@ pub struct GroupCommitConfig {
 impl Default for GroupCommitConfig {
     fn default() -> Self {
         GroupCommitConfig {
-            enabled: true,
+            mode: GroupCommitMode::Auto,
             max_messages: 256,
             max_wait: Duration::ZERO,
             max_in_flight: 4,
@@ -56,6 +79,9 @@ pub struct GroupCommitStats {
     /// Shared batches that failed on a conflict or a duplicate and were
     /// appended command by command instead.
     pub split_batches: std::sync::atomic::AtomicU64,
+    /// Changes of the way a stream appends under [`GroupCommitMode::Auto`]
+    /// (probes of the other way included).
+    pub switches: std::sync::atomic::AtomicU64,
 }
 
 /// One command's messages, waiting in a lane, and where its sequences go.
@@ -64,11 +90,18 @@ struct PendingAppend {
     done: oneshot::Sender<Result<Vec<u64>, AppendError>>,
 }
 
+/// One stream's commit lane, and under `Auto` its way of appending.
+#[derive(Clone)]
+struct Lane {
+    queue: mpsc::UnboundedSender<PendingAppend>,
+    chooser: Arc<Chooser>,
+}
+
 /// The commit lanes, one per stream (keyed by aggregate type, which names
 /// exactly one stream).
 pub(crate) struct GroupCommit {
     config: GroupCommitConfig,
-    lanes: Mutex<HashMap<String, mpsc::UnboundedSender<PendingAppend>>>,
+    lanes: Mutex<HashMap<String, Lane>>,
     stats: Arc<GroupCommitStats>,
 }
 
@@ -92,9 +125,10 @@ impl GroupCommit {
         self.stats.clone()
     }
 
-    /// Appends one command's messages to the stream of `aggregate_type`
+    /// Appends one command's messages to the stream of `aggregate_type`:
     /// through the stream's lane (started with `publisher` when there is
-    /// none); returns their sequences.
+    /// none), or under `Auto` alone while that measures faster; returns
+    /// their sequences.
     pub(crate) async fn append(
         &self,
         aggregate_type: &str,
@@ -102,33 +136,45 @@ impl GroupCommit {
         publisher: &Publisher,
     ) -> Result<Vec<u64>, AppendError> {
         let lane = self.lane(aggregate_type, publisher);
-        let (done, result) = oneshot::channel();
-        if lane.send(PendingAppend { messages, done }).is_err() {
-            return Err(Error::new(
-                AppendErrorKind::Unavailable,
-                "the commit lane stopped",
-            ));
+        if self.config.mode != GroupCommitMode::Auto {
+            return enqueue(&lane.queue, messages).await;
         }
-        result.await.unwrap_or_else(|_| {
-            Err(Error::new(
-                AppendErrorKind::Unavailable,
-                "the commit lane stopped",
-            ))
-        })
+        let was_batching = lane.chooser.batching();
+        let result = match lane.chooser.start() {
+            true => enqueue(&lane.queue, messages).await,
+            false => publisher.direct(messages).await,
+        };
+        lane.chooser.finished(std::time::Instant::now());
+        let batching = lane.chooser.batching();
+        if batching != was_batching {
+            self.stats
+                .switches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::metrics::global().commit_mode(batching);
+        }
+        result
+    }
+
+    /// Whether `aggregate_type`'s appends share batches now (`None`: none
+    /// has been appended yet).
+    pub(crate) fn batching(&self, aggregate_type: &str) -> Option<bool> {
+        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes
+            .get(aggregate_type)
+            .map(|lane| match self.config.mode {
+                GroupCommitMode::Auto => lane.chooser.batching(),
+                mode => mode == GroupCommitMode::On,
+            })
     }
 
     /// The lane of `aggregate_type`'s stream, started when there is none
     /// (or it ended). A lane publishes with its own publisher, so it holds
     /// no reference back to the lanes.
-    fn lane(
-        &self,
-        aggregate_type: &str,
-        publisher: &Publisher,
-    ) -> mpsc::UnboundedSender<PendingAppend> {
+    fn lane(&self, aggregate_type: &str, publisher: &Publisher) -> Lane {
         // Only map operations run under the lock, and none panics midway:
         // a poisoned map is still consistent.
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(lane) = lanes.get(aggregate_type).filter(|l| !l.is_closed()) {
+        if let Some(lane) = lanes.get(aggregate_type).filter(|l| !l.queue.is_closed()) {
             return lane.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -138,9 +184,33 @@ impl GroupCommit {
             self.stats.clone(),
             rx,
         ));
-        lanes.insert(aggregate_type.to_string(), tx.clone());
-        tx
+        let lane = Lane {
+            queue: tx,
+            chooser: Arc::new(Chooser::new(std::time::Instant::now())),
+        };
+        lanes.insert(aggregate_type.to_string(), lane.clone());
+        lane
     }
+}
+
+/// Queues `messages` on a lane and waits for their sequences.
+async fn enqueue(
+    lane: &mpsc::UnboundedSender<PendingAppend>,
+    messages: Vec<Outgoing>,
+) -> Result<Vec<u64>, AppendError> {
+    let (done, result) = oneshot::channel();
+    if lane.send(PendingAppend { messages, done }).is_err() {
+        return Err(Error::new(
+            AppendErrorKind::Unavailable,
+            "the commit lane stopped",
+        ));
+    }
+    result.await.unwrap_or_else(|_| {
+        Err(Error::new(
+            AppendErrorKind::Unavailable,
+            "the commit lane stopped",
+        ))
+    })
 }
 
 /// Takes queued appends into batches while a batch permit is free. Ends when

@@ -35,6 +35,7 @@
 //! - `event.rs`: events as written and as read back.
 
 mod append;
+mod commit_mode;
 mod consumer_read;
 mod direct_get;
 mod errors;
@@ -51,7 +52,7 @@ pub use errors::{
     AppendError, AppendErrorKind, LoadError, LoadErrorKind, StreamError, StreamErrorKind,
 };
 pub use event::{NewEvent, StoredEvent};
-pub use group_commit::{GroupCommitConfig, GroupCommitStats};
+pub use group_commit::{GroupCommitConfig, GroupCommitMode, GroupCommitStats};
 pub use load::{LoadStats, CONSUMER_MIN_PENDING, CONSUMER_RETRY_AFTER, FIRST_BATCH, LOAD_BATCH};
 pub use stream::StreamSettings;
 
@@ -123,6 +124,14 @@ impl EventStore {
     /// Group commit's counters, when it is on.
     pub fn group_commit_stats(&self) -> Option<Arc<GroupCommitStats>> {
         self.appender.stats()
+    }
+
+    /// Whether `aggregate_type`'s appends share atomic batches now: fixed by
+    /// [`GroupCommitMode::On`], else what [`GroupCommitMode::Auto`] last
+    /// chose for the server at hand (`None`: group commit is off, or nothing
+    /// was appended to that stream yet).
+    pub fn appends_batched(&self, aggregate_type: &str) -> Option<bool> {
+        self.appender.batching(aggregate_type)
     }
 
     /// How its loads have been read so far.

@@ -92,6 +92,17 @@ impl NatsServer {
         }
     }
 
+    /// Kills the server (SIGKILL) and starts it again on the same port and
+    /// store, with its options changed by `change`.
+    ///
+    /// # Panics
+    /// When it does not come back.
+    pub fn restart_with(&mut self, change: impl FnOnce(&mut ServerOptions)) {
+        if let Err(e) = self.process.restart_with(change) {
+            panic!("restarting nats-server: {e}");
+        }
+    }
+
     /// Kills the server (SIGKILL) without restarting it.
     pub fn kill(&mut self) {
         self.process.kill();
