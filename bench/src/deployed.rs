@@ -200,9 +200,19 @@ async fn compare(
     Ok([raw_figure, served_figure])
 }
 
+/// The roles measured, as (figure suffix, `--roles`): the handlers alone,
+/// with each other role, and every role (the default). What a role costs
+/// is the difference between its figure and the handlers' alone.
+const ROLES: [(&str, Option<&str>); 4] = [
+    ("_handlers", Some("handlers")),
+    ("_handlers_feedback", Some("handlers,feedback")),
+    ("_handlers_projectors", Some("handlers,projectors")),
+    ("", None),
+];
+
 /// `deployed_*` on a server with default flushing and `durable_deployed_*`
-/// on one syncing every write: the handlers role alone and every role,
-/// each against the bare responder in the same run.
+/// on one syncing every write: each set of roles in [`ROLES`] against the
+/// bare responder in the same run.
 pub async fn deployed(env: &Env, binary: &Path) -> Result<Vec<Figure>, BenchError> {
     let prefix = if env.syncing() {
         "durable_deployed"
@@ -211,8 +221,9 @@ pub async fn deployed(env: &Env, binary: &Path) -> Result<Vec<Figure>, BenchErro
     };
     let started = Instant::now();
     let mut figures = Vec::new();
-    figures.extend(compare(env, binary, &format!("{prefix}_handlers"), Some("handlers")).await?);
-    figures.extend(compare(env, binary, prefix, None).await?);
+    for (suffix, roles) in ROLES {
+        figures.extend(compare(env, binary, &format!("{prefix}{suffix}"), roles).await?);
+    }
     tracing::debug!(elapsed = ?started.elapsed(), "deployed figures");
     Ok(figures)
 }
