@@ -41,14 +41,27 @@ class Store:
         os.replace(tmp, self.path)
 
 
+def upcast(event_type, version, body):
+    """A body of `version` as version 2 reads it, by the differences
+    PROTOCOL.md lists for the blog post ("The reference application")."""
+    if version < 2:
+        if event_type == "BlogPostCreated":
+            body = {**body, "author": "unknown"}
+        elif event_type == "BlogPostTitleChanged":
+            body = {"new_title": body["title"]}
+    return body
+
+
 def apply(posts, post_id, event_type, body, seq):
-    """The listing `blogposts` documents: id, title, body, published,
-    events applied, stream sequence of the last one."""
+    """The listing `blogposts` documents: id, title, body, author,
+    published, events applied, stream sequence of the last one; `body` at
+    version 2."""
     if event_type == "BlogPostCreated":
         posts[post_id] = {"id": post_id, "title": body["title"], "body": body["body"],
-                          "published": False, "events": 0, "last_seq": 0}
+                          "author": body["author"], "published": False, "events": 0,
+                          "last_seq": 0}
     elif event_type == "BlogPostTitleChanged":
-        posts[post_id]["title"] = body["title"]
+        posts[post_id]["title"] = body["new_title"]
     elif event_type == "BlogPostPublished":
         posts[post_id]["published"] = True
     posts[post_id]["events"] += 1
@@ -108,8 +121,10 @@ class Projector:
                     event_type = msg.subject.rsplit(".", 1)[1]
                     post_id = self.names.unprefixed(msg.subject).split(".")[2]
                     body = json.loads(msg.data)
-                    self.schemas.validate_event("blogpost", event_type, body)
-                    apply(posts, post_id, event_type, body, seq)
+                    version = int((msg.headers or {}).get("Event-Version", 1))
+                    assert version <= 2, f"#{seq}: version {version} is newer than this reader"
+                    self.schemas.validate_event("blogpost", event_type, body, version)
+                    apply(posts, post_id, event_type, upcast(event_type, version, body), seq)
                     fresh_msgs.append(msg)
                     self.applied.append(seq)
                 if not fresh_msgs:

@@ -2,6 +2,7 @@
 events' subjects, bodies and headers, their time, and the atomic append of
 a command's several events."""
 
+import json
 from datetime import datetime
 
 from support.steps import create_post, last_seq, open_account
@@ -21,13 +22,17 @@ async def test_each_event_is_on_its_aggregates_subject_with_its_fields_as_body(d
         await w.command("blogpost", post_id, "publish", {})
         stored = await w.events_of("blogpost", post_id)
         assert [(e.subject, e.body) for e in stored] == [
-            (names.event("blogpost", post_id, "BlogPostCreated"), {"title": "Hello", "body": "Text"}),
-            (names.event("blogpost", post_id, "BlogPostTitleChanged"), {"title": "Hello again"}),
+            (names.event("blogpost", post_id, "BlogPostCreated"),
+             {"title": "Hello", "body": "Text", "author": "unknown"}),
+            (names.event("blogpost", post_id, "BlogPostTitleChanged"), {"new_title": "Hello again"}),
             (names.event("blogpost", post_id, "BlogPostPublished"), {}),
         ]
         for e in stored:
             assert e.stream == names.stream("blogpost")
-            schemas.validate_event("blogpost", e.event_type, e.body)
+            # Written today: today's version, named in its header.
+            assert e.version == schemas.event_version("blogpost") == 2
+            assert e.headers["Event-Version"] == "2"
+            schemas.validate_event("blogpost", e.event_type, e.body, e.version)
 
 
 async def test_account_events_validate_against_their_schema(deployment, names, schemas):
@@ -40,7 +45,9 @@ async def test_account_events_validate_against_their_schema(deployment, names, s
             ("AccountOpened", {"owner": "Ada"}), ("MoneyDeposited", {"amount": 12}),
             ("MoneyWithdrawn", {"amount": 5})]
         for e in stored:
-            schemas.validate_event("account", e.event_type, e.body)
+            # Version 1: no header.
+            assert e.version == 1 and "Event-Version" not in e.headers, e.headers
+            schemas.validate_event("account", e.event_type, e.body, e.version)
             assert e.subject == names.event("account", account_id, e.event_type)
 
 
@@ -74,15 +81,20 @@ async def test_every_event_carries_its_command_id_and_the_commands_correlation(d
 
 async def test_only_the_documented_headers_are_written(deployment):
     """`Command-Id` always; `Correlation-Id`/`Causation-Id` only when the
-    command had them; `Event-Version` only past version 1 (every reference
-    event is at 1); no `Event-Time`, no `Nats-Msg-Id`; JetStream's own
-    batch and concurrency headers besides."""
+    command had them; `Event-Version` only past version 1 (blog post events
+    are at 2, account events at 1); no `Event-Time`, no `Nats-Msg-Id`;
+    JetStream's own batch and concurrency headers besides."""
     async with deployment.connect() as w:
         reply = await create_post(w, publish=True)
         post_id = reply["aggregate_id"]
         await w.command("blogpost", post_id, "change_title", {"title": "Other"})
         for e in await w.events_of("blogpost", post_id):
             assert e.headers["Command-Id"]
+            assert e.headers["Event-Version"] == "2", e.headers
+            extra = set(e.headers) - {"Command-Id", "Event-Version"} - set(JETSTREAM_HEADERS)
+            assert extra == set(), (e.subject, e.headers)
+        account_id = (await open_account(w))["aggregate_id"]
+        for e in await w.events_of("account", account_id):
             extra = set(e.headers) - {"Command-Id"} - set(JETSTREAM_HEADERS)
             assert extra == set(), (e.subject, e.headers)
 
@@ -118,3 +130,28 @@ async def test_one_aggregates_events_are_in_the_order_they_were_decided(deployme
         stored = await w.events_of("account", account_id)
         assert [e.body.get("amount") for e in stored[1:]] == amounts
         assert [e.seq for e in stored] == sorted(e.seq for e in stored)
+
+
+async def test_an_event_stored_at_version_1_reads_as_version_2(deployment, names, schemas):
+    """PROTOCOL.md "Event versions": a version 1 event, stored as a release
+    before version 2 wrote it (no header, the old shapes), validates against
+    its own version's schema, and the deployment decides and projects on it
+    as read through the listed differences."""
+    async with deployment.connect() as w:
+        post_id = fresh("post")
+        created = {"title": "Old", "body": "v1 text"}
+        retitled = {"title": "Old, again"}
+        schemas.validate_event("blogpost", "BlogPostCreated", created, 1)
+        schemas.validate_event("blogpost", "BlogPostTitleChanged", retitled, 1)
+        for event_type, body in (("BlogPostCreated", created), ("BlogPostTitleChanged", retitled)):
+            ack = await w.js.publish(names.event("blogpost", post_id, event_type),
+                                     json.dumps(body).encode())
+            stored_at = ack.seq
+        # Decided on the title the renamed field carried: the same one is no change.
+        same = await w.command("blogpost", post_id, "change_title", {"title": "Old, again"})
+        assert same["status"] == "accepted" and same["events"] == [], same
+        answer = await w.query(f"blogposts.get.{post_id}", after_seq=str(stored_at))
+        assert answer["status"] == "ok", answer
+        post = answer["result"]
+        assert (post["title"], post["body"], post["author"], post["events"]) == (
+            "Old, again", "v1 text", "unknown", 2), post

@@ -8,12 +8,12 @@ import pytest
 from support.steps import create_post, last_seq
 from support.wire import SILENCE, NoAnswer, fresh
 
-POST_FIELDS = {"id", "title", "body", "published", "events", "last_seq"}
+POST_FIELDS = {"id", "title", "body", "author", "published", "events", "last_seq"}
 
 
 async def test_get_after_the_replys_seq_answers_the_post_as_written(deployment, names):
     async with deployment.connect() as w:
-        created = await create_post(w, title="Query me", body="Text", publish=True)
+        created = await create_post(w, title="Query me", body="Text", publish=True, author=" Ada ")
         post_id = created["aggregate_id"]
         changed = await w.command("blogpost", post_id, "change_title", {"title": "Queried"})
         answer = await w.query(f"blogposts.get.{post_id}", after_seq=str(last_seq(changed)))
@@ -21,7 +21,8 @@ async def test_get_after_the_replys_seq_answers_the_post_as_written(deployment, 
         assert answer["projection"] == "blogposts"
         assert answer["positions"][names.stream("blogpost")] >= last_seq(changed)
         assert answer["result"] == {"id": post_id, "title": "Queried", "body": "Text",
-                                    "published": True, "events": 3, "last_seq": last_seq(changed)}
+                                    "author": "Ada", "published": True, "events": 3,
+                                    "last_seq": last_seq(changed)}
 
 
 async def test_after_seq_names_streams_in_general(deployment, names):
@@ -47,14 +48,45 @@ async def test_list_answers_every_post_ordered_by_id(deployment):
         ids = [f"{stem}-{c}" for c in "cab"]
         for post_id in ids:
             reply = await create_post(w, post_id)
-        answer = await w.query("blogposts.list", after_seq=str(last_seq(reply)))
-        assert answer["status"] == "ok", answer
-        posts = answer["result"]["posts"]
+        posts, _ = await w.list_all("blogposts.list", after_seq=str(last_seq(reply)))
         listed = [p["id"] for p in posts]
         assert listed == sorted(listed)
         assert [p for p in listed if p.startswith(stem)] == sorted(ids)
         for p in posts:
             assert set(p) == POST_FIELDS, p
+
+
+async def test_list_is_read_page_by_page_and_visits_every_post_once(deployment):
+    async with deployment.connect() as w:
+        stem = fresh("paged")
+        ids = [f"{stem}-{i:02}" for i in range(7)]
+        for post_id in ids:
+            reply = await create_post(w, post_id)
+        first = await w.query("blogposts.list", after_seq=str(last_seq(reply)),
+                              body={"limit": 2})
+        assert first["status"] == "ok", first
+        assert len(first["result"]["items"]) == 2
+        assert isinstance(first["result"]["next"], str)
+        posts, sizes = await w.list_all("blogposts.list", limit=3)
+        listed = [p["id"] for p in posts]
+        assert len(listed) == len(set(listed)), "a post on two pages"
+        assert listed == sorted(listed)
+        assert [p for p in listed if p.startswith(stem)] == ids
+        assert all(size <= 3 for size in sizes), sizes
+        # The cursor of a page starts the next one right after it.
+        after = first["result"]["items"][-1]["id"]
+        second = await w.query("blogposts.list", body={"limit": 1, "after": first["result"]["next"]})
+        assert second["status"] == "ok", second
+        assert [p["id"] for p in second["result"]["items"]] == \
+            [p for p in listed if p > after][:1]
+
+
+async def test_a_malformed_page_request_is_bad_request(deployment):
+    async with deployment.connect() as w:
+        for body in ({"limit": 0}, {"lmit": 2}, [1], b"not json", {"after": ""}):
+            answer = await w.query("blogposts.list", body=body)
+            assert answer["status"] == "bad_request", (body, answer)
+            assert answer["reason"]
 
 
 async def test_an_unknown_post_is_not_found(deployment):

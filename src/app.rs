@@ -17,8 +17,10 @@ use jetsource_handlers::store::EventStore;
 use jetsource_handlers::RuntimeConfig;
 use jetsource_handlers::{Aggregate, Runtime};
 use jetsource_nats_server::ServerError;
+use jetsource_postgres::{HostPostgres, PgProjector};
+use jetsource_projector::store::ReadStore;
 use jetsource_projector::{
-    PersistedProjector, Projector, ProjectorRuntime, ProjectorRuntimeBuilder,
+    DocumentProjector, PersistedProjector, Projector, ProjectorRuntime, ProjectorRuntimeBuilder,
 };
 use jetsource_schemas::json::with_contract;
 use schemars::JsonSchema;
@@ -38,6 +40,15 @@ type Rewinder = Arc<
 >;
 type ProjectorRegistration =
     Arc<dyn Fn(ProjectorRuntimeBuilder) -> ProjectorRuntimeBuilder + Send + Sync>;
+/// Registers a PostgreSQL read model in the database at the URL given.
+type PostgresRegistration = Arc<
+    dyn Fn(
+            ProjectorRuntimeBuilder,
+            &str,
+        ) -> Result<ProjectorRuntimeBuilder, jetsource_projector::ProjectionError>
+        + Send
+        + Sync,
+>;
 
 /// The aggregates and projectors an application hosts.
 #[derive(Clone, Default)]
@@ -46,6 +57,7 @@ pub struct App {
     rewinders: Vec<(&'static str, Rewinder)>,
     schemas: Vec<AggregateSchemas>,
     projectors: Vec<ProjectorRegistration>,
+    postgres: Vec<PostgresRegistration>,
 }
 
 /// The JSON Schemas of one aggregate type's commands and events, as
@@ -57,8 +69,13 @@ pub struct AggregateSchemas {
     pub aggregate_type: &'static str,
     /// The command enum's schema (variant name = command subject token).
     pub commands: serde_json::Value,
-    /// The event enum's schema (variant name = event type).
+    /// The event enum's schema (variant name = event type), of
+    /// [`AggregateSchemas::event_version`].
     pub events: serde_json::Value,
+    /// The aggregate's `EVENT_VERSION`: the version of today's events.
+    pub event_version: u32,
+    /// How older versions' events read as today's.
+    pub upcasters: Arc<jetsource_schemas::upcast::Upcasters>,
 }
 
 impl App {
@@ -88,6 +105,8 @@ impl App {
             aggregate_type: A::TYPE,
             commands: with_contract(schemars::schema_for!(A::Command).to_value()),
             events: with_contract(schemars::schema_for!(A::Event).to_value()),
+            event_version: A::EVENT_VERSION,
+            upcasters: jetsource_schemas::upcast::upcasters_of::<A>(),
         });
         self
     }
@@ -148,9 +167,52 @@ impl App {
         self
     }
 
+    /// Hosts a PostgreSQL read model (see `jetsource_postgres`) when a
+    /// database is configured (`[projectors] postgres_url`); without one it
+    /// is not hosted and nothing connects to PostgreSQL. `make` builds it
+    /// for every start. Driven like a persisted projector: one instance
+    /// applies events at a time, rebuilds fill a new schema.
+    pub fn postgres_projector<P: PgProjector>(
+        mut self,
+        make: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Self {
+        self.postgres.push(Arc::new(
+            move |builder: ProjectorRuntimeBuilder, url: &str| builder.postgres(url, make()),
+        ));
+        self
+    }
+
+    /// Hosts a document projection (one KV entry per document, `get` and
+    /// `list` queries built in); `make` builds it each time a projector
+    /// runtime is built.
+    pub fn documents<P: DocumentProjector>(
+        mut self,
+        make: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Self {
+        self.projectors
+            .push(Arc::new(move |builder: ProjectorRuntimeBuilder| {
+                builder.documents(make())
+            }));
+        self
+    }
+
+    /// Hosts a persisted projection kept in a store of its own (see
+    /// `jetsource_projector::store`); `make` builds the store each time a
+    /// projector runtime is built.
+    pub fn read_store<S: ReadStore>(
+        mut self,
+        make: impl Fn() -> S + Send + Sync + 'static,
+    ) -> Self {
+        self.projectors
+            .push(Arc::new(move |builder: ProjectorRuntimeBuilder| {
+                builder.read_store(make())
+            }));
+        self
+    }
+
     /// True when it hosts projectors.
     pub fn has_projectors(&self) -> bool {
-        !self.projectors.is_empty()
+        !self.projectors.is_empty() || !self.postgres.is_empty()
     }
 
     /// A projector runtime builder over `client` with every projector
@@ -161,6 +223,32 @@ impl App {
             .fold(ProjectorRuntime::builder(client), |builder, register| {
                 register(builder)
             })
+    }
+
+    /// [`App::projector_builder`] with the PostgreSQL read models too, in
+    /// the database at `postgres_url` (none without one). Refused when the
+    /// URL does not parse or a name cannot name a schema.
+    pub fn projector_builder_for(
+        &self,
+        client: async_nats::Client,
+        postgres_url: Option<&str>,
+    ) -> Result<ProjectorRuntimeBuilder, jetsource_projector::ProjectionError> {
+        let builder = self.projector_builder(client);
+        match postgres_url {
+            Some(url) => self
+                .postgres
+                .iter()
+                .try_fold(builder, |builder, register| register(builder, url)),
+            None => {
+                if !self.postgres.is_empty() {
+                    tracing::info!(
+                        count = self.postgres.len(),
+                        "PostgreSQL read models not hosted: no [projectors] postgres_url"
+                    );
+                }
+                Ok(builder)
+            }
+        }
     }
 
     /// A runtime builder over `client` with every registration applied.
@@ -240,18 +328,29 @@ pub async fn run(
     let projector_config = config.projectors()?;
     let roles = config.roles()?;
     // Bound first, so a port in use fails the start before anything runs.
-    let listener =
-        match config.metrics_addr()? {
-            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                ConfigError::Invalid {
-                    setting: "observability.metrics_addr",
-                    message: format!("cannot listen on {addr}: {e}"),
-                }
-            })?),
-            None => None,
-        };
+    let listener = match config.metrics_addr()? {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            ConfigError::invalid(
+                "observability.metrics_addr",
+                format!("cannot listen on {addr}: {e}"),
+            )
+        })?),
+        None => None,
+    };
     let nats = Nats::resolve(config, nats_url)?;
     let client = crate::auth::connect(config, &nats.url).await?;
+    // Each other role reads on a connection of its own: one connection's
+    // socket and its one reading task would otherwise carry the commands,
+    // their appends and replies, the index's and the projectors' deliveries
+    // in one queue, on one core.
+    let feedback_client = match roles.feedback && roles.handlers {
+        true => crate::auth::connect(config, &nats.url).await?,
+        false => client.clone(),
+    };
+    let projector_client = match roles.projectors && roles.handlers && app.has_projectors() {
+        true => crate::auth::connect(config, &nats.url).await?,
+        false => client.clone(),
+    };
     if roles.handlers {
         check_max_body(&runtime_config, &client)?;
     }
@@ -260,7 +359,7 @@ pub async fn run(
     // feedback role caches them and answers queries. A process with only
     // the handlers still publishes, for the processes with the feedback role.
     let mut feedback = (feedback_config.cache && (roles.handlers || roles.feedback))
-        .then(|| Feedback::new(client.clone(), feedback_config));
+        .then(|| Feedback::new(feedback_client.clone(), feedback_config));
     if let (Some(feedback), true) = (&feedback, roles.handlers) {
         builder = builder.observe(feedback.observer());
     }
@@ -276,8 +375,12 @@ pub async fn run(
     }
     let projectors: Option<ProjectorsHandle> = match roles.projectors && app.has_projectors() {
         true => {
+            let postgres_url = config.projectors.postgres_url.as_ref();
             let running = app
-                .projector_builder(client.clone())
+                .projector_builder_for(
+                    projector_client.clone(),
+                    postgres_url.map(crate::auth::Secret::expose),
+                )?
                 .config(projector_config)
                 .build()
                 .await?
@@ -343,7 +446,9 @@ pub async fn run(
     }
     handled?;
     projected?;
-    // Close the connection before the embedded server stops under it.
+    // Close the connections before the embedded server stops under them.
+    let _ = projector_client.drain().await;
+    let _ = feedback_client.drain().await;
     let _ = client.drain().await;
     drop(nats);
     Ok(())
@@ -358,15 +463,15 @@ pub fn check_max_body(
 ) -> Result<(), ConfigError> {
     let max_payload = client.server_info().max_payload;
     if runtime.max_body_bytes >= max_payload {
-        return Err(ConfigError::Invalid {
-            setting: "handlers.max_body",
-            message: format!(
+        return Err(ConfigError::invalid(
+            "handlers.max_body",
+            format!(
                 "{} bytes must be below the server's max_payload of {max_payload} bytes \
                  (which also carries the headers): lower handlers.max_body or raise \
                  max_payload in the nats-server config",
                 runtime.max_body_bytes
             ),
-        });
+        ));
     }
     Ok(())
 }

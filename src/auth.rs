@@ -60,7 +60,7 @@ impl std::fmt::Display for Secret {
 
 /// `[nats.auth]`: at most one way of authenticating. All unset (the
 /// default): connect without credentials.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// A token (`authorization { token }` on the server).
@@ -76,7 +76,7 @@ pub struct AuthConfig {
 }
 
 /// `[nats.tls]`: TLS towards the server.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificate authorities trusted for the server's certificate, in
@@ -123,10 +123,7 @@ pub struct Auth {
 }
 
 fn conflict(message: &str) -> ConfigError {
-    ConfigError::Invalid {
-        setting: "nats.auth",
-        message: message.to_string(),
-    }
+    ConfigError::invalid("nats.auth", message)
 }
 
 impl Auth {
@@ -175,10 +172,10 @@ impl Auth {
             required: tls.required,
         };
         if tls.cert_file.is_some() != tls.key_file.is_some() {
-            return Err(ConfigError::Invalid {
-                setting: "nats.tls",
-                message: "cert_file and key_file go together".into(),
-            });
+            return Err(ConfigError::invalid(
+                "nats.tls",
+                "cert_file and key_file go together",
+            ));
         }
         Ok(Auth { method, tls })
     }
@@ -356,13 +353,7 @@ mod tests {
         };
         let err = Auth::resolve(&file, &TlsConfig::default(), env(&[(USER_ENV, "u")]))
             .expect_err("two methods");
-        assert!(matches!(
-            err,
-            ConfigError::Invalid {
-                setting: "nats.auth",
-                ..
-            }
-        ));
+        assert_eq!(err.setting(), Some("nats.auth"));
         assert!(!err.to_string().contains("tok-value"));
         let err = Auth::resolve(
             &AuthConfig::default(),
@@ -377,13 +368,7 @@ mod tests {
             env(&[(TLS_CERT_ENV, "c.pem")]),
         )
         .expect_err("cert without key");
-        assert!(matches!(
-            err,
-            ConfigError::Invalid {
-                setting: "nats.tls",
-                ..
-            }
-        ));
+        assert_eq!(err.setting(), Some("nats.tls"));
     }
 
     #[test]

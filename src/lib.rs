@@ -16,8 +16,8 @@
 //! - [`feedback`]: rejection notices, the error cache, command status by id.
 //! - [`observability`]: `/metrics`, `/healthz`, `/readyz` over HTTP.
 //! - [`rewind`]: an aggregate's state at any point of its history.
-//! - [`schema_files`]: the JSON Schemas `jetsource schema` writes.
-//! - [`units`]: human durations and sizes.
+//! - [`schema_files`]: the JSON Schemas `jetsource schema` writes, and its check.
+//! - [`schema_compat`]: which changes to an event break reading stored ones.
 //!
 //! To host your own aggregates, implement [`Aggregate`] in your crate and
 //! hand an [`App`] to [`cli::main`] (or build a [`Runtime`] yourself).
@@ -31,8 +31,8 @@ pub mod embedded;
 pub mod observability;
 pub mod projector_ops;
 pub mod rewind;
+pub mod schema_compat;
 pub mod schema_files;
-pub mod units;
 
 pub use app::App;
 

@@ -76,6 +76,19 @@ impl Probes {
                         u8::from(p.phase == Phase::Halted)
                     );
                 }
+                let _ = writeln!(
+                    out,
+                    "# HELP jetsource_projector_failing 1 while a projector's store keeps refusing its writes.\n\
+                     # TYPE jetsource_projector_failing gauge"
+                );
+                for p in &report.projectors {
+                    let _ = writeln!(
+                        out,
+                        "jetsource_projector_failing{{projector=\"{}\"}} {}",
+                        p.name,
+                        u8::from(p.phase == Phase::Failing)
+                    );
+                }
             }
         }
         let connected = self.client.connection_state() == async_nats::connection::State::Connected;
@@ -105,8 +118,12 @@ impl Probes {
             match projectors.lock().await.as_ref() {
                 Some(running) => {
                     for p in running.status().await.projectors {
-                        if p.phase != Phase::Live {
-                            why.push(format!("projector {} is {:?}", p.name, p.phase));
+                        match (p.phase, &p.error) {
+                            (Phase::Live, _) => {}
+                            (Phase::Halted | Phase::Failing, Some(error)) => {
+                                why.push(format!("projector {} is {:?}: {error}", p.name, p.phase))
+                            }
+                            _ => why.push(format!("projector {} is {:?}", p.name, p.phase)),
                         }
                     }
                 }

@@ -4,10 +4,10 @@
 //! The handlers fold the same events the same way; a rewind never touches
 //! their cache, it reads the stream with [`EventStore::load`].
 
-use jetsource_handlers::codec;
 use jetsource_handlers::error::Error;
 use jetsource_handlers::store::EventStore;
 use jetsource_handlers::Aggregate;
+use jetsource_schemas::upcast;
 use serde::Serialize;
 
 /// What went wrong rewinding an aggregate.
@@ -69,14 +69,18 @@ pub async fn rewind<A: Aggregate + Serialize>(
         .into_iter()
         .take_while(|e| to_seq.is_none_or(|to| e.seq <= to))
     {
-        let decoded: A::Event =
-            codec::decode_event(event.event_type(), &event.payload).map_err(|e| {
-                Error::new(
-                    RewindErrorKind::Corrupt,
-                    format!("{} at sequence {}: {e}", event.subject, event.seq),
-                )
-            })?;
-        state.apply(decoded);
+        upcast::decode_stored::<A>(
+            event.event_type(),
+            event.version(),
+            &event.payload,
+            |_, decoded| state.apply(decoded),
+        )
+        .map_err(|e| {
+            Error::new(
+                RewindErrorKind::Corrupt,
+                format!("{} at sequence {}: {e}", event.subject, event.seq),
+            )
+        })?;
         seq = event.seq;
         events += 1;
     }

@@ -527,3 +527,102 @@ async fn in_silence_no_notice_leaves_and_the_cache_stays_empty() {
     assert!(heard.is_err(), "a notice left the process: {heard:?}");
     instance.stop().await;
 }
+
+/// Sends `count` two-event creates (`<prefix>-<i>` on post `<prefix>-p<i>`)
+/// 64 at a time, then waits until every one is in the index with both its
+/// events and the index consumer holds nothing unacknowledged.
+async fn every_command_indexed(url: &str, prefix: &str, count: usize) {
+    let client = connect(url).await;
+    let js = async_nats::jetstream::new(client.clone());
+    let commands = CommandClient::new(client);
+    let body = r#"{"title":"Hello","body":"x","publish":true}"#;
+    let accepted = futures::stream::iter(0..count)
+        .map(|i| {
+            let commands = commands.clone();
+            async move {
+                let id = format!("{prefix}-{i}");
+                let post = format!("{prefix}-p{i}");
+                send_with(&commands, &post, "create", body, &with_id(&id)).await
+            }
+        })
+        .buffer_unordered(64)
+        .filter(|reply| std::future::ready(reply.is_accepted()))
+        .count()
+        .await;
+    assert_eq!(accepted, count);
+    let kv = js
+        .get_key_value(COMMAND_INDEX_BUCKET)
+        .await
+        .expect("bucket");
+    for i in 0..count {
+        let id = format!("{prefix}-{i}");
+        let entry = eventually(format!("{id} indexed with both events"), DEADLINE, || {
+            let (kv, id) = (&kv, &id);
+            async move {
+                let value = kv.get(id).await.expect("kv get")?;
+                let entry: contract::CommandIndexEntry =
+                    serde_json::from_slice(&value).expect("an index entry");
+                (entry.events.len() == 2).then_some(entry)
+            }
+        })
+        .await;
+        assert_eq!(entry.aggregate_id, format!("{prefix}-p{i}"));
+        assert!(entry.others.is_empty());
+    }
+    let stream = js.get_stream("EVT_BLOGPOST").await.expect("stream");
+    eventually("nothing unacknowledged", DEADLINE, || {
+        let stream = &stream;
+        async move {
+            let info = stream
+                .consumer_info(contract::COMMAND_INDEX_CONSUMER)
+                .await
+                .expect("consumer info");
+            (info.num_ack_pending == 0 && info.num_pending == 0).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_index_acknowledges_cumulatively_and_still_follows_a_consumer_with_explicit_acks() {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+
+    // A fresh deployment: the index consumer acks cumulatively.
+    let server = NatsServer::new();
+    let instance = start_instance(&server.client_url()).await;
+    every_command_indexed(&server.client_url(), "all", 600).await;
+    let js = async_nats::jetstream::new(connect(&server.client_url()).await);
+    let stream = js.get_stream("EVT_BLOGPOST").await.expect("stream");
+    let info = stream
+        .consumer_info(contract::COMMAND_INDEX_CONSUMER)
+        .await
+        .expect("consumer info");
+    assert_eq!(info.config.ack_policy, AckPolicy::All);
+    instance.stop().await;
+
+    // A deployment whose index consumer an earlier version created with
+    // explicit acks: JetStream cannot change a consumer's ack policy, so
+    // each event is acknowledged.
+    let server = NatsServer::new();
+    let first = start_instance(&server.client_url()).await;
+    first.stop().await;
+    let js = async_nats::jetstream::new(connect(&server.client_url()).await);
+    let stream = js.get_stream("EVT_BLOGPOST").await.expect("stream");
+    stream
+        .delete_consumer(contract::COMMAND_INDEX_CONSUMER)
+        .await
+        .expect("deleted");
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(contract::COMMAND_INDEX_CONSUMER.into()),
+            filter_subject: "evt.blogpost.>".into(),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("an explicit-ack consumer");
+    let instance = start_instance(&server.client_url()).await;
+    every_command_indexed(&server.client_url(), "each", 600).await;
+    instance.stop().await;
+}

@@ -32,11 +32,9 @@ impl Application {
     async fn start(url: &str, prefix: &str, client: &async_nats::Client) -> Application {
         let mut config = Config::default();
         config.nats.subject_prefix = prefix.to_string();
-        config.projectors.query_wait = "30s".into();
+        config.projectors.settings.query_wait = std::time::Duration::from_secs(30);
         let namespace = config.namespace().expect("a valid prefix");
-        let app = App::new()
-            .aggregate::<BlogPost>()
-            .persisted_projector(BlogPosts::default);
+        let app = App::new().aggregate::<BlogPost>().documents(|| BlogPosts);
         let serving = InProcessRun::spawn(app, config, Some(url));
         let commands = CommandClient::new(client.clone()).with_namespace(namespace.clone());
         // The handlers start last: once a command is answered, every role is up.
@@ -231,7 +229,7 @@ async fn applications_share_a_server_without_crossing() {
         );
         let list: serde_json::Value =
             ask(&client, &app.namespace.subject("query.blogposts.list")).await;
-        assert_eq!(list["result"]["posts"].as_array().map(Vec::len), Some(1));
+        assert_eq!(list["result"]["items"].as_array().map(Vec::len), Some(1));
         let report: StatusReport = ask(
             &client,
             &jetsource::projector::status::status_subject(&app.namespace),

@@ -8,28 +8,6 @@ use jetsource::app;
 use jetsource::client::SendOptions;
 use jetsource::config::Config;
 use jetsource::schemas::RejectionCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One GET; the status code and the body.
-async fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// The value of the sample `series` (name and labels, exactly as rendered).
 fn sample(text: &str, series: &str) -> u64 {
@@ -51,13 +29,13 @@ async fn metrics_count_commands_and_readyz_reports_readiness() {
     // Ready once the streams exist and the projector caught up.
     let ready = eventually("/readyz answering 200", DEADLINE, || async {
         tokio::net::TcpStream::connect(&addr).await.ok()?;
-        let (status, body) = get(&addr, "/readyz").await;
+        let (status, body) = http_get(&addr, "/readyz").await;
         (status == 200).then_some((status, body))
     })
     .await;
     assert_eq!(ready, (200, "ready\n".to_string()));
-    assert_eq!(get(&addr, "/healthz").await.0, 200);
-    assert_eq!(get(&addr, "/nothing").await.0, 404);
+    assert_eq!(http_get(&addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(&addr, "/nothing").await.0, 404);
 
     let client = commands(&url).await;
     let send = |id: &'static str, command: &'static str, body: &'static str| {
@@ -79,7 +57,7 @@ async fn metrics_count_commands_and_readyz_reports_readiness() {
     let missing = send("m2", "publish", "{}").await;
     assert_eq!(missing.code(), Some(RejectionCode::NotFound));
 
-    let (status, text) = get(&addr, "/metrics").await;
+    let (status, text) = http_get(&addr, "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(
         sample(
@@ -117,7 +95,7 @@ async fn metrics_count_commands_and_readyz_reports_readiness() {
     assert!(sample(&text, r#"jetsource_state_cache_total{result="hit"}"#) >= 2);
     // The rejections reach the error cache through the notices.
     let cached = eventually("the error cache holding both", DEADLINE, || async {
-        let (_, text) = get(&addr, "/metrics").await;
+        let (_, text) = http_get(&addr, "/metrics").await;
         (sample(&text, "jetsource_error_cache_entries") == 2).then_some(text)
     })
     .await;

@@ -139,10 +139,11 @@ async fn write_posts(store: &EventStore, prefix: &str, posts: usize, per_post: u
         let mut events = vec![BlogPostEvent::BlogPostCreated {
             title: id.clone(),
             body: "b".into(),
+            author: "unknown".into(),
         }];
         for n in 1..per_post {
             events.push(BlogPostEvent::BlogPostTitleChanged {
-                title: format!("{id} t{n}"),
+                new_title: format!("{id} t{n}"),
             });
         }
         let events: Vec<NewEvent> = events.iter().map(encoded).collect();
@@ -620,4 +621,59 @@ async fn a_stale_holder_cannot_write_after_losing_its_turn() {
         batch.ack().await.expect("ack");
     }
     assert_eq!(read_record(&f.client).await.state.total, head);
+}
+
+#[tokio::test]
+async fn a_commit_stored_though_its_answer_was_lost_is_not_applied_again() {
+    use jetsource::projector::store::{OneValue, ReadStore};
+    let server = NatsServer::new();
+    let client = connect(&server.client_url()).await;
+    let js = async_nats::jetstream::new(client.clone());
+    let probe = Arc::new(Probe::default());
+    let make = {
+        let probe = probe.clone();
+        move || Counter::new(&probe)
+    };
+    let store = OneValue::new(js, ProjectorConfig::default(), make);
+    let opened = store.open(0, 7).await.expect("open");
+    let events: Vec<Event> = (1..=3)
+        .map(|seq| {
+            Event::from_parts(
+                &Namespace::default(),
+                format!("evt.blogpost.p{seq}.BlogPostPublished"),
+                "EVT_BLOGPOST".into(),
+                seq,
+                "2026-01-01T00:00:00Z".into(),
+                BTreeMap::new(),
+                "{}".into(),
+            )
+            .expect("an event")
+        })
+        .collect();
+    let first = store
+        .commit(0, events[..2].to_vec(), opened.checkpoint.clone(), true)
+        .await
+        .expect("stored");
+    assert_eq!(first.applied, 2);
+    // As the runtime does when that answer never came: the same events
+    // again, and one more, against the checkpoint it knew before.
+    let again = store
+        .commit(0, events.clone(), opened.checkpoint.clone(), true)
+        .await
+        .expect("stored");
+    assert_eq!(
+        again.applied, 3,
+        "the held ones count as applied, to be acked"
+    );
+    assert_eq!(*probe.applied.lock().expect("lock"), [1, 2, 3]);
+    let query = Query {
+        projection: "counter".into(),
+        path: vec![],
+        body: Default::default(),
+        budget: 1 << 20,
+    };
+    let answer = store.query(0, query).await.expect("an answer");
+    assert_eq!(answer["total"], 3);
+    let stored = store.refresh(0).await.expect("refresh").expect("stored");
+    assert_eq!(stored.positions.get("EVT_BLOGPOST"), Some(&3));
 }

@@ -12,6 +12,7 @@ use async_nats::jetstream::{self, stream};
 use common::*;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::handlers::store::StreamSettings;
+use jetsource::projector::document::InMemory;
 use jetsource::projector::{ProjectorConfig, ProjectorRuntime};
 use jetsource::schemas::{CommandReply, Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
 use jetsource::RuntimeConfig;
@@ -232,14 +233,73 @@ async fn the_python_listing_equals_the_built_in_one() {
     let client = connect(&server.client_url()).await;
     let plain = Namespace::default();
     let handlers = serve_blog(&server.client_url(), &plain).await;
-    let last_seq = write_posts(&client, &plain, 12, "Post").await;
+    // A post a version 1 release stored (no Event-Version header, the
+    // version 1 shapes), then commands on it decided by today's code.
+    let js = jetstream::new(client.clone());
+    publish_by_hand(
+        &js,
+        "evt.blogpost.old-1.BlogPostCreated",
+        r#"{"title":"Old","body":"v1 text"}"#,
+    )
+    .await;
+    publish_by_hand(
+        &js,
+        "evt.blogpost.old-1.BlogPostTitleChanged",
+        r#"{"title":"Old, again"}"#,
+    )
+    .await;
+    let commands = CommandClient::new(client.clone());
+    let retitle = |title: &str| serde_json::json!({ "title": title }).to_string();
+    let same = send_with(
+        &commands,
+        "old-1",
+        "change_title",
+        retitle("Old, again"),
+        &SendOptions::default(),
+    )
+    .await;
+    let CommandReply::Accepted(same) = same else {
+        panic!("a change on an upcast post: {same:?}");
+    };
+    assert!(
+        same.events.is_empty(),
+        "the upcast title is the current one: {same:?}"
+    );
+    write_posts(&client, &plain, 12, "Post").await;
+    let third = send_with(
+        &commands,
+        "old-1",
+        "change_title",
+        retitle("Old, third"),
+        &SendOptions::default(),
+    )
+    .await;
+    let CommandReply::Accepted(third) = third else {
+        panic!("a change on an upcast post: {third:?}");
+    };
+    let last_seq = third.events[0].seq;
 
     let running = Projectors::start(
-        ProjectorRuntime::builder(client.clone()).in_memory(BlogPosts::default()),
+        ProjectorRuntime::builder(client.clone()).in_memory(InMemory::new(BlogPosts)),
     )
     .await;
     let built_in = built_in_listing(&client, &plain, last_seq).await;
-    assert_eq!(built_in["posts"].as_array().map(Vec::len), Some(12));
+    assert_eq!(built_in["items"].as_array().map(Vec::len), Some(13));
+    let old = &built_in["items"][0];
+    assert_eq!(
+        (&old["id"], &old["title"], &old["author"], &old["events"]),
+        (
+            &"old-1".into(),
+            &"Old, third".into(),
+            &"unknown".into(),
+            &3.into()
+        ),
+        "{old}"
+    );
+    assert_eq!(
+        built_in["items"][1]["author"], "unknown",
+        "a post created without one"
+    );
 
     let python = example_lists(python_path, server.client_url(), Run::default()).await;
     assert_eq!(python, built_in);
@@ -265,7 +325,7 @@ async fn under_a_subject_prefix_the_python_listing_reads_that_application_only()
 
     let running = Projectors::start(
         ProjectorRuntime::builder(client.clone())
-            .in_memory(BlogPosts::default())
+            .in_memory(InMemory::new(BlogPosts))
             .config(ProjectorConfig {
                 namespace: shop.clone(),
                 ..ProjectorConfig::default()
@@ -273,8 +333,8 @@ async fn under_a_subject_prefix_the_python_listing_reads_that_application_only()
     )
     .await;
     let built_in = built_in_listing(&client, &shop, last_seq).await;
-    assert_eq!(built_in["posts"].as_array().map(Vec::len), Some(7));
-    assert_eq!(built_in["posts"][0]["title"], "Shop 0, again");
+    assert_eq!(built_in["items"].as_array().map(Vec::len), Some(7));
+    assert_eq!(built_in["items"][0]["title"], "Shop 0, again");
 
     // The prefix by flag, by environment, and by flag over environment.
     for run in [
@@ -298,8 +358,8 @@ async fn under_a_subject_prefix_the_python_listing_reads_that_application_only()
             .env("JETSOURCE_SUBJECT_PREFIX", "acme.shop"),
     )
     .await;
-    assert_eq!(unprefixed["posts"].as_array().map(Vec::len), Some(3));
-    assert_eq!(unprefixed["posts"][0]["title"], "Plain 0, again");
+    assert_eq!(unprefixed["items"].as_array().map(Vec::len), Some(3));
+    assert_eq!(unprefixed["items"][0]["title"], "Plain 0, again");
 
     running.stop().await.expect("stop");
     shop_handlers.stop().await;

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use jetsource::projector::document::InMemory;
 use jetsource::projector::{ProjectorConfig, ProjectorRuntime};
 use jetsource::schemas::RejectionCode;
 use jetsource_reference::blogposts::BlogPosts;
@@ -30,7 +31,7 @@ async fn an_in_memory_projection_catches_up_soon_after_a_server_restart() {
                 query_wait: Duration::from_secs(9),
                 ..ProjectorConfig::default()
             })
-            .in_memory(BlogPosts::default()),
+            .in_memory(InMemory::new(BlogPosts)),
     )
     .await;
     let commands = common::commands(&url).await;

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use jetsource::client::{CommandClient, SendOptions};
 use jetsource::handlers::store::EventStore;
+use jetsource::projector::document::InMemory;
 use jetsource::projector::persisted::{
     bucket_name, Checkpoint, PersistedProjection, CHECKPOINT_KEY,
 };
@@ -163,10 +164,11 @@ async fn write_posts(store: &EventStore, prefix: &str, posts: usize, per_post: u
             let mut events = vec![encoded(&BlogPostEvent::BlogPostCreated {
                 title: format!("{id} t0"),
                 body: format!("body of {id}"),
+                author: "unknown".into(),
             })];
             for n in 1..per_post - 1 {
                 events.push(encoded(&BlogPostEvent::BlogPostTitleChanged {
-                    title: format!("{id} t{n}"),
+                    new_title: format!("{id} t{n}"),
                 }));
             }
             events.push(encoded(&BlogPostEvent::BlogPostPublished {}));
@@ -217,7 +219,7 @@ async fn listing(client: &async_nats::Client, query_wait: Duration) -> Projector
                 query_wait,
                 ..ProjectorConfig::default()
             })
-            .in_memory(BlogPosts::default()),
+            .in_memory(InMemory::new(BlogPosts)),
     )
     .await
 }
@@ -234,6 +236,7 @@ fn state_of(view: &PostView) -> BlogPost {
     state.apply(BlogPostEvent::BlogPostCreated {
         title: view.title.clone(),
         body: view.body.clone(),
+        author: "unknown".into(),
     });
     if view.published {
         state.apply(BlogPostEvent::BlogPostPublished {});
@@ -252,7 +255,7 @@ async fn a_projector_attached_after_1000_events_sees_all_in_order_then_the_live_
     let seen = Arc::new(Mutex::new(Vec::new()));
     let running = Projectors::start(
         ProjectorRuntime::builder(f.client.clone())
-            .in_memory(BlogPosts::default())
+            .in_memory(InMemory::new(BlogPosts))
             .in_memory(Recorder {
                 name: "recorder",
                 subjects: vec!["evt.blogpost.>".into()],
@@ -282,8 +285,9 @@ async fn a_projector_attached_after_1000_events_sees_all_in_order_then_the_live_
     .await;
     assert_eq!(list["status"], "ok", "{list}");
     assert_eq!(list["positions"]["EVT_BLOGPOST"], live_head);
+    let (items, _) = list_all(&f.client, "query.blogposts.list", None, None).await;
     let posts: Vec<PostView> =
-        serde_json::from_value(list["result"]["posts"].clone()).expect("posts");
+        serde_json::from_value(serde_json::Value::Array(items)).expect("posts");
     assert_eq!(posts.len(), 120);
     for view in &posts {
         let (state, events, last_seq) = aggregate_state(&f.store, &view.id).await;

@@ -20,7 +20,7 @@ const NAMES: &[&str] = &[
     "Open",
     "",
 ];
-const KEYS: &[&str] = &["amount", "owner", "title", "body", "publish", "x"];
+const KEYS: &[&str] = &["amount", "owner", "title", "body", "publish", "author", "x"];
 
 fn name() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -90,14 +90,19 @@ fn expected_account(name: &str, body: &Value) -> Option<AccountCommand> {
 fn expected_blog(name: &str, body: &Value) -> Option<BlogPostCommand> {
     match name {
         "create" => {
-            let f = fields(body, &["title", "body"], &["publish"])?;
+            let f = fields(body, &["title", "body"], &["publish", "author"])?;
             let publish = match f.get("publish") {
                 None => false,
                 Some(p) => p.as_bool()?,
             };
+            let author = match f.get("author") {
+                None | Some(Value::Null) => None,
+                Some(a) => Some(a.as_str()?.to_string()),
+            };
             Some(BlogPostCommand::Create {
                 title: f["title"].as_str()?.to_string(),
                 body: f["body"].as_str()?.to_string(),
+                author,
                 publish,
             })
         }

@@ -507,7 +507,7 @@ async fn max_body_must_fit_the_servers_max_payload() {
     }
 
     let mut config = config_for(&server.client_url());
-    config.handlers.max_body = "2KiB".into();
+    config.handlers.max_body_bytes = 2048;
     app::run(&blog_app(), &config, None, async {})
         .await
         .expect("a body limit below max_payload runs");

@@ -10,6 +10,7 @@ use async_nats::jetstream::{self, stream};
 use common::*;
 use jetsource::handlers::runtime::RuntimeErrorKind;
 use jetsource::handlers::store::{EventStore, StreamError, StreamErrorKind, StreamSettings};
+use jetsource::projector::document::InMemory;
 use jetsource::projector::{ProjectionErrorKind, ProjectorConfig, ProjectorRuntime};
 use jetsource::schemas::CommandReply;
 use jetsource::schemas::{Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION};
@@ -173,12 +174,12 @@ async fn projectors_refuse_a_stream_of_another_contract_version() {
         };
         let in_memory = ProjectorRuntime::builder(client.clone())
             .config(config.clone())
-            .in_memory(BlogPosts::default())
+            .in_memory(InMemory::new(BlogPosts))
             .build()
             .await;
         let persisted = ProjectorRuntime::builder(client.clone())
             .config(config)
-            .persisted(BlogPosts::default())
+            .documents(BlogPosts)
             .build()
             .await;
         for built in [in_memory, persisted] {
@@ -217,10 +218,10 @@ async fn projectors_read_a_stream_without_a_contract_version() {
     };
     let in_memory = ProjectorRuntime::builder(client.clone())
         .config(settings.clone())
-        .in_memory(BlogPosts::default());
+        .in_memory(InMemory::new(BlogPosts));
     let persisted = ProjectorRuntime::builder(client.clone())
         .config(settings)
-        .persisted(BlogPosts::default());
+        .documents(BlogPosts);
     for builder in [in_memory, persisted] {
         let running = Projectors::start(builder).await;
         let answer = post_p1(&client).await;
@@ -273,7 +274,7 @@ async fn a_version_1_stream_is_read_and_adopted() {
                 query_wait: Duration::from_secs(30),
                 ..ProjectorConfig::default()
             })
-            .in_memory(BlogPosts::default()),
+            .in_memory(InMemory::new(BlogPosts)),
     )
     .await;
     let answer = post_p1(&client).await;

@@ -12,6 +12,7 @@
 use super::env::{cpu_ticks, Env, TICKS_PER_SECOND};
 use super::load::{self, Sample};
 use super::report::Figure;
+use super::roundtrip::figure;
 use super::workload::{Aggregates, BlogCommands};
 use super::BenchErrorExt as _;
 use super::{raw, BenchError};
@@ -119,25 +120,16 @@ impl Side {
     }
 }
 
-fn figure(name: &str, sample: &Sample) -> Figure {
-    let mut figure = Figure::named(name);
-    figure.count = Some(sample.count);
-    figure.rate = Some(sample.rate());
-    figure.p50_ms = sample.quantile_ms(0.5);
-    figure.p99_ms = sample.quantile_ms(0.99);
-    if sample.unexpected > 0 {
-        figure = figure.with("unexpected", sample.unexpected);
-    }
-    figure
-}
-
 /// The bare responder and `jetsource run` with `roles`, in alternating
 /// rounds on `env`'s server; `label` names the figures
-/// (`<label>_raw_roundtrip`, `<label>_roundtrip`).
+/// (`<label>_raw_roundtrip`, `<label>_roundtrip`), `tag` (short: ids go
+/// into the titles the workload sends, which may be 200 characters at
+/// most) their aggregates.
 async fn compare(
     env: &Env,
     binary: &Path,
     label: &str,
+    tag: &str,
     roles: Option<&str>,
 ) -> Result<[Figure; 2], BenchError> {
     let responder = raw::start(
@@ -151,7 +143,7 @@ async fn compare(
     let deployed = Deployed::start(binary, &env.url, roles)?;
     let tasks = env.settings.clients as u64;
     let aggregates = |figure: &str| Aggregates {
-        prefix: format!("{label}-{figure}-{}", env.run_id),
+        prefix: format!("{tag}{figure}-{}", env.run_id),
         count: env.settings.aggregates,
         tasks,
     };
@@ -200,14 +192,15 @@ async fn compare(
     Ok([raw_figure, served_figure])
 }
 
-/// The roles measured, as (figure suffix, `--roles`): the handlers alone,
-/// with each other role, and every role (the default). What a role costs
-/// is the difference between its figure and the handlers' alone.
-const ROLES: [(&str, Option<&str>); 4] = [
-    ("_handlers", Some("handlers")),
-    ("_handlers_feedback", Some("handlers,feedback")),
-    ("_handlers_projectors", Some("handlers,projectors")),
-    ("", None),
+/// The roles measured, as (figure suffix, aggregate tag, `--roles`): the
+/// handlers alone, with each other role, and every role (the default).
+/// What a role costs is the difference between its figure and the
+/// handlers' alone.
+const ROLES: [(&str, &str, Option<&str>); 4] = [
+    ("_handlers", "h", Some("handlers")),
+    ("_handlers_feedback", "hf", Some("handlers,feedback")),
+    ("_handlers_projectors", "hp", Some("handlers,projectors")),
+    ("", "a", None),
 ];
 
 /// `deployed_*` on a server with default flushing and `durable_deployed_*`
@@ -221,8 +214,9 @@ pub async fn deployed(env: &Env, binary: &Path) -> Result<Vec<Figure>, BenchErro
     };
     let started = Instant::now();
     let mut figures = Vec::new();
-    for (suffix, roles) in ROLES {
-        figures.extend(compare(env, binary, &format!("{prefix}{suffix}"), roles).await?);
+    for (suffix, tag, roles) in ROLES {
+        let tag = format!("{}{tag}", if env.syncing() { "s" } else { "d" });
+        figures.extend(compare(env, binary, &format!("{prefix}{suffix}"), &tag, roles).await?);
     }
     tracing::debug!(elapsed = ?started.elapsed(), "deployed figures");
     Ok(figures)

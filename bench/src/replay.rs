@@ -2,7 +2,11 @@
 //! of the blog stream; `projector_replay`: the in-memory `blogposts`
 //! projection attached to the same stream, folding it from sequence 1 to
 //! the head (its events decoded and applied), timed until it has applied
-//! the head.
+//! the head; `postgres_replay`, when `JETSOURCE_POSTGRES_URL` names a
+//! database: the `blogposts_pg` read model replaying the same stream into
+//! PostgreSQL (a transaction per batch with its checkpoint), from an empty
+//! schema on a server where it has no consumers yet (the bench's own, by
+//! default), timed until its checkpoint holds the head.
 
 use super::env::Env;
 use super::report::Figure;
@@ -104,7 +108,15 @@ pub async fn replay(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
     raw.rate = Some(count as f64 / elapsed.as_secs_f64().max(f64::EPSILON));
     raw = raw.with("acks", "explicit");
     let projector = projector_replay(env).await?.against(&raw);
-    Ok(vec![raw, projector])
+    let mut figures = vec![raw, projector];
+    let postgres_url = std::env::var("JETSOURCE_POSTGRES_URL").unwrap_or_default();
+    if !postgres_url.is_empty() {
+        let postgres = postgres_replay(env, &postgres_url)
+            .await?
+            .against(&figures[0]);
+        figures.push(postgres);
+    }
+    Ok(figures)
 }
 
 /// Attaches the blog projection and times its fold of the whole stream.
@@ -125,31 +137,108 @@ async fn projector_replay(env: &Env) -> Result<Figure, BenchError> {
         .map_err(BenchError::nats)?;
     let started = Instant::now();
     let running = jetsource_projector::ProjectorRuntime::builder(client)
-        .in_memory(jetsource_reference::blogposts::BlogPosts::default())
+        .in_memory(jetsource_projector::document::InMemory::new(
+            jetsource_reference::blogposts::BlogPosts,
+        ))
         .build()
         .await
         .map_err(BenchError::failed_display)?
         .start()
         .await
         .map_err(BenchError::failed_display)?;
+    let elapsed = to_head(
+        running,
+        jetsource_reference::blogposts::BlogPosts::NAME,
+        &stream_name,
+        head,
+        started,
+        Duration::from_secs(600),
+    )
+    .await?;
+    let mut figure = Figure::named("projector_replay");
+    figure.count = Some(head);
+    figure.rate = Some(head as f64 / elapsed.as_secs_f64().max(f64::EPSILON));
+    Ok(figure.with("consumer", "ordered"))
+}
+
+/// Replays the blog stream into `blogposts_pg` in the database at `url`,
+/// after dropping what an earlier run left there.
+async fn postgres_replay(env: &Env, url: &str) -> Result<Figure, BenchError> {
+    use jetsource_postgres::HostPostgres;
+    use jetsource_reference::blogposts_pg::BlogPostsPg;
+    let stream_name = subject::stream_name("blogpost");
+    let head = env
+        .jetstream()
+        .get_stream(&stream_name)
+        .await
+        .map_err(BenchError::nats)?
+        .get_info()
+        .await
+        .map_err(BenchError::nats)?
+        .state
+        .last_sequence;
+    let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(BenchError::failed_display)?;
+    tokio::spawn(connection);
+    db.batch_execute("DROP SCHEMA IF EXISTS blogposts_pg_g0 CASCADE")
+        .await
+        .map_err(BenchError::failed_display)?;
+    let client = jetsource_handlers::connect(&env.url)
+        .await
+        .map_err(BenchError::nats)?;
+    let started = Instant::now();
+    let running = jetsource_projector::ProjectorRuntime::builder(client)
+        .postgres(url, BlogPostsPg)
+        .map_err(BenchError::failed_display)?
+        .build()
+        .await
+        .map_err(BenchError::failed_display)?
+        .start()
+        .await
+        .map_err(BenchError::failed_display)?;
+    let elapsed = to_head(
+        running,
+        BlogPostsPg::NAME,
+        &stream_name,
+        head,
+        started,
+        Duration::from_secs(1800),
+    )
+    .await?;
+    let mut figure = Figure::named("postgres_replay");
+    figure.count = Some(head);
+    figure.rate = Some(head as f64 / elapsed.as_secs_f64().max(f64::EPSILON));
+    Ok(figure.with("store", "postgres, one transaction per batch"))
+}
+
+/// Waits (at most `limit`) until projection `name` of `running` applied
+/// `stream_name` up to `head`, then stops it; the time since `started`.
+async fn to_head(
+    running: jetsource_projector::RunningProjectors,
+    name: &str,
+    stream_name: &str,
+    head: u64,
+    started: Instant,
+    limit: Duration,
+) -> Result<Duration, BenchError> {
     let mut applied = running
-        .applied(jetsource_reference::blogposts::BlogPosts::NAME)
-        .ok_or_else(|| BenchError::failed("the blog projection is not running"))?;
+        .applied(name)
+        .ok_or_else(|| BenchError::failed(format!("the projection {name} is not running")))?;
     let reached = matches!(
         tokio::time::timeout(
-            Duration::from_secs(600),
-            applied.wait_for(|p| p.get(&stream_name).copied().unwrap_or(0) >= head),
+            limit,
+            applied.wait_for(|p| p.get(stream_name).copied().unwrap_or(0) >= head),
         )
         .await,
         Ok(Ok(_))
     );
     let elapsed = started.elapsed();
     let _ = running.stop().await;
-    if !reached {
-        return Err(BenchError::failed("the projection never reached the head"));
+    match reached {
+        true => Ok(elapsed),
+        false => Err(BenchError::failed(format!(
+            "the projection {name} never reached the head"
+        ))),
     }
-    let mut figure = Figure::named("projector_replay");
-    figure.count = Some(head);
-    figure.rate = Some(head as f64 / elapsed.as_secs_f64().max(f64::EPSILON));
-    Ok(figure.with("consumer", "ordered"))
 }

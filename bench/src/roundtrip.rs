@@ -12,7 +12,9 @@ use super::{raw, seed, BenchError};
 use std::sync::Arc;
 use std::time::Instant;
 
-fn figure(name: &str, sample: &Sample) -> Figure {
+/// A round-trip figure from `sample`: count, rate, p50, p99, unexpected
+/// replies.
+pub(super) fn figure(name: &str, sample: &Sample) -> Figure {
     let mut figure = Figure::named(name);
     figure.count = Some(sample.count);
     figure.rate = Some(sample.rate());

@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 # Bounds on waiting for a child to start or stop; a child that takes longer
 # fails the suite instead of hanging it.
@@ -91,7 +92,8 @@ class Child:
 class Managed:
     """A nats-server and a `jetsource run` the suite owns."""
 
-    def __init__(self, jetsource_bin: str, nats_server_bin: str, subject_prefix: str = ""):
+    def __init__(self, jetsource_bin: str, nats_server_bin: str, subject_prefix: str = "",
+                 max_payload: Optional[int] = None):
         self.jetsource_bin = str(Path(jetsource_bin).resolve())
         self.nats_server_bin = str(Path(nats_server_bin).resolve())
         self.subject_prefix = subject_prefix
@@ -104,16 +106,23 @@ class Managed:
         self.config = self.dir / "nats-server.conf"
         # nats-server's defaults but for the store: a folder of its own, and
         # every write synced (as jetsource recommends). max_payload stays at
-        # nats-server's default (1 MiB), which jetsource's max_body fits under.
+        # nats-server's default (1 MiB), which jetsource's max_body fits under,
+        # unless `max_payload` is given: then max_body is half of it.
         self.config.write_text(
             "host: 127.0.0.1\n"
             f"port: {self.port}\n"
-            "jetstream {\n"
+            + (f"max_payload: {max_payload}\n" if max_payload else "")
+            + "jetstream {\n"
             f"  store_dir: \"{self.dir / 'store'}\"\n"
             "  sync_interval: always\n"
             "}\n",
             encoding="utf-8",
         )
+        self.settings = None
+        if max_payload:
+            self.settings = self.dir / "jetsource.toml"
+            self.settings.write_text(f"[handlers]\nmax_body = \"{max_payload // 2}\"\n",
+                                     encoding="utf-8")
 
     def start(self):
         self.start_nats_server()
@@ -130,6 +139,8 @@ class Managed:
         # NATS_URL, and no config file (the working folder has none).
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("JETSOURCE_") and k != "NATS_URL"}
+        if self.settings is not None:
+            env["JETSOURCE_CONFIG"] = str(self.settings)
         env["RUST_LOG"] = "info"
         env["NO_COLOR"] = "1"
         return env

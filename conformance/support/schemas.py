@@ -12,6 +12,8 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "schemas" / "json"
 
 # The top-level keyword naming the contract version in every file.
 CONTRACT_KEYWORD = "x-jetsource-contract"
+# The top-level keyword naming the event version of an events file.
+EVENT_VERSION_KEYWORD = "x-jetsource-event-version"
 
 
 # The formats the files name beyond JSON Schema's own: the integer
@@ -53,10 +55,15 @@ class Schemas:
     def is_valid(self, key: str, instance) -> bool:
         return self.validator(key).is_valid(instance)
 
-    def validate_event(self, aggregate_type: str, event_type: str, body) -> None:
+    def validate_event(self, aggregate_type: str, event_type: str, body, version: int = 1) -> None:
         """An event body is its variant's fields only: it is checked as the
-        `oneOf` member whose single property is the event type."""
-        self.validate(f"{aggregate_type}/events", {event_type: body})
+        `oneOf` member whose single property is the event type, in the
+        schema of its own event version (`events.v<N>.json`)."""
+        self.validate(f"{aggregate_type}/events.v{version}", {event_type: body})
+
+    def event_version(self, aggregate_type: str) -> int:
+        """Today's event version of an aggregate type (`events.json`)."""
+        return self.files[f"{aggregate_type}/events"].get(EVENT_VERSION_KEYWORD, 1)
 
     def command_is_valid(self, aggregate_type: str, command: str, body) -> bool:
         return self.is_valid(f"{aggregate_type}/commands", {command: body})

@@ -4,10 +4,12 @@
 from .wire import Wire, eventually, fresh
 
 
-def post(title: str = "Hello", body: str = "Text", publish=None) -> dict:
+def post(title: str = "Hello", body: str = "Text", publish=None, author=None) -> dict:
     fields = {"title": title, "body": body}
     if publish is not None:
         fields["publish"] = publish
+    if author is not None:
+        fields["author"] = author
     return fields
 
 

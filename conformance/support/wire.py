@@ -58,6 +58,11 @@ class StoredEvent:
     def event_type(self) -> str:
         return self.subject.rsplit(".", 1)[1]
 
+    @property
+    def version(self) -> int:
+        """The body's schema version: `Event-Version`, 1 when absent."""
+        return int(self.headers.get("Event-Version", 1))
+
 
 @dataclass
 class Wire:
@@ -137,9 +142,30 @@ class Wire:
     # Projections.
 
     async def query(self, path: str, after_seq: Optional[str] = None,
-                    timeout: float = ANSWER_WAIT) -> dict:
+                    timeout: float = ANSWER_WAIT, body=None) -> dict:
+        """A projection's answer; `body` as for `command` (a page request
+        of a list, say)."""
         headers = None if after_seq is None else {"After-Seq": after_seq}
-        return await self.ask(self.names.query(path), headers=headers, timeout=timeout)
+        return await self.ask(self.names.query(path), encode(body), headers=headers,
+                              timeout=timeout)
+
+    async def list_all(self, path: str, after_seq: Optional[str] = None,
+                       limit: Optional[int] = None) -> tuple:
+        """Every item of a paginated list, page after page (the first with
+        `After-Seq`), and the size of each page."""
+        items, sizes, after = [], [], None
+        while True:
+            body = {k: v for k, v in (("limit", limit), ("after", after)) if v is not None}
+            answer = await self.query(path, after_seq=after_seq if not sizes else None,
+                                      body=body)
+            assert answer["status"] == "ok", answer
+            assert set(answer["result"]) == {"items", "next"}, answer
+            items += answer["result"]["items"]
+            sizes.append(len(answer["result"]["items"]))
+            after = answer["result"]["next"]
+            if after is None:
+                return items, sizes
+            assert isinstance(after, str) and after, answer
 
     # Streams.
 

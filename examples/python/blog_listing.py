@@ -2,9 +2,14 @@
 
 It codes against the published contract, not against Rust:
 
-- it loads the blog post event schemas from schemas/json/blogpost/events.json
-  (written by `jetsource schema`) and validates every event body it folds
-  against the schema of its event type;
+- it loads the blog post event schemas of every event version it knows
+  from schemas/json/blogpost/events.v<N>.json (written by `jetsource
+  schema`), validates every event body against the schema of its own
+  version (its `Event-Version` header, 1 when absent) and event type, then
+  reads an older body as today's by the differences PROTOCOL.md lists
+  (version 1 to 2: `BlogPostCreated` gains `author` = "unknown",
+  `BlogPostTitleChanged`'s `title` is renamed `new_title`); an event of a
+  version newer than it knows stops it, never misread;
 - it checks that the schema files name the contract version it was written
   for, CONTRACT below, and that the blog post stream (its
   `jetsource.contract` metadata) names a version whose events it can read,
@@ -16,9 +21,10 @@ It codes against the published contract, not against Rust:
 Then it attaches an ordered consumer to the stream from its first event,
 folds every blog post event up to the stream's last sequence (read before
 attaching, so the listing is complete as of that moment), and prints the same
-listing as `query.blogposts.list`:
+listing as `query.blogposts.list`, all of it as one page:
 
-    {"posts": [{"id", "title", "body", "published", "events", "last_seq"}, ...]}
+    {"items": [{"id", "title", "body", "author", "published", "events", "last_seq"}, ...],
+     "next": null}
 
 ordered by id.
 
@@ -43,12 +49,12 @@ status 1:
 JETSOURCE_SUBJECT_PREFIX) breaks the rules jetsource checks it by (one or
 more dot-separated tokens of a-z, 0-9 and '-', at most 64 characters, no token
 one of jetsource's first subject tokens); nothing is read.
-`bad_schemas`: the events schema file is missing or not a JSON Schema.
+`bad_schemas`: an events schema file is missing or not a JSON Schema.
 `contract_mismatch`: the schema file or the stream names another contract
 version, or none (jetsource stamps each stream it sets up, so a stream without
 the key has not been set up by jetsource yet). `invalid_event`: the event at
-stream sequence `seq` has an unknown type, or its body is not JSON or does not
-match its schema. Other failures (NATS unreachable, no stream) end with a
+stream sequence `seq` has an unknown type or a version newer than it reads, or
+its body is not JSON or does not match its version's schema. Other failures (NATS unreachable, no stream) end with a
 Python traceback and status 1.
 """
 
@@ -72,6 +78,9 @@ CONTRACT_METADATA_KEY = "jetsource.contract"
 CONTRACT_KEYWORD = "x-jetsource-contract"
 
 AGGREGATE_TYPE = "blogpost"
+# The event versions it reads: the latest is the shape it folds.
+EVENT_VERSIONS = (1, 2)
+EVENT_VERSION_HEADER = "Event-Version"
 DEFAULT_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "json"
 
 
@@ -162,31 +171,47 @@ def check_contract(source, found, readable=(CONTRACT,)):
 
 
 def event_validators(schemas_dir):
-    """One validator per event type, from <dir>/blogpost/events.json.
+    """Per event version, one validator per event type, from
+    <dir>/blogpost/events.v<N>.json.
 
-    The file is the event enum: `oneOf` one object per event type, whose only
-    property is the event type and holds the schema of the body (the body on
-    the wire is just the fields; the type is the subject's last token).
+    Each file is the event enum of one version: `oneOf` one object per event
+    type, whose only property is the event type and holds the schema of the
+    body (the body on the wire is just the fields; the type is the subject's
+    last token).
     """
-    path = Path(schemas_dir) / AGGREGATE_TYPE / "events.json"
-    try:
-        schema = json.loads(path.read_text())
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except (OSError, ValueError, jsonschema.SchemaError) as e:
-        raise ProjectionError("bad_schemas", source=str(path), reason=str(e)) from e
-    check_contract(str(path), schema.get(CONTRACT_KEYWORD))
     validators = {}
-    for variant in schema["oneOf"]:
-        for event_type, body_schema in variant.get("properties", {}).items():
-            body_schema = dict(body_schema)
-            # References inside point at the file's $defs: keep them resolvable.
-            if "$defs" in schema:
-                body_schema["$defs"] = schema["$defs"]
-            validators[event_type] = jsonschema.Draft202012Validator(body_schema)
+    for version in EVENT_VERSIONS:
+        path = Path(schemas_dir) / AGGREGATE_TYPE / f"events.v{version}.json"
+        try:
+            schema = json.loads(path.read_text())
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except (OSError, ValueError, jsonschema.SchemaError) as e:
+            raise ProjectionError("bad_schemas", source=str(path), reason=str(e)) from e
+        check_contract(str(path), schema.get(CONTRACT_KEYWORD))
+        of_version = validators[version] = {}
+        for variant in schema["oneOf"]:
+            for event_type, body_schema in variant.get("properties", {}).items():
+                body_schema = dict(body_schema)
+                # References inside point at the file's $defs: keep them resolvable.
+                if "$defs" in schema:
+                    body_schema["$defs"] = schema["$defs"]
+                of_version[event_type] = jsonschema.Draft202012Validator(body_schema)
     return validators
 
 
-def apply(posts, validators, names, subject, seq, body):
+def upcast(event_type, version, fields):
+    """An event of `version` as the latest version reads it, one version at
+    a time, by the differences PROTOCOL.md lists for the blog post."""
+    if version < 2:
+        if event_type == "BlogPostCreated":
+            fields = {**fields, "author": fields.get("author", "unknown")}
+        elif event_type == "BlogPostTitleChanged" and "title" in fields:
+            fields = dict(fields)
+            fields["new_title"] = fields.pop("title")
+    return event_type, fields
+
+
+def apply(posts, validators, names, subject, seq, body, version=1):
     def invalid(reason):
         return ProjectionError(
             "invalid_event", stream=names.stream, seq=seq, subject=subject, reason=reason
@@ -198,9 +223,14 @@ def apply(posts, validators, names, subject, seq, body):
     if len(tokens) != 4:
         raise invalid(f"not an event subject {names.head}evt.<type>.<id>.<EventType>")
     _, _, post_id, event_type = tokens
-    validator = validators.get(event_type)
+    if version not in validators:
+        raise invalid(
+            f"event version {version} is not one this listing reads ({list(validators)}): "
+            "upgrade it before reading newer events"
+        )
+    validator = validators[version].get(event_type)
     if validator is None:
-        raise invalid(f"unknown event type {event_type}")
+        raise invalid(f"unknown event type {event_type} at version {version}")
     try:
         fields = json.loads(body) if body else {}
     except ValueError as e:
@@ -210,7 +240,8 @@ def apply(posts, validators, names, subject, seq, body):
         reasons = "; ".join(
             f"{'/'.join(map(str, e.path)) or 'body'}: {e.message}" for e in errors
         )
-        raise invalid(f"{event_type} does not match its schema: {reasons}")
+        raise invalid(f"{event_type} does not match its version {version} schema: {reasons}")
+    event_type, fields = upcast(event_type, version, fields)
     post = posts.setdefault(
         post_id,
         {"id": post_id, "title": "", "body": "", "published": False, "events": 0, "last_seq": 0},
@@ -218,8 +249,9 @@ def apply(posts, validators, names, subject, seq, body):
     if event_type == "BlogPostCreated":
         post["title"] = fields["title"]
         post["body"] = fields["body"]
+        post["author"] = fields["author"]
     elif event_type == "BlogPostTitleChanged":
-        post["title"] = fields["title"]
+        post["title"] = fields["new_title"]
     elif event_type == "BlogPostPublished":
         post["published"] = True
     else:
@@ -227,6 +259,23 @@ def apply(posts, validators, names, subject, seq, body):
         raise invalid(f"event type {event_type} is not handled by this listing")
     post["events"] += 1
     post["last_seq"] = seq
+
+
+def event_version(headers, names, subject, seq):
+    """The body's version: its `Event-Version` header, 1 when absent."""
+    value = (headers or {}).get(EVENT_VERSION_HEADER)
+    if value is None:
+        return 1
+    try:
+        version = int(value)
+    except ValueError:
+        version = 0
+    if version < 1:
+        raise ProjectionError(
+            "invalid_event", stream=names.stream, seq=seq, subject=subject,
+            reason=f"{EVENT_VERSION_HEADER} {value[:64]!r} is not a positive integer",
+        )
+    return version
 
 
 async def listing(url, validators, names):
@@ -246,10 +295,11 @@ async def listing(url, validators, names):
                 while seq < head:
                     msg = await sub.next_msg(timeout=30)
                     seq = msg.metadata.sequence.stream
-                    apply(posts, validators, names, msg.subject, seq, msg.data)
+                    apply(posts, validators, names, msg.subject, seq, msg.data,
+                          event_version(msg.headers, names, msg.subject, seq))
             finally:
                 await sub.unsubscribe()
-        return {"posts": [posts[key] for key in sorted(posts)]}
+        return {"items": [posts[key] for key in sorted(posts)], "next": None}
     finally:
         await nc.close()
 

@@ -3,20 +3,22 @@
 //! A durable pull consumer on each event stream reads every event's
 //! `Command-Id` header and merges the event into the KV bucket
 //! `jetsource_command_index` (key: the command id; the bucket is renamed
-//! under a subject prefix, see `Namespace::bucket`). The message is acked only
-//! after the KV write, and a redelivered event that is already recorded
-//! changes nothing, so the index converges after any crash. The command path
-//! pays nothing for it: the index trails the streams.
+//! under a subject prefix, see `Namespace::bucket`). Events already
+//! delivered are taken together (up to 256), written one entry per command,
+//! and acknowledged by one cumulative ack only after every write; a
+//! redelivered event that is already recorded changes nothing, so the index
+//! converges after any crash. The command path pays nothing for it: the
+//! index trails the streams.
 //!
 //! Several jetsource processes share each consumer (one durable name), so
 //! two events of one command may be indexed by two processes at once; merges
 //! use the KV's compare-and-set on the entry's revision.
 
 use crate::{FeedbackError, FeedbackErrorKind};
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
-use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jetsource_handlers::error::Error;
 use jetsource_schemas::feedback::{AggregateEvents, CommandIndexEntry, COMMAND_INDEX_CONSUMER};
 use jetsource_schemas::{headers, token, EventRef, Namespace};
@@ -27,9 +29,15 @@ use tracing::Instrument;
 /// How many times a merge is retried when another writer got there first.
 const MERGE_ATTEMPTS: u32 = 16;
 
-/// Events indexed at once per stream (well below a consumer's default
-/// 1,000 unacknowledged messages).
+/// Index writes in flight at once per stream.
 const INDEX_CONCURRENCY: usize = 128;
+
+/// Delivered events indexed together and acknowledged by one cumulative
+/// ack (well below a consumer's default 1,000 unacknowledged messages).
+const INDEX_BATCH: usize = 256;
+
+/// Tries of one index write before its chunk is left for redelivery.
+const RECORD_ATTEMPTS: u32 = 4;
 
 /// The index bucket, and the event streams it follows.
 #[derive(Clone)]
@@ -142,21 +150,22 @@ impl CommandIndex {
         }
     }
 
-    /// Merges `event` of aggregate `aggregate_type` `aggregate_id` into the
-    /// entry of `command_id`, beside (never into) other aggregates' events
-    /// under the same id; a no-op when it is already there.
+    /// Merges `events` (in stream order) of aggregate `aggregate_type`
+    /// `aggregate_id` into the entry of `command_id`, beside (never into)
+    /// other aggregates' events under the same id; a no-op when they are
+    /// already there.
     pub async fn record(
         &self,
         command_id: &str,
         aggregate_type: &str,
         aggregate_id: &str,
-        event: EventRef,
+        events: &[EventRef],
     ) -> Result<(), FeedbackError> {
         let index_error = |e| Error::with_source(FeedbackErrorKind::Index, e);
         let part = || AggregateEvents {
             aggregate_type: aggregate_type.into(),
             aggregate_id: aggregate_id.into(),
-            events: vec![event.clone()],
+            events: events.to_vec(),
         };
         // Nearly every command id is new: try creating its entry first, one
         // round trip; only an id already indexed is read and merged.
@@ -233,7 +242,9 @@ async fn consumer(
                 durable_name: Some(COMMAND_INDEX_CONSUMER.into()),
                 description: Some("jetsource: accepted commands by id".into()),
                 filter_subject: filter,
-                ack_policy: AckPolicy::Explicit,
+                // Cumulative: a chunk is indexed, then acknowledged by
+                // its last event (see `follow`).
+                ack_policy: AckPolicy::All,
                 deliver_policy: DeliverPolicy::All,
                 ..Default::default()
             },
@@ -283,37 +294,56 @@ pub(crate) async fn follow(
     let stream = namespace.stream_name(aggregate_type);
     async move {
         loop {
-            let messages = match consumer(&js, &namespace, aggregate_type).await {
-                Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+            let followed = match consumer(&js, &namespace, aggregate_type).await {
+                Ok(mut consumer) => {
+                    // A consumer created before acks were cumulative keeps
+                    // its policy (JetStream cannot change it): ack each.
+                    let each = consumer
+                        .info()
+                        .await
+                        .map(|info| info.config.ack_policy != AckPolicy::All)
+                        .unwrap_or(true);
+                    consumer
+                        .messages()
+                        .await
+                        .map(|messages| (messages, each))
+                        .map_err(|e| e.to_string())
+                }
                 Err(e) => Err(e.to_string()),
             };
-            match messages {
-                Ok(messages) => {
-                    // Events are indexed side by side: merges commute and
-                    // are compare-and-set, acks are per message. One at a
-                    // time, each event's KV round trips capped the index
-                    // at a few thousand events a second, far behind the
-                    // command path.
-                    let mut indexing = messages
-                        .map(|message| async {
-                            let message = message?;
-                            index_one(&index, &namespace, &stream, &message).await;
-                            Ok::<_, async_nats::jetstream::consumer::pull::MessagesError>(())
-                        })
-                        .buffer_unordered(INDEX_CONCURRENCY);
+            match followed {
+                Ok((messages, ack_each)) => {
+                    let mut messages = messages.peekable();
                     loop {
-                        let done = tokio::select! {
+                        let first = tokio::select! {
                             _ = stop.wait_for(|s| *s) => return,
-                            done = indexing.next() => done,
+                            first = messages.next() => first,
                         };
-                        match done {
-                            Some(Ok(())) => {}
+                        let mut chunk = match first {
+                            Some(Ok(message)) => vec![message],
                             Some(Err(e)) => {
                                 tracing::warn!(error = %e, "command index: consumer error");
                                 break;
                             }
                             None => break,
+                        };
+                        // Whatever else is already delivered goes with it.
+                        while chunk.len() < INDEX_BATCH {
+                            match messages.next().now_or_never() {
+                                Some(Some(Ok(message))) => chunk.push(message),
+                                _ => break,
+                            }
                         }
+                        let indexed = tokio::select! {
+                            _ = stop.wait_for(|s| *s) => return,
+                            indexed = index_chunk(&index, &namespace, &stream, &chunk) => indexed,
+                        };
+                        if !indexed {
+                            // Not stored: nothing is acknowledged, the chunk
+                            // comes back after the ack wait.
+                            break;
+                        }
+                        ack(&chunk, ack_each).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "command index: cannot consume"),
@@ -328,59 +358,121 @@ pub(crate) async fn follow(
     .await
 }
 
-async fn index_one(
-    index: &CommandIndex,
+/// Acknowledges an indexed chunk: its last message alone when the consumer
+/// acks cumulatively (one ack instead of one per event).
+async fn ack(chunk: &[jetstream::Message], each: bool) {
+    let acked = if each {
+        chunk
+    } else {
+        &chunk[chunk.len().saturating_sub(1)..]
+    };
+    for message in acked {
+        if let Err(e) = message.ack().await {
+            tracing::warn!(error = %e, "command index: ack failed, will be redelivered");
+        }
+    }
+}
+
+/// One command's events in a chunk, on one aggregate.
+struct Part {
+    command_id: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    events: Vec<EventRef>,
+}
+
+/// What of `message` the index records: its command id, aggregate and
+/// event; `None` for an event without a valid command id or subject.
+fn indexed<'a>(
     namespace: &Namespace,
     stream: &str,
-    message: &jetstream::Message,
-) {
-    let Ok(info) = message.info() else {
-        let _ = message.ack().await;
-        return;
-    };
-    let seq = info.stream_sequence;
-    let command_id = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::COMMAND_ID))
-        .map(|v| v.as_str().to_string());
-    let parsed = namespace.parse_event(message.subject.as_str());
-    // Events without a valid command id or subject have nothing to index.
-    let (Some(command_id), Some(parsed)) = (command_id, parsed) else {
-        let _ = message.ack().await;
-        return;
-    };
-    if token::validate("command id", &command_id).is_err()
+    message: &'a jetstream::Message,
+) -> Option<(String, &'a str, &'a str, EventRef)> {
+    let seq = message.info().ok()?.stream_sequence;
+    let command_id = message.headers.as_ref()?.get(headers::COMMAND_ID)?.as_str();
+    let parsed = namespace.parse_event(message.subject.as_str())?;
+    if token::validate("command id", command_id).is_err()
         || token::validate("aggregate id", parsed.aggregate_id).is_err()
         || token::validate("event type", parsed.event_type).is_err()
     {
-        let _ = message.ack().await;
-        return;
+        return None;
     }
     let event = EventRef {
         event_type: parsed.event_type.to_string(),
         stream: stream.to_string(),
         seq,
     };
-    match index
-        .record(
-            &command_id,
-            parsed.aggregate_type,
-            parsed.aggregate_id,
-            event,
-        )
-        .await
-    {
-        Ok(()) => {
-            if let Err(e) = message.ack().await {
-                tracing::warn!(error = %e, seq, "command index: ack failed, will be redelivered");
+    Some((
+        command_id.to_string(),
+        parsed.aggregate_type,
+        parsed.aggregate_id,
+        event,
+    ))
+}
+
+/// Records a chunk of delivered events: one write per command and
+/// aggregate (a command's events usually arrive together), up to
+/// [`INDEX_CONCURRENCY`] at once, each retried a few times. False when one
+/// could not be stored.
+async fn index_chunk(
+    index: &CommandIndex,
+    namespace: &Namespace,
+    stream: &str,
+    chunk: &[jetstream::Message],
+) -> bool {
+    let mut parts: Vec<Part> = Vec::new();
+    let mut at: std::collections::HashMap<(String, &str, &str), usize> = Default::default();
+    for message in chunk {
+        let Some((command_id, aggregate_type, aggregate_id, event)) =
+            indexed(namespace, stream, message)
+        else {
+            continue;
+        };
+        match at.entry((command_id, aggregate_type, aggregate_id)) {
+            std::collections::hash_map::Entry::Occupied(found) => {
+                parts[*found.get()].events.push(event)
+            }
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                let command_id = vacant.key().0.clone();
+                vacant.insert(parts.len());
+                parts.push(Part {
+                    command_id,
+                    aggregate_type: aggregate_type.to_string(),
+                    aggregate_id: aggregate_id.to_string(),
+                    events: vec![event],
+                });
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, seq, %command_id, "command index: not recorded, retrying");
-            let _ = message
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
+    }
+    let mut writes = futures::stream::iter(parts.into_iter().map(|part| record_part(index, part)))
+        .buffer_unordered(INDEX_CONCURRENCY);
+    let mut stored = true;
+    while let Some(recorded) = writes.next().await {
+        stored &= recorded;
+    }
+    stored
+}
+
+/// Records one part, retrying with a growing delay; false when it could not.
+async fn record_part(index: &CommandIndex, part: Part) -> bool {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=RECORD_ATTEMPTS {
+        match index
+            .record(
+                &part.command_id,
+                &part.aggregate_type,
+                &part.aggregate_id,
+                &part.events,
+            )
+            .await
+        {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, command_id = %part.command_id, "command index: not recorded, retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
         }
     }
+    false
 }

@@ -25,7 +25,9 @@ pub mod service;
 use jetsource_handlers::error::Error;
 use jetsource_handlers::runtime::OutcomeObserver;
 use jetsource_schemas::feedback::RejectionNotice;
+use jetsource_schemas::settings::{self, InvalidSetting, SettingError};
 use jetsource_schemas::Namespace;
+use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +38,13 @@ pub use cache::{AcceptedCache, ErrorCache};
 pub use index::CommandIndex;
 
 /// Settings of the feedback role. Every field documents its default.
-#[derive(Debug, Clone)]
+///
+/// Deserializes from its fields' names, durations and sizes in the units of
+/// [`jetsource_schemas::settings`]; `index_replicas` and `namespace` come
+/// from elsewhere (the jetsource settings file has them as `[streams]
+/// replicas` and under `[nats]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FeedbackConfig {
     /// Run the role: rejection notices, the error cache, the command index
     /// and the queries (default true).
@@ -45,14 +53,17 @@ pub struct FeedbackConfig {
     /// still answers accepted commands from the command index.
     pub silence: bool,
     /// How long a rejection stays in the cache (default 15 minutes).
+    #[serde(with = "settings::duration")]
     pub error_ttl: Duration,
     /// The cache's bound in bytes (default 64 MiB). Recently accepted
     /// outcomes get a quarter of it again.
+    #[serde(with = "settings::size")]
     pub error_capacity: u64,
     /// Notices waiting to be published; more are dropped and counted
     /// (default 65,536).
     pub notices_queue: usize,
     /// How long a miss waits for peers to answer (default 250 ms).
+    #[serde(with = "settings::duration")]
     pub peer_timeout: Duration,
     /// The rejections of one `errors.list` page when the query asks for no
     /// limit (default 100; a query may ask for up to 1,000).
@@ -60,12 +71,15 @@ pub struct FeedbackConfig {
     /// How long `status` waits for the command index to catch up with the
     /// event streams before answering a command it does not know as
     /// `pending` rather than `unknown` (default 2 s).
+    #[serde(with = "settings::duration")]
     pub index_wait: Duration,
     /// Replicas of the command index bucket (default 1).
+    #[serde(skip)]
     pub index_replicas: usize,
     /// The subject prefix of every notice, query and peer subject, of the
     /// event streams indexed and of the index bucket (default: none). The
     /// command runtime must use the same.
+    #[serde(skip)]
     pub namespace: Namespace,
 }
 
@@ -83,6 +97,31 @@ impl Default for FeedbackConfig {
             index_replicas: 1,
             namespace: Namespace::default(),
         }
+    }
+}
+
+impl FeedbackConfig {
+    /// Checks every setting; the error's kind names the first invalid key.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if self.error_ttl.is_zero() {
+            return Err(SettingError::new(
+                InvalidSetting("error_ttl"),
+                "must be longer than 0",
+            ));
+        }
+        if self.error_capacity < 4096 {
+            return Err(SettingError::new(
+                InvalidSetting("error_capacity"),
+                "must be at least 4KiB",
+            ));
+        }
+        if self.notices_queue == 0 {
+            return Err(SettingError::new(
+                InvalidSetting("notices_queue"),
+                "must be at least 1",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -304,5 +343,38 @@ impl Feedback {
     /// Answers `status.<command_id>` as this instance would.
     pub async fn status(&self, command_id: &str) -> jetsource_schemas::feedback::FeedbackAnswer {
         self.shared.status(command_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_settings_name_their_key() {
+        assert!(FeedbackConfig::default().validate().is_ok());
+        /// Makes one setting invalid.
+        type Spoil = fn(&mut FeedbackConfig);
+        let cases: [(&str, Spoil); 3] = [
+            ("error_ttl", |c| c.error_ttl = Duration::ZERO),
+            ("error_capacity", |c| c.error_capacity = 4095),
+            ("notices_queue", |c| c.notices_queue = 0),
+        ];
+        for (key, spoil) in cases {
+            let mut config = FeedbackConfig::default();
+            spoil(&mut config);
+            let e = config.validate().expect_err(key);
+            assert_eq!(e.kind(), InvalidSetting(key));
+        }
+    }
+
+    #[test]
+    fn durations_and_sizes_read_in_human_units() {
+        let config: FeedbackConfig =
+            serde_json::from_str(r#"{"error_ttl": "1m", "error_capacity": "8KiB"}"#)
+                .expect("valid");
+        assert_eq!(config.error_ttl, Duration::from_secs(60));
+        assert_eq!(config.error_capacity, 8192);
+        assert!(serde_json::from_str::<FeedbackConfig>(r#"{"index_replicas": 3}"#).is_err());
     }
 }

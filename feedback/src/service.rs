@@ -257,7 +257,10 @@ impl Shared {
             }
         };
         let Some(body) = body else { return };
-        if let Err(e) = self.client.publish(reply_to, body.into()).await {
+        // Every answer, peers' included, fits or says it does not.
+        let max_payload = self.client.server_info().max_payload;
+        let publish = |body| self.client.publish(reply_to.clone(), body);
+        if let Err(e) = jetsource_schemas::answer::send(body.into(), max_payload, publish).await {
             tracing::warn!(error = %e, "feedback answer not sent");
         }
     }
@@ -527,12 +530,16 @@ impl Shared {
     }
 }
 
+/// The encoded answer; one that does not encode is still answered.
 fn json<T: serde::Serialize>(value: &T) -> Option<Vec<u8>> {
     match serde_json::to_vec(value) {
         Ok(body) => Some(body),
         Err(e) => {
             tracing::error!(error = %e, "feedback answer not encoded");
-            None
+            let unsent = jetsource_schemas::answer::Unsent::Unavailable {
+                reason: format!("the answer does not encode: {e}"),
+            };
+            Some(unsent.to_bytes().to_vec())
         }
     }
 }

@@ -27,7 +27,9 @@ use crate::store::{EventStore, GroupCommitConfig, StreamSettings};
 use crate::workers::{Pool, Worker};
 use async_nats::{Client, Message};
 use futures::StreamExt;
+use jetsource_schemas::settings::{self, InvalidSetting, SettingError};
 use jetsource_schemas::{subject, Namespace};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -37,7 +39,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use crate::command::{CommandOutcome, OutcomeObserver};
 
 /// Settings of the command runtime. Every field documents its default.
-#[derive(Debug, Clone)]
+///
+/// Deserializes (with the units of [`jetsource_schemas::settings`]) from
+/// its own keys: `queue_group`, `max_in_flight`, `max_body`,
+/// `store_timeout`. The nested settings read their own keys ([`HandlerConfig`],
+/// [`SnapshotConfig`](crate::snapshot::SnapshotConfig), [`StreamSettings`],
+/// [`GroupCommitConfig`]), so a settings file may lay them side by side in
+/// one table; `reply` and `namespace` come from elsewhere (the jetsource
+/// settings file has them under `[feedback]` and `[nats]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// The queue group command subscribers join (default `jetsource-handlers`),
     /// so several processes share the command subjects.
@@ -45,21 +56,28 @@ pub struct RuntimeConfig {
     /// Commands processed at once; more wait (default 4,096).
     pub max_in_flight: usize,
     /// The largest command body accepted, in bytes (default 960 KiB, below
-    /// the server's default 1 MiB max_payload).
+    /// the server's default 1 MiB max_payload). Key `max_body`.
+    #[serde(rename = "max_body", with = "settings::size")]
     pub max_body_bytes: usize,
     /// How long a store request may take (default 5 s).
+    #[serde(with = "settings::duration")]
     pub store_timeout: Duration,
     /// State cache and retry settings.
+    #[serde(skip)]
     pub handler: HandlerConfig,
     /// How event streams are configured.
+    #[serde(skip)]
     pub streams: StreamSettings,
     /// How concurrent appends share atomic batches (group commit).
+    #[serde(skip)]
     pub group_commit: GroupCommitConfig,
     /// Reply to command requests (default true). Off: no reply is sent even
     /// to a request, and clients learn outcomes from notices or by id.
+    #[serde(skip)]
     pub reply: bool,
     /// The subject prefix every command subject, event subject and stream
     /// name is under (default: none).
+    #[serde(skip)]
     pub namespace: Namespace,
 }
 
@@ -76,6 +94,21 @@ impl Default for RuntimeConfig {
             reply: true,
             namespace: Namespace::default(),
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// Checks the settings of its own keys (the nested settings check
+    /// theirs); the error's kind names the first invalid key.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if self.max_in_flight == 0 {
+            return Err(SettingError::new(
+                InvalidSetting("max_in_flight"),
+                "must be at least 1",
+            ));
+        }
+        jetsource_schemas::token::validate("queue group", &self.queue_group)
+            .map_err(|e| SettingError::new(InvalidSetting("queue_group"), e.to_string()))
     }
 }
 
@@ -415,5 +448,27 @@ impl<A: Aggregate> Serve for Served<A> {
 
     fn reap(&self) {
         self.workers.reap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_settings_name_their_key() {
+        assert!(RuntimeConfig::default().validate().is_ok());
+        let idle = RuntimeConfig {
+            max_in_flight: 0,
+            ..RuntimeConfig::default()
+        };
+        let e = idle.validate().expect_err("nothing could run");
+        assert_eq!(e.kind(), InvalidSetting("max_in_flight"));
+        let spaced = RuntimeConfig {
+            queue_group: "two words".into(),
+            ..RuntimeConfig::default()
+        };
+        let e = spaced.validate().expect_err("not a subject token");
+        assert_eq!(e.kind(), InvalidSetting("queue_group"));
     }
 }

@@ -1,7 +1,11 @@
 //! Projectors for jetsource: read models folded from the event streams,
 //! queried over NATS request/reply.
 //!
-//! A [`Projector`] names itself, lists the event subjects it follows
+//! A [`TypedProjector`] names itself, folds the decoded events of the
+//! aggregate types its input follows ([`Envelope`], [`follows!`]) and
+//! answers typed queries ([`typed::Queries`]); every one is a
+//! [`Projector`], the raw form the runtime runs, which a tool needing raw
+//! events implements itself. A [`Projector`] names itself, lists the event subjects it follows
 //! (possibly over several aggregate types, one stream each), folds each
 //! [`Event`] in `apply`, and answers [`Query`]s from its state. The
 //! [`ProjectorRuntime`] attaches it as a JetStream consumer:
@@ -16,7 +20,13 @@
 //!   resume, redeliveries are recognised by sequence and never applied twice.
 //!   One process at a time holds its [`lease`] and applies events; a
 //!   rebuild builds a new generation beside the served one and switches
-//!   when it caught up; events that keep failing are [`parked`].
+//!   when it caught up; events that keep failing are [`parked`];
+//! - **documents** ([`ProjectorRuntimeBuilder::documents`], a
+//!   [`DocumentProjector`]): persisted like the above, but one KV entry
+//!   per document instead of one value for the whole model, so the model
+//!   may grow past a message's size; `get` and `list` queries are built in;
+//! - **any store** ([`ProjectorRuntimeBuilder::read_store`]): a persisted
+//!   projection kept in a [`store::ReadStore`] of its own.
 //!
 //! Queries arrive on `query.<name>.<path…>`; a query carrying `After-Seq`
 //! (the `seq` of a command reply) is answered only once that position is
@@ -54,10 +64,19 @@
 //! - [`control`]: generations, control subjects, rebuild and replay clients.
 //! - [`lease`]: one active instance per persisted projection.
 //! - [`parked`]: events parked after failing too often.
+//! - [`store`]: the [`store::ReadStore`] seam: where a persisted
+//!   projection keeps its read model and checkpoint; the one-value store.
+//! - [`document`]: [`DocumentProjector`], a read model of many documents
+//!   stored one KV entry each ([`store::DocumentStore`]), or folded in
+//!   memory ([`document::InMemory`]); their `get` and `list` queries.
+//! - [`typed`]: typed projectors ([`TypedProjector`]) and their events:
+//!   [`Envelope`], [`Meta`], [`Follows`] and [`follows!`] for several
+//!   aggregate types; typed queries ([`typed::Queries`]).
 //! - [`config`](mod@config): settings.
 
 pub mod config;
 pub mod control;
+pub mod document;
 mod driver;
 mod error;
 pub mod event;
@@ -71,8 +90,11 @@ pub mod query;
 pub mod runtime;
 mod shared;
 pub mod status;
+pub mod store;
+pub mod typed;
 
 pub use config::{OnPoison, PoisonPolicy, ProjectorConfig};
+pub use document::DocumentProjector;
 pub use error::{ProjectionError, ProjectionErrorKind};
 pub use event::{Event, EventError, EventErrorKind};
 pub use position::Positions;
@@ -82,3 +104,4 @@ pub use projector::{
 };
 pub use runtime::{ProjectorRuntime, ProjectorRuntimeBuilder, RunningProjectors};
 pub use status::{Kind, Phase, StatusReport};
+pub use typed::{Envelope, Follows, Meta, TypedProjector};

@@ -8,7 +8,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 
-/// A read model folded from events.
+/// A read model folded from raw events: the form the runtime runs.
+///
+/// A read model usually implements [`TypedProjector`](crate::TypedProjector)
+/// instead, which is a `Projector` too: its events arrive decoded, named by
+/// their aggregate's Rust type. Implement this one where raw events are
+/// wanted (a tool recording every event, a projector following part of a
+/// stream by subject).
 ///
 /// ```
 /// use jetsource_projector::{Event, Projector, ProjectorError, Query, QueryError};
@@ -105,6 +111,9 @@ pub enum ProjectorErrorKind {
     /// a persisted one, like for any failure, retries the delivery and then
     /// parks the event per its [`PoisonPolicy`].
     Invalid,
+    /// A document projection named a document key that is not a valid key
+    /// (see [`crate::document::check_key`]); the event is parked.
+    BadKey,
 }
 
 impl fmt::Display for ProjectorErrorKind {
@@ -112,6 +121,7 @@ impl fmt::Display for ProjectorErrorKind {
         f.write_str(match self {
             ProjectorErrorKind::Transient => "transient",
             ProjectorErrorKind::Invalid => "invalid event",
+            ProjectorErrorKind::BadKey => "bad document key",
         })
     }
 }
@@ -128,6 +138,11 @@ pub struct Query {
     pub path: Vec<String>,
     /// The request body (often empty).
     pub body: Bytes,
+    /// The bytes the result may take so that the whole answer fits in one
+    /// message: the connection's `max_payload` less room for the rest of
+    /// the answer. A list answers a page within it; a larger answer is
+    /// replied `too_large`.
+    pub budget: usize,
 }
 
 impl Query {
@@ -153,6 +168,8 @@ pub enum QueryErrorCode {
     NotFound,
     /// The query is malformed or unknown (`bad_request`).
     BadRequest,
+    /// The read model's storage cannot answer now (`unavailable`).
+    Unavailable,
 }
 
 impl QueryErrorCode {
@@ -161,6 +178,7 @@ impl QueryErrorCode {
         match self {
             QueryErrorCode::NotFound => "not_found",
             QueryErrorCode::BadRequest => "bad_request",
+            QueryErrorCode::Unavailable => "unavailable",
         }
     }
 }
@@ -170,6 +188,14 @@ impl QueryError {
     pub fn not_found(reason: impl Into<String>) -> Self {
         QueryError {
             code: QueryErrorCode::NotFound,
+            reason: reason.into(),
+        }
+    }
+
+    /// An `unavailable` answer.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        QueryError {
+            code: QueryErrorCode::Unavailable,
             reason: reason.into(),
         }
     }

@@ -7,12 +7,18 @@
 //!   persisted one's are those stored, the result may be a batch ahead);
 //! - `{"status":"not_found"|"bad_request","reason":…}`;
 //! - `{"status":"timeout","reason":…,"after_seq":{…},"positions":{…}}` when
-//!   the position was not reached within the configured wait.
+//!   the position was not reached within the configured wait;
+//! - `{"status":"halted"|"failing","reason":…,"after_seq":{…},"positions":{…}}`
+//!   at once, without waiting, when the position is not reached and the
+//!   projection is halted or its store keeps failing;
+//! - `{"status":"too_large",…}` or `{"status":"unavailable",…}` when the
+//!   answer could not be sent (see [`jetsource_schemas::answer`]).
 
 use crate::config::ProjectorConfig;
 use crate::position::{self, Positions};
 use crate::projector::Query;
 use crate::shared::{Model, Shared};
+use crate::status::Phase;
 use async_nats::{Client, Message};
 use jetsource_schemas::headers;
 use serde_json::json;
@@ -38,16 +44,30 @@ pub(crate) async fn answer(
     let Some(reply_to) = message.reply.clone() else {
         return;
     };
-    let body = respond(shared, model, config, &message).await;
-    match serde_json::to_vec(&body) {
-        Ok(bytes) => {
-            if let Err(e) = client.publish(reply_to, bytes.into()).await {
-                tracing::warn!(error = %e, "could not send a query reply");
-            }
+    let max_payload = client.server_info().max_payload;
+    let body = respond(shared, model, config, &message, max_payload).await;
+    let bytes = match serde_json::to_vec(&body) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode a query reply");
+            // A result the projector built but JSON cannot hold still
+            // gets an answer.
+            serde_json::to_vec(&failure(
+                "bad_request",
+                format!("the answer does not encode: {e}"),
+            ))
+            .unwrap_or_default()
         }
-        Err(e) => tracing::error!(error = %e, "could not encode a query reply"),
+    };
+    let publish = |body| client.publish(reply_to.clone(), body);
+    if let Err(e) = jetsource_schemas::answer::send(bytes.into(), max_payload, publish).await {
+        tracing::warn!(error = %e, "could not send a query reply");
     }
 }
+
+/// Room an answer keeps beside its result, in bytes: the status, the
+/// positions and the reply's framing.
+const ANSWER_HEADROOM: usize = 4096;
 
 fn failure(status: &str, reason: impl Into<String>) -> serde_json::Value {
     json!({"status": status, "reason": reason.into()})
@@ -58,6 +78,7 @@ async fn respond(
     model: &Arc<dyn Model>,
     config: &ProjectorConfig,
     message: &Message,
+    max_payload: usize,
 ) -> serde_json::Value {
     let wait = config.query_wait;
     let prefix = format!("{QUERY_ROOT}.{}.", shared.name);
@@ -78,6 +99,25 @@ async fn respond(
             Ok(wanted) => wanted,
             Err(e) => return failure("bad_request", e.to_string()),
         };
+        // A projection that cannot move answers at once rather than wait
+        // for a position it will not reach.
+        let progress = shared.progress();
+        if matches!(progress.phase, Phase::Halted | Phase::Failing)
+            && !position::reached(&shared.applied.borrow(), &wanted)
+        {
+            let now: Positions = shared.applied.borrow().clone();
+            let status = if progress.phase == Phase::Halted {
+                "halted"
+            } else {
+                "failing"
+            };
+            return json!({
+                "status": status,
+                "reason": progress.error.unwrap_or_else(|| format!("projection {} is {status}", shared.name)),
+                "after_seq": wanted,
+                "positions": now,
+            });
+        }
         let mut applied = shared.applied.subscribe();
         let reached =
             tokio::time::timeout(wait, applied.wait_for(|p| position::reached(p, &wanted))).await;
@@ -95,8 +135,9 @@ async fn respond(
         projection: shared.name.to_string(),
         path: rest.split('.').map(str::to_string).collect(),
         body: message.payload.clone(),
+        budget: max_payload.saturating_sub(ANSWER_HEADROOM),
     };
-    let (positions, answer) = model.query(&query, &shared.applied);
+    let (positions, answer) = model.query(query, &shared.applied).await;
     match answer {
         Ok(result) => json!({
             "status": "ok",

@@ -20,7 +20,8 @@
 
 use crate::config::ProjectorConfig;
 use crate::control;
-use crate::driver::{Driver, Make};
+use crate::document::DocumentProjector;
+use crate::driver::{Driver, Served};
 use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::memory;
 use crate::position::{self, Positions};
@@ -30,6 +31,8 @@ use crate::shared::{Model, Shared};
 use crate::status::{
     self as status_report, Kind, Phase, ProjectorStatus, StatusReport, StreamStatus,
 };
+use crate::store::one_value::Make;
+use crate::store::{DocumentStore, OneValue, ReadStore};
 use async_nats::jetstream;
 use async_nats::Client;
 use futures::future::BoxFuture;
@@ -154,18 +157,53 @@ impl ProjectorRuntimeBuilder {
     }
 
     /// Registers a persisted projector; `make` builds one in its initial
-    /// state, at start and for every rebuild.
+    /// state, at start and for every rebuild. Its state is kept as one KV
+    /// value per generation ([`OneValue`]): fine for small models.
     ///
     /// Of all processes running it, one at a time holds its lease and
     /// applies events; the others stand by, answer queries from the stored
     /// checkpoint, and take over within `lease_ttl` when the holder dies.
     pub fn persisted_with<P: PersistedProjector>(
-        mut self,
+        self,
         make: impl Fn() -> P + Send + Sync + 'static,
     ) -> Self {
         let make: Make<P> = Arc::new(make);
         let projector = make();
         let (name, subjects) = (projector.name(), projector.subjects());
+        self.hosted(name, subjects, move |js, config| {
+            let make = make.clone();
+            OneValue::new(js.clone(), config.clone(), move || make())
+        })
+    }
+
+    /// Registers a document projection: persisted like
+    /// [`Self::persisted`], its documents one KV entry each in the
+    /// generation's bucket ([`DocumentStore`]), with `get.<key>` and
+    /// `list` queries built in.
+    pub fn documents<P: DocumentProjector>(self, projector: P) -> Self {
+        let (name, subjects) = (projector.name(), projector.subjects());
+        self.hosted(name, subjects, move |js, config| {
+            DocumentStore::new(js.clone(), config.clone(), projector)
+        })
+    }
+
+    /// Registers a persisted projection kept in `store` (see
+    /// [`crate::store`]): the runtime drives it like any persisted one
+    /// (durable consumers, lease, rebuilds, parking, status) and answers
+    /// its queries from the store's served generation.
+    pub fn read_store<S: ReadStore>(self, store: S) -> Self {
+        let (name, subjects) = (store.name(), store.subjects());
+        self.hosted(name, subjects, move |_, _| store)
+    }
+
+    /// Registers a persisted projection whose store `open` builds once the
+    /// runtime's connection and settings are known.
+    pub(crate) fn hosted<S: ReadStore>(
+        mut self,
+        name: &'static str,
+        subjects: Vec<String>,
+        open: impl FnOnce(&jetstream::Context, &ProjectorConfig) -> S + Send + 'static,
+    ) -> Self {
         self.pending.push(PendingProjector {
             name,
             kind: Kind::Persisted,
@@ -176,14 +214,15 @@ impl ProjectorRuntimeBuilder {
                         get_stream(&js, stream).await?;
                     }
                     let control = control::open_bucket(&js, &config.namespace).await?;
-                    let served = Arc::new(RwLock::new(projector));
+                    let store = Arc::new(open(&js, &config));
+                    let served = Arc::new(Served::new(store.clone()));
                     let driver = Driver {
                         client: js.client(),
                         js,
                         control,
                         shared,
+                        store,
                         served: served.clone(),
-                        make,
                         config,
                         holder: uuid::Uuid::now_v7().to_string(),
                     };
@@ -401,8 +440,14 @@ async fn serve_queries(
                         return;
                     };
                     let report = status(&js, &projectors).await;
-                    if let Ok(body) = serde_json::to_vec(&report) {
-                        let _ = client.publish(reply_to, body.into()).await;
+                    // Plain data: encoding cannot fail; should it, the
+                    // empty body still answers.
+                    let body = serde_json::to_vec(&report).unwrap_or_default();
+                    let max_payload = client.server_info().max_payload;
+                    let publish = |body| client.publish(reply_to.clone(), body);
+                    let sent = jetsource_schemas::answer::send(body.into(), max_payload, publish);
+                    if let Err(e) = sent.await {
+                        tracing::warn!(error = %e, "could not send the status report");
                     }
                 }
             }

@@ -6,6 +6,7 @@ use crate::event::Event;
 use crate::position::Positions;
 use crate::projector::{Projector, ProjectorError, ProjectorErrorKind, Query, QueryError};
 use crate::status::{Kind, Phase};
+use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::{Arc, LockResult, Mutex, PoisonError, RwLock};
 use tokio::sync::watch;
@@ -31,22 +32,25 @@ pub(crate) trait Model: Send + Sync {
     /// Answers `query`, with the positions the answer reflects: read under
     /// the same lock as the model, so an in-memory projection's answer and
     /// its positions always agree.
-    fn query(
-        &self,
-        query: &Query,
-        applied: &watch::Sender<Positions>,
-    ) -> (Positions, Result<serde_json::Value, QueryError>);
+    fn query<'a>(
+        &'a self,
+        query: Query,
+        applied: &'a watch::Sender<Positions>,
+    ) -> BoxFuture<'a, (Positions, Result<serde_json::Value, QueryError>)>;
 }
 
 impl<P: Projector> Model for RwLock<P> {
-    fn query(
-        &self,
-        query: &Query,
-        applied: &watch::Sender<Positions>,
-    ) -> (Positions, Result<serde_json::Value, QueryError>) {
-        let guard = recover(self.read());
-        let positions = applied.borrow().clone();
-        (positions, guard.query(query))
+    fn query<'a>(
+        &'a self,
+        query: Query,
+        applied: &'a watch::Sender<Positions>,
+    ) -> BoxFuture<'a, (Positions, Result<serde_json::Value, QueryError>)> {
+        let answer = {
+            let guard = recover(self.read());
+            let positions = applied.borrow().clone();
+            (positions, guard.query(&query))
+        };
+        Box::pin(std::future::ready(answer))
     }
 }
 
@@ -65,6 +69,10 @@ pub(crate) struct Progress {
     pub error: Option<String>,
     pub streams: BTreeMap<String, StreamProgress>,
 }
+
+/// Batches refused in a row before a projection is reported `failing`
+/// (fewer are passing trouble, retried quietly).
+pub(crate) const FAILING_AFTER: u32 = 3;
 
 /// One projector's shared parts.
 pub(crate) struct Shared {
@@ -124,6 +132,32 @@ impl Shared {
         self.update(|p| {
             p.phase = Phase::Halted;
             p.error = Some(why);
+        });
+    }
+
+    /// Records that the store refused a batch `attempts` times in a row:
+    /// from [`FAILING_AFTER`] on, the projection is `failing`.
+    pub(crate) fn store_failed(&self, attempts: u32, why: String) {
+        if attempts < FAILING_AFTER {
+            return;
+        }
+        self.update(|p| {
+            if p.phase != Phase::Failing {
+                tracing::error!(projector = self.name, error = %why, attempts, "the store keeps refusing writes");
+            }
+            p.phase = Phase::Failing;
+            p.error = Some(why);
+        });
+    }
+
+    /// Records a batch stored after failures: back to replaying or live.
+    pub(crate) fn store_recovered(&self) {
+        self.update(|p| {
+            if p.phase == Phase::Failing {
+                tracing::info!(projector = self.name, "the store takes writes again");
+                p.phase = Phase::Replaying;
+                p.error = None;
+            }
         });
     }
 

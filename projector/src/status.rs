@@ -29,7 +29,7 @@ pub struct ProjectorStatus {
     pub kind: Kind,
     /// Where it is.
     pub phase: Phase,
-    /// Why it halted, when it did.
+    /// Why it halted or is failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// One entry per stream it follows.
@@ -63,6 +63,11 @@ pub enum Phase {
     /// Stopped at an event it could not apply (never skipped); queries
     /// still answer from the state before it.
     Halted,
+    /// Persisted: its store keeps refusing the writes of a batch (`error`
+    /// says why; the streams' `applied_seq` is where it is stuck, `lag`
+    /// how far behind). It retries with a growing back-off and is `live`
+    /// again once a write succeeds; queries answer from what is stored.
+    Failing,
     /// Shut down.
     Stopped,
 }

@@ -7,13 +7,26 @@
 //! command on a missing post is `not_found`; a title, trimmed, must be 1 to
 //! 200 characters; a post is published once; `create` with `"publish": true`
 //! yields both events, appended atomically.
+//!
+//! Its events are at version 2: version 2 added `author` to
+//! `BlogPostCreated` (version 1 posts read as by [`UNKNOWN_AUTHOR`]) and
+//! renamed `BlogPostTitleChanged`'s `title` to `new_title`. The upcasters in
+//! [`BlogPost::upcasters`] read version 1 events as version 2 ones.
 
 use jetsource_handlers::{Aggregate, Rejection};
+use jetsource_schemas::upcast::Upcasters;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
+
+/// The author of a post created without one, and of every post stored
+/// before posts had authors (event version 1).
+pub const UNKNOWN_AUTHOR: &str = "unknown";
+
+/// The longest author name, in characters.
+pub const MAX_AUTHOR_CHARS: usize = 100;
 
 /// A blog post, as much as its commands need to know.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +48,9 @@ pub enum BlogPostCommand {
         title: String,
         /// The text.
         body: String,
+        /// Who wrote it, at most 100 characters; `unknown` when not given.
+        #[serde(default)]
+        author: Option<String>,
         /// Publish in the same atomic append.
         #[serde(default)]
         publish: bool,
@@ -57,11 +73,13 @@ pub enum BlogPostEvent {
         title: String,
         /// The text.
         body: String,
+        /// Who wrote it (since version 2; `unknown` for older posts).
+        author: String,
     },
     /// The title changed.
     BlogPostTitleChanged {
-        /// The trimmed title.
-        title: String,
+        /// The trimmed new title (named `title` before version 2).
+        new_title: String,
     },
     /// The post was published.
     BlogPostPublished {},
@@ -87,10 +105,32 @@ fn checked_title(title: String) -> Result<String, Rejection> {
     }
 }
 
+/// The author trimmed (`unknown` when none or blank), or why it is refused.
+fn checked_author(author: Option<String>) -> Result<String, Rejection> {
+    let author = author.as_deref().map(str::trim).unwrap_or_default();
+    let chars = author.chars().count();
+    if chars > MAX_AUTHOR_CHARS {
+        return Err(Rejection::validation(format!(
+            "the author is {chars} characters long; at most {MAX_AUTHOR_CHARS} are allowed"
+        )));
+    }
+    Ok(match author {
+        "" => UNKNOWN_AUTHOR.to_string(),
+        named => named.to_string(),
+    })
+}
+
 impl Aggregate for BlogPost {
     const TYPE: &'static str = "blogpost";
+    const EVENT_VERSION: u32 = 2;
     type Command = BlogPostCommand;
     type Event = BlogPostEvent;
+
+    fn upcasters() -> Upcasters {
+        Upcasters::new()
+            .add_field(1, "BlogPostCreated", "author", UNKNOWN_AUTHOR.into())
+            .rename_field(1, "BlogPostTitleChanged", "title", "new_title")
+    }
 
     fn handle(&self, command: BlogPostCommand) -> Result<Vec<BlogPostEvent>, Rejection> {
         match command {
@@ -100,11 +140,13 @@ impl Aggregate for BlogPost {
             BlogPostCommand::Create {
                 title,
                 body,
+                author,
                 publish,
             } => {
                 let mut events = vec![BlogPostEvent::BlogPostCreated {
                     title: checked_title(title)?,
                     body,
+                    author: checked_author(author)?,
                 }];
                 if publish {
                     events.push(BlogPostEvent::BlogPostPublished {});
@@ -117,7 +159,9 @@ impl Aggregate for BlogPost {
                 if title == self.title {
                     return Ok(Vec::new());
                 }
-                Ok(vec![BlogPostEvent::BlogPostTitleChanged { title }])
+                Ok(vec![BlogPostEvent::BlogPostTitleChanged {
+                    new_title: title,
+                }])
             }
             BlogPostCommand::Publish {} if self.published => {
                 Err(Rejection::validation("the post is already published"))
@@ -132,7 +176,7 @@ impl Aggregate for BlogPost {
                 self.exists = true;
                 self.title = title;
             }
-            BlogPostEvent::BlogPostTitleChanged { title } => self.title = title,
+            BlogPostEvent::BlogPostTitleChanged { new_title } => self.title = new_title,
             BlogPostEvent::BlogPostPublished {} => self.published = true,
         }
     }
@@ -157,6 +201,7 @@ mod tests {
         BlogPostCreated {
             title: "Hello".into(),
             body: "text".into(),
+            author: UNKNOWN_AUTHOR.into(),
         }
     }
 
@@ -208,7 +253,108 @@ mod tests {
             .when(BlogPostCommand::ChangeTitle {
                 title: format!(" {longest} "),
             })
-            .then_expect_events(vec![BlogPostTitleChanged { title: longest }]);
+            .then_expect_events(vec![BlogPostTitleChanged { new_title: longest }]);
+    }
+
+    #[test]
+    fn authors_are_trimmed_bounded_and_unknown_when_not_given() {
+        AggregateTest::<BlogPost>::given_no_previous_events()
+            .when_wire(
+                "create",
+                r#"{"title":"Hello","body":"text","author":" Ada "}"#,
+            )
+            .then_expect_events(vec![BlogPostCreated {
+                title: "Hello".into(),
+                body: "text".into(),
+                author: "Ada".into(),
+            }]);
+        AggregateTest::<BlogPost>::given_no_previous_events()
+            .when_wire("create", r#"{"title":"Hello","body":"text","author":"  "}"#)
+            .then_expect_events(vec![created()]);
+        let long = serde_json::json!({
+            "title": "Hello", "body": "", "author": "x".repeat(MAX_AUTHOR_CHARS + 1)
+        });
+        AggregateTest::<BlogPost>::given_no_previous_events()
+            .when_wire("create", &long.to_string())
+            .then_expect_rejection(RejectionKind::Validation);
+    }
+
+    /// Version 1 events, as a version 1 release stored them.
+    fn stored_v1() -> Vec<(u32, &'static str, serde_json::Value)> {
+        vec![
+            (
+                1,
+                "BlogPostCreated",
+                serde_json::json!({"title": "Hello", "body": "text"}),
+            ),
+            (
+                1,
+                "BlogPostTitleChanged",
+                serde_json::json!({"title": "Hello again"}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn version_1_events_decide_as_version_2_ones() {
+        let given = AggregateTest::<BlogPost>::given_stored(stored_v1());
+        assert_eq!(given.state().title, "Hello again");
+        assert!(given.state().exists);
+        // The renamed field carried the title: the same one changes nothing.
+        AggregateTest::<BlogPost>::given_stored(stored_v1())
+            .when_wire("change_title", r#"{"title":"Hello again"}"#)
+            .then_expect_events(vec![]);
+        AggregateTest::<BlogPost>::given_stored(stored_v1())
+            .when_wire("create", r#"{"title":"Again","body":""}"#)
+            .then_expect_rejection(RejectionKind::Validation);
+        // Version 1 and 2 events mixed, as a long-lived post has them.
+        let mut mixed = stored_v1();
+        mixed.push((
+            2,
+            "BlogPostTitleChanged",
+            serde_json::json!({"new_title": "Third"}),
+        ));
+        let given = AggregateTest::<BlogPost>::given_stored(mixed);
+        assert_eq!(given.state().title, "Third");
+    }
+
+    #[test]
+    fn version_1_bodies_read_as_version_2_events() {
+        let mut read = Vec::new();
+        for (version, event_type, body) in stored_v1() {
+            jetsource_schemas::upcast::decode_stored::<BlogPost>(
+                event_type,
+                version,
+                body.to_string().as_bytes(),
+                |_, event| read.push(event),
+            )
+            .expect("reads");
+        }
+        assert_eq!(
+            read,
+            [
+                BlogPostCreated {
+                    title: "Hello".into(),
+                    body: "text".into(),
+                    author: UNKNOWN_AUTHOR.into(),
+                },
+                BlogPostTitleChanged {
+                    new_title: "Hello again".into(),
+                },
+            ]
+        );
+        // A version 1 body read as version 2 (no upcasting) does not decode.
+        let err = jetsource_schemas::upcast::decode_stored::<BlogPost>(
+            "BlogPostTitleChanged",
+            2,
+            br#"{"title":"x"}"#,
+            |_, _| {},
+        )
+        .expect_err("the old field name");
+        assert_eq!(
+            err.kind(),
+            jetsource_schemas::upcast::ReadEventErrorKind::Undecodable
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! - [`account`]: a bank account, the reference for an invariant under
 //!   concurrency.
 //! - [`blogposts`]: the blog's read model, the `blogposts` projection.
+//! - [`blogposts_pg`]: the same read model in a PostgreSQL table, the
+//!   `blogposts_pg` projection.
 
 pub mod account;
 pub mod blog;
 pub mod blogposts;
+pub mod blogposts_pg;

@@ -19,6 +19,7 @@
 //! `BlogPostCreated` is stored on `evt.<type>.<id>.BlogPostCreated` with the
 //! variant's fields as its body.
 
+use crate::upcast::Upcasters;
 use crate::RejectionCode;
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt;
@@ -68,8 +69,17 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
 
     /// The schema version of the event bodies, written in each event's
     /// `Event-Version` header unless it is 1 (which a missing header means).
-    /// Raise it when the shape of an event body changes.
+    /// Raise it when the shape of an event body changes, and list in
+    /// [`Aggregate::upcasters`] how the previous version's events read now.
     const EVENT_VERSION: u32 = 1;
+
+    /// How events stored at older [`Aggregate::EVENT_VERSION`]s read as
+    /// today's: a chain of steps, each from one version to the next (see
+    /// [`Upcasters`]). Every reader of the events applies them. Default:
+    /// none, every event reads as stored.
+    fn upcasters() -> Upcasters {
+        Upcasters::new()
+    }
 
     /// The commands, an enum deserialized from `(command name, JSON body)`.
     type Command: DeserializeOwned + Send + 'static;

@@ -51,6 +51,13 @@ impl<K: Copy> Error<K> {
     pub fn kind(&self) -> K {
         self.kind
     }
+
+    /// What was said about it, without the kind: for a caller that puts
+    /// the error in words of its own (a settings file names the setting
+    /// with its section).
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
 }
 
 impl<K: Display> Display for Error<K> {

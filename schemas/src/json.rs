@@ -62,6 +62,10 @@ pub fn contract_schemas() -> Vec<(&'static str, serde_json::Value)> {
             "page_request",
             to_value(schemars::schema_for!(crate::page::PageRequest)),
         ),
+        (
+            "unsent",
+            to_value(schemars::schema_for!(crate::answer::Unsent)),
+        ),
     ]
 }
 

@@ -18,13 +18,20 @@
 //! - [`feedback`]: rejection notices, the error cache's queries, command status.
 //! - [`namespace`]: the optional subject prefix, and every name under it.
 //! - [`page`]: pages of list answers (`limit`, `after`, `next`).
+//! - [`answer`]: sending an answer that always arrives (`too_large`,
+//!   `unavailable`).
 //! - [`aggregate`]: what an aggregate is (pure `handle`, infallible `apply`).
 //! - [`codec`]: commands and events to and from `(name, JSON body)`, the
 //!   encoding both the command side and every reader use.
+//! - [`upcast`]: reading events stored by older versions (upcasters), the
+//!   one way every reader decodes a stored event.
 //! - [`error`]: the error type with a `kind()` every jetsource crate uses.
 //! - [`server_version`]: the nats-server versions the contract needs.
+//! - [`settings`]: what every settings type shares: durations and sizes
+//!   as a settings file writes them, the error naming an invalid setting.
 
 pub mod aggregate;
+pub mod answer;
 pub mod codec;
 pub mod error;
 pub mod event;
@@ -36,8 +43,10 @@ pub mod page;
 pub mod reply;
 mod scratch;
 pub mod server_version;
+pub mod settings;
 pub mod subject;
 pub mod token;
+pub mod upcast;
 
 pub use event::EventRef;
 pub use namespace::{Namespace, NamespaceError};

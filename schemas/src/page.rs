@@ -77,8 +77,38 @@ impl PageRequest {
     }
 }
 
+/// One page of a list answer: `{"items":[…],"next":"<cursor>"|null}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Page<T> {
+    /// The items of this page, in list order.
+    pub items: Vec<T>,
+    /// The cursor of the next page (pass it back as `after`), or `null` on
+    /// the last one.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// The page [`fill`] makes of `items`: `next` is `cursor` of the last
+    /// item when items were left.
+    pub fn fill(
+        items: impl IntoIterator<Item = T>,
+        limit: usize,
+        budget: usize,
+        cursor: impl Fn(&T) -> String,
+    ) -> Self
+    where
+        T: Serialize,
+    {
+        let (items, more) = fill(items, limit, budget);
+        let next = items.last().filter(|_| more).map(cursor);
+        Page { items, next }
+    }
+}
+
 /// Fills a page from `items` (in list order) while the encoded items stay
-/// within `budget` bytes: returns the page and whether items were left.
+/// within `budget` bytes (the first is taken whatever its size): returns
+/// the page and whether items were left.
 pub fn fill<T: Serialize>(
     items: impl IntoIterator<Item = T>,
     limit: usize,
@@ -93,11 +123,9 @@ pub fn fill<T: Serialize>(
         if page.len() == limit || (used + size > budget && !page.is_empty()) {
             return (page, true);
         }
-        if used + size > budget {
-            // One item alone is larger than a page may be: the list says
-            // so rather than send what cannot arrive.
-            return (page, true);
-        }
+        // An item larger than a page may be is a page of its own: sent
+        // when the answer still fits in a message, else answered
+        // `too_large` (see `crate::answer`), never skipped.
         used += size;
         page.push(item);
         if items.peek().is_none() {
@@ -153,6 +181,27 @@ mod tests {
         // Each encodes to 8 bytes, one more for its comma.
         assert_eq!(fill(items.clone(), 100, 20), (items[..2].to_vec(), true));
         assert_eq!(fill(Vec::<String>::new(), 5, 20), (vec![], false));
-        assert_eq!(fill(vec!["x".repeat(100)], 5, 20), (vec![], true));
+        assert_eq!(
+            fill(vec!["x".repeat(100)], 5, 20),
+            (vec!["x".repeat(100)], false)
+        );
+        let big_then_small = vec!["x".repeat(100), "y".into()];
+        assert_eq!(
+            fill(big_then_small.clone(), 5, 20),
+            (big_then_small[..1].to_vec(), true)
+        );
+    }
+
+    #[test]
+    fn a_page_names_where_the_next_starts_only_when_items_were_left() {
+        let items: Vec<String> = (0..5).map(|i| format!("item{i}")).collect();
+        let page = Page::fill(items.clone(), 2, 1 << 20, |s| s.clone());
+        assert_eq!(page.next.as_deref(), Some("item1"));
+        let last = Page::fill(items.clone(), 5, 1 << 20, |s| s.clone());
+        assert_eq!((last.items.len(), last.next.clone()), (5, None));
+        assert_eq!(
+            serde_json::to_value(&last).expect("JSON")["next"],
+            serde_json::Value::Null
+        );
     }
 }

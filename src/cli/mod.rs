@@ -237,12 +237,15 @@ pub enum Command {
         nats_url: Option<String>,
     },
     /// Write the JSON Schemas of the wire contract and of every hosted
-    /// aggregate's commands and events.
+    /// aggregate's commands and events (every event version's), refusing
+    /// a change that breaks reading stored events.
     Schema {
         /// Output folder.
         #[arg(long, value_name = "DIR", default_value = "schemas/json")]
         out: PathBuf,
-        /// Write nothing; exit 1 when a file is missing or differs.
+        /// Write nothing; exit 1 when a file is missing or differs, or when
+        /// an event changed in a way that breaks reading stored events
+        /// without a raised event version and an upcaster.
         #[arg(long)]
         check: bool,
     },
@@ -253,7 +256,7 @@ pub enum Command {
   jetsource query blogposts list --limit 50       a page; the answer's `next` is the cursor of the next
   jetsource query blogposts list --after <cursor>
 
-Exit codes: 0 ok; 1 not_found; 2 bad usage or bad_request; 3 no answer, timeout, halted or failing.")]
+Exit codes: 0 ok; 1 not_found; 2 bad usage or bad_request; 3 no answer, timeout, halted, failing, too_large or unavailable.")]
     Query {
         /// The projection's name, for example blogposts.
         projection: String,
@@ -462,20 +465,26 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             metrics_addr,
         } => {
             let mut config = config;
-            if let Some(ttl) = error_ttl {
-                config.feedback.error_ttl = ttl;
-            }
-            if let Some(capacity) = error_capacity {
-                config.feedback.error_capacity = capacity;
-            }
             if let Some(roles) = roles {
                 config.run.roles = roles;
             }
-            if let Some(addr) = metrics_addr {
-                config.observability.metrics_addr = addr;
-            }
+            let flags = [
+                ("--error-ttl", "feedback.error_ttl", error_ttl),
+                (
+                    "--error-capacity",
+                    "feedback.error_capacity",
+                    error_capacity,
+                ),
+                ("--metrics-addr", "observability.metrics_addr", metrics_addr),
+            ];
+            let set = flags
+                .into_iter()
+                .try_for_each(|(flag, setting, value)| match value {
+                    Some(value) => config.set(flag, setting, &value),
+                    None => Ok(()),
+                });
             // Flags are checked like the file and the environment.
-            if let Err(e) = config.validate() {
+            if let Err(e) = set.and_then(|()| config.validate()) {
                 eprintln!("jetsource: {e}");
                 return ExitCode::from(2);
             }
@@ -619,14 +628,19 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
 }
 
 /// Writes (or with `check`, compares) the schema files. Exit 1 when
-/// checking finds stale files, 2 when they cannot be written.
+/// checking finds stale files or a change that breaks reading stored
+/// events (writing refuses those too), 2 when they cannot be written.
 fn schema(app: &App, out: &std::path::Path, check: bool) -> ExitCode {
     if check {
+        let incompatible = crate::schema_files::incompatible(app, out);
+        for change in &incompatible {
+            eprintln!("jetsource schema: breaking: {change}");
+        }
         let stale = crate::schema_files::stale(app, out);
         for path in &stale {
             eprintln!("jetsource schema: out of date: {}", path.display());
         }
-        return match stale.is_empty() {
+        return match stale.is_empty() && incompatible.is_empty() {
             true => ExitCode::SUCCESS,
             false => ExitCode::from(1),
         };
@@ -637,6 +651,13 @@ fn schema(app: &App, out: &std::path::Path, check: bool) -> ExitCode {
                 "written": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             }));
             ExitCode::SUCCESS
+        }
+        Err(crate::schema_files::WriteError::Incompatible(changes)) => {
+            for change in &changes {
+                eprintln!("jetsource schema: breaking: {change}");
+            }
+            eprintln!("jetsource schema: nothing written");
+            ExitCode::from(1)
         }
         Err(e) => {
             eprintln!("jetsource schema: writing {}: {e}", out.display());

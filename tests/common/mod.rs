@@ -7,13 +7,17 @@
 //! - `runtime`: the command runtime (also with the feedback role),
 //!   projectors, and `app::run`, in this process.
 //! - `process`: the `jetsource` binary as a child process.
+//! - `postgres`: a fresh PostgreSQL database per test.
 //! - `client`: sending commands and reading their replies.
+//! - `http`: the HTTP endpoints, read by hand.
 //! - `query`: projection and feedback queries.
 //! - `store`: the event store and streams by hand.
 //! - `wait`: polling a condition until a deadline.
 #![allow(dead_code, unreachable_pub)]
 
 mod client;
+mod http;
+mod postgres;
 mod process;
 mod query;
 mod runtime;
@@ -23,4 +27,6 @@ mod wait;
 
 // A binary uses what it needs of these.
 #[allow(unused_imports)]
-pub use {client::*, process::*, query::*, runtime::*, server::*, store::*, wait::*};
+pub use {
+    client::*, http::*, postgres::*, process::*, query::*, runtime::*, server::*, store::*, wait::*,
+};

@@ -26,7 +26,7 @@ pub fn reference_app() -> App {
     App::new()
         .aggregate::<BlogPost>()
         .aggregate::<jetsource_reference::account::Account>()
-        .projector(jetsource_reference::blogposts::BlogPosts::default)
+        .documents(|| jetsource_reference::blogposts::BlogPosts)
 }
 
 /// A command runtime on its own connection, serving (subscribed, and

@@ -184,14 +184,15 @@ impl StoreFailure {
     }
 }
 
-/// A stored event that does not decode into the aggregate's events.
+/// A stored event that does not read as the aggregate's events (it does
+/// not decode, or a newer version wrote it).
 #[derive(Debug, thiserror::Error)]
-#[error("stored event {subject} at {stream}:{seq} does not decode: {source}")]
+#[error("stored event {subject} at {stream}:{seq}: {source}")]
 pub(crate) struct CorruptHistory {
     pub(crate) stream: String,
     pub(crate) subject: String,
     pub(crate) seq: u64,
-    pub(crate) source: serde_json::Error,
+    pub(crate) source: jetsource_schemas::upcast::ReadEventError,
 }
 
 impl From<AppendError> for CommandFailure {

@@ -23,25 +23,35 @@ use crate::codec;
 use crate::error::Error;
 use crate::snapshot::{SnapshotConfig, Snapshots};
 use crate::store::EventStore;
+use jetsource_schemas::settings;
 use jetsource_schemas::CommandReply;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// Settings of command handling.
-#[derive(Debug, Clone)]
+///
+/// Deserializes from its own keys (`cache_capacity`, `cache_idle`,
+/// `conflict_retries`, `unavailable_retries`, `retry_backoff`); `snapshots`
+/// reads its own. Every value is valid.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HandlerConfig {
     /// Aggregates whose state is kept in memory (default 100,000).
     pub cache_capacity: u64,
     /// An aggregate unused this long leaves the cache (default 10 minutes).
+    #[serde(with = "settings::duration")]
     pub cache_idle: Duration,
     /// Decide-append attempts after concurrency conflicts (default 16).
     pub conflict_retries: u32,
     /// Append attempts after store trouble (default 5).
     pub unavailable_retries: u32,
     /// The first back-off after store trouble; it grows linearly (default 50 ms).
+    #[serde(with = "settings::duration")]
     pub retry_backoff: Duration,
     /// Snapshots of long-lived aggregates (see [`crate::snapshot`]).
+    #[serde(skip)]
     pub snapshots: SnapshotConfig,
 }
 

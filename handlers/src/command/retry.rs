@@ -277,7 +277,10 @@ mod tests {
             stream: "EVT_T".into(),
             subject: "evt.t.a.E".into(),
             seq: 3,
-            source: serde_json::from_str::<u8>("x").expect_err("not a number"),
+            source: jetsource_schemas::upcast::ReadEventError::new(
+                jetsource_schemas::upcast::ReadEventErrorKind::Undecodable,
+                "not a number",
+            ),
         };
         let failure = given_up(policy.next(&mut Attempts::new(), corrupt.into()));
         assert_eq!(failure.code(), RejectionCode::Internal);

@@ -4,9 +4,9 @@
 use super::failure::CorruptHistory;
 use super::idempotency::Recorded;
 use crate::aggregate::Aggregate;
-use crate::codec;
 use crate::snapshot::{Restored, SnapshotProgress};
 use crate::store::StoredEvent;
+use jetsource_schemas::upcast;
 use std::collections::HashMap;
 
 /// The in-memory state of one aggregate instance.
@@ -50,18 +50,21 @@ impl<A: Aggregate> Slot<A> {
             return Ok(());
         }
         let event_type = stored.event_type();
-        let event: A::Event = match codec::decode_event(event_type, &stored.payload) {
-            Ok(event) => event,
-            Err(source) => {
-                return Err(CorruptHistory {
-                    stream: stream.to_string(),
-                    subject: stored.subject.clone(),
-                    seq: stored.seq,
-                    source,
-                })
-            }
-        };
-        self.state.apply(event);
+        let state = &mut self.state;
+        let read = upcast::decode_stored::<A>(
+            event_type,
+            stored.version(),
+            &stored.payload,
+            |_, event| state.apply(event),
+        );
+        if let Err(source) = read {
+            return Err(CorruptHistory {
+                stream: stream.to_string(),
+                subject: stored.subject.clone(),
+                seq: stored.seq,
+                source,
+            });
+        }
         if let Some(command_id) = stored.command_id() {
             match self.commands.get_mut(command_id) {
                 Some(recorded) => recorded.extend(stored.seq, event_type, names),

@@ -55,19 +55,28 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 const CHUNK_READS: usize = 16;
 
 /// When to take snapshots.
-#[derive(Debug, Clone)]
+///
+/// Deserializes from one key, `snapshot_every` (named so beside the other
+/// command handling keys in one table); the rest keep their defaults.
+/// Every value is valid.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SnapshotConfig {
     /// Events an aggregate goes past its last snapshot before the next one
     /// is written (default 1,000; 0: never). Only aggregates whose
-    /// [`Aggregate::snapshot`] returns a value take snapshots.
+    /// [`Aggregate::snapshot`] returns a value take snapshots. Key
+    /// `snapshot_every`.
+    #[serde(rename = "snapshot_every")]
     pub every: u64,
     /// Replicas of the snapshot buckets; the runtime sets the event
     /// streams' own.
+    #[serde(skip)]
     pub replicas: usize,
     /// Commands per chunk of a snapshot's idempotency record (default
     /// 1,024: about 70 KB with UUID command ids); 0 keeps the whole record
     /// in the snapshot, which then stops being written once it outgrows
     /// one message.
+    #[serde(skip)]
     pub commands_per_chunk: usize,
 }
 
@@ -90,6 +99,11 @@ pub(crate) type Command = (String, u64, String);
 pub(crate) struct StoredSnapshot {
     /// The aggregate's [`Aggregate::SNAPSHOT_VERSION`].
     pub version: u32,
+    /// The aggregate's [`Aggregate::EVENT_VERSION`] when it was taken: a
+    /// snapshot folded from another version's events is not read, since
+    /// what `apply` makes of upcast events may differ. 1 when unmarked.
+    #[serde(default = "first_version")]
+    pub event_version: u32,
     /// The stream sequence of the last event folded into `state`.
     pub seq: u64,
     /// What [`Aggregate::snapshot`] returned.
@@ -104,6 +118,10 @@ pub(crate) struct StoredSnapshot {
     /// Commands in each chunk.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub chunk_size: usize,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -323,10 +341,11 @@ impl Snapshots {
                 return None;
             }
         };
-        if record.version != A::SNAPSHOT_VERSION {
+        if record.version != A::SNAPSHOT_VERSION || record.event_version != A::EVENT_VERSION {
             tracing::debug!(
                 aggregate_id = id,
                 version = record.version,
+                event_version = record.event_version,
                 "snapshot of another version"
             );
             return None;

@@ -98,6 +98,7 @@ impl SnapshotProgress {
         }
         let snapshot = StoredSnapshot {
             version: A::SNAPSHOT_VERSION,
+            event_version: A::EVENT_VERSION,
             seq,
             state,
             commands: rest.iter().map(command).collect(),

@@ -37,6 +37,10 @@ const MARGIN: f64 = 1.10;
 /// A change of the measured rate this large (either way) says the server or
 /// the load changed: probe again soon.
 const CHANGE: f64 = 0.30;
+/// Busy windows in a row the change must hold for: a single odd window (a
+/// burst ending, a pause of the clients) is not a new server, and each
+/// probe it set off would cost a window in the slower way.
+const CHANGE_WINDOWS: u32 = 3;
 
 /// Where the policy is in its cycle.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,6 +73,9 @@ pub(crate) struct Policy {
     since_probe: u32,
     /// Busy windows between probes now.
     probe_after: u32,
+    /// Busy windows in a row whose rate was off the smoothed one by more
+    /// than [`CHANGE`].
+    changed: u32,
 }
 
 impl Policy {
@@ -81,6 +88,7 @@ impl Policy {
             rate: None,
             since_probe: 0,
             probe_after: FIRST_PROBE_AFTER,
+            changed: 0,
         }
     }
 
@@ -126,11 +134,21 @@ impl Policy {
     fn measure(&mut self, rate: f64) {
         let smoothed = match self.rate {
             Some(before) if (rate - before).abs() > before * CHANGE => {
-                // The server or the load changed: look at the other way soon.
-                self.probe_after = FIRST_PROBE_AFTER;
-                rate
+                self.changed += 1;
+                if self.changed >= CHANGE_WINDOWS {
+                    // The server or the load changed: look at the other
+                    // way soon.
+                    self.changed = 0;
+                    self.probe_after = FIRST_PROBE_AFTER;
+                    rate
+                } else {
+                    before
+                }
             }
-            Some(before) => before * 0.7 + rate * 0.3,
+            Some(before) => {
+                self.changed = 0;
+                before * 0.7 + rate * 0.3
+            }
             None => rate,
         };
         self.rate = Some(smoothed);
@@ -207,8 +225,12 @@ impl Chooser {
         let busy = self.busy.load(Ordering::Relaxed);
         let done = completed - window.completed_at_start;
         let rate = done as f64 / elapsed.as_secs_f64();
-        // Busy when most appends of the window found many in flight.
-        let was_busy = (busy - window.busy_at_start) * 2 >= done && done > 0;
+        // Busy when nearly every append of the window found many in flight,
+        // and the window had no idle stretch in it: a window closes only
+        // when an append ends, so one that lasted far past its length spans
+        // a pause, and its rate says nothing about the way of appending.
+        let was_busy =
+            elapsed < WINDOW * 2 && (busy - window.busy_at_start) * 10 >= done * 9 && done > 0;
         let before = window.policy.batching();
         let batching = window.policy.observe(rate, was_busy);
         if batching != before {
@@ -289,6 +311,27 @@ mod tests {
         for _ in 0..1_000 {
             assert!(policy.observe(10.0, false), "not busy: no probe, no switch");
         }
+    }
+
+    #[test]
+    fn odd_windows_now_and_then_set_off_no_probes() {
+        // A flushing server, with every seventh window at a third of the
+        // rate (clients pausing): only the regular probes go out.
+        let mut policy = Policy::new();
+        let mut batching_windows = 0;
+        for i in 0..1_000 {
+            let rate = match (policy.batching(), i % 7 == 6) {
+                (true, _) => 9_000.0,
+                (false, true) => 13_000.0,
+                (false, false) => 40_000.0,
+            };
+            if policy.batching() {
+                batching_windows += 1;
+            }
+            policy.observe(rate, true);
+        }
+        assert!(!policy.batching());
+        assert!(batching_windows < 50, "{batching_windows} windows batching");
     }
 
     #[test]

@@ -23,6 +23,14 @@ impl StoredEvent {
         self.subject.rsplit('.').next().unwrap_or_default()
     }
 
+    /// The body's version (`Event-Version`), 1 when unmarked.
+    pub fn version(&self) -> u32 {
+        self.headers
+            .get(crate::header_names::EVENT_VERSION.clone())
+            .and_then(|v| v.as_str().parse().ok())
+            .unwrap_or(1)
+    }
+
     /// The `Command-Id` header.
     pub fn command_id(&self) -> Option<&str> {
         self.headers

@@ -21,6 +21,9 @@ use super::commit_mode::Chooser;
 use super::errors::{AppendError, AppendErrorKind};
 use super::publish::{Outgoing, Publisher};
 use crate::error::Error;
+use jetsource_schemas::settings::{self, InvalidSetting, SettingError};
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,16 +48,29 @@ pub enum GroupCommitMode {
 }
 
 /// How concurrent appends share atomic batches.
-#[derive(Debug, Clone)]
+///
+/// Deserializes from the keys `group_commit`, `batch_max_messages`,
+/// `batch_max_wait` and `batch_max_in_flight`: named so beside the other
+/// command handling keys in one table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GroupCommitConfig {
-    /// Whether they share batches (default [`GroupCommitMode::Auto`]).
+    /// Whether they share batches (default [`GroupCommitMode::Auto`]). Key
+    /// `group_commit`.
+    #[serde(rename = "group_commit")]
     pub mode: GroupCommitMode,
     /// Messages in one batch at most (default 256; JetStream allows 1,000).
+    /// Key `batch_max_messages`.
+    #[serde(rename = "batch_max_messages")]
     pub max_messages: usize,
     /// How long a batch may wait for more commands while another batch of
-    /// the same stream is in flight (default 0: send what is queued).
+    /// the same stream is in flight (default 0: send what is queued). Key
+    /// `batch_max_wait`.
+    #[serde(rename = "batch_max_wait", with = "settings::duration")]
     pub max_wait: Duration,
     /// Batches in flight per stream at once (default 4; JetStream allows 50).
+    /// Key `batch_max_in_flight`.
+    #[serde(rename = "batch_max_in_flight")]
     pub max_in_flight: usize,
 }
 
@@ -66,6 +82,58 @@ impl Default for GroupCommitConfig {
             max_wait: Duration::ZERO,
             max_in_flight: 4,
         }
+    }
+}
+
+impl GroupCommitConfig {
+    /// Checks the bounds JetStream puts on atomic batches; the error's kind
+    /// names the first key out of them.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if !(1..=1000).contains(&self.max_messages) {
+            return Err(SettingError::new(
+                InvalidSetting("batch_max_messages"),
+                "must be 1 to 1000 (JetStream's limit per atomic batch)",
+            ));
+        }
+        if !(1..=50).contains(&self.max_in_flight) {
+            return Err(SettingError::new(
+                InvalidSetting("batch_max_in_flight"),
+                "must be 1 to 50 (JetStream's limit per stream)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `auto`, `on` or `off` (any case), or a boolean as older settings files
+/// wrote it: `true` is `on`, `false` is `off`.
+impl<'de> Deserialize<'de> for GroupCommitMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Mode;
+        impl Visitor<'_> for Mode {
+            type Value = GroupCommitMode;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("auto, on or off")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Self::Value, E> {
+                Ok(match on {
+                    true => GroupCommitMode::On,
+                    false => GroupCommitMode::Off,
+                })
+            }
+
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<Self::Value, E> {
+                match word.trim().to_ascii_lowercase().as_str() {
+                    "auto" => Ok(GroupCommitMode::Auto),
+                    "on" => Ok(GroupCommitMode::On),
+                    "off" => Ok(GroupCommitMode::Off),
+                    _ => Err(E::custom(format!("{word:?} is not auto, on or off"))),
+                }
+            }
+        }
+        deserializer.deserialize_any(Mode)
     }
 }
 
@@ -328,6 +396,50 @@ async fn commit(publisher: &Publisher, appends: Vec<PendingAppend>, stats: &Grou
                 let own = Error::with_source(shared.kind(), shared.clone());
                 let _ = append.done.send(Err(own));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(json: &str) -> Result<GroupCommitMode, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_mode_reads_as_a_word_or_a_switch() {
+        assert_eq!(mode(r#""auto""#), Ok(GroupCommitMode::Auto));
+        assert_eq!(mode(r#"" On ""#), Ok(GroupCommitMode::On));
+        assert_eq!(mode(r#""OFF""#), Ok(GroupCommitMode::Off));
+        assert_eq!(mode("true"), Ok(GroupCommitMode::On));
+        assert_eq!(mode("false"), Ok(GroupCommitMode::Off));
+        let e = mode(r#""sometimes""#).expect_err("not a mode");
+        assert!(e.contains("is not auto, on or off"), "{e}");
+        assert!(mode("1").is_err());
+    }
+
+    #[test]
+    fn batches_stay_within_what_jetstream_allows() {
+        assert!(GroupCommitConfig::default().validate().is_ok());
+        for (max_messages, max_in_flight, key) in [
+            (0, 4, "batch_max_messages"),
+            (1001, 4, "batch_max_messages"),
+            (256, 0, "batch_max_in_flight"),
+            (256, 51, "batch_max_in_flight"),
+        ] {
+            let config = GroupCommitConfig {
+                max_messages,
+                max_in_flight,
+                ..GroupCommitConfig::default()
+            };
+            let e = config.validate().expect_err("out of range");
+            assert_eq!(
+                e.kind(),
+                InvalidSetting(key),
+                "{max_messages} {max_in_flight}"
+            );
         }
     }
 }

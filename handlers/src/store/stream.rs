@@ -3,14 +3,20 @@
 
 use super::errors::{StreamError, StreamErrorKind};
 use crate::error::Error;
+use jetsource_schemas::settings::{self, InvalidSetting, SettingError};
 use jetsource_schemas::{
     Namespace, CONTRACT_METADATA_KEY, CONTRACT_VERSION, READABLE_CONTRACT_VERSIONS,
 };
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
 /// How to configure an aggregate type's stream.
-#[derive(Debug, Clone)]
+///
+/// Deserializes from its fields' names, `max_bytes` and
+/// `duplicate_window` in the units of [`jetsource_schemas::settings`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StreamSettings {
     /// Replicas (1 on a single server, 3 in a cluster).
     pub replicas: usize,
@@ -20,10 +26,12 @@ pub struct StreamSettings {
     pub deny_purge: bool,
     /// An optional cap on the stream's size; appends beyond it are refused
     /// (discard new), history is never deleted.
+    #[serde(with = "settings::optional_size")]
     pub max_bytes: Option<i64>,
     /// JetStream's dedupe window for `Nats-Msg-Id`. jetsource writes no
     /// message ids (the expected-sequence check and the Command-Id make a
     /// resend harmless), so this only bounds what other writers' ids cost.
+    #[serde(with = "settings::duration")]
     pub duplicate_window: Duration,
 }
 
@@ -36,6 +44,20 @@ impl Default for StreamSettings {
             max_bytes: None,
             duplicate_window: Duration::from_secs(120),
         }
+    }
+}
+
+impl StreamSettings {
+    /// Checks the replicas (JetStream keeps 1 to 5); the error's kind names
+    /// the key.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if self.replicas == 0 || self.replicas > 5 {
+            return Err(SettingError::new(
+                InvalidSetting("replicas"),
+                "must be 1 to 5",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -127,5 +149,29 @@ pub(crate) async fn ensure(
             Ok(())
         }
         Err(e) => Err(Error::with_source(StreamErrorKind::JetStream, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_stay_within_what_jetstream_keeps() {
+        for replicas in [1, 3, 5] {
+            let settings = StreamSettings {
+                replicas,
+                ..StreamSettings::default()
+            };
+            assert!(settings.validate().is_ok(), "{replicas}");
+        }
+        for replicas in [0, 6] {
+            let settings = StreamSettings {
+                replicas,
+                ..StreamSettings::default()
+            };
+            let e = settings.validate().expect_err("out of range");
+            assert_eq!(e.kind(), InvalidSetting("replicas"), "{replicas}");
+        }
     }
 }

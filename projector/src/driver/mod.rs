@@ -3,41 +3,46 @@
 //! (`rebuild`, `replay-parked`) and, during a rebuild, build the next
 //! generation beside the one queries read, switching when it caught up.
 //!
-//! A rebuild (starting one, switching to it, abandoning it) is in
-//! `rebuild`.
+//! # Layout
+//! - `rebuild`: a rebuild (starting one, switching to it, abandoning it).
+//! - `served`: the generation queries read.
 
 mod rebuild;
+mod served;
 
 use crate::config::ProjectorConfig;
 use crate::control::{self, RebuildUpdate};
 use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::lease::{Lease, Watcher};
-use crate::persisted::{Checkpoint, Opening, PersistedProjection, CHECKPOINT_KEY};
+use crate::persisted::{Opening, PersistedProjection};
 use crate::position;
-use crate::projector::PersistedProjector;
-use crate::shared::{self, Shared};
+use crate::shared::Shared;
 use crate::status::Phase;
+use crate::store::ReadStore;
 use async_nats::jetstream::{self, kv};
 use async_nats::{Client, Subject};
 use futures::StreamExt;
-use jetsource_schemas::error::Error;
 use rebuild::{rebuild_ready, Rebuild};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-pub(crate) type Make<P> = Arc<dyn Fn() -> P + Send + Sync>;
+pub(crate) use served::Served;
+
+/// The longest wait between two attempts to store a refused batch.
+const MAX_STORE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// One persisted projection's driver.
-pub(crate) struct Driver<P: PersistedProjector> {
+pub(crate) struct Driver<S: ReadStore> {
     pub client: Client,
     pub js: jetstream::Context,
     pub control: kv::Store,
     pub shared: Arc<Shared>,
-    /// The model queries read; a switch swaps its contents.
-    pub served: Arc<RwLock<P>>,
-    pub make: Make<P>,
+    /// Where its generations are kept.
+    pub store: Arc<S>,
+    /// The generation queries read; a switch moves it.
+    pub served: Arc<Served<S>>,
     pub config: ProjectorConfig,
     pub holder: String,
 }
@@ -56,7 +61,7 @@ enum Next {
     Tick,
 }
 
-impl<P: PersistedProjector> Driver<P> {
+impl<S: ReadStore> Driver<S> {
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let shared = self.shared.clone();
         let span = tracing::info_span!("projector", projector = shared.name, kind = "persisted");
@@ -71,7 +76,6 @@ impl<P: PersistedProjector> Driver<P> {
                 }
             };
             let poll = (self.config.lease_ttl / 4).max(Duration::from_millis(20));
-            let mut seen: Option<(u64, u64)> = None;
             loop {
                 self.shared.update(|p| p.phase = Phase::Standby);
                 let mut watcher = Watcher::default();
@@ -89,7 +93,7 @@ impl<P: PersistedProjector> Driver<P> {
                         Ok(None) => {}
                         Err(e) => tracing::warn!(error = %e, "cannot read the lease"),
                     }
-                    if let Err(e) = self.refresh(&mut seen).await {
+                    if let Err(e) = self.refresh().await {
                         tracing::warn!(error = %e, "standby: cannot read the stored read model");
                     }
                     let stopped = tokio::select! {
@@ -103,7 +107,6 @@ impl<P: PersistedProjector> Driver<P> {
                     }
                 };
                 let Some(lease) = lease else { break };
-                seen = None;
                 let (mut held, renewer) = lease.keep();
                 let outcome = self.hold(&lease, &mut held, &mut requests, &mut stop).await;
                 drop(renewer);
@@ -121,64 +124,42 @@ impl<P: PersistedProjector> Driver<P> {
         .await
     }
 
-    /// A standby keeps the served model at the stored checkpoint of the active
-    /// generation, so its queries and a takeover start from there.
-    async fn refresh(&self, seen: &mut Option<(u64, u64)>) -> Result<(), ProjectionError> {
-        let name = self.shared.name;
-        let generation = control::active_generation(&self.control, name).await?;
-        let Ok(bucket) = self
-            .js
-            .get_key_value(
-                self.config
-                    .namespace
-                    .bucket(&control::generation_bucket(name, generation)),
-            )
-            .await
-        else {
-            return Ok(());
-        };
-        let entry = bucket
-            .entry(CHECKPOINT_KEY)
-            .await
-            .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
-        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
-            return Ok(());
-        };
-        if *seen == Some((generation, entry.revision)) {
-            return Ok(());
+    /// A standby keeps the served generation at what the active one has
+    /// stored, so its queries and a takeover start from there.
+    async fn refresh(&self) -> Result<(), ProjectionError> {
+        let generation = control::active_generation(&self.control, self.shared.name).await?;
+        if let Some(checkpoint) = self.store.refresh(generation).await? {
+            self.served.set(generation);
+            self.shared.applied.send_if_modified(|p| {
+                let changed = *p != checkpoint.positions;
+                *p = checkpoint.positions;
+                changed
+            });
         }
-        let checkpoint: Checkpoint<P::State> =
-            serde_json::from_slice(&entry.value).map_err(|e| {
-                Error::with_message_and_source(
-                    ProjectionErrorKind::Store,
-                    "the stored checkpoint does not decode",
-                    e,
-                )
-            })?;
-        {
-            let mut guard = shared::recover(self.served.write());
-            guard.restore(checkpoint.state);
-            self.shared.applied.send_replace(checkpoint.positions);
-        }
-        *seen = Some((generation, entry.revision));
         Ok(())
     }
 
     pub(super) async fn open(
         &self,
         generation: u64,
-        model: Arc<RwLock<P>>,
         shared: Arc<Shared>,
         token: u64,
         live: bool,
-    ) -> Result<PersistedProjection<P>, ProjectionError> {
+    ) -> Result<PersistedProjection<S>, ProjectionError> {
         let opening = Opening {
             generation,
             lease: token,
             live,
             control: self.control.clone(),
         };
-        PersistedProjection::open_shared(&self.js, shared, model, &self.config, opening).await
+        PersistedProjection::open_shared(
+            &self.js,
+            shared,
+            self.store.clone(),
+            &self.config,
+            opening,
+        )
+        .await
     }
 
     /// Opens the active generation, retrying while the lease holds.
@@ -187,23 +168,18 @@ impl<P: PersistedProjector> Driver<P> {
         lease: &Lease,
         held: &watch::Receiver<bool>,
         stop: &watch::Receiver<bool>,
-    ) -> Option<PersistedProjection<P>> {
+    ) -> Option<PersistedProjection<S>> {
         loop {
             let opened = match control::active_generation(&self.control, self.shared.name).await {
                 Ok(generation) => {
-                    self.open(
-                        generation,
-                        self.served.clone(),
-                        self.shared.clone(),
-                        lease.token(),
-                        true,
-                    )
-                    .await
+                    self.open(generation, self.shared.clone(), lease.token(), true)
+                        .await
                 }
                 Err(e) => Err(e),
             };
             match opened {
                 Ok(projection) => {
+                    self.served.set(projection.generation());
                     self.shared.update(|p| p.error = None);
                     return Some(projection);
                 }
@@ -233,8 +209,10 @@ impl<P: PersistedProjector> Driver<P> {
                 Held::Lost
             };
         };
-        let mut rebuild: Option<Rebuild<P>> = None;
+        let mut rebuild: Option<Rebuild<S>> = None;
         let mut halted = false;
+        // Batches the store refused in a row.
+        let mut refused: u32 = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             let rebuilding = rebuild.is_some();
@@ -260,6 +238,10 @@ impl<P: PersistedProjector> Driver<P> {
                 }
                 Next::Live(true) => match live.next_batch().await {
                     Ok(batch) => {
+                        if refused > 0 {
+                            refused = 0;
+                            self.shared.store_recovered();
+                        }
                         let why = batch.halted().map(str::to_string);
                         if let Err(e) = batch.ack().await {
                             tracing::warn!(error = %e, "acks not sent; the events will be redelivered and skipped");
@@ -274,8 +256,14 @@ impl<P: PersistedProjector> Driver<P> {
                         return Held::Lost;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "batch not stored; reloaded, waiting for redelivery");
-                        tokio::time::sleep(self.config.retry_backoff).await;
+                        refused = refused.saturating_add(1);
+                        tracing::warn!(error = %e, refused, "batch not stored; waiting for redelivery");
+                        self.shared.store_failed(refused, e.to_string());
+                        // A growing back-off: a full bucket or an oversized
+                        // value does not heal at once.
+                        let backoff = self.config.retry_backoff.max(Duration::from_millis(10))
+                            * 2u32.saturating_pow(refused.min(8) - 1);
+                        tokio::time::sleep(backoff.min(MAX_STORE_BACKOFF)).await;
                     }
                 },
                 Next::Live(false) => {

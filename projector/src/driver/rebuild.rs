@@ -1,5 +1,5 @@
 //! Rebuilding a persisted projection blue-green: the next generation is
-//! built from the projector's initial state beside the one queries read,
+//! built from empty storage beside the one queries read,
 //! and swapped in once it has caught up.
 
 use super::Driver;
@@ -7,17 +7,16 @@ use crate::control::{self, RebuildUpdate};
 use crate::error::ProjectionError;
 use crate::lease::Lease;
 use crate::persisted::{self, PersistedProjection};
-use crate::projector::PersistedProjector;
-use crate::shared::{self, Shared};
+use crate::shared::Shared;
 use crate::status::Kind;
+use crate::store::ReadStore;
 use async_nats::Subject;
-use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 /// A rebuild in progress: the next generation, built beside the served
 /// one, and who asked for it.
-pub(super) struct Rebuild<P: PersistedProjector> {
-    pub(super) projection: PersistedProjection<P>,
+pub(super) struct Rebuild<S: ReadStore> {
+    pub(super) projection: PersistedProjection<S>,
     pub(super) reply: Option<Subject>,
     pub(super) started: Instant,
     pub(super) total: u64,
@@ -25,14 +24,14 @@ pub(super) struct Rebuild<P: PersistedProjector> {
 }
 
 /// Completes once the rebuild has an event waiting; never without one.
-pub(super) async fn rebuild_ready<P: PersistedProjector>(rebuild: &mut Option<Rebuild<P>>) -> bool {
+pub(super) async fn rebuild_ready<S: ReadStore>(rebuild: &mut Option<Rebuild<S>>) -> bool {
     match rebuild {
         Some(r) => r.projection.ready().await,
         None => std::future::pending().await,
     }
 }
 
-impl<P: PersistedProjector> Driver<P> {
+impl<S: ReadStore> Driver<S> {
     /// Opens generation `generation` beside the served one, from the
     /// projector's initial state, after removing what an abandoned attempt
     /// left.
@@ -41,7 +40,7 @@ impl<P: PersistedProjector> Driver<P> {
         generation: u64,
         lease: &Lease,
         reply: Option<Subject>,
-    ) -> Result<Rebuild<P>, (Option<Subject>, ProjectionError)> {
+    ) -> Result<Rebuild<S>, (Option<Subject>, ProjectionError)> {
         let name = self.shared.name;
         let mut streams = Vec::new();
         for stream in self.shared.streams.keys() {
@@ -51,14 +50,9 @@ impl<P: PersistedProjector> Driver<P> {
             }
         }
         // What an abandoned attempt may have left.
-        persisted::remove_generation(&self.js, &self.config.namespace, name, generation, &streams)
-            .await;
+        persisted::remove_generation(self.store.as_ref(), name, generation, &streams).await;
         let building = Shared::new(name, Kind::Persisted, self.shared.streams.clone());
-        let model = Arc::new(RwLock::new((self.make)()));
-        let mut projection = match self
-            .open(generation, model, building, lease.token(), false)
-            .await
-        {
+        let mut projection = match self.open(generation, building, lease.token(), false).await {
             Ok(p) => p,
             Err(e) => return Err((reply, e)),
         };
@@ -81,9 +75,9 @@ impl<P: PersistedProjector> Driver<P> {
     /// Points queries at the rebuilt generation and removes the old one.
     pub(super) async fn switch(
         &self,
-        old: PersistedProjection<P>,
-        r: Rebuild<P>,
-    ) -> PersistedProjection<P> {
+        old: PersistedProjection<S>,
+        r: Rebuild<S>,
+    ) -> PersistedProjection<S> {
         let mut new = r.projection;
         let generation = new.generation();
         if let Err(e) = control::set_generation(&self.control, self.shared.name, generation).await {
@@ -93,15 +87,11 @@ impl<P: PersistedProjector> Driver<P> {
             new.remove().await;
             return old;
         }
-        {
-            // Queries read `served` under its lock: they see the old model
-            // with its positions, or the new one with its positions.
-            let mut served = shared::recover(self.served.write());
-            let mut built = shared::recover(new.model.write());
-            std::mem::swap(&mut *served, &mut *built);
-            self.shared.applied.send_replace(new.positions().clone());
-        }
-        new.adopt(self.shared.clone(), self.served.clone());
+        // Queries read the old generation complete or the new one caught
+        // up, never a partial one.
+        self.served.set(generation);
+        self.shared.applied.send_replace(new.positions().clone());
+        new.adopt(self.shared.clone());
         let positions = new.positions().clone();
         old.remove().await;
         tracing::info!(generation, events = r.done, "rebuild switched");
@@ -116,7 +106,7 @@ impl<P: PersistedProjector> Driver<P> {
     }
 
     /// Gives a rebuild up, says why to who asked, and removes what it built.
-    pub(super) async fn abandon(&self, r: Rebuild<P>, why: &str) {
+    pub(super) async fn abandon(&self, r: Rebuild<S>, why: &str) {
         tracing::warn!(reason = why, "rebuild abandoned");
         let reason = format!("rebuild abandoned: {why}");
         self.reply(r.reply.as_ref(), &RebuildUpdate::Failed { reason })

@@ -1,5 +1,5 @@
 //! One batch: the deliveries already waiting (up to the batch size),
-//! applied in stream order, stored as one checkpoint, and only then
+//! committed in stream order to the store with their checkpoint, and only then
 //! acknowledged by the caller. Redeliveries are recognised by sequence;
 //! an event behind a missing one is held back; one that keeps failing is
 //! parked.
@@ -8,12 +8,13 @@ use super::{Followed, PersistedProjection};
 use crate::config::OnPoison;
 use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::event;
+use crate::event::Event;
 use crate::parked;
-use crate::projector::PersistedProjector;
-use crate::shared;
+use crate::store::ReadStore;
 use async_nats::jetstream::{self, AckKind};
 use futures::{FutureExt, StreamExt};
 use jetsource_schemas::error::Error;
+use std::collections::VecDeque;
 
 /// One batch: applied and stored, not yet acknowledged.
 pub struct Batch {
@@ -75,7 +76,7 @@ impl Batch {
     }
 }
 
-impl<P: PersistedProjector> PersistedProjection<P> {
+impl<S: ReadStore> PersistedProjection<S> {
     /// True when a followed event lies strictly between `last` and `seq` in
     /// `followed`'s stream.
     pub(super) async fn missing_before(
@@ -103,8 +104,8 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     }
 
     /// Waits for at least one event, takes those already delivered (up to
-    /// the batch size), applies the new ones in order and stores the state
-    /// with their positions. The caller acknowledges the batch.
+    /// the batch size) and commits the new ones in order to the store with
+    /// their positions. The caller acknowledges the batch.
     pub async fn next_batch(&mut self) -> Result<Batch, ProjectionError> {
         let first = self
             .merged
@@ -128,8 +129,8 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             parked: 0,
             halted: None,
         };
-        let mut next_positions = self.positions.clone();
-        let mut next_skipped = self.skipped.clone();
+        let mut queue = VecDeque::new();
+        let mut planned = self.checkpoint.positions.clone();
         let mut blocked = vec![false; self.followed.len()];
         for (index, delivery) in deliveries {
             let message = match delivery {
@@ -152,10 +153,17 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 }
             };
             let stream = self.followed[index].name.clone();
-            let last = next_positions.get(&stream).copied().unwrap_or(0);
-            if seq <= last {
+            let stored = self.checkpoint.positions.get(&stream).copied().unwrap_or(0);
+            if seq <= stored {
                 batch.skipped += 1;
                 batch.done.push(message);
+                continue;
+            }
+            let last = planned.get(&stream).copied().unwrap_or(0);
+            if seq <= last {
+                // A redelivery of an event this batch already holds: it
+                // goes with that one's fate.
+                batch.held_back.push(message);
                 continue;
             }
             if seq > last + 1 && Self::missing_before(&self.followed[index], last, seq).await? {
@@ -172,76 +180,137 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                     continue;
                 }
             };
-            if let Err(e) =
-                shared::apply(&self.model, &event, &self.config, None, false, self.live).await
+            planned.insert(stream, seq);
+            queue.push_back(New {
+                index,
+                message,
+                event,
+                pending,
+            });
+        }
+        let mut next = self.checkpoint.clone();
+        while !queue.is_empty() {
+            let events: Vec<Event> = queue.iter().map(|n| n.event.clone()).collect();
+            let committed = match self
+                .store
+                .commit(self.generation, events, next.clone(), self.live)
+                .await
             {
-                let why = format!("{stream} #{seq} ({}): {e}", event.subject);
-                let delivered = {
-                    let count = self.failures.entry((stream.clone(), seq)).or_insert(0);
-                    *count += 1;
-                    *count
-                };
-                if delivered < u64::from(self.policy.max_deliveries) {
-                    tracing::warn!(%stream, seq, delivered, error = %e, "apply failed; redelivering");
-                    let delay =
-                        (self.config.retry_backoff * delivered as u32).min(self.config.ack_wait);
-                    blocked[index] = true;
-                    batch.failed.push((message, delay));
-                    continue;
-                }
-                if let Err(park_error) =
-                    parked::park(&self.control, self.shared.name, &event, &why, delivered).await
-                {
-                    self.reload().await?;
-                    for message in batch
-                        .done
-                        .iter()
-                        .chain(&batch.held_back)
-                        .chain(std::iter::once(&message))
-                    {
-                        let _ = message.ack_with(AckKind::Nak(None)).await;
-                    }
-                    return Err(park_error);
-                }
-                batch.parked += 1;
-                self.failures.remove(&(stream.clone(), seq));
-                tracing::error!(%stream, seq, delivered, error = %e, policy = ?self.policy.on_poison, "event parked");
-                match self.policy.on_poison {
-                    OnPoison::Skip => {
-                        next_positions.insert(stream.clone(), seq);
-                        next_skipped.entry(stream.clone()).or_default().insert(seq);
-                        batch.done.push(message);
-                        self.shared.delivered(&stream, seq, pending);
-                    }
-                    OnPoison::Stop => {
-                        batch.halted = Some(format!(
-                            "parked after {delivered} deliveries (policy: stop; fix, then replay-parked): {why}"
-                        ));
-                        batch.held_back.push(message);
-                    }
-                }
+                Ok(committed) => committed,
+                Err(e) => return Err(self.refuse(batch, queue, e).await),
+            };
+            for new in queue.drain(..committed.applied.min(queue.len())) {
+                next.advance(&new.event);
+                batch.applied += 1;
+                self.shared
+                    .delivered(&new.event.stream, new.event.seq, new.pending);
+                batch.done.push(new.message);
+            }
+            self.checkpoint = next.clone();
+            let Some(new) = queue.pop_front() else { break };
+            let Some(e) = committed.failure else {
+                // Not applied and no reason given: have them all again.
+                batch.held_back.push(new.message);
+                batch.held_back.extend(queue.drain(..).map(|n| n.message));
+                break;
+            };
+            let (stream, seq) = (new.event.stream.clone(), new.event.seq);
+            let why = format!("{stream} #{seq} ({}): {e}", new.event.subject);
+            let delivered = {
+                let count = self.failures.entry((stream.clone(), seq)).or_insert(0);
+                *count += 1;
+                *count
+            };
+            if delivered < u64::from(self.policy.max_deliveries) {
+                tracing::warn!(%stream, seq, delivered, error = %e, "apply failed; redelivering");
+                let delay =
+                    (self.config.retry_backoff * delivered as u32).min(self.config.ack_wait);
+                batch.failed.push((new.message, delay));
+                hold_back_stream(&mut batch, &mut queue, new.index);
                 continue;
             }
-            next_positions.insert(stream.clone(), seq);
-            batch.applied += 1;
-            batch.done.push(message);
-            self.shared.delivered(&stream, seq, pending);
-        }
-        if batch.applied > 0 || next_skipped != self.skipped {
-            let before = std::mem::replace(&mut self.skipped, next_skipped);
-            if let Err(e) = self.store(&next_positions).await {
-                self.skipped = before;
-                // Memory is ahead of the checkpoint: go back to it and
-                // let JetStream redeliver the batch.
-                self.reload().await?;
-                for message in batch.done.iter().chain(&batch.held_back) {
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
+            if let Err(park_error) =
+                parked::park(&self.control, self.shared.name, &new.event, &why, delivered).await
+            {
+                queue.push_front(new);
+                return Err(self.refuse(batch, queue, park_error).await);
+            }
+            batch.parked += 1;
+            self.failures.remove(&(stream.clone(), seq));
+            tracing::error!(%stream, seq, delivered, error = %e, policy = ?self.policy.on_poison, "event parked");
+            match self.policy.on_poison {
+                OnPoison::Skip => {
+                    next.advance(&new.event);
+                    next.skipped.entry(stream.clone()).or_default().insert(seq);
+                    self.shared.delivered(&stream, seq, new.pending);
+                    batch.done.push(new.message);
                 }
-                return Err(e);
+                OnPoison::Stop => {
+                    batch.halted = Some(format!(
+                        "parked after {delivered} deliveries (policy: stop; fix, then replay-parked): {why}"
+                    ));
+                    batch.held_back.push(new.message);
+                    batch.held_back.extend(queue.drain(..).map(|n| n.message));
+                }
             }
         }
-        self.positions = next_positions;
-        self.shared.applied.send_replace(self.positions.clone());
+        if next != self.checkpoint {
+            // A parked and skipped event last: its position still to store.
+            if let Err(e) = self
+                .store
+                .commit(self.generation, Vec::new(), next.clone(), self.live)
+                .await
+            {
+                return Err(self.refuse(batch, queue, e).await);
+            }
+            self.checkpoint = next;
+        }
+        self.shared
+            .applied
+            .send_replace(self.checkpoint.positions.clone());
         Ok(batch)
     }
+
+    /// The batch was not (completely) stored: every event it took is
+    /// delivered again at once, those already stored to be skipped.
+    fn refuse(
+        &self,
+        batch: Batch,
+        queue: VecDeque<New>,
+        e: ProjectionError,
+    ) -> impl std::future::Future<Output = ProjectionError> + Send + 'static {
+        self.shared
+            .applied
+            .send_replace(self.checkpoint.positions.clone());
+        async move {
+            let failed = batch.failed.into_iter().map(|(m, _)| m);
+            for message in batch
+                .done
+                .into_iter()
+                .chain(batch.held_back)
+                .chain(failed)
+                .chain(queue.into_iter().map(|n| n.message))
+            {
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+            }
+            e
+        }
+    }
+}
+
+/// A new event of the batch, not committed yet.
+struct New {
+    index: usize,
+    message: jetstream::Message,
+    event: Event,
+    pending: u64,
+}
+
+/// Holds back the events of stream `index` still queued: they wait for the
+/// one before them.
+fn hold_back_stream(batch: &mut Batch, queue: &mut VecDeque<New>, index: usize) {
+    let (held, kept): (VecDeque<New>, VecDeque<New>) =
+        queue.drain(..).partition(|n| n.index == index);
+    batch.held_back.extend(held.into_iter().map(|n| n.message));
+    *queue = kept;
 }

@@ -1,12 +1,12 @@
-//! The persisted read model: a durable pull consumer per stream with
-//! explicit acks, and one KV record per projection generation, its
-//! [`Checkpoint`], holding the state together with the last stream
-//! sequence applied per stream.
+//! A persisted projection: a durable pull consumer per stream with
+//! explicit acks, and a [`ReadStore`] holding the read model of each
+//! generation together with its [`Checkpoint`], the last stream sequence
+//! applied per stream.
 //!
-//! Each batch is applied, then written to the checkpoint (a compare-and-set
-//! on its revision), and only then acknowledged. A crash between the write
-//! and the acks makes JetStream redeliver the batch; those events carry
-//! sequences at or below the stored ones and are acknowledged without
+//! Each batch's new events are committed to the store with the advanced
+//! checkpoint as one step, and only then acknowledged. A crash between the
+//! commit and the acks makes JetStream redeliver the batch; those events
+//! carry sequences at or below the stored ones and are acknowledged without
 //! being applied: an exactly-once effect under at-least-once delivery. A
 //! restart loads the checkpoint and resumes from the durable consumer.
 //!
@@ -18,18 +18,18 @@
 //! after the poison policy's number of deliveries it is parked (see
 //! [`crate::parked`]) and the projection halts or skips it. A skipped
 //! event's position is kept in the checkpoint's `skipped` set until
-//! `replay-parked` applies it, in the same write that removes it from the
+//! `replay-parked` applies it, in the same commit that removes it from the
 //! set: it is never applied twice.
 //!
-//! Opening a projection rewrites its checkpoint (compare-and-set), so an
-//! instance that opened it earlier can no longer write: see
+//! Opening a projection stores the opener's lease token in its checkpoint,
+//! so an instance that opened it earlier can no longer commit: see
 //! [`crate::lease`].
 //!
 //! # Layout
-//! - `open`: opening a generation: its bucket, its checkpoint, its durable
+//! - `open`: opening a generation: its storage, its checkpoint, its durable
 //!   consumers.
-//! - `batch`: taking, applying and storing one batch of deliveries.
-//! - `checkpoint`: the KV record of state and positions, loaded and stored.
+//! - `batch`: taking one batch of deliveries and committing its new events.
+//! - `checkpoint`: the one-value store's key.
 //! - `replay`: applying parked events again (`replay-parked`).
 
 mod batch;
@@ -46,11 +46,12 @@ use crate::control;
 use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::position::Positions;
 use crate::projector::PersistedProjector;
-use crate::shared::{self, Shared};
+use crate::shared::Shared;
+use crate::store::{OneValue, ReadStore};
 use async_nats::jetstream::{self, consumer, kv};
 use jetsource_schemas::error::Error;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The bucket of projection `name`'s first generation (see
 /// [`control::generation_bucket`] for the others), without a subject
@@ -85,24 +86,21 @@ struct Followed {
     consumer: consumer::PullConsumer,
 }
 
-/// A persisted projection, driven one batch at a time.
+/// A persisted projection's generation, driven one batch at a time, over
+/// its store `S`.
 ///
 /// [`crate::ProjectorRuntime`] drives it; it is public so a batch can be
-/// applied and stored without being acknowledged, as after a crash.
-pub struct PersistedProjection<P: PersistedProjector> {
+/// committed without being acknowledged, as after a crash.
+pub struct PersistedProjection<S: ReadStore> {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) model: Arc<RwLock<P>>,
+    pub(crate) store: Arc<S>,
     config: ProjectorConfig,
-    js: jetstream::Context,
     control: kv::Store,
     generation: u64,
-    lease: u64,
     live: bool,
     policy: PoisonPolicy,
-    kv: kv::Store,
-    revision: u64,
-    positions: Positions,
-    skipped: BTreeMap<String, BTreeSet<u64>>,
+    /// The checkpoint as stored (positions, skipped events, lease token).
+    checkpoint: Checkpoint,
     /// Failed applies per (stream, seq) in this process. JetStream's own
     /// delivery count also counts redeliveries of events held back behind
     /// a failing one, so it cannot say how often *this* event failed.
@@ -111,10 +109,10 @@ pub struct PersistedProjection<P: PersistedProjector> {
     merged: Merged,
 }
 
-impl<P: PersistedProjector> PersistedProjection<P> {
+impl<S: ReadStore> PersistedProjection<S> {
     /// The positions stored in the checkpoint.
     pub fn positions(&self) -> &Positions {
-        &self.positions
+        &self.checkpoint.positions
     }
 
     /// The generation it reads and writes.
@@ -129,10 +127,9 @@ impl<P: PersistedProjector> PersistedProjection<P> {
     }
 
     /// Makes this (rebuilt) generation the one queries read: it now
-    /// reports to `shared`, folds into `model` and runs side effects.
-    pub(crate) fn adopt(&mut self, shared: Arc<Shared>, model: Arc<RwLock<P>>) {
+    /// reports to `shared` and runs side effects.
+    pub(crate) fn adopt(&mut self, shared: Arc<Shared>) {
         self.shared = shared;
-        self.model = model;
         self.live = true;
     }
 
@@ -150,29 +147,38 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         Ok(total)
     }
 
-    /// Deletes this generation's consumers and bucket (after a switch to a
-    /// newer one, or to retry a failed rebuild).
+    /// Deletes this generation's consumers and storage (after a switch to
+    /// a newer one, or to retry a failed rebuild).
     pub(crate) async fn remove(self) {
-        let (js, name, generation) = (self.js.clone(), self.shared.name, self.generation);
-        let namespace = self.config.namespace.clone();
+        let (store, name, generation) = (self.store.clone(), self.shared.name, self.generation);
         let streams: Vec<jetstream::stream::Stream> =
             self.followed.iter().map(|f| f.stream.clone()).collect();
         drop(self);
-        remove_generation(&js, &namespace, name, generation, &streams).await;
-    }
-
-    /// Reads the projector.
-    pub fn read<R>(&self, f: impl FnOnce(&P) -> R) -> R {
-        let guard = shared::recover(self.model.read());
-        f(&guard)
+        remove_generation(store.as_ref(), name, generation, &streams).await;
     }
 }
 
-/// Deletes generation `generation` of `name` in `namespace`: its consumer
-/// on each of `streams`, and its bucket. Missing ones are fine.
-pub(crate) async fn remove_generation(
-    js: &jetstream::Context,
-    namespace: &jetsource_schemas::Namespace,
+impl<P: PersistedProjector> PersistedProjection<OneValue<P>> {
+    /// Reads the projector.
+    pub fn read<R>(&self, f: impl FnOnce(&P) -> R) -> R {
+        self.store.read(self.generation, f)
+    }
+}
+
+/// Deletes generation `generation` of `name`: its consumer on each of
+/// `streams`, and its storage in `store`. Missing ones are fine.
+pub(crate) async fn remove_generation<S: ReadStore>(
+    store: &S,
+    name: &str,
+    generation: u64,
+    streams: &[jetstream::stream::Stream],
+) {
+    remove_consumers(name, generation, streams).await;
+    store.remove(generation).await;
+}
+
+/// Deletes generation `generation`'s consumer on each of `streams`.
+pub(crate) async fn remove_consumers(
     name: &str,
     generation: u64,
     streams: &[jetstream::stream::Stream],
@@ -184,9 +190,5 @@ pub(crate) async fn remove_generation(
         if let Err(e) = stream.delete_consumer(&consumer).await {
             tracing::debug!(%consumer, error = %e, "consumer not deleted");
         }
-    }
-    let bucket = namespace.bucket(&control::generation_bucket(name, generation));
-    if let Err(e) = js.delete_key_value(&bucket).await {
-        tracing::debug!(%bucket, error = %e, "bucket not deleted");
     }
 }

@@ -1,4 +1,4 @@
-//! Opening a generation of a persisted projection: its bucket (created
+//! Opening a generation of a persisted projection: its storage (created
 //! when missing), the checkpoint stored there, and a durable consumer per
 //! stream, checked against the checkpoint before anything is read.
 
@@ -6,15 +6,17 @@ use super::{Followed, PersistedProjection};
 use crate::config::ProjectorConfig;
 use crate::control;
 use crate::error::{ProjectionError, ProjectionErrorKind};
-use crate::position::{self, Positions};
+use crate::persisted;
+use crate::position;
 use crate::projector::PersistedProjector;
-use crate::shared::{self, Shared};
+use crate::shared::Shared;
 use crate::status::{Kind, Phase};
+use crate::store::{OneValue, ReadStore};
 use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
 use jetsource_schemas::error::Error;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// How to open a projection's generation.
 pub(crate) struct Opening {
@@ -26,9 +28,10 @@ pub(crate) struct Opening {
     pub control: kv::Store,
 }
 
-impl<P: PersistedProjector> PersistedProjection<P> {
-    /// Opens the projection of `projector` on `client`: its bucket (created
-    /// when missing), the state stored there, and its durable consumers.
+impl<P: PersistedProjector + Clone> PersistedProjection<OneValue<P>> {
+    /// Opens the one-value projection of `projector` on `client`: its
+    /// bucket (created when missing), the state stored there, and its
+    /// durable consumers.
     pub async fn open(
         client: async_nats::Client,
         projector: P,
@@ -49,64 +52,47 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             live: true,
             control,
         };
-        Self::open_shared(
-            &js,
-            shared,
-            Arc::new(RwLock::new(projector)),
-            config,
-            opening,
-        )
-        .await
+        let store = OneValue::new(js.clone(), config.clone(), move || projector.clone());
+        Self::open_shared(&js, shared, Arc::new(store), config, opening).await
     }
+}
 
+impl<S: ReadStore> PersistedProjection<S> {
     pub(crate) async fn open_shared(
         js: &jetstream::Context,
         shared: Arc<Shared>,
-        model: Arc<RwLock<P>>,
+        store: Arc<S>,
         config: &ProjectorConfig,
         opening: Opening,
     ) -> Result<Self, ProjectionError> {
         let name = shared.name;
         let generation = opening.generation;
         let consumer_name = |name: &str| control::generation_consumer(name, generation);
-        let policy = {
-            let guard = shared::recover(model.read());
-            guard.poison_policy(config.poison_policy())
-        };
-        let kv = js
-            .create_or_update_key_value(kv::Config {
-                bucket: config
-                    .namespace
-                    .bucket(&control::generation_bucket(name, generation)),
-                description: format!("read model of projection {name}"),
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
+        let policy = store.poison_policy(config.poison_policy());
+        let opened = store.open(generation, opening.lease).await?;
         let mut projection = PersistedProjection {
             shared: shared.clone(),
-            model,
+            store,
             config: config.clone(),
-            js: js.clone(),
             control: opening.control,
             generation,
-            lease: opening.lease,
             live: opening.live,
             policy,
-            kv,
-            revision: 0,
-            positions: Positions::new(),
-            skipped: BTreeMap::new(),
+            checkpoint: opened.checkpoint,
             failures: BTreeMap::new(),
             followed: Vec::new(),
             merged: futures::stream::SelectAll::new().peekable(),
         };
-        projection.reload().await?;
-        // Fencing: from here on, whoever opened this generation before
-        // writes against an old revision and is refused.
-        let positions = projection.positions.clone();
-        projection.store(&positions).await?;
+        shared
+            .applied
+            .send_replace(projection.checkpoint.positions.clone());
+        if opened.reset {
+            let mut streams = Vec::new();
+            for stream_name in shared.streams.keys() {
+                streams.push(crate::runtime::get_stream(js, stream_name).await?);
+            }
+            persisted::remove_consumers(name, generation, &streams).await;
+        }
         for (stream_name, filters) in &shared.streams {
             let stream = crate::runtime::get_stream(js, stream_name).await?;
             let head = stream
@@ -136,7 +122,12 @@ impl<P: PersistedProjector> PersistedProjection<P> {
                 .info()
                 .await
                 .map_err(|e| Error::with_source(ProjectionErrorKind::Nats, e))?;
-            let stored = projection.positions.get(stream_name).copied().unwrap_or(0);
+            let stored = projection
+                .checkpoint
+                .positions
+                .get(stream_name)
+                .copied()
+                .unwrap_or(0);
             let acked = info.ack_floor.stream_sequence;
             if acked > stored {
                 return Err(Error::new(

@@ -1,16 +1,15 @@
 //! `replay-parked`: the parked events of a projection applied again, each
-//! stored in the checkpoint before it leaves the parked store.
+//! committed with the checkpoint before it leaves the parked store.
 
 use super::PersistedProjection;
 use crate::control;
 use crate::error::ProjectionError;
 use crate::event;
 use crate::parked::{self, ParkedEvent};
-use crate::projector::PersistedProjector;
-use crate::shared;
+use crate::store::ReadStore;
 use std::collections::BTreeSet;
 
-impl<P: PersistedProjector> PersistedProjection<P> {
+impl<S: ReadStore> PersistedProjection<S> {
     /// Applies the parked events of this projection again, oldest first
     /// per stream: a skipped one out of order (it is in the checkpoint's
     /// `skipped` set), the one a halted projection stopped at in order.
@@ -20,8 +19,14 @@ impl<P: PersistedProjector> PersistedProjection<P> {
         let mut summary = control::ReplaySummary::default();
         let mut stuck: BTreeSet<String> = BTreeSet::new();
         for p in parked::list_from(&self.control, self.shared.name).await? {
-            let position = self.positions.get(&p.stream).copied().unwrap_or(0);
+            let position = self
+                .checkpoint
+                .positions
+                .get(&p.stream)
+                .copied()
+                .unwrap_or(0);
             let skipped = self
+                .checkpoint
                 .skipped
                 .get(&p.stream)
                 .is_some_and(|s| s.contains(&p.seq));
@@ -72,30 +77,33 @@ impl<P: PersistedProjector> PersistedProjection<P> {
             .map_err(|e| format!("{what}: cannot read it from the stream: {e}"))?;
         let event = event::from_stream_message(&self.config.namespace, &p.stream, raw)
             .map_err(|e| e.to_string())?;
-        shared::apply(&self.model, &event, &self.config, None, false, self.live)
-            .await
-            .map_err(|e| format!("{what} ({}): {e}", event.subject))?;
-        let mut positions = self.positions.clone();
-        let before = self.skipped.clone();
+        let mut next = self.checkpoint.clone();
         if skipped {
-            if let Some(set) = self.skipped.get_mut(&p.stream) {
+            if let Some(set) = next.skipped.get_mut(&p.stream) {
                 set.remove(&p.seq);
                 if set.is_empty() {
-                    self.skipped.remove(&p.stream);
+                    next.skipped.remove(&p.stream);
                 }
             }
-        } else {
-            positions.insert(p.stream.clone(), p.seq);
         }
-        if let Err(e) = self.store(&positions).await {
-            self.skipped = before;
-            let _ = self.reload().await;
-            return Err(format!(
-                "{what}: applied but not stored, so not applied: {e}"
-            ));
+        let subject = event.subject.clone();
+        let committed = self
+            .store
+            .commit(self.generation, vec![event], next.clone(), self.live)
+            .await
+            .map_err(|e| format!("{what}: not stored, so not applied: {e}"))?;
+        if committed.applied == 0 {
+            // Nothing stored: the checkpoint is as it was.
+            return Err(match committed.failure {
+                Some(e) => format!("{what} ({subject}): {e}"),
+                None => format!("{what} ({subject}): not applied"),
+            });
         }
-        self.positions = positions;
-        self.shared.applied.send_replace(self.positions.clone());
+        next.advance_to(&p.stream, p.seq);
+        self.checkpoint = next;
+        self.shared
+            .applied
+            .send_replace(self.checkpoint.positions.clone());
         Ok(())
     }
 }

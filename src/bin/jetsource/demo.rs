@@ -4,6 +4,7 @@
 use jetsource::app::{App, Nats};
 use jetsource::config::Config;
 use jetsource::embedded;
+use jetsource::projector::document::InMemory;
 use jetsource_client::{CommandClient, SendOptions};
 use jetsource_feedback::Feedback;
 use jetsource_reference::blog::BlogPost;
@@ -134,7 +135,8 @@ pub(crate) async fn run(
     let mut feedback = Feedback::new(client.clone(), feedback_config);
     let app = App::new()
         .aggregate::<BlogPost>()
-        .projector(BlogPosts::default);
+        // In memory: the tour's own process leaves nothing stored behind.
+        .projector(|| InMemory::new(BlogPosts));
     let runtime = app
         .runtime_builder(client.clone())
         .config(runtime_config)

@@ -1,5 +1,6 @@
 //! The `jetsource` binary: the CLI hosting the reference application (the
-//! blog post and the bank account, and the `blogposts` projection), with
+//! blog post and the bank account, the `blogposts` projection, and
+//! `blogposts_pg` when a PostgreSQL database is configured), with
 //! the reference application's own subcommands, `demo` and `bench`, beside
 //! jetsource's.
 
@@ -10,6 +11,7 @@ use jetsource::App;
 use jetsource_reference::account::Account;
 use jetsource_reference::blog::BlogPost;
 use jetsource_reference::blogposts::BlogPosts;
+use jetsource_reference::blogposts_pg::BlogPostsPg;
 use std::process::ExitCode;
 
 /// The reference application's own subcommands.
@@ -48,7 +50,8 @@ fn main() -> ExitCode {
     let app = App::new()
         .aggregate::<BlogPost>()
         .aggregate::<Account>()
-        .projector(BlogPosts::default);
+        .documents(|| BlogPosts)
+        .postgres_projector(|| BlogPostsPg);
     cli::main_with(app, run)
 }
 

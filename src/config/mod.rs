@@ -1,0 +1,232 @@
+//! Settings: `config/jetsource.toml` (or `--config`), then environment
+//! variables, then flags. Every setting has a default; unknown keys and
+//! invalid values fail at start with a message naming the setting.
+//!
+//! Each library settings type ([`RuntimeConfig`], [`StreamSettings`],
+//! [`FeedbackConfig`], [`ProjectorConfig`] and the types nested in them)
+//! reads its own keys, holds its defaults and checks its values; [`Config`]
+//! lays them out in the file's sections and adds jetsource's own.
+//!
+//! # Layout
+//! - `mod.rs`: [`Config`], reading and checking it, and each role's
+//!   settings built from it.
+//! - `sections.rs`: jetsource's own sections, and those laying a library
+//!   type beside others (`[handlers]`, `[feedback]`, `[projectors]`).
+//! - `env.rs`: environment variables and flags over the file.
+//! - `error.rs`: [`ConfigError`], and naming the setting a file got wrong.
+
+mod env;
+mod error;
+mod sections;
+#[cfg(test)]
+mod tests;
+
+pub use env::ENV_OVERRIDES;
+pub use error::ConfigError;
+pub use sections::{
+    EmbeddedConfig, FeedbackSection, NatsConfig, ObservabilityConfig, ProjectorsSection, Roles,
+    RunConfig, ROLES,
+};
+
+use crate::auth::Auth;
+use jetsource_feedback::FeedbackConfig;
+use jetsource_handlers::runtime::RuntimeConfig;
+use jetsource_handlers::store::StreamSettings;
+use jetsource_projector::ProjectorConfig;
+use jetsource_schemas::settings::SettingError;
+use jetsource_schemas::Namespace;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config/jetsource.toml";
+/// Names the config file.
+pub const CONFIG_ENV: &str = "JETSOURCE_CONFIG";
+/// The NATS URL, before `NATS_URL` and the config file.
+pub const URL_ENV: &str = "JETSOURCE_NATS_URL";
+/// The subject prefix, before the config file.
+pub const SUBJECT_PREFIX_ENV: &str = "JETSOURCE_SUBJECT_PREFIX";
+/// The PostgreSQL read models' database, before `[projectors] postgres_url`.
+pub const POSTGRES_URL_ENV: &str = "JETSOURCE_POSTGRES_URL";
+
+/// All settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where NATS is.
+    pub nats: NatsConfig,
+    /// The embedded nats-server, used when no URL is set.
+    pub embedded: EmbeddedConfig,
+    /// Command handling: the runtime's, command handling's, snapshots' and
+    /// group commit's keys in one table. Its `streams`, `reply` and
+    /// `namespace` are not read from here: [`Config::runtime`] takes them
+    /// from `[streams]`, `[feedback] reply` and `[nats] subject_prefix`.
+    #[serde(deserialize_with = "sections::handlers")]
+    pub handlers: RuntimeConfig,
+    /// Event streams.
+    pub streams: StreamSettings,
+    /// Feedback: replies, rejection notices, the error cache.
+    pub feedback: FeedbackSection,
+    /// Projectors and queries.
+    pub projectors: ProjectorsSection,
+    /// What `jetsource run` does.
+    pub run: RunConfig,
+    /// Metrics and health over HTTP.
+    pub observability: ObservabilityConfig,
+}
+
+/// A library type's refusal, as the setting `section.key`.
+fn in_section(section: &'static str) -> impl Fn(SettingError) -> ConfigError {
+    move |e| {
+        ConfigError::invalid(
+            format!("{section}.{}", e.kind().key()),
+            e.message().unwrap_or_default(),
+        )
+    }
+}
+
+impl Config {
+    /// Reads `path`, or `$JETSOURCE_CONFIG`, or [`DEFAULT_CONFIG_FILE`] when
+    /// it exists, or the defaults; then validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env_path = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+        let (path, required) = match (path, env_path) {
+            (Some(p), _) => (p.to_path_buf(), true),
+            (None, Some(p)) => (p, true),
+            (None, None) => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => error::parse(&path, &text)?,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every setting; the error names the first invalid one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.namespace()?;
+        self.runtime()?;
+        self.auth()?;
+        self.feedback()?;
+        self.projectors()?;
+        self.roles()?;
+        self.metrics_addr()?;
+        Ok(())
+    }
+
+    /// The roles of `jetsource run`, checked: known names, at least one.
+    pub fn roles(&self) -> Result<Roles, ConfigError> {
+        let mut roles = Roles {
+            handlers: false,
+            feedback: false,
+            projectors: false,
+        };
+        for role in &self.run.roles {
+            match role.trim() {
+                "handlers" => roles.handlers = true,
+                "feedback" => roles.feedback = true,
+                "projectors" => roles.projectors = true,
+                other => {
+                    return Err(ConfigError::invalid(
+                        "run.roles",
+                        format!("unknown role {other:?}; known: {}", ROLES.join(", ")),
+                    ))
+                }
+            }
+        }
+        if !(roles.handlers || roles.feedback || roles.projectors) {
+            return Err(ConfigError::invalid("run.roles", "name at least one role"));
+        }
+        Ok(roles)
+    }
+
+    /// The metrics and health address; `None` when `off`.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let addr = self.observability.metrics_addr.trim();
+        if addr.eq_ignore_ascii_case("off") || addr.is_empty() {
+            return Ok(None);
+        }
+        addr.parse().map(Some).map_err(|_| {
+            ConfigError::invalid(
+                "observability.metrics_addr",
+                format!("{addr:?} is not an address like 127.0.0.1:9464 (or \"off\")"),
+            )
+        })
+    }
+
+    /// The NATS URL: `flag`, then `$JETSOURCE_NATS_URL`, `$NATS_URL`, then
+    /// the config file. `None`: use the embedded server.
+    pub fn nats_url(&self, flag: Option<&str>) -> Option<String> {
+        flag.map(str::to_string)
+            .or_else(|| std::env::var(URL_ENV).ok().filter(|s| !s.is_empty()))
+            .or_else(|| std::env::var("NATS_URL").ok().filter(|s| !s.is_empty()))
+            .or_else(|| self.nats.url.clone())
+    }
+
+    /// The subject prefix (`nats.subject_prefix`, `$JETSOURCE_SUBJECT_PREFIX`
+    /// or `--subject-prefix`), checked.
+    pub fn namespace(&self) -> Result<Namespace, ConfigError> {
+        Namespace::new(&self.nats.subject_prefix)
+            .map_err(|e| ConfigError::invalid("nats.subject_prefix", e.to_string()))
+    }
+
+    /// The credentials and TLS settings: `[nats.auth]` and `[nats.tls]`,
+    /// each overridden by its `JETSOURCE_NATS_*` environment variable.
+    pub fn auth(&self) -> Result<Auth, ConfigError> {
+        Auth::resolve(&self.nats.auth, &self.nats.tls, |name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// The command runtime's settings: `[handlers]`, `[streams]`,
+    /// `[feedback] reply` and the subject prefix.
+    pub fn runtime(&self) -> Result<RuntimeConfig, ConfigError> {
+        self.handlers.validate().map_err(in_section("handlers"))?;
+        self.handlers
+            .group_commit
+            .validate()
+            .map_err(in_section("handlers"))?;
+        self.streams.validate().map_err(in_section("streams"))?;
+        Ok(RuntimeConfig {
+            streams: self.streams.clone(),
+            reply: self.feedback.reply,
+            namespace: self.namespace()?,
+            ..self.handlers.clone()
+        })
+    }
+
+    /// The feedback role's settings: `[feedback]`, with the command index
+    /// replicated like the event streams, and the subject prefix.
+    pub fn feedback(&self) -> Result<FeedbackConfig, ConfigError> {
+        self.feedback
+            .settings
+            .validate()
+            .map_err(in_section("feedback"))?;
+        Ok(FeedbackConfig {
+            index_replicas: self.streams.replicas,
+            namespace: self.namespace()?,
+            ..self.feedback.settings.clone()
+        })
+    }
+
+    /// The projector runtime's settings: `[projectors]` and the subject
+    /// prefix.
+    pub fn projectors(&self) -> Result<ProjectorConfig, ConfigError> {
+        self.projectors
+            .settings
+            .validate()
+            .map_err(in_section("projectors"))?;
+        Ok(ProjectorConfig {
+            namespace: self.namespace()?,
+            ..self.projectors.settings.clone()
+        })
+    }
+}
