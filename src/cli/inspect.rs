@@ -321,6 +321,13 @@ pub(crate) async fn rewind(
         .await
     {
         Ok(rewound) => {
+            if let Some(asked) = rewound.snapped_from {
+                eprintln!(
+                    "jetsource rewind: #{asked} falls inside one command's events; \
+                     shown after the command before it (#{})",
+                    rewound.seq
+                );
+            }
             print_json(&rewound);
             if rewound.events == 0 {
                 ExitCode::from(1)
