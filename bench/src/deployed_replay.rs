@@ -8,7 +8,7 @@
 
 use super::deployed::Deployed;
 use super::env::Env;
-use super::replay::{ensure_events, raw_replay};
+use super::replay::{ensure_events, head, raw_replay};
 use super::report::Figure;
 use super::BenchError;
 use super::BenchErrorExt as _;
@@ -35,16 +35,7 @@ pub async fn documents_replay(env: &mut Env, binary: &Path) -> Result<Vec<Figure
     ensure_events(env, documents(env)).await?;
     env.stop_jetsource().await;
     let stream_name = subject::stream_name("blogpost");
-    let head = env
-        .jetstream()
-        .get_stream(&stream_name)
-        .await
-        .map_err(BenchError::nats)?
-        .get_info()
-        .await
-        .map_err(BenchError::nats)?
-        .state
-        .last_sequence;
+    let head = head(env, &stream_name).await?;
     let raw = raw_replay(env, head).await?;
     let started = Instant::now();
     let deployed = Deployed::start(binary, &env.url, Some("projectors"))?;

@@ -77,6 +77,20 @@ pub async fn replay(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
     Ok(figures)
 }
 
+/// The last sequence of stream `stream_name`.
+pub(crate) async fn head(env: &Env, stream_name: &str) -> Result<u64, BenchError> {
+    Ok(env
+        .jetstream()
+        .get_stream(stream_name)
+        .await
+        .map_err(BenchError::nats)?
+        .get_info()
+        .await
+        .map_err(BenchError::nats)?
+        .state
+        .last_sequence)
+}
+
 /// `raw_replay`: a plain pull consumer with explicit acks reading the
 /// first `n` events of the blog stream.
 pub(crate) async fn raw_replay(env: &Env, n: u64) -> Result<Figure, BenchError> {
@@ -129,16 +143,7 @@ pub(crate) async fn raw_replay(env: &Env, n: u64) -> Result<Figure, BenchError> 
 /// Attaches the blog projection and times its fold of the whole stream.
 async fn projector_replay(env: &Env) -> Result<Figure, BenchError> {
     let stream_name = subject::stream_name("blogpost");
-    let head = env
-        .jetstream()
-        .get_stream(&stream_name)
-        .await
-        .map_err(BenchError::nats)?
-        .get_info()
-        .await
-        .map_err(BenchError::nats)?
-        .state
-        .last_sequence;
+    let head = head(env, &stream_name).await?;
     let client = jetsource_handlers::connect(&env.url)
         .await
         .map_err(BenchError::nats)?;
@@ -174,16 +179,7 @@ async fn postgres_replay(env: &Env, url: &str) -> Result<Figure, BenchError> {
     use jetsource_postgres::HostPostgres;
     use jetsource_reference::blogposts_pg::BlogPostsPg;
     let stream_name = subject::stream_name("blogpost");
-    let head = env
-        .jetstream()
-        .get_stream(&stream_name)
-        .await
-        .map_err(BenchError::nats)?
-        .get_info()
-        .await
-        .map_err(BenchError::nats)?
-        .state
-        .last_sequence;
+    let head = head(env, &stream_name).await?;
     let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .map_err(BenchError::failed_display)?;
