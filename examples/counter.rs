@@ -35,7 +35,8 @@ enum CounterCommand {
 }
 
 /// `evt.counter.<id>.Started` and `evt.counter.<id>.Added`.
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+// PartialEq and Debug: the test harness compares and shows events.
+#[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 enum CounterEvent {
     Started {},
     Added { by: u64 },
@@ -73,4 +74,18 @@ impl Aggregate for Counter {
 
 fn main() -> std::process::ExitCode {
     jetsource::cli::main(App::new().aggregate::<Counter>())
+}
+
+// The README's test, as written there (`cargo test --example counter`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adding_to_a_started_counter() {
+        use jetsource::testing::AggregateTest;
+        AggregateTest::<Counter>::given(vec![CounterEvent::Started {}])
+            .when_wire("add", r#"{"by": 2}"#)
+            .then_expect_events(vec![CounterEvent::Added { by: 2 }]);
+    }
 }
