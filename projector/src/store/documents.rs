@@ -29,6 +29,7 @@
 //! An existing bucket is used with its settings (an operator may set
 //! limits such as `max_value_size`); a missing one is created.
 
+use super::document_reads::DocumentReads;
 use super::key_index::KeyIndex;
 use super::{Checkpoint, Committed, Opened, ReadStore};
 use crate::config::{PoisonPolicy, ProjectorConfig};
@@ -81,6 +82,8 @@ pub struct DocumentStore<P: DocumentProjector> {
     buckets: Mutex<BTreeMap<u64, (kv::Store, u64)>>,
     /// The key order of each generation listed so far.
     indexes: tokio::sync::Mutex<BTreeMap<u64, Arc<KeyIndex>>>,
+    /// How a batch's documents are read.
+    reads: DocumentReads,
 }
 
 /// A document as a commit reads and folds it.
@@ -108,6 +111,7 @@ impl<P: DocumentProjector> DocumentStore<P> {
             projector,
             buckets: Mutex::new(BTreeMap::new()),
             indexes: tokio::sync::Mutex::new(BTreeMap::new()),
+            reads: DocumentReads::default(),
         }
     }
 
@@ -180,29 +184,30 @@ impl<P: DocumentProjector> DocumentStore<P> {
         }
     }
 
-    /// Reads the current entries of `keys`, concurrently.
+    /// Reads the current entries of `keys` (see [`DocumentReads`]).
     async fn read_docs(
+        &self,
         kv: &kv::Store,
         keys: Vec<String>,
     ) -> Result<HashMap<String, Doc<P::Document>>, ProjectionError> {
-        futures::stream::iter(keys)
-            .map(|key| async move {
-                let entry = kv
-                    .entry(key.clone())
-                    .await
-                    .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
-                let doc = match entry {
-                    Some(entry) if entry.operation == kv::Operation::Put => {
-                        let stored: Entry<P::Document> = serde_json::from_slice(&entry.value)
-                            .map_err(|e| {
+        let read = self.reads.read(&self.js.client(), kv, keys).await?;
+        read.into_iter()
+            .map(|(key, read)| {
+                let doc = match read.value {
+                    Some(value) => {
+                        let stored: Entry<P::Document> =
+                            serde_json::from_slice(&value).map_err(|e| {
                                 Error::with_message_and_source(
                                     ProjectionErrorKind::Store,
-                                    format!("document {key} does not decode"),
+                                    format!(
+                                        "document {} does not decode",
+                                        jetsource_schemas::reply::excerpt(&key, 64)
+                                    ),
                                     e,
                                 )
                             })?;
                         Doc {
-                            revision: entry.revision,
+                            revision: read.revision,
                             held: stored.seq.clone(),
                             seq: stored.seq,
                             doc: stored.doc,
@@ -210,8 +215,8 @@ impl<P: DocumentProjector> DocumentStore<P> {
                             encoded: None,
                         }
                     }
-                    other => Doc {
-                        revision: other.map_or(0, |e| e.revision),
+                    None => Doc {
+                        revision: read.revision,
                         seq: Positions::new(),
                         held: Positions::new(),
                         doc: None,
@@ -219,11 +224,9 @@ impl<P: DocumentProjector> DocumentStore<P> {
                         encoded: None,
                     },
                 };
-                Ok::<_, ProjectionError>((key, doc))
+                Ok((key, doc))
             })
-            .buffer_unordered(WRITES_IN_FLIGHT)
-            .try_collect()
-            .await
+            .collect()
     }
 
     /// Writes the changed documents, concurrently, each by compare-and-set.
@@ -424,7 +427,7 @@ impl<P: DocumentProjector> ReadStore for DocumentStore<P> {
             .collect();
         keys.sort();
         keys.dedup();
-        let mut docs = Self::read_docs(&kv, keys).await?;
+        let mut docs = self.read_docs(&kv, keys).await?;
         let max_entry = self
             .js
             .client()

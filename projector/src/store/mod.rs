@@ -43,10 +43,12 @@
 //! - `one_value`: [`OneValue`], the one-value store.
 //! - `documents`: [`DocumentStore`], one KV entry per document.
 //! - `document_query`: its `get` and `list` queries.
+//! - `document_reads`: reading a batch's documents, batched.
 //! - `key_index`: the key order its `list` pages are read in.
 
 mod checkpoint;
 mod document_query;
+mod document_reads;
 mod documents;
 mod key_index;
 pub(crate) mod one_value;
