@@ -275,7 +275,10 @@ impl<A: Aggregate> AggregateHandler<A> {
 
     /// Reads each of `slots` again after a failed append; true when any
     /// found newer events.
-    async fn reload_all(&self, slots: &mut [(&str, &mut Slot<A>)]) -> Result<bool, CommandFailure> {
+    pub(super) async fn reload_all(
+        &self,
+        slots: &mut [(&str, &mut Slot<A>)],
+    ) -> Result<bool, CommandFailure> {
         let mut moved = false;
         for (aggregate_id, slot) in slots.iter_mut() {
             moved |= self.reload(slot, aggregate_id).await?;

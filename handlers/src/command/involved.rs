@@ -30,6 +30,10 @@ use tokio::sync::Mutex;
 /// batch (JetStream takes at most 1,000 messages in one).
 pub(crate) const MAX_INVOLVED: usize = 64;
 
+/// How often a refusal is decided again after reads that found the
+/// aggregates moved on, before it stands as it is.
+const MAX_RECHECKS: u32 = 16;
+
 /// One aggregate's share of a decision: its index among the involved ids,
 /// its events in order.
 struct Share<E> {
@@ -79,11 +83,26 @@ impl<A: Aggregate> AggregateHandler<A> {
         }
         let mut command = Some(command);
         let mut attempts = Attempts::new();
+        let mut rechecks = 0;
         loop {
             for (id, slot) in ids.iter().zip(guards.iter_mut()) {
                 crate::metrics::global().state_cache(slot.loaded);
                 if !slot.loaded {
                     self.load(slot, id).await?;
+                }
+            }
+            // A command another process stored shows on every slot it
+            // touched only once each has read that far: when any holds the
+            // id, read the tails of those that do not before answering.
+            let command_id: &str = &request.command_id;
+            if guards
+                .iter()
+                .any(|slot| slot.commands.contains_key(command_id))
+            {
+                for (id, slot) in ids.iter().zip(guards.iter_mut()) {
+                    if !slot.commands.contains_key(command_id) {
+                        self.reload(slot, id).await?;
+                    }
                 }
             }
             if let Some(answer) = self.answered(&ids, &guards, addressed, request)? {
@@ -101,11 +120,32 @@ impl<A: Aggregate> AggregateHandler<A> {
                 .filter(|(i, _)| *i != addressed)
                 .map(|(_, (id, slot))| (id.as_str(), &slot.state))
                 .collect();
-            let decided = guards[addressed]
-                .state
-                .handle_many(request.aggregate_id, command, &others)
-                .map_err(CommandFailure::Denied)?;
+            let decided =
+                guards[addressed]
+                    .state
+                    .handle_many(request.aggregate_id, command, &others);
             drop(others);
+            let decided = match decided {
+                Ok(decided) => decided,
+                Err(rejection) => {
+                    // A refusal is never checked at commit, and another
+                    // process may have moved any of the aggregates (or
+                    // stored this very command): it stands only once the
+                    // slots are shown current.
+                    rechecks += 1;
+                    if rechecks <= MAX_RECHECKS {
+                        let mut pairs: Vec<(&str, &mut Slot<A>)> = ids
+                            .iter()
+                            .map(String::as_str)
+                            .zip(guards.iter_mut().map(|g| &mut **g))
+                            .collect();
+                        if self.reload_all(&mut pairs).await? {
+                            continue;
+                        }
+                    }
+                    return Err(CommandFailure::Denied(rejection));
+                }
+            };
             let shares = shares(&ids, decided)?;
             if shares.is_empty() {
                 return Ok(AcceptedEvents {
