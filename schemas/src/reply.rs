@@ -63,6 +63,8 @@ pub struct Accepted {
     /// The aggregate instance id.
     pub aggregate_id: String,
     /// The events the command appended, in order; empty when it decided none.
+    /// A command over several aggregates lists all of them, each other
+    /// aggregate's marked with its [`EventRef::aggregate_id`].
     pub events: Vec<EventRef>,
     /// True when the command id had already been accepted on this aggregate:
     /// nothing new was appended and `events` are the original ones.
