@@ -1,7 +1,8 @@
 //! The transfer figures: a command over two accounts (one decision over
 //! both, one atomic append of an event on each) against a deposit on one,
-//! over the same seeded accounts; and transfers among ten accounts through
-//! two runtimes, where the batches' checks meet and conflicts are counted.
+//! over the same seeded accounts; and deposits, then transfers, among ten
+//! accounts through two runtimes, where the checks meet and conflicts are
+//! counted.
 
 use super::env::Env;
 use super::load;
@@ -24,8 +25,9 @@ const CONTENDED: u64 = 10;
 const OPENING_BALANCE: u64 = 1 << 50;
 
 /// `account_deposit_roundtrip`, `transfer_roundtrip` (as a ratio to the
-/// deposits) and `transfer_contended_10` (two runtimes, with
-/// `conflicts_per_transfer`: refused batches per transfer answered).
+/// deposits), and `deposit_contended_10` and `transfer_contended_10` (two
+/// runtimes on ten accounts, with `conflicts_per_command`: appends refused
+/// by a check, per command answered).
 pub async fn transfers(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
     env.ensure_jetsource().await?;
     let spread = accounts(env, "acct", env.settings.aggregates.max(2), false);
@@ -43,7 +45,7 @@ pub async fn transfers(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
 
     // A second runtime on its own connection shares the command subjects:
     // its batches and the hosted one's meet on the same ten accounts.
-    let contended = accounts(env, "acct-hot", CONTENDED, true);
+    let contended = accounts(env, "acct-hot", CONTENDED, false);
     seed_accounts(env, &contended).await?;
     let connection = jetsource_handlers::connect(&env.url)
         .await
@@ -57,29 +59,55 @@ pub async fn transfers(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
         .start()
         .await
         .map_err(BenchError::nats)?;
+    let deposited = contended_figure(env, "deposit_contended_10", &contended, None).await;
+    let transferred = AccountCommands {
+        transfer: true,
+        ..contended
+    };
+    let transferred =
+        contended_figure(env, "transfer_contended_10", &transferred, Some(&deposited)).await;
+    second.shutdown().await.map_err(BenchError::nats)?;
+    Ok(vec![deposits, transfers, deposited, transferred])
+}
+
+/// `workload` driven through both runtimes, as `name`, with the append
+/// conflicts per command answered and the commands refused `conflict`.
+async fn contended_figure(
+    env: &Env,
+    name: &str,
+    workload: &AccountCommands,
+    against: Option<&Figure>,
+) -> Figure {
     let counters = metrics::global();
     let was_recording = counters.recording();
     counters.set_recording(true);
-    let (conflicts, refused) = (
+    let (conflicts, refused, appends) = (
         counters.conflicts(),
         counters.commands(Some(RejectionCode::Conflict)),
+        counters.appends(),
     );
-    let sample = load::drive(&env.clients, env.shape(), Arc::new(contended)).await;
+    let sample = load::drive(&env.clients, env.shape(), Arc::new(workload.clone())).await;
     let conflicts = counters.conflicts() - conflicts;
+    let appends = counters.appends() - appends;
     let refused = counters.commands(Some(RejectionCode::Conflict)) - refused;
     counters.set_recording(was_recording);
-    second.shutdown().await.map_err(BenchError::nats)?;
     let answered = (sample.count + sample.unexpected).max(1);
-    let contended = figure("transfer_contended_10", &sample)
-        .with("accounts", CONTENDED)
+    let figure = figure(name, &sample)
+        .with("accounts", workload.count)
         .with("runtimes", 2)
         .with(
-            "conflicts_per_transfer",
+            "conflicts_per_command",
             (conflicts as f64 / answered as f64 * 100.0).round() / 100.0,
         )
         .with("refused_conflict", refused)
-        .against(&deposits);
-    Ok(vec![deposits, transfers, contended])
+        .with(
+            "appends_per_command",
+            (appends as f64 / answered as f64 * 100.0).round() / 100.0,
+        );
+    match against {
+        Some(baseline) => figure.against(baseline),
+        None => figure,
+    }
 }
 
 fn accounts(env: &Env, figure: &str, count: u64, transfer: bool) -> AccountCommands {

@@ -196,15 +196,17 @@ impl Workload for AccountCommands {
         } else {
             ("deposit", r#"{"amount":1}"#.to_string())
         };
+        // Ids of their own per command, so that transfers over accounts
+        // that took deposits are never answered as those deposits' resends.
         Outgoing {
             subject: format!("cmd.account.{id}.{command}"),
-            headers: command_headers(task, n, &self.prefix),
+            headers: command_headers(task, n, &format!("{}-{command}", self.prefix)),
             body: Bytes::from(body),
         }
     }
 
     fn expected(&self, reply: &[u8]) -> bool {
-        reply.starts_with(br#"{"status":"accepted""#)
+        reply.starts_with(br#"{"status":"accepted""#) && reply.ends_with(br#""duplicate":false}"#)
     }
 }
 

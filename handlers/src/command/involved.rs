@@ -65,6 +65,7 @@ impl<A: Aggregate> AggregateHandler<A> {
             }
             .into());
         }
+        // Pushed above, so always found.
         let addressed = ids
             .iter()
             .position(|id| id == request.aggregate_id)
@@ -81,12 +82,14 @@ impl<A: Aggregate> AggregateHandler<A> {
         for slot in &held {
             guards.push(slot.lock().await);
         }
+        for slot in &guards {
+            crate::metrics::global().state_cache(slot.loaded);
+        }
         let mut command = Some(command);
         let mut attempts = Attempts::new();
         let mut rechecks = 0;
         loop {
             for (id, slot) in ids.iter().zip(guards.iter_mut()) {
-                crate::metrics::global().state_cache(slot.loaded);
                 if !slot.loaded {
                     self.load(slot, id).await?;
                 }
