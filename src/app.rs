@@ -282,7 +282,15 @@ pub enum RunError {
     /// The projectors failed.
     #[error(transparent)]
     Projector(#[from] jetsource_projector::ProjectionError),
+    /// The ordered shutdown did not finish in time (NATS unreachable, most
+    /// often): the process stopped without it.
+    #[error("the ordered shutdown did not finish within {} s (is NATS reachable?); stopped without it", .0.as_secs())]
+    ShutdownTimedOut(std::time::Duration),
 }
+
+/// How long the ordered shutdown may take before `run` gives up on it:
+/// below the 30 s a container runtime waits before it kills.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Where the runtime's NATS is: a URL given, or a server it started.
 pub struct Nats {
@@ -425,33 +433,41 @@ pub async fn run(
     );
     shutdown.await;
     let _ = stop.send(true);
-    // Stop taking commands and finish those in flight first, then the
-    // readers, then the notices those commands queued.
-    let handled = match handlers {
-        Some(running) => running.shutdown().await,
-        None => Ok(()),
-    };
-    let projected = match projectors {
-        Some(handle) => match handle.lock().await.take() {
-            Some(running) => running.stop().await,
+    let ordered = async {
+        // Stop taking commands and finish those in flight first, then the
+        // readers, then the notices those commands queued.
+        let handled = match handlers {
+            Some(running) => running.shutdown().await,
             None => Ok(()),
-        },
-        None => Ok(()),
+        };
+        let projected = match projectors {
+            Some(handle) => match handle.lock().await.take() {
+                Some(running) => running.stop().await,
+                None => Ok(()),
+            },
+            None => Ok(()),
+        };
+        if let Some(endpoint) = endpoint {
+            let _ = endpoint.await;
+        }
+        if let Some(feedback) = feedback {
+            feedback.shutdown().await;
+        }
+        handled?;
+        projected?;
+        // Close the connections before the embedded server stops under them.
+        let _ = projector_client.drain().await;
+        let _ = feedback_client.drain().await;
+        let _ = client.drain().await;
+        Ok::<(), RunError>(())
     };
-    if let Some(endpoint) = endpoint {
-        let _ = endpoint.await;
-    }
-    if let Some(feedback) = feedback {
-        feedback.shutdown().await;
-    }
-    handled?;
-    projected?;
-    // Close the connections before the embedded server stops under them.
-    let _ = projector_client.drain().await;
-    let _ = feedback_client.drain().await;
-    let _ = client.drain().await;
+    // With NATS gone, draining would wait for it forever.
+    let stopped = match tokio::time::timeout(SHUTDOWN_GRACE, ordered).await {
+        Ok(stopped) => stopped,
+        Err(_) => Err(RunError::ShutdownTimedOut(SHUTDOWN_GRACE)),
+    };
     drop(nats);
-    Ok(())
+    stopped
 }
 
 /// Refuses a `handlers.max_body` the server could not carry: a command

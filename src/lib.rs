@@ -44,3 +44,4 @@ pub use jetsource_handlers::{
 };
 pub use jetsource_projector as projector;
 pub use jetsource_schemas as schemas;
+pub use jetsource_schemas::upcast::{EventBody, Upcasters};

@@ -3,9 +3,14 @@
 //!
 //! The handlers fold the same events the same way; a rewind never touches
 //! their cache, it reads the stream with [`EventStore::load`].
+//!
+//! A rewind stops at command boundaries: the events one command appended
+//! (consecutive, with one `Command-Id`) are folded all or none, since the
+//! state between two of them never existed. A sequence inside a command
+//! snaps back to the end of the command before it, and says so.
 
 use jetsource_handlers::error::Error;
-use jetsource_handlers::store::EventStore;
+use jetsource_handlers::store::{EventStore, StoredEvent};
 use jetsource_handlers::Aggregate;
 use jetsource_schemas::upcast;
 use serde::Serialize;
@@ -47,6 +52,10 @@ pub struct Rewound {
     pub events: usize,
     /// The state, as the aggregate serializes it.
     pub state: serde_json::Value,
+    /// The sequence asked for, when it fell inside one command's events:
+    /// `seq` is then the end of the command before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapped_from: Option<u64>,
 }
 
 /// Folds `A`'s events of `aggregate_id` with a stream sequence at most
@@ -62,13 +71,11 @@ pub async fn rewind<A: Aggregate + Serialize>(
         .load(A::TYPE, aggregate_id, 0)
         .await
         .map_err(|e| Error::with_source(RewindErrorKind::Unavailable, e))?;
+    let (whole, snapped_from) = whole_commands(&stored, to_seq);
     let mut state = A::default();
     let mut seq = 0;
     let mut events = 0;
-    for event in stored
-        .into_iter()
-        .take_while(|e| to_seq.is_none_or(|to| e.seq <= to))
-    {
+    for event in stored.into_iter().take(whole) {
         upcast::decode_stored::<A>(
             event.event_type(),
             event.version(),
@@ -92,5 +99,66 @@ pub async fn rewind<A: Aggregate + Serialize>(
         seq,
         events,
         state,
+        snapped_from,
     })
+}
+
+/// How many of `stored`'s first events are whole commands at or below
+/// `to_seq`, and `to_seq` when a command was cut there.
+fn whole_commands(stored: &[StoredEvent], to_seq: Option<u64>) -> (usize, Option<u64>) {
+    let Some(to) = to_seq else {
+        return (stored.len(), None);
+    };
+    let within = stored.iter().take_while(|e| e.seq <= to).count();
+    let cut = |i: usize| match (stored[i - 1].command_id(), stored[i].command_id()) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    };
+    let mut whole = within;
+    while whole > 0 && whole < stored.len() && cut(whole) {
+        whole -= 1;
+    }
+    (whole, (whole < within).then_some(to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64, command_id: Option<&str>) -> StoredEvent {
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(id) = command_id {
+            headers.insert("Command-Id", id);
+        }
+        StoredEvent {
+            subject: "evt.order.o1.Changed".into(),
+            seq,
+            headers,
+            payload: bytes::Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[test]
+    fn a_sequence_inside_a_command_snaps_to_the_command_before() {
+        // c1: #1; c2: #3 #4 #5; by hand: #6, #7; c3: #9.
+        let stored = vec![
+            event(1, Some("c1")),
+            event(3, Some("c2")),
+            event(4, Some("c2")),
+            event(5, Some("c2")),
+            event(6, None),
+            event(7, None),
+            event(9, Some("c3")),
+        ];
+        assert_eq!(whole_commands(&stored, None), (7, None));
+        assert_eq!(whole_commands(&stored, Some(1)), (1, None));
+        assert_eq!(whole_commands(&stored, Some(2)), (1, None));
+        assert_eq!(whole_commands(&stored, Some(3)), (1, Some(3)));
+        assert_eq!(whole_commands(&stored, Some(4)), (1, Some(4)));
+        assert_eq!(whole_commands(&stored, Some(5)), (4, None));
+        assert_eq!(whole_commands(&stored, Some(6)), (5, None));
+        assert_eq!(whole_commands(&stored, Some(8)), (6, None));
+        assert_eq!(whole_commands(&stored, Some(100)), (7, None));
+        assert_eq!(whole_commands(&stored, Some(0)), (0, None));
+    }
 }

@@ -7,64 +7,22 @@
 mod common;
 
 use common::*;
-use jetsource::handlers::store::EventStore;
 use jetsource::projector::persisted::CHECKPOINT_KEY;
 use jetsource::projector::store::DOCUMENT_CHECKPOINT_KEY;
 use jetsource::projector::{
     DocumentProjector, Envelope, Event, PersistedProjector, Projector, ProjectorError,
     ProjectorRuntime, Query, QueryError,
 };
-use jetsource_reference::blog::{BlogPost, BlogPostEvent};
+use jetsource_reference::blog::BlogPost;
 use jetsource_reference::blogposts::{BlogPosts, PostView};
 use std::collections::BTreeMap;
 
 const STREAM: &str = "EVT_BLOGPOST";
 const BUCKET: &str = "projection_blogposts";
 
-/// Writes `posts` posts `<prefix><n>` of `per_post` events each (created,
-/// retitled, published last); each post's id and last sequence, and the
-/// stream's last sequence.
-async fn write_posts(
-    store: &EventStore,
-    prefix: &str,
-    posts: usize,
-    per_post: usize,
-) -> (BTreeMap<String, u64>, u64) {
-    let tasks = (0..posts).map(|i| {
-        let store = store.clone();
-        let id = format!("{prefix}{i:05}");
-        async move {
-            let mut events = vec![encoded(&BlogPostEvent::BlogPostCreated {
-                title: format!("{id} t0"),
-                body: format!("body of {id}"),
-                author: "unknown".into(),
-            })];
-            for n in 1..per_post.saturating_sub(1) {
-                events.push(encoded(&BlogPostEvent::BlogPostTitleChanged {
-                    new_title: format!("{id} t{n}"),
-                }));
-            }
-            if per_post > 1 {
-                events.push(encoded(&BlogPostEvent::BlogPostPublished {}));
-            }
-            let seqs = store
-                .append("blogpost", &id, 0, &events, &meta(&format!("{id}-c")))
-                .await
-                .expect("append");
-            (id, *seqs.last().expect("appended"))
-        }
-    });
-    let written: BTreeMap<String, u64> = futures::StreamExt::collect(
-        futures::StreamExt::buffer_unordered(futures::stream::iter(tasks), 16),
-    )
-    .await;
-    let last = written.values().copied().max().unwrap_or(0);
-    (written, last)
-}
-
 /// Every post through `query.blogposts.list`, `limit` a page; asserts each
 /// post is listed once, in id order, and is the fold of what
-/// [`write_posts`] wrote (`written`, `per_post` events each).
+/// [`write_blog_posts`] wrote (`written`, `per_post` events each).
 async fn assert_listed_folded(
     client: &async_nats::Client,
     written: &BTreeMap<String, u64>,
@@ -149,7 +107,8 @@ async fn an_old_one_value_record_of_blogposts_is_rebuilt_as_one_document_per_pos
     const PER_POST: usize = 3;
     let server = NatsServer::new();
     let f = Jetsource::start(&server.client_url()).await;
-    let (mut written, last) = write_posts(&f.store, "old", 40, PER_POST).await;
+    let (written, last) = write_blog_posts(&f.store, "old", 40, PER_POST).await;
+    let mut written: BTreeMap<String, u64> = written.into_iter().collect();
     let old = Projectors::start(
         ProjectorRuntime::builder(f.client.clone()).persisted(OneValueBlogPosts::default()),
     )
@@ -162,7 +121,7 @@ async fn an_old_one_value_record_of_blogposts_is_rebuilt_as_one_document_per_pos
     assert!(record.is_some(), "the one-value record is there to begin");
 
     // Events after the old record too: the rebuild sees the whole stream.
-    let (more, last) = write_posts(&f.store, "new", 10, PER_POST).await;
+    let (more, last) = write_blog_posts(&f.store, "new", 10, PER_POST).await;
     written.extend(more);
     let documents =
         Projectors::start(ProjectorRuntime::builder(f.client.clone()).documents(BlogPosts)).await;
@@ -205,7 +164,8 @@ async fn kill_9_mid_replay_again_and_again_leaves_every_post_the_fold_of_the_str
     let url = server.client_url();
     let f = Jetsource::start(&url).await;
     let js = async_nats::jetstream::new(f.client.clone());
-    let (written, last) = write_posts(&f.store, "p", 2000, PER_POST).await;
+    let (written, last) = write_blog_posts(&f.store, "p", 2000, PER_POST).await;
+    let written: BTreeMap<String, u64> = written.into_iter().collect();
     let dir = tempfile::tempdir().expect("a dir");
     let config = dir.path().join("jetsource.toml");
     std::fs::write(&config, "[projectors]\nlease_ttl = \"1s\"\n").expect("config");

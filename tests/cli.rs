@@ -103,3 +103,33 @@ fn demo_on_the_embedded_default() {
         "the URL file goes with the server"
     );
 }
+
+#[test]
+fn run_stops_on_sigterm_when_its_nats_server_is_gone() {
+    let mut server = NatsServer::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = server.client_url();
+    let run = JetsourceProcess::spawn(dir.path(), &["run", "--nats-url", &url], &[]);
+    let out = run_jetsource(
+        dir.path(),
+        &url,
+        &[
+            "send",
+            "blogpost",
+            "p1",
+            "create",
+            r#"{"title":"Hi","body":"x"}"#,
+        ],
+    );
+    assert_exit(&out, 0);
+    server.kill();
+    // The ordered shutdown cannot drain without NATS; it gives up after
+    // its grace period rather than run on after SIGTERM.
+    let exit = run
+        .terminate_within(jetsource::app::SHUTDOWN_GRACE * 3)
+        .expect("jetsource run exits on SIGTERM without its server");
+    assert!(
+        matches!(exit.code(), Some(0) | Some(3)),
+        "a clean stop, or the shutdown given up: {exit:?}"
+    );
+}

@@ -50,13 +50,17 @@ async fn accepted_command_is_stored_with_its_metadata() {
     assert_eq!(event.seq, accepted.events[0].seq);
     assert_eq!(event.subject, "evt.blogpost.p1.BlogPostCreated");
     let body: serde_json::Value = serde_json::from_slice(&event.payload).expect("json body");
-    assert_eq!(body, serde_json::json!({"title": "Hello", "body": "text"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"title": "Hello", "body": "text", "author": "unknown"})
+    );
     let header = |name: &str| event.headers.get(name).map(|v| v.as_str().to_string());
     assert_eq!(header("Command-Id").as_deref(), Some("cmd-1"));
     assert_eq!(header("Correlation-Id").as_deref(), Some("flow-7"));
     assert_eq!(header("Causation-Id").as_deref(), Some("click-3"));
-    // Version 1 is the default a missing Event-Version means.
-    assert_eq!(header("Event-Version"), None);
+    // The blog post's events are at version 2 (version 1, the default a
+    // missing Event-Version means, is not written).
+    assert_eq!(header("Event-Version").as_deref(), Some("2"));
     // Contract 2: no dedupe id (the expected-sequence check and the
     // Command-Id already make a resend harmless) and no Event-Time (the
     // time JetStream stored the event is its time).
@@ -502,7 +506,7 @@ async fn thirty_two_concurrent_commands_on_one_aggregate_are_all_stored_in_reply
     for ((title, reply), event) in replies.iter().zip(&stored[1..]) {
         assert_eq!(reply.events[0].seq, event.seq, "contiguous, in reply order");
         let body: serde_json::Value = serde_json::from_slice(&event.payload).expect("json");
-        assert_eq!(body["title"], title.as_str());
+        assert_eq!(body["new_title"], title.as_str());
     }
     js.stop().await;
 }

@@ -72,6 +72,47 @@ fn rewind_tail_and_streams_show_what_is_stored() {
         Some(1)
     );
     assert_eq!(run(&["rewind", "cooking", "p1"]).status.code(), Some(2));
+    // A command's events are folded all or none: created and published at
+    // once, the post never existed unpublished.
+    let both = run(&[
+        "send",
+        "blogpost",
+        "p2",
+        "create",
+        r#"{"title":"At once","body":"x","publish":true}"#,
+    ]);
+    assert_eq!(both.status.code(), Some(0), "{both:?}");
+    let first = json_lines(&both)[0]["events"][0]["seq"]
+        .as_u64()
+        .expect("a sequence");
+    let inside = run(&["rewind", "blogpost", "p2", "--to-seq", &first.to_string()]);
+    assert_eq!(
+        inside.status.code(),
+        Some(1),
+        "no whole command: {inside:?}"
+    );
+    let inside = &json_lines(&inside)[0];
+    assert_eq!(
+        (&inside["events"], &inside["snapped_from"]),
+        (&0.into(), &first.into())
+    );
+    assert!(String::from_utf8_lossy(
+        &run(&["rewind", "blogpost", "p2", "--to-seq", &first.to_string()]).stderr
+    )
+    .contains("falls inside one command"));
+    let whole = run(&[
+        "rewind",
+        "blogpost",
+        "p2",
+        "--to-seq",
+        &(first + 1).to_string(),
+    ]);
+    let whole = &json_lines(&whole)[0];
+    assert_eq!(
+        (&whole["events"], &whole["state"]["published"]),
+        (&2.into(), &true.into())
+    );
+    assert!(whole.get("snapped_from").is_none(), "{whole}");
     assert_eq!(run(&["rewind", "blogpost", "p.1"]).status.code(), Some(2));
 
     // Only the post's events, from the start, in order, with their ids.
@@ -93,7 +134,7 @@ fn rewind_tail_and_streams_show_what_is_stored() {
     assert_eq!(events[0]["body"]["title"], "First");
     assert_eq!(events[1]["headers"]["Command-Id"], "c-title");
     // evt.> spans every aggregate type.
-    let all = run(&["tail", "--from-start", "--count", "4"]);
+    let all = run(&["tail", "--from-start", "--count", "6"]);
     let streams: std::collections::BTreeSet<_> = json_lines(&all)
         .iter()
         .map(|e| e["stream"].as_str().expect("a stream").to_string())
@@ -131,8 +172,9 @@ fn rewind_tail_and_streams_show_what_is_stored() {
             .unwrap_or_else(|| panic!("{name} is not listed: {listed:?}"))
     };
     let blog = named("EVT_BLOGPOST");
-    assert_eq!(blog["messages"], 3);
-    assert_eq!(blog["subject_count"], 3);
+    // p1's three events and p2's two.
+    assert_eq!(blog["messages"], 5);
+    assert_eq!(blog["subject_count"], 5);
     assert_eq!(blog["events"], true);
     assert_eq!(blog["contract"], CONTRACT_VERSION);
     assert!(blog["bytes"].as_u64().expect("bytes") > 0);

@@ -626,3 +626,60 @@ async fn an_old_one_value_checkpoint_is_not_misread_but_rebuilt_from_sequence_1(
     assert!(bucket.get(CHECKPOINT_KEY).await.expect("read").is_none());
     projectors.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_too_large_for_a_message_parks_its_event_and_the_others_go_on() {
+    let (_server, client, js) = scene().await;
+    let max = client.server_info().max_payload;
+    // The event fits in a message; the document it makes, with its entry's
+    // sequences, does not fit beside the KV headers.
+    let big = "p".repeat(max - 200);
+    let head = publish(
+        &js,
+        vec![
+            ("small".into(), "ItemAdded", json!({"n": 1})),
+            ("big".into(), "ItemAdded", json!({"n": 1})),
+            ("big".into(), "ItemAdded", json!({"n": 2, "pad": big})),
+            ("after".into(), "ItemAdded", json!({"n": 3})),
+            ("big".into(), "ItemTouched", json!({})),
+        ],
+    )
+    .await;
+    let projectors = start(
+        &client,
+        "sized",
+        ProjectorConfig {
+            max_deliveries: 2,
+            on_poison: jetsource::projector::OnPoison::Skip,
+            ack_wait: Duration::from_secs(2),
+            retry_backoff: Duration::from_millis(10),
+            ..config()
+        },
+    )
+    .await;
+    projectors.wait_applied("sized", STREAM, head).await;
+    let parked = jetsource::projector::parked::list(&client, "sized")
+        .await
+        .expect("list");
+    assert_eq!(
+        parked
+            .iter()
+            .map(|p| (p.seq, p.subject.as_str()))
+            .collect::<Vec<_>>(),
+        [(head - 2, "evt.item.big.ItemAdded")]
+    );
+    assert!(parked[0].error.contains("bytes"), "{}", parked[0].error);
+    // Its record keeps the start of the body: a whole one would not fit.
+    assert!(parked[0].body.len() < max / 2, "{}", parked[0].body.len());
+    // The big document stays as it was before, and goes on from there.
+    assert_eq!(
+        get(&client, "sized", "big").await["result"],
+        json!({"n": 1, "touched": 1}),
+        "the document as it was, then touched"
+    );
+    assert_eq!(get(&client, "sized", "after").await["result"]["n"], 3);
+    assert_eq!(get(&client, "sized", "small").await["result"]["n"], 1);
+    let report = projectors.status().await;
+    assert_ne!(report.projectors[0].phase, Phase::Failing);
+    projectors.stop().await.expect("stop");
+}

@@ -178,7 +178,6 @@ async fn a_commit_under_an_older_lease_is_refused_and_stores_nothing() {
 
 // ---- through the runtime ----------------------------------------------------
 
-use jetsource::handlers::store::EventStore;
 use jetsource::projector::control::{self, RebuildUpdate};
 use jetsource::projector::{parked, OnPoison, ProjectorConfig, ProjectorRuntime};
 use jetsource_postgres::HostPostgres;
@@ -187,47 +186,6 @@ use jetsource_reference::blogposts_pg::BlogPostsPg;
 use std::time::Duration;
 
 const STREAM: &str = "EVT_BLOGPOST";
-
-/// Appends `posts` posts of `per_post` events each (created, retitled,
-/// published last) straight to the store; returns each post's id and
-/// last sequence, and the stream's last sequence.
-async fn write_posts(
-    store: &EventStore,
-    prefix: &str,
-    posts: usize,
-    per_post: usize,
-) -> (Vec<(String, u64)>, u64) {
-    let tasks = (0..posts).map(|i| {
-        let store = store.clone();
-        let id = format!("{prefix}{i:05}");
-        async move {
-            let mut events = vec![encoded(&BlogPostEvent::BlogPostCreated {
-                title: format!("{id} t0"),
-                body: format!("body of {id}"),
-                author: "unknown".into(),
-            })];
-            for n in 1..per_post.saturating_sub(1) {
-                events.push(encoded(&BlogPostEvent::BlogPostTitleChanged {
-                    new_title: format!("{id} t{n}"),
-                }));
-            }
-            if per_post > 1 {
-                events.push(encoded(&BlogPostEvent::BlogPostPublished {}));
-            }
-            let seqs = store
-                .append("blogpost", &id, 0, &events, &meta(&format!("{id}-c")))
-                .await
-                .expect("append");
-            (id, *seqs.last().expect("appended"))
-        }
-    });
-    let written: Vec<(String, u64)> = futures::StreamExt::collect(
-        futures::StreamExt::buffer_unordered(futures::stream::iter(tasks), 16),
-    )
-    .await;
-    let last = written.iter().map(|(_, seq)| *seq).max().unwrap_or(0);
-    (written, last)
-}
 
 /// The schema `jetsource_projections` names as served for `name`.
 async fn served_schema(db: &TestDb, name: &str) -> String {
@@ -307,7 +265,7 @@ async fn events_in_rows_out_and_a_restart_resumes_without_applying_twice() {
     let js = Jetsource::start(&url).await;
     let client = connect(&url).await;
     let db = TestDb::new().await;
-    let (written, last) = write_posts(&js.store, "p", 40, 3).await;
+    let (written, last) = write_blog_posts(&js.store, "p", 40, 3).await;
 
     let projectors = start_pg(&client, &db, fast_config()).await;
     projectors
@@ -369,7 +327,7 @@ async fn events_in_rows_out_and_a_restart_resumes_without_applying_twice() {
 
     // A restart resumes from the checkpoint: nothing is applied twice.
     projectors.stop().await.expect("stops");
-    let (more, last) = write_posts(&js.store, "q", 10, 4).await;
+    let (more, last) = write_blog_posts(&js.store, "q", 10, 4).await;
     let projectors = start_pg(&client, &db, fast_config()).await;
     projectors
         .wait_applied(BlogPostsPg::NAME, STREAM, last)
@@ -391,7 +349,7 @@ async fn a_rebuild_fills_a_new_schema_switches_and_drops_the_old_one() {
     let js = Jetsource::start(&url).await;
     let client = connect(&url).await;
     let db = TestDb::new().await;
-    let (written, last) = write_posts(&js.store, "p", 50, 4).await;
+    let (written, last) = write_blog_posts(&js.store, "p", 50, 4).await;
     let projectors = start_pg(&client, &db, fast_config()).await;
     projectors
         .wait_applied(BlogPostsPg::NAME, STREAM, last)
@@ -430,7 +388,7 @@ async fn a_rebuild_fills_a_new_schema_switches_and_drops_the_old_one() {
         .collect();
     assert_eq!(schemas, ["blogposts_pg_g1"], "the old schema is dropped");
     // Queries and new events go to the new generation.
-    let (more, last) = write_posts(&js.store, "q", 3, 2).await;
+    let (more, last) = write_blog_posts(&js.store, "q", 3, 2).await;
     projectors
         .wait_applied(BlogPostsPg::NAME, STREAM, last)
         .await;
@@ -489,7 +447,7 @@ async fn a_failing_statement_is_retried_then_parked_and_the_rest_go_on() {
     let js = Jetsource::start(&url).await;
     let client = connect(&url).await;
     let db = TestDb::new().await;
-    let (written, _) = write_posts(&js.store, "p", 5, 1).await;
+    let (written, _) = write_blog_posts(&js.store, "p", 5, 1).await;
     let (id, created) = &written[0];
     let poison = js
         .store
@@ -504,7 +462,7 @@ async fn a_failing_statement_is_retried_then_parked_and_the_rest_go_on() {
         )
         .await
         .expect("append")[0];
-    let (_, last) = write_posts(&js.store, "q", 5, 1).await;
+    let (_, last) = write_blog_posts(&js.store, "q", 5, 1).await;
     let projectors = Projectors::start(
         ProjectorRuntime::builder(client.clone())
             .config(fast_config())
@@ -560,7 +518,7 @@ async fn kill_9_mid_replay_again_and_again_leaves_the_tables_the_fold_of_the_str
     let url = server.client_url();
     let js = Jetsource::start(&url).await;
     let db = TestDb::new().await;
-    let (written, last) = write_posts(&js.store, "p", 2000, PER_POST).await;
+    let (written, last) = write_blog_posts(&js.store, "p", 2000, PER_POST).await;
     let dir = tempfile::tempdir().expect("a dir");
     let config = dir.path().join("jetsource.toml");
     std::fs::write(&config, "[projectors]\nlease_ttl = \"1s\"\n").expect("config");

@@ -30,7 +30,7 @@ fn shipped_config() -> Option<PathBuf> {
 }
 
 /// A `jetsource run` child; killed on drop.
-struct Deployed {
+pub(crate) struct Deployed {
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -38,7 +38,7 @@ struct Deployed {
 impl Deployed {
     /// Starts `binary run --nats-url <url>` with `roles` (all when `None`),
     /// in a temp folder, and waits for its ready line.
-    fn start(binary: &Path, url: &str, roles: Option<&str>) -> Result<Self, BenchError> {
+    pub(crate) fn start(binary: &Path, url: &str, roles: Option<&str>) -> Result<Self, BenchError> {
         let dir = tempfile::Builder::new()
             .prefix("jetsource-deployed-")
             .tempdir()
@@ -87,7 +87,7 @@ impl Deployed {
         cpu_ticks(&format!("/proc/{}/stat", self.child.id()))
     }
 
-    fn peak_rss_mib(&self) -> Option<u64> {
+    pub(crate) fn peak_rss_mib(&self) -> Option<u64> {
         super::env::proc_status_kib(&format!("/proc/{}/status", self.child.id()), "VmHWM")
             .map(|kib| kib / 1024)
     }

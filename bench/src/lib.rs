@@ -14,12 +14,15 @@
 //! - [`raw`]: the bare responder.
 //! - [`roundtrip`], [`replay`], [`cold_load`], [`transfers`]: the figures,
 //!   jetsource hosted in this process.
-//! - [`deployed`]: `jetsource run` as its own process, as shipped.
+//! - [`deployed`]: `jetsource run` as its own process, as shipped;
+//!   [`deployed_replay`]: the same process replaying a read model of a
+//!   million documents.
 //! - [`seed`]: writing events straight into streams.
 //! - [`report`]: the table and the JSON lines.
 
 pub mod cold_load;
 pub mod deployed;
+pub mod deployed_replay;
 pub mod env;
 pub mod load;
 pub mod raw;
@@ -95,6 +98,7 @@ pub const FIGURES: &[&str] = &[
     "replay",
     "durable",
     "deployed",
+    "documents",
 ];
 
 /// How to run the bench.
@@ -224,6 +228,11 @@ pub async fn run(options: &BenchOptions, runtime_config: RuntimeConfig) -> Resul
     env.stop_jetsource().await;
     if wanted("deployed") {
         for figure in deployed::deployed(&env, &options.binary).await? {
+            report.add(figure);
+        }
+    }
+    if wanted("documents") {
+        for figure in deployed_replay::documents_replay(&mut env, &options.binary).await? {
             report.add(figure);
         }
     }

@@ -27,7 +27,7 @@ fn events(env: &Env) -> u64 {
 }
 
 /// Makes sure the blog stream holds at least `n` events.
-async fn ensure_events(env: &Env, n: u64) -> Result<(), BenchError> {
+pub(crate) async fn ensure_events(env: &Env, n: u64) -> Result<(), BenchError> {
     let jetstream = env.jetstream();
     let stream_name = subject::stream_name("blogpost");
     let stream = jetstream
@@ -64,6 +64,36 @@ pub async fn replay(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
     env.ensure_jetsource().await?;
     let n = events(env);
     ensure_events(env, n).await?;
+    let raw = raw_replay(env, n).await?;
+    let projector = projector_replay(env).await?.against(&raw);
+    let mut figures = vec![raw, projector];
+    let postgres_url = std::env::var("JETSOURCE_POSTGRES_URL").unwrap_or_default();
+    if !postgres_url.is_empty() {
+        let postgres = postgres_replay(env, &postgres_url)
+            .await?
+            .against(&figures[0]);
+        figures.push(postgres);
+    }
+    Ok(figures)
+}
+
+/// The last sequence of stream `stream_name`.
+pub(crate) async fn head(env: &Env, stream_name: &str) -> Result<u64, BenchError> {
+    Ok(env
+        .jetstream()
+        .get_stream(stream_name)
+        .await
+        .map_err(BenchError::nats)?
+        .get_info()
+        .await
+        .map_err(BenchError::nats)?
+        .state
+        .last_sequence)
+}
+
+/// `raw_replay`: a plain pull consumer with explicit acks reading the
+/// first `n` events of the blog stream.
+pub(crate) async fn raw_replay(env: &Env, n: u64) -> Result<Figure, BenchError> {
     let jetstream = env.jetstream();
     let stream = jetstream
         .get_stream(subject::stream_name("blogpost"))
@@ -107,31 +137,13 @@ pub async fn replay(env: &mut Env) -> Result<Vec<Figure>, BenchError> {
     raw.count = Some(count);
     raw.rate = Some(count as f64 / elapsed.as_secs_f64().max(f64::EPSILON));
     raw = raw.with("acks", "explicit");
-    let projector = projector_replay(env).await?.against(&raw);
-    let mut figures = vec![raw, projector];
-    let postgres_url = std::env::var("JETSOURCE_POSTGRES_URL").unwrap_or_default();
-    if !postgres_url.is_empty() {
-        let postgres = postgres_replay(env, &postgres_url)
-            .await?
-            .against(&figures[0]);
-        figures.push(postgres);
-    }
-    Ok(figures)
+    Ok(raw)
 }
 
 /// Attaches the blog projection and times its fold of the whole stream.
 async fn projector_replay(env: &Env) -> Result<Figure, BenchError> {
     let stream_name = subject::stream_name("blogpost");
-    let head = env
-        .jetstream()
-        .get_stream(&stream_name)
-        .await
-        .map_err(BenchError::nats)?
-        .get_info()
-        .await
-        .map_err(BenchError::nats)?
-        .state
-        .last_sequence;
+    let head = head(env, &stream_name).await?;
     let client = jetsource_handlers::connect(&env.url)
         .await
         .map_err(BenchError::nats)?;
@@ -167,16 +179,7 @@ async fn postgres_replay(env: &Env, url: &str) -> Result<Figure, BenchError> {
     use jetsource_postgres::HostPostgres;
     use jetsource_reference::blogposts_pg::BlogPostsPg;
     let stream_name = subject::stream_name("blogpost");
-    let head = env
-        .jetstream()
-        .get_stream(&stream_name)
-        .await
-        .map_err(BenchError::nats)?
-        .get_info()
-        .await
-        .map_err(BenchError::nats)?
-        .state
-        .last_sequence;
+    let head = head(env, &stream_name).await?;
     let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .map_err(BenchError::failed_display)?;

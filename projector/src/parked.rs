@@ -27,8 +27,30 @@ pub struct ParkedEvent {
     pub deliveries: u64,
     /// When it was parked, RFC 3339 UTC.
     pub parked_at: String,
-    /// Its body (the event itself stays in its stream).
+    /// Its body, the first [`PARKED_BODY_BYTES`] of it (the event itself
+    /// stays whole in its stream, and a replay reads it from there).
     pub body: String,
+}
+
+/// How much of a parked event's body its record keeps: the record must fit
+/// in one KV value whatever the event's size.
+pub const PARKED_BODY_BYTES: usize = 16 * 1024;
+
+/// `body`, cut to [`PARKED_BODY_BYTES`] at a character boundary, saying so.
+fn kept_body(body: &[u8]) -> String {
+    let body = String::from_utf8_lossy(body);
+    if body.len() <= PARKED_BODY_BYTES {
+        return body.into_owned();
+    }
+    let mut cut = PARKED_BODY_BYTES;
+    while !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}… (cut: {} bytes in all; the event is whole in its stream)",
+        &body[..cut],
+        body.len()
+    )
 }
 
 fn prefix(name: &str) -> String {
@@ -52,12 +74,12 @@ pub(crate) async fn park(
         stream: event.stream.clone(),
         seq: event.seq,
         subject: event.subject.clone(),
-        error: error.to_string(),
+        error: jetsource_schemas::reply::bounded_reason(error.to_string()),
         deliveries,
         parked_at: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
-        body: String::from_utf8_lossy(&event.body).into_owned(),
+        body: kept_body(&event.body),
     };
     let value = serde_json::to_vec(&parked)
         .map_err(|e| Error::with_source(ProjectionErrorKind::Store, e))?;
@@ -135,5 +157,22 @@ pub async fn list_in(
         Ok(control) => list_from(&control, name).await,
         Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket => Ok(Vec::new()),
         Err(e) => Err(Error::with_source(ProjectionErrorKind::Store, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parked_body_is_kept_whole_up_to_its_bound_and_cut_after() {
+        assert_eq!(kept_body(b"{\"a\":1}"), "{\"a\":1}");
+        let long = "é".repeat(PARKED_BODY_BYTES);
+        let kept = kept_body(long.as_bytes());
+        assert!(kept.len() < PARKED_BODY_BYTES + 100, "{}", kept.len());
+        assert!(kept.ends_with(&format!(
+            "(cut: {} bytes in all; the event is whole in its stream)",
+            long.len()
+        )));
     }
 }

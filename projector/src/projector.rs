@@ -114,6 +114,10 @@ pub enum ProjectorErrorKind {
     /// A document projection named a document key that is not a valid key
     /// (see [`crate::document::check_key`]); the event is parked.
     BadKey,
+    /// A document projection's document would be larger than one message
+    /// may be (the server's `max_payload`); the event is parked and the
+    /// document stays as it was.
+    TooLarge,
 }
 
 impl fmt::Display for ProjectorErrorKind {
@@ -122,6 +126,7 @@ impl fmt::Display for ProjectorErrorKind {
             ProjectorErrorKind::Transient => "transient",
             ProjectorErrorKind::Invalid => "invalid event",
             ProjectorErrorKind::BadKey => "bad document key",
+            ProjectorErrorKind::TooLarge => "document too large",
         })
     }
 }

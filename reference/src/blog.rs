@@ -318,6 +318,27 @@ mod tests {
         assert_eq!(given.state().title, "Third");
     }
 
+    /// The README's "Changing an event" example, as written there.
+    #[test]
+    fn the_readme_example_decides_on_version_1_events() {
+        AggregateTest::<BlogPost>::given_stored(vec![
+            (
+                1,
+                "BlogPostCreated",
+                serde_json::json!({"title": "Old", "body": "b"}),
+            ),
+            (
+                1,
+                "BlogPostTitleChanged",
+                serde_json::json!({"title": "Older"}),
+            ),
+        ])
+        .when_wire("change_title", r#"{"title": "New"}"#)
+        .then_expect_events(vec![BlogPostEvent::BlogPostTitleChanged {
+            new_title: "New".into(),
+        }]);
+    }
+
     #[test]
     fn version_1_bodies_read_as_version_2_events() {
         let mut read = Vec::new();

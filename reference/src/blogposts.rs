@@ -156,7 +156,8 @@ mod tests {
         let got = p.query(&query(&["get", "p1"])).expect("found");
         assert_eq!(
             got,
-            serde_json::json!({"id":"p1","title":"B","body":"b","published":true,"events":3,"last_seq":4})
+            // Version 1 events (no Event-Version), read as version 2.
+            serde_json::json!({"id":"p1","title":"B","body":"b","author":"unknown","published":true,"events":3,"last_seq":4})
         );
         assert_eq!(
             p.query(&query(&["get", "p2"])).map_err(|e| e.code),

@@ -25,6 +25,82 @@ struct TailedEvent {
     command_id: Option<String>,
     headers: std::collections::BTreeMap<String, String>,
     body: serde_json::Value,
+    /// The body's version (`Event-Version`, 1 when absent).
+    version: u32,
+    /// When the event is of an older version than the hosted aggregate's:
+    /// what today's code reads it as (one event, several or none), or why
+    /// it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reads_as: Option<ReadsAs>,
+}
+
+/// An older event as today's code reads it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ReadsAs {
+    Events(Vec<ReadEvent>),
+    Unreadable { error: String },
+}
+
+#[derive(Debug, Serialize)]
+struct ReadEvent {
+    event_type: String,
+    body: serde_json::Value,
+}
+
+impl std::fmt::Display for ReadsAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadsAs::Events(events) if events.is_empty() => write!(f, "(read as nothing)"),
+            ReadsAs::Events(events) => {
+                let read: Vec<String> = events
+                    .iter()
+                    .map(|e| format!("{} {}", e.event_type, e.body))
+                    .collect();
+                write!(f, "{}", read.join(", "))
+            }
+            ReadsAs::Unreadable { error } => write!(f, "(unreadable: {error})"),
+        }
+    }
+}
+
+/// What `app`'s code reads an event stored at `version` as, when it hosts
+/// the aggregate type and that version is older than today's: the same
+/// upcasters every reader of events runs.
+fn reads_as(
+    app: &App,
+    namespace: &Namespace,
+    subject: &str,
+    version: u32,
+    body: &serde_json::Value,
+) -> Option<ReadsAs> {
+    let event = namespace.parse_event(subject)?;
+    let schemas = app
+        .aggregate_schemas()
+        .iter()
+        .find(|s| s.aggregate_type == event.aggregate_type)?;
+    if version == schemas.event_version {
+        return None;
+    }
+    let stored = jetsource_schemas::upcast::EventBody::new(event.event_type, body.clone());
+    Some(
+        match schemas
+            .upcasters
+            .upcast(version, schemas.event_version, stored)
+        {
+            Ok(read) => ReadsAs::Events(
+                read.into_iter()
+                    .map(|e| ReadEvent {
+                        event_type: e.event_type,
+                        body: e.body,
+                    })
+                    .collect(),
+            ),
+            Err(e) => ReadsAs::Unreadable {
+                error: e.to_string(),
+            },
+        },
+    )
 }
 
 /// True when every subject `inner` matches is matched by `outer` (NATS
@@ -60,6 +136,7 @@ fn valid_filter(filter: &str) -> bool {
 /// `count` were printed or forever. Only this namespace's event streams are
 /// followed. Exit 2 for an invalid filter, 3 when NATS fails.
 pub(crate) async fn tail(
+    app: &App,
     config: &Config,
     nats_url: Option<&str>,
     filter: &str,
@@ -166,19 +243,30 @@ pub(crate) async fn tail(
                     .map(|v| (name.to_string(), v.as_str().to_string()))
             })
             .collect();
+        let body = serde_json::from_slice(&message.payload).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&message.payload).into_owned())
+        });
+        let version = headers
+            .get(headers::EVENT_VERSION)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
         let event = TailedEvent {
             stream: info.stream.to_string(),
             seq: info.stream_sequence,
             subject: message.subject.to_string(),
             command_id: headers.get(headers::COMMAND_ID).cloned(),
-            body: serde_json::from_slice(&message.payload).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(&message.payload).into_owned())
-            }),
+            reads_as: reads_as(app, &namespace, &message.subject, version, &body),
+            version,
+            body,
             headers,
         };
         if pretty {
+            let read = match &event.reads_as {
+                Some(read) => format!("  (v{}, reads as {read})", event.version),
+                None => String::new(),
+            };
             println!(
-                "{} #{}  {}  Command-Id={}  {}",
+                "{} #{}  {}  Command-Id={}  {}{read}",
                 event.stream,
                 event.seq,
                 event.subject,
@@ -233,6 +321,13 @@ pub(crate) async fn rewind(
         .await
     {
         Ok(rewound) => {
+            if let Some(asked) = rewound.snapped_from {
+                eprintln!(
+                    "jetsource rewind: #{asked} falls inside one command's events; \
+                     shown after the command before it (#{})",
+                    rewound.seq
+                );
+            }
             print_json(&rewound);
             if rewound.events == 0 {
                 ExitCode::from(1)

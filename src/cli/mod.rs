@@ -603,7 +603,17 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             from_start,
             count,
             nats_url,
-        } => inspect::tail(&config, nats_url.as_deref(), &filter, from_start, count).await,
+        } => {
+            inspect::tail(
+                &app,
+                &config,
+                nats_url.as_deref(),
+                &filter,
+                from_start,
+                count,
+            )
+            .await
+        }
         Command::Rewind {
             aggregate_type,
             aggregate_id,

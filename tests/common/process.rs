@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The `jetsource` binary, run in `dir`, with none of the settings a
 /// developer's environment may carry, and the shared tools folder (so an
@@ -106,6 +106,24 @@ impl JetsourceProcess {
             .expect("kill");
         assert!(signalled.success());
         self.child.wait().expect("wait")
+    }
+
+    /// SIGTERM, then how it exited, or `None` when it had not within
+    /// `deadline` (it is then killed).
+    pub fn terminate_within(mut self, deadline: Duration) -> Option<ExitStatus> {
+        let signalled = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(signalled.success());
+        let until = Instant::now() + deadline;
+        while Instant::now() < until {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     /// SIGKILL: no clean shutdown.

@@ -202,16 +202,25 @@ impl Projectors {
         self.running.applied(name).expect("registered")
     }
 
-    /// Waits until projection `name` has applied `stream` up to `seq`.
+    /// Waits until projection `name` has applied `stream` up to `seq`;
+    /// fails when it makes no progress for [`HANG`] (a slow machine takes
+    /// longer over a large stream, a stuck projection never moves).
     pub async fn wait_applied(&self, name: &str, stream: &str, seq: u64) {
         let mut applied = self.applied(name);
-        within(
-            format!("{name} applying {stream} #{seq}"),
-            HANG,
-            applied.wait_for(|p| p.get(stream).copied().unwrap_or(0) >= seq),
-        )
-        .await
-        .expect("the projector runs");
+        let at = |p: &Positions| p.get(stream).copied().unwrap_or(0);
+        loop {
+            let now = at(&applied.borrow_and_update());
+            if now >= seq {
+                return;
+            }
+            within(
+                format!("{name} applying {stream} #{seq} (stuck at #{now})"),
+                HANG,
+                applied.wait_for(|p| at(p) > now),
+            )
+            .await
+            .expect("the projector runs");
+        }
     }
 
     /// Every projector's status.

@@ -86,3 +86,52 @@ pub fn streams_by_hand(url: &str, streams: &[(&str, &str)], metadata: &HashMap<S
         }
     });
 }
+
+/// Appends `posts` blog posts `<prefix><n>` of `per_post` events each
+/// (created, retitled, published last) straight to the store, as today's
+/// blog post writes them, one command each, 16 at a time; each post's id
+/// and last sequence, and the stream's last sequence.
+pub async fn write_blog_posts(
+    store: &EventStore,
+    prefix: &str,
+    posts: usize,
+    per_post: usize,
+) -> (Vec<(String, u64)>, u64) {
+    use jetsource::Aggregate as _;
+    use jetsource_reference::blog::{BlogPost, BlogPostEvent};
+    let tasks = (0..posts).map(|i| {
+        let store = store.clone();
+        let id = format!("{prefix}{i:05}");
+        async move {
+            let mut events = vec![encoded(&BlogPostEvent::BlogPostCreated {
+                title: format!("{id} t0"),
+                body: format!("body of {id}"),
+                author: "unknown".into(),
+            })];
+            for n in 1..per_post.saturating_sub(1) {
+                events.push(encoded(&BlogPostEvent::BlogPostTitleChanged {
+                    new_title: format!("{id} t{n}"),
+                }));
+            }
+            if per_post > 1 {
+                events.push(encoded(&BlogPostEvent::BlogPostPublished {}));
+            }
+            let command_id = format!("{id}-c");
+            let meta = AppendMeta {
+                event_version: BlogPost::EVENT_VERSION,
+                ..meta(&command_id)
+            };
+            let seqs = store
+                .append("blogpost", &id, 0, &events, &meta)
+                .await
+                .expect("append");
+            (id, *seqs.last().expect("appended"))
+        }
+    });
+    let written: Vec<(String, u64)> = futures::StreamExt::collect(
+        futures::StreamExt::buffer_unordered(futures::stream::iter(tasks), 16),
+    )
+    .await;
+    let last = written.iter().map(|(_, seq)| *seq).max().unwrap_or(0);
+    (written, last)
+}

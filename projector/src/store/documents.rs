@@ -20,6 +20,12 @@
 //! [`crate::PersistedProjector`] before) is emptied on open and the
 //! projection rebuilds from sequence 1 ([`super::Opened::reset`]).
 //!
+//! A document that would be larger than one message may be (the server's
+//! `max_payload`, less [`ENTRY_HEADROOM`]) is never written: the event that
+//! would make it so fails with [`ProjectorErrorKind::TooLarge`] and is
+//! parked per the poison policy, the document staying as it was, so one
+//! oversized document never stalls the others behind endless retries.
+//!
 //! An existing bucket is used with its settings (an operator may set
 //! limits such as `max_value_size`); a missing one is created.
 
@@ -32,7 +38,7 @@ use crate::error::{ProjectionError, ProjectionErrorKind};
 use crate::event::Event;
 use crate::persisted::CHECKPOINT_KEY;
 use crate::position::Positions;
-use crate::projector::{ProjectorError, Query, QueryError};
+use crate::projector::{ProjectorError, ProjectorErrorKind, Query, QueryError};
 use crate::shared;
 use crate::typed::Follows;
 use async_nats::jetstream::{self, kv};
@@ -45,6 +51,10 @@ use std::sync::{Arc, Mutex};
 /// The key of a document store's checkpoint entry (documents never start
 /// with `_`).
 pub const DOCUMENT_CHECKPOINT_KEY: &str = "_checkpoint";
+
+/// Bytes of a message kept for the KV subject and headers beside a
+/// document's entry.
+pub(crate) const ENTRY_HEADROOM: usize = 1024;
 
 /// How many document reads or writes one commit keeps in flight.
 pub const WRITES_IN_FLIGHT: usize = 256;
@@ -84,6 +94,8 @@ struct Doc<D> {
     held: Positions,
     doc: Option<D>,
     changed: bool,
+    /// The entry (`seq` and `doc`) encoded, once an apply changed it.
+    encoded: Option<Vec<u8>>,
 }
 
 impl<P: DocumentProjector> DocumentStore<P> {
@@ -195,6 +207,7 @@ impl<P: DocumentProjector> DocumentStore<P> {
                             seq: stored.seq,
                             doc: stored.doc,
                             changed: false,
+                            encoded: None,
                         }
                     }
                     other => Doc {
@@ -203,6 +216,7 @@ impl<P: DocumentProjector> DocumentStore<P> {
                         held: Positions::new(),
                         doc: None,
                         changed: false,
+                        encoded: None,
                     },
                 };
                 Ok::<_, ProjectionError>((key, doc))
@@ -219,17 +233,10 @@ impl<P: DocumentProjector> DocumentStore<P> {
     ) -> Result<(), ProjectionError> {
         futures::stream::iter(docs.into_iter().filter(|(_, d)| d.changed))
             .map(|(key, d)| async move {
-                let value = serde_json::to_vec(&Entry {
-                    seq: d.seq,
-                    doc: d.doc,
-                })
-                .map_err(|e| {
-                    Error::with_message_and_source(
-                        ProjectionErrorKind::Store,
-                        format!("document {key} does not encode"),
-                        e,
-                    )
-                })?;
+                let value = match d.encoded {
+                    Some(value) => value,
+                    None => encode_entry(&key, &d.seq, &d.doc)?,
+                };
                 match kv.update(&key, value.into(), d.revision).await {
                     Ok(_) => Ok(()),
                     Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
@@ -418,6 +425,12 @@ impl<P: DocumentProjector> ReadStore for DocumentStore<P> {
         keys.sort();
         keys.dedup();
         let mut docs = Self::read_docs(&kv, keys).await?;
+        let max_entry = self
+            .js
+            .client()
+            .server_info()
+            .max_payload
+            .saturating_sub(ENTRY_HEADROOM);
         let mut applied = 0;
         'applying: for inputs in decoded {
             for one in inputs {
@@ -427,7 +440,7 @@ impl<P: DocumentProjector> ReadStore for DocumentStore<P> {
                     key,
                     input,
                 } = one;
-                let Some(doc) = key.and_then(|k| docs.get_mut(&k)) else {
+                let Some((key, doc)) = key.and_then(|k| docs.get_mut(&k).map(|d| (k, d))) else {
                     continue;
                 };
                 if doc.held.get(&stream).is_some_and(|&held| held >= seq) {
@@ -446,12 +459,33 @@ impl<P: DocumentProjector> ReadStore for DocumentStore<P> {
                     })?),
                     None => None,
                 };
-                match self.projector.apply(doc.doc.take(), input) {
-                    Ok(next) => {
+                let applied_one = self
+                    .projector
+                    .apply(doc.doc.take(), input)
+                    .and_then(|next| {
+                        let mut seqs = doc.seq.clone();
+                        seqs.insert(stream.clone(), seq);
+                        let encoded = encode_entry(&key, &seqs, &next)
+                            .map_err(|e| Error::with_source(ProjectorErrorKind::Invalid, e))?;
+                        if encoded.len() > max_entry {
+                            return Err(Error::new(
+                                ProjectorErrorKind::TooLarge,
+                                format!(
+                                "document {} would be {} bytes; a message may carry {max_entry}",
+                                jetsource_schemas::reply::excerpt(&key, 64),
+                                encoded.len()
+                            ),
+                            ));
+                        }
+                        Ok((next, seqs, encoded))
+                    });
+                match applied_one {
+                    Ok((next, seqs, encoded)) => {
                         // A document that never existed needs no tombstone.
                         doc.changed |= next.is_some() || doc.revision > 0;
                         doc.doc = next;
-                        doc.seq.insert(stream, seq);
+                        doc.seq = seqs;
+                        doc.encoded = Some(encoded);
                     }
                     Err(e) => {
                         if let Some(bytes) = backup {
@@ -492,4 +526,28 @@ impl<P: DocumentProjector> ReadStore for DocumentStore<P> {
             tracing::debug!(%bucket, error = %e, "bucket not deleted");
         }
     }
+}
+
+/// A document's entry as stored.
+fn encode_entry<D: Serialize>(
+    key: &str,
+    seq: &Positions,
+    doc: &Option<D>,
+) -> Result<Vec<u8>, ProjectionError> {
+    #[derive(Serialize)]
+    struct Borrowed<'a, D> {
+        seq: &'a Positions,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        doc: &'a Option<D>,
+    }
+    serde_json::to_vec(&Borrowed { seq, doc }).map_err(|e| {
+        Error::with_message_and_source(
+            ProjectionErrorKind::Store,
+            format!(
+                "document {} does not encode",
+                jetsource_schemas::reply::excerpt(key, 64)
+            ),
+            e,
+        )
+    })
 }
