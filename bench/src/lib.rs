@@ -12,8 +12,8 @@
 //! - [`load`]: the client load generator and its latency percentiles.
 //! - [`workload`]: the commands sent (identical bytes for both paths).
 //! - [`raw`]: the bare responder.
-//! - [`roundtrip`], [`replay`], [`cold_load`]: the figures, jetsource hosted
-//!   in this process.
+//! - [`roundtrip`], [`replay`], [`cold_load`], [`transfers`]: the figures,
+//!   jetsource hosted in this process.
 //! - [`deployed`]: `jetsource run` as its own process, as shipped;
 //!   [`deployed_replay`]: the same process replaying a read model of a
 //!   million documents.
@@ -30,6 +30,7 @@ pub mod replay;
 pub mod report;
 pub mod roundtrip;
 pub mod seed;
+pub mod transfers;
 pub mod workload;
 
 use env::{Env, Settings};
@@ -93,6 +94,7 @@ pub const FIGURES: &[&str] = &[
     "rejection_roundtrip",
     "cold_load",
     "scale",
+    "transfers",
     "replay",
     "durable",
     "deployed",
@@ -210,6 +212,11 @@ pub async fn run(options: &BenchOptions, runtime_config: RuntimeConfig) -> Resul
                 Some(first) => figure = figure.against(first),
                 None => first = Some(figure.clone()),
             }
+            report.add(figure);
+        }
+    }
+    if wanted("transfers") {
+        for figure in transfers::transfers(&mut env).await? {
             report.add(figure);
         }
     }

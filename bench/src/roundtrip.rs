@@ -26,7 +26,7 @@ pub(super) fn figure(name: &str, sample: &Sample) -> Figure {
     figure
 }
 
-fn aggregates(env: &Env, figure: &str, count: u64) -> Aggregates {
+pub(super) fn aggregates(env: &Env, figure: &str, count: u64) -> Aggregates {
     Aggregates {
         prefix: format!("{figure}-{}", env.run_id),
         count,

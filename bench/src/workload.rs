@@ -160,6 +160,56 @@ impl Workload for InvalidCommands {
     }
 }
 
+/// Account commands over `count` seeded accounts, all accepted: a
+/// `deposit` of 1, or a `transfer` of 1 to another account (the balances
+/// are seeded far above what a run moves). Task `task`'s `n`-th command
+/// addresses account `(task + n * tasks) % count`: with as many accounts
+/// as tasks or more, each task its own; a transfer pays into the next
+/// account, another task's, so transfers meet on accounts.
+#[derive(Debug, Clone)]
+pub struct AccountCommands {
+    /// Prefix of the account ids (`<prefix>-<index>`).
+    pub prefix: String,
+    /// Accounts, at least 2.
+    pub count: u64,
+    /// Client tasks.
+    pub tasks: u64,
+    /// Transfers rather than deposits.
+    pub transfer: bool,
+}
+
+impl AccountCommands {
+    /// The account at `index`.
+    pub fn id(&self, index: u64) -> String {
+        format!("{}-{index}", self.prefix)
+    }
+}
+
+impl Workload for AccountCommands {
+    fn request(&self, task: usize, n: u64) -> Outgoing {
+        let count = self.count.max(2);
+        let from = (task as u64 + n.wrapping_mul(self.tasks)) % count;
+        let id = self.id(from);
+        let (command, body) = if self.transfer {
+            let to = self.id((from + 1) % count);
+            ("transfer", format!(r#"{{"to":"{to}","amount":1}}"#))
+        } else {
+            ("deposit", r#"{"amount":1}"#.to_string())
+        };
+        // Ids of their own per command, so that transfers over accounts
+        // that took deposits are never answered as those deposits' resends.
+        Outgoing {
+            subject: format!("cmd.account.{id}.{command}"),
+            headers: command_headers(task, n, &format!("{}-{command}", self.prefix)),
+            body: Bytes::from(body),
+        }
+    }
+
+    fn expected(&self, reply: &[u8]) -> bool {
+        reply.starts_with(br#"{"status":"accepted""#) && reply.ends_with(br#""duplicate":false}"#)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -400,6 +400,7 @@ mod tests {
                     event_type: "BlogPostCreated".into(),
                     stream: "EVT_BLOGPOST".into(),
                     seq,
+                    aggregate_id: None,
                 }],
             },
         )

@@ -401,6 +401,7 @@ fn indexed<'a>(
         event_type: parsed.event_type.to_string(),
         stream: stream.to_string(),
         seq,
+        aggregate_id: None,
     };
     Some((
         command_id.to_string(),

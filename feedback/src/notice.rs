@@ -11,11 +11,47 @@
 use crate::cache::{now_rfc3339, AcceptedCache};
 use jetsource_handlers::runtime::{CommandOutcome, OutcomeObserver};
 use jetsource_schemas::feedback::{AcceptedStatus, AggregateEvents, RejectionNotice};
-use jetsource_schemas::{CommandReply, Namespace};
+use jetsource_schemas::{Accepted, CommandReply, EventRef, Namespace};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
+
+/// The status of an accepted command, from its reply: the events of the
+/// addressed aggregate, and those the reply marks as another aggregate's
+/// (a command over several aggregates) under that aggregate, as the
+/// command index lists them.
+fn accepted_status(a: &Accepted) -> AcceptedStatus {
+    let part = |aggregate_id: &str| AggregateEvents {
+        aggregate_type: a.aggregate_type.clone(),
+        aggregate_id: aggregate_id.to_string(),
+        events: Vec::new(),
+    };
+    let mut parts = vec![part(&a.aggregate_id)];
+    for event in &a.events {
+        let owner = event.aggregate_id.as_deref().unwrap_or(&a.aggregate_id);
+        let index = match parts.iter().position(|p| p.aggregate_id == owner) {
+            Some(index) => index,
+            None => {
+                parts.push(part(owner));
+                parts.len() - 1
+            }
+        };
+        parts[index].events.push(EventRef {
+            aggregate_id: None,
+            ..event.clone()
+        });
+    }
+    let mut parts = parts.into_iter();
+    let mut status = AcceptedStatus::new(
+        a.command_id.clone(),
+        parts.next().unwrap_or_else(|| part(&a.aggregate_id)),
+    );
+    for other in parts {
+        status.merge(other);
+    }
+    status
+}
 
 /// Builds the observer: accepted outcomes into `accepted` once `queries`
 /// is on (the process answers status queries), rejections into `queue`
@@ -29,14 +65,7 @@ pub(crate) fn observer(
 ) -> OutcomeObserver {
     Arc::new(move |outcome: &CommandOutcome<'_>| match outcome.reply {
         CommandReply::Accepted(_) if !queries.load(Ordering::Relaxed) => {}
-        CommandReply::Accepted(a) => accepted.insert(AcceptedStatus::new(
-            a.command_id.clone(),
-            AggregateEvents {
-                aggregate_type: a.aggregate_type.clone(),
-                aggregate_id: a.aggregate_id.clone(),
-                events: a.events.clone(),
-            },
-        )),
+        CommandReply::Accepted(a) => accepted.insert(accepted_status(a)),
         CommandReply::Rejected(r) if notices => {
             // Without a command id nobody can ask for it, and without a
             // parsed subject there is no aggregate to name in the subject.
@@ -116,7 +145,6 @@ async fn send(client: &async_nats::Client, namespace: &Namespace, notice: &Rejec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jetsource_schemas::Accepted;
     use std::time::Duration;
 
     fn accepted(command_id: &str) -> CommandReply {
@@ -154,5 +182,38 @@ mod tests {
         let reply = accepted("with-queries");
         observe(&outcome(&reply));
         assert!(cache.get("with-queries").is_some());
+    }
+
+    #[test]
+    fn a_reply_over_several_aggregates_is_a_status_listing_each() {
+        let event = |event_type: &str, seq, aggregate_id: Option<&str>| EventRef {
+            event_type: event_type.into(),
+            stream: "EVT_ACCOUNT".into(),
+            seq,
+            aggregate_id: aggregate_id.map(str::to_string),
+        };
+        let reply = Accepted {
+            command_id: "t1".into(),
+            aggregate_type: "account".into(),
+            aggregate_id: "b".into(),
+            events: vec![
+                event("TransferSent", 7, None),
+                event("TransferReceived", 8, Some("a")),
+            ],
+            duplicate: false,
+        };
+        let status = accepted_status(&reply);
+        assert_eq!(
+            (status.aggregate_id.as_str(), status.events.len()),
+            ("b", 1)
+        );
+        assert_eq!(status.events[0].aggregate_id, None);
+        assert_eq!(status.others.len(), 1);
+        assert_eq!(status.others[0].aggregate_id, "a");
+        assert_eq!(
+            status.others[0].events,
+            [event("TransferReceived", 8, None)],
+            "each aggregate's events under it alone, unmarked"
+        );
     }
 }

@@ -318,6 +318,12 @@ impl Metrics {
         }
     }
 
+    /// Appends refused because an aggregate had moved on (each followed by
+    /// a reload and a new decision, unless the retries ran out).
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
+    }
+
     /// Appends attempted.
     pub fn appends(&self) -> u64 {
         self.append_seconds.count()

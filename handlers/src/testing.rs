@@ -24,11 +24,14 @@
 use crate::aggregate::{Aggregate, Rejection, RejectionKind};
 use crate::codec;
 use jetsource_schemas::upcast;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-/// The "given" step: an aggregate built from past events.
+/// The "given" step: an aggregate built from past events, and for a
+/// command that involves other aggregates, theirs.
 pub struct AggregateTest<A: Aggregate> {
     state: A,
+    others: BTreeMap<String, A>,
 }
 
 impl<A: Aggregate> AggregateTest<A> {
@@ -36,6 +39,7 @@ impl<A: Aggregate> AggregateTest<A> {
     pub fn given_no_previous_events() -> Self {
         AggregateTest {
             state: A::default(),
+            others: BTreeMap::new(),
         }
     }
 
@@ -45,7 +49,10 @@ impl<A: Aggregate> AggregateTest<A> {
         for event in events {
             state.apply(event);
         }
-        AggregateTest { state }
+        AggregateTest {
+            state,
+            others: BTreeMap::new(),
+        }
     }
 
     /// An aggregate that has applied events as they are stored: each
@@ -67,12 +74,64 @@ impl<A: Aggregate> AggregateTest<A> {
                 panic!("stored {event_type} v{version} {body} does not read: {e}");
             }
         }
-        AggregateTest { state }
+        AggregateTest {
+            state,
+            others: BTreeMap::new(),
+        }
     }
 
     /// The state the "given" step built, for checks of its own.
     pub fn state(&self) -> &A {
         &self.state
+    }
+
+    /// Another aggregate of the type, with id `id`, that has applied
+    /// `events`: for a command that involves it. An involved aggregate
+    /// not given this way has no events.
+    pub fn and_other(mut self, id: &str, events: Vec<A::Event>) -> Self {
+        let mut state = A::default();
+        for event in events {
+            state.apply(event);
+        }
+        self.others.insert(id.to_string(), state);
+        self
+    }
+
+    /// The "when" step for a command addressed to aggregate `id` (the one
+    /// the "given" step built), decided as the runtime decides it: over
+    /// the states of every aggregate it involves when it involves any
+    /// ([`Aggregate::handle_many`]), else by `handle`, every event on `id`.
+    pub fn when_on(self, id: &str, command: A::Command) -> ManyOutcome<A> {
+        let involved = A::involves(&command);
+        let result = if involved.is_empty() {
+            self.state
+                .handle(command)
+                .map(|events| events.into_iter().map(|e| (id.to_string(), e)).collect())
+        } else {
+            let empty = A::default();
+            let others: BTreeMap<&str, &A> = involved
+                .iter()
+                .filter(|other| *other != id)
+                .map(|other| {
+                    let state = self.others.get(other).unwrap_or(&empty);
+                    (other.as_str(), state)
+                })
+                .collect();
+            self.state.handle_many(id, command, &others)
+        };
+        ManyOutcome { result }
+    }
+
+    /// [`AggregateTest::when_on`] with the command as it arrives on the
+    /// wire: its name and its JSON body.
+    ///
+    /// # Panics
+    /// When the command does not decode: a test failure.
+    pub fn when_wire_on(self, id: &str, name: &str, body: &str) -> ManyOutcome<A> {
+        match codec::decode_command::<A::Command>(name, body.as_bytes()) {
+            Ok(command) => self.when_on(id, command),
+            Err(e) => panic!("command {name} {body} does not decode: {e}"),
+        }
     }
 
     /// The "when" step: decide `command`.
@@ -133,5 +192,46 @@ where
     /// The raw result.
     pub fn into_result(self) -> Result<Vec<A::Event>, Rejection> {
         self.result
+    }
+}
+
+/// The "then" step of a command addressed to one aggregate of several:
+/// what the decision returned, each event with its aggregate's id.
+pub struct ManyOutcome<A: Aggregate> {
+    result: Result<Vec<(String, A::Event)>, Rejection>,
+}
+
+impl<A: Aggregate> ManyOutcome<A>
+where
+    A::Event: PartialEq + Debug,
+{
+    /// Asserts the decision produced exactly `expected`: each event with
+    /// the id of the aggregate it goes to, in order.
+    ///
+    /// # Panics
+    /// When it did not.
+    pub fn then_expect_events(self, expected: Vec<(&str, A::Event)>) {
+        let expected: Vec<(String, A::Event)> = expected
+            .into_iter()
+            .map(|(id, event)| (id.to_string(), event))
+            .collect();
+        match self.result {
+            Ok(events) => assert_eq!(events, expected, "unexpected events"),
+            Err(rejection) => panic!("expected events {expected:?}, got rejection {rejection}"),
+        }
+    }
+
+    /// Asserts the decision was rejected with `kind`; returns the rejection.
+    ///
+    /// # Panics
+    /// When it was not.
+    pub fn then_expect_rejection(self, kind: RejectionKind) -> Rejection {
+        match self.result {
+            Ok(events) => panic!("expected a {kind:?} rejection, got events {events:?}"),
+            Err(rejection) => {
+                assert_eq!(rejection.kind(), kind, "wrong rejection kind: {rejection}");
+                rejection
+            }
+        }
     }
 }

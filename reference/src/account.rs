@@ -1,13 +1,22 @@
 //! A bank account: the second reference aggregate, with an invariant that
 //! concurrency must never break — the balance never goes negative.
 //!
-//! Commands: `open {owner}`, `deposit {amount}`, `withdraw {amount}`;
-//! amounts are positive integers (cents, say). Events: `AccountOpened`,
-//! `MoneyDeposited`, `MoneyWithdrawn`.
+//! Commands: `open {owner}`, `deposit {amount}`, `withdraw {amount}`,
+//! `transfer {to, amount}`; amounts are positive integers (cents, say).
+//! Events: `AccountOpened`, `MoneyDeposited`, `MoneyWithdrawn`, and for a
+//! transfer `TransferSent` on the source and `TransferReceived` on the
+//! target, appended together or not at all.
+//!
+//! A transfer decides over both accounts (it [`Aggregate::involves`] the
+//! target): the source's balance must cover it and the target must be
+//! open, and both are checked again at commit, so no interleaving of
+//! transfers, deposits and withdrawals makes money appear, vanish or go
+//! below zero.
 
 use jetsource_handlers::{Aggregate, Rejection};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// An account, as much as its commands need to know.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -42,6 +51,13 @@ pub enum AccountCommand {
         /// A positive amount.
         amount: u64,
     },
+    /// Moves money to another open account, never below zero.
+    Transfer {
+        /// The id of the account paid into (not this one).
+        to: String,
+        /// A positive amount.
+        amount: u64,
+    },
 }
 
 /// Events of an account: `evt.account.<id>.<EventType>`.
@@ -59,6 +75,22 @@ pub enum AccountEvent {
     },
     /// Money went out.
     MoneyWithdrawn {
+        /// How much.
+        amount: u64,
+    },
+    /// Money went out to another account, which received it in the same
+    /// atomic append.
+    TransferSent {
+        /// The account paid into.
+        to: String,
+        /// How much.
+        amount: u64,
+    },
+    /// Money came in from another account, which sent it in the same
+    /// atomic append.
+    TransferReceived {
+        /// The account paid from.
+        from: String,
         /// How much.
         amount: u64,
     },
@@ -102,7 +134,71 @@ impl Aggregate for Account {
             AccountCommand::Withdraw { amount } => {
                 Ok(vec![AccountEvent::MoneyWithdrawn { amount }])
             }
+            // Decided over both accounts, by `handle_many`; the runtime
+            // never asks `handle` for it.
+            AccountCommand::Transfer { .. } => Err(Rejection::validation(
+                "a transfer is decided over both accounts",
+            )),
         }
+    }
+
+    fn involves(command: &AccountCommand) -> Vec<String> {
+        match command {
+            AccountCommand::Transfer { to, .. } => vec![to.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    fn handle_many(
+        &self,
+        id: &str,
+        command: AccountCommand,
+        others: &BTreeMap<&str, &Account>,
+    ) -> Result<Vec<(String, AccountEvent)>, Rejection> {
+        let AccountCommand::Transfer { to, amount } = command else {
+            let events = self.handle(command)?;
+            return Ok(events.into_iter().map(|e| (id.to_string(), e)).collect());
+        };
+        if to == id {
+            return Err(Rejection::validation(
+                "a transfer needs another account than its source",
+            ));
+        }
+        if !self.open {
+            return Err(Rejection::not_found("no such account"));
+        }
+        let target = match others.get(to.as_str()) {
+            Some(target) if target.open => target,
+            _ => return Err(Rejection::not_found(format!("no such account: {to}"))),
+        };
+        if amount == 0 {
+            return Err(Rejection::validation("the amount must be positive"));
+        }
+        if amount > self.balance {
+            return Err(Rejection::validation(format!(
+                "insufficient funds: the balance is {}, {amount} was asked",
+                self.balance
+            )));
+        }
+        if target.balance.checked_add(amount).is_none() {
+            return Err(Rejection::validation("the target's balance would overflow"));
+        }
+        Ok(vec![
+            (
+                id.to_string(),
+                AccountEvent::TransferSent {
+                    to: to.clone(),
+                    amount,
+                },
+            ),
+            (
+                to,
+                AccountEvent::TransferReceived {
+                    from: id.to_string(),
+                    amount,
+                },
+            ),
+        ])
     }
 
     fn apply(&mut self, event: AccountEvent) {
@@ -111,8 +207,11 @@ impl Aggregate for Account {
             AccountEvent::MoneyDeposited { amount } => {
                 self.balance = self.balance.saturating_add(amount)
             }
-            AccountEvent::MoneyWithdrawn { amount } => {
+            AccountEvent::MoneyWithdrawn { amount } | AccountEvent::TransferSent { amount, .. } => {
                 self.balance = self.balance.saturating_sub(amount)
+            }
+            AccountEvent::TransferReceived { amount, .. } => {
+                self.balance = self.balance.saturating_add(amount)
             }
         }
     }
@@ -173,5 +272,98 @@ mod tests {
         AggregateTest::<Account>::given_no_previous_events()
             .when_wire("withdraw", r#"{"amount":1}"#)
             .then_expect_rejection(RejectionKind::NotFound);
+    }
+
+    fn funded(amount: u64) -> Vec<AccountEvent> {
+        vec![opened(), MoneyDeposited { amount }]
+    }
+
+    fn transfer(to: &str, amount: u64) -> String {
+        format!(r#"{{"to":"{to}","amount":{amount}}}"#)
+    }
+
+    #[test]
+    fn a_transfer_is_one_event_on_each_account() {
+        AggregateTest::<Account>::given(funded(10))
+            .and_other("b", vec![opened()])
+            .when_wire_on("a", "transfer", &transfer("b", 10))
+            .then_expect_events(vec![
+                (
+                    "a",
+                    TransferSent {
+                        to: "b".into(),
+                        amount: 10,
+                    },
+                ),
+                (
+                    "b",
+                    TransferReceived {
+                        from: "a".into(),
+                        amount: 10,
+                    },
+                ),
+            ]);
+        let mut source = Account::default();
+        let mut target = Account::default();
+        for event in funded(10) {
+            source.apply(event);
+        }
+        source.apply(TransferSent {
+            to: "b".into(),
+            amount: 4,
+        });
+        target.apply(TransferReceived {
+            from: "a".into(),
+            amount: 4,
+        });
+        assert_eq!((source.balance(), target.balance()), (6, 4));
+    }
+
+    #[test]
+    fn a_transfer_never_overdraws_and_needs_another_account() {
+        AggregateTest::<Account>::given(funded(10))
+            .and_other("b", vec![opened()])
+            .when_wire_on("a", "transfer", &transfer("b", 11))
+            .then_expect_rejection(RejectionKind::Validation);
+        AggregateTest::<Account>::given(funded(10))
+            .when_wire_on("a", "transfer", &transfer("a", 1))
+            .then_expect_rejection(RejectionKind::Validation);
+        AggregateTest::<Account>::given(funded(10))
+            .and_other("b", vec![opened()])
+            .when_wire_on("a", "transfer", &transfer("b", 0))
+            .then_expect_rejection(RejectionKind::Validation);
+        AggregateTest::<Account>::given(funded(10))
+            .and_other("b", funded(u64::MAX))
+            .when_wire_on("a", "transfer", &transfer("b", 1))
+            .then_expect_rejection(RejectionKind::Validation);
+    }
+
+    #[test]
+    fn a_transfer_from_or_to_a_missing_account_is_not_found() {
+        AggregateTest::<Account>::given(funded(10))
+            .when_wire_on("a", "transfer", &transfer("nobody", 1))
+            .then_expect_rejection(RejectionKind::NotFound);
+        AggregateTest::<Account>::given_no_previous_events()
+            .and_other("b", vec![opened()])
+            .when_wire_on("a", "transfer", &transfer("b", 1))
+            .then_expect_rejection(RejectionKind::NotFound);
+    }
+
+    #[test]
+    fn only_a_transfer_involves_another_account() {
+        let decode = |name: &str, body: &str| {
+            jetsource_schemas::codec::decode_command::<AccountCommand>(name, body.as_bytes())
+                .expect("decodes")
+        };
+        assert_eq!(
+            Account::involves(&decode("transfer", &transfer("b", 1))),
+            ["b"]
+        );
+        assert!(Account::involves(&decode("deposit", r#"{"amount":1}"#)).is_empty());
+        // A one-account command decided on the way of several is decided
+        // as `handle` decides it.
+        AggregateTest::<Account>::given(funded(10))
+            .when_wire_on("a", "withdraw", r#"{"amount":3}"#)
+            .then_expect_events(vec![("a", MoneyWithdrawn { amount: 3 })]);
     }
 }

@@ -22,6 +22,7 @@
 use crate::upcast::Upcasters;
 use crate::RejectionCode;
 use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// An event-sourced aggregate: state, decision and fold.
@@ -94,6 +95,53 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
 
     /// Folds one confirmed event into the state. Infallible.
     fn apply(&mut self, event: Self::Event);
+
+    /// The other aggregates of this type whose state `command` decides
+    /// over, by id, as the command names them (from its body, say): a
+    /// transfer names the account it pays into. Default: none, and the
+    /// command is decided by [`Aggregate::handle`] on its own aggregate
+    /// alone, exactly as if this method did not exist.
+    ///
+    /// When it names any, the runtime loads each of them (and the
+    /// addressed one), hands all their states to
+    /// [`Aggregate::handle_many`], and appends the events for every
+    /// aggregate in one atomic write that checks each aggregate is still
+    /// at the state the decision saw. An id that is not a token is
+    /// `bad_request`; naming the addressed aggregate itself is allowed
+    /// (the decision sees it as itself, not among the others).
+    fn involves(command: &Self::Command) -> Vec<String> {
+        let _ = command;
+        Vec::new()
+    }
+
+    /// Decides a command that [`Aggregate::involves`] other aggregates:
+    /// `self` is the addressed aggregate, `id` its id, and `others` holds
+    /// the state of every other id `involves` named (the default state
+    /// for one without events, so that telling "does not exist" is the
+    /// decision's). Returns each event with the id of the aggregate it
+    /// belongs to, `id` or one of `others`: the events of one aggregate
+    /// are appended in the order given, and all of them in one atomic
+    /// write, or none.
+    ///
+    /// Pure and synchronous, like `handle`: after a concurrency conflict
+    /// on any of the aggregates it is asked again on their new states.
+    /// Only the aggregates that get an event are checked at commit: a
+    /// decision must give an event to every aggregate whose state it
+    /// relies on (see PROTOCOL.md). Default: `handle` on `self`, every
+    /// event on `id`.
+    fn handle_many(
+        &self,
+        id: &str,
+        command: Self::Command,
+        others: &BTreeMap<&str, &Self>,
+    ) -> Result<Vec<(String, Self::Event)>, Rejection> {
+        let _ = others;
+        Ok(self
+            .handle(command)?
+            .into_iter()
+            .map(|event| (id.to_string(), event))
+            .collect())
+    }
 
     /// The version of what [`Aggregate::snapshot`] writes. A snapshot of
     /// another version is ignored and the history replayed instead: raise it

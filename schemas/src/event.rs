@@ -13,4 +13,10 @@ pub struct EventRef {
     pub stream: String,
     /// Its JetStream stream sequence.
     pub seq: u64,
+    /// The aggregate it belongs to, when that is not the one the listing
+    /// names: a command that decided over several aggregates lists their
+    /// events under the addressed one, each other aggregate's marked with
+    /// its id. Absent for the named aggregate's own events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_id: Option<String>,
 }

@@ -498,6 +498,7 @@ mod tests {
                     event_type: "BlogPostCreated".into(),
                     stream: "EVT_BLOGPOST".into(),
                     seq,
+                    aggregate_id: None,
                 })
                 .collect(),
         }

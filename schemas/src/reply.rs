@@ -63,6 +63,8 @@ pub struct Accepted {
     /// The aggregate instance id.
     pub aggregate_id: String,
     /// The events the command appended, in order; empty when it decided none.
+    /// A command over several aggregates lists all of them, each other
+    /// aggregate's marked with its [`EventRef::aggregate_id`].
     pub events: Vec<EventRef>,
     /// True when the command id had already been accepted on this aggregate:
     /// nothing new was appended and `events` are the original ones.
@@ -189,6 +191,10 @@ impl CommandReply {
             json_string(out, &event.stream)?;
             out.extend_from_slice(br#","seq":"#);
             serde_json::to_writer(&mut *out, &event.seq)?;
+            if let Some(aggregate_id) = &event.aggregate_id {
+                out.extend_from_slice(br#","aggregate_id":"#);
+                json_string(out, aggregate_id)?;
+            }
             out.push(b'}');
         }
         out.extend_from_slice(if accepted.duplicate {
@@ -238,6 +244,7 @@ mod tests {
                 event_type: "BlogPostCreated".into(),
                 stream: "EVT_BLOGPOST".into(),
                 seq: 12,
+                aggregate_id: None,
             }],
             duplicate: false,
         });
@@ -280,6 +287,7 @@ mod tests {
             event_type: event_type.into(),
             stream: stream.into(),
             seq,
+            aggregate_id: None,
         };
         let accepted = |command_id: &str, aggregate_id: &str, events, duplicate| {
             CommandReply::Accepted(Accepted {
@@ -316,6 +324,20 @@ mod tests {
                 false,
             ),
             accepted("", "", vec![event("", "", 0)], true),
+            // A command over several aggregates: the others' events name
+            // their aggregate.
+            accepted(
+                "t1",
+                "a1",
+                vec![
+                    event("TransferSent", "EVT_ACCOUNT", 7),
+                    EventRef {
+                        aggregate_id: Some("b\"2".into()),
+                        ..event("TransferReceived", "EVT_ACCOUNT", 8)
+                    },
+                ],
+                false,
+            ),
             CommandReply::rejected("c1", RejectionCode::Validation, "title \"x\" is\nempty"),
             CommandReply::rejected("", RejectionCode::Internal, ""),
         ];

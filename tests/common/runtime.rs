@@ -77,7 +77,19 @@ impl Jetsource {
         config: RuntimeConfig,
         publish: bool,
     ) -> Self {
-        let builder = |client| blog_app().runtime_builder(client);
+        Self::with_feedback_app(url, &blog_app(), feedback, config, publish).await
+    }
+
+    /// The aggregates of `app` and the feedback role, as
+    /// [`Jetsource::with_feedback`] starts them.
+    pub async fn with_feedback_app(
+        url: &str,
+        app: &App,
+        feedback: FeedbackConfig,
+        config: RuntimeConfig,
+        publish: bool,
+    ) -> Self {
+        let builder = |client| app.runtime_builder(client);
         Self::try_start(url, builder, config, Some((feedback, publish)))
             .await
             .unwrap_or_else(|e| panic!("the runtime did not start: {e}"))

@@ -45,7 +45,10 @@ fn fold(view: &mut AccountView, event: AccountEvent) {
     match event {
         AccountEvent::AccountOpened { .. } => {}
         AccountEvent::MoneyDeposited { amount } => view.balance += amount as i64,
-        AccountEvent::MoneyWithdrawn { amount } => view.balance -= amount as i64,
+        AccountEvent::MoneyWithdrawn { amount } | AccountEvent::TransferSent { amount, .. } => {
+            view.balance -= amount as i64
+        }
+        AccountEvent::TransferReceived { amount, .. } => view.balance += amount as i64,
     }
     view.events += 1;
 }

@@ -58,13 +58,31 @@ impl<A: Aggregate> AggregateHandler<A> {
                 event_type: event.event_type,
                 stream: self.stream.clone(),
                 seq: *seq,
+                aggregate_id: None,
             })
             .collect();
-        // Case 2b: the store confirmed, now the state may move.
+        self.settle(slot, request.aggregate_id, command_id, decided, &refs);
+        Ok(AcceptedEvents {
+            events: refs,
+            duplicate: false,
+        })
+    }
+
+    /// Case 2b, once the store confirmed `decided` at `refs`: the state
+    /// moves, then the sequence, the idempotency record and the snapshot
+    /// bookkeeping (a snapshot written when one is due).
+    pub(super) fn settle(
+        &self,
+        slot: &mut Slot<A>,
+        aggregate_id: &str,
+        command_id: &str,
+        decided: Vec<A::Event>,
+        refs: &[EventRef],
+    ) {
         for event in decided {
             slot.state.apply(event);
         }
-        slot.last_seq = seqs.last().copied().unwrap_or(slot.last_seq);
+        slot.last_seq = refs.last().map_or(slot.last_seq, |last| last.seq);
         // Unloaded, the append's expected sequence 0 proved these are the
         // aggregate's first events.
         slot.loaded = true;
@@ -85,16 +103,12 @@ impl<A: Aggregate> AggregateHandler<A> {
                 .map(|(id, recorded)| (&**id, recorded.first_seq, recorded.joined(names)));
             snapshots.write_if_due(
                 &self.store,
-                request.aggregate_id,
+                aggregate_id,
                 &slot.state,
                 slot.last_seq,
                 &mut slot.snapshot,
                 commands,
             );
         }
-        Ok(AcceptedEvents {
-            events: refs,
-            duplicate: false,
-        })
     }
 }

@@ -49,6 +49,11 @@ pub(crate) enum CommandFailure {
     /// runtime's routing broke its own rule.
     #[error("no handler for a parsed command")]
     NoHandler,
+    /// A decision over several aggregates gave an event to an aggregate
+    /// the command does not involve (`internal`): a bug in the aggregate's
+    /// decision. Nothing was written.
+    #[error("the decision gave an event to aggregate {0}, which the command does not involve")]
+    Uninvolved(String),
 }
 
 impl CommandFailure {
@@ -61,7 +66,8 @@ impl CommandFailure {
             CommandFailure::Store(failure) => failure.code(),
             CommandFailure::CorruptHistory(_)
             | CommandFailure::Unencodable(_)
-            | CommandFailure::NoHandler => RejectionCode::Internal,
+            | CommandFailure::NoHandler
+            | CommandFailure::Uninvolved(_) => RejectionCode::Internal,
         }
     }
 }
@@ -110,6 +116,27 @@ pub(crate) enum BadRequest {
     /// commands.
     #[error(transparent)]
     Body(CommandDecodeError),
+    /// An aggregate id the command involves (named in its body) is not a
+    /// token.
+    #[error(transparent)]
+    Involved(TokenError),
+    /// The command involves more aggregates than one command may.
+    #[error("the command involves {named} aggregates, more than the {max} one command may")]
+    TooManyInvolved {
+        /// Aggregates named, the addressed one included.
+        named: usize,
+        /// The most one command may involve.
+        max: usize,
+    },
+    /// The `Command-Id` was accepted on an aggregate the command involves,
+    /// but not on the one it is addressed to: another command used it.
+    #[error("Command-Id {command_id} was already accepted on {aggregate_id}, which this command involves; give every command its own id")]
+    CommandIdTaken {
+        /// The id (a token).
+        command_id: String,
+        /// Where it was accepted (a token).
+        aggregate_id: String,
+    },
 }
 
 /// How the aggregate was not where the command expected it.

@@ -105,8 +105,8 @@ pub struct AggregateHandler<A: Aggregate> {
     /// The event types `A::Event` can decode, so a cold load reads their
     /// literal subjects (cheap for the server) rather than the wildcard.
     event_types: Option<&'static [&'static str]>,
-    cache: SlotCache<Mutex<Slot<A>>>,
-    retry: RetryPolicy,
+    pub(super) cache: SlotCache<Mutex<Slot<A>>>,
+    pub(super) retry: RetryPolicy,
     /// `None` when `A` takes no snapshots or they are off.
     pub(super) snapshots: Option<Arc<Snapshots>>,
 }
@@ -174,7 +174,13 @@ impl<A: Aggregate> AggregateHandler<A> {
         request: &CommandRequest<'_>,
     ) -> Result<AcceptedEvents, CommandFailure> {
         // Decode before taking the lock: malformed input never waits.
-        let mut command = Some(decide::decode::<A>(request)?);
+        let decoded = decide::decode::<A>(request)?;
+        let involved = A::involves(&decoded);
+        if !involved.is_empty() {
+            // Boxed: inline, its future would size every command's.
+            return Box::pin(self.execute_involving(request, decoded, involved)).await;
+        }
+        let mut command = Some(decoded);
         let slot = self
             .cache
             .get_or_insert_with(request.aggregate_id, || Mutex::new(Slot::default()));
@@ -220,7 +226,8 @@ impl<A: Aggregate> AggregateHandler<A> {
             match self.append(&mut slot, request, events).await {
                 Ok(accepted) => return Ok(accepted),
                 Err(failure) => {
-                    self.recover(&mut slot, request, &mut attempts, failure)
+                    let mut slots = [(request.aggregate_id, &mut *slot)];
+                    self.recover(&mut slots, request, &mut attempts, failure)
                         .await?
                 }
             }
@@ -228,12 +235,13 @@ impl<A: Aggregate> AggregateHandler<A> {
     }
 
     /// Acts on a failed append as the retry policy says: gives up (the
-    /// failure is the command's outcome), or pauses and reads the aggregate
-    /// again (the aggregate moved on, or our own earlier attempt may have
-    /// landed) so that the command is decided again.
-    async fn recover(
+    /// failure is the command's outcome), or pauses and reads the
+    /// aggregates of `slots` (by id) again (one moved on, or our own
+    /// earlier attempt may have landed) so that the command is decided
+    /// again.
+    pub(super) async fn recover(
         &self,
-        slot: &mut Slot<A>,
+        slots: &mut [(&str, &mut Slot<A>)],
         request: &CommandRequest<'_>,
         attempts: &mut Attempts,
         failure: CommandFailure,
@@ -253,7 +261,7 @@ impl<A: Aggregate> AggregateHandler<A> {
                     if !pause.is_zero() {
                         tokio::time::sleep(pause).await;
                     }
-                    match self.reload(slot, request.aggregate_id).await {
+                    match self.reload_all(slots).await {
                         Ok(moved) => {
                             attempts.reloaded(moved);
                             return Ok(());
@@ -263,6 +271,19 @@ impl<A: Aggregate> AggregateHandler<A> {
                 }
             }
         }
+    }
+
+    /// Reads each of `slots` again after a failed append; true when any
+    /// found newer events.
+    pub(super) async fn reload_all(
+        &self,
+        slots: &mut [(&str, &mut Slot<A>)],
+    ) -> Result<bool, CommandFailure> {
+        let mut moved = false;
+        for (aggregate_id, slot) in slots.iter_mut() {
+            moved |= self.reload(slot, aggregate_id).await?;
+        }
+        Ok(moved)
     }
 
     /// Logs a retry: a conflict at debug level (writers meet, that is

@@ -87,6 +87,7 @@ impl Recorded {
                 event_type: event_type.to_string(),
                 stream: stream.to_string(),
                 seq,
+                aggregate_id: None,
             })
             .collect()
     }

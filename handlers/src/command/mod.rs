@@ -15,7 +15,8 @@
 //! 7. `decide.rs`: the command decoded, `Expected-Seq` checked, `handle`
 //!    asked, the events encoded.
 //! 8. `append.rs`: the events appended, then applied after the ack; the
-//!    snapshot trigger.
+//!    snapshot trigger. `involved.rs`: the same steps for a command that
+//!    decides over several aggregates, with one atomic append for all.
 //! 9. `retry.rs`: after a failed append, reload and decide again, or give
 //!    up: the policy, a value.
 //! 10. `failure.rs`: why a command was not accepted, typed, with its cause.
@@ -27,6 +28,7 @@ mod decide;
 mod failure;
 mod handler;
 mod idempotency;
+mod involved;
 mod load;
 mod reply;
 mod request;

@@ -361,6 +361,7 @@ async fn commit(publisher: &Publisher, appends: Vec<PendingAppend>, stats: &Grou
                 .flat_map(|append| append.messages.iter())
                 .collect::<Vec<_>>()
                 .into_iter(),
+            false,
         )
         .await;
     match result {

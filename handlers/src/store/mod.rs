@@ -13,6 +13,8 @@
 //!   caller folds while the rest is read.
 //! - [`EventStore::append`] appends with `Nats-Expected-Last-Subject-Sequence`
 //!   over `evt.<type>.<id>.*`; several events go as one ADR-50 atomic batch.
+//!   [`EventStore::append_many`] appends to several aggregates of one type
+//!   in one atomic batch, each with its own check: all or nothing.
 //!
 //! Subjects and stream names are those of the store's [`Namespace`]
 //! (default: no prefix), built with one `format!` each, as without one.
@@ -46,7 +48,7 @@ mod publish;
 mod reply_mux;
 mod stream;
 
-pub use append::AppendMeta;
+pub use append::{AggregateAppend, AppendMeta};
 pub use direct_get::LOAD_BATCH_BYTES;
 pub use errors::{
     AppendError, AppendErrorKind, LoadError, LoadErrorKind, StreamError, StreamErrorKind,
@@ -255,6 +257,24 @@ impl EventStore {
                 events,
                 meta,
             )
+            .await
+    }
+
+    /// Appends each of `appends` to its aggregate of `aggregate_type`, all
+    /// in one ADR-50 atomic batch: every aggregate's first message carries
+    /// its own expected-sequence check (its `expected`), and JetStream
+    /// stores all of the events, at consecutive sequences in the order
+    /// given, or none of them when any check fails
+    /// ([`AppendErrorKind::Conflict`]). Returns the sequences of all the
+    /// events, in order. Never part of a group commit.
+    pub async fn append_many(
+        &self,
+        aggregate_type: &str,
+        appends: &[AggregateAppend<'_>],
+        meta: &AppendMeta<'_>,
+    ) -> Result<Vec<u64>, AppendError> {
+        self.appender
+            .append_many(&self.namespace, aggregate_type, appends, meta)
             .await
     }
 

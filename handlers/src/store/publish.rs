@@ -77,7 +77,7 @@ impl Publisher {
             // Boxed: a batch's future is large, and inline it would size
             // the future of every command, single-event ones included (the
             // runtime allocates that future once per command).
-            _ => Box::pin(self.batch(messages.iter())).await,
+            _ => Box::pin(self.batch(messages.iter(), true)).await,
         }
     }
 
@@ -100,10 +100,16 @@ impl Publisher {
     }
 
     /// Publishes `messages` as one ADR-50 atomic batch and returns their
-    /// sequences, which are consecutive.
+    /// sequences, which are consecutive. With `flush`, the messages are
+    /// handed to the socket before the ack is awaited: a command's own
+    /// batch otherwise waits on the connection's write buffering (a
+    /// two-event batch took 17 ms a command on a flushing server, 5 ms
+    /// flushed, one client sending one command after another). Group
+    /// commit's shared batches keep the way their figures were measured.
     pub(crate) async fn batch<'a>(
         &self,
         messages: impl ExactSizeIterator<Item = &'a Outgoing>,
+        flush: bool,
     ) -> Result<Vec<u64>, AppendError> {
         let n = messages.len();
         let batch_id = uuid::Uuid::new_v4().simple().to_string();
@@ -135,6 +141,12 @@ impl Publisher {
             sent.map_err(|e| Error::with_source(AppendErrorKind::Unavailable, e))?;
         }
         let deadline = tokio::time::Instant::now() + self.timeout;
+        if flush {
+            // Bounded like the ack: a connection that is down does not
+            // flush until it is back. A failed flush leaves the ack to
+            // tell what happened.
+            let _ = tokio::time::timeout_at(deadline, self.client.flush()).await;
+        }
         loop {
             let reply = match tokio::time::timeout_at(deadline, replies.rx.recv()).await {
                 Ok(Some(reply)) => reply,
