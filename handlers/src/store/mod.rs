@@ -167,6 +167,7 @@ impl EventStore {
     }
 
     /// Reads the events of `evt.<type>.<id>.*` with a stream sequence above
+    /// `after_seq`, in stream order.
     pub async fn load(
         &self,
         aggregate_type: &str,
@@ -240,6 +241,7 @@ impl EventStore {
 
     /// Appends `events` to `evt.<type>.<id>.*`, provided the aggregate's last
     /// stream sequence is still `expected` (0: no events yet). Returns the
+    /// stream sequences of the events appended, in order.
     pub async fn append(
         &self,
         aggregate_type: &str,
