@@ -683,3 +683,32 @@ async fn a_document_too_large_for_a_message_parks_its_event_and_the_others_go_on
     assert_ne!(report.projectors[0].phase, Phase::Failing);
     projectors.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_documents_larger_than_one_read_is_read_whole() {
+    let (_server, client, js) = scene().await;
+    // Eight documents of 600 KiB: more than one batched read brings.
+    let pad = "q".repeat(600 * 1024);
+    let added = (0..8)
+        .map(|i| (format!("w{i}"), "ItemAdded", json!({"n": i, "pad": pad})))
+        .collect();
+    let head = publish(&js, added).await;
+    let projectors = start(&client, "wide", config()).await;
+    projectors.wait_applied("wide", STREAM, head).await;
+    // One batch touching all eight reads them all back.
+    let touched = (0..8)
+        .map(|i| (format!("w{i}"), "ItemTouched", json!({})))
+        .collect();
+    let head = publish(&js, touched).await;
+    projectors.wait_applied("wide", STREAM, head).await;
+    for i in 0..8 {
+        let doc = get(&client, "wide", &format!("w{i}")).await;
+        assert_eq!(
+            (&doc["result"]["n"], &doc["result"]["touched"]),
+            (&i.into(), &1.into()),
+            "w{i}"
+        );
+        assert_eq!(doc["result"]["pad"].as_str().map(str::len), Some(pad.len()));
+    }
+    projectors.stop().await.expect("stop");
+}
