@@ -169,7 +169,7 @@ pub fn incompatible(app: &App, dir: &Path) -> Vec<Incompatible> {
     found
 }
 
-/// Why [`write`] wrote nothing.
+/// Why [`write()`] wrote nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// Writing would replace the record of an event version with a schema
@@ -201,7 +201,7 @@ pub fn write(app: &App, dir: &Path) -> Result<Vec<PathBuf>, WriteError> {
     Ok(written)
 }
 
-/// The files under `dir` that are missing or differ from what [`write`]
+/// The files under `dir` that are missing or differ from what [`write()`]
 /// would write.
 pub fn stale(app: &App, dir: &Path) -> Vec<PathBuf> {
     render(app)

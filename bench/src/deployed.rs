@@ -204,7 +204,7 @@ const ROLES: [(&str, &str, Option<&str>); 4] = [
 ];
 
 /// `deployed_*` on a server with default flushing and `durable_deployed_*`
-/// on one syncing every write: each set of roles in [`ROLES`] against the
+/// on one syncing every write: each set of roles in `ROLES` against the
 /// bare responder in the same run.
 pub async fn deployed(env: &Env, binary: &Path) -> Result<Vec<Figure>, BenchError> {
     let prefix = if env.syncing() {

@@ -8,7 +8,7 @@
 //! client load generator on its own connections.
 //!
 //! # Layout
-//! - [`env`]: the server, the connections, the hosted jetsource.
+//! - [`env`](mod@env): the server, the connections, the hosted jetsource.
 //! - [`load`]: the client load generator and its latency percentiles.
 //! - [`workload`]: the commands sent (identical bytes for both paths).
 //! - [`raw`]: the bare responder.

@@ -186,7 +186,7 @@ pub fn now_rfc3339() -> String {
 /// until it is `ttl / 2` old or holds half the capacity, then becomes the
 /// previous one, and the previous one is dropped whole. So an outcome is
 /// kept for between `ttl / 2` and `ttl` (less when the capacity runs out
-/// first), and the two hold at most `capacity` bytes by [`ENTRY_OVERHEAD`]'s
+/// first), and the two hold at most `capacity` bytes by `ENTRY_OVERHEAD`'s
 /// estimate.
 #[derive(Clone)]
 pub struct AcceptedCache {

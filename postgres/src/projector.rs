@@ -95,7 +95,7 @@ pub trait PgProjector: Send + Sync + 'static {
     /// On `Err` the transaction is rolled back to before this event; the
     /// events before it in the batch are stored, this one is delivered
     /// again and, after the poison policy's number of deliveries, parked.
-    /// Map SQL failures with [`projector_error`](crate::projector_error).
+    /// Map SQL failures with [`projector_error`].
     /// `execute_typed` (parameters with their types) takes one round trip
     /// per statement; `execute` with SQL text prepares it first, two.
     fn apply(
@@ -106,7 +106,7 @@ pub trait PgProjector: Send + Sync + 'static {
 
     /// Answers a query on `query.<name>.<path…>` from the generation
     /// served, on a connection whose `search_path` is its schema. Map SQL
-    /// failures with [`query_error`](crate::query_error).
+    /// failures with [`query_error`].
     fn query(
         &self,
         client: &tokio_postgres::Client,

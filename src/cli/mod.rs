@@ -17,6 +17,10 @@
 //! - `inspect.rs`: `tail`, `rewind`, `streams`.
 //! - `read.rs`: `query`, a projection's answers.
 
+// The flags' doc comments are their `--help` texts, which name settings
+// as `[section] key`, not intra-doc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 pub mod client;
 mod inspect;
 mod read;
