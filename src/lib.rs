@@ -42,6 +42,7 @@ pub use jetsource_handlers as handlers;
 pub use jetsource_handlers::{
     connect, testing, Aggregate, Rejection, RejectionKind, Runtime, RuntimeConfig,
 };
+pub use jetsource_process as process;
 pub use jetsource_projector as projector;
 pub use jetsource_schemas as schemas;
 pub use jetsource_schemas::upcast::{EventBody, Upcasters};

@@ -1,0 +1,593 @@
+//! Running a process manager: a durable consumer per followed event
+//! stream and one on its fired deadlines, each taking one trigger at a
+//! time; per trigger, the instance's entry is read, `react` decides, the
+//! commands are sent, the deadlines set and cancelled, and the entry is
+//! written (compare-and-set on its revision) before the trigger is acked.
+//!
+//! Every step before the write is idempotent, so a crash anywhere repeats
+//! them: the commands go out again with the same `Command-Id`s (the
+//! handlers answer a repeat as a duplicate and append nothing), a deadline
+//! set again replaces itself, a cancelled one is purged again. A trigger at
+//! or before the entry's recorded position is acked without reacting.
+
+use crate::command_id::{command_id, Cause};
+use crate::config::ProcessConfig;
+use crate::deadlines::{self, format_at, parse_at};
+use crate::error::{ProcessError, ProcessErrorKind};
+use crate::instance::Instance;
+use crate::manager::{Fired, ProcessManager, Reaction, Trigger};
+use crate::names::Names;
+use async_nats::jetstream::{self, consumer, kv, stream, AckKind};
+use futures::StreamExt;
+use jetsource_client::{CommandClient, SendErrorKind, SendOptions};
+use jetsource_projector::typed::Follows;
+use jetsource_projector::Event;
+use jetsource_schemas::error::Error;
+use jetsource_schemas::{token, CommandReply, RejectionCode};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+/// A process manager running in this process.
+pub struct RunningProcessManager {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningProcessManager {
+    /// Stops taking triggers, finishes the ones in hand, and returns.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops at once, wherever each consumer is (as a crash would: what
+    /// was not acked is redelivered to the next process).
+    pub fn abort(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// What every consumer of one manager shares.
+struct Context<M: ProcessManager> {
+    manager: M,
+    names: Names,
+    config: ProcessConfig,
+    js: jetstream::Context,
+    kv: kv::Store,
+    deadlines: stream::Stream,
+    commands: CommandClient,
+}
+
+/// Where a consumer's triggers come from.
+#[derive(Clone, Copy)]
+enum Source {
+    Events,
+    Deadlines,
+}
+
+/// Starts `manager` on `client`: creates its bucket, its deadlines stream
+/// and its durable consumers (the event streams it follows must exist: start
+/// it after the command runtime), and returns once they are attached.
+pub async fn start<M: ProcessManager>(
+    client: async_nats::Client,
+    config: ProcessConfig,
+    manager: M,
+) -> Result<RunningProcessManager, ProcessError> {
+    let names = Names::new(config.namespace.clone(), manager.name())
+        .map_err(|m| Error::new(ProcessErrorKind::InvalidName, m))?;
+    let js = jetstream::new(client.clone());
+    let kv = open_bucket(&js, &names.bucket()).await?;
+    let deadlines = deadlines::open_stream(&js, &names).await?;
+    let commands = CommandClient::new(client)
+        .with_namespace(config.namespace.clone())
+        .with_timeout(config.command_timeout);
+
+    let mut consumers = Vec::new();
+    for aggregate_type in M::Input::aggregate_types() {
+        let stream_name = config.namespace.stream_name(aggregate_type);
+        let filter = config
+            .namespace
+            .type_filter(aggregate_type)
+            .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
+        let stream = js.get_stream(&stream_name).await.map_err(|e| {
+            Error::with_message_and_source(
+                ProcessErrorKind::JetStream,
+                format!("the event stream {stream_name} of {}", names.name()),
+                e,
+            )
+        })?;
+        consumers.push((
+            durable(&stream, &names, filter, &config).await?,
+            Source::Events,
+        ));
+    }
+    consumers.push((
+        durable(&deadlines, &names, names.fired_filter(), &config).await?,
+        Source::Deadlines,
+    ));
+
+    let context = Arc::new(Context {
+        manager,
+        names,
+        config,
+        js,
+        kv,
+        deadlines,
+        commands,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let tasks = consumers
+        .into_iter()
+        .map(|(consumer, source)| {
+            tokio::spawn(consume(context.clone(), consumer, source, stopped.clone()))
+        })
+        .collect();
+    Ok(RunningProcessManager { stop, tasks })
+}
+
+async fn open_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, ProcessError> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: bucket.to_string(),
+        history: 1,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))
+}
+
+/// The manager's durable consumer on `stream`: one trigger in flight at a
+/// time, so an instance's triggers from one stream are applied in order.
+async fn durable(
+    stream: &stream::Stream,
+    names: &Names,
+    filter: String,
+    config: &ProcessConfig,
+) -> Result<consumer::PullConsumer, ProcessError> {
+    stream
+        .get_or_create_consumer(
+            &names.durable(),
+            consumer::pull::Config {
+                durable_name: Some(names.durable()),
+                filter_subject: filter,
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))
+}
+
+/// One consumer's loop: each trigger is handled until it is done (acked)
+/// or found poisonous (terminated, logged), then the next.
+async fn consume<M: ProcessManager>(
+    context: Arc<Context<M>>,
+    consumer: consumer::PullConsumer,
+    source: Source,
+    mut stopped: watch::Receiver<bool>,
+) {
+    while !*stopped.borrow() {
+        let mut messages = match consumer.messages().await {
+            Ok(messages) => messages,
+            Err(e) => {
+                warn!(manager = context.names.name(), error = %e, "consumer unavailable; retrying");
+                pause(&context, &mut stopped).await;
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                next = messages.next() => next,
+                _ = stopped.changed() => return,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    if !handle_until_done(&context, &message, source, &mut stopped).await {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    warn!(manager = context.names.name(), error = %e, "consumer failed; reattaching");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+async fn pause<M: ProcessManager>(context: &Context<M>, stopped: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(context.config.retry_after) => {}
+        _ = stopped.changed() => {}
+    }
+}
+
+/// Handles one trigger, retrying what the infrastructure failed; false
+/// when stopped first (the trigger stays unacked and is redelivered).
+async fn handle_until_done<M: ProcessManager>(
+    context: &Context<M>,
+    message: &jetstream::Message,
+    source: Source,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        let result = match source {
+            Source::Events => on_event(context, message).await,
+            Source::Deadlines => on_deadline(context, message).await,
+        };
+        match result {
+            Ok(()) => {
+                if let Err(e) = message.double_ack().await {
+                    // Not confirmed: it may come again, and is then
+                    // recognised by its position.
+                    warn!(manager = context.names.name(), subject = %message.subject, error = %e, "ack not confirmed");
+                }
+                return true;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ProcessErrorKind::Corrupt | ProcessErrorKind::InvalidName
+                ) =>
+            {
+                // Retrying cannot help: this trigger is given up, loudly.
+                error!(manager = context.names.name(), subject = %message.subject, error = %e, "trigger given up");
+                let _ = message.ack_with(AckKind::Term).await;
+                return true;
+            }
+            Err(e) => {
+                debug!(manager = context.names.name(), subject = %message.subject, error = %e, "trigger failed; retrying");
+                let _ = message.ack_with(AckKind::Progress).await;
+                if *stopped.borrow() {
+                    return false;
+                }
+                pause(context, stopped).await;
+                if *stopped.borrow() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+fn corrupt(what: String) -> ProcessError {
+    Error::new(ProcessErrorKind::Corrupt, what)
+}
+
+/// An event: decoded into the inputs it reads as, each routed to its
+/// instance.
+async fn on_event<M: ProcessManager>(
+    context: &Context<M>,
+    message: &jetstream::Message,
+) -> Result<(), ProcessError> {
+    let event = to_event(context, message)?;
+    let inputs = M::Input::decode_all(&event)
+        .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?
+        .unwrap_or_default();
+    for (part, input) in inputs.into_iter().enumerate() {
+        let Some(key) = context.manager.key(&input) else {
+            continue;
+        };
+        let cause = Cause {
+            stream: &event.stream,
+            seq: event.seq,
+            part,
+        };
+        apply(context, &key, &cause, Trigger::Event(input)).await?;
+    }
+    Ok(())
+}
+
+/// A fired deadline: routed by its subject.
+async fn on_deadline<M: ProcessManager>(
+    context: &Context<M>,
+    message: &jetstream::Message,
+) -> Result<(), ProcessError> {
+    let (key, name) = context
+        .names
+        .parse_fired(message.subject.as_str())
+        .ok_or_else(|| corrupt(format!("{} is not a fired deadline", message.subject)))?;
+    let body: deadlines::Body = serde_json::from_slice(&message.payload)
+        .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
+    let info = message
+        .info()
+        .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
+    let cause = Cause {
+        stream: info.stream,
+        seq: info.stream_sequence,
+        part: 0,
+    };
+    let fired = Fired {
+        name: name.to_string(),
+        at: parse_at(&body.at)?,
+    };
+    apply(context, key, &cause, Trigger::Deadline(fired)).await
+}
+
+/// The stored event a consumer delivered.
+fn to_event<M: ProcessManager>(
+    context: &Context<M>,
+    message: &jetstream::Message,
+) -> Result<Event, ProcessError> {
+    let info = message
+        .info()
+        .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
+    let mut headers = BTreeMap::new();
+    for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
+        if let Some(value) = values.first() {
+            headers.insert(name.to_string(), value.as_str().to_string());
+        }
+    }
+    let stored_at = info
+        .published
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Event::from_parts(
+        &context.config.namespace,
+        message.subject.to_string(),
+        info.stream.to_string(),
+        info.stream_sequence,
+        stored_at,
+        headers,
+        message.payload.clone(),
+    )
+    .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))
+}
+
+/// Reads instance `key`'s entry: the instance (none when never started or
+/// ended) and the entry's revision to write against (none when the key was
+/// never written).
+async fn load<M: ProcessManager>(
+    context: &Context<M>,
+    key: &str,
+) -> Result<(Option<Instance<M::State>>, Option<u64>), ProcessError> {
+    let entry = context
+        .kv
+        .entry(key)
+        .await
+        .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))?;
+    let Some(entry) = entry else {
+        return Ok((None, None));
+    };
+    if entry.operation != kv::Operation::Put {
+        return Ok((None, Some(entry.revision)));
+    }
+    let instance = serde_json::from_slice(&entry.value).map_err(|e| {
+        Error::with_message_and_source(
+            ProcessErrorKind::Corrupt,
+            format!("instance {key} of {}", context.names.name()),
+            e,
+        )
+    })?;
+    Ok((Some(instance), Some(entry.revision)))
+}
+
+/// One trigger of instance `key`: react, carry the reaction out, record it.
+async fn apply<M: ProcessManager>(
+    context: &Context<M>,
+    key: &str,
+    cause: &Cause<'_>,
+    trigger: Trigger<M::Input>,
+) -> Result<(), ProcessError> {
+    let manager = context.names.name();
+    token::validate("instance key", key)
+        .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
+    let (instance, revision) = load(context, key).await?;
+    if let Some(instance) = &instance {
+        if instance.has_applied(cause.stream, cause.seq, cause.part) {
+            debug!(
+                manager,
+                key,
+                stream = cause.stream,
+                seq = cause.seq,
+                "already applied"
+            );
+            return Ok(());
+        }
+    }
+    let (state, mut applied, mut pending) = match instance {
+        Some(i) => (Some(i.state), i.applied, i.deadlines),
+        None => (None, BTreeMap::new(), BTreeMap::new()),
+    };
+    if let Trigger::Deadline(fired) = &trigger {
+        // Only the deadline as last set counts: one cancelled, moved, or
+        // of an instance that ended since it fired is stale.
+        if pending.get(&fired.name) != Some(&format_at(fired.at)?) {
+            debug!(manager, key, deadline = %fired.name, "stale deadline");
+            return Ok(());
+        }
+        pending.remove(&fired.name);
+    }
+
+    let Reaction {
+        state,
+        commands,
+        set,
+        cancel,
+    } = context.manager.react(state, trigger);
+    // Check every name before doing anything, so a bad one leaves nothing
+    // half done.
+    let mut to_set = Vec::with_capacity(set.len());
+    for deadline in &set {
+        token::validate("deadline", &deadline.name)
+            .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
+        to_set.push((deadline.name.as_str(), format_at(deadline.at)?));
+    }
+    for name in &cancel {
+        token::validate("deadline", name)
+            .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
+    }
+    for command in &commands {
+        for (what, value) in [
+            ("aggregate type", &command.aggregate_type),
+            ("aggregate id", &command.aggregate_id),
+            ("command", &command.command),
+        ] {
+            token::validate(what, value)
+                .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
+        }
+    }
+
+    for (index, command) in commands.iter().enumerate() {
+        let id = command_id(manager, key, cause, index);
+        send(context, key, &id, command).await?;
+    }
+    for name in &cancel {
+        deadlines::cancel(&context.deadlines, &context.names, key, name).await?;
+        pending.remove(name);
+    }
+    let now = time::OffsetDateTime::now_utc();
+    for (name, at) in to_set {
+        deadlines::set(
+            &context.js,
+            &context.deadlines,
+            &context.names,
+            key,
+            name,
+            &at,
+            now,
+        )
+        .await?;
+        pending.insert(name.to_string(), at);
+    }
+    applied.insert(cause.stream.to_string(), (cause.seq, cause.part));
+
+    let ended = state.is_none();
+    match state {
+        Some(state) => {
+            let instance = Instance {
+                state,
+                applied,
+                deadlines: pending,
+            };
+            // Encoded here: a state need not be `Sync` to be held across
+            // the write.
+            let value = serde_json::to_vec(&instance)
+                .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
+            store(context, key, value, revision).await?;
+        }
+        None => {
+            for name in pending.keys() {
+                deadlines::cancel(&context.deadlines, &context.names, key, name).await?;
+            }
+            if let Some(revision) = revision {
+                context
+                    .kv
+                    .purge_expect_revision(key, Some(revision))
+                    .await
+                    .map_err(|e| Error::with_source(ProcessErrorKind::Conflict, e))?;
+            }
+        }
+    }
+    info!(
+        manager,
+        key,
+        stream = cause.stream,
+        seq = cause.seq,
+        commands = commands.len(),
+        set = set.len(),
+        cancelled = cancel.len(),
+        ended,
+        "reacted"
+    );
+    Ok(())
+}
+
+async fn store<M: ProcessManager>(
+    context: &Context<M>,
+    key: &str,
+    value: Vec<u8>,
+    revision: Option<u64>,
+) -> Result<(), ProcessError> {
+    let written = match revision {
+        Some(revision) => context
+            .kv
+            .update(key, value.into(), revision)
+            .await
+            .map_err(|e| match e.kind() {
+                kv::UpdateErrorKind::WrongLastRevision => {
+                    Error::with_source(ProcessErrorKind::Conflict, e)
+                }
+                _ => Error::with_source(ProcessErrorKind::JetStream, e),
+            }),
+        None => context
+            .kv
+            .create(key, value.into())
+            .await
+            .map_err(|e| match e.kind() {
+                kv::CreateErrorKind::AlreadyExists => {
+                    Error::with_source(ProcessErrorKind::Conflict, e)
+                }
+                _ => Error::with_source(ProcessErrorKind::JetStream, e),
+            }),
+    };
+    written.map(|_| ())
+}
+
+/// Sends one command. A rejection on business grounds (`validation`,
+/// `not_found`, `bad_request`) is the command's answer and is logged; the
+/// reaction stands. One saying the infrastructure failed (`unavailable`,
+/// `internal`, `conflict` after the handler's own retries), or no answer,
+/// fails the trigger, which is retried and resends the same `Command-Id`.
+async fn send<M: ProcessManager>(
+    context: &Context<M>,
+    key: &str,
+    id: &str,
+    command: &crate::manager::Command,
+) -> Result<(), ProcessError> {
+    let manager = context.names.name();
+    let options = SendOptions {
+        command_id: Some(id.to_string()),
+        ..Default::default()
+    };
+    let reply = context
+        .commands
+        .send(
+            &command.aggregate_type,
+            &command.aggregate_id,
+            &command.command,
+            command.body.to_string(),
+            &options,
+        )
+        .await;
+    match reply {
+        Ok(CommandReply::Accepted(accepted)) => {
+            info!(manager, key, command_id = id, aggregate = %command.aggregate_id, command = %command.command, duplicate = accepted.duplicate, "command accepted");
+            Ok(())
+        }
+        Ok(CommandReply::Rejected(rejected)) => match rejected.code {
+            RejectionCode::Validation | RejectionCode::NotFound | RejectionCode::BadRequest => {
+                warn!(manager, key, command_id = id, aggregate = %command.aggregate_id, command = %command.command, code = rejected.code.as_str(), reason = %rejected.reason, "command rejected");
+                Ok(())
+            }
+            RejectionCode::Conflict | RejectionCode::Unavailable | RejectionCode::Internal => {
+                Err(Error::new(
+                    ProcessErrorKind::Command,
+                    format!(
+                        "{} {}: {}",
+                        command.command,
+                        rejected.code.as_str(),
+                        rejected.reason
+                    ),
+                ))
+            }
+        },
+        Err(e) if e.kind() == SendErrorKind::InvalidInput => {
+            Err(Error::with_source(ProcessErrorKind::InvalidName, e))
+        }
+        Err(e) => Err(Error::with_source(ProcessErrorKind::Command, e)),
+    }
+}
