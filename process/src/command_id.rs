@@ -5,15 +5,27 @@
 
 /// What caused a reaction, as its command ids name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cause<'a> {
-    /// The stream the trigger came from (an event stream, or the
-    /// manager's deadlines stream).
-    pub stream: &'a str,
-    /// Its sequence there.
-    pub seq: u64,
-    /// Which of the inputs the stored event reads as (an upcast event may
-    /// read as several); 0 for most.
-    pub part: usize,
+pub enum Cause<'a> {
+    /// An event: where it is stored, and which of the inputs it reads as
+    /// (an upcast event may read as several; 0 for most).
+    Event {
+        /// Its stream.
+        stream: &'a str,
+        /// Its sequence there.
+        seq: u64,
+        /// The input's index among those it reads as.
+        part: usize,
+    },
+    /// A deadline: its name and the time it was set for (RFC 3339 UTC),
+    /// not where its firing is stored, so that a deadline set again for the
+    /// same time (an instance's state lost and rebuilt) names the same
+    /// commands.
+    Deadline {
+        /// Its name.
+        name: &'a str,
+        /// Its time.
+        at: &'a str,
+    },
 }
 
 /// The id of command `index` of the reaction of manager `manager`'s
@@ -22,17 +34,30 @@ pub struct Cause<'a> {
 /// A token (`[A-Za-z0-9_-]`, 35 characters) whatever the parts.
 pub fn command_id(manager: &str, key: &str, cause: &Cause<'_>, index: usize) -> String {
     let mut hash = Fnv128::new();
-    for part in [
-        manager.as_bytes(),
-        key.as_bytes(),
-        cause.stream.as_bytes(),
-        &cause.seq.to_be_bytes(),
-        &(cause.part as u64).to_be_bytes(),
-        &(index as u64).to_be_bytes(),
-    ] {
-        hash.write(&(part.len() as u64).to_be_bytes());
-        hash.write(part);
+    let mut part = |bytes: &[u8]| {
+        hash.write(&(bytes.len() as u64).to_be_bytes());
+        hash.write(bytes);
+    };
+    part(manager.as_bytes());
+    part(key.as_bytes());
+    match cause {
+        Cause::Event {
+            stream,
+            seq,
+            part: p,
+        } => {
+            part(b"event");
+            part(stream.as_bytes());
+            part(&seq.to_be_bytes());
+            part(&(*p as u64).to_be_bytes());
+        }
+        Cause::Deadline { name, at } => {
+            part(b"deadline");
+            part(name.as_bytes());
+            part(at.as_bytes());
+        }
     }
+    part(&(index as u64).to_be_bytes());
     format!("pm-{:032x}", hash.0)
 }
 
@@ -60,33 +85,38 @@ impl Fnv128 {
 mod tests {
     use super::*;
 
-    const CAUSE: Cause<'static> = Cause {
+    const CAUSE: Cause<'static> = Cause::Event {
         stream: "EVT_BLOGPOST",
         seq: 7,
         part: 0,
     };
+
+    fn event(stream: &'static str, seq: u64, part: usize) -> Cause<'static> {
+        Cause::Event { stream, seq, part }
+    }
+
+    fn deadline(at: &'static str) -> Cause<'static> {
+        Cause::Deadline {
+            name: "publish",
+            at,
+        }
+    }
 
     #[test]
     fn the_same_cause_gives_the_same_id_and_any_other_part_another() {
         let id = command_id("publishing", "p1", &CAUSE, 0);
         assert_eq!(id, command_id("publishing", "p1", &CAUSE, 0));
         // Fixed: an id must not change between releases either.
-        assert_eq!(id, "pm-b541011cf1feef2b9afb58c4eb71b1c2");
+        assert_eq!(id, "pm-f677af1cd6f1ca598e043a97b782a941");
         let others = [
             command_id("publishing", "p1", &CAUSE, 1),
             command_id("publishing", "p2", &CAUSE, 0),
             command_id("other", "p1", &CAUSE, 0),
-            command_id("publishing", "p1", &Cause { seq: 8, ..CAUSE }, 0),
-            command_id("publishing", "p1", &Cause { part: 1, ..CAUSE }, 0),
-            command_id(
-                "publishing",
-                "p1",
-                &Cause {
-                    stream: "EVT_X",
-                    ..CAUSE
-                },
-                0,
-            ),
+            command_id("publishing", "p1", &event("EVT_BLOGPOST", 8, 0), 0),
+            command_id("publishing", "p1", &event("EVT_BLOGPOST", 7, 1), 0),
+            command_id("publishing", "p1", &event("EVT_X", 7, 0), 0),
+            command_id("publishing", "p1", &deadline("2026-01-01T10:00:00Z"), 0),
+            command_id("publishing", "p1", &deadline("2026-01-01T10:00:01Z"), 0),
             // Length prefixes: moving a character between parts changes it.
             command_id("publishingp", "1", &CAUSE, 0),
         ];

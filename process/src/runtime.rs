@@ -281,12 +281,17 @@ async fn on_event<M: ProcessManager>(
         let Some(key) = context.manager.key(&input) else {
             continue;
         };
-        let cause = Cause {
+        let position = Position {
             stream: &event.stream,
             seq: event.seq,
             part,
         };
-        apply(context, &key, &cause, Trigger::Event(input)).await?;
+        let cause = Cause::Event {
+            stream: &event.stream,
+            seq: event.seq,
+            part,
+        };
+        apply(context, &key, &position, &cause, Trigger::Event(input)).await?;
     }
     Ok(())
 }
@@ -305,7 +310,7 @@ async fn on_deadline<M: ProcessManager>(
     let info = message
         .info()
         .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
-    let cause = Cause {
+    let position = Position {
         stream: info.stream,
         seq: info.stream_sequence,
         part: 0,
@@ -314,7 +319,11 @@ async fn on_deadline<M: ProcessManager>(
         name: name.to_string(),
         at: parse_at(&body.at)?,
     };
-    apply(context, key, &cause, Trigger::Deadline(fired)).await
+    // Named by what was set, as written (the entry compares the same
+    // string), not by where this firing is stored.
+    let at = format_at(fired.at)?;
+    let cause = Cause::Deadline { name, at: &at };
+    apply(context, key, &position, &cause, Trigger::Deadline(fired)).await
 }
 
 /// The stored event a consumer delivered.
@@ -375,10 +384,19 @@ async fn load<M: ProcessManager>(
     Ok((Some(instance), Some(entry.revision)))
 }
 
+/// Where a trigger is stored: what the instance's entry records as
+/// applied.
+struct Position<'a> {
+    stream: &'a str,
+    seq: u64,
+    part: usize,
+}
+
 /// One trigger of instance `key`: react, carry the reaction out, record it.
 async fn apply<M: ProcessManager>(
     context: &Context<M>,
     key: &str,
+    position: &Position<'_>,
     cause: &Cause<'_>,
     trigger: Trigger<M::Input>,
 ) -> Result<(), ProcessError> {
@@ -387,12 +405,12 @@ async fn apply<M: ProcessManager>(
         .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
     let (instance, revision) = load(context, key).await?;
     if let Some(instance) = &instance {
-        if instance.has_applied(cause.stream, cause.seq, cause.part) {
+        if instance.has_applied(position.stream, position.seq, position.part) {
             debug!(
                 manager,
                 key,
-                stream = cause.stream,
-                seq = cause.seq,
+                stream = position.stream,
+                seq = position.seq,
                 "already applied"
             );
             return Ok(());
@@ -463,7 +481,7 @@ async fn apply<M: ProcessManager>(
         .await?;
         pending.insert(name.to_string(), at);
     }
-    applied.insert(cause.stream.to_string(), (cause.seq, cause.part));
+    applied.insert(position.stream.to_string(), (position.seq, position.part));
 
     let ended = state.is_none();
     match state {
@@ -495,8 +513,8 @@ async fn apply<M: ProcessManager>(
     info!(
         manager,
         key,
-        stream = cause.stream,
-        seq = cause.seq,
+        stream = position.stream,
+        seq = position.seq,
         commands = commands.len(),
         set = set.len(),
         cancelled = cancel.len(),
