@@ -15,6 +15,9 @@
 //! - [`embedded`]: the embedded nats-server default.
 //! - [`feedback`]: rejection notices, the error cache, command status by id.
 //! - [`observability`]: `/metrics`, `/healthz`, `/readyz` over HTTP.
+//! - [`process`]: process managers: workflows that turn events into
+//!   commands and wait for durable deadlines (started beside an [`App`],
+//!   not by it yet).
 //! - [`rewind`]: an aggregate's state at any point of its history.
 //! - [`schema_files`]: the JSON Schemas `jetsource schema` writes, and its check.
 //! - [`schema_compat`]: which changes to an event break reading stored ones.

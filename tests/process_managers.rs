@@ -190,6 +190,45 @@ async fn a_deadline_set_before_a_crash_fires_once_after_the_restart() {
     runtime.stop().await;
 }
 
+#[tokio::test]
+async fn a_deadline_due_while_nats_server_is_down_fires_once_after_its_restart() {
+    let mut server = NatsServer::new();
+    let url = server.client_url();
+    let runtime = Jetsource::start(&url).await;
+    let client = commands(&url).await;
+    let js = jetstream::new(connect(&url).await);
+    let manager = start(&url, publishing()).await;
+
+    let posts: Vec<String> = (0..10).map(|i| format!("post-{i}")).collect();
+    for post in &posts {
+        create(&client, post).await;
+    }
+    for post in &posts {
+        eventually(
+            format!("{post}'s instance is recorded"),
+            DEADLINE,
+            || async { has_instance(&js, "publishing", post).await.then_some(()) },
+        )
+        .await;
+    }
+    // Killed (SIGKILL, its store kept) and down past every deadline.
+    server.kill();
+    tokio::time::sleep(DELAY).await;
+    server.restart();
+
+    // jetsource and the manager reconnect on their own.
+    for post in &posts {
+        eventually(format!("{post} is published and ends"), HANG, || async {
+            (!has_instance(&js, "publishing", post).await).then_some(())
+        })
+        .await;
+        let (published, _) = events_of_type(&runtime, post, "BlogPostPublished").await;
+        assert_eq!(published, 1, "{post} is published once");
+    }
+    manager.stop().await;
+    runtime.stop().await;
+}
+
 /// Gives every account opened a welcome bonus: a manager whose command,
 /// sent twice under two ids, would show twice (each deposit appends).
 struct WelcomeBonus;
