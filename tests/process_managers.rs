@@ -138,6 +138,44 @@ async fn posts_are_published_once_at_their_deadline_and_never_one_published_firs
 }
 
 #[tokio::test]
+async fn a_deadline_already_due_when_set_fires_at_once() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let runtime = Jetsource::start(&url).await;
+    let client = commands(&url).await;
+    let js = jetstream::new(connect(&url).await);
+    // Due as it is set: it fires before the instance recording it is
+    // written, which must not make it look cancelled.
+    let manager = start(
+        &url,
+        ScheduledPublishing {
+            delay: Duration::ZERO,
+        },
+    )
+    .await;
+
+    let posts: Vec<String> = (0..10).map(|i| format!("post-{i}")).collect();
+    for post in &posts {
+        create(&client, post).await;
+    }
+    for post in &posts {
+        eventually(
+            format!("{post} is published and ends"),
+            DEADLINE,
+            || async {
+                let published = events_of_type(&runtime, post, "BlogPostPublished").await.0 > 0;
+                (published && !has_instance(&js, "publishing", post).await).then_some(())
+            },
+        )
+        .await;
+        let (published, _) = events_of_type(&runtime, post, "BlogPostPublished").await;
+        assert_eq!(published, 1, "{post} is published once");
+    }
+    manager.stop().await;
+    runtime.stop().await;
+}
+
+#[tokio::test]
 async fn a_deadline_set_before_a_crash_fires_once_after_the_restart() {
     let server = NatsServer::new();
     let url = server.client_url();

@@ -25,6 +25,10 @@ pub(crate) struct Body {
     /// the same string, so a fired deadline that was moved or cancelled
     /// since is recognised as stale.
     pub(crate) at: String,
+    /// The trigger whose reaction set it: stream, sequence, part. A
+    /// deadline that fires before that reaction is recorded (one due at
+    /// once) is told apart from a stale one by it.
+    pub(crate) set_by: (String, u64, usize),
 }
 
 /// `at` as the runtime writes and compares it: RFC 3339 in UTC.
@@ -64,6 +68,7 @@ pub(crate) async fn open_stream(
 /// already past is published as fired at once, and its held message
 /// purged, rather than relying on what the server does with an `@at` in
 /// the past.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn set(
     js: &jetstream::Context,
     stream: &stream::Stream,
@@ -71,10 +76,14 @@ pub(crate) async fn set(
     key: &str,
     deadline: &str,
     at: &str,
+    set_by: (String, u64, usize),
     now: OffsetDateTime,
 ) -> Result<(), ProcessError> {
-    let body = serde_json::to_vec(&Body { at: at.to_string() })
-        .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
+    let body = serde_json::to_vec(&Body {
+        at: at.to_string(),
+        set_by,
+    })
+    .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
     let fired = names.fired(key, deadline);
     if parse_at(at)? <= now {
         cancel(stream, names, key, deadline).await?;

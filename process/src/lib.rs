@@ -45,7 +45,11 @@
 //! the schedule (ADR-51: "the last message on a subject holds the
 //! schedule"). Since a deadline may fire just as it is moved or cancelled,
 //! the instance's entry keeps each pending deadline's time, and a fired
-//! deadline that does not match it is stale and ignored.
+//! deadline that does not match it is stale and ignored, once the entry
+//! records the trigger that set it: a deadline due at once fires before
+//! the reaction setting it is recorded, and is retried until it is (for
+//! at most an ack wait: a reaction that failed before recording is redone
+//! and sets its deadlines again).
 //!
 //! Nothing in [`ProcessManager`], [`Trigger`] or [`Reaction`] is a NATS type.
 //!

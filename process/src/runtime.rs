@@ -291,7 +291,15 @@ async fn on_event<M: ProcessManager>(
             seq: event.seq,
             part,
         };
-        apply(context, &key, &position, &cause, Trigger::Event(input)).await?;
+        apply(
+            context,
+            &key,
+            &position,
+            &cause,
+            None,
+            Trigger::Event(input),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -323,7 +331,67 @@ async fn on_deadline<M: ProcessManager>(
     // string), not by where this firing is stored.
     let at = format_at(fired.at)?;
     let cause = Cause::Deadline { name, at: &at };
-    apply(context, key, &position, &cause, Trigger::Deadline(fired)).await
+    let (stream, seq, part) = &body.set_by;
+    let age = time::OffsetDateTime::now_utc() - info.published;
+    let origin = Origin {
+        set_by: Position {
+            stream,
+            seq: *seq,
+            part: *part,
+        },
+        young: age < context.config.ack_wait,
+    };
+    apply(
+        context,
+        key,
+        &position,
+        &cause,
+        Some(&origin),
+        Trigger::Deadline(fired),
+    )
+    .await
+}
+
+/// Where a fired deadline came from.
+struct Origin<'a> {
+    /// The trigger whose reaction set it.
+    set_by: Position<'a>,
+    /// Fired less than an ack wait ago: the reaction that set it may still
+    /// be about to record it.
+    young: bool,
+}
+
+/// Whether fired deadline `fired` is stale: not pending (cancelled, moved,
+/// or its instance ended) once the reaction that set it is recorded.
+/// `Err` (retried) while that reaction may still be recording it; after an
+/// ack wait it is stale anyway, since a reaction that failed before
+/// recording is redone and sets its deadlines again.
+fn stale<S>(
+    instance: Option<&Instance<S>>,
+    ended: bool,
+    fired: &Fired,
+    at: &str,
+    origin: &Origin<'_>,
+) -> Result<bool, ProcessError> {
+    let pending = instance.and_then(|i| i.deadlines.get(&fired.name));
+    if pending.map(String::as_str) == Some(at) {
+        return Ok(false);
+    }
+    let recorded = match instance {
+        Some(i) => i.has_applied(origin.set_by.stream, origin.set_by.seq, origin.set_by.part),
+        // An instance that ended recorded everything it set.
+        None => ended,
+    };
+    if recorded || !origin.young {
+        return Ok(true);
+    }
+    Err(Error::new(
+        ProcessErrorKind::Conflict,
+        format!(
+            "deadline {} fired before the reaction that set it was recorded",
+            fired.name
+        ),
+    ))
 }
 
 /// The stored event a consumer delivered.
@@ -398,6 +466,7 @@ async fn apply<M: ProcessManager>(
     key: &str,
     position: &Position<'_>,
     cause: &Cause<'_>,
+    origin: Option<&Origin<'_>>,
     trigger: Trigger<M::Input>,
 ) -> Result<(), ProcessError> {
     let manager = context.names.name();
@@ -416,17 +485,26 @@ async fn apply<M: ProcessManager>(
             return Ok(());
         }
     }
+    if let (Trigger::Deadline(fired), Some(origin)) = (&trigger, origin) {
+        // Only the deadline as last set counts: one cancelled, moved, or
+        // of an instance that ended since it was set is stale.
+        let ended = instance.is_none() && revision.is_some();
+        if stale(
+            instance.as_ref(),
+            ended,
+            fired,
+            &format_at(fired.at)?,
+            origin,
+        )? {
+            debug!(manager, key, deadline = %fired.name, "stale deadline");
+            return Ok(());
+        }
+    }
     let (state, mut applied, mut pending) = match instance {
         Some(i) => (Some(i.state), i.applied, i.deadlines),
         None => (None, BTreeMap::new(), BTreeMap::new()),
     };
     if let Trigger::Deadline(fired) = &trigger {
-        // Only the deadline as last set counts: one cancelled, moved, or
-        // of an instance that ended since it fired is stale.
-        if pending.get(&fired.name) != Some(&format_at(fired.at)?) {
-            debug!(manager, key, deadline = %fired.name, "stale deadline");
-            return Ok(());
-        }
         pending.remove(&fired.name);
     }
 
@@ -476,6 +554,7 @@ async fn apply<M: ProcessManager>(
             key,
             name,
             &at,
+            (position.stream.to_string(), position.seq, position.part),
             now,
         )
         .await?;
@@ -607,5 +686,70 @@ async fn send<M: ProcessManager>(
             Err(Error::with_source(ProcessErrorKind::InvalidName, e))
         }
         Err(e) => Err(Error::with_source(ProcessErrorKind::Command, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AT: &str = "2026-01-01T10:00:00Z";
+
+    fn fired() -> Fired {
+        Fired {
+            name: "publish".into(),
+            at: parse_at(AT).expect("a time"),
+        }
+    }
+
+    fn origin(young: bool) -> Origin<'static> {
+        Origin {
+            set_by: Position {
+                stream: "EVT_BLOGPOST",
+                seq: 4,
+                part: 0,
+            },
+            young,
+        }
+    }
+
+    fn instance(applied_to: u64, pending: Option<&str>) -> Instance<()> {
+        Instance {
+            state: (),
+            applied: BTreeMap::from([("EVT_BLOGPOST".to_string(), (applied_to, 0))]),
+            deadlines: pending
+                .map(|at| BTreeMap::from([("publish".to_string(), at.to_string())]))
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_pending_deadline_fires_and_one_not_pending_is_stale_once_its_setting_is_recorded() {
+        let fires = |i: Option<&Instance<()>>, ended, young| {
+            stale(i, ended, &fired(), AT, &origin(young)).map(|stale| !stale)
+        };
+        assert!(fires(Some(&instance(4, Some(AT))), false, true).expect("decided"));
+        // Cancelled, or moved to another time, after the setting was recorded.
+        assert!(!fires(Some(&instance(4, None)), false, true).expect("decided"));
+        assert!(!fires(
+            Some(&instance(9, Some("2026-01-01T11:00:00Z"))),
+            false,
+            true
+        )
+        .expect("decided"));
+        // Its instance ended.
+        assert!(!fires(None, true, true).expect("decided"));
+    }
+
+    #[test]
+    fn a_deadline_fired_before_its_setting_is_recorded_waits_for_it_until_an_ack_wait() {
+        for instance in [None, Some(instance(3, None))] {
+            let early = stale(instance.as_ref(), false, &fired(), AT, &origin(true));
+            assert_eq!(early.map_err(|e| e.kind()), Err(ProcessErrorKind::Conflict));
+            // A setting that failed before recording is redone, and sets
+            // it again: this one is dropped.
+            let late = stale(instance.as_ref(), false, &fired(), AT, &origin(false));
+            assert_eq!(late.map_err(|e| e.kind()), Ok(true));
+        }
     }
 }
