@@ -9,9 +9,10 @@ mod common;
 use async_nats::jetstream::{self, kv, stream};
 use common::*;
 use futures::StreamExt;
-use jetsource::process::command_id::{command_id, Cause};
+use jetsource::process::command_id::{command_id, command_id_at, Cause};
 use jetsource::process::{
-    Command, ProcessConfig, ProcessManager, Reaction, RunningProcessManager, Trigger,
+    Command, ProcessConfig, ProcessManager, Reaction, Refusal, Refused, RunningProcessManager,
+    Trigger,
 };
 use jetsource::projector::Envelope;
 use jetsource_reference::account::{Account, AccountEvent};
@@ -377,6 +378,88 @@ async fn a_trigger_reacted_to_again_sends_no_command_twice() {
             "{account} gets one bonus, under the id of its trigger"
         );
     }
+    manager.stop().await;
+    runtime.stop().await;
+}
+
+/// Withdraws more than every account opened holds, and makes up for the
+/// refusal with a deposit: a refused command is an input of `react`.
+struct Overdraw;
+
+impl ProcessManager for Overdraw {
+    type Input = Envelope<Account>;
+    type State = ();
+
+    fn name(&self) -> &'static str {
+        "overdraw"
+    }
+
+    fn key(&self, input: &Envelope<Account>) -> Option<String> {
+        Some(input.meta.aggregate_id.clone())
+    }
+
+    fn react(&self, _: Option<()>, trigger: Trigger<Envelope<Account>>) -> Reaction<()> {
+        match trigger {
+            Trigger::Event(Envelope {
+                event: AccountEvent::AccountOpened { .. },
+                meta,
+            }) => Reaction::end().send(Command::to::<Account>(
+                meta.aggregate_id,
+                "withdraw",
+                serde_json::json!({"amount": 1000}),
+            )),
+            Trigger::Refused(Refused {
+                command,
+                refusal: Refusal::Validation,
+                ..
+            }) if command.command == "withdraw" => Reaction::end().send(Command::to::<Account>(
+                command.aggregate_id,
+                "deposit",
+                serde_json::json!({"amount": 1}),
+            )),
+            _ => Reaction::end(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refused_command_is_reacted_to() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let runtime = Jetsource::start_app(
+        &url,
+        &jetsource::App::new().aggregate::<Account>(),
+        Default::default(),
+    )
+    .await;
+    let client = commands(&url).await;
+    let manager = start(&url, Overdraw).await;
+
+    accepted(send_account(&client, "a1", "open", r#"{"owner":"Ada"}"#).await);
+    let events = eventually("the refusal is made up for", DEADLINE, || async {
+        let events = runtime.store.load("account", "a1", 0).await.expect("load");
+        events
+            .iter()
+            .any(|e| e.event_type() == "MoneyDeposited")
+            .then_some(events)
+    })
+    .await;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type()).collect();
+    assert_eq!(
+        types,
+        ["AccountOpened", "MoneyDeposited"],
+        "nothing withdrawn"
+    );
+    let cause = Cause::Event {
+        stream: "EVT_ACCOUNT",
+        seq: events[0].seq,
+        part: 0,
+    };
+    assert_eq!(
+        events[1].headers.get("Command-Id").map(|v| v.as_str()),
+        Some(command_id_at("overdraw", "a1", &cause, &[0, 0]).as_str()),
+        "the deposit is named as the first command of the refusal's reaction"
+    );
     manager.stop().await;
     runtime.stop().await;
 }

@@ -33,6 +33,13 @@ pub enum Cause<'a> {
 /// hash of the parts, each length-prefixed so no two lists of parts meet.
 /// A token (`[A-Za-z0-9_-]`, 35 characters) whatever the parts.
 pub fn command_id(manager: &str, key: &str, cause: &Cause<'_>, index: usize) -> String {
+    command_id_at(manager, key, cause, &[index])
+}
+
+/// The id of a command by its path in the reaction: `[index]` for one the
+/// trigger's reaction sent (as [`command_id`]), `[index, then]` for command
+/// `then` of the reaction to the refusal of command `index`.
+pub fn command_id_at(manager: &str, key: &str, cause: &Cause<'_>, path: &[usize]) -> String {
     let mut hash = Fnv128::new();
     let mut part = |bytes: &[u8]| {
         hash.write(&(bytes.len() as u64).to_be_bytes());
@@ -57,7 +64,9 @@ pub fn command_id(manager: &str, key: &str, cause: &Cause<'_>, index: usize) -> 
             part(at.as_bytes());
         }
     }
-    part(&(index as u64).to_be_bytes());
+    for index in path {
+        part(&(*index as u64).to_be_bytes());
+    }
     format!("pm-{:032x}", hash.0)
 }
 
@@ -117,6 +126,7 @@ mod tests {
             command_id("publishing", "p1", &event("EVT_X", 7, 0), 0),
             command_id("publishing", "p1", &deadline("2026-01-01T10:00:00Z"), 0),
             command_id("publishing", "p1", &deadline("2026-01-01T10:00:01Z"), 0),
+            command_id_at("publishing", "p1", &CAUSE, &[0, 0]),
             // Length prefixes: moving a character between parts changes it.
             command_id("publishingp", "1", &CAUSE, 0),
         ];

@@ -12,7 +12,9 @@
 //! an instance by [`ProcessManager::key`], and decides in a pure,
 //! synchronous [`ProcessManager::react`] the [`Reaction`]: the instance's
 //! new state (none ends it), the commands to send and the deadlines to set
-//! or cancel. A deadline coming is a [`Trigger`] of the same instance.
+//! or cancel. A deadline coming is a [`Trigger`] of the same instance, and
+//! so is a command of its refused with `validation` or `not_found`
+//! ([`Trigger::Refused`]), reacted to at once.
 //!
 //! [`runtime::start`] runs one: a durable consumer on each event stream
 //! followed and one on the manager's fired deadlines; per trigger it reads
@@ -76,5 +78,5 @@ pub mod testing;
 
 pub use config::ProcessConfig;
 pub use error::{ProcessError, ProcessErrorKind};
-pub use manager::{Command, Deadline, Fired, ProcessManager, Reaction, Trigger};
+pub use manager::{Command, Deadline, Fired, ProcessManager, Reaction, Refusal, Refused, Trigger};
 pub use runtime::{start, RunningProcessManager};

@@ -52,6 +52,32 @@ pub enum Trigger<I> {
     Event(I),
     /// One of its deadlines came.
     Deadline(Fired),
+    /// A command it sent was refused on business grounds. Reacted to at
+    /// once, from the state its reaction reached; what this reaction sends
+    /// is not reacted to again when refused (that is logged).
+    Refused(Refused),
+}
+
+/// A command refused by its aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The command, as sent.
+    pub command: Command,
+    /// Why, as a code.
+    pub refusal: Refusal,
+    /// Why, for people (the aggregate's reason).
+    pub reason: String,
+}
+
+/// Why a command was refused: the rejections a process manager may act
+/// on. Others (`conflict`, `unavailable`, `internal`) are retried with the
+/// same `Command-Id`; `bad_request` is a bug of the manager and is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// It broke a business rule (`validation`).
+    Validation,
+    /// Its aggregate does not exist (`not_found`).
+    NotFound,
 }
 
 /// A deadline that came.

@@ -10,12 +10,12 @@
 //! set again replaces itself, a cancelled one is purged again. A trigger at
 //! or before the entry's recorded position is acked without reacting.
 
-use crate::command_id::{command_id, Cause};
+use crate::command_id::{command_id_at, Cause};
 use crate::config::ProcessConfig;
 use crate::deadlines::{self, format_at, parse_at};
 use crate::error::{ProcessError, ProcessErrorKind};
 use crate::instance::Instance;
-use crate::manager::{Fired, ProcessManager, Reaction, Trigger};
+use crate::manager::{Fired, ProcessManager, Reaction, Refusal, Refused, Trigger};
 use crate::names::Names;
 use async_nats::jetstream::{self, consumer, kv, stream, AckKind};
 use futures::StreamExt;
@@ -508,57 +508,57 @@ async fn apply<M: ProcessManager>(
         pending.remove(&fired.name);
     }
 
-    let Reaction {
-        state,
-        commands,
-        set,
-        cancel,
-    } = context.manager.react(state, trigger);
+    let reaction = context.manager.react(state, trigger);
     // Check every name before doing anything, so a bad one leaves nothing
     // half done.
-    let mut to_set = Vec::with_capacity(set.len());
-    for deadline in &set {
-        token::validate("deadline", &deadline.name)
-            .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
-        to_set.push((deadline.name.as_str(), format_at(deadline.at)?));
-    }
-    for name in &cancel {
-        token::validate("deadline", name)
-            .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
-    }
-    for command in &commands {
-        for (what, value) in [
-            ("aggregate type", &command.aggregate_type),
-            ("aggregate id", &command.aggregate_id),
-            ("command", &command.command),
-        ] {
-            token::validate(what, value)
-                .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
+    let (mut state, commands, mut changes) = checked(reaction)?;
+    let (mut sent, mut set, mut cancelled) = (commands.len(), 0, 0);
+    for (index, command) in commands.iter().enumerate() {
+        let id = command_id_at(manager, key, cause, &[index]);
+        let Some(refused) = send(context, key, &id, command).await? else {
+            continue;
+        };
+        // A refusal is the instance's to react to, at once, from the state
+        // reached; what that reaction sends is not reacted to again (a
+        // refusal of it is logged).
+        let trigger = Trigger::Refused(Refused {
+            command: command.clone(),
+            refusal: refused.0,
+            reason: refused.1,
+        });
+        let (next, follow_ups, more) = checked(context.manager.react(state.take(), trigger))?;
+        state = next;
+        changes.extend(more);
+        sent += follow_ups.len();
+        for (then, command) in follow_ups.iter().enumerate() {
+            let id = command_id_at(manager, key, cause, &[index, then]);
+            send(context, key, &id, command).await?;
         }
     }
-
-    for (index, command) in commands.iter().enumerate() {
-        let id = command_id(manager, key, cause, index);
-        send(context, key, &id, command).await?;
-    }
-    for name in &cancel {
-        deadlines::cancel(&context.deadlines, &context.names, key, name).await?;
-        pending.remove(name);
-    }
     let now = time::OffsetDateTime::now_utc();
-    for (name, at) in to_set {
-        deadlines::set(
-            &context.js,
-            &context.deadlines,
-            &context.names,
-            key,
-            name,
-            &at,
-            (position.stream.to_string(), position.seq, position.part),
-            now,
-        )
-        .await?;
-        pending.insert(name.to_string(), at);
+    for change in changes {
+        match change {
+            Change::Cancel(name) => {
+                deadlines::cancel(&context.deadlines, &context.names, key, &name).await?;
+                pending.remove(&name);
+                cancelled += 1;
+            }
+            Change::Set(name, at) => {
+                deadlines::set(
+                    &context.js,
+                    &context.deadlines,
+                    &context.names,
+                    key,
+                    &name,
+                    &at,
+                    (position.stream.to_string(), position.seq, position.part),
+                    now,
+                )
+                .await?;
+                pending.insert(name, at);
+                set += 1;
+            }
+        }
     }
     applied.insert(position.stream.to_string(), (position.seq, position.part));
 
@@ -594,13 +594,55 @@ async fn apply<M: ProcessManager>(
         key,
         stream = position.stream,
         seq = position.seq,
-        commands = commands.len(),
-        set = set.len(),
-        cancelled = cancel.len(),
+        commands = sent,
+        set,
+        cancelled,
         ended,
         "reacted"
     );
     Ok(())
+}
+
+/// A change to an instance's deadlines, in the order decided.
+enum Change {
+    Cancel(String),
+    Set(String, String),
+}
+
+/// A reaction's parts once every name in it is checked: its state, its
+/// commands, and its deadline changes (cancellations first, as a reaction
+/// that cancels and sets one name moves it).
+#[allow(clippy::type_complexity)]
+fn checked<S>(
+    reaction: Reaction<S>,
+) -> Result<(Option<S>, Vec<crate::manager::Command>, Vec<Change>), ProcessError> {
+    let invalid = |e| Error::with_source(ProcessErrorKind::InvalidName, e);
+    let Reaction {
+        state,
+        commands,
+        set,
+        cancel,
+    } = reaction;
+    let mut changes = Vec::with_capacity(cancel.len() + set.len());
+    for name in cancel {
+        token::validate("deadline", &name).map_err(invalid)?;
+        changes.push(Change::Cancel(name));
+    }
+    for deadline in set {
+        token::validate("deadline", &deadline.name).map_err(invalid)?;
+        let at = format_at(deadline.at)?;
+        changes.push(Change::Set(deadline.name, at));
+    }
+    for command in &commands {
+        for (what, value) in [
+            ("aggregate type", &command.aggregate_type),
+            ("aggregate id", &command.aggregate_id),
+            ("command", &command.command),
+        ] {
+            token::validate(what, value).map_err(invalid)?;
+        }
+    }
+    Ok((state, commands, changes))
 }
 
 async fn store<M: ProcessManager>(
@@ -636,7 +678,8 @@ async fn store<M: ProcessManager>(
 
 /// Sends one command. A rejection on business grounds (`validation`,
 /// `not_found`, `bad_request`) is the command's answer and is logged; the
-/// reaction stands. One saying the infrastructure failed (`unavailable`,
+/// reaction stands, and a `validation` or `not_found` one is returned for
+/// the instance to react to. One saying the infrastructure failed (`unavailable`,
 /// `internal`, `conflict` after the handler's own retries), or no answer,
 /// fails the trigger, which is retried and resends the same `Command-Id`.
 async fn send<M: ProcessManager>(
@@ -644,7 +687,7 @@ async fn send<M: ProcessManager>(
     key: &str,
     id: &str,
     command: &crate::manager::Command,
-) -> Result<(), ProcessError> {
+) -> Result<Option<(Refusal, String)>, ProcessError> {
     let manager = context.names.name();
     let options = SendOptions {
         command_id: Some(id.to_string()),
@@ -663,12 +706,18 @@ async fn send<M: ProcessManager>(
     match reply {
         Ok(CommandReply::Accepted(accepted)) => {
             info!(manager, key, command_id = id, aggregate = %command.aggregate_id, command = %command.command, duplicate = accepted.duplicate, "command accepted");
-            Ok(())
+            Ok(None)
         }
         Ok(CommandReply::Rejected(rejected)) => match rejected.code {
             RejectionCode::Validation | RejectionCode::NotFound | RejectionCode::BadRequest => {
                 warn!(manager, key, command_id = id, aggregate = %command.aggregate_id, command = %command.command, code = rejected.code.as_str(), reason = %rejected.reason, "command rejected");
-                Ok(())
+                Ok(match rejected.code {
+                    RejectionCode::Validation => Some((Refusal::Validation, rejected.reason)),
+                    RejectionCode::NotFound => Some((Refusal::NotFound, rejected.reason)),
+                    // A malformed command is the manager's bug, not an
+                    // answer to react to.
+                    _ => None,
+                })
             }
             RejectionCode::Conflict | RejectionCode::Unavailable | RejectionCode::Internal => {
                 Err(Error::new(

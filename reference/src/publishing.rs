@@ -90,7 +90,9 @@ impl ProcessManager for ScheduledPublishing {
                     "publish",
                     serde_json::json!({}),
                 )),
-            (state, Trigger::Deadline(_)) => match state {
+            // Another deadline, or `publish` refused (the post was
+            // published meanwhile, or deleted): nothing more to do.
+            (state, Trigger::Deadline(_) | Trigger::Refused(_)) => match state {
                 Some(waiting) => Reaction::keep(waiting),
                 None => Reaction::end(),
             },
