@@ -16,15 +16,15 @@
 //! - [`feedback`]: rejection notices, the error cache, command status by id.
 //! - [`observability`]: `/metrics`, `/healthz`, `/readyz` over HTTP.
 //! - [`process`]: process managers: workflows that turn events into
-//!   commands and wait for durable deadlines (started beside an [`App`],
-//!   not by it yet).
+//!   commands and wait for durable deadlines ([`App::process_manager`]).
 //! - [`rewind`]: an aggregate's state at any point of its history.
 //! - [`schema_files`]: the JSON Schemas `jetsource schema` writes, and its check.
 //! - [`schema_compat`]: which changes to an event break reading stored ones.
 //!
 //! To host your own aggregates, implement [`Aggregate`] in your crate and
 //! hand an [`App`] to [`cli::main`] (or build a [`Runtime`] yourself).
-//! Projectors ([`projector::Projector`]) register on the same [`App`].
+//! Projectors ([`projector::Projector`]) and process managers
+//! ([`process::ProcessManager`]) register on the same [`App`].
 
 pub mod app;
 pub mod auth;

@@ -16,6 +16,7 @@ use jetsource::process::{
 };
 use jetsource::projector::Envelope;
 use jetsource_reference::account::{Account, AccountEvent};
+use jetsource_reference::blog::BlogPost;
 use jetsource_reference::publishing::ScheduledPublishing;
 use std::time::Duration;
 
@@ -462,4 +463,56 @@ async fn a_refused_command_is_reacted_to() {
     );
     manager.stop().await;
     runtime.stop().await;
+}
+
+#[tokio::test]
+async fn jetsource_run_hosts_a_process_manager_under_the_subject_prefix() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let mut config = jetsource::config::Config::default();
+    config.nats.subject_prefix = "acme.shop".to_string();
+    let namespace = config.namespace().expect("a valid prefix");
+    let app = jetsource::App::new()
+        .aggregate::<BlogPost>()
+        .process_manager(|| ScheduledPublishing {
+            delay: Duration::from_secs(1),
+        });
+    let serving = InProcessRun::spawn(app, config, Some(&url));
+    let client = commands(&url).await.with_namespace(namespace);
+    let js = jetstream::new(connect(&url).await);
+    eventually("jetsource run answers", DEADLINE, || async {
+        client
+            .send(
+                "blogpost",
+                "p1",
+                "create",
+                r#"{"title":"Hello","body":"text"}"#,
+                &Default::default(),
+            )
+            .await
+            .ok()
+    })
+    .await;
+
+    eventually("the post is published", DEADLINE, || async {
+        let published = count(
+            &js,
+            "acme_shop_EVT_BLOGPOST",
+            "acme.shop.evt.blogpost.p1.BlogPostPublished",
+        )
+        .await;
+        (published == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(
+            &js,
+            "ACME_SHOP_pm_publishing_deadlines",
+            "acme.shop.pm.publishing.fired.p1.publish"
+        )
+        .await,
+        1,
+        "its deadline, under the prefix"
+    );
+    serving.stop().await.expect("a clean stop");
 }
