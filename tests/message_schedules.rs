@@ -3,8 +3,9 @@
 //! schedule subject with `Nats-Schedule: @at <RFC 3339>` and
 //! `Nats-Schedule-Target` is published to the target, a subject of the same
 //! stream, once its time has come, and the schedule message is removed; a
-//! schedule purged before its time never fires; one whose time passed
-//! while the server was down fires once after the restart.
+//! schedule purged before its time never fires; a second message on a
+//! held subject replaces its schedule; one whose time passed while the
+//! server was down fires once after the restart.
 
 mod common;
 
@@ -33,10 +34,14 @@ fn at(from_now: Duration) -> String {
 }
 
 async fn schedule(js: &jetstream::Context, name: &str, when: &str) {
+    schedule_body(js, name, when, name).await
+}
+
+async fn schedule_body(js: &jetstream::Context, name: &str, when: &str, body: &str) {
     let mut h = async_nats::HeaderMap::new();
     h.insert("Nats-Schedule", format!("@at {when}").as_str());
     h.insert("Nats-Schedule-Target", format!("fired.{name}").as_str());
-    js.publish_with_headers(format!("sched.{name}"), h, name.to_string().into())
+    js.publish_with_headers(format!("sched.{name}"), h, body.to_string().into())
         .await
         .expect("publish")
         .await
@@ -69,6 +74,9 @@ async fn a_schedule_fires_once_at_its_time_and_a_purged_one_never() {
     schedule(&js, "kept", &soon).await;
     schedule(&js, "cancelled", &soon).await;
     schedule(&js, "late", &at(Duration::from_secs(3))).await;
+    // Moved: a second message on the held subject replaces the first.
+    schedule_body(&js, "moved", &soon, "first").await;
+    schedule_body(&js, "moved", &at(Duration::from_secs(3)), "second").await;
     assert_eq!(count(&mut stream, "sched.kept").await, 1, "held, not fired");
     assert_eq!(
         count(&mut stream, "fired.kept").await,
@@ -122,6 +130,16 @@ async fn a_schedule_fires_once_at_its_time_and_a_purged_one_never() {
     )
     .await;
 
+    eventually(
+        "the moved schedule fires after the restart",
+        DEADLINE,
+        || {
+            let mut stream = stream.clone();
+            async move { (count(&mut stream, "fired.moved").await == 1).then_some(()) }
+        },
+    )
+    .await;
+
     // Whatever fires fires by now: a second later, nothing fired twice and
     // the purged schedule never did.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -135,5 +153,19 @@ async fn a_schedule_fires_once_at_its_time_and_a_purged_one_never() {
         count(&mut stream, "fired.cancelled").await,
         0,
         "never fired"
+    );
+    assert_eq!(
+        count(&mut stream, "fired.moved").await,
+        1,
+        "fired once, as moved"
+    );
+    let moved = stream
+        .get_last_raw_message_by_subject("fired.moved")
+        .await
+        .expect("the moved one");
+    assert_eq!(
+        &moved.payload[..],
+        b"second",
+        "the second message's schedule"
     );
 }

@@ -41,12 +41,18 @@
 //!   it fires once;
 //! - purging the held subject before the time cancels it: it never fires;
 //! - a schedule due while the server was down (SIGKILL, store kept) fires
-//!   once after the restart, late.
+//!   once after the restart, late;
+//! - a second message on the held subject replaces the schedule (ADR-51:
+//!   "the last message on a subject holds the schedule"): it fires once,
+//!   with the second body.
 //!
-//! Relied on and not probed: a second message on the held subject replaces
-//! the schedule (ADR-51: "the last message on a subject holds the
-//! schedule"). Since a deadline may fire just as it is moved or cancelled,
-//! the instance's entry keeps each pending deadline's time, and a fired
+//! The stream is created with async-nats's `stream::Config::allow_message_schedules`
+//! (`allow_msg_schedules` on the wire). Not probed: what the server does
+//! with an `@at` already past; the runtime publishes such a deadline as
+//! fired itself.
+//!
+//! Since a deadline may fire just as it is moved or cancelled, the
+//! instance's entry keeps each pending deadline's time, and a fired
 //! deadline that does not match it is stale and ignored, once the entry
 //! records the trigger that set it: a deadline due at once fires before
 //! the reaction setting it is recorded, and is retried until it is (for
