@@ -290,11 +290,14 @@ impl ProcessManager for WelcomeBonus {
             Trigger::Event(Envelope {
                 event: AccountEvent::AccountOpened { .. },
                 meta,
-            }) => Reaction::end().send(Command::to::<Account>(
-                meta.aggregate_id,
-                "deposit",
-                serde_json::json!({"amount": 10}),
-            )),
+            }) => Reaction::end().send(
+                Command::to::<Account>(
+                    meta.aggregate_id.clone(),
+                    "deposit",
+                    serde_json::json!({"amount": 10}),
+                )
+                .correlated(format!("welcome-{}", meta.aggregate_id)),
+            ),
             _ => Reaction::end(),
         }
     }
@@ -318,6 +321,9 @@ async fn a_trigger_reacted_to_again_sends_no_command_twice() {
     for account in accounts {
         accepted(send_account(&client, account, "open", r#"{"owner":"Ada"}"#).await);
     }
+    let header = |e: &jetsource::handlers::store::StoredEvent, name: &str| {
+        e.headers.get(name).map(|v| v.as_str().to_string())
+    };
     let deposits = |account: &'static str| {
         let store = runtime.store.clone();
         async move {
@@ -326,6 +332,21 @@ async fn a_trigger_reacted_to_again_sends_no_command_twice() {
                 .iter()
                 .find(|e| e.event_type() == "AccountOpened")
                 .map(|e| e.seq);
+            let lineage: Vec<_> = events
+                .iter()
+                .filter(|e| e.event_type() == "MoneyDeposited")
+                .map(|e| (header(e, "Causation-Id"), header(e, "Correlation-Id")))
+                .collect();
+            let opened_by = events
+                .iter()
+                .find(|e| e.event_type() == "AccountOpened")
+                .and_then(|e| header(e, "Command-Id"));
+            assert!(
+                lineage
+                    .iter()
+                    .all(|l| *l == (opened_by.clone(), Some(format!("welcome-{account}")))),
+                "caused by the command that opened it, correlated as the manager says: {lineage:?}"
+            );
             let ids: Vec<String> = events
                 .iter()
                 .filter(|e| e.event_type() == "MoneyDeposited")

@@ -160,6 +160,10 @@ pub struct Command {
     pub command: String,
     /// Its JSON body.
     pub body: serde_json::Value,
+    /// Its `Correlation-Id`, a token: name the workflow (often the
+    /// instance key) so that the events it causes carry it and route back
+    /// to the instance. `None` passes on the triggering event's.
+    pub correlation_id: Option<String>,
 }
 
 impl Command {
@@ -174,7 +178,14 @@ impl Command {
             aggregate_id: aggregate_id.into(),
             command: command.into(),
             body,
+            correlation_id: None,
         }
+    }
+
+    /// With `Correlation-Id` `id`.
+    pub fn correlated(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
     }
 }
 

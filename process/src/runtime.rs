@@ -291,12 +291,24 @@ async fn on_event<M: ProcessManager>(
             seq: event.seq,
             part,
         };
+        // The commands it leads to were caused by the event's command, and
+        // carry on its correlation unless they name their own.
+        // (A header written by hand past the handlers may not be a token:
+        // such a one is not passed on.)
+        let token = |v: &&str| token::validate("id", v).is_ok();
+        let lineage = Lineage {
+            causation: event.command_id().filter(token),
+            correlation: event
+                .header(jetsource_schemas::headers::CORRELATION_ID)
+                .filter(token),
+        };
         apply(
             context,
             &key,
             &position,
             &cause,
             None,
+            &lineage,
             Trigger::Event(input),
         )
         .await?;
@@ -347,9 +359,17 @@ async fn on_deadline<M: ProcessManager>(
         &position,
         &cause,
         Some(&origin),
+        &Lineage::default(),
         Trigger::Deadline(fired),
     )
     .await
+}
+
+/// The `Causation-Id` and `Correlation-Id` a trigger's commands inherit.
+#[derive(Default)]
+struct Lineage<'a> {
+    causation: Option<&'a str>,
+    correlation: Option<&'a str>,
 }
 
 /// Where a fired deadline came from.
@@ -467,6 +487,7 @@ async fn apply<M: ProcessManager>(
     position: &Position<'_>,
     cause: &Cause<'_>,
     origin: Option<&Origin<'_>>,
+    lineage: &Lineage<'_>,
     trigger: Trigger<M::Input>,
 ) -> Result<(), ProcessError> {
     let manager = context.names.name();
@@ -515,7 +536,7 @@ async fn apply<M: ProcessManager>(
     let (mut sent, mut set, mut cancelled) = (commands.len(), 0, 0);
     for (index, command) in commands.iter().enumerate() {
         let id = command_id_at(manager, key, cause, &[index]);
-        let Some(refused) = send(context, key, &id, command).await? else {
+        let Some(refused) = send(context, key, &id, lineage, command).await? else {
             continue;
         };
         // A refusal is the instance's to react to, at once, from the state
@@ -532,7 +553,7 @@ async fn apply<M: ProcessManager>(
         sent += follow_ups.len();
         for (then, command) in follow_ups.iter().enumerate() {
             let id = command_id_at(manager, key, cause, &[index, then]);
-            send(context, key, &id, command).await?;
+            send(context, key, &id, lineage, command).await?;
         }
     }
     let now = time::OffsetDateTime::now_utc();
@@ -641,6 +662,9 @@ fn checked<S>(
         ] {
             token::validate(what, value).map_err(invalid)?;
         }
+        if let Some(id) = &command.correlation_id {
+            token::validate("Correlation-Id", id).map_err(invalid)?;
+        }
     }
     Ok((state, commands, changes))
 }
@@ -686,11 +710,17 @@ async fn send<M: ProcessManager>(
     context: &Context<M>,
     key: &str,
     id: &str,
+    lineage: &Lineage<'_>,
     command: &crate::manager::Command,
 ) -> Result<Option<(Refusal, String)>, ProcessError> {
     let manager = context.names.name();
     let options = SendOptions {
         command_id: Some(id.to_string()),
+        correlation_id: command
+            .correlation_id
+            .clone()
+            .or_else(|| lineage.correlation.map(str::to_string)),
+        causation_id: lineage.causation.map(str::to_string),
         ..Default::default()
     };
     let reply = context
