@@ -249,7 +249,7 @@ async fn handle_until_done<M: ProcessManager>(
                 return true;
             }
             Err(e) => {
-                debug!(manager = context.names.name(), subject = %message.subject, error = %e, "trigger failed; retrying");
+                warn!(manager = context.names.name(), subject = %message.subject, error = %e, "trigger failed; retrying");
                 let _ = message.ack_with(AckKind::Progress).await;
                 if *stopped.borrow() {
                     return false;
