@@ -63,7 +63,8 @@
 //!
 //! # Layout
 //! - [`manager`]: the trait and its inputs and outputs.
-//! - [`runtime`]: consumers, one trigger at a time, start and stop.
+//! - [`runtime`]: consumers, one trigger at a time, start and stop; in
+//!   it, a message as a trigger, applying one, sending a command.
 //! - [`instance`]: an instance as stored in its KV entry.
 //! - [`command_id`]: the deterministic `Command-Id` of a command sent.
 //! - [`deadlines`]: setting and cancelling deadlines on message schedules.
