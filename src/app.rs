@@ -1,5 +1,5 @@
-//! An application: the aggregates and projectors it hosts, and `run`,
-//! which serves them.
+//! An application: the aggregates, projectors and process managers it
+//! hosts, and `run`, which serves them.
 //!
 //! The `jetsource` binary is `App::new().aggregate::<BlogPost>()` handed to
 //! [`crate::cli::main`]; a user's binary is the same with its own
@@ -18,6 +18,7 @@ use jetsource_handlers::RuntimeConfig;
 use jetsource_handlers::{Aggregate, Runtime};
 use jetsource_nats_server::ServerError;
 use jetsource_postgres::{HostPostgres, PgProjector};
+use jetsource_process::{ProcessConfig, ProcessError, ProcessManager, RunningProcessManager};
 use jetsource_projector::store::ReadStore;
 use jetsource_projector::{
     DocumentProjector, PersistedProjector, Projector, ProjectorRuntime, ProjectorRuntimeBuilder,
@@ -50,7 +51,17 @@ type PostgresRegistration = Arc<
         + Sync,
 >;
 
-/// The aggregates and projectors an application hosts.
+/// Starts a process manager on a connection, under a configuration.
+type ProcessRegistration = Arc<
+    dyn Fn(
+            async_nats::Client,
+            ProcessConfig,
+        ) -> BoxFuture<'static, Result<RunningProcessManager, ProcessError>>
+        + Send
+        + Sync,
+>;
+
+/// The aggregates, projectors and process managers an application hosts.
 #[derive(Clone, Default)]
 pub struct App {
     registrations: Vec<Registration>,
@@ -58,6 +69,7 @@ pub struct App {
     schemas: Vec<AggregateSchemas>,
     projectors: Vec<ProjectorRegistration>,
     postgres: Vec<PostgresRegistration>,
+    process_managers: Vec<ProcessRegistration>,
 }
 
 /// The JSON Schemas of one aggregate type's commands and events, as
@@ -210,6 +222,32 @@ impl App {
         self
     }
 
+    /// Hosts a process manager; `make` builds it at each start. `run`
+    /// starts it in a process with the projectors role, once the command
+    /// runtime is up, and stops it first.
+    pub fn process_manager<M: ProcessManager>(
+        mut self,
+        make: impl Fn() -> M + Send + Sync + 'static,
+    ) -> Self {
+        self.process_managers.push(Arc::new(move |client, config| {
+            Box::pin(jetsource_process::start(client, config, make()))
+        }));
+        self
+    }
+
+    /// Starts every process manager it hosts.
+    pub async fn start_process_managers(
+        &self,
+        client: &async_nats::Client,
+        config: &ProcessConfig,
+    ) -> Result<Vec<RunningProcessManager>, ProcessError> {
+        let mut running = Vec::with_capacity(self.process_managers.len());
+        for start in &self.process_managers {
+            running.push(start(client.clone(), config.clone()).await?);
+        }
+        Ok(running)
+    }
+
     /// True when it hosts projectors.
     pub fn has_projectors(&self) -> bool {
         !self.projectors.is_empty() || !self.postgres.is_empty()
@@ -282,6 +320,9 @@ pub enum RunError {
     /// The projectors failed.
     #[error(transparent)]
     Projector(#[from] jetsource_projector::ProjectionError),
+    /// A process manager could not start.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
     /// The ordered shutdown did not finish in time (NATS unreachable, most
     /// often): the process stopped without it.
     #[error("the ordered shutdown did not finish within {} s (is NATS reachable?); stopped without it", .0.as_secs())]
@@ -402,6 +443,19 @@ pub async fn run(
         true => Some(runtime.start().await?),
         false => None,
     };
+    // Readers of the events, like the projectors; after the handlers, whose
+    // streams they follow and to whom they send.
+    let process_managers = match roles.projectors {
+        true => {
+            let process_config = ProcessConfig {
+                namespace: namespace.clone(),
+                ..ProcessConfig::default()
+            };
+            app.start_process_managers(&projector_client, &process_config)
+                .await?
+        }
+        false => Vec::new(),
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let endpoint = listener.map(|listener| {
         let local = listener.local_addr().ok();
@@ -428,14 +482,20 @@ pub async fn run(
         roles = ?config.run.roles,
         subject_prefix = %namespace,
         projectors = projectors.is_some(),
+        process_managers = process_managers.len(),
         embedded = nats.embedded.is_some(),
         "jetsource ready"
     );
     shutdown.await;
     let _ = stop.send(true);
     let ordered = async {
-        // Stop taking commands and finish those in flight first, then the
-        // readers, then the notices those commands queued.
+        // Process managers first, while the handlers still answer the
+        // commands they have in hand; then stop taking commands and finish
+        // those in flight, then the readers, then the notices those
+        // commands queued.
+        for running in process_managers {
+            running.stop().await;
+        }
         let handled = match handlers {
             Some(running) => running.shutdown().await,
             None => Ok(()),

@@ -15,13 +15,16 @@
 //! - [`embedded`]: the embedded nats-server default.
 //! - [`feedback`]: rejection notices, the error cache, command status by id.
 //! - [`observability`]: `/metrics`, `/healthz`, `/readyz` over HTTP.
+//! - [`process`]: process managers: workflows that turn events into
+//!   commands and wait for durable deadlines ([`App::process_manager`]).
 //! - [`rewind`]: an aggregate's state at any point of its history.
 //! - [`schema_files`]: the JSON Schemas `jetsource schema` writes, and its check.
 //! - [`schema_compat`]: which changes to an event break reading stored ones.
 //!
 //! To host your own aggregates, implement [`Aggregate`] in your crate and
 //! hand an [`App`] to [`cli::main`] (or build a [`Runtime`] yourself).
-//! Projectors ([`projector::Projector`]) register on the same [`App`].
+//! Projectors ([`projector::Projector`]) and process managers
+//! ([`process::ProcessManager`]) register on the same [`App`].
 
 pub mod app;
 pub mod auth;
@@ -42,6 +45,7 @@ pub use jetsource_handlers as handlers;
 pub use jetsource_handlers::{
     connect, testing, Aggregate, Rejection, RejectionKind, Runtime, RuntimeConfig,
 };
+pub use jetsource_process as process;
 pub use jetsource_projector as projector;
 pub use jetsource_schemas as schemas;
 pub use jetsource_schemas::upcast::{EventBody, Upcasters};

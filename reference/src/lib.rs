@@ -10,8 +10,11 @@
 //! - [`blogposts`]: the blog's read model, the `blogposts` projection.
 //! - [`blogposts_pg`]: the same read model in a PostgreSQL table, the
 //!   `blogposts_pg` projection.
+//! - [`publishing`]: scheduled publishing, a process manager that
+//!   publishes a post a set delay after its creation.
 
 pub mod account;
 pub mod blog;
 pub mod blogposts;
 pub mod blogposts_pg;
+pub mod publishing;

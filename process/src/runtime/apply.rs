@@ -1,0 +1,273 @@
+//! One trigger of one instance: read its entry, react, send the commands,
+//! set and cancel the deadlines, write the entry by compare-and-set.
+
+use crate::command_id::{command_id_at, Cause};
+use crate::deadlines::{self, format_at};
+use crate::error::{ProcessError, ProcessErrorKind};
+use crate::instance::Instance;
+use crate::manager::{ProcessManager, Reaction, Refused, Trigger};
+use async_nats::jetstream::kv;
+use jetsource_schemas::error::Error;
+use jetsource_schemas::token;
+use std::collections::BTreeMap;
+use tracing::{debug, info};
+
+use super::send::send;
+use super::trigger::{stale, Lineage, Origin};
+use super::Context;
+
+/// Where a trigger is stored: what the instance's entry records as
+/// applied.
+pub(super) struct Position<'a> {
+    pub(super) stream: &'a str,
+    pub(super) seq: u64,
+    pub(super) part: usize,
+}
+
+/// One trigger of instance `key`: react, carry the reaction out, record it.
+pub(super) async fn apply<M: ProcessManager>(
+    context: &Context<M>,
+    key: &str,
+    position: &Position<'_>,
+    cause: &Cause<'_>,
+    origin: Option<&Origin<'_>>,
+    lineage: &Lineage<'_>,
+    trigger: Trigger<M::Input>,
+) -> Result<(), ProcessError> {
+    let manager = context.names.name();
+    token::validate("instance key", key)
+        .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
+    let (instance, revision) = load(context, key).await?;
+    if let Some(instance) = &instance {
+        if instance.has_applied(position.stream, position.seq, position.part) {
+            debug!(
+                manager,
+                key,
+                stream = position.stream,
+                seq = position.seq,
+                "already applied"
+            );
+            return Ok(());
+        }
+    }
+    if let (Trigger::Deadline(fired), Some(origin)) = (&trigger, origin) {
+        // Only the deadline as last set counts: one cancelled, moved, or
+        // of an instance that ended since it was set is stale.
+        let ended = instance.is_none() && revision.is_some();
+        if stale(
+            instance.as_ref(),
+            ended,
+            fired,
+            &format_at(fired.at)?,
+            origin,
+        )? {
+            debug!(manager, key, deadline = %fired.name, "stale deadline");
+            return Ok(());
+        }
+    }
+    let (state, mut applied, mut pending) = match instance {
+        Some(i) => (Some(i.state), i.applied, i.deadlines),
+        None => (None, BTreeMap::new(), BTreeMap::new()),
+    };
+    if let Trigger::Deadline(fired) = &trigger {
+        pending.remove(&fired.name);
+    }
+
+    let reaction = context.manager.react(state, trigger);
+    // Check every name before doing anything, so a bad one leaves nothing
+    // half done.
+    let (mut state, commands, mut changes) = checked(reaction)?;
+    let (mut sent, mut set, mut cancelled) = (commands.len(), 0, 0);
+    for (index, command) in commands.iter().enumerate() {
+        let id = command_id_at(manager, key, cause, &[index]);
+        let Some(refused) = send(context, key, &id, lineage, command).await? else {
+            continue;
+        };
+        // A refusal is the instance's to react to, at once, from the state
+        // reached; what that reaction sends is not reacted to again (a
+        // refusal of it is logged).
+        let trigger = Trigger::Refused(Refused {
+            command: command.clone(),
+            refusal: refused.0,
+            reason: refused.1,
+        });
+        let (next, follow_ups, more) = checked(context.manager.react(state.take(), trigger))?;
+        state = next;
+        changes.extend(more);
+        sent += follow_ups.len();
+        for (then, command) in follow_ups.iter().enumerate() {
+            let id = command_id_at(manager, key, cause, &[index, then]);
+            send(context, key, &id, lineage, command).await?;
+        }
+    }
+    let now = time::OffsetDateTime::now_utc();
+    for change in changes {
+        match change {
+            Change::Cancel(name) => {
+                deadlines::cancel(&context.deadlines, &context.names, key, &name).await?;
+                pending.remove(&name);
+                cancelled += 1;
+            }
+            Change::Set(name, at) => {
+                deadlines::set(
+                    &context.js,
+                    &context.deadlines,
+                    &context.names,
+                    key,
+                    &name,
+                    &at,
+                    (position.stream.to_string(), position.seq, position.part),
+                    now,
+                )
+                .await?;
+                pending.insert(name, at);
+                set += 1;
+            }
+        }
+    }
+    applied.insert(position.stream.to_string(), (position.seq, position.part));
+
+    let ended = state.is_none();
+    match state {
+        Some(state) => {
+            let instance = Instance {
+                state,
+                applied,
+                deadlines: pending,
+            };
+            // Encoded here: a state need not be `Sync` to be held across
+            // the write.
+            let value = serde_json::to_vec(&instance)
+                .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
+            store(context, key, value, revision).await?;
+        }
+        None => {
+            for name in pending.keys() {
+                deadlines::cancel(&context.deadlines, &context.names, key, name).await?;
+            }
+            if let Some(revision) = revision {
+                context
+                    .kv
+                    .purge_expect_revision(key, Some(revision))
+                    .await
+                    .map_err(|e| Error::with_source(ProcessErrorKind::Conflict, e))?;
+            }
+        }
+    }
+    info!(
+        manager,
+        key,
+        stream = position.stream,
+        seq = position.seq,
+        commands = sent,
+        set,
+        cancelled,
+        ended,
+        "reacted"
+    );
+    Ok(())
+}
+
+/// A change to an instance's deadlines, in the order decided.
+enum Change {
+    Cancel(String),
+    Set(String, String),
+}
+
+/// A reaction's parts once every name in it is checked: its state, its
+/// commands, and its deadline changes (cancellations first, as a reaction
+/// that cancels and sets one name moves it).
+#[allow(clippy::type_complexity)]
+fn checked<S>(
+    reaction: Reaction<S>,
+) -> Result<(Option<S>, Vec<crate::manager::Command>, Vec<Change>), ProcessError> {
+    let invalid = |e| Error::with_source(ProcessErrorKind::InvalidName, e);
+    let Reaction {
+        state,
+        commands,
+        set,
+        cancel,
+    } = reaction;
+    let mut changes = Vec::with_capacity(cancel.len() + set.len());
+    for name in cancel {
+        token::validate("deadline", &name).map_err(invalid)?;
+        changes.push(Change::Cancel(name));
+    }
+    for deadline in set {
+        token::validate("deadline", &deadline.name).map_err(invalid)?;
+        let at = format_at(deadline.at)?;
+        changes.push(Change::Set(deadline.name, at));
+    }
+    for command in &commands {
+        for (what, value) in [
+            ("aggregate type", &command.aggregate_type),
+            ("aggregate id", &command.aggregate_id),
+            ("command", &command.command),
+        ] {
+            token::validate(what, value).map_err(invalid)?;
+        }
+        if let Some(id) = &command.correlation_id {
+            token::validate("Correlation-Id", id).map_err(invalid)?;
+        }
+    }
+    Ok((state, commands, changes))
+}
+
+async fn store<M: ProcessManager>(
+    context: &Context<M>,
+    key: &str,
+    value: Vec<u8>,
+    revision: Option<u64>,
+) -> Result<(), ProcessError> {
+    let written = match revision {
+        Some(revision) => context
+            .kv
+            .update(key, value.into(), revision)
+            .await
+            .map_err(|e| match e.kind() {
+                kv::UpdateErrorKind::WrongLastRevision => {
+                    Error::with_source(ProcessErrorKind::Conflict, e)
+                }
+                _ => Error::with_source(ProcessErrorKind::JetStream, e),
+            }),
+        None => context
+            .kv
+            .create(key, value.into())
+            .await
+            .map_err(|e| match e.kind() {
+                kv::CreateErrorKind::AlreadyExists => {
+                    Error::with_source(ProcessErrorKind::Conflict, e)
+                }
+                _ => Error::with_source(ProcessErrorKind::JetStream, e),
+            }),
+    };
+    written.map(|_| ())
+}
+
+/// Reads instance `key`'s entry: the instance (none when never started or
+/// ended) and the entry's revision to write against (none when the key was
+/// never written).
+async fn load<M: ProcessManager>(
+    context: &Context<M>,
+    key: &str,
+) -> Result<(Option<Instance<M::State>>, Option<u64>), ProcessError> {
+    let entry = context
+        .kv
+        .entry(key)
+        .await
+        .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))?;
+    let Some(entry) = entry else {
+        return Ok((None, None));
+    };
+    if entry.operation != kv::Operation::Put {
+        return Ok((None, Some(entry.revision)));
+    }
+    let instance = serde_json::from_slice(&entry.value).map_err(|e| {
+        Error::with_message_and_source(
+            ProcessErrorKind::Corrupt,
+            format!("instance {key} of {}", context.names.name()),
+            e,
+        )
+    })?;
+    Ok((Some(instance), Some(entry.revision)))
+}
