@@ -3,7 +3,7 @@ events' subjects, bodies and headers, their time, and the atomic append of
 a command's several events."""
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from support.steps import create_post, last_seq, open_account
 from support.wire import fresh
@@ -53,10 +53,18 @@ async def test_account_events_validate_against_their_schema(deployment, names, s
 
 async def test_the_event_types_are_those_of_the_schema_files(deployment, schemas):
     async with deployment.connect() as w:
-        reply = await create_post(w, publish=True)
-        await w.command("blogpost", reply["aggregate_id"], "change_title", {"title": "Other"})
-        types = {e.event_type for e in await w.events_of("blogpost", reply["aggregate_id"])}
+        reply = await create_post(w)
+        post = reply["aggregate_id"]
+        await w.command("blogpost", post, "change_title", {"title": "Other"})
+        at = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+        await w.command("blogpost", post, "schedule_publish", {"at": at})
+        await w.command("blogpost", post, "unschedule_publish", {})
+        await w.command("blogpost", post, "publish", {})
+        stored = await w.events_of("blogpost", post)
+        types = {e.event_type for e in stored}
         assert types == set(schemas.variants("blogpost/events"))
+        for e in stored:
+            schemas.validate_event("blogpost", e.event_type, e.body, e.version)
 
 
 async def test_a_stored_title_is_the_trimmed_one(deployment):

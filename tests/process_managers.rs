@@ -1,8 +1,9 @@
 //! Process managers against a real nats-server and command runtime:
-//! scheduled publishing (the reference) publishes each post once at its
-//! deadline, never one published first, after a crash of the process too;
-//! a trigger reacted to again (its record lost, as after a crash between
-//! sending and recording) sends no command twice.
+//! scheduled publishing (the reference) publishes each post once at the
+//! time scheduled for it, never one unscheduled or published first, a
+//! rescheduled one once at its latest time, after a crash of the process
+//! or of nats-server too; a trigger reacted to again (its record lost, as
+//! after a crash between sending and recording) sends no command twice.
 
 mod common;
 
@@ -19,9 +20,11 @@ use jetsource_reference::account::{Account, AccountEvent};
 use jetsource_reference::blog::BlogPost;
 use jetsource_reference::publishing::ScheduledPublishing;
 use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
-/// Long enough that a post's instance is surely recorded before its
-/// deadline comes, short enough for a test.
+/// Long enough ahead that a post's instance is surely recorded before its
+/// time comes, short enough for a test.
 const DELAY: Duration = Duration::from_secs(3);
 
 async fn start<M: ProcessManager>(url: &str, manager: M) -> RunningProcessManager {
@@ -30,8 +33,44 @@ async fn start<M: ProcessManager>(url: &str, manager: M) -> RunningProcessManage
         .expect("the process manager starts")
 }
 
-fn publishing() -> ScheduledPublishing {
-    ScheduledPublishing { delay: DELAY }
+/// `delay` from now, RFC 3339.
+fn from_now(delay: Duration) -> (OffsetDateTime, String) {
+    let at = OffsetDateTime::now_utc() + delay;
+    (at, at.format(&Rfc3339).expect("a time"))
+}
+
+/// Creates post `id` and schedules its publication `delay` from now;
+/// returns the time.
+async fn create_scheduled(
+    client: &jetsource::client::CommandClient,
+    id: &str,
+    delay: Duration,
+) -> OffsetDateTime {
+    create(client, id).await;
+    schedule(client, id, delay).await
+}
+
+/// Schedules post `id`'s publication `delay` from now; returns the time.
+async fn schedule(
+    client: &jetsource::client::CommandClient,
+    id: &str,
+    delay: Duration,
+) -> OffsetDateTime {
+    let (at, text) = from_now(delay);
+    accepted(
+        send(
+            client,
+            id,
+            "schedule_publish",
+            serde_json::json!({ "at": text }),
+        )
+        .await,
+    );
+    at
+}
+
+async fn unschedule(client: &jetsource::client::CommandClient, id: &str) {
+    accepted(send(client, id, "unschedule_publish", serde_json::json!({})).await);
 }
 
 /// How many of post `id`'s events are of `event_type`, and the
@@ -73,20 +112,31 @@ async fn count(js: &jetstream::Context, stream: &str, filter: &str) -> u64 {
     total
 }
 
+/// When the server stored post `id`'s `BlogPostPublished`.
+async fn published_at(js: &jetstream::Context, id: &str) -> OffsetDateTime {
+    let stream: stream::Stream = js.get_stream("EVT_BLOGPOST").await.expect("the stream");
+    stream
+        .direct_get_last_for_subject(format!("evt.blogpost.{id}.BlogPostPublished"))
+        .await
+        .expect("published")
+        .time
+}
+
 const DEADLINES: &str = "pm_publishing_deadlines";
 
 #[tokio::test]
-async fn posts_are_published_once_at_their_deadline_and_never_one_published_first() {
+async fn posts_are_published_once_at_their_time_and_never_one_unscheduled() {
     let server = NatsServer::new();
     let url = server.client_url();
     let runtime = Jetsource::start(&url).await;
     let client = commands(&url).await;
     let js = jetstream::new(connect(&url).await);
     // Two processes running the same manager share its consumers.
-    let one = start(&url, publishing()).await;
-    let two = start(&url, publishing()).await;
+    let one = start(&url, ScheduledPublishing).await;
+    let two = start(&url, ScheduledPublishing).await;
 
-    create(&client, "by-hand").await;
+    // Published by hand before its time; withdrawn; moved to a later time.
+    create_scheduled(&client, "by-hand", DELAY).await;
     accepted(
         send_with(
             &client,
@@ -97,18 +147,20 @@ async fn posts_are_published_once_at_their_deadline_and_never_one_published_firs
         )
         .await,
     );
+    create_scheduled(&client, "withdrawn", DELAY).await;
+    unschedule(&client, "withdrawn").await;
+    create_scheduled(&client, "moved", DELAY).await;
+    let moved_to = schedule(&client, "moved", DELAY * 2).await;
     let posts: Vec<String> = (0..10).map(|i| format!("post-{i}")).collect();
     for post in &posts {
-        create(&client, post).await;
+        create_scheduled(&client, post, DELAY).await;
     }
 
-    for post in &posts {
-        eventually(format!("{post} is published"), DEADLINE, || async {
-            (events_of_type(&runtime, post, "BlogPostPublished").await.0 > 0).then_some(())
-        })
-        .await;
-    }
-    for post in posts.iter().map(String::as_str).chain(["by-hand"]) {
+    let ended = posts
+        .iter()
+        .map(String::as_str)
+        .chain(["by-hand", "withdrawn", "moved"]);
+    for post in ended {
         eventually(
             format!("{post}'s instance is removed"),
             DEADLINE,
@@ -116,18 +168,40 @@ async fn posts_are_published_once_at_their_deadline_and_never_one_published_firs
         )
         .await;
     }
-    for post in &posts {
+    for post in posts.iter().map(String::as_str).chain(["moved"]) {
         let (published, id) = events_of_type(&runtime, post, "BlogPostPublished").await;
         assert_eq!(published, 1, "{post} is published once");
         assert!(id.starts_with("pm-"), "by the process manager: {id}");
     }
-    // Its deadline came before the last post's: cancelled, it never fired.
+    assert!(
+        published_at(&js, "moved").await >= moved_to,
+        "a moved schedule publishes at its latest time"
+    );
     let (published, id) = events_of_type(&runtime, "by-hand", "BlogPostPublished").await;
-    assert_eq!((published, id.as_str()), (1, "hand"));
     assert_eq!(
-        count(&js, DEADLINES, "pm.publishing.fired.by-hand.publish").await,
+        (published, id.as_str()),
+        (1, "hand"),
+        "published by hand only"
+    );
+    // Their deadlines were cancelled: they never fired.
+    for post in ["by-hand", "withdrawn"] {
+        assert_eq!(
+            count(
+                &js,
+                DEADLINES,
+                &format!("pm.publishing.fired.{post}.publish")
+            )
+            .await,
+            0,
+            "{post}'s cancelled deadline never fires"
+        );
+    }
+    assert_eq!(
+        events_of_type(&runtime, "withdrawn", "BlogPostPublished")
+            .await
+            .0,
         0,
-        "a cancelled deadline never fires"
+        "a withdrawn schedule never publishes"
     );
     assert_eq!(
         count(&js, DEADLINES, "pm.publishing.deadline.>").await,
@@ -146,20 +220,18 @@ async fn a_deadline_already_due_when_set_fires_at_once() {
     let runtime = Jetsource::start(&url).await;
     let client = commands(&url).await;
     let js = jetstream::new(connect(&url).await);
-    // Due as it is set: it fires before the instance recording it is
-    // written, which must not make it look cancelled.
-    let manager = start(
-        &url,
-        ScheduledPublishing {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-
     let posts: Vec<String> = (0..10).map(|i| format!("post-{i}")).collect();
+    let mut last = OffsetDateTime::now_utc();
     for post in &posts {
-        create(&client, post).await;
+        last = create_scheduled(&client, post, Duration::from_secs(1)).await;
     }
+    // The manager starts after every time has passed: each deadline is due
+    // as it is set, and fires before the instance recording it is written,
+    // which must not make it look cancelled.
+    while OffsetDateTime::now_utc() <= last {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let manager = start(&url, ScheduledPublishing).await;
     for post in &posts {
         eventually(
             format!("{post} is published and ends"),
@@ -177,20 +249,91 @@ async fn a_deadline_already_due_when_set_fires_at_once() {
     runtime.stop().await;
 }
 
+/// Posts `0..n`, each created and scheduled `delay` from now, every tenth
+/// withdrawn again; returns (scheduled, withdrawn) and the latest time.
+async fn schedule_posts(
+    client: &jetsource::client::CommandClient,
+    n: usize,
+    delay: Duration,
+) -> (Vec<String>, Vec<String>, OffsetDateTime) {
+    let (mut scheduled, mut withdrawn) = (Vec::new(), Vec::new());
+    let mut last = OffsetDateTime::now_utc();
+    for i in 0..n {
+        let post = format!("post-{i}");
+        last = create_scheduled(client, &post, delay).await;
+        if i % 10 == 9 {
+            unschedule(client, &post).await;
+            withdrawn.push(post);
+        } else {
+            scheduled.push(post);
+        }
+    }
+    (scheduled, withdrawn, last)
+}
+
+/// Every post of `scheduled` published once and ended, none of
+/// `withdrawn` published, no deadline left held.
+async fn assert_published_once(
+    url: &str,
+    js: &jetstream::Context,
+    scheduled: &[String],
+    withdrawn: &[String],
+) {
+    let store = event_store(&connect(url).await).await;
+    let published = |post: &str| {
+        let store = store.clone();
+        let post = post.to_string();
+        async move {
+            let events = store.load("blogpost", &post, 0).await.expect("load");
+            events
+                .iter()
+                .filter(|e| e.event_type() == "BlogPostPublished")
+                .count()
+        }
+    };
+    for post in scheduled {
+        eventually(format!("{post} is published and ends"), HANG, || async {
+            (published(post).await > 0 && !has_instance(js, "publishing", post).await).then_some(())
+        })
+        .await;
+    }
+    for post in scheduled {
+        assert_eq!(published(post).await, 1, "{post} is published once");
+    }
+    for post in withdrawn {
+        assert_eq!(published(post).await, 0, "{post} was withdrawn");
+        assert!(!has_instance(js, "publishing", post).await, "{post} ended");
+    }
+    assert_eq!(
+        count(js, DEADLINES, "pm.publishing.deadline.>").await,
+        0,
+        "no deadline is left held"
+    );
+}
+
+/// Waits until `at` has passed.
+async fn wait_past(at: OffsetDateTime) {
+    while OffsetDateTime::now_utc() <= at + Duration::from_millis(500) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
-async fn a_deadline_set_before_a_crash_fires_once_after_the_restart() {
+async fn two_jetsource_runs_killed_before_the_time_publish_each_post_once_after_a_restart() {
     let server = NatsServer::new();
     let url = server.client_url();
-    let runtime = Jetsource::start(&url).await;
-    let client = commands(&url).await;
     let js = jetstream::new(connect(&url).await);
-    let manager = start(&url, publishing()).await;
+    let (one_dir, two_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    // The shipped binary, every role on: both host the manager.
+    let mut one = JetsourceProcess::start(&url, one_dir.path());
+    let mut two = JetsourceProcess::start(&url, two_dir.path());
+    let client = commands(&url).await;
 
-    let posts: Vec<String> = (0..20).map(|i| format!("post-{i}")).collect();
-    for post in &posts {
-        create(&client, post).await;
-    }
-    for post in &posts {
+    let (scheduled, withdrawn, last) = schedule_posts(&client, 200, Duration::from_secs(8)).await;
+    for post in &scheduled {
         eventually(
             format!("{post}'s instance is recorded"),
             DEADLINE,
@@ -198,36 +341,19 @@ async fn a_deadline_set_before_a_crash_fires_once_after_the_restart() {
         )
         .await;
     }
-    // Down, as after a kill: nothing is finished in hand.
-    manager.abort();
-    runtime.stop().await;
+    // SIGKILL before the time: nothing is finished in hand.
+    assert!(
+        OffsetDateTime::now_utc() < last - Duration::from_secs(1),
+        "the posts were scheduled too slowly for the test to mean anything"
+    );
+    one.kill();
+    two.kill();
 
-    // The deadlines come while no process runs.
-    eventually("every deadline fires", DEADLINE, || async {
-        (count(&js, DEADLINES, "pm.publishing.fired.>").await == posts.len() as u64).then_some(())
-    })
-    .await;
-    for post in &posts {
-        assert!(
-            has_instance(&js, "publishing", post).await,
-            "{post} still waits"
-        );
-    }
-
-    let runtime = Jetsource::start(&url).await;
-    let manager = start(&url, publishing()).await;
-    for post in &posts {
-        eventually(
-            format!("{post} is published and ends"),
-            DEADLINE,
-            || async { (!has_instance(&js, "publishing", post).await).then_some(()) },
-        )
-        .await;
-        let (published, _) = events_of_type(&runtime, post, "BlogPostPublished").await;
-        assert_eq!(published, 1, "{post} is published once");
-    }
-    manager.stop().await;
-    runtime.stop().await;
+    // The deadlines come while no jetsource runs.
+    wait_past(last).await;
+    let _one = JetsourceProcess::start(&url, one_dir.path());
+    let _two = JetsourceProcess::start(&url, two_dir.path());
+    assert_published_once(&url, &js, &scheduled, &withdrawn).await;
 }
 
 #[tokio::test]
@@ -237,13 +363,10 @@ async fn a_deadline_due_while_nats_server_is_down_fires_once_after_its_restart()
     let runtime = Jetsource::start(&url).await;
     let client = commands(&url).await;
     let js = jetstream::new(connect(&url).await);
-    let manager = start(&url, publishing()).await;
+    let manager = start(&url, ScheduledPublishing).await;
 
-    let posts: Vec<String> = (0..10).map(|i| format!("post-{i}")).collect();
-    for post in &posts {
-        create(&client, post).await;
-    }
-    for post in &posts {
+    let (scheduled, withdrawn, last) = schedule_posts(&client, 200, Duration::from_secs(8)).await;
+    for post in &scheduled {
         eventually(
             format!("{post}'s instance is recorded"),
             DEADLINE,
@@ -251,20 +374,13 @@ async fn a_deadline_due_while_nats_server_is_down_fires_once_after_its_restart()
         )
         .await;
     }
-    // Killed (SIGKILL, its store kept) and down past every deadline.
+    // Killed (SIGKILL, its store kept) and down past every time.
     server.kill();
-    tokio::time::sleep(DELAY).await;
+    wait_past(last).await;
     server.restart();
 
     // jetsource and the manager reconnect on their own.
-    for post in &posts {
-        eventually(format!("{post} is published and ends"), HANG, || async {
-            (!has_instance(&js, "publishing", post).await).then_some(())
-        })
-        .await;
-        let (published, _) = events_of_type(&runtime, post, "BlogPostPublished").await;
-        assert_eq!(published, 1, "{post} is published once");
-    }
+    assert_published_once(&url, &js, &scheduled, &withdrawn).await;
     manager.stop().await;
     runtime.stop().await;
 }
@@ -495,9 +611,7 @@ async fn jetsource_run_hosts_a_process_manager_under_the_subject_prefix() {
     let namespace = config.namespace().expect("a valid prefix");
     let app = jetsource::App::new()
         .aggregate::<BlogPost>()
-        .process_manager(|| ScheduledPublishing {
-            delay: Duration::from_secs(1),
-        });
+        .process_manager(|| ScheduledPublishing);
     let serving = InProcessRun::spawn(app, config, Some(&url));
     let client = commands(&url).await.with_namespace(namespace);
     let js = jetstream::new(connect(&url).await);
@@ -514,6 +628,19 @@ async fn jetsource_run_hosts_a_process_manager_under_the_subject_prefix() {
             .ok()
     })
     .await;
+    let (_, at) = from_now(Duration::from_secs(1));
+    accepted(
+        client
+            .send(
+                "blogpost",
+                "p1",
+                "schedule_publish",
+                serde_json::json!({ "at": at }).to_string(),
+                &Default::default(),
+            )
+            .await
+            .expect("an answer"),
+    );
 
     eventually("the post is published", DEADLINE, || async {
         let published = count(

@@ -40,6 +40,9 @@ impl PgProjector for Titles {
         let title = match input.event {
             BlogPostCreated { title, .. } | BlogPostTitleChanged { new_title: title } => title,
             BlogPostPublished {} => "(published)".to_string(),
+            BlogPostPublishScheduled { .. } | BlogPostPublishUnscheduled {} => {
+                "(scheduled)".to_string()
+            }
         };
         tx.execute(
             "INSERT INTO titles (seq, id, title) VALUES ($1, $2, $3)",

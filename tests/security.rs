@@ -13,6 +13,7 @@ use jetsource::auth::{self, Secret};
 use jetsource::client::{CommandClient, SendErrorKind};
 use jetsource::config::{Config, ConfigError};
 use jetsource_handlers::connect::{ConnectError, ConnectErrorKind};
+use jetsource_reference::publishing::ScheduledPublishing;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -587,7 +588,10 @@ async fn least_privilege() {
     let mut config = config_for(&url);
     config.nats.auth.user = Some("jetsource".into());
     config.nats.auth.password = Some(Secret::new(SERVICE_PASSWORD));
-    let serving = InProcessRun::spawn(blog_app(), config, None);
+    // With a process manager, which sends commands and sets deadlines
+    // under the same user.
+    let app = blog_app().process_manager(|| ScheduledPublishing);
+    let serving = InProcessRun::spawn(app, config, None);
 
     // A command client creates a post once the runtime answers.
     let (client, mut client_errors) = connect_as(&url, "client", CLIENT_PASSWORD).await;
@@ -678,13 +682,55 @@ async fn least_privilege() {
     assert!(other.is_err(), "created a consumer it does not own");
     violation(&mut projector_errors, "someone_else").await;
 
+    // The process manager works under the runtime's user: a post
+    // scheduled is published at its time, by the manager.
+    let at = (time::OffsetDateTime::now_utc() + Duration::from_secs(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a time");
+    let reply = commands
+        .send("blogpost", "p2", "create", body, &with_id("create-p2"))
+        .await
+        .expect("an answer");
+    assert!(reply.is_accepted(), "{reply:?}");
+    let schedule = serde_json::json!({ "at": at }).to_string();
+    let reply = commands
+        .send(
+            "blogpost",
+            "p2",
+            "schedule_publish",
+            schedule,
+            &with_id("schedule-p2"),
+        )
+        .await
+        .expect("an answer");
+    assert!(reply.is_accepted(), "{reply:?}");
+    let published = eventually("p2 is published", DEADLINE, || {
+        let stream = stream.clone();
+        async move {
+            stream
+                .direct_get_last_for_subject("evt.blogpost.p2.BlogPostPublished")
+                .await
+                .ok()
+        }
+    })
+    .await;
+    let by = published
+        .headers
+        .get("Command-Id")
+        .map(|v| v.as_str().to_string())
+        .unwrap_or_default();
+    assert!(
+        by.starts_with("pm-"),
+        "published by the process manager: {by}"
+    );
+
     // And the runtime keeps working: the post is published.
     let reply = commands
         .send("blogpost", "p1", "publish", "{}", &with_id("publish-p1"))
         .await
         .expect("an answer");
     assert!(reply.is_accepted(), "{reply:?}");
-    assert_eq!(stream.info().await.expect("info").state.messages, 2);
+    assert_eq!(stream.info().await.expect("info").state.messages, 5);
 
     serving.stop().await.expect("the runtime stopped cleanly");
 }

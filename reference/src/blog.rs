@@ -6,7 +6,11 @@
 //! Rules: `create` on an existing post is a `validation` error; any other
 //! command on a missing post is `not_found`; a title, trimmed, must be 1 to
 //! 200 characters; a post is published once; `create` with `"publish": true`
-//! yields both events, appended atomically.
+//! yields both events, appended atomically. `schedule_publish {"at": …}`
+//! records a time to publish at (an RFC 3339 time in the future, for a post
+//! not published yet; scheduling again moves it), `unschedule_publish {}`
+//! withdraws it; the [`ScheduledPublishing`](crate::publishing::ScheduledPublishing)
+//! process manager publishes the post at that time.
 //!
 //! Its events are at version 2: version 2 added `author` to
 //! `BlogPostCreated` (version 1 posts read as by [`UNKNOWN_AUTHOR`]) and
@@ -17,6 +21,8 @@ use jetsource_handlers::{Aggregate, Rejection};
 use jetsource_schemas::upcast::Upcasters;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// The longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -34,6 +40,10 @@ pub struct BlogPost {
     exists: bool,
     title: String,
     published: bool,
+    /// When it is to be published, RFC 3339 UTC (absent in snapshots taken
+    /// before posts could be scheduled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scheduled: Option<String>,
 }
 
 /// Commands on a blog post: `cmd.blogpost.<id>.<name>` with the fields as
@@ -62,6 +72,14 @@ pub enum BlogPostCommand {
     },
     /// Publishes the post.
     Publish {},
+    /// Publishes the post at a time: recorded now, carried out then by the
+    /// scheduled-publishing process manager. Scheduling again moves it.
+    SchedulePublish {
+        /// When, an RFC 3339 time in the future (`2027-01-01T09:00:00Z`).
+        at: String,
+    },
+    /// Withdraws the scheduled publication.
+    UnschedulePublish {},
 }
 
 /// Events of a blog post: `evt.blogpost.<id>.<EventType>`.
@@ -83,6 +101,40 @@ pub enum BlogPostEvent {
     },
     /// The post was published.
     BlogPostPublished {},
+    /// The post is to be published at `at` (replacing an earlier time).
+    BlogPostPublishScheduled {
+        /// When, RFC 3339 UTC.
+        at: String,
+    },
+    /// The scheduled publication was withdrawn.
+    BlogPostPublishUnscheduled {},
+}
+
+/// The longest a publication may be scheduled ahead, in days: a time
+/// further out is more likely a typo than a plan.
+pub const MAX_SCHEDULE_DAYS: i64 = 3660;
+
+/// `at` as an RFC 3339 UTC time in the future (by the clock of the
+/// process deciding), or why it is refused.
+fn checked_schedule(at: &str) -> Result<String, Rejection> {
+    let when = OffsetDateTime::parse(at.trim(), &Rfc3339).map_err(|_| {
+        Rejection::validation("at must be an RFC 3339 time, like 2027-01-01T09:00:00Z")
+    })?;
+    // The one check against the clock: whether the time asked for is still
+    // ahead. The event records the time itself, so replaying never asks the
+    // clock again.
+    let now = OffsetDateTime::now_utc();
+    if when <= now {
+        return Err(Rejection::validation("at must be in the future"));
+    }
+    if when - now > time::Duration::days(MAX_SCHEDULE_DAYS) {
+        return Err(Rejection::validation(format!(
+            "at must be within {MAX_SCHEDULE_DAYS} days"
+        )));
+    }
+    when.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .map_err(|_| Rejection::validation("at is out of range"))
 }
 
 /// The title trimmed, or why it is refused. A title with nothing to trim
@@ -167,6 +219,20 @@ impl Aggregate for BlogPost {
                 Err(Rejection::validation("the post is already published"))
             }
             BlogPostCommand::Publish {} => Ok(vec![BlogPostEvent::BlogPostPublished {}]),
+            BlogPostCommand::SchedulePublish { .. } if self.published => {
+                Err(Rejection::validation("the post is already published"))
+            }
+            BlogPostCommand::SchedulePublish { at } => {
+                Ok(vec![BlogPostEvent::BlogPostPublishScheduled {
+                    at: checked_schedule(&at)?,
+                }])
+            }
+            BlogPostCommand::UnschedulePublish {} if self.scheduled.is_none() => {
+                Err(Rejection::validation("no publication is scheduled"))
+            }
+            BlogPostCommand::UnschedulePublish {} => {
+                Ok(vec![BlogPostEvent::BlogPostPublishUnscheduled {}])
+            }
         }
     }
 
@@ -177,7 +243,12 @@ impl Aggregate for BlogPost {
                 self.title = title;
             }
             BlogPostEvent::BlogPostTitleChanged { new_title } => self.title = new_title,
-            BlogPostEvent::BlogPostPublished {} => self.published = true,
+            BlogPostEvent::BlogPostPublished {} => {
+                self.published = true;
+                self.scheduled = None;
+            }
+            BlogPostEvent::BlogPostPublishScheduled { at } => self.scheduled = Some(at),
+            BlogPostEvent::BlogPostPublishUnscheduled {} => self.scheduled = None,
         }
     }
 
@@ -393,5 +464,61 @@ mod tests {
         AggregateTest::<BlogPost>::given(vec![created(), BlogPostPublished {}])
             .when_wire("publish", "{}")
             .then_expect_rejection(RejectionKind::Validation);
+    }
+
+    fn in_a_minute() -> String {
+        (OffsetDateTime::now_utc() + time::Duration::minutes(1))
+            .format(&Rfc3339)
+            .expect("a time")
+    }
+
+    #[test]
+    fn a_publication_is_scheduled_in_utc_and_withdrawn() {
+        let at = OffsetDateTime::now_utc() + time::Duration::hours(2);
+        let in_paris = at
+            .to_offset(time::UtcOffset::from_hms(1, 0, 0).expect("an offset"))
+            .format(&Rfc3339)
+            .expect("a time");
+        let utc = at.format(&Rfc3339).expect("a time");
+        AggregateTest::<BlogPost>::given(vec![created()])
+            .when(BlogPostCommand::SchedulePublish { at: in_paris })
+            .then_expect_events(vec![BlogPostPublishScheduled { at: utc.clone() }]);
+        AggregateTest::<BlogPost>::given(vec![created(), BlogPostPublishScheduled { at: utc }])
+            .when_wire("unschedule_publish", "{}")
+            .then_expect_events(vec![BlogPostPublishUnscheduled {}]);
+    }
+
+    #[test]
+    fn a_schedule_is_refused_in_the_past_unparsable_or_once_published() {
+        for at in [
+            "2020-01-01T00:00:00Z",
+            "tomorrow",
+            "",
+            "9999-01-01T00:00:00Z",
+        ] {
+            AggregateTest::<BlogPost>::given(vec![created()])
+                .when(BlogPostCommand::SchedulePublish { at: at.into() })
+                .then_expect_rejection(RejectionKind::Validation);
+        }
+        AggregateTest::<BlogPost>::given(vec![created(), BlogPostPublished {}])
+            .when(BlogPostCommand::SchedulePublish { at: in_a_minute() })
+            .then_expect_rejection(RejectionKind::Validation);
+        AggregateTest::<BlogPost>::given_no_previous_events()
+            .when(BlogPostCommand::SchedulePublish { at: in_a_minute() })
+            .then_expect_rejection(RejectionKind::NotFound);
+    }
+
+    #[test]
+    fn nothing_to_withdraw_after_publishing_or_withdrawing() {
+        let scheduled = || BlogPostPublishScheduled { at: in_a_minute() };
+        for given in [
+            vec![created()],
+            vec![created(), scheduled(), BlogPostPublished {}],
+            vec![created(), scheduled(), BlogPostPublishUnscheduled {}],
+        ] {
+            AggregateTest::<BlogPost>::given(given)
+                .when_wire("unschedule_publish", "{}")
+                .then_expect_rejection(RejectionKind::Validation);
+        }
     }
 }

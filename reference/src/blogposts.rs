@@ -35,6 +35,10 @@ pub struct PostView {
     pub author: Option<String>,
     /// Whether it is published.
     pub published: bool,
+    /// When it is to be published, RFC 3339 UTC, while a publication is
+    /// scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<String>,
     /// The number of its events applied.
     pub events: u64,
     /// The stream sequence of its last event applied.
@@ -88,7 +92,12 @@ impl DocumentProjector for BlogPosts {
                 post.author = Some(author);
             }
             BlogPostEvent::BlogPostTitleChanged { new_title } => post.title = new_title,
-            BlogPostEvent::BlogPostPublished {} => post.published = true,
+            BlogPostEvent::BlogPostPublished {} => {
+                post.published = true;
+                post.scheduled_at = None;
+            }
+            BlogPostEvent::BlogPostPublishScheduled { at } => post.scheduled_at = Some(at),
+            BlogPostEvent::BlogPostPublishUnscheduled {} => post.scheduled_at = None,
         }
         post.events += 1;
         post.last_seq = meta.seq;

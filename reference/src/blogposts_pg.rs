@@ -44,6 +44,7 @@ fn view(row: &Row) -> PostView {
         title: row.get(1),
         body: row.get(2),
         author: None,
+        scheduled_at: None,
         published: row.get(3),
         events: count(4),
         last_seq: count(5),
@@ -94,6 +95,14 @@ impl PgProjector for BlogPostsPg {
             BlogPostEvent::BlogPostPublished {} => {
                 (String::new(), String::new(), true, "published = true")
             }
+            // The table has no column for a schedule: the event only counts.
+            BlogPostEvent::BlogPostPublishScheduled { .. }
+            | BlogPostEvent::BlogPostPublishUnscheduled {} => (
+                String::new(),
+                String::new(),
+                false,
+                "published = posts.published",
+            ),
         };
         // Typed parameters: one round trip, where SQL text alone would be
         // prepared first.

@@ -1,6 +1,7 @@
 //! The `jetsource` binary: the CLI hosting the reference application (the
-//! blog post and the bank account, the `blogposts` projection, and
-//! `blogposts_pg` when a PostgreSQL database is configured), with
+//! blog post and the bank account, the `blogposts` projection,
+//! `blogposts_pg` when a PostgreSQL database is configured, and the
+//! scheduled-publishing process manager), with
 //! the reference application's own subcommands, `demo` and `bench`, beside
 //! jetsource's.
 
@@ -12,6 +13,7 @@ use jetsource_reference::account::Account;
 use jetsource_reference::blog::BlogPost;
 use jetsource_reference::blogposts::BlogPosts;
 use jetsource_reference::blogposts_pg::BlogPostsPg;
+use jetsource_reference::publishing::ScheduledPublishing;
 use std::process::ExitCode;
 
 /// The reference application's own subcommands.
@@ -51,7 +53,8 @@ fn main() -> ExitCode {
         .aggregate::<BlogPost>()
         .aggregate::<Account>()
         .documents(|| BlogPosts)
-        .postgres_projector(|| BlogPostsPg);
+        .postgres_projector(|| BlogPostsPg)
+        .process_manager(|| ScheduledPublishing);
     cli::main_with(app, run)
 }
 
