@@ -713,3 +713,91 @@ async fn fire_and_forget_commands_are_processed() {
     assert_eq!(stored[0].command_id(), Some("ff-1"));
     js.stop().await;
 }
+
+/// Two processes serve one aggregate type. What one keeps in memory may be
+/// behind what the other appended; an answer that appends nothing (a
+/// refusal, nothing to do, a wrong `Expected-Seq`) is not checked by the
+/// store, so it must be given on the store's latest, never on the stale
+/// copy.
+#[tokio::test]
+async fn an_answer_that_appends_nothing_is_given_on_the_latest_state_not_a_stale_copy() {
+    use jetsource::handlers::command::{AggregateHandler, CommandRequest, HandlerConfig};
+    use jetsource_reference::blog::BlogPost;
+
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let js = Jetsource::start(&url).await;
+    let request = |id: &'static str, command: &'static str, body: &'static str| CommandRequest {
+        aggregate_id: id,
+        command,
+        body: body.as_bytes(),
+        command_id: uuid::Uuid::new_v4().to_string().into(),
+        correlation_id: None,
+        causation_id: None,
+        expected_seq: None,
+    };
+    let client = commands(&url).await;
+    // The other process: a handler of its own, with its own memory.
+    let other = AggregateHandler::<BlogPost>::new(
+        event_store(&connect(&url).await).await,
+        HandlerConfig::default(),
+    );
+    for id in ["refused", "nothing", "expected"] {
+        create(&client, id).await;
+        other.warm(id).await.expect("warm");
+    }
+    let at = (time::OffsetDateTime::now_utc() + Duration::from_secs(3600))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a time");
+    // What `other` holds goes stale: each post moves on through the runtime.
+    accepted(
+        send(
+            &client,
+            "refused",
+            "schedule_publish",
+            serde_json::json!({ "at": at }),
+        )
+        .await,
+    );
+    accepted(
+        send(
+            &client,
+            "nothing",
+            "change_title",
+            serde_json::json!({"title": "Moved"}),
+        )
+        .await,
+    );
+    accepted(send(&client, "expected", "publish", serde_json::json!({})).await);
+
+    // Stale, it would refuse: nothing is scheduled in its copy.
+    let reply = other
+        .process(&request("refused", "unschedule_publish", "{}"))
+        .await;
+    assert_eq!(accepted(reply).events.len(), 1, "the schedule is withdrawn");
+    // Stale, it would do nothing: its copy has that title already.
+    let reply = other
+        .process(&request("nothing", "change_title", r#"{"title":"Hello"}"#))
+        .await;
+    assert_eq!(accepted(reply).events.len(), 1, "the title changes back");
+    // Stale, it would refuse the right `Expected-Seq` as a conflict.
+    let last = stream_state(&js.client, "EVT_BLOGPOST").await.0;
+    let events = js.events_of("expected").await;
+    let expected_seq = events.last().expect("events").seq;
+    assert!(expected_seq <= last);
+    let reply = other
+        .process(&CommandRequest {
+            expected_seq: Some(expected_seq),
+            ..request("expected", "change_title", r#"{"title":"After"}"#)
+        })
+        .await;
+    assert_eq!(
+        accepted(reply).events.len(),
+        1,
+        "at the sequence it expected"
+    );
+    // And a refusal on the latest state still stands.
+    let reply = other.process(&request("expected", "publish", "{}")).await;
+    assert_eq!(rejected(&reply), RejectionCode::Validation);
+    js.stop().await;
+}

@@ -194,10 +194,19 @@ impl<A: Aggregate> AggregateHandler<A> {
         // is recognised by its Command-Id. Any other outcome on the empty
         // state proves nothing, so it loads and decides again.
         let mut optimistic = request.expected_seq.unwrap_or(0) == 0;
+        // Whether the slot was read from the store during this command. A
+        // slot kept from earlier commands may be behind: another process
+        // (of the same queue group) may have appended since. An append is
+        // checked by the store; an answer that appends nothing (a refusal,
+        // nothing to do, a wrong `Expected-Seq`) is not, so before giving
+        // one the slot is read up to the store's tail, and the command
+        // decided again when it had moved.
+        let mut current = false;
         let mut attempts = Attempts::new();
         loop {
             if !slot.loaded && !optimistic {
                 self.load(&mut slot, request.aggregate_id).await?;
+                current = true;
             }
             if let Some(recorded) = slot.commands.get(&*request.command_id) {
                 return Ok(AcceptedEvents {
@@ -205,31 +214,62 @@ impl<A: Aggregate> AggregateHandler<A> {
                     duplicate: true,
                 });
             }
-            decide::check_expected_seq(request.expected_seq, slot.last_seq)?;
             let command = match command.take() {
                 Some(command) => command,
                 None => decide::decode::<A>(request)?,
             };
-            let events = match decide::decide(&slot, command)? {
-                Decision::Events(events) => events,
-                Decision::Nothing => {
-                    return Ok(AcceptedEvents {
-                        events: Vec::new(),
-                        duplicate: false,
-                    })
-                }
-                Decision::Unproven => {
+            let decided = decide::check_expected_seq(request.expected_seq, slot.last_seq)
+                .and_then(|()| decide::decide(&slot, command));
+            let events = match decided {
+                Ok(Decision::Events(events)) => events,
+                Ok(Decision::Unproven) => {
                     optimistic = false;
                     continue;
                 }
+                // Appends nothing: given only on the store's latest.
+                answer @ (Ok(Decision::Nothing)
+                | Err(CommandFailure::Denied(_) | CommandFailure::Conflict(_))) => {
+                    if !current && self.moved_on(&mut slot, request).await {
+                        current = true;
+                        continue;
+                    }
+                    return match answer {
+                        Ok(_) => Ok(AcceptedEvents {
+                            events: Vec::new(),
+                            duplicate: false,
+                        }),
+                        Err(failure) => Err(failure),
+                    };
+                }
+                Err(failure) => return Err(failure),
             };
             match self.append(&mut slot, request, events).await {
                 Ok(accepted) => return Ok(accepted),
                 Err(failure) => {
                     let mut slots = [(request.aggregate_id, &mut *slot)];
                     self.recover(&mut slots, request, &mut attempts, failure)
-                        .await?
+                        .await?;
+                    current = true;
                 }
+            }
+        }
+    }
+
+    /// Reads the slot up to the store's tail before an answer that appends
+    /// nothing; true when it had moved on (the command must be decided
+    /// again). When the store cannot be read, the answer stands on what
+    /// the slot holds, as it would without the check.
+    async fn moved_on(&self, slot: &mut Slot<A>, request: &CommandRequest<'_>) -> bool {
+        match self.reload(slot, request.aggregate_id).await {
+            Ok(moved) => moved,
+            Err(failure) => {
+                tracing::warn!(
+                    error = %failure,
+                    aggregate_type = A::TYPE,
+                    aggregate_id = request.aggregate_id,
+                    "could not confirm the state before answering; answering from memory"
+                );
+                false
             }
         }
     }
