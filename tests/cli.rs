@@ -70,6 +70,8 @@ fn demo_plays_the_story_end_to_end() {
             "\"code\":\"validation\"",
             "\"duplicate\":true",
             "BlogPostPublished",
+            "BlogPostPublishScheduled",
+            "[Command-Id: pm-",
         ] {
             assert!(
                 stdout.contains(expected),

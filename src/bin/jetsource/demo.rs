@@ -9,6 +9,7 @@ use jetsource_client::{CommandClient, SendOptions};
 use jetsource_feedback::Feedback;
 use jetsource_reference::blog::BlogPost;
 use jetsource_reference::blogposts::BlogPosts;
+use jetsource_reference::publishing::ScheduledPublishing;
 use jetsource_schemas::feedback::FeedbackAnswer;
 use jetsource_schemas::{CommandReply, Namespace};
 use std::io::Write;
@@ -104,6 +105,29 @@ async fn lookup(
     }
 }
 
+/// Post `id`'s `BlogPostPublished`, once stored (within 15 s).
+async fn wait_published(
+    store: &jetsource::handlers::store::EventStore,
+    id: &str,
+) -> Result<jetsource::handlers::store::StoredEvent, DemoError> {
+    let started = std::time::Instant::now();
+    loop {
+        let events = store.load(BlogPost::TYPE, id, 0).await?;
+        if let Some(published) = events
+            .into_iter()
+            .find(|e| e.event_type() == "BlogPostPublished")
+        {
+            return Ok(published);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(15) {
+            return Err(DemoError::Unexpected(format!(
+                "{id} was not published at its time"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn expect(ok: bool, what: &str) -> Result<(), DemoError> {
     if ok {
         Ok(())
@@ -166,6 +190,17 @@ pub(crate) async fn run(
         .start()
         .await
         .map_err(jetsource::app::RunError::from)?;
+
+    let publishing = jetsource::process::start(
+        client.clone(),
+        jetsource::process::ProcessConfig {
+            namespace: namespace.clone(),
+            ..Default::default()
+        },
+        ScheduledPublishing,
+    )
+    .await
+    .map_err(|e| DemoError::Unexpected(e.to_string()))?;
 
     writeln!(
         out,
@@ -372,8 +407,40 @@ pub(crate) async fn run(
             && answer["result"]["last_seq"] == seq,
         "the projection did not answer with the write",
     )?;
+    tour.say("Schedule a publication two seconds ahead. The process manager `publishing` sets a durable deadline (a JetStream message schedule, kept by nats-server through restarts) and, when it comes, sends `publish` under a Command-Id derived from the deadline, so it is published once.")?;
+    let scheduled = format!("post-{}", &run_id[16..24]);
+    let reply = tour
+        .send(
+            &scheduled,
+            "create",
+            serde_json::json!({"title": "Published later", "body": "By a process manager."}),
+            SendOptions::default(),
+        )
+        .await?;
+    expect(reply.is_accepted(), "create was not accepted")?;
+    let at = (time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| DemoError::Unexpected(e.to_string()))?;
+    let reply = tour
+        .send(
+            &scheduled,
+            "schedule_publish",
+            serde_json::json!({ "at": at }),
+            SendOptions::default(),
+        )
+        .await?;
+    expect(reply.is_accepted(), "schedule_publish was not accepted")?;
+    let published = wait_published(&store, &scheduled).await?;
+    writeln!(
+        tour.out,
+        "   #{:<5} {}  [Command-Id: {}]",
+        published.seq,
+        published.subject,
+        published.command_id().unwrap_or("-")
+    )?;
     writeln!(tour.out, "\nRun `jetsource demo` again: it uses fresh ids.")?;
 
+    publishing.stop().await;
     let stopped = projectors.stop().await;
     let served = serving.shutdown().await;
     feedback.shutdown().await;
