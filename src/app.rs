@@ -70,6 +70,17 @@ pub struct App {
     projectors: Vec<ProjectorRegistration>,
     postgres: Vec<PostgresRegistration>,
     process_managers: Vec<ProcessRegistration>,
+    process_manager_names: Vec<ProcessManagerInfo>,
+}
+
+/// What a hosted process manager is called and follows, for `jetsource
+/// process status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessManagerInfo {
+    /// Its name.
+    pub name: &'static str,
+    /// The aggregate types whose events it follows.
+    pub aggregate_types: Vec<&'static str>,
 }
 
 /// The JSON Schemas of one aggregate type's commands and events, as
@@ -229,10 +240,20 @@ impl App {
         mut self,
         make: impl Fn() -> M + Send + Sync + 'static,
     ) -> Self {
+        use jetsource_projector::typed::Follows;
+        self.process_manager_names.push(ProcessManagerInfo {
+            name: make().name(),
+            aggregate_types: M::Input::aggregate_types(),
+        });
         self.process_managers.push(Arc::new(move |client, config| {
             Box::pin(jetsource_process::start(client, config, make()))
         }));
         self
+    }
+
+    /// The process managers it hosts.
+    pub fn process_managers(&self) -> &[ProcessManagerInfo] {
+        &self.process_manager_names
     }
 
     /// Starts every process manager it hosts.

@@ -664,3 +664,70 @@ async fn jetsource_run_hosts_a_process_manager_under_the_subject_prefix() {
     );
     serving.stop().await.expect("a clean stop");
 }
+
+/// `jetsource process <args>` as JSON.
+fn process_cli(url: &str, args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut all = vec!["process"];
+    all.extend_from_slice(args);
+    let out = run_jetsource(dir.path(), url, &all);
+    assert_exit(&out, 0);
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[tokio::test]
+async fn status_shows_instances_and_deadlines_and_a_poison_event_is_parked_not_dropped() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let js = jetstream::new(connect(&url).await);
+
+    // Never run: nothing to show but that.
+    let report = process_cli(&url, &["status"]);
+    assert_eq!(report["process_managers"][0]["name"], "publishing");
+    assert_eq!(report["process_managers"][0]["phase"], "waiting");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let _run = JetsourceProcess::start(&url, dir.path());
+    let client = commands(&url).await;
+    for post in ["p1", "p2", "p3"] {
+        create_scheduled(&client, post, Duration::from_secs(3600)).await;
+    }
+    unschedule(&client, "p3").await;
+    // An event no release of the blog post wrote: it cannot be decoded.
+    let poison = publish_by_hand(&js, "evt.blogpost.p9.BlogPostPublishScheduled", "not json").await;
+    // After it, a trigger as usual: the consumer went on past the poison.
+    create_scheduled(&client, "p4", Duration::from_secs(3600)).await;
+    eventually("p4's instance is recorded", DEADLINE, || async {
+        has_instance(&js, "publishing", "p4").await.then_some(())
+    })
+    .await;
+
+    let last = stream_state(&connect(&url).await, "EVT_BLOGPOST").await.0;
+    let status = eventually("the manager is live", DEADLINE, || async {
+        let report = process_cli(&url, &["status"]);
+        let status = report["process_managers"][0].clone();
+        (status["phase"] == "live").then_some(status)
+    })
+    .await;
+    assert_eq!(status["instances"], 3, "p1, p2, p4: {status}");
+    assert_eq!(status["pending_deadlines"], 3, "{status}");
+    assert_eq!(status["parked"], 1, "{status}");
+    let events = &status["consumers"][0];
+    assert_eq!(events["stream"], "EVT_BLOGPOST");
+    assert_eq!(events["applied_seq"], last, "{status}");
+    assert_eq!(events["stream_last_seq"], last);
+    assert_eq!(events["pending"], 0);
+    assert_eq!(status["consumers"][1]["stream"], DEADLINES);
+
+    let parked = process_cli(&url, &["parked", "publishing"]);
+    let parked = parked["parked"].as_array().expect("a list").clone();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0]["seq"], poison);
+    assert_eq!(parked[0]["stream"], "EVT_BLOGPOST");
+    assert_eq!(parked[0]["body"], "not json");
+    assert!(parked[0]["error"].as_str().is_some_and(|e| !e.is_empty()));
+
+    // A name the application does not host is refused, not answered empty.
+    let out = run_jetsource(dir.path(), &url, &["process", "parked", "nosuch"]);
+    assert_exit(&out, 2);
+}

@@ -69,6 +69,8 @@
 //! - [`command_id`]: the deterministic `Command-Id` of a command sent.
 //! - [`deadlines`]: setting and cancelling deadlines on message schedules.
 //! - [`names`]: the bucket, stream, subjects and consumers of a manager.
+//! - [`status`]: where a manager is, read from JetStream.
+//! - [`parked`]: triggers that can never be reacted to, kept aside.
 //! - [`config`](mod@config): settings.
 //! - `error`: [`ProcessError`].
 //! - [`testing`]: given/when/then for `react`.
@@ -80,7 +82,9 @@ mod error;
 pub mod instance;
 pub mod manager;
 pub mod names;
+pub mod parked;
 pub mod runtime;
+pub mod status;
 pub mod testing;
 
 pub use config::ProcessConfig;

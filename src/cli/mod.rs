@@ -23,6 +23,7 @@
 
 pub mod client;
 mod inspect;
+mod process;
 mod read;
 mod send;
 
@@ -76,6 +77,8 @@ Authentication ([nats.auth] and [nats.tls] in the settings file, or):
   jetsource projector rebuild <name>              rebuild a persisted projection without downtime
   jetsource projector parked <name>               events parked after failing to apply
   jetsource projector replay-parked <name>        apply them again after a fix
+  jetsource process status                        process managers: positions, instances, deadlines
+  jetsource process parked <name>                 triggers a process manager could not react to
 
 Exit codes: 0 ok or accepted; 1 rejected, no such aggregate (rewind) or stale files (schema --check);
 2 bad usage or settings; 3 NATS unreachable or no answer.")]
@@ -286,6 +289,33 @@ Exit codes: 0 ok; 1 not_found; 2 bad usage or bad_request; 3 no answer, timeout,
         /// What to inspect.
         #[command(subcommand)]
         command: ProjectorCommand,
+    },
+    /// Inspect the process managers the application hosts.
+    Process {
+        /// What to inspect.
+        #[command(subcommand)]
+        command: ProcessCommand,
+    },
+}
+
+/// The `process` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProcessCommand {
+    /// Print each process manager's phase, its consumers' positions and
+    /// pending triggers, its instances, held deadlines and parked triggers
+    /// (as JSON), read from JetStream.
+    Status {
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+    },
+    /// List the triggers a process manager parked (as JSON).
+    Parked {
+        /// The process manager's name.
+        name: String,
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
     },
 }
 
@@ -554,6 +584,12 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
         Command::Projector {
             command: ProjectorCommand::Status { nats_url, timeout },
         } => projector_status(&config, nats_url.as_deref(), timeout).await,
+        Command::Process {
+            command: ProcessCommand::Status { nats_url },
+        } => process::status(&app, &config, nats_url.as_deref()).await,
+        Command::Process {
+            command: ProcessCommand::Parked { name, nats_url },
+        } => process::parked(&app, &config, nats_url.as_deref(), &name).await,
         Command::Projector {
             command:
                 ProjectorCommand::Rebuild {

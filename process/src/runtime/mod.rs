@@ -179,7 +179,7 @@ async fn durable(
 }
 
 /// One consumer's loop: each trigger is handled until it is done (acked)
-/// or found poisonous (terminated, logged), then the next.
+/// or found poisonous (parked, logged, terminated), then the next.
 async fn consume<M: ProcessManager>(
     context: Arc<Context<M>>,
     consumer: consumer::PullConsumer,
@@ -251,8 +251,22 @@ async fn handle_until_done<M: ProcessManager>(
                     ProcessErrorKind::Corrupt | ProcessErrorKind::InvalidName
                 ) =>
             {
-                // Retrying cannot help: this trigger is given up, loudly.
-                error!(manager = context.names.name(), subject = %message.subject, error = %e, "trigger given up");
+                // Retrying cannot help: the trigger is parked (kept with
+                // its error, listed by `jetsource process parked`) and the
+                // consumer goes on. Until the record is written it is not
+                // let go: a trigger is never dropped without a trace.
+                if let Err(park) =
+                    crate::parked::park(&context.kv, &context.names, message, &e).await
+                {
+                    warn!(manager = context.names.name(), subject = %message.subject, error = %park, "could not park a trigger; retrying");
+                    let _ = message.ack_with(AckKind::Progress).await;
+                    pause(context, stopped).await;
+                    if *stopped.borrow() {
+                        return false;
+                    }
+                    continue;
+                }
+                error!(manager = context.names.name(), subject = %message.subject, error = %e, "trigger parked");
                 let _ = message.ack_with(AckKind::Term).await;
                 return true;
             }

@@ -1,0 +1,79 @@
+//! `jetsource process status | parked`: the process managers the
+//! application hosts, read from JetStream (no running process needed).
+
+use crate::app::App;
+use crate::cli::client::namespace;
+use crate::cli::{client_connection, print_json};
+use crate::config::Config;
+use std::process::ExitCode;
+
+/// `jetsource process status`: one status per hosted process manager.
+pub(crate) async fn status(app: &App, config: &Config, nats_url: Option<&str>) -> ExitCode {
+    let namespace = match namespace(config, "process status") {
+        Ok(ns) => ns,
+        Err(code) => return code,
+    };
+    let client = match client_connection(config, nats_url, "process status").await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let mut report = Vec::new();
+    for manager in app.process_managers() {
+        match jetsource_process::status::status(
+            &client,
+            &namespace,
+            manager.name,
+            &manager.aggregate_types,
+        )
+        .await
+        {
+            Ok(status) => report.push(status),
+            Err(e) => {
+                eprintln!("jetsource process status: {}: {e}", manager.name);
+                return ExitCode::from(3);
+            }
+        }
+    }
+    print_json(&serde_json::json!({ "process_managers": report }));
+    ExitCode::SUCCESS
+}
+
+/// `jetsource process parked <name>`: the triggers parked for it.
+pub(crate) async fn parked(
+    app: &App,
+    config: &Config,
+    nats_url: Option<&str>,
+    name: &str,
+) -> ExitCode {
+    if !app.process_managers().iter().any(|m| m.name == name) {
+        let known: Vec<&str> = app.process_managers().iter().map(|m| m.name).collect();
+        eprintln!(
+            "jetsource process parked: no process manager {:?}; hosted: {}",
+            jetsource_schemas::reply::bounded_reason(name.to_string()),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+        return ExitCode::from(2);
+    }
+    let namespace = match namespace(config, "process parked") {
+        Ok(ns) => ns,
+        Err(code) => return code,
+    };
+    let client = match client_connection(config, nats_url, "process parked").await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    match jetsource_process::parked::list(&client, &namespace, name).await {
+        Ok(parked) => {
+            print_json(&serde_json::json!({ "parked": parked }));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jetsource process parked: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
