@@ -731,3 +731,190 @@ async fn status_shows_instances_and_deadlines_and_a_poison_event_is_parked_not_d
     let out = run_jetsource(dir.path(), &url, &["process", "parked", "nosuch"]);
     assert_exit(&out, 2);
 }
+
+#[tokio::test]
+async fn a_manager_stopped_while_retrying_holds_no_trigger_back_from_the_next_process() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let app = jetsource::App::new().aggregate::<Account>();
+    let runtime = Jetsource::start_app(&url, &app, Default::default()).await;
+    runtime.stop().await;
+    // An ack wait longer than the test: a trigger held by a process that
+    // stopped would reach the next only after it.
+    let config = ProcessConfig {
+        ack_wait: Duration::from_secs(600),
+        command_timeout: Duration::from_millis(200),
+        ..ProcessConfig::default()
+    };
+    let start = || async {
+        jetsource::process::start(connect(&url).await, config.clone(), WelcomeBonus)
+            .await
+            .expect("the process manager starts")
+    };
+    let js = jetstream::new(connect(&url).await);
+    let first = start().await;
+    // With no command runtime up, its deposit is never answered: the
+    // manager retries the trigger, holding it.
+    publish_by_hand(&js, "evt.account.a1.AccountOpened", r#"{"owner":"Ada"}"#).await;
+    let stream = js.get_stream("EVT_ACCOUNT").await.expect("the stream");
+    eventually("the trigger is in hand", DEADLINE, || async {
+        let info = stream.consumer_info("pm_bonus").await.ok()?;
+        (info.num_ack_pending == 1).then_some(())
+    })
+    .await;
+    // Stopped mid-retry, it hands the trigger back (nak): the next process
+    // gets it at once, where one held would reach it after the ack wait.
+    first.stop().await;
+
+    let runtime = Jetsource::start_app(&url, &app, Default::default()).await;
+    let second = start().await;
+    eventually(
+        "a1 gets its bonus from the next process",
+        DEADLINE,
+        || async {
+            let events = runtime.store.load("account", "a1", 0).await.ok()?;
+            events
+                .iter()
+                .any(|e| e.event_type() == "MoneyDeposited")
+                .then_some(())
+        },
+    )
+    .await;
+    second.stop().await;
+    runtime.stop().await;
+}
+
+#[tokio::test]
+async fn events_redelivered_after_an_instance_ended_do_not_start_it_again() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let runtime = Jetsource::start(&url).await;
+    let client = commands(&url).await;
+    let js = jetstream::new(connect(&url).await);
+    let manager = start(&url, ScheduledPublishing).await;
+
+    let at = create_scheduled(&client, "withdrawn", Duration::from_secs(1)).await;
+    unschedule(&client, "withdrawn").await;
+    // Ended: its entry is a purge marker.
+    eventually("the instance ends", DEADLINE, || async {
+        let bucket = js.get_key_value("pm_publishing").await.ok()?;
+        let entry = bucket.entry("withdrawn").await.ok()??;
+        (entry.operation != kv::Operation::Put).then_some(())
+    })
+    .await;
+    wait_past(at).await;
+
+    // Every event is delivered again, as from a consumer that went back
+    // (a server's crash can lose its latest acks): reacting to the
+    // schedule afresh would set a deadline already due, which fires at
+    // once, before the withdrawal is reacted to again.
+    manager.abort();
+    let events = js.get_stream("EVT_BLOGPOST").await.expect("the stream");
+    events
+        .delete_consumer("pm_publishing")
+        .await
+        .expect("the consumer is reset");
+    let manager = start(&url, ScheduledPublishing).await;
+    let last = stream_state(&runtime.client, "EVT_BLOGPOST").await.0;
+    let consumer: jetstream::consumer::PullConsumer = events
+        .get_consumer("pm_publishing")
+        .await
+        .expect("the consumer");
+    eventually("every event is delivered again", DEADLINE, || {
+        let mut consumer = consumer.clone();
+        async move {
+            let info = consumer.info().await.ok()?;
+            (info.num_pending == 0
+                && info.num_ack_pending == 0
+                && info.ack_floor.stream_sequence >= last)
+                .then_some(())
+        }
+    })
+    .await;
+    let deadlines = js.get_stream(DEADLINES).await.expect("the deadlines");
+    let fired: jetstream::consumer::PullConsumer = deadlines
+        .get_consumer("pm_publishing")
+        .await
+        .expect("the consumer");
+    eventually("no fired deadline is pending", DEADLINE, || {
+        let mut fired = fired.clone();
+        async move {
+            let info = fired.info().await.ok()?;
+            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        events_of_type(&runtime, "withdrawn", "BlogPostPublished")
+            .await
+            .0,
+        0,
+        "a withdrawn post is never published"
+    );
+    assert_eq!(
+        count(&js, DEADLINES, "pm.publishing.>").await,
+        0,
+        "no deadline was set again"
+    );
+    manager.stop().await;
+    runtime.stop().await;
+}
+
+#[tokio::test]
+async fn a_withdrawal_stored_before_the_time_wins_over_a_deadline_that_came_while_down() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let runtime = Jetsource::start(&url).await;
+    let client = commands(&url).await;
+    let js = jetstream::new(connect(&url).await);
+    let manager = start(&url, ScheduledPublishing).await;
+    let posts: Vec<String> = (0..20).map(|i| format!("post-{i}")).collect();
+    let mut last = OffsetDateTime::now_utc();
+    for post in &posts {
+        last = create_scheduled(&client, post, Duration::from_secs(2)).await;
+    }
+    for post in &posts {
+        eventually(format!("{post} waits"), DEADLINE, || async {
+            has_instance(&js, "publishing", post).await.then_some(())
+        })
+        .await;
+    }
+    // Down before the withdrawals; their deadlines come while it is down.
+    manager.abort();
+    for post in &posts {
+        unschedule(&client, post).await;
+    }
+    wait_past(last).await;
+
+    // Back, it finds both the deadlines and the withdrawals stored before
+    // them: the withdrawals are reacted to first.
+    let manager = start(&url, ScheduledPublishing).await;
+    for post in &posts {
+        eventually(format!("{post} ends"), DEADLINE, || async {
+            (!has_instance(&js, "publishing", post).await).then_some(())
+        })
+        .await;
+    }
+    let deadlines = js.get_stream(DEADLINES).await.expect("the deadlines");
+    let fired: jetstream::consumer::PullConsumer = deadlines
+        .get_consumer("pm_publishing")
+        .await
+        .expect("the consumer");
+    eventually("every fired deadline is reacted to", DEADLINE, || {
+        let mut fired = fired.clone();
+        async move {
+            let info = fired.info().await.ok()?;
+            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        }
+    })
+    .await;
+    for post in &posts {
+        assert_eq!(
+            events_of_type(&runtime, post, "BlogPostPublished").await.0,
+            0,
+            "{post} was withdrawn before its time"
+        );
+    }
+    manager.stop().await;
+    runtime.stop().await;
+}

@@ -21,6 +21,9 @@ pub enum ProcessErrorKind {
     /// infrastructure failed (`unavailable`, `internal`): resent with the
     /// same `Command-Id`.
     Command,
+    /// A deadline came while an event stored before its time waits to be
+    /// reacted to: it is retried once that event is.
+    Early,
 }
 
 impl std::fmt::Display for ProcessErrorKind {
@@ -31,6 +34,7 @@ impl std::fmt::Display for ProcessErrorKind {
             ProcessErrorKind::Conflict => "conflict",
             ProcessErrorKind::Corrupt => "corrupt",
             ProcessErrorKind::Command => "command failed",
+            ProcessErrorKind::Early => "early",
         })
     }
 }

@@ -22,10 +22,34 @@ impl<S> Instance<S> {
     /// True when the trigger at `seq` (part `part`) of `stream` is at or
     /// before the last one applied from it.
     pub fn has_applied(&self, stream: &str, seq: u64, part: usize) -> bool {
-        self.applied
-            .get(stream)
-            .is_some_and(|last| (seq, part) <= *last)
+        has_applied(&self.applied, stream, seq, part)
     }
+}
+
+/// What an ended instance leaves: the body of the purge marker that ends
+/// its entry, with the position of the last trigger applied per stream, so
+/// a trigger redelivered after the end (a consumer that went back, as
+/// after a server's crash) is recognised and does not start it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    /// Per stream, the last trigger applied before the end.
+    pub applied: BTreeMap<String, (u64, usize)>,
+}
+
+impl Ended {
+    /// Like [`Instance::has_applied`].
+    pub fn has_applied(&self, stream: &str, seq: u64, part: usize) -> bool {
+        has_applied(&self.applied, stream, seq, part)
+    }
+}
+
+fn has_applied(
+    applied: &BTreeMap<String, (u64, usize)>,
+    stream: &str,
+    seq: u64,
+    part: usize,
+) -> bool {
+    applied.get(stream).is_some_and(|last| (seq, part) <= *last)
 }
 
 #[cfg(test)]

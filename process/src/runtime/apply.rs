@@ -4,7 +4,7 @@
 use crate::command_id::{command_id_at, Cause};
 use crate::deadlines::{self, format_at};
 use crate::error::{ProcessError, ProcessErrorKind};
-use crate::instance::Instance;
+use crate::instance::{Ended, Instance};
 use crate::manager::{ProcessManager, Reaction, Refused, Trigger};
 use async_nats::jetstream::kv;
 use jetsource_schemas::error::Error;
@@ -37,18 +37,21 @@ pub(super) async fn apply<M: ProcessManager>(
     let manager = context.names.name();
     token::validate("instance key", key)
         .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
-    let (instance, revision) = load(context, key).await?;
-    if let Some(instance) = &instance {
-        if instance.has_applied(position.stream, position.seq, position.part) {
-            debug!(
-                manager,
-                key,
-                stream = position.stream,
-                seq = position.seq,
-                "already applied"
-            );
-            return Ok(());
-        }
+    let (instance, revision, ended) = load(context, key).await?;
+    let done = match (&instance, &ended) {
+        (Some(instance), _) => instance.has_applied(position.stream, position.seq, position.part),
+        (None, Some(ended)) => ended.has_applied(position.stream, position.seq, position.part),
+        (None, None) => false,
+    };
+    if done {
+        debug!(
+            manager,
+            key,
+            stream = position.stream,
+            seq = position.seq,
+            "already applied"
+        );
+        return Ok(());
     }
     if let (Trigger::Deadline(fired), Some(origin)) = (&trigger, origin) {
         // Only the deadline as last set counts: one cancelled, moved, or
@@ -65,9 +68,14 @@ pub(super) async fn apply<M: ProcessManager>(
             return Ok(());
         }
     }
+    // An instance started again after an end keeps what it had applied.
     let (state, mut applied, mut pending) = match instance {
         Some(i) => (Some(i.state), i.applied, i.deadlines),
-        None => (None, BTreeMap::new(), BTreeMap::new()),
+        None => (
+            None,
+            ended.map(|e| e.applied).unwrap_or_default(),
+            BTreeMap::new(),
+        ),
     };
     if let Trigger::Deadline(fired) = &trigger {
         pending.remove(&fired.name);
@@ -145,12 +153,10 @@ pub(super) async fn apply<M: ProcessManager>(
             for name in pending.keys() {
                 deadlines::cancel(&context.deadlines, &context.names, key, name).await?;
             }
+            // An instance never written leaves nothing: a redelivery of
+            // its one trigger decides the same, with the same command ids.
             if let Some(revision) = revision {
-                context
-                    .kv
-                    .purge_expect_revision(key, Some(revision))
-                    .await
-                    .map_err(|e| Error::with_source(ProcessErrorKind::Conflict, e))?;
+                end(context, key, applied, revision).await?;
             }
         }
     }
@@ -244,23 +250,58 @@ async fn store<M: ProcessManager>(
     written.map(|_| ())
 }
 
+/// Ends instance `key`'s entry at `revision`: purges its history, leaving
+/// one marker whose body is what it had applied ([`Ended`]).
+async fn end<M: ProcessManager>(
+    context: &Context<M>,
+    key: &str,
+    applied: BTreeMap<String, (u64, usize)>,
+    revision: u64,
+) -> Result<(), ProcessError> {
+    let body = serde_json::to_vec(&Ended { applied })
+        .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
+    let kv = &context.kv;
+    let subject = format!("{}{key}", kv.put_prefix.as_ref().unwrap_or(&kv.prefix));
+    // What `kv::Store::purge_expect_revision` sends, with a body.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("KV-Operation", "PURGE");
+    headers.insert("Nats-Rollup", "sub");
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        revision.to_string().as_str(),
+    );
+    let ack = context
+        .js
+        .publish_with_headers(subject, headers, body.into())
+        .await
+        .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))?;
+    ack.await.map(|_| ()).map_err(|e| {
+        // Refused: the entry changed since it was read.
+        Error::with_source(ProcessErrorKind::Conflict, e)
+    })
+}
+
 /// Reads instance `key`'s entry: the instance (none when never started or
-/// ended) and the entry's revision to write against (none when the key was
-/// never written).
+/// ended), the entry's revision to write against (none when the key was
+/// never written) and, for an ended one, what it had applied.
+#[allow(clippy::type_complexity)]
 async fn load<M: ProcessManager>(
     context: &Context<M>,
     key: &str,
-) -> Result<(Option<Instance<M::State>>, Option<u64>), ProcessError> {
+) -> Result<(Option<Instance<M::State>>, Option<u64>, Option<Ended>), ProcessError> {
     let entry = context
         .kv
         .entry(key)
         .await
         .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))?;
     let Some(entry) = entry else {
-        return Ok((None, None));
+        return Ok((None, None, None));
     };
     if entry.operation != kv::Operation::Put {
-        return Ok((None, Some(entry.revision)));
+        // A marker with no body (a delete, or one written by hand) says
+        // nothing was applied.
+        let ended = serde_json::from_slice(&entry.value).unwrap_or_default();
+        return Ok((None, Some(entry.revision), Some(ended)));
     }
     let instance = serde_json::from_slice(&entry.value).map_err(|e| {
         Error::with_message_and_source(
@@ -269,5 +310,5 @@ async fn load<M: ProcessManager>(
             e,
         )
     })?;
-    Ok((Some(instance), Some(entry.revision)))
+    Ok((Some(instance), Some(entry.revision), None))
 }

@@ -32,9 +32,10 @@ use jetsource_client::CommandClient;
 use jetsource_projector::typed::Follows;
 use jetsource_schemas::error::Error;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use trigger::{on_deadline, on_event};
 
@@ -178,8 +179,19 @@ async fn durable(
         .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))
 }
 
+/// How long one pull request waits for a trigger. Each asks for one
+/// message and lives this long, so a process that stops has at most one
+/// request the server may still deliver to, for at most this long.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+
 /// One consumer's loop: each trigger is handled until it is done (acked)
 /// or found poisonous (parked, logged, terminated), then the next.
+///
+/// One pull request at a time, for one message, none issued ahead: the
+/// consumer lets one trigger be in flight, and a message the server hands
+/// to a request nobody reads any more (a stopped process's) would hold it
+/// for the whole ack wait. On a stop, the request outstanding is waited
+/// out and what it brings is handed back (nak) for the next process.
 async fn consume<M: ProcessManager>(
     context: Arc<Context<M>>,
     consumer: consumer::PullConsumer,
@@ -187,8 +199,14 @@ async fn consume<M: ProcessManager>(
     mut stopped: watch::Receiver<bool>,
 ) {
     while !*stopped.borrow() {
-        let mut messages = match consumer.messages().await {
-            Ok(messages) => messages,
+        let batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
             Err(e) => {
                 warn!(manager = context.names.name(), error = %e, "consumer unavailable; retrying");
                 pause(&context, &mut stopped).await;
@@ -197,21 +215,47 @@ async fn consume<M: ProcessManager>(
         };
         loop {
             let next = tokio::select! {
-                next = messages.next() => next,
-                _ = stopped.changed() => return,
+                next = batch.next() => next,
+                _ = stopped.changed() => {
+                    release(batch).await;
+                    flush(&context).await;
+                    return;
+                }
             };
             match next {
                 Some(Ok(message)) => {
                     if !handle_until_done(&context, &message, source, &mut stopped).await {
+                        // Stopped while retrying it: the next process
+                        // takes it at once rather than after the ack wait.
+                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                        flush(&context).await;
                         return;
                     }
                 }
                 Some(Err(e)) => {
-                    warn!(manager = context.names.name(), error = %e, "consumer failed; reattaching");
+                    warn!(manager = context.names.name(), error = %e, "consumer failed; pulling again");
                     break;
                 }
                 None => break,
             }
+        }
+    }
+}
+
+/// Sends what is written (an ack, a nak) before the connection may go
+/// with the stopping manager.
+async fn flush<M: ProcessManager>(context: &Context<M>) {
+    if let Err(e) = context.js.client().flush().await {
+        warn!(manager = context.names.name(), error = %e, "could not flush on stopping");
+    }
+}
+
+/// Waits out the pull request of a stopping consumer, handing back (nak)
+/// what it delivers.
+async fn release(mut batch: consumer::pull::Batch) {
+    while let Ok(Some(next)) = tokio::time::timeout(PULL_EXPIRES, batch.next()).await {
+        if let Ok(message) = next {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
         }
     }
 }
@@ -271,7 +315,11 @@ async fn handle_until_done<M: ProcessManager>(
                 return true;
             }
             Err(e) => {
-                warn!(manager = context.names.name(), subject = %message.subject, error = %e, "trigger failed; retrying");
+                if e.kind() == ProcessErrorKind::Early {
+                    debug!(manager = context.names.name(), subject = %message.subject, error = %e, "deadline waits for older events");
+                } else {
+                    warn!(manager = context.names.name(), subject = %message.subject, error = %e, "trigger failed; retrying");
+                }
                 let _ = message.ack_with(AckKind::Progress).await;
                 if *stopped.borrow() {
                     return false;

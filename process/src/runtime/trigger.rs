@@ -89,6 +89,7 @@ pub(super) async fn on_deadline<M: ProcessManager>(
         name: name.to_string(),
         at: parse_at(&body.at)?,
     };
+    events_before_reacted_to(context, fired.at).await?;
     // Named by what was set, as written (the entry compares the same
     // string), not by where this firing is stored.
     let at = format_at(fired.at)?;
@@ -113,6 +114,59 @@ pub(super) async fn on_deadline<M: ProcessManager>(
         Trigger::Deadline(fired),
     )
     .await
+}
+
+/// Refuses (for now: the deadline is retried) a deadline of time `at`
+/// while an event stored before `at`, in a stream followed, waits to be
+/// reacted to.
+///
+/// Live, a deadline fires after every event stored before its time was
+/// reacted to, one at a time: an `unschedule` before the time cancels it.
+/// After a restart the deadlines that came while the process was down, and
+/// the events it had not reacted to yet, wait on two consumers; taken as
+/// they come, a deadline could be reacted to before an event stored ahead
+/// of it (a withdrawal before the time, and the post is published anyway).
+/// So a deadline waits for the events older than itself.
+async fn events_before_reacted_to<M: ProcessManager>(
+    context: &Context<M>,
+    at: time::OffsetDateTime,
+) -> Result<(), ProcessError> {
+    let durable = context.names.durable();
+    let namespace = &context.config.namespace;
+    for aggregate_type in M::Input::aggregate_types() {
+        let jetstream = |e: async_nats::Error| Error::with_source(ProcessErrorKind::JetStream, e);
+        let stream = context
+            .js
+            .get_stream(namespace.stream_name(aggregate_type))
+            .await
+            .map_err(|e| jetstream(e.into()))?;
+        let info = stream
+            .consumer_info(&durable)
+            .await
+            .map_err(|e| jetstream(e.into()))?;
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            continue;
+        }
+        let filter = namespace
+            .type_filter(aggregate_type)
+            .map_err(|e| Error::with_source(ProcessErrorKind::InvalidName, e))?;
+        // The first event not reacted to yet (in hand, or still to come).
+        let next = stream
+            .direct_get_next_for_subject(filter, Some(info.ack_floor.stream_sequence + 1))
+            .await
+            .map_err(|e| jetstream(e.into()))?;
+        if next.time <= at {
+            return Err(Error::new(
+                ProcessErrorKind::Early,
+                format!(
+                    "an event stored before the deadline ({} #{}) is not reacted to yet",
+                    stream.cached_info().config.name,
+                    next.sequence
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `Causation-Id` and `Correlation-Id` a trigger's commands inherit.
