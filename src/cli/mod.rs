@@ -22,6 +22,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 pub mod client;
+mod help;
 mod inspect;
 mod process;
 mod read;
@@ -50,38 +51,9 @@ static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// `E` are the application's own subcommands, beside jetsource's (see
 /// [`main_with`]); [`NoCommands`] when it has none.
 #[derive(Debug, Parser)]
-#[command(name = "jetsource", version = VERSION.as_str(), about, long_about = None, after_help = "\
-Examples:
-  jetsource demo                                  the guided tour, on an embedded nats-server
-  jetsource run                                   serve commands (embedded nats-server unless a URL is set)
-  jetsource bench --quick                         jetsource against the bare JetStream path
-  jetsource send blogpost p1 create '{\"title\":\"Hi\",\"body\":\"...\"}'
-  echo '{}' | jetsource send blogpost p1 publish --command-id pub-p1
-  jetsource send blogpost p1 publish --no-wait     fire-and-forget; prints the command id
-  jetsource status <command-id>                   accepted (with events), rejected, or unknown
-  jetsource errors get <command-id>               a rejection from the error cache
-  jetsource errors list blogpost p1               an aggregate's recent rejections
-  jetsource tail evt.blogpost.>                   events as they are stored
-  jetsource rewind blogpost p1 --to-seq 12        a post's state as of stream sequence 12
-  jetsource streams                               this application's streams, sizes, contract versions
-  jetsource schema                                write the JSON Schemas into schemas/json/
-  jetsource run --roles handlers                  only the command handlers (scale roles apart)
-  jetsource --log-format json run                 JSON logs (RUST_LOG=debug for more)
-  jetsource --subject-prefix acme.shop run        serve under acme.shop.cmd.>, acme.shop.evt.>, … (apps sharing an account)
-
-Authentication ([nats.auth] and [nats.tls] in the settings file, or):
-  JETSOURCE_NATS_TOKEN, JETSOURCE_NATS_USER + JETSOURCE_NATS_PASSWORD,
-  JETSOURCE_NATS_NKEY_SEED_FILE, JETSOURCE_NATS_CREDS,
-  JETSOURCE_NATS_TLS_CA, JETSOURCE_NATS_TLS_CERT + JETSOURCE_NATS_TLS_KEY
-  jetsource projector status                      positions and lag of the running projectors
-  jetsource projector rebuild <name>              rebuild a persisted projection without downtime
-  jetsource projector parked <name>               events parked after failing to apply
-  jetsource projector replay-parked <name>        apply them again after a fix
-  jetsource process status                        process managers: positions, instances, deadlines
-  jetsource process parked <name>                 triggers a process manager could not react to
-
-Exit codes: 0 ok or accepted; 1 rejected, no such aggregate (rewind) or stale files (schema --check);
-2 bad usage or settings; 3 NATS unreachable or no answer.")]
+// The examples after the options are the application's own (`help.rs`),
+// set when the command line is parsed.
+#[command(name = "jetsource", version = VERSION.as_str(), about, long_about = None)]
 pub struct Cli<E: Subcommand = NoCommands> {
     /// Settings file (default: config/jetsource.toml when present; also JETSOURCE_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
@@ -417,6 +389,27 @@ fn init_tracing(default: &str, format: LogFormat) {
     };
 }
 
+/// The command line, with `--help` examples in `app`'s terms.
+fn parse<E: Subcommand + std::fmt::Debug>(app: &App) -> Cli<E> {
+    use clap::{CommandFactory, FromArgMatches};
+    let own: Vec<String> = E::augment_subcommands(clap::Command::new("own"))
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let program = std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "jetsource".to_string());
+    let matches = Cli::<E>::command()
+        .after_help(help::after_help(app, &program, &own))
+        .get_matches();
+    Cli::<E>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Parses the command line and runs `app` with jetsource's subcommands.
 pub fn main(app: App) -> ExitCode {
     main_with(app, |never: NoCommands, _| async move { match never {} })
@@ -450,7 +443,7 @@ where
     F: FnOnce(E, Context) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
-    let cli = Cli::<E>::parse();
+    let cli = parse::<E>(&app);
     let mut config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
