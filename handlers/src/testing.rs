@@ -136,27 +136,33 @@ impl<A: Aggregate> AggregateTest<A> {
 
     /// The "when" step: decide `command`.
     pub fn when(self, command: A::Command) -> Outcome<A> {
+        let result = self.state.handle(command);
         Outcome {
-            result: self.state.handle(command),
+            state: self.state,
+            result: Ok(result),
         }
     }
 
     /// The "when" step with the command as it arrives on the wire: its name
-    /// (the subject's last token) and its JSON body.
-    ///
-    /// # Panics
-    /// When the command does not decode: a test failure.
+    /// (the subject's last token) and its JSON body. A command that does
+    /// not decode is what the runtime answers `bad_request`
+    /// ([`Outcome::then_expect_bad_request`]).
     pub fn when_wire(self, name: &str, body: &str) -> Outcome<A> {
         match codec::decode_command::<A::Command>(name, body.as_bytes()) {
             Ok(command) => self.when(command),
-            Err(e) => panic!("command {name} {body} does not decode: {e}"),
+            Err(e) => Outcome {
+                state: self.state,
+                result: Err(e.to_string()),
+            },
         }
     }
 }
 
-/// The "then" step: what the decision returned.
+/// The "then" step: what the decision returned, or why the command never
+/// reached it (it did not decode: `bad_request`).
 pub struct Outcome<A: Aggregate> {
-    result: Result<Vec<A::Event>, Rejection>,
+    state: A,
+    result: Result<Result<Vec<A::Event>, Rejection>, String>,
 }
 
 impl<A: Aggregate> Outcome<A>
@@ -168,30 +174,86 @@ where
     /// # Panics
     /// When it did not.
     pub fn then_expect_events(self, expected: Vec<A::Event>) {
-        match self.result {
-            Ok(events) => assert_eq!(events, expected, "unexpected events"),
-            Err(rejection) => panic!("expected events {expected:?}, got rejection {rejection}"),
+        let events = self.events(&format!("expected events {expected:?}"));
+        assert_eq!(events, expected, "unexpected events");
+    }
+
+    /// Asserts the decision produced exactly `expected`, and returns the
+    /// state with them applied, for assertions on it.
+    ///
+    /// # Panics
+    /// When it did not.
+    pub fn then_expect_events_and_state(self, expected: Vec<A::Event>) -> A {
+        let mut state = self.state.clone();
+        let events = self.events(&format!("expected events {expected:?}"));
+        assert_eq!(events, expected, "unexpected events");
+        for event in events {
+            state.apply(event);
         }
+        state
     }
 
     /// Asserts the decision was rejected with `kind`; returns the rejection
-    /// for further checks.
+    /// for further checks (its [`Rejection::reason`]).
     ///
     /// # Panics
     /// When it was not.
     pub fn then_expect_rejection(self, kind: RejectionKind) -> Rejection {
         match self.result {
-            Ok(events) => panic!("expected a {kind:?} rejection, got events {events:?}"),
-            Err(rejection) => {
+            Ok(Ok(events)) => panic!("expected a {kind:?} rejection, got events {events:?}"),
+            Ok(Err(rejection)) => {
                 assert_eq!(rejection.kind(), kind, "wrong rejection kind: {rejection}");
                 rejection
             }
+            Err(why) => panic!("expected a {kind:?} rejection, got bad_request: {why}"),
         }
     }
 
-    /// The raw result.
+    /// Asserts the decision was rejected with `kind` and a reason
+    /// containing `part`.
+    ///
+    /// # Panics
+    /// When it was not.
+    pub fn then_expect_rejection_saying(self, kind: RejectionKind, part: &str) -> Rejection {
+        let rejection = self.then_expect_rejection(kind);
+        assert!(
+            rejection.reason().contains(part),
+            "the reason {:?} does not say {part:?}",
+            rejection.reason()
+        );
+        rejection
+    }
+
+    /// Asserts the command did not decode, as the runtime answers
+    /// `bad_request`; returns why.
+    ///
+    /// # Panics
+    /// When it did.
+    pub fn then_expect_bad_request(self) -> String {
+        match self.result {
+            Err(why) => why,
+            Ok(decided) => panic!("expected bad_request, the command decoded and gave {decided:?}"),
+        }
+    }
+
+    /// The raw result of the decision.
+    ///
+    /// # Panics
+    /// When the command did not decode (see
+    /// [`Outcome::then_expect_bad_request`]).
     pub fn into_result(self) -> Result<Vec<A::Event>, Rejection> {
-        self.result
+        match self.result {
+            Ok(decided) => decided,
+            Err(why) => panic!("the command did not decode (bad_request): {why}"),
+        }
+    }
+
+    fn events(self, expected: &str) -> Vec<A::Event> {
+        match self.result {
+            Ok(Ok(events)) => events,
+            Ok(Err(rejection)) => panic!("{expected}, got rejection {rejection}"),
+            Err(why) => panic!("{expected}, got bad_request: {why}"),
+        }
     }
 }
 

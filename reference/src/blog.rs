@@ -521,4 +521,25 @@ mod tests {
                 .then_expect_rejection(RejectionKind::Validation);
         }
     }
+
+    #[test]
+    fn a_body_that_does_not_decode_is_bad_request_and_state_follows_the_events() {
+        let why = AggregateTest::<BlogPost>::given_no_previous_events()
+            .when_wire("create", r#"{"title":"Hello","bodyy":"typo"}"#)
+            .then_expect_bad_request();
+        assert!(why.contains("bodyy"), "{why}");
+        let why = AggregateTest::<BlogPost>::given_no_previous_events()
+            .when_wire("archive", "{}")
+            .then_expect_bad_request();
+        assert!(why.contains("unknown command"), "{why}");
+        let state = AggregateTest::<BlogPost>::given(vec![created()])
+            .when_wire("change_title", r#"{"title":"Again"}"#)
+            .then_expect_events_and_state(vec![BlogPostTitleChanged {
+                new_title: "Again".into(),
+            }]);
+        assert_eq!(state.title, "Again");
+        AggregateTest::<BlogPost>::given(vec![created(), BlogPostPublished {}])
+            .when_wire("publish", "{}")
+            .then_expect_rejection_saying(RejectionKind::Validation, "already published");
+    }
 }
