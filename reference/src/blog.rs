@@ -347,6 +347,7 @@ mod tests {
                 event_type,
                 version,
                 body.to_string().as_bytes(),
+                None,
                 |_, event| read.push(event),
             )
             .expect("reads");
@@ -369,6 +370,7 @@ mod tests {
             "BlogPostTitleChanged",
             2,
             br#"{"title":"x"}"#,
+            None,
             |_, _| {},
         )
         .expect_err("the old field name");
