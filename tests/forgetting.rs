@@ -9,8 +9,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use common::*;
 use jetsource::handlers::keys::KeyRing;
+use jetsource::projector::document::InMemory;
+use jetsource::projector::{DocumentProjector, Envelope, ProjectorError, ProjectorRuntime};
 use jetsource::schemas::personal::REDACTED;
 use jetsource::schemas::Namespace;
+use jetsource_reference::account::{Account, AccountEvent};
 use std::path::Path;
 
 /// Whether any file under `dir` holds `needle`.
@@ -160,4 +163,102 @@ async fn a_forgotten_owner_reads_as_redacted_its_bytes_and_key_are_gone_and_the_
     assert!(!store_holds(&store, owner.as_bytes()));
     assert!(!store_holds(&store, stored_key.as_bytes()));
     jetsource.terminate();
+}
+
+/// A read model of accounts: each one's owner and balance.
+#[derive(Debug, Clone, Copy)]
+struct Owners(&'static str);
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct OwnerView {
+    owner: String,
+    balance: u64,
+}
+
+impl DocumentProjector for Owners {
+    type Input = Envelope<Account>;
+    type Document = OwnerView;
+
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn key(&self, input: &Envelope<Account>) -> Option<String> {
+        Some(input.meta.aggregate_id.clone())
+    }
+
+    fn apply(
+        &self,
+        view: Option<OwnerView>,
+        input: Envelope<Account>,
+    ) -> Result<Option<OwnerView>, ProjectorError> {
+        let mut view = view.unwrap_or_default();
+        match input.event {
+            AccountEvent::AccountOpened { owner } => view.owner = owner,
+            AccountEvent::MoneyDeposited { amount } => view.balance += amount,
+            _ => {}
+        }
+        Ok(Some(view))
+    }
+}
+
+async fn owner_view(client: &async_nats::Client, projection: &str, id: &str) -> (String, u64) {
+    let answer = query(client, &format!("query.{projection}.get.{id}"), None).await;
+    let result = &answer["result"];
+    (
+        result["owner"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .to_string(),
+        result["balance"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{answer}")),
+    )
+}
+
+/// Projections read the owner as the command side does: in plain text
+/// while the key lives, as redacted once it is forgotten (a projection
+/// folded afresh, as a rebuild does; one folded before keeps its copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projections_fold_the_owner_while_it_is_known_and_redacted_after() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let running = Jetsource::start_app(&url, &reference_app(), Default::default()).await;
+    let client = commands(&url).await;
+    accepted(send_account(&client, "a3", "open", r#"{"owner":"Grace Hopper"}"#).await);
+    let last = accepted(send_account(&client, "a3", "deposit", r#"{"amount":4}"#).await);
+    let last = last.events.last().expect("an event").seq;
+    let before = Projectors::start(
+        ProjectorRuntime::builder(running.client.clone()).documents(Owners("owners")),
+    )
+    .await;
+    before.wait_applied("owners", "EVT_ACCOUNT", last).await;
+    assert_eq!(
+        owner_view(&running.client, "owners", "a3").await,
+        ("Grace Hopper".to_string(), 4)
+    );
+
+    let answer = running
+        .client
+        .request("forget.account.a3", "".into())
+        .await
+        .expect("forget answered");
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).expect("JSON");
+    assert_eq!(answer["status"], "forgotten", "{answer}");
+
+    let after = Projectors::start(
+        ProjectorRuntime::builder(running.client.clone())
+            .in_memory(InMemory::new(Owners("owners_after"))),
+    )
+    .await;
+    after
+        .wait_applied("owners_after", "EVT_ACCOUNT", last)
+        .await;
+    assert_eq!(
+        owner_view(&running.client, "owners_after", "a3").await,
+        (REDACTED.to_string(), 4)
+    );
+    after.stop().await.expect("stop");
+    before.stop().await.expect("stop");
+    running.stop().await;
 }
