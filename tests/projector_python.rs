@@ -482,16 +482,16 @@ async fn the_python_listing_shows_a_sealed_field_as_its_redaction_value() {
     let js = jetstream::new(client);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Event-Version", "2");
-    js.publish_with_headers(
-        "evt.blogpost.p1.BlogPostCreated",
-        headers,
-        sealed.into(),
-    )
-    .await
-    .expect("publish")
-    .await
-    .expect("stored");
+    js.publish_with_headers("evt.blogpost.p1.BlogPostCreated", headers, sealed.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
     let listing = example_lists(python_path, server.client_url(), Run::default()).await;
-    assert_eq!(listing["items"][0]["author"], personal::REDACTED, "{listing}");
+    assert_eq!(
+        listing["items"][0]["author"],
+        personal::REDACTED,
+        "{listing}"
+    );
     assert_eq!(listing["items"][0]["title"], "Hi", "{listing}");
 }

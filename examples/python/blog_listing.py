@@ -100,7 +100,9 @@ class ProjectionError(Exception):
 PREFIX_ENV = "JETSOURCE_SUBJECT_PREFIX"
 MAX_PREFIX_LEN = 64
 PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
-RESERVED_TOKENS = ("cmd", "evt", "notice", "errors", "status", "feedback", "query", "projector")
+RESERVED_TOKENS = (
+    "cmd", "evt", "notice", "errors", "status", "feedback", "query", "projector", "forget", "forgotten"
+)
 
 
 class Names:
