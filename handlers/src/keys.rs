@@ -229,3 +229,34 @@ fn check(subject: &str) -> Result<(), KeyError> {
 fn decode(subject: &str, value: &[u8]) -> Result<DataKey, KeyError> {
     DataKey::from_stored(subject, value).map_err(|e| Error::with_source(KeyErrorKind::Corrupt, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_subject_is_two_tokens() {
+        assert!(check("account.a1").is_ok());
+        for bad in [
+            "account",
+            "account.a1.x",
+            "account.",
+            ".a1",
+            "acc ount.a1",
+            "account.a*",
+        ] {
+            let err = check(bad).expect_err(bad);
+            assert_eq!(err.kind(), KeyErrorKind::BadSubject, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_bucket_allows_the_deletes_forgetting_needs() {
+        let config = bucket_stream("jetsource_keys", 3);
+        assert_eq!(config.name, "KV_jetsource_keys");
+        assert_eq!(config.subjects, ["$KV.jetsource_keys.>"]);
+        assert!(!config.deny_delete);
+        assert_eq!(config.max_messages_per_subject, 1);
+        assert_eq!(config.num_replicas, 3);
+    }
+}
