@@ -12,7 +12,7 @@
 use jetsource_handlers::error::Error;
 use jetsource_handlers::store::{EventStore, StoredEvent};
 use jetsource_handlers::Aggregate;
-use jetsource_schemas::upcast;
+use jetsource_schemas::{personal, upcast};
 use serde::Serialize;
 
 /// What went wrong rewinding an aggregate.
@@ -71,6 +71,14 @@ pub async fn rewind<A: Aggregate + Serialize>(
         .load(A::TYPE, aggregate_id, 0)
         .await
         .map_err(|e| Error::with_source(RewindErrorKind::Unavailable, e))?;
+    let key = match upcast::personal_of::<A>().is_empty() {
+        true => None,
+        false => store
+            .keys()
+            .key(&personal::data_subject(A::TYPE, aggregate_id))
+            .await
+            .map_err(|e| Error::with_source(RewindErrorKind::Unavailable, e))?,
+    };
     let (whole, snapped_from) = whole_commands(&stored, to_seq);
     let mut state = A::default();
     let mut seq = 0;
@@ -80,6 +88,7 @@ pub async fn rewind<A: Aggregate + Serialize>(
             event.event_type(),
             event.version(),
             &event.payload,
+            key.as_ref(),
             |_, decoded| state.apply(decoded),
         )
         .map_err(|e| {

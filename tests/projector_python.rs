@@ -455,3 +455,43 @@ async fn the_python_listing_refuses_a_stream_of_another_contract_version() {
     assert_eq!(report["found"], other.as_str(), "{report}");
     assert_eq!(report["expected"], CONTRACT_VERSION, "{report}");
 }
+
+/// A personal field sealed under a key the listing does not have reads as
+/// its redaction value, as PROTOCOL.md ("Personal data") says: never as the
+/// ciphertext, never as an event off its schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_listing_shows_a_sealed_field_as_its_redaction_value() {
+    use jetsource::schemas::personal::{self, DataKey, PersonalData};
+    let python_path = packages().await;
+    let server = NatsServer::new();
+    let client = connect(&server.client_url()).await;
+    let store = event_store(&client).await;
+    store
+        .ensure_stream("blogpost", &StreamSettings::default())
+        .await
+        .expect("stream");
+    let key = DataKey::generate("blogpost.p1").expect("a key");
+    let sealed = personal::seal_body(
+        &PersonalData::new().field("BlogPostCreated", "author"),
+        "BlogPostCreated",
+        br#"{"title":"Hi","body":"text","author":"Ada Lovelace"}"#,
+        &key,
+    )
+    .expect("sealed")
+    .expect("a personal field");
+    let js = jetstream::new(client);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Event-Version", "2");
+    js.publish_with_headers("evt.blogpost.p1.BlogPostCreated", headers, sealed.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    let listing = example_lists(python_path, server.client_url(), Run::default()).await;
+    assert_eq!(
+        listing["items"][0]["author"],
+        personal::REDACTED,
+        "{listing}"
+    );
+    assert_eq!(listing["items"][0]["title"], "Hi", "{listing}");
+}

@@ -517,6 +517,7 @@ async fn max_body_must_fit_the_servers_max_payload() {
 const SERVICE_PASSWORD: &str = "service-pw-2c61";
 const CLIENT_PASSWORD: &str = "client-pw-b03e";
 const PROJECTOR_PASSWORD: &str = "projector-pw-5a9d";
+const PRIVACY_PASSWORD: &str = "privacy-pw-71e3";
 
 /// The shipped least-privilege configuration, on a free port with a
 /// temporary store, its passwords set.
@@ -536,6 +537,10 @@ fn secure_server() -> NatsServer {
     .replace(
         "$JETSOURCE_PROJECTOR_PASSWORD",
         &format!("{PROJECTOR_PASSWORD:?}"),
+    )
+    .replace(
+        "$JETSOURCE_PRIVACY_PASSWORD",
+        &format!("{PRIVACY_PASSWORD:?}"),
     );
     NatsServer::from_config(&text)
 }
@@ -731,6 +736,28 @@ async fn least_privilege() {
         .expect("an answer");
     assert!(reply.is_accepted(), "{reply:?}");
     assert_eq!(stream.info().await.expect("info").state.messages, 5);
+
+    // Forgetting is the privacy user's: a client's request is refused, the
+    // privacy user's answered by the runtime (with the keys bucket made and
+    // read under the runtime's own permissions).
+    let forget = "forget.blogpost.p1";
+    let refused = client
+        .send_request(
+            forget,
+            async_nats::Request::new()
+                .payload("".into())
+                .timeout(Some(Duration::from_secs(2))),
+        )
+        .await;
+    assert!(refused.is_err(), "a client's forget was answered");
+    violation(&mut client_errors, forget).await;
+    let (privacy, _) = connect_as(&url, "privacy", PRIVACY_PASSWORD).await;
+    let answer = privacy
+        .request(forget, "".into())
+        .await
+        .expect("the runtime answers the privacy user");
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).expect("JSON");
+    assert_eq!(answer["status"], "forgotten", "{answer}");
 
     serving.stop().await.expect("the runtime stopped cleanly");
 }

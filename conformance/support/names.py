@@ -7,7 +7,9 @@ unprefixed form."""
 import re
 
 # A prefix's first tokens may not be one of jetsource's own.
-RESERVED_TOKENS = ("cmd", "evt", "notice", "errors", "status", "feedback", "query", "projector")
+RESERVED_TOKENS = (
+    "cmd", "evt", "notice", "errors", "status", "feedback", "query", "projector", "forget", "forgotten"
+)
 
 _PREFIX_TOKEN = re.compile(r"[a-z0-9-]+")
 

@@ -4,6 +4,7 @@ JetStream direct get. Every wait is bounded, so a missing answer fails a
 test instead of hanging it."""
 
 import asyncio
+import base64
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -39,6 +40,28 @@ class NoAnswer(AssertionError):
         self.why = why
 
 
+SEALED_SCHEME = "xchacha20poly1305-v1"
+
+
+def is_sealed(value) -> bool:
+    """Whether `value` is a sealed value: an object with `$sealed`."""
+    return isinstance(value, dict) and "$sealed" in value
+
+
+def read_sealed(value):
+    """A sealed value's `redacted` after checking it has the documented
+    shape; any other value as it is."""
+    if not is_sealed(value):
+        return value
+    assert value["$sealed"] == SEALED_SCHEME, value
+    assert set(value) == {"$sealed", "kid", "nonce", "data", "redacted"}, value
+    assert len(value["kid"]) == 16 and all(c in "0123456789abcdef" for c in value["kid"]), value
+    assert len(base64.b64decode(value["nonce"], validate=True)) == 24, value
+    # The plain value's JSON and a 16-byte tag.
+    assert len(base64.b64decode(value["data"], validate=True)) > 16, value
+    return value["redacted"]
+
+
 @dataclass
 class StoredEvent:
     """One message of an event stream, as a direct get returns it."""
@@ -53,6 +76,13 @@ class StoredEvent:
     @property
     def body(self):
         return json.loads(self.data)
+
+    @property
+    def redacted(self):
+        """The body as a reader without data keys reads it: each sealed
+        personal value (PROTOCOL.md, "Personal data") checked for its shape
+        and replaced by its `redacted` value."""
+        return {k: read_sealed(v) for k, v in self.body.items()}
 
     @property
     def event_type(self) -> str:

@@ -16,7 +16,10 @@ It codes against the published contract, not against Rust:
   READABLE below;
 - under a subject prefix it reads that application's stream and subjects,
   named as PROTOCOL.md ("Subject prefix") says: prefix `acme.shop` gives the
-  stream acme_shop_EVT_BLOGPOST and the subjects acme.shop.evt.blogpost.>.
+  stream acme_shop_EVT_BLOGPOST and the subjects acme.shop.evt.blogpost.>;
+- a field holding a sealed personal value (PROTOCOL.md, "Personal data")
+  is shown as the value's `redacted`: this listing has no data keys, so it
+  shows no personal data, and never mistakes ciphertext for a name.
 
 Then it attaches an ordered consumer to the stream from its first event,
 folds every blog post event up to the stream's last sequence (read before
@@ -97,7 +100,9 @@ class ProjectionError(Exception):
 PREFIX_ENV = "JETSOURCE_SUBJECT_PREFIX"
 MAX_PREFIX_LEN = 64
 PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
-RESERVED_TOKENS = ("cmd", "evt", "notice", "errors", "status", "feedback", "query", "projector")
+RESERVED_TOKENS = (
+    "cmd", "evt", "notice", "errors", "status", "feedback", "query", "projector", "forget", "forgotten"
+)
 
 
 class Names:
@@ -211,6 +216,25 @@ def upcast(event_type, version, fields):
     return event_type, fields
 
 
+SEALED = "$sealed"
+SEALED_SCHEME = "xchacha20poly1305-v1"
+
+
+def unsealed(fields, invalid):
+    """The fields with each sealed personal value (PROTOCOL.md, "Personal
+    data") read as its redaction value: this listing holds no data keys, so
+    it never shows personal data, and never takes ciphertext for it."""
+    if not isinstance(fields, dict):
+        return fields
+    read = dict(fields)
+    for name, value in fields.items():
+        if isinstance(value, dict) and SEALED in value:
+            if value[SEALED] != SEALED_SCHEME or "redacted" not in value:
+                raise invalid(f"field {name} is sealed with an unknown scheme")
+            read[name] = value["redacted"]
+    return read
+
+
 def apply(posts, validators, names, subject, seq, body, version=1):
     def invalid(reason):
         return ProjectionError(
@@ -235,6 +259,7 @@ def apply(posts, validators, names, subject, seq, body, version=1):
         fields = json.loads(body) if body else {}
     except ValueError as e:
         raise invalid(f"the body is not JSON: {e}") from e
+    fields = unsealed(fields, invalid)
     errors = sorted(validator.iter_errors(fields), key=lambda e: list(e.path))
     if errors:
         reasons = "; ".join(

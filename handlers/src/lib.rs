@@ -19,6 +19,8 @@
 //!   their errors.
 //! - [`snapshot`]: snapshots of long-lived aggregates: the bucket, and the
 //!   idempotency record in chunks.
+//! - [`forget`]: the `forget.<type>.<id>` request and its notice.
+//! - [`keys`]: the data keys that seal personal fields, and forgetting one.
 //! - [`metrics`]: counters and histograms, rendered for Prometheus.
 //! - [`connect()`]: connecting with the server version check.
 //! - [`testing`]: a given/when/then harness for aggregates.
@@ -26,7 +28,9 @@
 pub use jetsource_schemas::aggregate;
 pub mod command;
 pub mod connect;
+pub mod forget;
 mod header_names;
+pub mod keys;
 pub mod metrics;
 pub mod runtime;
 pub mod snapshot;

@@ -180,7 +180,9 @@ impl RuntimeBuilder {
             .await
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?
             .with_group_commit(self.config.group_commit.clone())
-            .with_namespace(self.config.namespace.clone());
+            .with_namespace(self.config.namespace.clone())
+            // Data keys are replicated like the event streams they open.
+            .with_key_replicas(self.config.streams.replicas);
         let mut handlers: HashMap<&'static str, Arc<dyn Serve>> = HashMap::new();
         for (name, factory) in self.factories {
             subject::validate_aggregate_type(name)
@@ -268,6 +270,21 @@ impl Runtime {
             )
             .await
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
+        let forgets = self
+            .dispatch
+            .client
+            .queue_subscribe(
+                crate::forget::forget_filter(&self.config.namespace),
+                self.config.queue_group.clone(),
+            )
+            .await
+            .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
+        let forgotten = self
+            .dispatch
+            .client
+            .subscribe(crate::forget::forgotten_filter(&self.config.namespace))
+            .await
+            .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
         // `flush` only empties the write buffer. A request on the same
         // connection is answered after the server has processed everything
         // sent before it, the SUB included.
@@ -278,7 +295,7 @@ impl Runtime {
             .map_err(|e| Error::with_source(RuntimeErrorKind::Nats, e))?;
         tracing::info!(aggregates = ?self.aggregate_types(), queue_group = %self.config.queue_group, subject_prefix = %self.config.namespace, "handling commands");
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(self.serve_until(subscriber, stopped));
+        let task = tokio::spawn(self.serve_until(subscriber, (forgets, forgotten), stopped));
         Ok(RunningRuntime { stop, task })
     }
 
@@ -310,13 +327,39 @@ impl Runtime {
         }))
     }
 
+    /// Serves forget requests and notices (see [`crate::forget`]) until
+    /// the command loop ends.
+    fn serve_forgets(
+        &self,
+        (requests, notices): (async_nats::Subscriber, async_nats::Subscriber),
+    ) -> AbortOnDrop {
+        let forgetting = crate::forget::Forgetting {
+            client: self.dispatch.client.clone(),
+            namespace: self.config.namespace.clone(),
+            keys: self.store.keys().clone(),
+            hosted: self.aggregate_types(),
+        };
+        let handlers = self.handlers.clone();
+        AbortOnDrop(tokio::spawn(forgetting.serve(
+            requests,
+            notices,
+            move |aggregate_type, id| {
+                if let Some(handler) = handlers.get(aggregate_type) {
+                    handler.evict(id);
+                }
+            },
+        )))
+    }
+
     async fn serve_until(
         self,
         mut subscriber: async_nats::Subscriber,
+        forgets: (async_nats::Subscriber, async_nats::Subscriber),
         mut stopped: tokio::sync::oneshot::Receiver<()>,
     ) -> Result<(), RuntimeError> {
         let permits = Arc::new(Semaphore::new(self.config.max_in_flight));
         let reaper = self.reap_idle_workers();
+        let forgetter = self.serve_forgets(forgets);
         loop {
             let message = tokio::select! {
                 _ = &mut stopped => break,
@@ -351,6 +394,7 @@ impl Runtime {
         let in_flight = u32::try_from(self.config.max_in_flight).unwrap_or(u32::MAX);
         let _ = permits.acquire_many(in_flight).await;
         drop(reaper);
+        drop(forgetter);
         for handler in self.handlers.values() {
             handler.close();
         }
@@ -408,6 +452,9 @@ trait Serve: Send + Sync {
 
     /// Lets go of the workers idle for [`WORKER_LINGER`] or longer.
     fn reap(&self);
+
+    /// Drops the cached state of aggregate `id`, whose data key was forgotten.
+    fn evict(&self, id: &str);
 }
 
 /// A command and its in-flight permit, as workers get them.
@@ -448,6 +495,11 @@ impl<A: Aggregate> Serve for Served<A> {
 
     fn reap(&self) {
         self.workers.reap();
+    }
+
+    fn evict(&self, id: &str) {
+        let (handler, id) = (self.handler.clone(), id.to_string());
+        tokio::spawn(async move { handler.forget_cached(&id).await });
     }
 }
 

@@ -66,11 +66,13 @@ impl<A: Aggregate> AggregateTest<A> {
         let mut state = A::default();
         for (version, event_type, body) in events {
             let bytes = body.to_string();
-            if let Err(e) =
-                upcast::decode_stored::<A>(event_type, version, bytes.as_bytes(), |_, event| {
-                    state.apply(event)
-                })
-            {
+            if let Err(e) = upcast::decode_stored::<A>(
+                event_type,
+                version,
+                bytes.as_bytes(),
+                None,
+                |_, event| state.apply(event),
+            ) {
                 panic!("stored {event_type} v{version} {body} does not read: {e}");
             }
         }

@@ -125,6 +125,9 @@ pub enum EventErrorKind {
     /// A consumer delivered it without JetStream metadata (stream,
     /// sequence, time).
     NoMetadata,
+    /// Its personal fields do not open: a sealed value was altered, or
+    /// the aggregate's data key could not be read.
+    Sealed,
 }
 
 impl std::fmt::Display for EventErrorKind {
@@ -132,6 +135,7 @@ impl std::fmt::Display for EventErrorKind {
         f.write_str(match self {
             EventErrorKind::NotAnEvent => "not an event subject",
             EventErrorKind::NoMetadata => "message without JetStream metadata",
+            EventErrorKind::Sealed => "its personal data does not open",
         })
     }
 }

@@ -80,6 +80,7 @@ pub mod document;
 mod driver;
 mod error;
 pub mod event;
+pub mod keys;
 pub mod lease;
 mod memory;
 pub mod parked;

@@ -129,6 +129,7 @@ pub(crate) async fn drive<P: Projector>(
     let span = tracing::info_span!("projector", projector = shared.name, kind = "in_memory");
     async move {
         let names = shared.stream_names();
+        let keys = crate::keys::DataKeys::new(js.clone(), &config.namespace);
         let mut positions: Positions = names.iter().map(|s| (s.clone(), 0)).collect();
         loop {
             let first = tokio::select! {
@@ -171,6 +172,10 @@ pub(crate) async fn drive<P: Projector>(
                     }
                 };
                 let event = match event::from_message(&config.namespace, &message) {
+                    Ok(event) => keys.reveal(event).await,
+                    Err(e) => Err(e),
+                };
+                let event = match event {
                     Ok(event) => event,
                     Err(e) => {
                         halted = Some(e.to_string());

@@ -14,21 +14,30 @@
 //! below zero.
 
 use jetsource_handlers::{Aggregate, Rejection};
+use jetsource_schemas::personal::PersonalData;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// An account, as much as its commands need to know.
+/// An account, as much as its commands need to know, and its owner.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Account {
     open: bool,
     balance: u64,
+    /// Personal data: stored sealed, `[forgotten]` once forgotten. No
+    /// decision reads it, so a forgotten owner changes no decision.
+    owner: String,
 }
 
 impl Account {
     /// The balance after every applied event.
     pub fn balance(&self) -> u64 {
         self.balance
+    }
+
+    /// The owner, or [`jetsource_schemas::personal::REDACTED`] once forgotten.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 }
 
@@ -100,6 +109,11 @@ impl Aggregate for Account {
     const TYPE: &'static str = "account";
     type Command = AccountCommand;
     type Event = AccountEvent;
+
+    /// The owner is personal data: sealed under the account's own key.
+    fn personal_data() -> PersonalData {
+        PersonalData::new().field("AccountOpened", "owner")
+    }
 
     fn handle(&self, command: AccountCommand) -> Result<Vec<AccountEvent>, Rejection> {
         match command {
@@ -203,7 +217,10 @@ impl Aggregate for Account {
 
     fn apply(&mut self, event: AccountEvent) {
         match event {
-            AccountEvent::AccountOpened { .. } => self.open = true,
+            AccountEvent::AccountOpened { owner } => {
+                self.open = true;
+                self.owner = owner;
+            }
             AccountEvent::MoneyDeposited { amount } => {
                 self.balance = self.balance.saturating_add(amount)
             }

@@ -418,6 +418,7 @@ mod tests {
                 event_type,
                 version,
                 body.to_string().as_bytes(),
+                None,
                 |_, event| read.push(event),
             )
             .expect("reads");
@@ -440,6 +441,7 @@ mod tests {
             "BlogPostTitleChanged",
             2,
             br#"{"title":"x"}"#,
+            None,
             |_, _| {},
         )
         .expect_err("the old field name");

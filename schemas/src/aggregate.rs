@@ -19,6 +19,7 @@
 //! `BlogPostCreated` is stored on `evt.<type>.<id>.BlogPostCreated` with the
 //! variant's fields as its body.
 
+use crate::personal::PersonalData;
 use crate::upcast::Upcasters;
 use crate::RejectionCode;
 use serde::{de::DeserializeOwned, Serialize};
@@ -80,6 +81,14 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     /// none, every event reads as stored.
     fn upcasters() -> Upcasters {
         Upcasters::new()
+    }
+
+    /// The personal fields of the events (see [`crate::personal`]): each
+    /// is stored sealed under a key of the aggregate instance's own, and
+    /// reads as its redaction value once that key is forgotten. Default:
+    /// none, and the events are stored exactly as encoded.
+    fn personal_data() -> PersonalData {
+        PersonalData::new()
     }
 
     /// The commands, an enum deserialized from `(command name, JSON body)`.

@@ -25,6 +25,8 @@
 //!   encoding both the command side and every reader use.
 //! - [`upcast`]: reading events stored by older versions (upcasters), the
 //!   one way every reader decodes a stored event.
+//! - [`personal`]: personal fields sealed under a key per data subject
+//!   (crypto-shredding), and the sealed value's format.
 //! - [`error`]: the error type with a `kind()` every jetsource crate uses.
 //! - [`server_version`]: the nats-server versions the contract needs.
 //! - [`settings`]: what every settings type shares: durations and sizes
@@ -40,6 +42,7 @@ pub mod headers;
 pub mod json;
 pub mod namespace;
 pub mod page;
+pub mod personal;
 pub mod reply;
 mod scratch;
 pub mod server_version;

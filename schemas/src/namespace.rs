@@ -72,6 +72,8 @@ pub const RESERVED_TOKENS: &[&str] = &[
     "feedback",
     "query",
     "projector",
+    "forget",
+    "forgotten",
 ];
 
 /// Why a string is not a valid subject prefix.

@@ -17,6 +17,7 @@
 
 use crate::aggregate::Aggregate;
 use crate::codec;
+use crate::personal::{self, DataKey, PersonalData};
 use serde_json::Value;
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -94,6 +95,9 @@ pub enum ReadEventErrorKind {
     Newer,
     /// Its body (after the upcasters) does not decode as the event type.
     Undecodable,
+    /// A sealed personal field does not open: altered, moved from another
+    /// aggregate's event, or of an unknown scheme.
+    Sealed,
 }
 
 impl fmt::Display for ReadEventErrorKind {
@@ -101,6 +105,7 @@ impl fmt::Display for ReadEventErrorKind {
         f.write_str(match self {
             ReadEventErrorKind::Newer => "written by a newer version",
             ReadEventErrorKind::Undecodable => "does not decode",
+            ReadEventErrorKind::Sealed => "its personal data does not open",
         })
     }
 }
@@ -252,18 +257,59 @@ pub fn upcasters_of<A: Aggregate>() -> Arc<Upcasters> {
         .clone()
 }
 
+/// `A`'s personal fields, built once per process from
+/// [`Aggregate::personal_data`].
+pub fn personal_of<A: Aggregate>() -> Arc<PersonalData> {
+    static BUILT: OnceLock<RwLock<HashMap<TypeId, Arc<PersonalData>>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let id = TypeId::of::<A>();
+    // A poisoned lock only means another thread panicked while inserting a
+    // value it had fully built: the map is still sound.
+    if let Some(found) = built.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        return found.clone();
+    }
+    let personal = Arc::new(A::personal_data());
+    built
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(id)
+        .or_insert(personal)
+        .clone()
+}
+
 /// Reads one stored event of aggregate `A`: `event_type` (the subject's
 /// last token) with `body`, stored at `version`. Calls `each` with every
 /// event it reads as today (one, or what the upcasters made of it: several
 /// or none) and its type name.
+///
+/// When `A` has [personal data](Aggregate::personal_data), its sealed
+/// fields are opened first with `key`, the aggregate instance's data key
+/// (`None`: forgotten, or never made), and read as their redaction value
+/// without it; for any other aggregate `key` is not looked at.
 ///
 /// The one function every reader of events goes through.
 pub fn decode_stored<A: Aggregate>(
     event_type: &str,
     version: u32,
     body: &[u8],
+    key: Option<&DataKey>,
     mut each: impl FnMut(&str, A::Event),
 ) -> Result<(), ReadEventError> {
+    let revealed = match personal_of::<A>().is_empty() {
+        true => None,
+        false => personal::reveal_body(body, key).map_err(|e| {
+            ReadEventError::with_message_and_source(
+                ReadEventErrorKind::Sealed,
+                format!(
+                    "{} as a {} event",
+                    crate::reply::excerpt(event_type, 64),
+                    A::TYPE
+                ),
+                e,
+            )
+        })?,
+    };
+    let body = revealed.as_deref().unwrap_or(body);
     let undecodable = |event_type: &str, e: serde_json::Error| {
         ReadEventError::with_message_and_source(
             ReadEventErrorKind::Undecodable,

@@ -57,6 +57,10 @@ pub(crate) fn after_help(app: &App, program: &str, own: &[String]) -> String {
         "its state as of stream sequence 12 (whole commands)",
     );
     text += &line(
+        format!("{p} forget {ty} id-1"),
+        "destroy its personal data's key: it reads as forgotten",
+    );
+    text += &line(
         format!("{p} streams"),
         "this application's streams, sizes, contract versions",
     );

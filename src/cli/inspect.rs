@@ -7,8 +7,9 @@ use crate::config::Config;
 use crate::rewind::RewindErrorKind;
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
 use futures::{StreamExt, TryStreamExt};
+use jetsource_handlers::keys::KeyRing;
 use jetsource_handlers::store::EventStore;
-use jetsource_schemas::{headers, Namespace, CONTRACT_METADATA_KEY};
+use jetsource_schemas::{headers, personal, Namespace, CONTRACT_METADATA_KEY};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -157,6 +158,7 @@ pub(crate) async fn tail(
         Ok(client) => client,
         Err(code) => return code,
     };
+    let keys = KeyRing::new(client.clone(), &namespace, 1, Duration::from_secs(5));
     let js = jetstream::new(client);
     let infos: Vec<jetstream::stream::Info> = match js.streams().try_collect().await {
         Ok(infos) => infos,
@@ -243,8 +245,9 @@ pub(crate) async fn tail(
                     .map(|v| (name.to_string(), v.as_str().to_string()))
             })
             .collect();
-        let body = serde_json::from_slice(&message.payload).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&message.payload).into_owned())
+        let payload = revealed(&keys, &namespace, &message.subject, &message.payload).await;
+        let body = serde_json::from_slice(&payload).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&payload).into_owned())
         });
         let version = headers
             .get(headers::EVENT_VERSION)
@@ -280,6 +283,40 @@ pub(crate) async fn tail(
         printed += 1;
     }
     ExitCode::SUCCESS
+}
+
+/// `payload` of the event on `subject` with its sealed personal fields
+/// opened with the aggregate's data key, or read as their redaction value
+/// when it was forgotten; as stored when it seals nothing, or when the key
+/// cannot be read (a sealed value shows as such, never as data).
+async fn revealed(
+    keys: &KeyRing,
+    namespace: &Namespace,
+    subject: &str,
+    payload: &bytes::Bytes,
+) -> bytes::Bytes {
+    if !personal::may_be_sealed(payload) {
+        return payload.clone();
+    }
+    let Some(parsed) = namespace.parse_event(subject) else {
+        return payload.clone();
+    };
+    let data_subject = personal::data_subject(parsed.aggregate_type, parsed.aggregate_id);
+    let key = match keys.key(&data_subject).await {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::warn!(error = %e, %subject, "personal data shown sealed");
+            return payload.clone();
+        }
+    };
+    match personal::reveal_body(payload, key.as_ref()) {
+        Ok(Some(body)) => body.into(),
+        Ok(None) => payload.clone(),
+        Err(e) => {
+            tracing::warn!(error = %e, %subject, "personal data shown sealed");
+            payload.clone()
+        }
+    }
 }
 
 /// Prints an aggregate's state after its events up to `to_seq`. Exit 0

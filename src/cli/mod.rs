@@ -16,12 +16,14 @@
 //! - `send.rs`: `send`.
 //! - `inspect.rs`: `tail`, `rewind`, `streams`.
 //! - `read.rs`: `query`, a projection's answers.
+//! - `forget.rs`: `forget`, destroying an aggregate's data key.
 
 // The flags' doc comments are their `--help` texts, which name settings
 // as `[section] key`, not intra-doc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
 pub mod client;
+mod forget;
 mod help;
 mod inspect;
 mod process;
@@ -164,6 +166,20 @@ pub enum Command {
     Status {
         /// The command id.
         command_id: String,
+        /// Where NATS is.
+        #[command(flatten)]
+        target: QueryTarget,
+    },
+    /// Forget an aggregate's personal data: destroy its data key, so its
+    /// personal fields read as their redaction value (the rest of its
+    /// events is kept and still read).
+    #[command(after_help = "Examples:
+  jetsource forget account a1")]
+    Forget {
+        /// Aggregate type, for example account.
+        aggregate_type: String,
+        /// Aggregate id.
+        aggregate_id: String,
         /// Where NATS is.
         #[command(flatten)]
         target: QueryTarget,
@@ -631,6 +647,11 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             )
             .await
         }
+        Command::Forget {
+            aggregate_type,
+            aggregate_id,
+            target,
+        } => forget::forget(&config, &aggregate_type, &aggregate_id, target).await,
         Command::Tail {
             filter,
             from_start,

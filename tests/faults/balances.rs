@@ -9,7 +9,7 @@ use jetsource::projector::{
     Event, PersistedProjector, Projector, ProjectorError, ProjectorErrorKind, ProjectorRuntime,
     Query, QueryError,
 };
-use jetsource_reference::account::AccountEvent;
+use jetsource_reference::account::{Account, AccountEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -177,10 +177,16 @@ pub(crate) async fn fold_of_stream(
     for id in ids {
         let view = views.entry(id.clone()).or_default();
         for event in super::stored_with_retry(store, id, 0).await {
-            let decoded: AccountEvent =
-                jetsource::handlers::codec::decode_event(event.event_type(), &event.payload)
-                    .expect("a stored account event decodes");
-            fold(view, decoded);
+            // Read as every reader reads it; without the key the sealed
+            // owner reads as redacted, which no balance depends on.
+            jetsource::schemas::upcast::decode_stored::<Account>(
+                event.event_type(),
+                event.version(),
+                &event.payload,
+                None,
+                |_, decoded| fold(view, decoded),
+            )
+            .expect("a stored account event decodes");
         }
     }
     views

@@ -24,7 +24,8 @@ impl<A: Aggregate> AggregateHandler<A> {
         decided: Vec<A::Event>,
     ) -> Result<AcceptedEvents, CommandFailure> {
         let command_id: &str = &request.command_id;
-        let new_events = decide::encode(&decided)?;
+        let mut new_events = decide::encode(&decided)?;
+        decide::seal::<A>(self.store.keys(), request.aggregate_id, &mut new_events).await?;
         let meta = AppendMeta {
             command_id,
             correlation_id: request.correlation_id,

@@ -89,6 +89,11 @@ impl<V> SlotCache<V> {
         value
     }
 
+    /// The slot of `key`, when one is held.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<V>> {
+        self.shard(key).map.get(key).map(|e| e.value.clone())
+    }
+
     /// Slots held, over all shards.
     #[cfg(test)]
     fn len(&self) -> usize {

@@ -1,12 +1,14 @@
 //! The decision: the command decoded, the client's `Expected-Seq` checked,
 //! the aggregate's `handle` asked, its events encoded for the append.
 
-use super::failure::{BadRequest, CommandFailure, Conflict};
+use super::failure::{BadRequest, CommandFailure, Conflict, StoreFailure};
 use super::request::CommandRequest;
 use super::slot::Slot;
 use crate::aggregate::Aggregate;
 use crate::codec::{self, EncodedEvent};
+use crate::keys::KeyRing;
 use crate::store::NewEvent;
+use jetsource_schemas::{personal, upcast};
 
 /// What a decision on the slot's state came to.
 pub(crate) enum Decision<E> {
@@ -63,4 +65,31 @@ pub(crate) fn encode<E: serde::Serialize>(events: &[E]) -> Result<Vec<NewEvent>,
                 .map_err(CommandFailure::Unencodable)
         })
         .collect()
+}
+
+/// `events` of aggregate `aggregate_id` with their personal fields sealed
+/// under its data key (made at its first personal field); untouched, and
+/// no key looked up, when `A` declares no personal data.
+pub(crate) async fn seal<A: Aggregate>(
+    keys: &KeyRing,
+    aggregate_id: &str,
+    events: &mut [NewEvent],
+) -> Result<(), CommandFailure> {
+    let personal = upcast::personal_of::<A>();
+    if !events.iter().any(|e| personal.covers(&e.event_type)) {
+        return Ok(());
+    }
+    let subject = personal::data_subject(A::TYPE, aggregate_id);
+    let key = keys
+        .key_for_write(&subject)
+        .await
+        .map_err(|e| CommandFailure::Store(StoreFailure::Keys(e)))?;
+    for event in events {
+        let sealed = personal::seal_body(&personal, &event.event_type, &event.body, &key)
+            .map_err(CommandFailure::Unsealable)?;
+        if let Some(sealed) = sealed {
+            event.body = sealed.into();
+        }
+    }
+    Ok(())
 }

@@ -45,6 +45,10 @@ pub(crate) enum CommandFailure {
     /// in the aggregate's event type.
     #[error("encoding an event: {0}")]
     Unencodable(#[source] EventEncodeError),
+    /// An event's personal fields could not be sealed (`internal`): its
+    /// body is not an object, or the system gave no randomness.
+    #[error("sealing personal data: {0}")]
+    Unsealable(#[source] jetsource_schemas::personal::SealError),
     /// A request reached a handler that is not there (`internal`): the
     /// runtime's routing broke its own rule.
     #[error("no handler for a parsed command")]
@@ -66,6 +70,7 @@ impl CommandFailure {
             CommandFailure::Store(failure) => failure.code(),
             CommandFailure::CorruptHistory(_)
             | CommandFailure::Unencodable(_)
+            | CommandFailure::Unsealable(_)
             | CommandFailure::NoHandler
             | CommandFailure::Uninvolved(_) => RejectionCode::Internal,
         }
@@ -184,6 +189,10 @@ pub(crate) enum StoreFailure {
     /// The server refused the write for another reason.
     #[error("the event store refused the write: {0}")]
     Refused(#[source] AppendError),
+    /// The data key of the aggregate's personal fields could not be read
+    /// or made: nothing was written.
+    #[error("the data keys are unavailable: {0}")]
+    Keys(#[source] crate::keys::KeyError),
     /// The store kept refusing the expected sequence without showing newer
     /// events: no other writer is ahead, the store is not settling (a
     /// clustered stream without quorum keeps answering 10164 for the
@@ -206,6 +215,7 @@ impl StoreFailure {
             | StoreFailure::Reload(_)
             | StoreFailure::Unavailable(_)
             | StoreFailure::Full(_)
+            | StoreFailure::Keys(_)
             | StoreFailure::Unsettled { .. } => RejectionCode::Unavailable,
         }
     }

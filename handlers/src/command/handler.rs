@@ -112,6 +112,15 @@ pub struct AggregateHandler<A: Aggregate> {
 }
 
 impl<A: Aggregate> AggregateHandler<A> {
+    /// Drops what this process holds of aggregate `id` (after its data
+    /// key was forgotten): its next command loads it again, and reads its
+    /// personal fields as their redaction value.
+    pub async fn forget_cached(&self, id: &str) {
+        if let Some(slot) = self.cache.get(id) {
+            *slot.lock().await = Slot::default();
+        }
+    }
+
     /// The event types `A::Event` declares, when known.
     pub(super) fn names(&self) -> &'static [&'static str] {
         self.event_types.unwrap_or(&[])

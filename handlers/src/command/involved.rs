@@ -233,10 +233,13 @@ impl<A: Aggregate> AggregateHandler<A> {
         shares: Vec<Share<A::Event>>,
     ) -> Result<AcceptedEvents, CommandFailure> {
         let command_id: &str = &request.command_id;
-        let encoded: Vec<Vec<NewEvent>> = shares
+        let mut encoded: Vec<Vec<NewEvent>> = shares
             .iter()
             .map(|share| decide::encode(&share.events))
             .collect::<Result<_, _>>()?;
+        for (share, events) in shares.iter().zip(encoded.iter_mut()) {
+            decide::seal::<A>(self.store.keys(), &ids[share.index], events).await?;
+        }
         let appends: Vec<AggregateAppend<'_>> = shares
             .iter()
             .zip(&encoded)

@@ -6,6 +6,8 @@ use super::failure::{CommandFailure, CorruptHistory, StoreFailure};
 use super::handler::AggregateHandler;
 use super::slot::Slot;
 use crate::aggregate::Aggregate;
+use jetsource_schemas::personal::{self, DataKey};
+use jetsource_schemas::upcast;
 use std::ops::ControlFlow;
 
 impl<A: Aggregate> AggregateHandler<A> {
@@ -38,6 +40,8 @@ impl<A: Aggregate> AggregateHandler<A> {
         aggregate_id: &str,
     ) -> Result<(), CommandFailure> {
         let names = self.names();
+        let key = self.data_key(aggregate_id).await?;
+        let key = key.as_ref();
         let mut first = self
             .store
             .first_batch(A::TYPE, aggregate_id, names)
@@ -54,13 +58,15 @@ impl<A: Aggregate> AggregateHandler<A> {
         }
         let mut corrupt = None;
         let read = first
-            .read_rest(&mut |event| match slot.fold(&self.stream, names, event) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    corrupt = Some(e);
-                    ControlFlow::Break(())
-                }
-            })
+            .read_rest(
+                &mut |event| match slot.fold(&self.stream, names, key, event) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => {
+                        corrupt = Some(e);
+                        ControlFlow::Break(())
+                    }
+                },
+            )
             .await;
         match corrupt {
             Some(corrupt) => Err(corrupt.into()),
@@ -87,13 +93,33 @@ impl<A: Aggregate> AggregateHandler<A> {
             .await
             .map_err(StoreFailure::Reload)?;
         let moved = events.iter().any(|e| e.seq > slot.last_seq);
+        let key = match moved {
+            true => self.data_key(aggregate_id).await?,
+            false => None,
+        };
         let folded: Result<(), CorruptHistory> = events
             .into_iter()
-            .try_for_each(|event| slot.fold(&self.stream, self.names(), event));
+            .try_for_each(|event| slot.fold(&self.stream, self.names(), key.as_ref(), event));
         if let Err(corrupt) = folded {
             *slot = Slot::default();
             return Err(corrupt.into());
         }
         Ok(moved)
+    }
+}
+
+impl<A: Aggregate> AggregateHandler<A> {
+    /// The aggregate's data key, read before its events so that its
+    /// personal fields open; `None` when it has none (forgotten) or `A`
+    /// declares no personal data (then nothing is read).
+    async fn data_key(&self, aggregate_id: &str) -> Result<Option<DataKey>, CommandFailure> {
+        if upcast::personal_of::<A>().is_empty() {
+            return Ok(None);
+        }
+        self.store
+            .keys()
+            .key(&personal::data_subject(A::TYPE, aggregate_id))
+            .await
+            .map_err(|e| StoreFailure::Keys(e).into())
     }
 }

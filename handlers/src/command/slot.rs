@@ -6,6 +6,7 @@ use super::idempotency::Recorded;
 use crate::aggregate::Aggregate;
 use crate::snapshot::{Restored, SnapshotProgress};
 use crate::store::StoredEvent;
+use jetsource_schemas::personal::DataKey;
 use jetsource_schemas::upcast;
 use std::collections::HashMap;
 
@@ -39,11 +40,12 @@ impl<A: Aggregate> Default for Slot<A> {
 impl<A: Aggregate> Slot<A> {
     /// Folds one confirmed event into the slot (none at or below the
     /// slot's sequence); `names` are the aggregate's event types, when
-    /// known (see [`Recorded`]).
+    /// known (see [`Recorded`]); `key` opens its personal fields.
     pub(super) fn fold(
         &mut self,
         stream: &str,
         names: &[&'static str],
+        key: Option<&DataKey>,
         stored: StoredEvent,
     ) -> Result<(), CorruptHistory> {
         if stored.seq <= self.last_seq {
@@ -55,6 +57,7 @@ impl<A: Aggregate> Slot<A> {
             event_type,
             stored.version(),
             &stored.payload,
+            key,
             |_, event| state.apply(event),
         );
         if let Err(source) = read {

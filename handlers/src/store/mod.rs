@@ -61,6 +61,7 @@ pub use stream::StreamSettings;
 pub(crate) use load::FirstBatch;
 
 use crate::error::Error;
+use crate::keys::KeyRing;
 use append::Appender;
 use async_nats::Client;
 use direct_get::DirectGet;
@@ -82,6 +83,8 @@ pub struct EventStore {
     namespace: Namespace,
     load_stats: Arc<LoadStats>,
     consumers_paused: Arc<ConsumerPauses>,
+    keys: Arc<KeyRing>,
+    key_replicas: usize,
 }
 
 impl EventStore {
@@ -93,14 +96,21 @@ impl EventStore {
         let jetstream = async_nats::jetstream::new(client.clone());
         let appender = Appender::new(client.clone(), mux.clone(), timeout);
         Ok(EventStore {
-            client,
             jetstream,
             mux,
             appender,
             timeout,
+            keys: Arc::new(KeyRing::new(
+                client.clone(),
+                &Namespace::default(),
+                1,
+                timeout,
+            )),
+            key_replicas: 1,
             namespace: Namespace::default(),
             load_stats: Arc::default(),
             consumers_paused: Arc::default(),
+            client,
         })
     }
 
@@ -108,7 +118,30 @@ impl EventStore {
     /// (default: none).
     pub fn with_namespace(mut self, namespace: Namespace) -> Self {
         self.namespace = namespace;
+        self.keys = Arc::new(self.new_keys());
         self
+    }
+
+    /// Makes the data keys bucket, when absent, with `replicas` (default
+    /// 1; the runtime sets the event streams' own).
+    pub fn with_key_replicas(mut self, replicas: usize) -> Self {
+        self.key_replicas = replicas;
+        self.keys = Arc::new(self.new_keys());
+        self
+    }
+
+    fn new_keys(&self) -> KeyRing {
+        KeyRing::new(
+            self.client.clone(),
+            &self.namespace,
+            self.key_replicas,
+            self.timeout,
+        )
+    }
+
+    /// The data keys of personal data in its namespace.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
     }
 
     /// The namespace its subjects and streams are in.

@@ -72,6 +72,8 @@ struct Context<M: ProcessManager> {
     kv: kv::Store,
     deadlines: stream::Stream,
     commands: CommandClient,
+    /// Opens the personal fields of the events it reacts to.
+    keys: jetsource_projector::keys::DataKeys,
 }
 
 /// Where a consumer's triggers come from.
@@ -122,7 +124,9 @@ pub async fn start<M: ProcessManager>(
         Source::Deadlines,
     ));
 
+    let keys = jetsource_projector::keys::DataKeys::new(js.clone(), &config.namespace);
     let context = Arc::new(Context {
+        keys,
         manager,
         names,
         config,

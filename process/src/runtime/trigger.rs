@@ -24,6 +24,12 @@ pub(super) async fn on_event<M: ProcessManager>(
     message: &jetstream::Message,
 ) -> Result<(), ProcessError> {
     let event = to_event(context, message)?;
+    // Retried: a key that cannot be read now may be read in a moment.
+    let event = context
+        .keys
+        .reveal(event)
+        .await
+        .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))?;
     let inputs = M::Input::decode_all(&event)
         .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?
         .unwrap_or_default();

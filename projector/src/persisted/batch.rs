@@ -173,6 +173,10 @@ impl<S: ReadStore> PersistedProjection<S> {
                 continue;
             }
             let event = match event::from_message(&self.config.namespace, &message) {
+                Ok(event) => self.keys.reveal(event).await,
+                Err(e) => Err(e),
+            };
+            let event = match event {
                 Ok(event) => event,
                 Err(e) => {
                     batch.halted = Some(e.to_string());

@@ -107,6 +107,8 @@ pub struct PersistedProjection<S: ReadStore> {
     failures: BTreeMap<(String, u64), u64>,
     followed: Vec<Followed>,
     merged: Merged,
+    /// Opens the personal fields of the events it folds.
+    keys: crate::keys::DataKeys,
 }
 
 impl<S: ReadStore> PersistedProjection<S> {

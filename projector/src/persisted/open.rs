@@ -82,6 +82,7 @@ impl<S: ReadStore> PersistedProjection<S> {
             failures: BTreeMap::new(),
             followed: Vec::new(),
             merged: futures::stream::SelectAll::new().peekable(),
+            keys: crate::keys::DataKeys::new(js.clone(), &config.namespace),
         };
         shared
             .applied

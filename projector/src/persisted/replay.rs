@@ -77,6 +77,7 @@ impl<S: ReadStore> PersistedProjection<S> {
             .map_err(|e| format!("{what}: cannot read it from the stream: {e}"))?;
         let event = event::from_stream_message(&self.config.namespace, &p.stream, raw)
             .map_err(|e| e.to_string())?;
+        let event = self.keys.reveal(event).await.map_err(|e| e.to_string())?;
         let mut next = self.checkpoint.clone();
         if skipped {
             if let Some(set) = next.skipped.get_mut(&p.stream) {

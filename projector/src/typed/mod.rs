@@ -113,6 +113,7 @@ impl<A: Aggregate> Envelope<A> {
             &event.event_type,
             event.version(),
             &event.body,
+            None,
             |event_type, decoded| {
                 let mut meta = Meta::of(event);
                 if meta.event_type != event_type {

@@ -76,6 +76,12 @@ impl NatsServer {
         Self::with(|options| options.extra_config = rest)
     }
 
+    /// The folder holding its JetStream store, to look at the bytes it
+    /// keeps on disk.
+    pub fn store_dir(&self) -> PathBuf {
+        self._dir.path().join("store")
+    }
+
     /// `nats://127.0.0.1:<port>`.
     pub fn client_url(&self) -> String {
         self.process.client_url()
