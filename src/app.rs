@@ -473,7 +473,11 @@ pub async fn run(
         });
         jetsource_handlers::metrics::global().set_recording(true);
         tracing::info!(addr = ?local, "serving /metrics, /healthz and /readyz");
-        tokio::spawn(crate::observability::serve(listener, probes, stopped))
+        tokio::spawn(crate::observability::serve(
+            listener,
+            crate::observability::router(probes),
+            stopped,
+        ))
     });
     tracing::info!(
         url = %crate::auth::redact_url(&nats.url),

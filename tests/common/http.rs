@@ -2,11 +2,13 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One GET; the status code and the body.
+/// One GET on a connection closed after it; the status code and the body.
 pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .expect("write");
     let mut response = String::new();

@@ -10,6 +10,7 @@
 //! - `postgres`: a fresh PostgreSQL database per test.
 //! - `client`: sending commands and reading their replies.
 //! - `http`: the HTTP endpoints, read by hand.
+//! - `metrics`: `/metrics` parsed into series.
 //! - `query`: projection and feedback queries.
 //! - `store`: the event store and streams by hand.
 //! - `wait`: polling a condition until a deadline.
@@ -17,6 +18,7 @@
 
 mod client;
 mod http;
+mod metrics;
 mod postgres;
 mod process;
 mod query;
@@ -28,5 +30,6 @@ mod wait;
 // A binary uses what it needs of these.
 #[allow(unused_imports)]
 pub use {
-    client::*, http::*, postgres::*, process::*, query::*, runtime::*, server::*, store::*, wait::*,
+    client::*, http::*, metrics::*, postgres::*, process::*, query::*, runtime::*, server::*,
+    store::*, wait::*,
 };
