@@ -16,15 +16,17 @@
 //! - `send.rs`: `send`.
 //! - `inspect.rs`: `tail`, `rewind`, `streams`.
 //! - `read.rs`: `query`, a projection's answers.
+//! - [`op`]: the failures of what the CLI and the console share.
 
 // The flags' doc comments are their `--help` texts, which name settings
 // as `[section] key`, not intra-doc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
 pub mod client;
-mod inspect;
+pub(crate) mod inspect;
+pub mod op;
 mod read;
-mod send;
+pub(crate) mod send;
 
 use crate::app::{self, App};
 use crate::config::Config;
