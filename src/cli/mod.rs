@@ -67,6 +67,7 @@ Examples:
   jetsource streams                               this application's streams, sizes, contract versions
   jetsource schema                                write the JSON Schemas into schemas/json/
   jetsource run --roles handlers                  only the command handlers (scale roles apart)
+  jetsource run --console-addr 127.0.0.1:9465     with the web console (open it in a browser)
   jetsource --log-format json run                 JSON logs (RUST_LOG=debug for more)
   jetsource --subject-prefix acme.shop run        serve under acme.shop.cmd.>, acme.shop.evt.>, … (apps sharing an account)
 
@@ -153,6 +154,10 @@ pub enum Command {
         /// ([observability] metrics_addr, JETSOURCE_METRICS_ADDR; "off" disables).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<String>,
+        /// Serve the web console here, for example 127.0.0.1:9465 ([console] addr,
+        /// JETSOURCE_CONSOLE_ADDR; "off", the default, disables; not loopback: [console] token required).
+        #[arg(long, value_name = "ADDR")]
+        console_addr: Option<String>,
     },
     /// Send one command and print the reply.
     Send {
@@ -469,6 +474,7 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             error_capacity,
             roles,
             metrics_addr,
+            console_addr,
         } => {
             let mut config = config;
             if let Some(roles) = roles {
@@ -482,6 +488,7 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                     error_capacity,
                 ),
                 ("--metrics-addr", "observability.metrics_addr", metrics_addr),
+                ("--console-addr", "console.addr", console_addr),
             ];
             let set = flags
                 .into_iter()
