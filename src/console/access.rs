@@ -3,7 +3,7 @@
 
 use super::Console;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -87,7 +87,30 @@ pub(super) async fn check(
             }
         }
     }
+    // Another site's page can make a browser post forms and plain text
+    // here, never JSON without asking first (CORS): an action must be JSON.
+    if request.method() != Method::GET
+        && request.method() != Method::HEAD
+        && !json(request.headers())
+    {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "actions take application/json\n",
+        )
+            .into_response();
+    }
     next.run(request).await
+}
+
+fn json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
 }
 
 /// The sign-in form's body.

@@ -12,7 +12,8 @@
 //! through DNS rebinding). On any other address `[console] token` is
 //! required (the settings refuse to start without it) and every request
 //! must carry it, as `Authorization: Bearer` or as the cookie the sign-in
-//! sets.
+//! sets. Actions (`POST`) take JSON only, which another site's page
+//! cannot make a browser send without the console's consent.
 //!
 //! # Layout
 //! - `mod.rs`: the state, the routes, serving.

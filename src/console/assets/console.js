@@ -292,7 +292,7 @@ async function loadParked(name) {
 $("parked-replay").addEventListener("click", async () => {
   const name = $("parked-name").textContent;
   try {
-    $("parked-list").textContent = JSON.stringify(await api(`/api/replay-parked/${encodeURIComponent(name)}`, { method: "POST" }), null, 2);
+    $("parked-list").textContent = JSON.stringify(await api(`/api/replay-parked/${encodeURIComponent(name)}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }), null, 2);
   } catch (e) { $("parked-list").textContent = e.message; }
 });
 
