@@ -92,10 +92,8 @@ async fn session(url: &str, chromium: &Path) -> Result<fantoccini::Client, Strin
                      "--disable-dev-shm-usage", "--window-size=1280,900"],
         }),
     );
-    // Two crypto providers are in the tree; name one (a second call is a no-op).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    fantoccini::ClientBuilder::rustls()
-        .map_err(|e| e.to_string())?
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    fantoccini::ClientBuilder::new(connector)
         .capabilities(capabilities)
         .connect(url)
         .await
