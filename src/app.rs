@@ -407,6 +407,12 @@ pub async fn run(
         })?),
         None => None,
     };
+    let console_listener = match config.console_addr()? {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            ConfigError::invalid("console.addr", format!("cannot listen on {addr}: {e}"))
+        })?),
+        None => None,
+    };
     let nats = Nats::resolve(config, nats_url)?;
     let client = crate::auth::connect(config, &nats.url).await?;
     // Each other role reads on a connection of its own: one connection's
@@ -494,8 +500,32 @@ pub async fn run(
         });
         jetsource_handlers::metrics::global().set_recording(true);
         tracing::info!(addr = ?local, "serving /metrics, /healthz and /readyz");
-        tokio::spawn(crate::observability::serve(listener, probes, stopped))
+        tokio::spawn(crate::observability::serve(
+            listener,
+            crate::observability::router(probes),
+            stopped.clone(),
+        ))
     });
+    let console = match console_listener {
+        Some(listener) => {
+            // Its own connection, made as a CLI command makes one: the
+            // console acts as `jetsource` on this host would.
+            let console = Arc::new(crate::console::Console {
+                app: app.clone(),
+                client: crate::auth::connect(config, &nats.url).await?,
+                namespace: namespace.clone(),
+                token: config.console.token.clone(),
+                stopped: stopped.clone(),
+            });
+            tracing::info!(addr = ?listener.local_addr().ok(), "serving the console");
+            Some(tokio::spawn(crate::observability::serve(
+                listener,
+                crate::console::router(console),
+                stopped.clone(),
+            )))
+        }
+        None => None,
+    };
     tracing::info!(
         url = %crate::auth::redact_url(&nats.url),
         server_version = %client.server_info().version,
@@ -530,6 +560,9 @@ pub async fn run(
         };
         if let Some(endpoint) = endpoint {
             let _ = endpoint.await;
+        }
+        if let Some(console) = console {
+            let _ = console.await;
         }
         if let Some(feedback) = feedback {
             feedback.shutdown().await;

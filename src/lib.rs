@@ -15,6 +15,7 @@
 //! - [`embedded`]: the embedded nats-server default.
 //! - [`feedback`]: rejection notices, the error cache, command status by id.
 //! - [`observability`]: `/metrics`, `/healthz`, `/readyz` over HTTP.
+//! - [`console`]: the web console `jetsource run` serves at `[console] addr`.
 //! - [`process`]: process managers: workflows that turn events into
 //!   commands and wait for durable deadlines ([`App::process_manager`]).
 //! - [`rewind`]: an aggregate's state at any point of its history.
@@ -30,6 +31,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod embedded;
 pub mod observability;
 pub mod projector_ops;

@@ -1,19 +1,24 @@
-//! Metrics and health over HTTP: `GET /metrics` (Prometheus text format),
+//! Metrics and health over HTTP: `GET /metrics` (OpenMetrics text),
 //! `GET /healthz` (liveness: the process answers) and `GET /readyz`
 //! (readiness: NATS connected, every hosted aggregate's event stream
 //! present, every projector caught up).
 //!
-//! A deliberately tiny HTTP/1.1 responder on a tokio `TcpListener`: one
-//! GET per connection, one response, then close. Scrapers and probes need
-//! nothing more, and a web framework would be most of the binary.
+//! Served by axum on hyper, which parses requests, answers `HEAD`, `405`
+//! and malformed requests, and keeps connections alive; this file only
+//! says what each path answers.
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use jetsource_feedback::FeedbackGauges;
-use jetsource_handlers::metrics::{self, gauge};
 use jetsource_projector::Phase;
-use std::fmt::Write as _;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex};
 
@@ -33,72 +38,77 @@ pub struct Probes {
     pub projectors: Option<ProjectorsHandle>,
 }
 
-/// The longest request head read before answering 400.
-const MAX_REQUEST: usize = 8 * 1024;
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The content type of the OpenMetrics text format, which Prometheus asks
+/// for first and `prometheus-client` writes.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels known only when scraping (projector and stream names).
+type Labels = Vec<(&'static str, String)>;
+/// A gauge per label set, filled for one scrape.
+type Gauges = Family<Labels, Gauge<u64, AtomicU64>>;
 
 impl Probes {
-    /// Every metric, in the Prometheus text format.
-    pub async fn metrics(&self) -> String {
+    /// Every metric, in the OpenMetrics text format: the command side's
+    /// registry, then what is read at scrape time (the feedback role's
+    /// cache, the projectors' positions, the connection), then `# EOF`.
+    pub async fn metrics(&self) -> Result<String, std::fmt::Error> {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        metrics::global().render(&mut out);
+        jetsource_handlers::metrics::global().encode(&mut out)?;
+        let mut now = Registry::default();
         if let Some(feedback) = &self.feedback {
-            feedback.render(&mut out);
+            feedback.register(&mut now);
         }
         if let Some(projectors) = &self.projectors {
             if let Some(running) = projectors.lock().await.as_ref() {
-                let report = running.status().await;
-                let _ = writeln!(
-                    out,
-                    "# HELP jetsource_projector_lag Stream sequences a projector has not covered yet.\n\
-                     # TYPE jetsource_projector_lag gauge"
-                );
-                for p in &report.projectors {
-                    for s in &p.streams {
-                        let _ = writeln!(
-                            out,
-                            "jetsource_projector_lag{{projector=\"{}\",stream=\"{}\"}} {}",
-                            p.name, s.stream, s.lag
-                        );
-                    }
-                }
-                let _ = writeln!(
-                    out,
-                    "# HELP jetsource_projector_halted 1 when a projector stopped at an event it could not apply.\n\
-                     # TYPE jetsource_projector_halted gauge"
-                );
-                for p in &report.projectors {
-                    let _ = writeln!(
-                        out,
-                        "jetsource_projector_halted{{projector=\"{}\"}} {}",
-                        p.name,
-                        u8::from(p.phase == Phase::Halted)
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "# HELP jetsource_projector_failing 1 while a projector's store keeps refusing its writes.\n\
-                     # TYPE jetsource_projector_failing gauge"
-                );
-                for p in &report.projectors {
-                    let _ = writeln!(
-                        out,
-                        "jetsource_projector_failing{{projector=\"{}\"}} {}",
-                        p.name,
-                        u8::from(p.phase == Phase::Failing)
-                    );
-                }
+                self.register_projectors(&mut now, &running.status().await);
             }
         }
         let connected = self.client.connection_state() == async_nats::connection::State::Connected;
-        gauge(
-            &mut out,
+        now.register(
             "jetsource_nats_connected",
-            "1 while the NATS connection is up.",
-            u64::from(connected),
+            "1 while the NATS connection is up",
+            ConstGauge::new(u64::from(connected)),
         );
-        out
+        encode_registry(&mut out, &now)?;
+        encode_eof(&mut out)?;
+        Ok(out)
+    }
+
+    fn register_projectors(
+        &self,
+        registry: &mut Registry,
+        report: &jetsource_projector::StatusReport,
+    ) {
+        let (lag, halted, failing) = (Gauges::default(), Gauges::default(), Gauges::default());
+        for p in &report.projectors {
+            for s in &p.streams {
+                let labels = vec![("projector", p.name.clone()), ("stream", s.stream.clone())];
+                lag.get_or_create(&labels).set(s.lag);
+            }
+            let labels = vec![("projector", p.name.clone())];
+            halted
+                .get_or_create(&labels)
+                .set(u64::from(p.phase == Phase::Halted));
+            failing
+                .get_or_create(&labels)
+                .set(u64::from(p.phase == Phase::Failing));
+        }
+        registry.register(
+            "jetsource_projector_lag",
+            "Stream sequences a projector has not covered yet",
+            lag,
+        );
+        registry.register(
+            "jetsource_projector_halted",
+            "1 when a projector stopped at an event it could not apply",
+            halted,
+        );
+        registry.register(
+            "jetsource_projector_failing",
+            "1 while a projector's store keeps refusing its writes",
+            failing,
+        );
     }
 
     /// Ready, or the reasons it is not.
@@ -137,90 +147,48 @@ impl Probes {
     }
 }
 
-/// Serves the endpoints on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, probes: Arc<Probes>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                    continue;
-                }
-            },
-        };
-        let probes = probes.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &probes).await {
-                tracing::debug!(error = %e, "metrics endpoint: connection failed");
-            }
-        });
+/// The three endpoints; anything else is 404, another method 405.
+pub fn router(probes: Arc<Probes>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(probes)
+}
+
+async fn metrics(State(probes): State<Arc<Probes>>) -> Response {
+    match probes.metrics().await {
+        Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded\n",
+        )
+            .into_response(),
     }
 }
 
-/// Reads one request head and writes one response.
-async fn answer(mut stream: tokio::net::TcpStream, probes: &Probes) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    let complete = tokio::time::timeout(READ_TIMEOUT, async {
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<bool, std::io::Error>(false);
-            }
-            head.extend_from_slice(&buf[..n]);
-            if head.windows(4).any(|w| w == b"\r\n\r\n") {
-                return Ok(true);
-            }
-            if head.len() > MAX_REQUEST {
-                return Ok(false);
-            }
-        }
-    })
-    .await
-    .unwrap_or(Ok(false))?;
-    let line = String::from_utf8_lossy(&head);
-    let mut parts = line.lines().next().unwrap_or_default().split(' ');
-    let (method, target) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    let path = target.split('?').next().unwrap_or_default();
-    let (status, content_type, body) = if !complete {
-        ("400 Bad Request", "text/plain", "bad request\n".to_string())
-    } else if method != "GET" && method != "HEAD" {
-        (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_string(),
+async fn ready(State(probes): State<Arc<Probes>>) -> Response {
+    match probes.ready().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", why.join("; ")),
         )
-    } else {
-        match path {
-            "/metrics" => (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                probes.metrics().await,
-            ),
-            "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-            "/readyz" => match probes.ready().await {
-                Ok(()) => ("200 OK", "text/plain", "ready\n".to_string()),
-                Err(why) => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    format!("not ready: {}\n", why.join("; ")),
-                ),
-            },
-            _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        }
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if method != "HEAD" {
-        response.push_str(&body);
+            .into_response(),
     }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+}
+
+/// Serves `router` on `listener` until `stop` turns true, then lets the
+/// requests in flight finish.
+pub async fn serve(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(stopping)
+        .await
+    {
+        tracing::warn!(error = %e, "HTTP endpoint failed");
+    }
 }

@@ -9,13 +9,24 @@ use jetsource::client::SendOptions;
 use jetsource::config::Config;
 use jetsource::schemas::RejectionCode;
 
-/// The value of the sample `series` (name and labels, exactly as rendered).
+/// The value of the sample `series` (`name` or `name{label="value",…}`),
+/// read from the parsed scrape.
 fn sample(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} is missing:\n{text}"))
-        .parse()
-        .expect("an integer sample")
+    let (name, labels) = match series.split_once('{') {
+        Some((name, rest)) => (name, rest.trim_end_matches('}')),
+        None => (series, ""),
+    };
+    let labels: Vec<(&str, &str)> = labels
+        .split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').expect("label=value");
+            (k, v.trim_matches('"'))
+        })
+        .collect();
+    let value = common::sample(text, name, &labels);
+    assert!(value >= 0.0 && value.fract() == 0.0, "{series} = {value}");
+    value as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,9 +113,9 @@ async fn metrics_count_commands_and_readyz_reports_readiness() {
     assert!(sample(&cached, "jetsource_error_cache_bytes") > 0);
     assert_eq!(sample(&text, "jetsource_notices_dropped_total"), 0);
     assert_eq!(sample(&text, "jetsource_nats_connected"), 1);
-    assert!(
-        text.contains(r#"jetsource_projector_lag{projector="blogposts",stream="EVT_BLOGPOST"}"#),
-        "{text}"
+    sample(
+        &text,
+        r#"jetsource_projector_lag{projector="blogposts",stream="EVT_BLOGPOST"}"#,
     );
 
     serving.stop().await.expect("a clean shutdown");

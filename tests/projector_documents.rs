@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use jetsource::observability::{serve, Probes};
+use jetsource::observability::{router, serve, Probes};
 use jetsource::projector::control::generation_bucket;
 use jetsource::projector::document::DocumentProjector;
 use jetsource::projector::persisted::consumer_name;
@@ -441,14 +441,18 @@ async fn a_store_refusing_writes_is_failing_not_ready_and_answers_after_seq_at_o
         projectors: Some(running.clone()),
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(serve(listener, probes, stopped));
+    let serving = tokio::spawn(serve(listener, router(probes), stopped));
     let (status, body) = http_get(&addr, "/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("projector big"), "{body}");
     let (_, metrics) = http_get(&addr, "/metrics").await;
-    assert!(
-        metrics.contains("jetsource_projector_failing{projector=\"big\"} 1"),
-        "{metrics}"
+    assert_eq!(
+        sample(
+            &metrics,
+            "jetsource_projector_failing",
+            &[("projector", "big")]
+        ),
+        1.0
     );
 
     // The limit lifted: the retries get through and it is live again.

@@ -27,6 +27,9 @@ use jetsource_handlers::runtime::OutcomeObserver;
 use jetsource_schemas::feedback::RejectionNotice;
 use jetsource_schemas::settings::{self, InvalidSetting, SettingError};
 use jetsource_schemas::Namespace;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -154,28 +157,25 @@ pub struct FeedbackGauges {
 }
 
 impl FeedbackGauges {
-    /// Appends the gauges in the Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        use jetsource_handlers::metrics::{counter, gauge};
-        counter(
-            out,
-            "jetsource_notices_dropped_total",
-            "Rejection notices dropped because the notice queue was full.",
-            self.dropped.load(Ordering::Relaxed),
+    /// Registers the role's counter and gauges, as they are now, into a
+    /// registry built for one scrape (the cache's size is read, not recorded).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "jetsource_notices_dropped",
+            "Rejection notices dropped because the notice queue was full",
+            ConstCounter::new(self.dropped.load(Ordering::Relaxed)),
         );
         // moka counts lazily; settle pending inserts and expiries first.
         self.errors.run_pending_tasks();
-        gauge(
-            out,
+        registry.register(
             "jetsource_error_cache_entries",
-            "Rejections held in the error cache.",
-            self.errors.entry_count(),
+            "Rejections held in the error cache",
+            ConstGauge::new(self.errors.entry_count()),
         );
-        gauge(
-            out,
+        registry.register(
             "jetsource_error_cache_bytes",
-            "The error cache's weight in bytes (bounded by error_capacity).",
-            self.errors.weighted_size(),
+            "The error cache's weight in bytes (bounded by error_capacity)",
+            ConstGauge::new(self.errors.weighted_size()),
         );
     }
 }

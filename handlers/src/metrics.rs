@@ -1,23 +1,32 @@
-//! The command side's metrics: plain atomics, rendered in the Prometheus
-//! text format on demand.
+//! The command side's metrics, kept in a `prometheus-client` registry and
+//! encoded in the OpenMetrics text format on demand.
+//!
+//! `prometheus-client` rather than the `metrics` facade and its exporter:
+//! it is the Prometheus project's own Rust client, its registry is a value
+//! (no process-wide recorder to install, so an embedding application can
+//! encode it beside its own), and its metrics are typed handles recorded
+//! with one atomic operation, which is what the hot path had before.
 //!
 //! One registry per process ([`global`]), like a Prometheus client's
 //! default registry: handlers record with one call per outcome, per
 //! append and per state lookup, and whoever serves `/metrics` calls
-//! [`Metrics::render`]. Recording never blocks and never allocates.
+//! [`Metrics::encode`]. Recording never blocks and never allocates: every
+//! labelled series is created up front, so every one of them shows from
+//! the first scrape, at zero.
 //!
 //! The process's registry records only once something serves it
 //! ([`Metrics::set_recording`]): every command would otherwise pay for a
 //! clock read and about eight atomic additions on cache lines both cores
 //! fight over, for numbers nobody reads.
-//!
-//! It stays one file past 500 lines: the registry, its recording calls and
-//! its rendering change together, and a fifth of the file is their tests.
 
 use crate::store::AppendErrorKind;
 use jetsource_schemas::{CommandReply, RejectionCode};
-use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -42,85 +51,53 @@ const CODES: [RejectionCode; 6] = [
     RejectionCode::Internal,
 ];
 
-/// A histogram with fixed buckets (`N` bounds, plus `+Inf`).
-#[derive(Debug)]
-pub struct Histogram<const N: usize> {
-    bounds: &'static [f64; N],
-    counts: [AtomicU64; N],
-    count: AtomicU64,
-    /// The sum in millionths, so it stays an integer.
-    sum_micros: AtomicU64,
+/// One label: its name and value.
+type Label = (&'static str, &'static str);
+
+/// A family of counters told apart by labels known when compiling.
+type Counters<const N: usize> = Family<[Label; N], Counter>;
+
+/// The series of `family` under `labels`, created now: each shows at zero
+/// from the first scrape on, and recording is one atomic addition on the
+/// handle kept, never a look-up in the family.
+fn series<const N: usize>(family: &Counters<N>, labels: [Label; N]) -> Counter {
+    family.get_or_create_owned(&labels)
 }
 
-impl<const N: usize> Histogram<N> {
-    const fn new(bounds: &'static [f64; N]) -> Self {
-        Histogram {
-            bounds,
-            counts: [const { AtomicU64::new(0) }; N],
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-
-    fn observe(&self, value: f64) {
-        // Buckets are stored non-cumulatively and summed when rendered.
-        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
-    }
-
-    /// Observations so far.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count();
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
-    }
-}
-
-/// The command side's counters.
+/// The command side's counters, and the registry that encodes them.
 #[derive(Debug)]
 pub struct Metrics {
     recording: AtomicBool,
-    accepted: AtomicU64,
-    duplicates: AtomicU64,
-    rejected: [AtomicU64; CODES.len()],
-    append_seconds: Histogram<13>,
-    append_events: Histogram<8>,
-    conflicts: AtomicU64,
-    unavailable: AtomicU64,
-    append_failed: AtomicU64,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
-    batch_commands: Histogram<10>,
-    batch_splits: AtomicU64,
-    commit_switches: AtomicU64,
-    batching_streams: std::sync::atomic::AtomicI64,
-    loads_direct: AtomicU64,
-    loads_consumer: AtomicU64,
-    load_fallbacks: AtomicU64,
-    snapshots_read: AtomicU64,
-    snapshots_ignored: AtomicU64,
-    snapshots_written: AtomicU64,
+    accepted: Counter,
+    rejected: [Counter; CODES.len()],
+    duplicates: Counter,
+    append_seconds: Histogram,
+    append_events: Histogram,
+    /// The append histograms' count, for [`Metrics::appends`]: the
+    /// histogram keeps its own count to itself.
+    appends: Counter,
+    conflicts: Counter,
+    unavailable: Counter,
+    append_failed: Counter,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    batch_commands: Histogram,
+    batch_splits: Counter,
+    commit_switches: Counter,
+    batching_streams: Gauge,
+    loads_direct: Counter,
+    loads_consumer: Counter,
+    load_fallbacks: Counter,
+    snapshots_read: Counter,
+    snapshots_ignored: Counter,
+    snapshots_written: Counter,
+    registry: Registry,
 }
 
 static GLOBAL: OnceLock<Metrics> = OnceLock::new();
 
 /// The process's registry; it records once [`Metrics::set_recording`]
-/// turned it on, or once it is first rendered (serving `/metrics` does both).
+/// turned it on, or once it is first encoded (serving `/metrics` does both).
 pub fn global() -> &'static Metrics {
     GLOBAL.get_or_init(|| {
         let metrics = Metrics::new();
@@ -135,31 +112,134 @@ impl Default for Metrics {
     }
 }
 
+const ACCEPTED: [Label; 2] = [("outcome", "accepted"), ("code", "")];
+const HIT: [Label; 1] = [("result", "hit")];
+const MISS: [Label; 1] = [("result", "miss")];
+const DIRECT: [Label; 1] = [("read", "direct")];
+const CONSUMER: [Label; 1] = [("read", "consumer")];
+const READ: [Label; 1] = [("event", "read")];
+const IGNORED: [Label; 1] = [("event", "ignored")];
+const WRITTEN: [Label; 1] = [("event", "written")];
+
+fn rejected(code: RejectionCode) -> [Label; 2] {
+    [("outcome", "rejected"), ("code", code.as_str())]
+}
+
 impl Metrics {
     /// A registry with every counter at zero, recording.
-    pub const fn new() -> Self {
-        Metrics {
+    ///
+    /// Names, help texts and labels are those dashboards already use; the
+    /// registry adds a counter's `_total` and ends each help text with a
+    /// period.
+    pub fn new() -> Self {
+        let commands = Counters::<2>::default();
+        let state_cache = Counters::<1>::default();
+        let loads = Counters::<1>::default();
+        let snapshots = Counters::<1>::default();
+        let metrics = Metrics {
             recording: AtomicBool::new(true),
-            accepted: AtomicU64::new(0),
-            duplicates: AtomicU64::new(0),
-            rejected: [const { AtomicU64::new(0) }; CODES.len()],
-            append_seconds: Histogram::new(&APPEND_SECONDS_BUCKETS),
-            append_events: Histogram::new(&APPEND_EVENTS_BUCKETS),
-            conflicts: AtomicU64::new(0),
-            unavailable: AtomicU64::new(0),
-            append_failed: AtomicU64::new(0),
-            cache_hits: AtomicU64::new(0),
-            cache_misses: AtomicU64::new(0),
-            batch_commands: Histogram::new(&BATCH_COMMANDS_BUCKETS),
-            batch_splits: AtomicU64::new(0),
-            commit_switches: AtomicU64::new(0),
-            batching_streams: std::sync::atomic::AtomicI64::new(0),
-            loads_direct: AtomicU64::new(0),
-            loads_consumer: AtomicU64::new(0),
-            load_fallbacks: AtomicU64::new(0),
-            snapshots_read: AtomicU64::new(0),
-            snapshots_ignored: AtomicU64::new(0),
-            snapshots_written: AtomicU64::new(0),
+            accepted: series(&commands, ACCEPTED),
+            rejected: CODES.map(|c| series(&commands, rejected(c))),
+            duplicates: Counter::default(),
+            append_seconds: Histogram::new(APPEND_SECONDS_BUCKETS),
+            append_events: Histogram::new(APPEND_EVENTS_BUCKETS),
+            appends: Counter::default(),
+            conflicts: Counter::default(),
+            unavailable: Counter::default(),
+            append_failed: Counter::default(),
+            cache_hits: series(&state_cache, HIT),
+            cache_misses: series(&state_cache, MISS),
+            batch_commands: Histogram::new(BATCH_COMMANDS_BUCKETS),
+            batch_splits: Counter::default(),
+            commit_switches: Counter::default(),
+            batching_streams: Gauge::default(),
+            loads_direct: series(&loads, DIRECT),
+            loads_consumer: series(&loads, CONSUMER),
+            load_fallbacks: Counter::default(),
+            snapshots_read: series(&snapshots, READ),
+            snapshots_ignored: series(&snapshots, IGNORED),
+            snapshots_written: series(&snapshots, WRITTEN),
+            registry: Registry::default(),
+        };
+        let mut registry = Registry::default();
+        registry.register(
+            "jetsource_commands",
+            "Commands answered, by outcome and rejection code",
+            commands,
+        );
+        registry.register(
+            "jetsource_commands_duplicate",
+            "Accepted commands whose Command-Id had been accepted before (nothing appended)",
+            metrics.duplicates.clone(),
+        );
+        registry.register(
+            "jetsource_append_seconds",
+            "Time of one append to JetStream (an atomic batch for several events)",
+            metrics.append_seconds.clone(),
+        );
+        registry.register(
+            "jetsource_append_events",
+            "Events per append attempt",
+            metrics.append_events.clone(),
+        );
+        registry.register(
+            "jetsource_append_conflicts",
+            "Appends refused because the aggregate moved (each retried until conflict_retries)",
+            metrics.conflicts.clone(),
+        );
+        registry.register(
+            "jetsource_append_unavailable",
+            "Appends that found the store unavailable (each retried until unavailable_retries)",
+            metrics.unavailable.clone(),
+        );
+        registry.register(
+            "jetsource_append_failed",
+            "Appends refused for good (stream full, refused)",
+            metrics.append_failed.clone(),
+        );
+        registry.register(
+            "jetsource_batch_commands",
+            "Commands per batch sent by group commit (1: a command went out alone)",
+            metrics.batch_commands.clone(),
+        );
+        registry.register(
+            "jetsource_batch_splits",
+            "Shared batches that failed on one command's conflict or duplicate and were appended command by command",
+            metrics.batch_splits.clone(),
+        );
+        registry.register(
+            "jetsource_group_commit_switches",
+            "Changes of a stream's way of appending (shared batches or single publishes) chosen by group commit's auto mode, probes included",
+            metrics.commit_switches.clone(),
+        );
+        registry.register(
+            "jetsource_group_commit_batching_streams",
+            "Streams whose appends share atomic batches now",
+            metrics.batching_streams.clone(),
+        );
+        registry.register(
+            "jetsource_state_cache",
+            "Commands that found their aggregate's state in memory (hit) or not (miss)",
+            state_cache,
+        );
+        registry.register(
+            "jetsource_loads",
+            "Aggregate histories read, by direct get alone or with the long tail through a consumer",
+            loads,
+        );
+        registry.register(
+            "jetsource_load_consumer_fallbacks",
+            "Long loads whose consumer was refused or interrupted, finished by direct get (check the account may create consumers on its event streams)",
+            metrics.load_fallbacks.clone(),
+        );
+        registry.register(
+            "jetsource_snapshots",
+            "Aggregate snapshots a load started from (read), found but could not use (ignored), or written",
+            snapshots,
+        );
+        Metrics {
+            registry,
+            ..metrics
         }
     }
 
@@ -187,9 +267,11 @@ impl Metrics {
     /// Counted whether or not recording is on: it is rare, and the gauge of
     /// streams batching must stay true.
     pub fn commit_mode(&self, batching: bool) {
-        self.commit_switches.fetch_add(1, Ordering::Relaxed);
-        self.batching_streams
-            .fetch_add(if batching { 1 } else { -1 }, Ordering::Relaxed);
+        self.commit_switches.inc();
+        match batching {
+            true => self.batching_streams.inc(),
+            false => self.batching_streams.dec(),
+        };
     }
 
     /// Counts a shared batch that failed on a conflict or a duplicate and
@@ -198,7 +280,7 @@ impl Metrics {
         if !self.recording() {
             return;
         }
-        self.batch_splits.fetch_add(1, Ordering::Relaxed);
+        self.batch_splits.inc();
     }
 
     /// Counts a command's reply.
@@ -208,14 +290,14 @@ impl Metrics {
         }
         match reply {
             CommandReply::Accepted(a) => {
-                self.accepted.fetch_add(1, Ordering::Relaxed);
+                self.accepted.inc();
                 if a.duplicate {
-                    self.duplicates.fetch_add(1, Ordering::Relaxed);
+                    self.duplicates.inc();
                 }
             }
             CommandReply::Rejected(r) => {
                 if let Some(i) = CODES.iter().position(|c| *c == r.code) {
-                    self.rejected[i].fetch_add(1, Ordering::Relaxed);
+                    self.rejected[i].inc();
                 }
             }
         }
@@ -230,13 +312,14 @@ impl Metrics {
         }
         self.append_seconds.observe(took.as_secs_f64());
         self.append_events.observe(events as f64);
+        self.appends.inc();
         let counter = match error {
             None => return,
             Some(AppendErrorKind::Conflict | AppendErrorKind::Duplicate) => &self.conflicts,
             Some(AppendErrorKind::Unavailable) => &self.unavailable,
             Some(_) => &self.append_failed,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
     }
 
     /// Counts one read of an aggregate's history: by direct get alone, or
@@ -245,12 +328,10 @@ impl Metrics {
         if !self.recording() {
             return;
         }
-        let counter = if through_consumer {
-            &self.loads_consumer
-        } else {
-            &self.loads_direct
+        match through_consumer {
+            true => self.loads_consumer.inc(),
+            false => self.loads_direct.inc(),
         };
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a long load whose consumer could not be used (refused,
@@ -259,7 +340,7 @@ impl Metrics {
         if !self.recording() {
             return;
         }
-        self.load_fallbacks.fetch_add(1, Ordering::Relaxed);
+        self.load_fallbacks.inc();
     }
 
     /// Counts a snapshot a load started from (`Some(true)`), one it found
@@ -268,29 +349,28 @@ impl Metrics {
         if !self.recording() {
             return;
         }
-        let counter = match read {
-            Some(true) => &self.snapshots_read,
-            Some(false) => &self.snapshots_ignored,
-            None => &self.snapshots_written,
+        match read {
+            Some(true) => self.snapshots_read.inc(),
+            Some(false) => self.snapshots_ignored.inc(),
+            None => self.snapshots_written.inc(),
         };
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Snapshots read, ignored and written.
     pub fn snapshot_counts(&self) -> (u64, u64, u64) {
         (
-            self.snapshots_read.load(Ordering::Relaxed),
-            self.snapshots_ignored.load(Ordering::Relaxed),
-            self.snapshots_written.load(Ordering::Relaxed),
+            self.snapshots_read.get(),
+            self.snapshots_ignored.get(),
+            self.snapshots_written.get(),
         )
     }
 
     /// Loads by direct get alone, loads through a consumer, and fallbacks.
     pub fn load_counts(&self) -> (u64, u64, u64) {
         (
-            self.loads_direct.load(Ordering::Relaxed),
-            self.loads_consumer.load(Ordering::Relaxed),
-            self.load_fallbacks.load(Ordering::Relaxed),
+            self.loads_direct.get(),
+            self.loads_consumer.get(),
+            self.load_fallbacks.get(),
         )
     }
 
@@ -299,173 +379,50 @@ impl Metrics {
         if !self.recording() {
             return;
         }
-        let counter = if hit {
-            &self.cache_hits
-        } else {
-            &self.cache_misses
+        match hit {
+            true => self.cache_hits.inc(),
+            false => self.cache_misses.inc(),
         };
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Commands answered with `code` (`None`: accepted).
     pub fn commands(&self, code: Option<RejectionCode>) -> u64 {
         match code {
-            None => self.accepted.load(Ordering::Relaxed),
+            None => self.accepted.get(),
             Some(code) => CODES
                 .iter()
                 .position(|c| *c == code)
-                .map_or(0, |i| self.rejected[i].load(Ordering::Relaxed)),
+                .map_or(0, |i| self.rejected[i].get()),
         }
     }
 
     /// Appends refused because an aggregate had moved on (each followed by
     /// a reload and a new decision, unless the retries ran out).
     pub fn conflicts(&self) -> u64 {
-        self.conflicts.load(Ordering::Relaxed)
+        self.conflicts.get()
     }
 
     /// Appends attempted.
     pub fn appends(&self) -> u64 {
-        self.append_seconds.count()
+        self.appends.get()
     }
 
     /// Appends the handlers' state cache answered from memory, and those it
     /// had to load (or create).
     pub fn state_cache_counts(&self) -> (u64, u64) {
-        (
-            self.cache_hits.load(Ordering::Relaxed),
-            self.cache_misses.load(Ordering::Relaxed),
-        )
+        (self.cache_hits.get(), self.cache_misses.get())
     }
 
-    /// Appends these metrics to `out` in the Prometheus text format, and
-    /// turns recording on: whatever serves the registry (jetsource's own
-    /// `/metrics`, or an embedding application's) gets counts from its first
-    /// scrape on without a [`Metrics::set_recording`] of its own.
-    pub fn render(&self, out: &mut String) {
+    /// Appends these metrics to `out` in the OpenMetrics text format,
+    /// without the closing `# EOF` (whoever serves them may append other
+    /// registries first), and turns recording on: whatever serves the
+    /// registry (jetsource's own `/metrics`, or an embedding application's)
+    /// gets counts from its first scrape on without a
+    /// [`Metrics::set_recording`] of its own.
+    pub fn encode(&self, out: &mut String) -> std::fmt::Result {
         self.set_recording(true);
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP jetsource_commands_total Commands answered, by outcome and rejection code.\n\
-             # TYPE jetsource_commands_total counter\n\
-             jetsource_commands_total{{outcome=\"accepted\",code=\"\"}} {}",
-            load(&self.accepted)
-        );
-        for (code, count) in CODES.iter().zip(&self.rejected) {
-            let _ = writeln!(
-                out,
-                "jetsource_commands_total{{outcome=\"rejected\",code=\"{}\"}} {}",
-                code.as_str(),
-                load(count)
-            );
-        }
-        counter(
-            out,
-            "jetsource_commands_duplicate_total",
-            "Accepted commands whose Command-Id had been accepted before (nothing appended).",
-            load(&self.duplicates),
-        );
-        self.append_seconds.render(
-            out,
-            "jetsource_append_seconds",
-            "Time of one append to JetStream (an atomic batch for several events).",
-        );
-        self.append_events
-            .render(out, "jetsource_append_events", "Events per append attempt.");
-        counter(
-            out,
-            "jetsource_append_conflicts_total",
-            "Appends refused because the aggregate moved (each retried until conflict_retries).",
-            load(&self.conflicts),
-        );
-        counter(
-            out,
-            "jetsource_append_unavailable_total",
-            "Appends that found the store unavailable (each retried until unavailable_retries).",
-            load(&self.unavailable),
-        );
-        counter(
-            out,
-            "jetsource_append_failed_total",
-            "Appends refused for good (stream full, refused).",
-            load(&self.append_failed),
-        );
-        self.batch_commands.render(
-            out,
-            "jetsource_batch_commands",
-            "Commands per batch sent by group commit (1: a command went out alone).",
-        );
-        counter(
-            out,
-            "jetsource_batch_splits_total",
-            "Shared batches that failed on one command's conflict or duplicate and were appended command by command.",
-            load(&self.batch_splits),
-        );
-        counter(
-            out,
-            "jetsource_group_commit_switches_total",
-            "Changes of a stream's way of appending (shared batches or single publishes) chosen by group commit's auto mode, probes included.",
-            load(&self.commit_switches),
-        );
-        gauge(
-            out,
-            "jetsource_group_commit_batching_streams",
-            "Streams whose appends share atomic batches now.",
-            u64::try_from(self.batching_streams.load(Ordering::Relaxed)).unwrap_or(0),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP jetsource_state_cache_total Commands that found their aggregate's state in memory (hit) or not (miss).\n\
-             # TYPE jetsource_state_cache_total counter\n\
-             jetsource_state_cache_total{{result=\"hit\"}} {}\n\
-             jetsource_state_cache_total{{result=\"miss\"}} {}",
-            load(&self.cache_hits),
-            load(&self.cache_misses)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP jetsource_loads_total Aggregate histories read, by direct get alone or with the long tail through a consumer.\n\
-             # TYPE jetsource_loads_total counter\n\
-             jetsource_loads_total{{read=\"direct\"}} {}\n\
-             jetsource_loads_total{{read=\"consumer\"}} {}",
-            load(&self.loads_direct),
-            load(&self.loads_consumer)
-        );
-        counter(
-            out,
-            "jetsource_load_consumer_fallbacks_total",
-            "Long loads whose consumer was refused or interrupted, finished by direct get (check the account may create consumers on its event streams).",
-            load(&self.load_fallbacks),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP jetsource_snapshots_total Aggregate snapshots a load started from (read), found but could not use (ignored), or written.\n\
-             # TYPE jetsource_snapshots_total counter\n\
-             jetsource_snapshots_total{{event=\"read\"}} {}\n\
-             jetsource_snapshots_total{{event=\"ignored\"}} {}\n\
-             jetsource_snapshots_total{{event=\"written\"}} {}",
-            load(&self.snapshots_read),
-            load(&self.snapshots_ignored),
-            load(&self.snapshots_written)
-        );
+        prometheus_client::encoding::text::encode_registry(out, &self.registry)
     }
-}
-
-/// Writes one counter with its help and type lines.
-pub fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
-}
-
-/// Writes one gauge with its help and type lines.
-pub fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
 }
 
 #[cfg(test)]
@@ -487,7 +444,7 @@ mod tests {
             Some(AppendErrorKind::Unavailable),
         );
         let mut text = String::new();
-        metrics.render(&mut text);
+        metrics.encode(&mut text).expect("encoded");
         assert!(
             text.contains("jetsource_append_seconds_bucket{le=\"0.0005\"} 0\n"),
             "{text}"
@@ -501,7 +458,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("jetsource_append_seconds_bucket{le=\"5\"} 2\n"),
+            text.contains("jetsource_append_seconds_bucket{le=\"5.0\"} 2\n"),
             "{text}"
         );
         assert!(
@@ -509,7 +466,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("jetsource_append_events_bucket{le=\"4\"} 3\n"),
+            text.contains("jetsource_append_events_bucket{le=\"4.0\"} 3\n"),
             "{text}"
         );
         assert!(
@@ -531,7 +488,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.command(&CommandReply::rejected("c", RejectionCode::NotFound, "no"));
         let mut text = String::new();
-        metrics.render(&mut text);
+        metrics.encode(&mut text).expect("encoded");
         assert!(
             text.contains("jetsource_commands_total{outcome=\"rejected\",code=\"not_found\"} 1\n"),
             "{text}"
@@ -570,7 +527,7 @@ mod tests {
         metrics.set_recording(false);
         metrics.state_cache(true);
         let mut first = String::new();
-        metrics.render(&mut first);
+        metrics.encode(&mut first).expect("encoded");
         assert!(metrics.recording());
         metrics.state_cache(true);
         assert_eq!(metrics.state_cache_counts(), (1, 0));

@@ -7,7 +7,53 @@ use jetsource_schemas::Namespace;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use super::op::{OpError, OpErrorKind};
 use super::QueryTarget;
+
+/// Asks `subject` (a feedback query: status, errors) and returns the
+/// answer as JSON.
+pub(crate) async fn ask(
+    client: &async_nats::Client,
+    subject: String,
+    timeout: std::time::Duration,
+) -> Result<serde_json::Value, OpError> {
+    let request = async_nats::Request::new()
+        .payload(bytes::Bytes::new())
+        .timeout(Some(timeout));
+    let answer = client.send_request(subject, request).await.map_err(|e| {
+        OpError::with_message_and_source(
+            OpErrorKind::Unavailable,
+            "no answer (is `jetsource run` serving feedback?)",
+            e,
+        )
+    })?;
+    serde_json::from_slice(&answer.payload).map_err(|e| {
+        OpError::with_message_and_source(OpErrorKind::Corrupt, "the answer is not JSON", e)
+    })
+}
+
+/// The running projectors' status report.
+pub(crate) async fn fetch_projector_status(
+    client: &async_nats::Client,
+    namespace: &Namespace,
+    timeout: std::time::Duration,
+) -> Result<jetsource_projector::StatusReport, OpError> {
+    let subject = jetsource_projector::status::status_subject(namespace);
+    let request = async_nats::Request::new().timeout(Some(timeout));
+    let reply = client
+        .send_request(subject.clone(), request)
+        .await
+        .map_err(|e| {
+            OpError::with_message_and_source(
+                OpErrorKind::Unavailable,
+                format!("no answer on {subject}"),
+                e,
+            )
+        })?;
+    serde_json::from_slice(&reply.payload).map_err(|e| {
+        OpError::with_message_and_source(OpErrorKind::Corrupt, "not a status report", e)
+    })
+}
 
 /// Sends one feedback query and prints the answer. Exit 0 when the answer
 /// says what became of the command (`accepted`, `rejected`) or lists an
@@ -31,28 +77,22 @@ pub(crate) async fn query(
         Ok(client) => client,
         Err(code) => return code,
     };
-    let request = async_nats::Request::new()
-        .payload(bytes::Bytes::new())
-        .timeout(Some(std::time::Duration::from_secs(target.timeout)));
-    match client.send_request(subject, request).await {
-        Ok(answer) => match serde_json::from_slice::<serde_json::Value>(&answer.payload) {
-            Ok(value) => {
-                print_json(&value);
-                match value.get("status").and_then(|s| s.as_str()) {
-                    Some("unknown" | "pending") => ExitCode::from(1),
-                    Some("bad_request") => ExitCode::from(2),
-                    _ => ExitCode::SUCCESS,
-                }
+    match ask(
+        &client,
+        subject,
+        std::time::Duration::from_secs(target.timeout),
+    )
+    .await
+    {
+        Ok(value) => {
+            print_json(&value);
+            match value.get("status").and_then(|s| s.as_str()) {
+                Some("unknown" | "pending") => ExitCode::from(1),
+                Some("bad_request") => ExitCode::from(2),
+                _ => ExitCode::SUCCESS,
             }
-            Err(e) => {
-                eprintln!("jetsource {what}: the answer is not JSON: {e}");
-                ExitCode::from(3)
-            }
-        },
-        Err(e) => {
-            eprintln!("jetsource {what}: no answer (is `jetsource run` serving feedback?): {e}");
-            ExitCode::from(3)
         }
+        Err(e) => super::op::exit(what, &e),
     }
 }
 
@@ -70,31 +110,21 @@ pub(crate) async fn projector_status(
     nats_url: Option<&str>,
     timeout: u64,
 ) -> ExitCode {
-    let subject = match namespace(config, "projector status") {
-        Ok(ns) => jetsource_projector::status::status_subject(&ns),
+    let namespace = match namespace(config, "projector status") {
+        Ok(ns) => ns,
         Err(code) => return code,
     };
     let client = match client_connection(config, nats_url, "projector status").await {
         Ok(client) => client,
         Err(code) => return code,
     };
-    let request = async_nats::Request::new().timeout(Some(std::time::Duration::from_secs(timeout)));
-    let reply = match client.send_request(subject.clone(), request).await {
-        Ok(reply) => reply,
-        Err(e) => {
-            eprintln!("jetsource projector status: no answer on {subject}: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    match serde_json::from_slice::<jetsource_projector::StatusReport>(&reply.payload) {
+    let timeout = std::time::Duration::from_secs(timeout);
+    match fetch_projector_status(&client, &namespace, timeout).await {
         Ok(report) => {
             print_json(&report);
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("jetsource projector status: not a status report: {e}");
-            ExitCode::from(3)
-        }
+        Err(e) => super::op::exit("projector status", &e),
     }
 }
 

@@ -73,6 +73,10 @@ pub(crate) fn after_help(app: &App, program: &str, own: &[String]) -> String {
         "only the command handlers (scale roles apart)",
     );
     text += &line(
+        format!("{p} run --console-addr 127.0.0.1:9465"),
+        "with the web console (open it in a browser)",
+    );
+    text += &line(
         format!("{p} --log-format json run"),
         "JSON logs (RUST_LOG=debug for more)",
     );

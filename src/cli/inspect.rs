@@ -16,18 +16,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::client::{client_connection, namespace, print_json};
+use super::op::{OpError, OpErrorKind};
 
-/// One event as `tail` prints it.
+/// One event as `tail` prints it (and the console shows it).
 #[derive(Debug, Serialize)]
-struct TailedEvent {
-    stream: String,
-    seq: u64,
-    subject: String,
-    command_id: Option<String>,
-    headers: std::collections::BTreeMap<String, String>,
-    body: serde_json::Value,
+pub(crate) struct TailedEvent {
+    pub(crate) stream: String,
+    pub(crate) seq: u64,
+    pub(crate) subject: String,
+    pub(crate) command_id: Option<String>,
+    pub(crate) headers: std::collections::BTreeMap<String, String>,
+    pub(crate) body: serde_json::Value,
     /// The body's version (`Event-Version`, 1 when absent).
-    version: u32,
+    pub(crate) version: u32,
     /// When the event is of an older version than the hosted aggregate's:
     /// what today's code reads it as (one event, several or none), or why
     /// it cannot.
@@ -38,13 +39,13 @@ struct TailedEvent {
 /// An older event as today's code reads it.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
-enum ReadsAs {
+pub(crate) enum ReadsAs {
     Events(Vec<ReadEvent>),
     Unreadable { error: String },
 }
 
 #[derive(Debug, Serialize)]
-struct ReadEvent {
+pub(crate) struct ReadEvent {
     event_type: String,
     body: serde_json::Value,
 }
@@ -65,19 +66,18 @@ impl std::fmt::Display for ReadsAs {
     }
 }
 
-/// What `app`'s code reads an event stored at `version` as, when it hosts
+/// What the application's code reads an event stored at `version` as, when it hosts
 /// the aggregate type and that version is older than today's: the same
 /// upcasters every reader of events runs.
 fn reads_as(
-    app: &App,
+    schemas: &[crate::app::AggregateSchemas],
     namespace: &Namespace,
     subject: &str,
     version: u32,
     body: &serde_json::Value,
 ) -> Option<ReadsAs> {
     let event = namespace.parse_event(subject)?;
-    let schemas = app
-        .aggregate_schemas()
+    let schemas = schemas
         .iter()
         .find(|s| s.aggregate_type == event.aggregate_type)?;
     if version == schemas.event_version {
@@ -132,41 +132,40 @@ fn valid_filter(filter: &str) -> bool {
     })
 }
 
-/// Prints events on subjects matching `filter` (written without the subject
-/// prefix) as they are stored (or all of them with `from_start`), until
-/// `count` were printed or forever. Only this namespace's event streams are
-/// followed. Exit 2 for an invalid filter, 3 when NATS fails.
-pub(crate) async fn tail(
+/// The events on subjects matching `filter` (written without the subject
+/// prefix) as they are stored (or all of them with `from_start`), merged
+/// from one ordered consumer per event stream of `namespace` it touches.
+pub(crate) async fn follow(
     app: &App,
-    config: &Config,
-    nats_url: Option<&str>,
+    client: async_nats::Client,
+    namespace: &Namespace,
     filter: &str,
     from_start: bool,
-    count: Option<u64>,
-) -> ExitCode {
+) -> Result<impl futures::Stream<Item = TailedEvent> + Send + 'static, OpError> {
     if !valid_filter(filter) {
-        eprintln!("jetsource tail: {filter:?} is not a subject filter");
-        return ExitCode::from(2);
+        return Err(OpError::new(
+            OpErrorKind::InvalidInput,
+            format!("{filter:?} is not a subject filter"),
+        ));
     }
-    let namespace = match namespace(config, "tail") {
-        Ok(namespace) => namespace,
-        Err(code) => return code,
-    };
     let filter = namespace.subject(filter);
     let filter = filter.as_str();
-    let client = match client_connection(config, nats_url, "tail").await {
-        Ok(client) => client,
-        Err(code) => return code,
+    let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+        OpError::new(OpErrorKind::Unavailable, format!("{what}: {e}"))
     };
-    let keys = KeyRing::new(client.clone(), &namespace, 1, Duration::from_secs(5));
+    // Sealed personal fields shown opened, or as their redaction value.
+    let keys = std::sync::Arc::new(KeyRing::new(
+        client.clone(),
+        namespace,
+        1,
+        Duration::from_secs(5),
+    ));
     let js = jetstream::new(client);
-    let infos: Vec<jetstream::stream::Info> = match js.streams().try_collect().await {
-        Ok(infos) => infos,
-        Err(e) => {
-            eprintln!("jetsource tail: listing streams: {e}");
-            return ExitCode::from(3);
-        }
-    };
+    let infos: Vec<jetstream::stream::Info> = js
+        .streams()
+        .try_collect()
+        .await
+        .map_err(|e| unavailable("listing streams", &e))?;
     let mut merged = futures::stream::SelectAll::new();
     for info in infos {
         // Follow only event streams, each with the narrower of the two
@@ -194,74 +193,114 @@ pub(crate) async fn tail(
             },
             ..Default::default()
         };
-        let created = match js.get_stream(&info.config.name).await {
-            Ok(stream) => stream.create_consumer(consumer).await,
-            Err(e) => {
-                eprintln!("jetsource tail: {}: {e}", info.config.name);
-                return ExitCode::from(3);
-            }
-        };
-        let messages = match created {
-            Ok(consumer) => consumer.messages().await,
-            Err(e) => {
-                eprintln!("jetsource tail: {}: {e}", info.config.name);
-                return ExitCode::from(3);
-            }
-        };
-        match messages {
-            Ok(messages) => merged.push(messages.boxed()),
-            Err(e) => {
-                eprintln!("jetsource tail: {}: {e}", info.config.name);
-                return ExitCode::from(3);
-            }
-        }
+        let name = &info.config.name;
+        let stream = js
+            .get_stream(name)
+            .await
+            .map_err(|e| unavailable(name, &e))?;
+        let consumer = stream
+            .create_consumer(consumer)
+            .await
+            .map_err(|e| unavailable(name, &e))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable(name, &e))?;
+        merged.push(messages.boxed());
     }
     if merged.is_empty() {
-        eprintln!("jetsource tail: no event stream holds {filter}");
-        return ExitCode::from(3);
+        return Err(OpError::new(
+            OpErrorKind::Unavailable,
+            format!("no event stream holds {filter}"),
+        ));
     }
+    let schemas: std::sync::Arc<Vec<_>> = std::sync::Arc::new(app.aggregate_schemas().to_vec());
+    let namespace = namespace.clone();
+    Ok(merged.filter_map(move |message| {
+        let (schemas, namespace, keys) = (schemas.clone(), namespace.clone(), keys.clone());
+        async move {
+            match message {
+                Ok(message) => {
+                    let payload =
+                        revealed(&keys, &namespace, &message.subject, &message.payload).await;
+                    tailed(&schemas, &namespace, &message, &payload)
+                }
+                // The ordered consumer recreates itself from the last sequence.
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer trouble; it recovers");
+                    None
+                }
+            }
+        }
+    }))
+}
+
+/// One stored message as an event, headers and body read.
+fn tailed(
+    schemas: &[crate::app::AggregateSchemas],
+    namespace: &Namespace,
+    message: &jetstream::Message,
+    payload: &[u8],
+) -> Option<TailedEvent> {
+    let info = message.info().ok()?;
+    let headers: std::collections::BTreeMap<String, String> = message
+        .headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .filter_map(|(name, values)| {
+            values
+                .first()
+                .map(|v| (name.to_string(), v.as_str().to_string()))
+        })
+        .collect();
+    let body = serde_json::from_slice(payload).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(payload).into_owned())
+    });
+    let version = headers
+        .get(headers::EVENT_VERSION)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    Some(TailedEvent {
+        stream: info.stream.to_string(),
+        seq: info.stream_sequence,
+        subject: message.subject.to_string(),
+        command_id: headers.get(headers::COMMAND_ID).cloned(),
+        reads_as: reads_as(schemas, namespace, &message.subject, version, &body),
+        version,
+        body,
+        headers,
+    })
+}
+
+/// Prints events on subjects matching `filter` (see [`follow`]) until
+/// `count` were printed or forever. Exit 2 for an invalid filter, 3 when
+/// NATS fails.
+pub(crate) async fn tail(
+    app: &App,
+    config: &Config,
+    nats_url: Option<&str>,
+    filter: &str,
+    from_start: bool,
+    count: Option<u64>,
+) -> ExitCode {
+    let namespace = match namespace(config, "tail") {
+        Ok(namespace) => namespace,
+        Err(code) => return code,
+    };
+    let client = match client_connection(config, nats_url, "tail").await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let events = match follow(app, client, &namespace, filter, from_start).await {
+        Ok(events) => events,
+        Err(e) => return super::op::exit("tail", &e),
+    };
+    let mut events = std::pin::pin!(events);
     let pretty = std::io::stdout().is_terminal();
     let mut printed = 0;
     while count.is_none_or(|count| printed < count) {
-        let message = match merged.next().await {
-            Some(Ok(message)) => message,
-            // The ordered consumer recreates itself from the last sequence.
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "consumer trouble; it recovers");
-                continue;
-            }
-            None => break,
-        };
-        let Ok(info) = message.info() else {
-            continue;
-        };
-        let headers: std::collections::BTreeMap<String, String> = message
-            .headers
-            .iter()
-            .flat_map(|h| h.iter())
-            .filter_map(|(name, values)| {
-                values
-                    .first()
-                    .map(|v| (name.to_string(), v.as_str().to_string()))
-            })
-            .collect();
-        let payload = revealed(&keys, &namespace, &message.subject, &message.payload).await;
-        let body = serde_json::from_slice(&payload).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&payload).into_owned())
-        });
-        let version = headers
-            .get(headers::EVENT_VERSION)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        let event = TailedEvent {
-            stream: info.stream.to_string(),
-            seq: info.stream_sequence,
-            subject: message.subject.to_string(),
-            command_id: headers.get(headers::COMMAND_ID).cloned(),
-            reads_as: reads_as(app, &namespace, &message.subject, version, &body),
-            version,
-            body,
-            headers,
+        let Some(event) = events.next().await else {
+            break;
         };
         if pretty {
             let read = match &event.reads_as {
@@ -319,6 +358,28 @@ async fn revealed(
     }
 }
 
+/// An aggregate's state after its events up to `to_seq`: the `rewind`
+/// fold, for a type `app` hosts.
+pub(crate) async fn rewound(
+    app: &App,
+    store: &EventStore,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    to_seq: Option<u64>,
+) -> Result<crate::rewind::Rewound, crate::rewind::RewindError> {
+    if !app.aggregate_types().contains(&aggregate_type) {
+        return Err(crate::rewind::RewindError::new(
+            RewindErrorKind::InvalidInput,
+            format!(
+                "unknown aggregate type {aggregate_type:?}; known: {}",
+                app.aggregate_types().join(", ")
+            ),
+        ));
+    }
+    app.rewind(store, aggregate_type, aggregate_id, to_seq)
+        .await
+}
+
 /// Prints an aggregate's state after its events up to `to_seq`. Exit 0
 /// when it has events, 1 when it has none (up to `to_seq`), 2 for an
 /// unknown type or invalid id, 3 when the store is unreachable.
@@ -331,13 +392,6 @@ pub(crate) async fn rewind(
     to_seq: Option<u64>,
     timeout: u64,
 ) -> ExitCode {
-    if !app.aggregate_types().contains(&aggregate_type) {
-        eprintln!(
-            "jetsource rewind: unknown aggregate type {aggregate_type:?}; known: {}",
-            app.aggregate_types().join(", ")
-        );
-        return ExitCode::from(2);
-    }
     let namespace = match namespace(config, "rewind") {
         Ok(namespace) => namespace,
         Err(code) => return code,
@@ -353,10 +407,7 @@ pub(crate) async fn rewind(
             return ExitCode::from(3);
         }
     };
-    match app
-        .rewind(&store, aggregate_type, aggregate_id, to_seq)
-        .await
-    {
+    match rewound(app, &store, aggregate_type, aggregate_id, to_seq).await {
         Ok(rewound) => {
             if let Some(asked) = rewound.snapped_from {
                 eprintln!(
@@ -385,7 +436,7 @@ pub(crate) async fn rewind(
 
 /// One stream as `streams` prints it.
 #[derive(Debug, Serialize)]
-struct StreamSummary {
+pub(crate) struct StreamSummary {
     name: String,
     subjects: Vec<String>,
     messages: u64,
@@ -446,29 +497,21 @@ fn table(summaries: &[StreamSummary]) -> String {
     out
 }
 
-/// Prints the streams of this namespace (per the subject prefix): what each
-/// holds, how big it is, which contract version it names. Exit 3 when NATS
-/// fails.
-pub(crate) async fn streams(config: &Config, nats_url: Option<&str>) -> ExitCode {
-    let namespace = match namespace(config, "streams") {
-        Ok(namespace) => namespace,
-        Err(code) => return code,
-    };
-    let client = match client_connection(config, nats_url, "streams").await {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
+/// The streams of `namespace` (per the subject prefix): what each holds,
+/// how big it is, which contract version it names; sorted by name.
+pub(crate) async fn stream_summaries(
+    client: async_nats::Client,
+    namespace: &Namespace,
+) -> Result<Vec<StreamSummary>, OpError> {
     let js = jetstream::new(client);
-    let infos: Vec<jetstream::stream::Info> = match js.streams().try_collect().await {
-        Ok(infos) => infos,
-        Err(e) => {
-            eprintln!("jetsource streams: {e}");
-            return ExitCode::from(3);
-        }
-    };
+    let infos: Vec<jetstream::stream::Info> = js
+        .streams()
+        .try_collect()
+        .await
+        .map_err(|e| OpError::with_source(OpErrorKind::Unavailable, e))?;
     let mut summaries: Vec<StreamSummary> = infos
         .into_iter()
-        .filter(|info| in_namespace(&namespace, &info.config.name))
+        .filter(|info| in_namespace(namespace, &info.config.name))
         .map(|info| StreamSummary {
             events: info.config.name.starts_with(namespace.stream_prefix()),
             contract: info.config.metadata.get(CONTRACT_METADATA_KEY).cloned(),
@@ -483,6 +526,24 @@ pub(crate) async fn streams(config: &Config, nats_url: Option<&str>) -> ExitCode
         })
         .collect();
     summaries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(summaries)
+}
+
+/// Prints the streams of this namespace ([`stream_summaries`]). Exit 3
+/// when NATS fails.
+pub(crate) async fn streams(config: &Config, nats_url: Option<&str>) -> ExitCode {
+    let namespace = match namespace(config, "streams") {
+        Ok(namespace) => namespace,
+        Err(code) => return code,
+    };
+    let client = match client_connection(config, nats_url, "streams").await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let summaries = match stream_summaries(client, &namespace).await {
+        Ok(summaries) => summaries,
+        Err(e) => return super::op::exit("streams", &e),
+    };
     if std::io::stdout().is_terminal() {
         print!("{}", table(&summaries));
     } else {

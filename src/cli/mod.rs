@@ -17,6 +17,7 @@
 //! - `inspect.rs`: `tail`, `rewind`, `streams`.
 //! - `read.rs`: `query`, a projection's answers.
 //! - `forget.rs`: `forget`, destroying an aggregate's data key.
+//! - [`op`]: the failures of what the CLI and the console share.
 
 // The flags' doc comments are their `--help` texts, which name settings
 // as `[section] key`, not intra-doc links.
@@ -25,10 +26,11 @@
 pub mod client;
 mod forget;
 mod help;
-mod inspect;
+pub(crate) mod inspect;
+pub mod op;
 mod process;
 mod read;
-mod send;
+pub(crate) mod send;
 
 use crate::app::{self, App};
 use crate::config::Config;
@@ -128,6 +130,10 @@ pub enum Command {
         /// ([observability] metrics_addr, JETSOURCE_METRICS_ADDR; "off" disables).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<String>,
+        /// Serve the web console here, for example 127.0.0.1:9465 ([console] addr,
+        /// JETSOURCE_CONSOLE_ADDR; "off", the default, disables; not loopback: [console] token required).
+        #[arg(long, value_name = "ADDR")]
+        console_addr: Option<String>,
     },
     /// Send one command and print the reply.
     Send {
@@ -506,6 +512,7 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
             error_capacity,
             roles,
             metrics_addr,
+            console_addr,
         } => {
             let mut config = config;
             if let Some(roles) = roles {
@@ -519,6 +526,7 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                     error_capacity,
                 ),
                 ("--metrics-addr", "observability.metrics_addr", metrics_addr),
+                ("--console-addr", "console.addr", console_addr),
             ];
             let set = flags
                 .into_iter()

@@ -21,6 +21,41 @@ pub(crate) struct SendArgs {
     pub(crate) no_wait: bool,
 }
 
+/// One command, as `send` and the console send it.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) aggregate_type: &'a str,
+    pub(crate) aggregate_id: &'a str,
+    pub(crate) command: &'a str,
+    pub(crate) body: String,
+    pub(crate) command_id: Option<String>,
+    pub(crate) expected_seq: Option<u64>,
+    pub(crate) timeout: std::time::Duration,
+}
+
+/// Sends `outgoing` under `namespace` and waits for its reply.
+pub(crate) async fn send_one(
+    client: async_nats::Client,
+    namespace: jetsource_schemas::Namespace,
+    outgoing: Outgoing<'_>,
+) -> Result<jetsource_schemas::CommandReply, jetsource_client::SendError> {
+    let options = SendOptions {
+        command_id: outgoing.command_id,
+        expected_seq: outgoing.expected_seq,
+        ..SendOptions::default()
+    };
+    CommandClient::new(client)
+        .with_namespace(namespace)
+        .with_timeout(outgoing.timeout)
+        .send(
+            outgoing.aggregate_type,
+            outgoing.aggregate_id,
+            outgoing.command,
+            outgoing.body,
+            &options,
+        )
+        .await
+}
+
 /// Sends one command. Exit 0 accepted (or sent, with `--no-wait`), 1
 /// rejected, 2 invalid input, 3 NATS unreachable or no reply.
 pub(crate) async fn send(config: &Config, args: SendArgs) -> ExitCode {
@@ -65,10 +100,10 @@ pub(crate) async fn send(config: &Config, args: SendArgs) -> ExitCode {
         expected_seq,
         ..SendOptions::default()
     };
-    let sender = CommandClient::new(client)
-        .with_namespace(namespace)
-        .with_timeout(std::time::Duration::from_secs(timeout));
     if no_wait {
+        let sender = CommandClient::new(client)
+            .with_namespace(namespace)
+            .with_timeout(std::time::Duration::from_secs(timeout));
         return match sender
             .publish(&aggregate_type, &aggregate_id, &command, body, &options)
             .await
@@ -90,10 +125,16 @@ pub(crate) async fn send(config: &Config, args: SendArgs) -> ExitCode {
             }
         };
     }
-    match sender
-        .send(&aggregate_type, &aggregate_id, &command, body, &options)
-        .await
-    {
+    let outgoing = Outgoing {
+        aggregate_type: &aggregate_type,
+        aggregate_id: &aggregate_id,
+        command: &command,
+        body,
+        command_id: options.command_id,
+        expected_seq,
+        timeout: std::time::Duration::from_secs(timeout),
+    };
+    match send_one(client, namespace, outgoing).await {
         Ok(reply) => {
             print_json(&reply);
             if reply.is_accepted() {

@@ -24,8 +24,8 @@ mod tests;
 pub use env::ENV_OVERRIDES;
 pub use error::ConfigError;
 pub use sections::{
-    EmbeddedConfig, FeedbackSection, NatsConfig, ObservabilityConfig, ProjectorsSection, Roles,
-    RunConfig, ROLES,
+    ConsoleConfig, EmbeddedConfig, FeedbackSection, NatsConfig, ObservabilityConfig,
+    ProjectorsSection, Roles, RunConfig, ROLES,
 };
 
 use crate::auth::Auth;
@@ -73,6 +73,8 @@ pub struct Config {
     pub run: RunConfig,
     /// Metrics and health over HTTP.
     pub observability: ObservabilityConfig,
+    /// The web console.
+    pub console: ConsoleConfig,
 }
 
 /// A library type's refusal, as the setting `section.key`.
@@ -119,6 +121,7 @@ impl Config {
         self.projectors()?;
         self.roles()?;
         self.metrics_addr()?;
+        self.console_addr()?;
         Ok(())
     }
 
@@ -160,6 +163,33 @@ impl Config {
                 format!("{addr:?} is not an address like 127.0.0.1:9464 (or \"off\")"),
             )
         })
+    }
+
+    /// The console's address; `None` when `off`. An address other than
+    /// loopback needs `[console] token`: the console acts with this
+    /// process's credentials.
+    pub fn console_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let addr = self.console.addr.trim();
+        if addr.eq_ignore_ascii_case("off") || addr.is_empty() {
+            return Ok(None);
+        }
+        let parsed: std::net::SocketAddr = addr.parse().map_err(|_| {
+            ConfigError::invalid(
+                "console.addr",
+                format!("{addr:?} is not an address like 127.0.0.1:9465 (or \"off\")"),
+            )
+        })?;
+        let token = self.console.token.as_ref().map(|t| t.expose().trim());
+        if token.is_some_and(str::is_empty) {
+            return Err(ConfigError::invalid("console.token", "empty"));
+        }
+        if !parsed.ip().is_loopback() && token.is_none() {
+            return Err(ConfigError::invalid(
+                "console.token",
+                format!("required when console.addr ({addr}) is not a loopback address"),
+            ));
+        }
+        Ok(Some(parsed))
     }
 
     /// The NATS URL: `flag`, then `$JETSOURCE_NATS_URL`, `$NATS_URL`, then

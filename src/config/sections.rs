@@ -206,3 +206,26 @@ impl Default for ObservabilityConfig {
         }
     }
 }
+
+/// `[console]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Where `jetsource run` serves the web console, for example
+    /// `127.0.0.1:9465`, or `off` (the default: the console acts with this
+    /// process's NATS credentials, so nobody gets it without asking).
+    pub addr: String,
+    /// The token a browser must present (`Authorization: Bearer`, or the
+    /// page's sign-in) when `addr` is not a loopback address; required
+    /// then, optional on loopback.
+    pub token: Option<Secret>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            addr: "off".into(),
+            token: None,
+        }
+    }
+}

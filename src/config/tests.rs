@@ -335,7 +335,7 @@ fn the_shipped_file_documents_every_key() {
             documented.insert(format!("{section}.{key}"));
         }
     }
-    let sections: [(&str, &[&[&str]]); 10] = [
+    let sections: [(&str, &[&[&str]]); 11] = [
         ("nats", &[&["url", "subject_prefix"]]),
         ("nats.auth", &[keys::<crate::auth::AuthConfig>()]),
         ("nats.tls", &[keys::<crate::auth::TlsConfig>()]),
@@ -357,6 +357,7 @@ fn the_shipped_file_documents_every_key() {
         ),
         ("run", &[keys::<RunConfig>()]),
         ("observability", &[keys::<ObservabilityConfig>()]),
+        ("console", &[keys::<ConsoleConfig>()]),
     ];
     let mut expected = std::collections::BTreeSet::new();
     for (section, types) in sections {

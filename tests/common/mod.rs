@@ -8,15 +8,19 @@
 //!   projectors, and `app::run`, in this process.
 //! - `process`: the `jetsource` binary as a child process.
 //! - `postgres`: a fresh PostgreSQL database per test.
+//! - `browser`: headless Chromium over WebDriver.
 //! - `client`: sending commands and reading their replies.
 //! - `http`: the HTTP endpoints, read by hand.
+//! - `metrics`: `/metrics` parsed into series.
 //! - `query`: projection and feedback queries.
 //! - `store`: the event store and streams by hand.
 //! - `wait`: polling a condition until a deadline.
 #![allow(dead_code, unreachable_pub)]
 
+mod browser;
 mod client;
 mod http;
+mod metrics;
 mod postgres;
 mod process;
 mod query;
@@ -28,5 +32,6 @@ mod wait;
 // A binary uses what it needs of these.
 #[allow(unused_imports)]
 pub use {
-    client::*, http::*, postgres::*, process::*, query::*, runtime::*, server::*, store::*, wait::*,
+    browser::*, client::*, http::*, metrics::*, postgres::*, process::*, query::*, runtime::*,
+    server::*, store::*, wait::*,
 };
