@@ -209,6 +209,16 @@ async fn the_console_sends_shows_rewinds_and_reports() {
     )
     .await;
     text_when(client, "#parked-list", "its parked events", |t| t == "none").await;
+    // The process manager beside them, read from JetStream: live, nothing
+    // waiting (no post was scheduled), nothing parked.
+    let publishing = text_when(
+        client,
+        "#processes-table tr[data-process-manager=publishing]",
+        "the process manager",
+        |t| t.contains("live") && t.contains("EVT_BLOGPOST"),
+    )
+    .await;
+    assert!(publishing.contains("0 parked"), "{publishing}");
     screenshot(client, "projectors").await;
 
     click(client, "nav a[data-view=streams]").await;

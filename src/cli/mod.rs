@@ -28,7 +28,7 @@ mod forget;
 mod help;
 pub(crate) mod inspect;
 pub mod op;
-mod process;
+pub(crate) mod process;
 mod read;
 pub(crate) mod send;
 

@@ -5,6 +5,8 @@ use crate::app::App;
 use crate::cli::client::namespace;
 use crate::cli::{client_connection, print_json};
 use crate::config::Config;
+use jetsource_process::status::ProcessStatus;
+use jetsource_process::ProcessError;
 use std::process::ExitCode;
 
 /// `jetsource process status`: one status per hosted process manager.
@@ -17,25 +19,38 @@ pub(crate) async fn status(app: &App, config: &Config, nats_url: Option<&str>) -
         Ok(client) => client,
         Err(code) => return code,
     };
-    let mut report = Vec::new();
-    for manager in app.process_managers() {
-        match jetsource_process::status::status(
-            &client,
-            &namespace,
-            manager.name,
-            &manager.aggregate_types,
-        )
-        .await
-        {
-            Ok(status) => report.push(status),
-            Err(e) => {
-                eprintln!("jetsource process status: {}: {e}", manager.name);
-                return ExitCode::from(3);
-            }
+    match statuses(app, &client, &namespace).await {
+        Ok(report) => {
+            print_json(&serde_json::json!({ "process_managers": report }));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jetsource process status: {e}");
+            ExitCode::from(3)
         }
     }
-    print_json(&serde_json::json!({ "process_managers": report }));
-    ExitCode::SUCCESS
+}
+
+/// The status of every process manager `app` hosts (what `process status`
+/// prints and the console shows).
+pub(crate) async fn statuses(
+    app: &App,
+    client: &async_nats::Client,
+    namespace: &jetsource_schemas::Namespace,
+) -> Result<Vec<ProcessStatus>, ProcessError> {
+    let mut report = Vec::new();
+    for manager in app.process_managers() {
+        report.push(
+            jetsource_process::status::status(
+                client,
+                namespace,
+                manager.name,
+                &manager.aggregate_types,
+            )
+            .await?,
+        );
+    }
+    Ok(report)
 }
 
 /// `jetsource process parked <name>`: the triggers parked for it.

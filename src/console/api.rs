@@ -239,6 +239,37 @@ pub(super) async fn projectors(State(console): State<Arc<Console>>) -> Response 
     }
 }
 
+/// `jetsource process status`.
+pub(super) async fn process_managers(State(console): State<Arc<Console>>) -> Response {
+    match crate::cli::process::statuses(&console.app, &console.client, &console.namespace).await {
+        Ok(report) => Json(json!({ "process_managers": report })).into_response(),
+        Err(e) => failed(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e),
+    }
+}
+
+/// `jetsource process parked <name>`.
+pub(super) async fn process_parked(
+    State(console): State<Arc<Console>>,
+    Path(name): Path<String>,
+) -> Response {
+    if !console
+        .app
+        .process_managers()
+        .iter()
+        .any(|m| m.name == name)
+    {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such process manager" })),
+        )
+            .into_response();
+    }
+    match jetsource_process::parked::list(&console.client, &console.namespace, &name).await {
+        Ok(parked) => Json(json!({ "process_manager": name, "parked": parked })).into_response(),
+        Err(e) => failed(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e),
+    }
+}
+
 /// `jetsource projector parked <name>`.
 pub(super) async fn parked(
     State(console): State<Arc<Console>>,

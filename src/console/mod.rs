@@ -86,6 +86,8 @@ pub fn router(console: Arc<Console>) -> Router {
             get(api::errors),
         )
         .route("/api/projectors", get(api::projectors))
+        .route("/api/process-managers", get(api::process_managers))
+        .route("/api/process-parked/{name}", get(api::process_parked))
         .route("/api/parked/{name}", get(api::parked))
         .route("/api/replay-parked/{name}", post(api::replay_parked))
         .route("/api/tail", get(live::tail))

@@ -21,12 +21,13 @@ pub fn blog_app() -> App {
 }
 
 /// The application the `jetsource` binary hosts: the blog and account
-/// aggregates and the `blogposts` projection.
+/// aggregates, the `blogposts` projection and scheduled publishing.
 pub fn reference_app() -> App {
     App::new()
         .aggregate::<BlogPost>()
         .aggregate::<jetsource_reference::account::Account>()
         .documents(|| jetsource_reference::blogposts::BlogPosts)
+        .process_manager(|| jetsource_reference::publishing::ScheduledPublishing)
 }
 
 /// A command runtime on its own connection, serving (subscribed, and

@@ -279,8 +279,41 @@ async function loadProjectors() {
       }
     }
   } catch (e) { $("projectors-error").textContent = e.message; }
+  loadProcessManagers();
 }
 $("projectors-refresh").addEventListener("click", loadProjectors);
+
+async function loadProcessManagers() {
+  $("processes-error").textContent = "";
+  try {
+    const report = await api("/api/process-managers");
+    const body = clear($("processes-table"));
+    for (const m of report.process_managers) {
+      const consumers = m.consumers.length ? m.consumers : [{}];
+      consumers.forEach((c, i) => {
+        const row = body.insertRow();
+        row.dataset.processManager = m.name;
+        cell(row, i ? "" : m.name); cell(row, i ? "" : m.phase);
+        cell(row, c.stream ?? "-"); cell(row, c.applied_seq ?? "", "num"); cell(row, c.stream_last_seq ?? "", "num");
+        cell(row, c.pending ?? "", "num"); cell(row, c.in_hand ?? "", "num");
+        cell(row, i ? "" : m.instances, "num"); cell(row, i ? "" : m.pending_deadlines, "num");
+        if (i) { cell(row, ""); return; }
+        const button = document.createElement("button");
+        button.type = "button"; button.textContent = `${m.parked} parked`;
+        button.addEventListener("click", () => loadProcessParked(m.name));
+        cell(row, button);
+      });
+    }
+  } catch (e) { $("processes-error").textContent = e.message; }
+}
+
+async function loadProcessParked(name) {
+  const out = $("process-parked"); out.hidden = false;
+  try {
+    const answer = await api(`/api/process-parked/${encodeURIComponent(name)}`);
+    out.textContent = `${name}: ` + (answer.parked.length ? JSON.stringify(answer.parked, null, 2) : "none parked");
+  } catch (e) { out.textContent = e.message; }
+}
 
 async function loadParked(name) {
   $("parked").hidden = false; $("parked-name").textContent = name;
