@@ -3,7 +3,8 @@
 //! form built from its JSON Schema, its reply, its events in the live tail
 //! and the aggregate's history, the state moved back to an earlier
 //! sequence, a rejection in the error cache (listed and live), the
-//! projector's lag. Each view's screenshot is written to `docs/console/`.
+//! projector's lag. Each view's screenshot is written to the test's temp
+//! folder, and to `docs/console/` with `JETSOURCE_SCREENSHOTS=docs`.
 
 mod common;
 
@@ -55,10 +56,20 @@ async fn choose(client: &Client, css: &str, value: &str) {
         .unwrap_or_else(|e| panic!("choose {value} in {css}: {e}"));
 }
 
+/// Writes the view's screenshot under the test's temp folder, and into
+/// `docs/console/` when `JETSOURCE_SCREENSHOTS=docs` (refreshing the
+/// docs is a choice, not a side effect of every test run).
 async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("a screenshot");
-    let path = format!("{}/docs/console/{name}.png", env!("CARGO_MANIFEST_DIR"));
-    std::fs::write(&path, png).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut dirs = vec![format!("{}/console", env!("CARGO_TARGET_TMPDIR"))];
+    if std::env::var("JETSOURCE_SCREENSHOTS").as_deref() == Ok("docs") {
+        dirs.push(format!("{}/docs/console", env!("CARGO_MANIFEST_DIR")));
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        let path = format!("{dir}/{name}.png");
+        std::fs::write(&path, &png).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
 }
 
 /// Sends `command` to blog post `id` through the form and returns the reply shown.
