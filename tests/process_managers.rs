@@ -124,6 +124,24 @@ async fn published_at(js: &jetstream::Context, id: &str) -> OffsetDateTime {
 
 const DEADLINES: &str = "pm_publishing_deadlines";
 
+/// Waits until the publishing manager has reacted to every deadline that
+/// fired.
+async fn every_fired_deadline_reacted_to(js: &jetstream::Context) {
+    let deadlines = js.get_stream(DEADLINES).await.expect("the deadlines");
+    let fired: jetstream::consumer::PullConsumer = deadlines
+        .get_consumer("pm_publishing")
+        .await
+        .expect("the consumer");
+    eventually("every fired deadline is reacted to", DEADLINE, || {
+        let mut fired = fired.clone();
+        async move {
+            let info = fired.info().await.ok()?;
+            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn posts_are_published_once_at_their_time_and_never_one_unscheduled() {
     let server = NatsServer::new();
@@ -831,19 +849,7 @@ async fn events_redelivered_after_an_instance_ended_do_not_start_it_again() {
         }
     })
     .await;
-    let deadlines = js.get_stream(DEADLINES).await.expect("the deadlines");
-    let fired: jetstream::consumer::PullConsumer = deadlines
-        .get_consumer("pm_publishing")
-        .await
-        .expect("the consumer");
-    eventually("no fired deadline is pending", DEADLINE, || {
-        let mut fired = fired.clone();
-        async move {
-            let info = fired.info().await.ok()?;
-            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-        }
-    })
-    .await;
+    every_fired_deadline_reacted_to(&js).await;
     assert_eq!(
         events_of_type(&runtime, "withdrawn", "BlogPostPublished")
             .await
@@ -895,19 +901,7 @@ async fn a_withdrawal_stored_before_the_time_wins_over_a_deadline_that_came_whil
         })
         .await;
     }
-    let deadlines = js.get_stream(DEADLINES).await.expect("the deadlines");
-    let fired: jetstream::consumer::PullConsumer = deadlines
-        .get_consumer("pm_publishing")
-        .await
-        .expect("the consumer");
-    eventually("every fired deadline is reacted to", DEADLINE, || {
-        let mut fired = fired.clone();
-        async move {
-            let info = fired.info().await.ok()?;
-            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-        }
-    })
-    .await;
+    every_fired_deadline_reacted_to(&js).await;
     for post in &posts {
         assert_eq!(
             events_of_type(&runtime, post, "BlogPostPublished").await.0,

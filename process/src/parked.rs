@@ -14,10 +14,11 @@ use serde::{Deserialize, Serialize};
 /// Where parked triggers' keys start.
 pub const PARKED_PREFIX: &str = "parked.";
 
-/// How much of a parked trigger's body its record keeps: the record must
-/// fit in one KV value whatever the message's size (the message stays
-/// whole in its stream).
-pub const PARKED_BODY_BYTES: usize = 16 * 1024;
+use jetsource_projector::parked::kept_body;
+/// How much of a parked trigger's body its record keeps, as for a
+/// projector's parked event: the record must fit in one KV value whatever
+/// the message's size (the message stays whole in its stream).
+pub use jetsource_projector::parked::PARKED_BODY_BYTES;
 
 /// One parked trigger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,19 +41,6 @@ pub struct ParkedTrigger {
 
 fn key(stream: &str, seq: u64) -> String {
     format!("{PARKED_PREFIX}{stream}.{seq}")
-}
-
-/// `body` as text, cut to [`PARKED_BODY_BYTES`] at a character boundary.
-fn kept_body(body: &[u8]) -> String {
-    let body = String::from_utf8_lossy(body);
-    if body.len() <= PARKED_BODY_BYTES {
-        return body.into_owned();
-    }
-    let mut cut = PARKED_BODY_BYTES;
-    while !body.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}… (cut: {} bytes in all)", &body[..cut], body.len())
 }
 
 /// Parks `message` (again, when it was: the key is its position).
@@ -133,19 +121,5 @@ pub async fn list(
         Ok(kv) => list_from(&kv).await,
         Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket => Ok(Vec::new()),
         Err(e) => Err(Error::with_source(ProcessErrorKind::JetStream, e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_long_body_is_cut_at_a_character_boundary() {
-        let long = "é".repeat(PARKED_BODY_BYTES);
-        let kept = kept_body(long.as_bytes());
-        assert!(kept.len() < PARKED_BODY_BYTES + 100, "{}", kept.len());
-        assert!(kept.contains("cut"));
-        assert_eq!(kept_body(b"{\"a\":1}"), "{\"a\":1}");
     }
 }

@@ -36,8 +36,10 @@ pub struct ParkedEvent {
 /// in one KV value whatever the event's size.
 pub const PARKED_BODY_BYTES: usize = 16 * 1024;
 
-/// `body`, cut to [`PARKED_BODY_BYTES`] at a character boundary, saying so.
-fn kept_body(body: &[u8]) -> String {
+/// `body`, cut to [`PARKED_BODY_BYTES`] at a character boundary, saying so:
+/// what a parked record keeps of a message (projectors' and process
+/// managers').
+pub fn kept_body(body: &[u8]) -> String {
     let body = String::from_utf8_lossy(body);
     if body.len() <= PARKED_BODY_BYTES {
         return body.into_owned();
