@@ -49,6 +49,13 @@ fn fold(view: &mut AccountView, event: AccountEvent) {
             view.balance -= amount as i64
         }
         AccountEvent::TransferReceived { amount, .. } => view.balance += amount as i64,
+        AccountEvent::PaymentOffered { amount, .. } => view.balance -= amount as i64,
+        AccountEvent::PaymentAccepted { amount, .. }
+        | AccountEvent::PaymentRefunded { amount, .. } => view.balance += amount as i64,
+        AccountEvent::PaymentPresented { .. }
+        | AccountEvent::PaymentDeclined { .. }
+        | AccountEvent::PaymentExpired { .. }
+        | AccountEvent::PaymentSettled { .. } => {}
     }
     view.events += 1;
 }

@@ -2,16 +2,26 @@
 //! concurrency must never break — the balance never goes negative.
 //!
 //! Commands: `open {owner}`, `deposit {amount}`, `withdraw {amount}`,
-//! `transfer {to, amount}`; amounts are positive integers (cents, say).
-//! Events: `AccountOpened`, `MoneyDeposited`, `MoneyWithdrawn`, and for a
+//! `transfer {to, amount}`, and a payment's steps (`offer_payment` and the
+//! others of [`payment`]); amounts are positive integers (cents, say).
+//! Events: `AccountOpened`, `MoneyDeposited`, `MoneyWithdrawn`, for a
 //! transfer `TransferSent` on the source and `TransferReceived` on the
-//! target, appended together or not at all.
+//! target, appended together or not at all, and a payment's `Payment…`.
 //!
 //! A transfer decides over both accounts (it [`Aggregate::involves`] the
 //! target): the source's balance must cover it and the target must be
 //! open, and both are checked again at commit, so no interleaving of
 //! transfers, deposits and withdrawals makes money appear, vanish or go
 //! below zero.
+//!
+//! A payment is the other way to move money, one step at a time, for when
+//! the payee must agree and may never answer: see [`payment`] for its
+//! commands and events, and [`crate::payments`] for the process manager
+//! that carries it through and refunds it when it fails.
+
+pub mod payment;
+
+pub use payment::{Offered, Presented};
 
 use jetsource_handlers::{Aggregate, Rejection};
 use jetsource_schemas::personal::PersonalData;
@@ -27,6 +37,14 @@ pub struct Account {
     /// Personal data: stored sealed, `[forgotten]` once forgotten. No
     /// decision reads it, so a forgotten owner changes no decision.
     owner: String,
+    /// Payments this account offered that are not settled or refunded
+    /// yet, by payment id: their money is held, out of the balance.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    offered: BTreeMap<String, Offered>,
+    /// Payments offered to this account, waiting for it to accept or
+    /// decline them, by payment id.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    presented: BTreeMap<String, Presented>,
 }
 
 impl Account {
@@ -38,6 +56,16 @@ impl Account {
     /// The owner, or [`jetsource_schemas::personal::REDACTED`] once forgotten.
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    /// The payments it offered and holds the money of.
+    pub fn offered(&self) -> &BTreeMap<String, Offered> {
+        &self.offered
+    }
+
+    /// The payments waiting for it to accept or decline them.
+    pub fn presented(&self) -> &BTreeMap<String, Presented> {
+        &self.presented
     }
 }
 
@@ -66,6 +94,57 @@ pub enum AccountCommand {
         to: String,
         /// A positive amount.
         amount: u64,
+    },
+    /// Offers a payment to another account, which may accept it within
+    /// `accept_within_secs`; its money is held until then.
+    OfferPayment {
+        /// The payment's id, `[A-Za-z0-9_-]{1,64}`: it names the payment
+        /// everywhere (use a UUID), not only on this account.
+        payment: String,
+        /// The account paid (this one too: the money goes round).
+        to: String,
+        /// A positive amount.
+        amount: u64,
+        /// How long the payee has to accept, 1 to 2,592,000 seconds.
+        accept_within_secs: u64,
+    },
+    /// The payment's step on the payee: records it as waiting. Sent by the
+    /// `payments` process manager.
+    PresentPayment {
+        /// The payment's id.
+        payment: String,
+        /// The account paying.
+        from: String,
+        /// How much.
+        amount: u64,
+    },
+    /// Takes a payment waiting here: the money comes in.
+    AcceptPayment {
+        /// The payment's id.
+        payment: String,
+    },
+    /// Turns a payment waiting here down.
+    DeclinePayment {
+        /// The payment's id.
+        payment: String,
+    },
+    /// Withdraws a payment still waiting here once its time ran out. Sent
+    /// by the `payments` process manager.
+    ExpirePayment {
+        /// The payment's id.
+        payment: String,
+    },
+    /// Gives a payer the money of a payment that failed back. Sent by the
+    /// `payments` process manager.
+    RefundPayment {
+        /// The payment's id.
+        payment: String,
+    },
+    /// Closes a payment the payee accepted on the payer's side. Sent by the
+    /// `payments` process manager.
+    SettlePayment {
+        /// The payment's id.
+        payment: String,
     },
 }
 
@@ -100,6 +179,68 @@ pub enum AccountEvent {
     TransferReceived {
         /// The account paid from.
         from: String,
+        /// How much.
+        amount: u64,
+    },
+    /// A payment was offered; its money is held.
+    PaymentOffered {
+        /// The payment's id.
+        payment: String,
+        /// The account paid.
+        to: String,
+        /// How much.
+        amount: u64,
+        /// How long the payee has to accept, from this event's time.
+        accept_within_secs: u64,
+    },
+    /// A payment is waiting for this account to accept or decline it.
+    PaymentPresented {
+        /// The payment's id.
+        payment: String,
+        /// The account paying.
+        from: String,
+        /// How much.
+        amount: u64,
+    },
+    /// This account took a payment: the money came in.
+    PaymentAccepted {
+        /// The payment's id.
+        payment: String,
+        /// The account that paid.
+        from: String,
+        /// How much.
+        amount: u64,
+    },
+    /// This account turned a payment down.
+    PaymentDeclined {
+        /// The payment's id.
+        payment: String,
+        /// The account that offered it.
+        from: String,
+        /// How much.
+        amount: u64,
+    },
+    /// A payment waiting here ran out of time; it can no longer be
+    /// accepted.
+    PaymentExpired {
+        /// The payment's id.
+        payment: String,
+        /// The account that offered it.
+        from: String,
+        /// How much.
+        amount: u64,
+    },
+    /// A payment this account offered failed: its money is back.
+    PaymentRefunded {
+        /// The payment's id.
+        payment: String,
+        /// How much.
+        amount: u64,
+    },
+    /// A payment this account offered was accepted: its money is gone.
+    PaymentSettled {
+        /// The payment's id.
+        payment: String,
         /// How much.
         amount: u64,
     },
@@ -148,6 +289,13 @@ impl Aggregate for Account {
             AccountCommand::Withdraw { amount } => {
                 Ok(vec![AccountEvent::MoneyWithdrawn { amount }])
             }
+            AccountCommand::OfferPayment { .. }
+            | AccountCommand::PresentPayment { .. }
+            | AccountCommand::AcceptPayment { .. }
+            | AccountCommand::DeclinePayment { .. }
+            | AccountCommand::ExpirePayment { .. }
+            | AccountCommand::RefundPayment { .. }
+            | AccountCommand::SettlePayment { .. } => self.handle_payment(command),
             // Decided over both accounts, by `handle_many`; the runtime
             // never asks `handle` for it.
             AccountCommand::Transfer { .. } => Err(Rejection::validation(
@@ -230,6 +378,13 @@ impl Aggregate for Account {
             AccountEvent::TransferReceived { amount, .. } => {
                 self.balance = self.balance.saturating_add(amount)
             }
+            AccountEvent::PaymentOffered { .. }
+            | AccountEvent::PaymentPresented { .. }
+            | AccountEvent::PaymentAccepted { .. }
+            | AccountEvent::PaymentDeclined { .. }
+            | AccountEvent::PaymentExpired { .. }
+            | AccountEvent::PaymentRefunded { .. }
+            | AccountEvent::PaymentSettled { .. } => self.apply_payment(event),
         }
     }
 }
