@@ -3,8 +3,9 @@
 //!
 //! A projector folds events into a read model someone queries; a process
 //! manager turns events into *commands*: when a post is created, publish it
-//! later unless someone did; when a debit is recorded, credit the other
-//! account, and refund when that is refused. It implements
+//! later unless someone did; when a payment is offered, present it to its
+//! payee, and refund the payer when that is refused or not accepted in
+//! time. It implements
 //! [`ProcessManager`]: it follows the events of one or more aggregate types
 //! (typed, as a [`TypedProjector`](jetsource_projector::TypedProjector)
 //! does: an [`Envelope`](jetsource_projector::Envelope), or an enum of them

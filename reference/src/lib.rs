@@ -11,10 +11,13 @@
 //! - [`blogposts_pg`]: the same read model in a PostgreSQL table, the
 //!   `blogposts_pg` projection.
 //! - [`publishing`]: scheduled publishing, a process manager that
-//!   publishes a post a set delay after its creation.
+//!   publishes a post at the time its `schedule_publish` recorded.
+//! - [`payments`]: a saga that carries a payment between two accounts and
+//!   refunds it when the payee refuses it or does not answer in time.
 
 pub mod account;
 pub mod blog;
 pub mod blogposts;
 pub mod blogposts_pg;
+pub mod payments;
 pub mod publishing;

@@ -321,6 +321,11 @@ async fn handle_until_done<M: ProcessManager>(
             Err(e) => {
                 if e.kind() == ProcessErrorKind::Early {
                     debug!(manager = context.names.name(), subject = %message.subject, error = %e, "deadline waits for older events");
+                } else if e.kind() == ProcessErrorKind::Conflict {
+                    // Two triggers of one instance at once (an event and a
+                    // deadline, each on its consumer): the later write
+                    // lost, and reacts again from the state the other left.
+                    debug!(manager = context.names.name(), subject = %message.subject, error = %e, "instance changed meanwhile; reacting again");
                 } else {
                     warn!(manager = context.names.name(), subject = %message.subject, error = %e, "trigger failed; retrying");
                 }
