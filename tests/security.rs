@@ -751,6 +751,15 @@ async fn least_privilege() {
         .await;
     assert!(refused.is_err(), "a client's forget was answered");
     violation(&mut client_errors, forget).await;
+    // A saga's steps are its process manager's: a client may not refund
+    // itself a payment it made.
+    let refund = "cmd.account.a1.refund_payment";
+    client
+        .publish(refund, r#"{"payment":"p1"}"#.into())
+        .await
+        .expect("published");
+    client.flush().await.expect("flushed");
+    violation(&mut client_errors, refund).await;
     let (privacy, _) = connect_as(&url, "privacy", PRIVACY_PASSWORD).await;
     let answer = privacy
         .request(forget, "".into())

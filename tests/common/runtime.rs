@@ -21,13 +21,15 @@ pub fn blog_app() -> App {
 }
 
 /// The application the `jetsource` binary hosts: the blog and account
-/// aggregates, the `blogposts` projection and scheduled publishing.
+/// aggregates, the `blogposts` projection, scheduled publishing and the
+/// payments saga.
 pub fn reference_app() -> App {
     App::new()
         .aggregate::<BlogPost>()
         .aggregate::<jetsource_reference::account::Account>()
         .documents(|| jetsource_reference::blogposts::BlogPosts)
         .process_manager(|| jetsource_reference::publishing::ScheduledPublishing)
+        .process_manager(|| jetsource_reference::payments::Payments)
 }
 
 /// A command runtime on its own connection, serving (subscribed, and

@@ -7,8 +7,10 @@ use jetsource::embedded;
 use jetsource::projector::document::InMemory;
 use jetsource_client::{CommandClient, SendOptions};
 use jetsource_feedback::Feedback;
+use jetsource_reference::account::Account;
 use jetsource_reference::blog::BlogPost;
 use jetsource_reference::blogposts::BlogPosts;
+use jetsource_reference::payments::Payments;
 use jetsource_reference::publishing::ScheduledPublishing;
 use jetsource_schemas::feedback::FeedbackAnswer;
 use jetsource_schemas::{CommandReply, Namespace};
@@ -57,9 +59,21 @@ impl<W: Write> Tour<'_, W> {
         body: serde_json::Value,
         options: SendOptions,
     ) -> Result<CommandReply, DemoError> {
+        self.send_to(BlogPost::TYPE, id, command, body, options)
+            .await
+    }
+
+    async fn send_to(
+        &mut self,
+        aggregate_type: &str,
+        id: &str,
+        command: &str,
+        body: serde_json::Value,
+        options: SendOptions,
+    ) -> Result<CommandReply, DemoError> {
         let subject = self
             .namespace
-            .command_subject(BlogPost::TYPE, id, command)
+            .command_subject(aggregate_type, id, command)
             .map_err(|e| DemoError::Unexpected(e.to_string()))?;
         let id_note = options
             .command_id
@@ -69,7 +83,7 @@ impl<W: Write> Tour<'_, W> {
         writeln!(self.out, "   -> {subject} {body}{id_note}")?;
         let reply = self
             .client
-            .send(BlogPost::TYPE, id, command, body.to_string(), &options)
+            .send(aggregate_type, id, command, body.to_string(), &options)
             .await?;
         writeln!(
             self.out,
@@ -110,18 +124,26 @@ async fn wait_published(
     store: &jetsource::handlers::store::EventStore,
     id: &str,
 ) -> Result<jetsource::handlers::store::StoredEvent, DemoError> {
+    wait_for_event(store, BlogPost::TYPE, id, "BlogPostPublished").await
+}
+
+/// The first event of `event_type` on aggregate `id`, which a process
+/// manager is to cause, waited for at most 15 s.
+async fn wait_for_event(
+    store: &jetsource::handlers::store::EventStore,
+    aggregate_type: &str,
+    id: &str,
+    event_type: &str,
+) -> Result<jetsource::handlers::store::StoredEvent, DemoError> {
     let started = std::time::Instant::now();
     loop {
-        let events = store.load(BlogPost::TYPE, id, 0).await?;
-        if let Some(published) = events
-            .into_iter()
-            .find(|e| e.event_type() == "BlogPostPublished")
-        {
-            return Ok(published);
+        let events = store.load(aggregate_type, id, 0).await?;
+        if let Some(found) = events.into_iter().find(|e| e.event_type() == event_type) {
+            return Ok(found);
         }
         if started.elapsed() > std::time::Duration::from_secs(15) {
             return Err(DemoError::Unexpected(format!(
-                "{id} was not published at its time"
+                "no {event_type} on {id} in time"
             )));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -159,6 +181,7 @@ pub(crate) async fn run(
     let mut feedback = Feedback::new(client.clone(), feedback_config);
     let app = App::new()
         .aggregate::<BlogPost>()
+        .aggregate::<Account>()
         // In memory: the tour's own process leaves nothing stored behind.
         .projector(|| InMemory::new(BlogPosts));
     let runtime = app
@@ -198,6 +221,16 @@ pub(crate) async fn run(
             ..Default::default()
         },
         ScheduledPublishing,
+    )
+    .await
+    .map_err(|e| DemoError::Unexpected(e.to_string()))?;
+    let payments = jetsource::process::start(
+        client.clone(),
+        jetsource::process::ProcessConfig {
+            namespace: namespace.clone(),
+            ..Default::default()
+        },
+        Payments,
     )
     .await
     .map_err(|e| DemoError::Unexpected(e.to_string()))?;
@@ -438,8 +471,64 @@ pub(crate) async fn run(
         published.subject,
         published.command_id().unwrap_or("-")
     )?;
+    tour.say("A payment is a saga over two accounts, with compensation: the payer's money is held, the `payments` process manager presents it to the payee, and refunds it when the payee does not exist, declines, or does not accept in time. Here the payee never answers: after one second the payment expires on the payee, whose account decides whether it came before an acceptance, and the payer gets the money back.")?;
+    let payer = format!("ada-{}", &run_id[..8]);
+    let payee = format!("bob-{}", &run_id[..8]);
+    let payment = format!("pay-{}", &run_id[8..16]);
+    for (account, owner) in [(&payer, "Ada"), (&payee, "Bob")] {
+        let reply = tour
+            .send_to(
+                Account::TYPE,
+                account,
+                "open",
+                serde_json::json!({ "owner": owner }),
+                SendOptions::default(),
+            )
+            .await?;
+        expect(reply.is_accepted(), "open was not accepted")?;
+    }
+    let reply = tour
+        .send_to(
+            Account::TYPE,
+            &payer,
+            "deposit",
+            serde_json::json!({"amount": 100}),
+            SendOptions::default(),
+        )
+        .await?;
+    expect(reply.is_accepted(), "deposit was not accepted")?;
+    let reply = tour
+        .send_to(
+            Account::TYPE,
+            &payer,
+            "offer_payment",
+            serde_json::json!({"payment": payment, "to": payee, "amount": 40, "accept_within_secs": 1}),
+            SendOptions::default(),
+        )
+        .await?;
+    expect(reply.is_accepted(), "offer_payment was not accepted")?;
+    let refund = wait_for_event(&store, Account::TYPE, &payer, "PaymentRefunded").await?;
+    for account in [&payee, &payer] {
+        for event in store.load(Account::TYPE, account, 0).await? {
+            if event.event_type().starts_with("Payment") {
+                writeln!(
+                    tour.out,
+                    "   #{:<5} {} {}  [Command-Id: {}]",
+                    event.seq,
+                    event.subject,
+                    String::from_utf8_lossy(&event.payload),
+                    event.command_id().unwrap_or("-")
+                )?;
+            }
+        }
+    }
+    expect(
+        refund.command_id().is_some_and(|id| id.starts_with("pm-")),
+        "the refund was not the process manager's",
+    )?;
     writeln!(tour.out, "\nRun `jetsource demo` again: it uses fresh ids.")?;
 
+    payments.stop().await;
     publishing.stop().await;
     let stopped = projectors.stop().await;
     let served = serving.shutdown().await;

@@ -13,6 +13,7 @@ use jetsource_reference::account::Account;
 use jetsource_reference::blog::BlogPost;
 use jetsource_reference::blogposts::BlogPosts;
 use jetsource_reference::blogposts_pg::BlogPostsPg;
+use jetsource_reference::payments::Payments;
 use jetsource_reference::publishing::ScheduledPublishing;
 use std::process::ExitCode;
 
@@ -54,7 +55,8 @@ fn main() -> ExitCode {
         .aggregate::<Account>()
         .documents(|| BlogPosts)
         .postgres_projector(|| BlogPostsPg)
-        .process_manager(|| ScheduledPublishing);
+        .process_manager(|| ScheduledPublishing)
+        .process_manager(|| Payments);
     cli::main_with(app, run)
 }
 
