@@ -566,3 +566,72 @@ async fn kill_9_mid_replay_again_and_again_leaves_the_tables_the_fold_of_the_str
     assert_folded(&db, schema, &written, PER_POST).await;
     js.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_subject_prefixes_keep_their_read_models_apart_in_one_database() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let client = connect(&url).await;
+    let db = TestDb::new().await;
+    let shop = jetsource::schemas::Namespace::new("acme.shop").expect("a prefix");
+    let plain = Jetsource::start(&url).await;
+    let prefixed = Jetsource::start_with(
+        &url,
+        jetsource::RuntimeConfig {
+            namespace: shop.clone(),
+            ..jetsource::RuntimeConfig::default()
+        },
+    )
+    .await;
+    let (plain_posts, plain_last) = write_blog_posts(&plain.store, "p", 12, 2).await;
+    let (shop_posts, shop_last) = write_blog_posts(&prefixed.store, "s", 7, 3).await;
+
+    let plain_projectors = start_pg(&client, &db, fast_config()).await;
+    let shop_projectors = start_pg(
+        &client,
+        &db,
+        ProjectorConfig {
+            namespace: shop.clone(),
+            ..fast_config()
+        },
+    )
+    .await;
+    plain_projectors
+        .wait_applied(BlogPostsPg::NAME, STREAM, plain_last)
+        .await;
+    shop_projectors
+        .wait_applied(BlogPostsPg::NAME, &shop.stream_name("blogpost"), shop_last)
+        .await;
+
+    // Each in its own schema, named as its buckets are; the default one as
+    // before, so a deployment upgrading keeps its tables.
+    let plain_schema = served_schema(&db, BlogPostsPg::NAME).await;
+    let shop_schema = served_schema(&db, &shop.bucket(BlogPostsPg::NAME)).await;
+    assert_eq!(plain_schema, "blogposts_pg_g0");
+    assert_eq!(shop_schema, "ACME_SHOP_blogposts_pg_g0");
+    let rows = |schema: String| {
+        let db = &db;
+        async move {
+            db.client()
+                .await
+                .query_one(&format!("SELECT count(*) FROM \"{schema}\".posts"), &[])
+                .await
+                .expect("a count")
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(rows(plain_schema.clone()).await, 12, "only its own posts");
+    assert_eq!(rows(shop_schema.clone()).await, 7, "only its own posts");
+    assert_folded(&db, &plain_schema, &plain_posts, 2).await;
+    assert_folded(&db, &shop_schema, &shop_posts, 3).await;
+    // Each answers from its own tables.
+    let got = query(&client, "acme.shop.query.blogposts_pg.get.s00001", None).await;
+    assert_eq!(got["result"]["events"], 3, "{got}");
+    let got = query(&client, "query.blogposts_pg.get.s00001", None).await;
+    assert_eq!(got["status"], "not_found", "{got}");
+
+    shop_projectors.stop().await.expect("stops");
+    plain_projectors.stop().await.expect("stops");
+    prefixed.stop().await;
+    plain.stop().await;
+}

@@ -44,7 +44,7 @@ impl<P: PgProjector> PgStore<P> {
         base: &Checkpoint,
         events: &[Event],
     ) -> Result<Committed, ProjectionError> {
-        let schema = names::schema(self.name(), generation)?;
+        let schema = names::schema(self.storage_name(), generation)?;
         let mut client = self.writer.get().await?;
         match self.attempt(&mut client, &schema, base, events).await? {
             Attempt::Stored => Ok(Committed {

@@ -47,7 +47,7 @@ impl<P: PgProjector> PgStore<P> {
     /// the holder's token (a commit under any other fails from now on), and
     /// reads its checkpoint.
     pub async fn open(&self, generation: u64, lease: u64) -> Result<Checkpoint, ProjectionError> {
-        let schema = names::schema(self.name(), generation)?;
+        let schema = names::schema(self.storage_name(), generation)?;
         self.prepare().await?;
         let mut client = self.writer.get().await?;
         let tx = client
@@ -134,7 +134,7 @@ impl<P: PgProjector> PgStore<P> {
     /// Reads generation `generation`'s checkpoint without writing: `None`
     /// when it has no schema yet.
     pub async fn refresh(&self, generation: u64) -> Result<Option<Checkpoint>, ProjectionError> {
-        let schema = names::schema(self.name(), generation)?;
+        let schema = names::schema(self.storage_name(), generation)?;
         let mut client = self.writer.get().await?;
         let tx = client
             .build_transaction()
@@ -167,7 +167,7 @@ impl<P: PgProjector> PgStore<P> {
 
     /// Drops generation `generation`'s schema with everything in it.
     pub async fn remove(&self, generation: u64) -> Result<(), ProjectionError> {
-        let schema = names::schema(self.name(), generation)?;
+        let schema = names::schema(self.storage_name(), generation)?;
         self.readers.forget(&schema);
         let client = self.writer.get().await?;
         client
@@ -189,7 +189,7 @@ impl<P: PgProjector> PgStore<P> {
                      ON CONFLICT (name) DO UPDATE
                      SET generation = excluded.generation, switched_at = now()"
                 ),
-                &[&self.name(), &generation],
+                &[&self.storage_name(), &generation],
             )
             .await
             .map_err(|e| store_error("the generation served was not recorded", e))?;
@@ -203,7 +203,7 @@ impl<P: PgProjector> PgStore<P> {
         let row = client
             .query_opt(
                 &format!("SELECT generation FROM public.{PROJECTIONS_TABLE} WHERE name = $1"),
-                &[&self.name()],
+                &[&self.storage_name()],
             )
             .await
             .map_err(|e| store_error("the generation served was not read", e))?;

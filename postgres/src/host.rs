@@ -17,6 +17,9 @@ pub trait HostPostgres: Sized {
 
 impl HostPostgres for ProjectorRuntimeBuilder {
     fn postgres<P: PgProjector>(self, url: &str, projector: P) -> Result<Self, ProjectionError> {
-        Ok(self.read_store(PgStore::new(url, projector)?))
+        let store = PgStore::new(url, projector)?;
+        // Its schemas and its row in `jetsource_projections` are named in
+        // the runtime's namespace, as its KV buckets are.
+        Ok(self.read_store_in(store, |store, namespace| store.in_namespace(namespace)))
     }
 }

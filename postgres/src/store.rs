@@ -20,6 +20,9 @@ pub use jetsource_projector::store::Checkpoint;
 /// database at the URL it was connected to.
 pub struct PgStore<P: PgProjector> {
     pub(crate) projector: Arc<P>,
+    /// What names its schemas and its row in `jetsource_projections`:
+    /// the projection's name, under a namespace's bucket prefix.
+    storage: String,
     pub(crate) writer: Writer,
     pub(crate) readers: Readers,
     prepared: tokio::sync::OnceCell<()>,
@@ -41,6 +44,7 @@ impl<P: PgProjector> PgStore<P> {
         // The longest generation number still fits.
         names::schema(projector.name(), u64::MAX)?;
         Ok(PgStore {
+            storage: projector.name().to_string(),
             projector: Arc::new(projector),
             writer: Writer::new(config.clone()),
             readers: Readers::new(config),
@@ -73,9 +77,26 @@ impl<P: PgProjector> PgStore<P> {
             .map(|_| ())
     }
 
+    /// The store named in `namespace`: its schemas are
+    /// `<bucket prefix><name>_g<generation>` (`ACME_SHOP_blogposts_pg_g0`
+    /// under the prefix `acme.shop`; unchanged in the default namespace),
+    /// so applications under different prefixes can share a database. A
+    /// name too long for PostgreSQL under the prefix is refused when the
+    /// store is first opened.
+    pub fn in_namespace(mut self, namespace: &jetsource_schemas::Namespace) -> Self {
+        self.storage = namespace.bucket(self.projector.name());
+        self
+    }
+
     /// The projection's name.
     pub fn name(&self) -> &'static str {
         self.projector.name()
+    }
+
+    /// The name of its storage: its schemas' stem and its row in
+    /// `jetsource_projections`.
+    pub fn storage_name(&self) -> &str {
+        &self.storage
     }
 
     /// The projector.
@@ -90,7 +111,7 @@ impl<P: PgProjector> PgStore<P> {
         generation: u64,
         query: &Query,
     ) -> Result<serde_json::Value, QueryError> {
-        let schema = names::schema(self.name(), generation)
+        let schema = names::schema(self.storage_name(), generation)
             .map_err(|e| QueryError::bad_request(e.to_string()))?;
         let client = self
             .readers

@@ -196,6 +196,22 @@ impl ProjectorRuntimeBuilder {
         self.hosted(name, subjects, move |_, _| store)
     }
 
+    /// Like [`Self::read_store`], for a store that names its storage after
+    /// the runtime's namespace (so two applications under different
+    /// subject prefixes can share a database): `place` gets the store and
+    /// the namespace once the runtime's settings are known, and returns
+    /// the store to drive.
+    pub fn read_store_in<S: ReadStore>(
+        self,
+        store: S,
+        place: impl FnOnce(S, &jetsource_schemas::Namespace) -> S + Send + 'static,
+    ) -> Self {
+        let (name, subjects) = (store.name(), store.subjects());
+        self.hosted(name, subjects, move |_, config| {
+            place(store, &config.namespace)
+        })
+    }
+
     /// Registers a persisted projection whose store `open` builds once the
     /// runtime's connection and settings are known.
     pub(crate) fn hosted<S: ReadStore>(
