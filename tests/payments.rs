@@ -3,13 +3,15 @@
 //! accepts it, and refunded to the payer when the payee declines it, does
 //! not exist (the second step refused), or does not answer in time; a late
 //! acceptance is refused; no money appears or vanishes, and nothing is
-//! left held.
+//! left held; payments whose time runs out while no jetsource runs are
+//! refunded once after a restart.
 
 mod common;
 
 use async_nats::jetstream::{self, kv};
 use common::*;
 use jetsource::client::CommandClient;
+use jetsource::handlers::store::EventStore;
 use jetsource::handlers::Aggregate;
 use jetsource::process::{ProcessConfig, RunningProcessManager};
 use jetsource::schemas::RejectionCode;
@@ -25,8 +27,8 @@ async fn manager(url: &str) -> RunningProcessManager {
 }
 
 /// Every event of account `id`, as every reader reads it.
-async fn events_of(runtime: &Jetsource, id: &str) -> Vec<AccountEvent> {
-    let stored = runtime.store.load("account", id, 0).await.expect("load");
+async fn events_of(store: &EventStore, id: &str) -> Vec<AccountEvent> {
+    let stored = store.load("account", id, 0).await.expect("load");
     let mut events = Vec::new();
     for event in &stored {
         jetsource::schemas::upcast::decode_stored::<Account>(
@@ -42,9 +44,9 @@ async fn events_of(runtime: &Jetsource, id: &str) -> Vec<AccountEvent> {
 }
 
 /// Account `id` as its events leave it.
-async fn account(runtime: &Jetsource, id: &str) -> Account {
+async fn account(store: &EventStore, id: &str) -> Account {
     let mut account = Account::default();
-    for event in events_of(runtime, id).await {
+    for event in events_of(store, id).await {
         account.apply(event);
     }
     account
@@ -73,12 +75,12 @@ async fn offer(
 }
 
 /// Waits until `payment` is waiting on account `payee`.
-async fn presented(runtime: &Jetsource, payee: &str, payment: &str) {
+async fn presented(store: &EventStore, payee: &str, payment: &str) {
     eventually(
         format!("{payment} is presented to {payee}"),
         DEADLINE,
         || async {
-            account(runtime, payee)
+            account(store, payee)
                 .await
                 .presented()
                 .contains_key(payment)
@@ -141,7 +143,7 @@ async fn a_payment_is_settled_when_accepted_and_refunded_when_refused_or_unanswe
     // Nobody answers in time.
     offer(&client, "ada", "p-late", "carol", 15, 2).await;
 
-    presented(&runtime, "bob", "p-accepted").await;
+    presented(&runtime.store, "bob", "p-accepted").await;
     accepted(
         send_account(
             &client,
@@ -151,7 +153,7 @@ async fn a_payment_is_settled_when_accepted_and_refunded_when_refused_or_unanswe
         )
         .await,
     );
-    presented(&runtime, "bob", "p-declined").await;
+    presented(&runtime.store, "bob", "p-declined").await;
     accepted(
         send_account(
             &client,
@@ -173,7 +175,7 @@ async fn a_payment_is_settled_when_accepted_and_refunded_when_refused_or_unanswe
     )
     .await;
     assert_eq!(rejected(&late), RejectionCode::Validation);
-    let carol = events_of(&runtime, "carol").await;
+    let carol = events_of(&runtime.store, "carol").await;
     assert!(
         carol.iter().any(
             |e| matches!(e, AccountEvent::PaymentExpired { payment, .. } if payment == "p-late")
@@ -181,15 +183,15 @@ async fn a_payment_is_settled_when_accepted_and_refunded_when_refused_or_unanswe
         "expired on the payee: {carol:?}"
     );
 
-    let ada = events_of(&runtime, "ada").await;
+    let ada = events_of(&runtime.store, "ada").await;
     assert_eq!(outcome(&ada, "p-accepted"), (1, 0), "settled once");
     for payment in ["p-declined", "p-nobody", "p-late"] {
         assert_eq!(outcome(&ada, payment), (0, 1), "{payment} refunded once");
     }
     let (ada, bob, carol) = (
-        account(&runtime, "ada").await,
-        account(&runtime, "bob").await,
-        account(&runtime, "carol").await,
+        account(&runtime.store, "ada").await,
+        account(&runtime.store, "bob").await,
+        account(&runtime.store, "carol").await,
     );
     assert_eq!((ada.balance(), bob.balance(), carol.balance()), (90, 10, 0));
     for held in [&ada, &bob, &carol] {
@@ -267,7 +269,7 @@ async fn many_payments_answered_at_their_deadline_keep_every_balance() {
     let mut settled_total = 0;
     let mut accepted_total = 0;
     for id in PAYERS.iter().chain(PAYEES.iter()) {
-        let account = account(&runtime, id).await;
+        let account = account(&runtime.store, id).await;
         assert!(
             account.offered().is_empty() && account.presented().is_empty(),
             "{id} holds nothing: {account:?}"
@@ -277,10 +279,10 @@ async fn many_payments_answered_at_their_deadline_keep_every_balance() {
     assert_eq!(total, 3 * 1_000, "no money appeared or vanished");
     let mut by_payee: BTreeMap<&str, Vec<AccountEvent>> = BTreeMap::new();
     for payee in PAYEES {
-        by_payee.insert(payee, events_of(&runtime, payee).await);
+        by_payee.insert(payee, events_of(&runtime.store, payee).await);
     }
     for (payment, payer, payee, amount) in &payments {
-        let (settled, refunded) = outcome(&events_of(&runtime, payer).await, payment);
+        let (settled, refunded) = outcome(&events_of(&runtime.store, payer).await, payment);
         assert_eq!(
             settled + refunded,
             1,
@@ -306,7 +308,7 @@ async fn many_payments_answered_at_their_deadline_keep_every_balance() {
     let received: u64 = {
         let mut sum = 0;
         for payee in PAYEES {
-            sum += account(&runtime, payee).await.balance();
+            sum += account(&runtime.store, payee).await.balance();
         }
         sum
     };
@@ -314,4 +316,67 @@ async fn many_payments_answered_at_their_deadline_keep_every_balance() {
     one.stop().await;
     two.stop().await;
     runtime.stop().await;
+}
+
+#[tokio::test]
+async fn payments_unanswered_while_jetsource_is_killed_are_refunded_once_after_a_restart() {
+    const PAYMENTS: usize = 50;
+    // Long enough to offer them all and see them presented before the
+    // kill, on a loaded machine too.
+    const WITHIN: u64 = 12;
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let js = jetstream::new(connect(&url).await);
+    let store = event_store(&connect(&url).await).await;
+    let (one_dir, two_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    // The shipped binary, every role on: both host the manager.
+    let mut one = JetsourceProcess::start(&url, one_dir.path());
+    let mut two = JetsourceProcess::start(&url, two_dir.path());
+    let client = commands(&url).await;
+    open(&client, "ada", 1_000).await;
+    open(&client, "bob", 0).await;
+    let started = std::time::Instant::now();
+    let mut payments = Vec::new();
+    for i in 0..PAYMENTS {
+        let payment = format!("pay-{i}");
+        offer(&client, "ada", &payment, "bob", 10, WITHIN).await;
+        payments.push(payment);
+    }
+    eventually("every payment is presented", DEADLINE, || async {
+        (account(&store, "bob").await.presented().len() == PAYMENTS).then_some(())
+    })
+    .await;
+    // SIGKILL before the time: the deadlines come while no jetsource runs.
+    assert!(
+        started.elapsed() < Duration::from_secs(WITHIN - 1),
+        "the payments were offered too slowly for the test to mean anything"
+    );
+    one.kill();
+    two.kill();
+    tokio::time::sleep(Duration::from_secs(WITHIN + 1).saturating_sub(started.elapsed())).await;
+    let _one = JetsourceProcess::start(&url, one_dir.path());
+    let _two = JetsourceProcess::start(&url, two_dir.path());
+    for payment in &payments {
+        ended(&js, payment).await;
+    }
+    let ada_events = events_of(&store, "ada").await;
+    for payment in &payments {
+        assert_eq!(
+            outcome(&ada_events, payment),
+            (0, 1),
+            "{payment} refunded once"
+        );
+    }
+    let (ada, bob) = (account(&store, "ada").await, account(&store, "bob").await);
+    assert_eq!((ada.balance(), bob.balance()), (1_000, 0));
+    assert!(ada.offered().is_empty() && bob.presented().is_empty());
+    let expired = events_of(&store, "bob")
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, AccountEvent::PaymentExpired { .. }))
+        .count();
+    assert_eq!(expired, PAYMENTS, "each expired once on the payee");
 }
