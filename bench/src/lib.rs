@@ -12,7 +12,7 @@
 //! - [`load`]: the client load generator and its latency percentiles.
 //! - [`workload`]: the commands sent (identical bytes for both paths).
 //! - [`raw`]: the bare responder.
-//! - [`roundtrip`], [`replay`], [`cold_load`], [`transfers`]: the figures,
+//! - [`roundtrip`], [`replay`], [`cold_load`], [`transfers`], [`sagas`]: the figures,
 //!   jetsource hosted in this process.
 //! - [`deployed`]: `jetsource run` as its own process, as shipped;
 //!   [`deployed_replay`]: the same process replaying a read model of a
@@ -29,6 +29,7 @@ pub mod raw;
 pub mod replay;
 pub mod report;
 pub mod roundtrip;
+pub mod sagas;
 pub mod seed;
 pub mod transfers;
 pub mod workload;
@@ -95,6 +96,7 @@ pub const FIGURES: &[&str] = &[
     "cold_load",
     "scale",
     "transfers",
+    "sagas",
     "replay",
     "durable",
     "deployed",
@@ -217,6 +219,11 @@ pub async fn run(options: &BenchOptions, runtime_config: RuntimeConfig) -> Resul
     }
     if wanted("transfers") {
         for figure in transfers::transfers(&mut env).await? {
+            report.add(figure);
+        }
+    }
+    if wanted("sagas") {
+        for figure in sagas::sagas(&mut env).await? {
             report.add(figure);
         }
     }
