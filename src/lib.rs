@@ -51,3 +51,13 @@ pub use jetsource_process as process;
 pub use jetsource_projector as projector;
 pub use jetsource_schemas as schemas;
 pub use jetsource_schemas::upcast::{EventBody, Upcasters};
+
+// The crates whose types jetsource's public API names, so that a user's
+// crate names the very versions jetsource was built with: `async_nats`
+// (`connect` returns its `Client`), `time` (a process manager's deadlines
+// are `OffsetDateTime`s) and `schemars` (`App::aggregate` asks for its
+// `JsonSchema`; a crate deriving it depends on `schemars = "1"` itself, or
+// writes `#[schemars(crate = "jetsource::schemars")]`).
+pub use async_nats;
+pub use schemars;
+pub use time;

@@ -147,17 +147,23 @@ impl TypedProjector for Desk {
                         view.customer = Some(customer);
                         view.total = total;
                     }
-                    OrderEvent::OrderCancelled {} => view.cancelled = true,
+                    // The desk's standing comes from the payments: a
+                    // confirmation says what they say already.
+                    OrderEvent::OrderConfirmed {} => {}
+                    OrderEvent::OrderCancelled { .. } => view.cancelled = true,
                 }
                 view
             }
-            DeskInput::Payment(envelope) => {
-                let PaymentEvent::PaymentReceived { order, amount } = envelope.event;
-                let view = self.order(&order);
-                view.paid = view.paid.saturating_add(amount);
-                view.payments.push(envelope.meta.aggregate_id);
-                view
-            }
+            DeskInput::Payment(envelope) => match envelope.event {
+                PaymentEvent::PaymentReceived { order, amount } => {
+                    let view = self.order(&order);
+                    view.paid = view.paid.saturating_add(amount);
+                    view.payments.push(envelope.meta.aggregate_id);
+                    view
+                }
+                // No money came: nothing the desk counts.
+                PaymentEvent::PaymentRefused { .. } => return Ok(()),
+            },
         };
         view.settle();
         Ok(())
