@@ -26,6 +26,22 @@
 //! hand an [`App`] to [`cli::main`] (or build a [`Runtime`] yourself).
 //! Projectors ([`projector::Projector`]) and process managers
 //! ([`process::ProcessManager`]) register on the same [`App`].
+//!
+//! The crates whose types this API names are re-exported ([`async_nats`],
+//! [`schemars`], [`time`]), so a crate can name the versions jetsource was
+//! built with, even derive with them:
+//!
+//! ```
+//! use jetsource::schemars::{self, JsonSchema};
+//!
+//! #[derive(serde::Deserialize, JsonSchema)]
+//! #[schemars(crate = "jetsource::schemars")]
+//! #[serde(rename_all = "snake_case")]
+//! enum LightCommand { Switch { on: bool } }
+//!
+//! let schema = schemars::schema_for!(LightCommand);
+//! assert!(schema.to_value().to_string().contains("switch"));
+//! ```
 
 pub mod app;
 pub mod auth;
@@ -40,6 +56,13 @@ pub mod schema_compat;
 pub mod schema_files;
 
 pub use app::App;
+
+// The README's Rust blocks are doctests: a whole program is compiled
+// (`no_run`: it would serve), and fragments of a larger one are marked
+// `ignore`, saying where they are compiled whole.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use jetsource_client as client;
 pub use jetsource_feedback as feedback;
