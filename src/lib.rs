@@ -28,7 +28,7 @@
 //! ([`process::ProcessManager`]) register on the same [`App`].
 //!
 //! The crates whose types this API names are re-exported ([`async_nats`],
-//! [`schemars`], [`time`]), so a crate can name the versions jetsource was
+//! [`clap`], [`schemars`], [`time`]), so a crate can name the versions jetsource was
 //! built with, even derive with them:
 //!
 //! ```
@@ -80,7 +80,10 @@ pub use jetsource_schemas::upcast::{EventBody, Upcasters};
 // (`connect` returns its `Client`), `time` (a process manager's deadlines
 // are `OffsetDateTime`s) and `schemars` (`App::aggregate` asks for its
 // `JsonSchema`; a crate deriving it depends on `schemars = "1"` itself, or
-// writes `#[schemars(crate = "jetsource::schemars")]`).
+// writes `#[schemars(crate = "jetsource::schemars")]`) and `clap`
+// (`cli::main_with` takes a `clap::Subcommand`; `use jetsource::clap;`
+// before deriving it).
 pub use async_nats;
+pub use clap;
 pub use schemars;
 pub use time;

@@ -94,6 +94,36 @@ fn the_desk_binary_serves_its_aggregates_projections_and_settlement() {
     );
     assert!(text(&refused).contains("bad_request"), "{}", text(&refused));
 
+    // The desk's own subcommand, beside jetsource's.
+    let placed = desk(
+        dir.path(),
+        &url,
+        &[
+            "send",
+            "order",
+            "o2",
+            "place",
+            r#"{"customer":"bob","total":5}"#,
+        ],
+    );
+    assert_eq!(placed.status.code(), Some(0), "{}", text(&placed));
+    let bound = Instant::now() + Duration::from_secs(120);
+    loop {
+        let owing = desk(dir.path(), &url, &["owing"]);
+        assert_eq!(owing.status.code(), Some(0), "{}", text(&owing));
+        let lines = String::from_utf8_lossy(&owing.stdout).into_owned();
+        // o1 and o2 are both placed; the desk folds them as they come.
+        if lines.contains(r#""id":"o2""#) && !lines.contains(r#""id":"o1""#) {
+            assert_eq!(lines.trim(), r#"{"id":"o2","paid":0,"total":5}"#);
+            break;
+        }
+        assert!(
+            Instant::now() < bound,
+            "owing never listed o2 alone: {lines}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // The settlement confirms it: asynchronously, after the payment.
     let bound = Instant::now() + Duration::from_secs(120);
     loop {
