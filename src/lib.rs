@@ -26,6 +26,22 @@
 //! hand an [`App`] to [`cli::main`] (or build a [`Runtime`] yourself).
 //! Projectors ([`projector::Projector`]) and process managers
 //! ([`process::ProcessManager`]) register on the same [`App`].
+//!
+//! The crates whose types this API names are re-exported ([`async_nats`],
+//! [`clap`], [`schemars`], [`time`]), so a crate can name the versions jetsource was
+//! built with, even derive with them:
+//!
+//! ```
+//! use jetsource::schemars::{self, JsonSchema};
+//!
+//! #[derive(serde::Deserialize, JsonSchema)]
+//! #[schemars(crate = "jetsource::schemars")]
+//! #[serde(rename_all = "snake_case")]
+//! enum LightCommand { Switch { on: bool } }
+//!
+//! let schema = schemars::schema_for!(LightCommand);
+//! assert!(schema.to_value().to_string().contains("switch"));
+//! ```
 
 pub mod app;
 pub mod auth;
@@ -41,6 +57,13 @@ pub mod schema_files;
 
 pub use app::App;
 
+// The README's Rust blocks are doctests: a whole program is compiled
+// (`no_run`: it would serve), and fragments of a larger one are marked
+// `ignore`, saying where they are compiled whole.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use jetsource_client as client;
 pub use jetsource_feedback as feedback;
 pub use jetsource_handlers as handlers;
@@ -51,3 +74,16 @@ pub use jetsource_process as process;
 pub use jetsource_projector as projector;
 pub use jetsource_schemas as schemas;
 pub use jetsource_schemas::upcast::{EventBody, Upcasters};
+
+// The crates whose types jetsource's public API names, so that a user's
+// crate names the very versions jetsource was built with: `async_nats`
+// (`connect` returns its `Client`), `time` (a process manager's deadlines
+// are `OffsetDateTime`s) and `schemars` (`App::aggregate` asks for its
+// `JsonSchema`; a crate deriving it depends on `schemars = "1"` itself, or
+// writes `#[schemars(crate = "jetsource::schemars")]`) and `clap`
+// (`cli::main_with` takes a `clap::Subcommand`; `use jetsource::clap;`
+// before deriving it).
+pub use async_nats;
+pub use clap;
+pub use schemars;
+pub use time;

@@ -1,5 +1,19 @@
 //! A client for jetsource's command contract: build the subject and headers
 //! from validated parts, send, read the reply.
+//!
+//! # Layout
+//! - this module: [`CommandClient`], sending commands by name with a JSON
+//!   body, and its [`SendError`].
+//! - `typed`: [`CommandClient::send_command`], an aggregate's commands
+//!   sent typed, the accepted events read back as its events.
+//! - `query`: [`QueryClient`], a projection's answers decoded into the
+//!   caller's type, after a command's events ([`After`]).
+
+mod query;
+mod typed;
+
+pub use query::{After, QueryClient, QueryError, QueryErrorKind};
+pub use typed::{TypedAccepted, TypedReply, TypedSendError, TypedSendErrorKind};
 
 use bytes::Bytes;
 use jetsource_schemas::error::Error;
@@ -46,7 +60,7 @@ pub type SendError = Error<SendErrorKind>;
 /// Sends commands over one NATS connection.
 #[derive(Debug, Clone)]
 pub struct CommandClient {
-    client: async_nats::Client,
+    pub(crate) client: async_nats::Client,
     timeout: Duration,
     namespace: Namespace,
 }

@@ -72,6 +72,8 @@
 //! - [`typed`]: typed projectors ([`TypedProjector`]) and their events:
 //!   [`Envelope`], [`Meta`], [`Follows`] and [`follows!`] for several
 //!   aggregate types; typed queries ([`typed::Queries`]).
+//! - [`testing`]: given events, then this read model: projectors tested
+//!   without a server.
 //! - [`config`](mod@config): settings.
 
 pub mod config;
@@ -92,6 +94,7 @@ pub mod runtime;
 mod shared;
 pub mod status;
 pub mod store;
+pub mod testing;
 pub mod typed;
 
 pub use config::{OnPoison, PoisonPolicy, ProjectorConfig};

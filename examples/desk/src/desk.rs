@@ -147,17 +147,23 @@ impl TypedProjector for Desk {
                         view.customer = Some(customer);
                         view.total = total;
                     }
-                    OrderEvent::OrderCancelled {} => view.cancelled = true,
+                    // The desk's standing comes from the payments: a
+                    // confirmation says what they say already.
+                    OrderEvent::OrderConfirmed {} => {}
+                    OrderEvent::OrderCancelled { .. } => view.cancelled = true,
                 }
                 view
             }
-            DeskInput::Payment(envelope) => {
-                let PaymentEvent::PaymentReceived { order, amount } = envelope.event;
-                let view = self.order(&order);
-                view.paid = view.paid.saturating_add(amount);
-                view.payments.push(envelope.meta.aggregate_id);
-                view
-            }
+            DeskInput::Payment(envelope) => match envelope.event {
+                PaymentEvent::PaymentReceived { order, amount } => {
+                    let view = self.order(&order);
+                    view.paid = view.paid.saturating_add(amount);
+                    view.payments.push(envelope.meta.aggregate_id);
+                    view
+                }
+                // No money came: nothing the desk counts.
+                PaymentEvent::PaymentRefused { .. } => return Ok(()),
+            },
         };
         view.settle();
         Ok(())
@@ -169,5 +175,74 @@ impl TypedProjector for Desk {
             .route("list", |paging: Paging| Ok(self.list(&paging)))
             .route("totals", |(): ()| Ok(self.totals()))
             .answer()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jetsource::projector::testing::ProjectorTest;
+    use jetsource::projector::{ProjectorErrorKind, QueryErrorCode};
+    use serde_json::json;
+
+    fn placed(total: u64) -> OrderEvent {
+        OrderEvent::OrderPlaced {
+            customer: "ada".into(),
+            total,
+        }
+    }
+
+    fn paid(order: &str, amount: u64) -> PaymentEvent {
+        PaymentEvent::PaymentReceived {
+            order: order.into(),
+            amount,
+        }
+    }
+
+    #[test]
+    fn orders_and_their_payments_meet_in_one_view() {
+        let test = ProjectorTest::new(Desk::default())
+            // A payment before its order: the streams have no order between them.
+            .given::<Payment>("pay1", paid("o1", 10))
+            .given::<Order>("o1", placed(30))
+            .given::<Payment>("pay2", paid("o1", 20))
+            .given::<Order>("o2", placed(5))
+            .given::<Payment>("pay3", PaymentEvent::PaymentRefused { order: "o2".into() })
+            .given::<Order>("o3", placed(7))
+            .given::<Order>(
+                "o3",
+                OrderEvent::OrderCancelled {
+                    reason: "changed my mind".into(),
+                },
+            );
+        assert_eq!(test.last_seq("order"), 4);
+        assert_eq!(test.last_seq("payment"), 3);
+        let o1 = test.projector().get("o1").expect("o1");
+        assert_eq!((o1.paid, o1.standing), (30, Standing::Paid));
+        assert_eq!(o1.payments, ["pay1", "pay2"]);
+        test.then_expect_answer(
+            "get.o2",
+            json!({"id":"o2","customer":"ada","total":5,"paid":0,"payments":[],"standing":"owing"}),
+        );
+        test.then_expect_answer(
+            "totals",
+            json!({"orders":3,"ordered":35,"paid":30,"owing":1}),
+        );
+        test.then_expect_query_error("get.o9", QueryErrorCode::NotFound);
+        test.then_expect_query_error("totals.x", QueryErrorCode::BadRequest);
+        let page = test
+            .query_with("list", json!({"limit": 2}))
+            .expect("a page");
+        assert_eq!(page["next"], "o2");
+    }
+
+    #[test]
+    fn an_event_off_its_shape_is_refused_and_the_desk_stays_as_it_was() {
+        let mut test = ProjectorTest::new(Desk::default()).given::<Order>("o1", placed(30));
+        let refused = test
+            .when_stored("payment", "pay1", "PaymentReceived", 1, r#"{"order":"o1"}"#)
+            .expect_err("no amount");
+        assert_eq!(refused.kind(), ProjectorErrorKind::Invalid);
+        assert_eq!(test.projector().get("o1").map(|o| o.paid), Some(0));
     }
 }

@@ -109,7 +109,16 @@ async fn the_desk_folds_orders_and_payments_and_answers_typed_queries() {
         )
         .await;
     }
-    placed = placed.max(send(&commands, "order", "o3", "cancel", json!({})).await);
+    placed = placed.max(
+        send(
+            &commands,
+            "order",
+            "o3",
+            "cancel",
+            json!({"reason":"changed my mind"}),
+        )
+        .await,
+    );
 
     let o2 = ask(&nats, "get.o2", Value::Null, (placed, paid)).await;
     assert_eq!(o2["status"], "ok", "{o2}");
