@@ -50,7 +50,13 @@ pub(super) async fn send<M: ProcessManager>(
         }
         Ok(CommandReply::Rejected(rejected)) => match rejected.code {
             RejectionCode::Validation | RejectionCode::NotFound | RejectionCode::BadRequest => {
-                warn!(manager, key, command_id = id, aggregate = %command.aggregate_id, command = %command.command, code = rejected.code.as_str(), reason = %rejected.reason, "command rejected");
+                if rejected.code == RejectionCode::BadRequest {
+                    warn!(manager, key, command_id = id, aggregate = %command.aggregate_id, command = %command.command, code = rejected.code.as_str(), reason = %rejected.reason, "command rejected");
+                } else {
+                    // An answer the instance reacts to (a saga's step
+                    // refused is how it learns to compensate), not a fault.
+                    info!(manager, key, command_id = id, aggregate = %command.aggregate_id, command = %command.command, code = rejected.code.as_str(), reason = %rejected.reason, "command refused");
+                }
                 Ok(match rejected.code {
                     RejectionCode::Validation => Some((Refusal::Validation, rejected.reason)),
                     RejectionCode::NotFound => Some((Refusal::NotFound, rejected.reason)),
