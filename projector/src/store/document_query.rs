@@ -4,13 +4,14 @@
 //!
 //! A list page takes the keys after the cursor from the generation's key
 //! index (see `key_index`: O(log N + page), the keys of the generation
-//! held in memory once it was listed) and reads those documents only.
+//! held in memory once it was listed) and reads those documents, a
+//! batched get per 1,024 keys, stopping once what it read fills the
+//! answer's budget.
 
 use super::documents::{DocumentStore, Entry};
 use crate::document::{self, Asked, DocumentProjector};
 use crate::projector::{Query, QueryError};
 use async_nats::jetstream::kv;
-use futures::StreamExt;
 use serde_json::json;
 
 /// Items a list page holds when the request names no limit (unless the
@@ -61,10 +62,18 @@ async fn read(kv: &kv::Store, key: &str) -> Result<Option<serde_json::Value>, Qu
     let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
         return Ok(None);
     };
-    let stored: Entry<serde_json::Value> = serde_json::from_slice(&entry.value)
+    decode(key, &entry.value)
+}
+
+fn decode(key: &str, value: &[u8]) -> Result<Option<serde_json::Value>, QueryError> {
+    let stored: Entry<serde_json::Value> = serde_json::from_slice(value)
         .map_err(|e| QueryError::unavailable(format!("document {key} does not decode: {e}")))?;
     Ok(stored.doc)
 }
+
+/// Keys a list page reads at a time before it checks whether what it has
+/// already fills the answer.
+const READ_CHUNK: usize = 1024;
 
 async fn list<P: DocumentProjector>(
     store: &DocumentStore<P>,
@@ -88,17 +97,33 @@ async fn list<P: DocumentProjector>(
         .map_err(|e| unavailable(&e))?;
     // One more than the page says whether another page follows.
     let mut candidates = index.after(after, limit.saturating_add(1));
-    let more = candidates.len() > limit;
+    let mut more = candidates.len() > limit;
     candidates.truncate(limit);
-    let docs: Vec<(String, Option<serde_json::Value>)> = futures::stream::iter(candidates)
-        .map(|key| async move {
-            let doc = read(kv, &key).await?;
-            Ok::<_, QueryError>((key, doc))
-        })
-        .buffered(super::documents::WRITES_IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    // Read in chunks and stop once the documents read would overflow the
+    // answer: a page of 50,000 small documents is cut by the budget long
+    // before its limit, and reading the rest would only delay the answer.
+    let mut docs: Vec<(String, Option<serde_json::Value>)> = Vec::new();
+    let mut used = 0usize;
+    let mut chunks = candidates.chunks(READ_CHUNK).peekable();
+    while let Some(chunk) = chunks.next() {
+        // One batched get per chunk (see `document_reads`).
+        let mut read = store
+            .reads
+            .read(&store.js.client(), kv, chunk.to_vec())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        for key in chunk {
+            let (doc, size) = match read.remove(key).and_then(|r| r.value) {
+                Some(value) => (decode(key, &value)?, value.len() + key.len()),
+                None => (None, 0),
+            };
+            used = used.saturating_add(size);
+            docs.push((key.clone(), doc));
+        }
+        if used > budget && chunks.peek().is_some() {
+            more = true;
+            break;
+        }
+    }
     Ok(document::page(&store.projector, docs, more, limit, budget))
 }

@@ -82,8 +82,8 @@ pub struct DocumentStore<P: DocumentProjector> {
     buckets: Mutex<BTreeMap<u64, (kv::Store, u64)>>,
     /// The key order of each generation listed so far.
     indexes: tokio::sync::Mutex<BTreeMap<u64, Arc<KeyIndex>>>,
-    /// How a batch's documents are read.
-    reads: DocumentReads,
+    /// How a batch's documents (and a list page's) are read.
+    pub(super) reads: DocumentReads,
 }
 
 /// A document as a commit reads and folds it.
