@@ -54,6 +54,7 @@ pub mod projector_ops;
 pub mod rewind;
 pub mod schema_compat;
 pub mod schema_files;
+pub mod telemetry;
 
 pub use app::App;
 

@@ -21,6 +21,7 @@ async fn accepted_command_is_stored_with_its_metadata() {
         correlation_id: Some("flow-7".into()),
         causation_id: Some("click-3".into()),
         expected_seq: None,
+        traceparent: None,
     };
     let reply = send_with(
         &client,
@@ -336,6 +337,7 @@ async fn event_version_is_written_only_when_not_1() {
         .expect("append at version 1");
     let version_2 = AppendMeta {
         event_version: 2,
+        traceparent: None,
         ..meta("v-2")
     };
     js.store
@@ -735,6 +737,7 @@ async fn an_answer_that_appends_nothing_is_given_on_the_latest_state_not_a_stale
         correlation_id: None,
         causation_id: None,
         expected_seq: None,
+        traceparent: None,
     };
     let client = commands(&url).await;
     // The other process: a handler of its own, with its own memory.

@@ -398,6 +398,7 @@ async fn warming_loads_an_aggregate_ahead_of_its_first_command() {
             correlation_id: None,
             causation_id: None,
             expected_seq: Some(last),
+            traceparent: None,
         })
         .await;
     assert_eq!(accepted(reply).events[0].seq, last + 1);

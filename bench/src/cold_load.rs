@@ -95,6 +95,7 @@ async fn from_snapshot(
             correlation_id: None,
             causation_id: None,
             expected_seq: None,
+            traceparent: None,
         })
         .await;
     let seq = match reply {
@@ -215,6 +216,7 @@ async fn append_events(
             correlation_id: None,
             causation_id: None,
             event_version: 1,
+            traceparent: None,
         };
         let event = NewEvent {
             event_type: event_type.to_string(),

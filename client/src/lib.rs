@@ -17,6 +17,7 @@ pub use typed::{TypedAccepted, TypedReply, TypedSendError, TypedSendErrorKind};
 
 use bytes::Bytes;
 use jetsource_schemas::error::Error;
+use jetsource_schemas::trace::{self, TraceParent};
 use jetsource_schemas::{headers, token, CommandReply, Namespace};
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub struct SendOptions {
     pub correlation_id: Option<String>,
     /// `Causation-Id`.
     pub causation_id: Option<String>,
+    /// `traceparent`: the trace the command continues. When absent, the
+    /// current `tracing` span's, if an OpenTelemetry layer records it (see
+    /// [`jetsource_schemas::trace`]).
+    pub traceparent: Option<TraceParent>,
 }
 
 /// What went wrong sending a command.
@@ -114,6 +119,12 @@ impl CommandClient {
         }
         if let Some(seq) = options.expected_seq {
             h.insert(headers::EXPECTED_SEQ, seq.to_string().as_str());
+        }
+        let trace = options
+            .traceparent
+            .or_else(|| trace::outgoing(&tracing::Span::current(), None));
+        if let Some(parent) = trace {
+            h.insert(headers::TRACEPARENT, parent.to_header().as_str());
         }
         Ok((subject, h))
     }

@@ -11,6 +11,7 @@ pub(crate) static COMMAND_ID: HeaderName = HeaderName::from_static(headers::COMM
 pub(crate) static EVENT_VERSION: HeaderName = HeaderName::from_static(headers::EVENT_VERSION);
 pub(crate) static CORRELATION_ID: HeaderName = HeaderName::from_static(headers::CORRELATION_ID);
 pub(crate) static CAUSATION_ID: HeaderName = HeaderName::from_static(headers::CAUSATION_ID);
+pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static(headers::TRACEPARENT);
 pub(crate) static EXPECTED_LAST_SUBJECT_SEQUENCE: HeaderName =
     HeaderName::from_static("Nats-Expected-Last-Subject-Sequence");
 pub(crate) static EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: HeaderName =

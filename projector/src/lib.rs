@@ -95,6 +95,7 @@ mod shared;
 pub mod status;
 pub mod store;
 pub mod testing;
+mod trace;
 pub mod typed;
 
 pub use config::{OnPoison, PoisonPolicy, ProjectorConfig};

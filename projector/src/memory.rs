@@ -188,7 +188,14 @@ pub(crate) async fn drive<P: Projector>(
                     tracing::warn!(stream = %event.stream, seq = event.seq, last, "event delivered again; already applied");
                     continue;
                 }
-                if let Err(e) = shared::apply(&model, &event, &config, Some(&shared.applied), true, false).await {
+                let applying = crate::trace::applying(shared.name, &event);
+                let applied = shared::apply(&model, &event, &config, Some(&shared.applied), true, false);
+                let applied = match &applying {
+                    Some(span) => applied.instrument(span.clone()).await,
+                    None => applied.await,
+                };
+                drop(applying);
+                if let Err(e) = applied {
                     halted = Some(format!("{} #{} ({}): {e}", event.stream, event.seq, event.subject));
                     break;
                 }

@@ -23,5 +23,8 @@ pub const EVENT_VERSION: &str = "Event-Version";
 /// decided), tools that copy events from elsewhere may. Version 1 of the
 /// contract wrote it on every event.
 pub const EVENT_TIME: &str = "Event-Time";
+/// W3C Trace Context on a command, carried onto its events (see
+/// [`crate::trace`]).
+pub const TRACEPARENT: &str = crate::trace::TRACEPARENT;
 /// On a query: answer only once the read model has applied this position.
 pub const AFTER_SEQ: &str = "After-Seq";

@@ -27,6 +27,8 @@
 //!   one way every reader decodes a stored event.
 //! - [`personal`]: personal fields sealed under a key per data subject
 //!   (crypto-shredding), and the sealed value's format.
+//! - [`trace`]: W3C `traceparent` on commands and events, and the spans
+//!   that continue it.
 //! - [`error`]: the error type with a `kind()` every jetsource crate uses.
 //! - [`server_version`]: the nats-server versions the contract needs.
 //! - [`settings`]: what every settings type shares: durations and sizes
@@ -49,6 +51,7 @@ pub mod server_version;
 pub mod settings;
 pub mod subject;
 pub mod token;
+pub mod trace;
 pub mod upcast;
 
 pub use event::EventRef;

@@ -393,24 +393,6 @@ pub struct QueryTarget {
     pub(crate) timeout: u64,
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (else `default`).
-fn init_tracing(default: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        // Span fields (command id, aggregate, outcome) on every line.
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-    };
-}
-
 /// The command line, with `--help` examples in `app`'s terms.
 fn parse<E: Subcommand + std::fmt::Debug>(app: &App) -> Cli<E> {
     use clap::{CommandFactory, FromArgMatches};
@@ -481,13 +463,24 @@ where
             return ExitCode::from(2);
         }
     }
-    init_tracing(
-        match cli.command {
-            Commands::Jetsource(Command::Run { .. }) => "info",
-            _ => "warn",
-        },
-        cli.log_format,
-    );
+    let default_level = match cli.command {
+        Commands::Jetsource(Command::Run { .. }) => "info",
+        _ => "warn",
+    };
+    // Spans are exported by `run` only: a one-off command's would be
+    // fragments of someone else's trace.
+    let otlp = match (&cli.command, config.otlp_endpoint()) {
+        (Commands::Jetsource(Command::Run { .. }), Ok(endpoint)) => endpoint,
+        _ => None,
+    };
+    let telemetry = match crate::telemetry::install(default_level, cli.log_format, otlp.as_deref())
+    {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("jetsource: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -498,10 +491,13 @@ where
             return ExitCode::from(2);
         }
     };
-    match cli.command {
+    let code = match cli.command {
         Commands::Jetsource(command) => runtime.block_on(dispatch(app, config, command)),
         Commands::App(command) => runtime.block_on(run(command, Context { app, config })),
-    }
+    };
+    drop(runtime);
+    telemetry.shutdown();
+    code
 }
 
 async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {

@@ -7,10 +7,11 @@ use jetsource_schemas::settings::{parse_bytes, parse_duration};
 use std::path::PathBuf;
 
 /// Settings that environment variables override, as (variable, setting).
-pub const ENV_OVERRIDES: [(&str, &str); 14] = [
+pub const ENV_OVERRIDES: [(&str, &str); 15] = [
     (SUBJECT_PREFIX_ENV, "nats.subject_prefix"),
     ("JETSOURCE_ROLES", "run.roles"),
     ("JETSOURCE_METRICS_ADDR", "observability.metrics_addr"),
+    ("JETSOURCE_OTLP_ENDPOINT", "observability.otlp_endpoint"),
     ("JETSOURCE_CONSOLE_ADDR", "console.addr"),
     ("JETSOURCE_CONSOLE_TOKEN", "console.token"),
     ("JETSOURCE_DATA_DIR", "embedded.data_dir"),
@@ -61,6 +62,7 @@ impl Config {
             "nats.subject_prefix" => self.nats.subject_prefix = value.into(),
             "run.roles" => self.run.roles = value.split(',').map(|r| r.trim().into()).collect(),
             "observability.metrics_addr" => self.observability.metrics_addr = value.into(),
+            "observability.otlp_endpoint" => self.observability.otlp_endpoint = value.into(),
             "console.addr" => self.console.addr = value.into(),
             "console.token" => self.console.token = Some(Secret::new(value)),
             "embedded.data_dir" => self.embedded.data_dir = PathBuf::from(value),

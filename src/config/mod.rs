@@ -121,6 +121,7 @@ impl Config {
         self.projectors()?;
         self.roles()?;
         self.metrics_addr()?;
+        self.otlp_endpoint()?;
         self.console_addr()?;
         Ok(())
     }
@@ -163,6 +164,32 @@ impl Config {
                 format!("{addr:?} is not an address like 127.0.0.1:9464 (or \"off\")"),
             )
         })
+    }
+
+    /// Where spans are exported (the collector's traces URL); `None` when
+    /// `off`. Plain `http://` only: the exporter is built without TLS (run
+    /// the collector beside jetsource, as its agents usually are).
+    pub fn otlp_endpoint(&self) -> Result<Option<String>, ConfigError> {
+        let endpoint = self.observability.otlp_endpoint.trim();
+        if endpoint.eq_ignore_ascii_case("off") || endpoint.is_empty() {
+            return Ok(None);
+        }
+        let invalid = |why: &str| ConfigError::invalid("observability.otlp_endpoint", why);
+        let Some(rest) = endpoint.strip_prefix("http://") else {
+            return Err(invalid(
+                "is not an http:// URL like http://127.0.0.1:4318 (or \"off\"); https is not supported",
+            ));
+        };
+        let host = rest.split('/').next().unwrap_or_default();
+        if host.is_empty() || !endpoint.is_ascii() || endpoint.contains(char::is_whitespace) {
+            return Err(invalid(
+                "is not an http:// URL like http://127.0.0.1:4318 (or \"off\")",
+            ));
+        }
+        Ok(Some(format!(
+            "{}/v1/traces",
+            endpoint.trim_end_matches('/')
+        )))
     }
 
     /// The console's address; `None` when `off`. An address other than

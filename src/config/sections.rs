@@ -197,12 +197,17 @@ pub struct ObservabilityConfig {
     /// example `127.0.0.1:9464`, or `off` (the default: several processes
     /// on one host never collide on a port; a port in use fails the start).
     pub metrics_addr: String,
+    /// The OpenTelemetry collector spans are exported to over OTLP/HTTP
+    /// (protobuf), as its base URL (`http://127.0.0.1:4318`; `/v1/traces`
+    /// is appended), or `off` (the default).
+    pub otlp_endpoint: String,
 }
 
 impl Default for ObservabilityConfig {
     fn default() -> Self {
         ObservabilityConfig {
             metrics_addr: "off".into(),
+            otlp_endpoint: "off".into(),
         }
     }
 }

@@ -132,6 +132,18 @@ fn invalid_settings_are_named() {
             "[observability]\nmetrics_addr = \"localhost\"",
             "observability.metrics_addr",
         ),
+        (
+            "[observability]\notlp_endpoint = \"https://collector:4318\"",
+            "observability.otlp_endpoint",
+        ),
+        (
+            "[observability]\notlp_endpoint = \"127.0.0.1:4318\"",
+            "observability.otlp_endpoint",
+        ),
+        (
+            "[observability]\notlp_endpoint = \"http:///v1\"",
+            "observability.otlp_endpoint",
+        ),
     ];
     for (text, setting) in cases {
         assert_eq!(refused(text), setting, "{text}");
@@ -182,6 +194,13 @@ fn the_environment_overrides_the_file() {
         }
     );
     assert_eq!(config.metrics_addr().expect("valid"), None);
+    assert_eq!(config.otlp_endpoint().expect("valid"), None);
+    let mut traced = config.clone();
+    traced.observability.otlp_endpoint = "http://127.0.0.1:4318/".into();
+    assert_eq!(
+        traced.otlp_endpoint().expect("valid").as_deref(),
+        Some("http://127.0.0.1:4318/v1/traces")
+    );
 
     for (variable, value, setting) in [
         ("JETSOURCE_STREAM_REPLICAS", "three", "streams.replicas"),

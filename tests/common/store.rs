@@ -20,6 +20,7 @@ pub fn meta(command_id: &str) -> AppendMeta<'_> {
         correlation_id: None,
         causation_id: None,
         event_version: 1,
+        traceparent: None,
     }
 }
 
@@ -119,6 +120,7 @@ pub async fn write_blog_posts(
             let command_id = format!("{id}-c");
             let meta = AppendMeta {
                 event_version: BlogPost::EVENT_VERSION,
+                traceparent: None,
                 ..meta(&command_id)
             };
             let seqs = store

@@ -31,6 +31,7 @@ impl<A: Aggregate> AggregateHandler<A> {
             correlation_id: request.correlation_id,
             causation_id: request.causation_id,
             event_version: A::EVENT_VERSION,
+            traceparent: outgoing_trace(request),
         };
         let metrics = crate::metrics::global();
         let started = metrics.recording().then(std::time::Instant::now);
@@ -112,4 +113,12 @@ impl<A: Aggregate> AggregateHandler<A> {
             );
         }
     }
+}
+
+/// The `traceparent` a command's events carry: the command's span when it
+/// is recorded, else the client's as it came (see
+/// [`jetsource_schemas::trace`]).
+pub(super) fn outgoing_trace(request: &CommandRequest<'_>) -> Option<String> {
+    jetsource_schemas::trace::outgoing(&tracing::Span::current(), request.traceparent.as_ref())
+        .map(|parent| parent.to_header())
 }

@@ -12,6 +12,7 @@
 //! a conflict on any aggregate stores nothing, reloads them all and
 //! decides again, as the retry policy allows.
 
+use super::append::outgoing_trace;
 use super::decide;
 use super::failure::{BadRequest, CommandFailure};
 use super::handler::AggregateHandler;
@@ -254,6 +255,7 @@ impl<A: Aggregate> AggregateHandler<A> {
             correlation_id: request.correlation_id,
             causation_id: request.causation_id,
             event_version: A::EVENT_VERSION,
+            traceparent: outgoing_trace(request),
         };
         let metrics = crate::metrics::global();
         let started = metrics.recording().then(std::time::Instant::now);

@@ -5,6 +5,7 @@ use super::failure::BadRequest;
 use async_nats::Message;
 use jetsource_schemas::reply::excerpt;
 use jetsource_schemas::subject::{CommandSubject, SubjectError};
+use jetsource_schemas::trace::TraceParent;
 use jetsource_schemas::{headers, token};
 use std::borrow::Cow;
 
@@ -26,6 +27,9 @@ pub struct CommandRequest<'a> {
     pub causation_id: Option<&'a str>,
     /// The client's `Expected-Seq`, if any.
     pub expected_seq: Option<u64>,
+    /// The client's `traceparent`, when it parses (one that does not is
+    /// ignored, see [`jetsource_schemas::trace`]).
+    pub traceparent: Option<TraceParent>,
 }
 
 /// The headers jetsource reads from a command, in `found`'s order.
@@ -65,9 +69,19 @@ pub(crate) fn parse<'a>(
     // the idempotency or the check it meant to send, without a word.
     let mut found: [Option<&str>; 4] = [None; 4];
     let mut refused = None;
+    let mut traceparent = None;
     for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
         let name = name.as_ref();
         let index = match name {
+            // Several are no trace parent (W3C): ignored, as one that
+            // does not parse.
+            headers::TRACEPARENT => {
+                traceparent = match values.as_slice() {
+                    [one] => TraceParent::parse(one.as_str()),
+                    _ => None,
+                };
+                continue;
+            }
             headers::COMMAND_ID => 0,
             headers::CORRELATION_ID => 1,
             headers::CAUSATION_ID => 2,
@@ -151,5 +165,6 @@ pub(crate) fn parse<'a>(
         correlation_id,
         causation_id,
         expected_seq,
+        traceparent,
     })
 }

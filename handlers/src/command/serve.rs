@@ -8,7 +8,7 @@ use super::reply;
 use super::request::{self, CommandRequest};
 use crate::aggregate::Aggregate;
 use async_nats::{Client, Message};
-use jetsource_schemas::{CommandReply, Namespace};
+use jetsource_schemas::{trace, CommandReply, Namespace};
 use std::future::Future;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -89,16 +89,18 @@ pub(crate) async fn serve<P: Process>(dispatch: &Dispatch, handler: Option<&P>, 
         command = parsed.map(|p| p.command),
         outcome = tracing::field::Empty,
     );
+    let request = request::parse(
+        &message,
+        &subject,
+        handler.is_none().then_some(&*dispatch.known_types),
+        dispatch.max_body,
+    );
+    // Before the span is entered: OpenTelemetry fixes its parent then.
+    if let Ok(request) = &request {
+        trace::continue_from(&span, request.traceparent.as_ref());
+    }
     let reply = async {
-        let reply = match (
-            request::parse(
-                &message,
-                &subject,
-                handler.is_none().then_some(&*dispatch.known_types),
-                dispatch.max_body,
-            ),
-            handler,
-        ) {
+        let reply = match (request, handler) {
             (Ok(request), Some(handler)) => {
                 tracing::Span::current().record("command_id", &*request.command_id);
                 handler.process(&request).await

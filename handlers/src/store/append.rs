@@ -27,6 +27,8 @@ pub struct AppendMeta<'a> {
     pub causation_id: Option<&'a str>,
     /// The events' schema version (written as `Event-Version` unless it is 1).
     pub event_version: u32,
+    /// The trace the events continue (written as `traceparent`), if any.
+    pub traceparent: Option<String>,
 }
 
 /// Appends over one connection, with group commit when it is on.
@@ -188,6 +190,9 @@ fn push_messages(
         }
         if let Some(id) = meta.causation_id {
             h.insert(crate::header_names::CAUSATION_ID.clone(), id);
+        }
+        if let Some(parent) = &meta.traceparent {
+            h.insert(crate::header_names::TRACEPARENT.clone(), parent.as_str());
         }
         if let Some(filter) = filter.take() {
             h.insert(

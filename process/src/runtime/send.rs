@@ -31,7 +31,8 @@ pub(super) async fn send<M: ProcessManager>(
             .clone()
             .or_else(|| lineage.correlation.map(str::to_string)),
         causation_id: lineage.causation.map(str::to_string),
-        ..Default::default()
+        traceparent: lineage.trace,
+        expected_seq: None,
     };
     let reply = context
         .commands

@@ -12,7 +12,9 @@ use jetsource_projector::typed::Follows;
 use jetsource_projector::Event;
 use jetsource_schemas::error::Error;
 use jetsource_schemas::token;
+use jetsource_schemas::trace::{self, TraceParent};
 use std::collections::BTreeMap;
+use tracing::Instrument;
 
 use super::apply::{apply, Position};
 use super::{corrupt, Context};
@@ -52,11 +54,25 @@ pub(super) async fn on_event<M: ProcessManager>(
         // (A header written by hand past the handlers may not be a token:
         // such a one is not passed on.)
         let token = |v: &&str| token::validate("id", v).is_ok();
+        // The reaction continues the event's trace, and its commands
+        // carry it on.
+        let parent = event
+            .header(trace::TRACEPARENT)
+            .and_then(TraceParent::parse);
+        let span = tracing::debug_span!(
+            "react",
+            manager = context.names.name(),
+            key = %key,
+            stream = %event.stream,
+            seq = event.seq,
+        );
+        trace::continue_from(&span, parent.as_ref());
         let lineage = Lineage {
             causation: event.command_id().filter(token),
             correlation: event
                 .header(jetsource_schemas::headers::CORRELATION_ID)
                 .filter(token),
+            trace: trace::outgoing(&span, parent.as_ref()),
         };
         apply(
             context,
@@ -67,6 +83,7 @@ pub(super) async fn on_event<M: ProcessManager>(
             &lineage,
             Trigger::Event(input),
         )
+        .instrument(span)
         .await?;
     }
     Ok(())
@@ -175,11 +192,14 @@ async fn events_before_reacted_to<M: ProcessManager>(
     Ok(())
 }
 
-/// The `Causation-Id` and `Correlation-Id` a trigger's commands inherit.
+/// The `Causation-Id`, `Correlation-Id` and trace a trigger's commands
+/// inherit.
 #[derive(Default)]
 pub(super) struct Lineage<'a> {
     pub(super) causation: Option<&'a str>,
     pub(super) correlation: Option<&'a str>,
+    /// The trace the commands continue.
+    pub(super) trace: Option<TraceParent>,
 }
 
 /// Where a fired deadline came from.

@@ -185,11 +185,13 @@ impl<S: ReadStore> PersistedProjection<S> {
                 }
             };
             planned.insert(stream, seq);
+            let span = crate::trace::applying(self.shared.name, &event);
             queue.push_back(New {
                 index,
                 message,
                 event,
                 pending,
+                _span: span,
             });
         }
         let mut next = self.checkpoint.clone();
@@ -308,6 +310,8 @@ struct New {
     message: jetstream::Message,
     event: Event,
     pending: u64,
+    /// Open from delivery to commit when the event carries a trace.
+    _span: Option<tracing::Span>,
 }
 
 /// Holds back the events of stream `index` still queued: they wait for the
