@@ -1,4 +1,4 @@
-//! `jetsource projector rebuild | parked | replay-parked`: the client side
+//! `jetsource projector rebuild | parked | replay-parked | skip-parked`: the client side
 //! of operating persisted projections, with a progress bar for rebuilds.
 
 use crate::cli::{client_connection, print_json};
@@ -169,6 +169,40 @@ pub async fn replay_parked(
         }
         Err(e) => {
             eprintln!("jetsource projector replay-parked: {e}");
+            match e.kind() {
+                ControlErrorKind::BadName => ExitCode::from(2),
+                _ => ExitCode::from(3),
+            }
+        }
+    }
+}
+
+/// `jetsource projector skip-parked <name> <stream> <seq>`. Exit 0 skipped
+/// (or already applied), 1 not parked or refused, 2 bad usage, 3 no answer.
+pub async fn skip_parked(
+    config: &Config,
+    nats_url: Option<&str>,
+    name: &str,
+    parked: &control::SkipRequest,
+    timeout: u64,
+) -> ExitCode {
+    let (client, namespace) = match connect(config, nats_url, "projector skip-parked").await {
+        Ok(connected) => connected,
+        Err(code) => return code,
+    };
+    let timeout = Duration::from_secs(timeout);
+    match control::skip_parked_in(&client, &namespace, name, parked, timeout).await {
+        Ok(outcome) => {
+            print_json(&outcome);
+            match outcome {
+                control::SkipOutcome::Skipped | control::SkipOutcome::AlreadyApplied => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
+            }
+        }
+        Err(e) => {
+            eprintln!("jetsource projector skip-parked: {e}");
             match e.kind() {
                 ControlErrorKind::BadName => ExitCode::from(2),
                 _ => ExitCode::from(3),

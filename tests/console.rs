@@ -3,7 +3,7 @@
 //! form built from its JSON Schema, its reply, its events in the live tail
 //! and the aggregate's history, the state moved back to an earlier
 //! sequence, a rejection in the error cache (listed and live), the
-//! projector's lag. Each view's screenshot is written to the test's temp
+//! projector's lag, a parked event skipped. Each view's screenshot is written to the test's temp
 //! folder, and to `docs/console/` with `JETSOURCE_SCREENSHOTS=docs`.
 
 mod common;
@@ -230,6 +230,49 @@ async fn the_console_sends_shows_rewinds_and_reports() {
     )
     .await;
     assert!(publishing.contains("0 parked"), "{publishing}");
+
+    // An event no reader decodes, written past the handlers: the
+    // projection parks it and halts there; skipped for good from the
+    // page (two clicks), it goes on.
+    let js = async_nats::jetstream::new(connect(&url).await);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Command-Id", "by-hand");
+    let seq = js
+        .publish_with_headers(
+            "evt.blogpost.broken.BlogPostCreated",
+            headers,
+            r#"{"not":"a post"}"#.into(),
+        )
+        .await
+        .expect("published")
+        .await
+        .expect("stored")
+        .sequence;
+    let halted = "#projectors-table tr[data-projector=blogposts]";
+    eventually("the projection halted", DEADLINE, || async {
+        click(client, "#projectors-refresh").await;
+        let row = client.find(Locator::Css(halted)).await.ok()?;
+        row.text().await.ok().filter(|t| t.contains("halted"))
+    })
+    .await;
+    click(client, &format!("{halted} button")).await;
+    let skip = format!("#parked-table tr[data-seq=\"{seq}\"] button.skip-parked");
+    text_when(client, &skip, "the parked event", |t| t == "Skip").await;
+    click(client, &skip).await;
+    text_when(client, &skip, "the skip armed", |t| t == "Skip for good?").await;
+    screenshot(client, "parked").await;
+    click(client, &skip).await;
+    text_when(client, "#parked-outcome", "the skip's outcome", |t| {
+        t == format!("EVT_BLOGPOST #{seq}: skipped")
+    })
+    .await;
+    text_when(client, "#parked-list", "nothing parked", |t| t == "none").await;
+    eventually("the projection live again", DEADLINE, || async {
+        click(client, "#projectors-refresh").await;
+        let row = client.find(Locator::Css(halted)).await.ok()?;
+        row.text().await.ok().filter(|t| t.contains("live"))
+    })
+    .await;
     screenshot(client, "projectors").await;
 
     click(client, "nav a[data-view=streams]").await;

@@ -451,6 +451,143 @@ async fn a_poison_event_halts_the_stop_policy_and_resumes_after_replay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_skipped_for_good_is_never_applied_and_a_halted_projection_resumes() {
+    let (_server, f) = fixture().await;
+    let probe = Arc::new(Probe::default());
+    *probe.fail_on.lock().expect("lock") = Some("bad0".into());
+    let config = ProjectorConfig {
+        max_deliveries: 2,
+        ..config()
+    };
+    let p = probe.clone();
+    let running = start(&f.client, config, move || Counter::new(&p)).await;
+    write_posts(&f.store, "p", 2, 4).await;
+    write_posts(&f.store, "bad", 1, 4).await;
+    let head = write_posts(&f.store, "q", 2, 4).await;
+    eventually("the halt", HANG, || async {
+        let status = running.status().await;
+        (status.projectors[0].phase == Phase::Halted).then_some(())
+    })
+    .await;
+    let namespace = Namespace::default();
+    let skip = |stream: &str, seq| control::SkipRequest {
+        stream: stream.to_string(),
+        seq,
+    };
+    // Only a parked event can be skipped, and only the one it halted at.
+    let missing = control::skip_parked_in(
+        &f.client,
+        &namespace,
+        "counter",
+        &skip("EVT_BLOGPOST", 10),
+        HANG,
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(missing, control::SkipOutcome::NotParked);
+    let outcome = control::skip_parked_in(
+        &f.client,
+        &namespace,
+        "counter",
+        &skip("EVT_BLOGPOST", 9),
+        HANG,
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(outcome, control::SkipOutcome::Skipped);
+    assert!(parked::list(&f.client, "counter")
+        .await
+        .expect("list")
+        .is_empty());
+    // The projection resumes after it, and the next bad ones park again:
+    // skip each, the halted projection goes on each time.
+    for seq in 10..=12 {
+        let parked = eventually(format!("#{seq} parked"), HANG, || async {
+            let parked = parked::list(&f.client, "counter").await.expect("list");
+            parked.iter().any(|p| p.seq == seq).then_some(parked)
+        })
+        .await;
+        assert_eq!(parked.len(), 1, "{parked:?}");
+        let outcome = control::skip_parked_in(
+            &f.client,
+            &namespace,
+            "counter",
+            &skip("EVT_BLOGPOST", seq),
+            HANG,
+        )
+        .await
+        .expect("an answer");
+        assert_eq!(outcome, control::SkipOutcome::Skipped, "#{seq}");
+    }
+    let record = wait_stored(&f.client, head).await;
+    assert_eq!(record.state.total, head - 4);
+    assert!(!record.state.per_id.contains_key("bad0"));
+    // Fixed now, a replay finds nothing to apply: skipped is for good.
+    *probe.fail_on.lock().expect("lock") = None;
+    let summary = control::replay_parked(&f.client, "counter", HANG)
+        .await
+        .expect("replayed");
+    assert_eq!((summary.applied, summary.already_applied), (0, 0));
+    let mut applied = probe.applied.lock().expect("lock").clone();
+    applied.sort_unstable();
+    let expected: Vec<u64> = (1..=head).filter(|s| !(9..=12).contains(s)).collect();
+    assert_eq!(applied, expected, "each event once, the skipped ones never");
+    assert_eq!(running.status().await.projectors[0].phase, Phase::Live);
+    running.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_skipped_by_the_skip_policy_can_be_given_up_for_good() {
+    let (_server, f) = fixture().await;
+    let probe = Arc::new(Probe::default());
+    *probe.fail_on.lock().expect("lock") = Some("bad0".into());
+    let config = ProjectorConfig {
+        max_deliveries: 2,
+        ..config()
+    };
+    let p = probe.clone();
+    let running = start(&f.client, config, move || Counter {
+        on_poison: Some(OnPoison::Skip),
+        ..Counter::new(&p)
+    })
+    .await;
+    write_posts(&f.store, "p", 2, 4).await;
+    write_posts(&f.store, "bad", 1, 2).await;
+    let head = write_posts(&f.store, "q", 1, 4).await;
+    let record = wait_stored(&f.client, head).await;
+    assert_eq!(
+        record.skipped["EVT_BLOGPOST"],
+        [9, 10].into_iter().collect()
+    );
+    let namespace = Namespace::default();
+    let outcome = control::skip_parked_in(
+        &f.client,
+        &namespace,
+        "counter",
+        &control::SkipRequest {
+            stream: "EVT_BLOGPOST".into(),
+            seq: 9,
+        },
+        HANG,
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(outcome, control::SkipOutcome::Skipped);
+    let record = read_record(&f.client).await;
+    assert_eq!(record.skipped["EVT_BLOGPOST"], [10].into_iter().collect());
+    // After the fix, a replay applies the one left and never the other.
+    *probe.fail_on.lock().expect("lock") = None;
+    let summary = control::replay_parked(&f.client, "counter", HANG)
+        .await
+        .expect("replayed");
+    assert_eq!((summary.applied, summary.failed.len()), (1, 0));
+    let record = read_record(&f.client).await;
+    assert_eq!(record.state.total, head - 1);
+    assert!(record.skipped.is_empty());
+    running.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_event_is_replayed_under_a_subject_prefix() {
     let namespace = Namespace::new("acme.shop").expect("a valid prefix");
     let stream = namespace.stream_name("blogpost");

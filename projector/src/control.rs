@@ -42,6 +42,11 @@ pub fn replay_parked_subject(name: &str) -> String {
     format!("{CONTROL_ROOT}.{name}.replay-parked")
 }
 
+/// The request subject skipping a parked event of `name`.
+pub fn skip_parked_subject(name: &str) -> String {
+    format!("{CONTROL_ROOT}.{name}.skip-parked")
+}
+
 /// Every control subject of `name` in `namespace`:
 /// `<prefix>.projector.<name>.*`.
 pub fn control_filter(namespace: &Namespace, name: &str) -> String {
@@ -181,6 +186,36 @@ pub struct ReplaySummary {
     pub waiting: u64,
 }
 
+/// The answer to `skip-parked`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SkipOutcome {
+    /// Given up on: the read model goes on without it, and the record is
+    /// gone.
+    Skipped,
+    /// The read model already held it (applied by a replay or after a
+    /// restart); its record is gone.
+    AlreadyApplied,
+    /// No such parked event.
+    NotParked,
+    /// Not skipped, and why (events before it not applied yet, the
+    /// checkpoint not stored).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Which parked event `skip-parked` gives up on: the body of its request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkipRequest {
+    /// Its stream.
+    pub stream: String,
+    /// Its stream sequence.
+    pub seq: u64,
+}
+
 /// What went wrong operating a projection from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -290,6 +325,36 @@ pub async fn replay_parked_in(
     let request = async_nats::Request::new().timeout(Some(timeout));
     let reply = client
         .send_request(namespace.subject(replay_parked_subject(name)), request)
+        .await
+        .map_err(|e| {
+            Error::with_message_and_source(
+                ControlErrorKind::NoAnswer,
+                format!("no answer from projection {name}"),
+                e,
+            )
+        })?;
+    serde_json::from_slice(&reply.payload)
+        .map_err(|e| Error::with_source(ControlErrorKind::Nats, e))
+}
+
+/// Asks the active instance of projection `name` of `namespace` to give up
+/// on its parked event `seq` of `stream` (see [`SkipOutcome`]).
+pub async fn skip_parked_in(
+    client: &Client,
+    namespace: &Namespace,
+    name: &str,
+    parked: &SkipRequest,
+    timeout: Duration,
+) -> Result<SkipOutcome, ControlError> {
+    crate::position::validate_name(name)
+        .map_err(|e| Error::with_source(ControlErrorKind::BadName, e))?;
+    let body =
+        serde_json::to_vec(parked).map_err(|e| Error::with_source(ControlErrorKind::Nats, e))?;
+    let request = async_nats::Request::new()
+        .payload(body.into())
+        .timeout(Some(timeout));
+    let reply = client
+        .send_request(namespace.subject(skip_parked_subject(name)), request)
         .await
         .map_err(|e| {
             Error::with_message_and_source(

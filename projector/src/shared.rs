@@ -135,6 +135,19 @@ impl Shared {
         });
     }
 
+    /// Records that a halted projector is about to go on (its parked event
+    /// replayed or skipped): queries wait for positions again rather than
+    /// answer `halted` while it reopens.
+    pub(crate) fn resuming(&self) {
+        self.update(|p| {
+            if p.phase == Phase::Halted {
+                tracing::info!(projector = self.name, "resuming past the parked event");
+                p.phase = Phase::Replaying;
+                p.error = None;
+            }
+        });
+    }
+
     /// Records that the store refused a batch `attempts` times in a row:
     /// from [`FAILING_AFTER`] on, the projection is `failing`.
     pub(crate) fn store_failed(&self, attempts: u32, why: String) {

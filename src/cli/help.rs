@@ -101,6 +101,10 @@ pub(crate) fn after_help(app: &App, program: &str, own: &[String]) -> String {
         "apply them again after a fix",
     );
     text += &line(
+        format!("{p} projector skip-parked <name> <stream> <seq>"),
+        "give up on one for good",
+    );
+    text += &line(
         format!("{p} process status"),
         "process managers: positions, instances, deadlines",
     );

@@ -357,6 +357,22 @@ pub enum ProjectorCommand {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// Give up on one parked event for good: the projection goes on without
+    /// it (a halted one resumes after it).
+    SkipParked {
+        /// The projection's name.
+        name: String,
+        /// The parked event's stream, as `projector parked` lists it.
+        stream: String,
+        /// The parked event's stream sequence.
+        seq: u64,
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
 }
 
 /// `jetsource errors` lookups.
@@ -623,6 +639,20 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
                 },
         } => {
             crate::projector_ops::replay_parked(&config, nats_url.as_deref(), &name, timeout).await
+        }
+        Command::Projector {
+            command:
+                ProjectorCommand::SkipParked {
+                    name,
+                    stream,
+                    seq,
+                    nats_url,
+                    timeout,
+                },
+        } => {
+            let parked = jetsource_projector::control::SkipRequest { stream, seq };
+            crate::projector_ops::skip_parked(&config, nats_url.as_deref(), &name, &parked, timeout)
+                .await
         }
         Command::Send {
             aggregate_type,

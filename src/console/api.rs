@@ -304,3 +304,27 @@ pub(super) async fn replay_parked(
         Err(e) => failed(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e),
     }
 }
+
+/// `jetsource projector skip-parked <name> <stream> <seq>`, the event named
+/// by the body `{"stream":…,"seq":…}`.
+pub(super) async fn skip_parked(
+    State(console): State<Arc<Console>>,
+    Path(name): Path<String>,
+    Json(parked): Json<jetsource_projector::control::SkipRequest>,
+) -> Response {
+    let skipped = jetsource_projector::control::skip_parked_in(
+        &console.client,
+        &console.namespace,
+        &name,
+        &parked,
+        Duration::from_secs(30),
+    )
+    .await;
+    match skipped {
+        Ok(outcome) => Json(outcome).into_response(),
+        Err(e) if e.kind() == jetsource_projector::control::ControlErrorKind::BadName => {
+            failed(StatusCode::BAD_REQUEST, e.kind(), e)
+        }
+        Err(e) => failed(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e),
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! Every action calls what the CLI calls (`crate::cli`: `streams`,
 //! `rewind`, `send`, `status`, `errors`, `projector status | parked |
-//! replay-parked`, `tail`) on a connection made from the same settings, so
+//! replay-parked`, `skip-parked`, `tail`) on a connection made from the same settings, so
 //! the console can do what `jetsource` on this host could, and no more.
 //!
 //! On a loopback address the console asks for no token, but answers only
@@ -90,6 +90,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/process-parked/{name}", get(api::process_parked))
         .route("/api/parked/{name}", get(api::parked))
         .route("/api/replay-parked/{name}", post(api::replay_parked))
+        .route("/api/skip-parked/{name}", post(api::skip_parked))
         .route("/api/tail", get(live::tail))
         .route("/api/rejections", get(live::rejections))
         .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not found\n") })

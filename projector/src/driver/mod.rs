@@ -288,10 +288,56 @@ impl<S: ReadStore> Driver<S> {
                                     ..Default::default()
                                 },
                             };
+                            let resumes =
+                                halted && summary.failed.is_empty() && summary.waiting == 0;
+                            if resumes {
+                                self.shared.resuming();
+                            }
                             self.reply(message.reply.as_ref(), &summary).await;
-                            if halted && summary.failed.is_empty() && summary.waiting == 0 {
+                            if resumes {
                                 // Resume from the checkpoint, which now includes
                                 // the event it stopped at.
+                                drop(live);
+                                let Some(reopened) = self.open_live(lease, held, stop).await else {
+                                    return if *stop.borrow() {
+                                        Held::Stopped
+                                    } else {
+                                        Held::Lost
+                                    };
+                                };
+                                live = reopened;
+                                halted = false;
+                            }
+                        }
+                        "skip-parked" => {
+                            let outcome = match serde_json::from_slice::<control::SkipRequest>(
+                                &message.payload,
+                            ) {
+                                Ok(asked) => live
+                                    .skip_parked(&asked.stream, asked.seq)
+                                    .await
+                                    .unwrap_or_else(|e| control::SkipOutcome::Refused {
+                                        reason: e.to_string(),
+                                    }),
+                                Err(e) => control::SkipOutcome::Refused {
+                                    reason: format!(
+                                        "the request is not {{\"stream\":…,\"seq\":…}}: {e}"
+                                    ),
+                                },
+                            };
+                            let resumes = halted
+                                && matches!(
+                                    outcome,
+                                    control::SkipOutcome::Skipped
+                                        | control::SkipOutcome::AlreadyApplied
+                                );
+                            if resumes {
+                                self.shared.resuming();
+                            }
+                            self.reply(message.reply.as_ref(), &outcome).await;
+                            if resumes {
+                                // Resume from the checkpoint, now past the
+                                // event it stopped at.
                                 drop(live);
                                 let Some(reopened) = self.open_live(lease, held, stop).await else {
                                     return if *stop.borrow() {

@@ -108,3 +108,71 @@ impl<S: ReadStore> PersistedProjection<S> {
         Ok(())
     }
 }
+
+impl<S: ReadStore> PersistedProjection<S> {
+    /// Gives up on parked event `seq` of `stream` without applying it: the
+    /// read model stays without it for good. A skipped one (in the
+    /// checkpoint's `skipped` set) leaves the set; the one a halted
+    /// projection stopped at becomes its position, so it resumes after it.
+    /// Either way in one commit of the checkpoint, then the record goes. One
+    /// the checkpoint already holds only loses its record.
+    pub async fn skip_parked(
+        &mut self,
+        stream: &str,
+        seq: u64,
+    ) -> Result<control::SkipOutcome, ProjectionError> {
+        let parked = parked::list_from(&self.control, self.shared.name).await?;
+        let Some(p) = parked.iter().find(|p| p.stream == stream && p.seq == seq) else {
+            return Ok(control::SkipOutcome::NotParked);
+        };
+        let position = self.checkpoint.positions.get(stream).copied().unwrap_or(0);
+        let mut next = self.checkpoint.clone();
+        let skipped = next
+            .skipped
+            .get_mut(stream)
+            .is_some_and(|set| set.remove(&seq));
+        if next.skipped.get(stream).is_some_and(|set| set.is_empty()) {
+            next.skipped.remove(stream);
+        }
+        if !skipped && seq <= position {
+            parked::remove(&self.control, p).await?;
+            return Ok(control::SkipOutcome::AlreadyApplied);
+        }
+        if !skipped {
+            let Some(index) = self.followed.iter().position(|f| f.name == stream) else {
+                return Ok(control::SkipOutcome::Refused {
+                    reason: format!("{stream} is not a stream this projection follows"),
+                });
+            };
+            if Self::missing_before(&self.followed[index], position, seq).await? {
+                return Ok(control::SkipOutcome::Refused {
+                    reason: format!(
+                        "{stream} #{seq} is not next: events before it are not applied yet"
+                    ),
+                });
+            }
+            next.advance_to(stream, seq);
+        }
+        let committed = self
+            .store
+            .commit(self.generation, Vec::new(), next.clone(), self.live)
+            .await?;
+        if let Some(e) = committed.failure {
+            return Ok(control::SkipOutcome::Refused {
+                reason: format!("the checkpoint was not stored: {e}"),
+            });
+        }
+        self.checkpoint = next;
+        self.shared
+            .applied
+            .send_replace(self.checkpoint.positions.clone());
+        parked::remove(&self.control, p).await?;
+        tracing::warn!(
+            projection = self.shared.name,
+            stream,
+            seq,
+            "parked event skipped for good"
+        );
+        Ok(control::SkipOutcome::Skipped)
+    }
+}

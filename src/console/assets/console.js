@@ -317,10 +317,32 @@ async function loadProcessParked(name) {
 
 async function loadParked(name) {
   $("parked").hidden = false; $("parked-name").textContent = name;
+  const body = clear($("parked-table"));
   try {
     const answer = await api(`/api/parked/${encodeURIComponent(name)}`);
     $("parked-list").textContent = answer.parked.length ? JSON.stringify(answer.parked, null, 2) : "none";
+    for (const p of answer.parked) {
+      const row = body.insertRow();
+      row.dataset.stream = p.stream; row.dataset.seq = p.seq;
+      cell(row, p.stream); cell(row, p.seq, "num"); cell(row, p.error); cell(row, p.deliveries, "num");
+      const button = document.createElement("button");
+      button.type = "button"; button.textContent = "Skip"; button.className = "skip-parked";
+      // Two clicks: the first arms it, the second gives the event up.
+      button.addEventListener("click", () => {
+        if (!button.dataset.armed) { button.dataset.armed = "1"; button.textContent = "Skip for good?"; return; }
+        skipParked(name, p.stream, p.seq);
+      });
+      cell(row, button);
+    }
   } catch (e) { $("parked-list").textContent = e.message; }
+}
+// Gives up on one parked event for good: the read model goes on without it.
+async function skipParked(name, stream, seq) {
+  try {
+    const outcome = await api(`/api/skip-parked/${encodeURIComponent(name)}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ stream, seq }) });
+    await loadParked(name);
+    $("parked-outcome").textContent = `${stream} #${seq}: ${outcome.status}` + (outcome.reason ? ` (${outcome.reason})` : "");
+  } catch (e) { $("parked-outcome").textContent = e.message; }
 }
 $("parked-replay").addEventListener("click", async () => {
   const name = $("parked-name").textContent;
