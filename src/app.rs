@@ -99,6 +99,8 @@ pub struct AggregateSchemas {
     pub event_version: u32,
     /// How older versions' events read as today's.
     pub upcasters: Arc<jetsource_schemas::upcast::Upcasters>,
+    /// The schema of its rejections' `details`, when it gives any.
+    pub details: Option<serde_json::Value>,
 }
 
 impl App {
@@ -130,6 +132,7 @@ impl App {
             events: with_contract(schemars::schema_for!(A::Event).to_value()),
             event_version: A::EVENT_VERSION,
             upcasters: jetsource_schemas::upcast::upcasters_of::<A>(),
+            details: A::details_schema().map(|schema| with_contract(schema.to_value())),
         });
         self
     }

@@ -69,7 +69,7 @@ pub use jetsource_client as client;
 pub use jetsource_feedback as feedback;
 pub use jetsource_handlers as handlers;
 pub use jetsource_handlers::{
-    connect, testing, Aggregate, Rejection, RejectionKind, Runtime, RuntimeConfig,
+    connect, testing, Aggregate, DomainError, Rejection, RejectionKind, Runtime, RuntimeConfig,
 };
 pub use jetsource_process as process;
 pub use jetsource_projector as projector;

@@ -6,7 +6,8 @@
 //! Layout under the output folder (`schemas/json/` by default):
 //! `<name>.json` per contract message; per aggregate
 //! `<aggregate_type>/commands.json`, `<aggregate_type>/events.json` (today's
-//! events) and `<aggregate_type>/events.v<N>.json` for every event version
+//! events), `<aggregate_type>/details.json` (its rejections' details, when
+//! it gives any) and `<aggregate_type>/events.v<N>.json` for every event version
 //! `N` ever written. A version's file is written while it is today's and
 //! kept after: it is the record of what events of that version look like,
 //! for readers in other languages and for the check. Every file names the
@@ -58,6 +59,9 @@ pub fn render(app: &App) -> Vec<(PathBuf, String)> {
         let dir = PathBuf::from(aggregate.aggregate_type);
         let events = text(&events_schema(aggregate));
         files.push((dir.join("commands.json"), text(&aggregate.commands)));
+        if let Some(details) = &aggregate.details {
+            files.push((dir.join("details.json"), text(details)));
+        }
         files.push((dir.join("events.json"), events.clone()));
         files.push((
             version_file(aggregate.aggregate_type, aggregate.event_version),

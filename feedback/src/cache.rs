@@ -49,7 +49,9 @@ impl ErrorCache {
                         &n.reason,
                         &n.at,
                     ],
-                    0,
+                    // The details as their JSON would take (the value
+                    // itself takes more, in a bound of the same order).
+                    n.details.as_ref().map_or(0, |d| d.to_string().len()),
                 )
             })
             .build();
@@ -366,6 +368,7 @@ mod tests {
             command: "create".into(),
             code: RejectionCode::Validation,
             reason: "no".into(),
+            details: None,
             at: at.into(),
         }
     }

@@ -86,6 +86,7 @@ pub(crate) fn observer(
                 command: command.to_string(),
                 code: r.code,
                 reason: r.reason.clone(),
+                details: r.details.clone(),
                 at: now_rfc3339(),
             };
             if queue.try_send(notice).is_err() {

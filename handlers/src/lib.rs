@@ -38,7 +38,7 @@ pub mod store;
 pub mod testing;
 mod workers;
 
-pub use aggregate::{Aggregate, Rejection, RejectionKind};
+pub use aggregate::{Aggregate, DomainError, Rejection, RejectionKind};
 pub use connect::connect;
 pub use jetsource_schemas::{codec, error};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig};

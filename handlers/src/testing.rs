@@ -226,6 +226,27 @@ where
         rejection
     }
 
+    /// Asserts the decision was rejected with `kind` and `details` (the
+    /// aggregate's error, as it serializes: see
+    /// [`jetsource_schemas::aggregate::DomainError`]).
+    ///
+    /// # Panics
+    /// When it was not.
+    pub fn then_expect_rejection_with_details(
+        self,
+        kind: RejectionKind,
+        details: impl serde::Serialize,
+    ) -> Rejection {
+        let rejection = self.then_expect_rejection(kind);
+        let expected = serde_json::to_value(details).expect("the expected details serialize");
+        assert_eq!(
+            rejection.details(),
+            Some(&expected),
+            "the details of {rejection}"
+        );
+        rejection
+    }
+
     /// Asserts the command did not decode, as the runtime answers
     /// `bad_request`; returns why.
     ///

@@ -83,6 +83,14 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
         Upcasters::new()
     }
 
+    /// The JSON Schema of the `details` its rejections carry, when it gives
+    /// any: its [`DomainError`] type's (`Some(schemars::schema_for!(OrderError))`).
+    /// `jetsource schema` publishes it as `<type>/details.json`, so callers
+    /// in other languages branch on the details by a file. Default: none.
+    fn details_schema() -> Option<schemars::Schema> {
+        None
+    }
+
     /// The personal fields of the events (see [`crate::personal`]): each
     /// is stored sealed under a key of the aggregate instance's own, and
     /// reads as its redaction value once that key is forgotten. Default:
@@ -187,10 +195,59 @@ pub enum RejectionKind {
 }
 
 /// A decision's refusal: the command is denied, nothing is appended.
+///
+/// Besides its kind and reason it may carry `details`, a JSON value the
+/// caller branches on (`{"error":"insufficient_funds","balance":3}`): given
+/// with [`Rejection::with_details`], or made from the aggregate's own error
+/// type by `?` when that type implements [`DomainError`]. The details travel
+/// in the reply, the rejection notice, the error cache and `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     kind: RejectionKind,
     reason: String,
+    details: Option<serde_json::Value>,
+}
+
+/// An aggregate's own error type: what its `handle` refuses with, carried to
+/// the caller as the rejection's `details` (its JSON), its `reason` (its
+/// `Display`) and its kind ([`DomainError::kind`], `validation` unless it
+/// says otherwise). `?` turns one into a [`Rejection`].
+///
+/// ```
+/// use jetsource_schemas::aggregate::{DomainError, Rejection, RejectionKind};
+///
+/// #[derive(Debug, serde::Serialize)]
+/// #[serde(tag = "error", rename_all = "snake_case")]
+/// enum OrderError { TooManyItems { max: u32 } }
+///
+/// impl std::fmt::Display for OrderError {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         match self { OrderError::TooManyItems { max } => write!(f, "at most {max} items") }
+///     }
+/// }
+/// impl DomainError for OrderError {}
+///
+/// let refused = Rejection::from(OrderError::TooManyItems { max: 10 });
+/// assert_eq!(refused.kind(), RejectionKind::Validation);
+/// assert_eq!(refused.reason(), "at most 10 items");
+/// assert_eq!(refused.details(), Some(&serde_json::json!({"error": "too_many_items", "max": 10})));
+/// ```
+pub trait DomainError: serde::Serialize + fmt::Display {
+    /// The kind of refusal it is.
+    fn kind(&self) -> RejectionKind {
+        RejectionKind::Validation
+    }
+}
+
+impl<E: DomainError> From<E> for Rejection {
+    fn from(error: E) -> Self {
+        Rejection {
+            kind: error.kind(),
+            reason: error.to_string(),
+            details: None,
+        }
+        .with_details(&error)
+    }
 }
 
 impl Rejection {
@@ -199,6 +256,7 @@ impl Rejection {
         Rejection {
             kind: RejectionKind::Validation,
             reason: reason.into(),
+            details: None,
         }
     }
 
@@ -207,6 +265,7 @@ impl Rejection {
         Rejection {
             kind: RejectionKind::NotFound,
             reason: reason.into(),
+            details: None,
         }
     }
 
@@ -215,12 +274,29 @@ impl Rejection {
         Rejection {
             kind: RejectionKind::Conflict,
             reason: reason.into(),
+            details: None,
         }
+    }
+
+    /// The same refusal, carrying `details` (any value that serializes to
+    /// JSON; one that does not, or whose JSON is over
+    /// [`crate::reply::MAX_DETAILS_BYTES`], is left out, and the code and
+    /// reason still go).
+    pub fn with_details(mut self, details: impl serde::Serialize) -> Self {
+        self.details = serde_json::to_value(details)
+            .ok()
+            .and_then(crate::reply::bounded_details);
+        self
     }
 
     /// The kind of refusal.
     pub fn kind(&self) -> RejectionKind {
         self.kind
+    }
+
+    /// The details for the caller, if any.
+    pub fn details(&self) -> Option<&serde_json::Value> {
+        self.details.as_ref()
     }
 
     /// The reason, for people.

@@ -68,6 +68,9 @@ pub struct RejectionNotice {
     pub code: RejectionCode,
     /// Why, for people.
     pub reason: String,
+    /// What the aggregate said besides (see [`crate::reply::Rejected`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
     /// When it was rejected, RFC 3339 UTC.
     pub at: String,
 }
@@ -468,6 +471,7 @@ mod tests {
             command: "create".into(),
             code: RejectionCode::Validation,
             reason: "title is empty".into(),
+            details: None,
             at: "2025-01-01T00:00:00Z".into(),
         };
         assert_eq!(

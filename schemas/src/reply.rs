@@ -81,6 +81,30 @@ pub struct Rejected {
     pub code: RejectionCode,
     /// Why, for people.
     pub reason: String,
+    /// What the aggregate said besides, for the caller to branch on (its
+    /// own error type, as JSON); absent when it said nothing more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+impl Rejected {
+    /// The details read as `T` (the aggregate's error type); `None` without
+    /// details.
+    pub fn details_as<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Option<Result<T, serde_json::Error>> {
+        self.details.clone().map(serde_json::from_value)
+    }
+}
+
+/// The most bytes a rejection's `details` take as JSON: bounded like its
+/// reason, every rejection fits in a reply, a notice and the error cache.
+pub const MAX_DETAILS_BYTES: usize = 4096;
+
+/// `details` when its JSON fits in [`MAX_DETAILS_BYTES`], else `None`.
+pub fn bounded_details(details: serde_json::Value) -> Option<serde_json::Value> {
+    let fits = serde_json::to_vec(&details).is_ok_and(|b| b.len() <= MAX_DETAILS_BYTES);
+    fits.then_some(details)
 }
 
 /// The reply to a command request.
@@ -137,6 +161,22 @@ impl CommandReply {
             command_id: command_id.into(),
             code,
             reason: bounded_reason(reason.into()),
+            details: None,
+        })
+    }
+
+    /// A rejection with `details` (bounded, [`bounded_details`]).
+    pub fn rejected_with_details(
+        command_id: impl Into<String>,
+        code: RejectionCode,
+        reason: impl Into<String>,
+        details: Option<serde_json::Value>,
+    ) -> Self {
+        CommandReply::Rejected(Rejected {
+            command_id: command_id.into(),
+            code,
+            reason: bounded_reason(reason.into()),
+            details: details.and_then(bounded_details),
         })
     }
 
@@ -233,6 +273,39 @@ fn json_string(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_travel_bounded_and_read_back_typed() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Short {
+            balance: u64,
+        }
+        let reply = CommandReply::rejected_with_details(
+            "c1",
+            RejectionCode::Validation,
+            "short",
+            Some(serde_json::json!({"balance": 3})),
+        );
+        let text = String::from_utf8(reply.to_bytes().expect("encodes").to_vec()).expect("utf-8");
+        assert_eq!(
+            text,
+            r#"{"status":"rejected","command_id":"c1","code":"validation","reason":"short","details":{"balance":3}}"#
+        );
+        let CommandReply::Rejected(rejected) = serde_json::from_str(&text).expect("decodes") else {
+            panic!("not a rejection");
+        };
+        let details: Short = rejected.details_as().expect("details").expect("a Short");
+        assert_eq!(details, Short { balance: 3 });
+        let big = serde_json::json!({"text": "x".repeat(MAX_DETAILS_BYTES)});
+        let CommandReply::Rejected(cut) =
+            CommandReply::rejected_with_details("c2", RejectionCode::Validation, "big", Some(big))
+        else {
+            panic!("not a rejection");
+        };
+        assert_eq!((cut.details, cut.reason.as_str()), (None, "big"));
+        let none = CommandReply::rejected("c3", RejectionCode::Internal, "no");
+        assert!(!String::from_utf8_lossy(&none.to_bytes().expect("encodes")).contains("details"));
+    }
 
     #[test]
     fn wire_shape_of_accepted() {

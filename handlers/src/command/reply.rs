@@ -46,5 +46,9 @@ pub(crate) fn reply(
 
 /// The rejection of command `command_id` for `failure`.
 pub(crate) fn rejected(command_id: &str, failure: &CommandFailure) -> CommandReply {
-    CommandReply::rejected(command_id, failure.code(), failure.to_string())
+    let details = match failure {
+        CommandFailure::Denied(rejection) => rejection.details().cloned(),
+        _ => None,
+    };
+    CommandReply::rejected_with_details(command_id, failure.code(), failure.to_string(), details)
 }

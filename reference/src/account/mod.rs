@@ -19,7 +19,10 @@
 //! commands and events, and [`crate::payments`] for the process manager
 //! that carries it through and refunds it when it fails.
 
+mod error;
 pub mod payment;
+
+pub use error::AccountError;
 
 pub use payment::{Offered, Presented};
 
@@ -256,6 +259,11 @@ impl Aggregate for Account {
         PersonalData::new().field("AccountOpened", "owner")
     }
 
+    /// Its refusals' details: [`AccountError`].
+    fn details_schema() -> Option<schemars::Schema> {
+        Some(schemars::schema_for!(AccountError))
+    }
+
     fn handle(&self, command: AccountCommand) -> Result<Vec<AccountEvent>, Rejection> {
         match command {
             AccountCommand::Open { .. } if self.open => {
@@ -281,10 +289,11 @@ impl Aggregate for Account {
                 None => Err(Rejection::validation("the balance would overflow")),
             },
             AccountCommand::Withdraw { amount } if amount > self.balance => {
-                Err(Rejection::validation(format!(
-                    "insufficient funds: the balance is {}, {amount} was asked",
-                    self.balance
-                )))
+                Err(AccountError::InsufficientFunds {
+                    balance: self.balance,
+                    asked: amount,
+                }
+                .into())
             }
             AccountCommand::Withdraw { amount } => {
                 Ok(vec![AccountEvent::MoneyWithdrawn { amount }])
@@ -337,10 +346,11 @@ impl Aggregate for Account {
             return Err(Rejection::validation("the amount must be positive"));
         }
         if amount > self.balance {
-            return Err(Rejection::validation(format!(
-                "insufficient funds: the balance is {}, {amount} was asked",
-                self.balance
-            )));
+            return Err(AccountError::InsufficientFunds {
+                balance: self.balance,
+                asked: amount,
+            }
+            .into());
         }
         if target.balance.checked_add(amount).is_none() {
             return Err(Rejection::validation("the target's balance would overflow"));
@@ -417,9 +427,29 @@ mod tests {
 
     #[test]
     fn the_balance_never_goes_negative() {
-        AggregateTest::<Account>::given(vec![opened(), MoneyDeposited { amount: 10 }])
-            .when_wire("withdraw", r#"{"amount":11}"#)
+        let refused =
+            AggregateTest::<Account>::given(vec![opened(), MoneyDeposited { amount: 10 }])
+                .when_wire("withdraw", r#"{"amount":11}"#)
+                .then_expect_rejection_with_details(
+                    RejectionKind::Validation,
+                    AccountError::InsufficientFunds {
+                        balance: 10,
+                        asked: 11,
+                    },
+                );
+        assert_eq!(
+            refused.reason(),
+            "insufficient funds: the balance is 10, 11 was asked"
+        );
+        assert_eq!(
+            refused.details(),
+            Some(&serde_json::json!({"error": "insufficient_funds", "balance": 10, "asked": 11}))
+        );
+        // A refusal of its own words carries no details.
+        let plain = AggregateTest::<Account>::given(vec![opened()])
+            .when_wire("deposit", r#"{"amount":0}"#)
             .then_expect_rejection(RejectionKind::Validation);
+        assert_eq!(plain.details(), None);
     }
 
     #[test]

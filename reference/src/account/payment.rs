@@ -22,6 +22,7 @@
 //! could refund money it gave away. In a deployment only the process
 //! managers' user may publish them (see `config/nats-secure.conf`).
 
+use super::AccountError;
 use super::{Account, AccountCommand, AccountEvent};
 use jetsource_handlers::Rejection;
 use serde::Serialize;
@@ -79,10 +80,11 @@ impl Account {
                     )));
                 }
                 if amount > self.balance {
-                    return Err(Rejection::validation(format!(
-                        "insufficient funds: the balance is {}, {amount} was asked",
-                        self.balance
-                    )));
+                    return Err(AccountError::InsufficientFunds {
+                        balance: self.balance,
+                        asked: amount,
+                    }
+                    .into());
                 }
                 Ok(vec![AccountEvent::PaymentOffered {
                     payment,
