@@ -8,9 +8,10 @@ use async_nats::jetstream;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use common::*;
-use jetsource::handlers::keys::KeyRing;
+use jetsource::handlers::keys::{KeyErrorKind, KeyRing};
 use jetsource::projector::document::InMemory;
 use jetsource::projector::{DocumentProjector, Envelope, ProjectorError, ProjectorRuntime};
+use jetsource::schemas::key_wrap::MasterKey;
 use jetsource::schemas::personal::REDACTED;
 use jetsource::schemas::Namespace;
 use jetsource_reference::account::{Account, AccountEvent};
@@ -162,6 +163,153 @@ async fn a_forgotten_owner_reads_as_redacted_its_bytes_and_key_are_gone_and_the_
     assert_eq!(rewound(dir.path(), &url, "a1"), (REDACTED.to_string(), 16));
     assert!(!store_holds(&store, owner.as_bytes()));
     assert!(!store_holds(&store, stored_key.as_bytes()));
+    jetsource.terminate();
+}
+
+/// A master key of random bytes, in the file `name` in `dir` as `[keys]
+/// master_key_file` reads one.
+fn master_key_in(dir: &Path, name: &str) -> (String, MasterKey) {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{}\n", BASE64.encode(bytes))).expect("write the key");
+    (path.display().to_string(), MasterKey::from_bytes(bytes))
+}
+
+/// `jetsource <args> --nats-url <url>` with `JETSOURCE_MASTER_KEY_FILE`
+/// set to `master_key_file` (unset when `None`).
+fn run_with_master_key(
+    dir: &Path,
+    url: &str,
+    master_key_file: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
+    let mut command = jetsource_command(dir);
+    command.args(args).args(["--nats-url", url]);
+    if let Some(file) = master_key_file {
+        command.env("JETSOURCE_MASTER_KEY_FILE", file);
+    }
+    command.output().expect("run the binary")
+}
+
+/// With a master key, the keys bucket holds every data key wrapped: not
+/// the key's bytes, and nothing that opens without the master key. A
+/// reader without it, or with another, is refused; it never reads the
+/// owner as forgotten. Forgetting erases the wrapped key as it does a
+/// plain one.
+#[tokio::test]
+async fn with_a_master_key_data_keys_are_stored_wrapped_and_open_only_with_it() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let store = server.store_dir();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, master) = master_key_in(dir.path(), "jetsource.master");
+    let (other_file, other) = master_key_in(dir.path(), "other.master");
+    let jetsource = JetsourceProcess::spawn(
+        dir.path(),
+        &["run", "--nats-url", &url],
+        &[("JETSOURCE_MASTER_KEY_FILE", file.as_str())],
+    );
+    let client = commands(&url).await;
+    let owner = format!("Owner-{}", uuid::Uuid::new_v4().simple());
+    let open = serde_json::json!({ "owner": owner }).to_string();
+    accepted(send_account(&client, "a2", "open", open).await);
+    accepted(send_account(&client, "a2", "deposit", r#"{"amount":7}"#).await);
+
+    let ring = |master: Option<MasterKey>| {
+        let url = url.clone();
+        async move {
+            KeyRing::new(
+                connect(&url).await,
+                &Namespace::default(),
+                1,
+                std::time::Duration::from_secs(5),
+            )
+            .with_master_key(master)
+        }
+    };
+    let key = ring(Some(master.clone()))
+        .await
+        .key("account.a2")
+        .await
+        .expect("opens with the master key")
+        .expect("the account's key");
+    // What the bucket holds: wrapped, and on disk.
+    let bucket = jetstream::new(connect(&url).await)
+        .get_key_value("jetsource_keys")
+        .await
+        .expect("the keys bucket");
+    let stored = bucket
+        .get("account.a2")
+        .await
+        .expect("read")
+        .expect("stored");
+    let stored: serde_json::Value = serde_json::from_slice(&stored).expect("JSON");
+    assert_eq!(stored["wrapped"], "xchacha20poly1305-v1", "{stored}");
+    assert_eq!(stored["mkid"], master.id());
+    let wrapped = stored["data"].as_str().expect("wrapped bytes").to_string();
+    assert!(
+        store_holds(&store, wrapped.as_bytes()),
+        "the wrapped key is stored"
+    );
+    for (what, bytes) in [
+        ("the owner", owner.as_bytes()),
+        ("the key in base64", BASE64.encode(key.secret()).as_bytes()),
+        ("the key", &key.secret()[..]),
+    ] {
+        assert!(!store_holds(&store, bytes), "{what} is on disk");
+    }
+
+    for (master, kind) in [
+        (None, KeyErrorKind::NoMasterKey),
+        (Some(other), KeyErrorKind::WrongMasterKey),
+    ] {
+        let err = ring(master)
+            .await
+            .key("account.a2")
+            .await
+            .expect_err("refused");
+        assert_eq!(err.kind(), kind, "{err}");
+    }
+    // Every reader takes it from the settings: rewind and tail with it
+    // show the owner; without it, or with another, they refuse (rewind) or
+    // show the field sealed (tail), never as forgotten.
+    let rewind = ["rewind", "account", "a2"];
+    let out = run_with_master_key(dir.path(), &url, Some(&file), &rewind);
+    assert_exit(&out, 0);
+    assert_eq!(printed(&out)["state"]["owner"], owner.as_str());
+    for wrong in [None, Some(other_file.as_str())] {
+        let out = run_with_master_key(dir.path(), &url, wrong, &rewind);
+        assert_exit(&out, 2);
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let tail = ["tail", "evt.account.a2.*", "--from-start", "--count", "1"];
+    let out = run_with_master_key(dir.path(), &url, Some(&file), &tail);
+    assert_exit(&out, 0);
+    assert_eq!(printed(&out)["body"]["owner"], owner.as_str());
+    let out = run_with_master_key(dir.path(), &url, None, &tail);
+    assert_exit(&out, 0);
+    assert_eq!(
+        printed(&out)["body"]["owner"]["$sealed"],
+        "xchacha20poly1305-v1"
+    );
+
+    let out = run_with_master_key(dir.path(), &url, Some(&file), &["forget", "account", "a2"]);
+    assert_exit(&out, 0);
+    assert_eq!(printed(&out)["keys_erased"], 1);
+    assert!(
+        !store_holds(&store, wrapped.as_bytes()),
+        "the wrapped key is still on disk"
+    );
+    let out = run_with_master_key(dir.path(), &url, None, &rewind);
+    assert_exit(&out, 0);
+    assert_eq!(printed(&out)["state"]["owner"], REDACTED);
+    assert_eq!(printed(&out)["state"]["balance"], 7);
     jetsource.terminate();
 }
 

@@ -128,6 +128,11 @@ pub enum EventErrorKind {
     /// Its personal fields do not open: a sealed value was altered, or
     /// the aggregate's data key could not be read.
     Sealed,
+    /// Its aggregate's data key is wrapped under a master key, and this
+    /// process has none, or another one (see
+    /// [`jetsource_schemas::key_wrap`]): the event is not read as
+    /// forgotten.
+    MasterKey,
 }
 
 impl std::fmt::Display for EventErrorKind {
@@ -136,6 +141,9 @@ impl std::fmt::Display for EventErrorKind {
             EventErrorKind::NotAnEvent => "not an event subject",
             EventErrorKind::NoMetadata => "message without JetStream metadata",
             EventErrorKind::Sealed => "its personal data does not open",
+            EventErrorKind::MasterKey => {
+                "its data key is wrapped under a master key not configured"
+            }
         })
     }
 }

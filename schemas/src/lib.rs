@@ -27,6 +27,7 @@
 //!   one way every reader decodes a stored event.
 //! - [`personal`]: personal fields sealed under a key per data subject
 //!   (crypto-shredding), and the sealed value's format.
+//! - [`key_wrap`]: data keys as stored, plain or wrapped under a master key.
 //! - [`error`]: the error type with a `kind()` every jetsource crate uses.
 //! - [`server_version`]: the nats-server versions the contract needs.
 //! - [`settings`]: what every settings type shares: durations and sizes
@@ -40,6 +41,7 @@ pub mod event;
 pub mod feedback;
 pub mod headers;
 pub mod json;
+pub mod key_wrap;
 pub mod namespace;
 pub mod page;
 pub mod personal;

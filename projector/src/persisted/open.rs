@@ -82,7 +82,11 @@ impl<S: ReadStore> PersistedProjection<S> {
             failures: BTreeMap::new(),
             followed: Vec::new(),
             merged: futures::stream::SelectAll::new().peekable(),
-            keys: crate::keys::DataKeys::new(js.clone(), &config.namespace),
+            keys: crate::keys::DataKeys::new(
+                js.clone(),
+                &config.namespace,
+                config.master_key.clone(),
+            ),
         };
         shared
             .applied
