@@ -209,6 +209,15 @@ impl RuntimeBuilder {
             handler_config.snapshots.replicas = self.config.streams.replicas;
             handlers.insert(name, factory(store.clone(), handler_config));
         }
+        // Forgetting stores its notices there; read models follow it.
+        let jetstream = async_nats::jetstream::new(self.client.clone());
+        crate::forget::ensure_stream(
+            &jetstream,
+            &self.config.namespace,
+            self.config.streams.replicas,
+        )
+        .await
+        .map_err(|e| Error::with_source(RuntimeErrorKind::Stream, e))?;
         let mut known: Vec<_> = handlers.keys().copied().collect();
         known.sort_unstable();
         let dispatch = Arc::new(Dispatch {
@@ -340,8 +349,11 @@ impl Runtime {
         &self,
         (requests, notices): (async_nats::Subscriber, async_nats::Subscriber),
     ) -> AbortOnDrop {
+        let mut jetstream = async_nats::jetstream::new(self.dispatch.client.clone());
+        jetstream.set_timeout(self.config.store_timeout);
         let forgetting = crate::forget::Forgetting {
             client: self.dispatch.client.clone(),
+            jetstream,
             namespace: self.config.namespace.clone(),
             keys: self.store.keys().clone(),
             hosted: self.aggregate_types(),

@@ -28,6 +28,7 @@
 //! - [`personal`]: personal fields sealed under a key per data subject
 //!   (crypto-shredding), and the sealed value's format.
 //! - [`key_wrap`]: data keys as stored, plain or wrapped under a master key.
+//! - [`forgotten`]: the notice that a data subject was forgotten, and its stream.
 //! - [`error`]: the error type with a `kind()` every jetsource crate uses.
 //! - [`server_version`]: the nats-server versions the contract needs.
 //! - [`settings`]: what every settings type shares: durations and sizes
@@ -39,6 +40,7 @@ pub mod codec;
 pub mod error;
 pub mod event;
 pub mod feedback;
+pub mod forgotten;
 pub mod headers;
 pub mod json;
 pub mod key_wrap;
