@@ -10,7 +10,9 @@ use base64::Engine;
 use common::*;
 use jetsource::handlers::keys::{KeyErrorKind, KeyRing};
 use jetsource::projector::document::InMemory;
-use jetsource::projector::{DocumentProjector, Envelope, ProjectorError, ProjectorRuntime};
+use jetsource::projector::{
+    DocumentProjector, Envelope, Forgotten, ProjectorError, ProjectorRuntime,
+};
 use jetsource::schemas::key_wrap::MasterKey;
 use jetsource::schemas::personal::REDACTED;
 use jetsource::schemas::Namespace;
@@ -408,5 +410,122 @@ async fn projections_fold_the_owner_while_it_is_known_and_redacted_after() {
     );
     after.stop().await.expect("stop");
     before.stop().await.expect("stop");
+    running.stop().await;
+}
+
+/// [`Owners`], dropping an account's document once the account is forgotten.
+#[derive(Debug, Clone, Copy)]
+struct DroppingOwners(&'static str);
+
+impl DocumentProjector for DroppingOwners {
+    type Input = Envelope<Account>;
+    type Document = OwnerView;
+
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn key(&self, input: &Envelope<Account>) -> Option<String> {
+        Owners(self.0).key(input)
+    }
+
+    fn apply(
+        &self,
+        view: Option<OwnerView>,
+        input: Envelope<Account>,
+    ) -> Result<Option<OwnerView>, ProjectorError> {
+        Owners(self.0).apply(view, input)
+    }
+
+    fn forgotten(&self, aggregate_type: &str, aggregate_id: &str) -> Forgotten {
+        assert_eq!(aggregate_type, "account");
+        Forgotten::Drop(vec![aggregate_id.to_string()])
+    }
+}
+
+/// Waits until projection `projection` answers `not_found` for `id`.
+async fn dropped(client: &async_nats::Client, projection: &str, id: &str) {
+    let subject = format!("query.{projection}.get.{id}");
+    eventually(format!("{projection} drops {id}"), DEADLINE, || {
+        let subject = subject.clone();
+        async move {
+            let answer = query(client, &subject, None).await;
+            (answer["status"] == "not_found").then_some(())
+        }
+    })
+    .await;
+}
+
+fn documents(
+    client: &async_nats::Client,
+    name: &'static str,
+) -> jetsource::projector::ProjectorRuntimeBuilder {
+    ProjectorRuntime::builder(client.clone()).documents(DroppingOwners(name))
+}
+
+/// The forgotten notice is stored, so every document projection drops the
+/// document it derived from a forgotten account: one running at the
+/// forget, one stopped before it and started after, and one first started
+/// after it and a restart of the server. The other account's stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_projections_drop_what_they_derived_from_a_forgotten_account_even_if_down_then() {
+    let mut server = NatsServer::new();
+    let url = server.client_url();
+    let running = Jetsource::start_app(&url, &reference_app(), Default::default()).await;
+    let client = commands(&url).await;
+    let mut last = 0;
+    for (id, owner) in [("a5", "Ada Lovelace"), ("a6", "Alan Turing")] {
+        let open = serde_json::json!({ "owner": owner }).to_string();
+        accepted(send_account(&client, id, "open", open).await);
+        let reply = accepted(send_account(&client, id, "deposit", r#"{"amount":3}"#).await);
+        last = reply.events.last().expect("an event").seq;
+    }
+    let during = Projectors::start(documents(&running.client, "owners_during")).await;
+    let down = Projectors::start(documents(&running.client, "owners_down")).await;
+    for (projectors, name) in [(&during, "owners_during"), (&down, "owners_down")] {
+        projectors.wait_applied(name, "EVT_ACCOUNT", last).await;
+        assert_eq!(
+            owner_view(&running.client, name, "a5").await,
+            ("Ada Lovelace".to_string(), 3)
+        );
+    }
+    down.stop().await.expect("stop");
+
+    let answer = running
+        .client
+        .request("forget.account.a5", "".into())
+        .await
+        .expect("forget answered");
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).expect("JSON");
+    assert_eq!(answer["status"], "forgotten", "{answer}");
+    dropped(&running.client, "owners_during", "a5").await;
+    during.stop().await.expect("stop");
+
+    let down = Projectors::start(documents(&running.client, "owners_down")).await;
+    dropped(&running.client, "owners_down", "a5").await;
+    down.stop().await.expect("stop");
+
+    running.stop().await;
+    server.restart();
+    let running = Jetsource::start_app(&url, &reference_app(), Default::default()).await;
+    let after = Projectors::start(documents(&running.client, "owners_after")).await;
+    after
+        .wait_applied("owners_after", "EVT_ACCOUNT", last)
+        .await;
+    dropped(&running.client, "owners_after", "a5").await;
+    let during = Projectors::start(documents(&running.client, "owners_during")).await;
+    during
+        .wait_applied("owners_during", "EVT_ACCOUNT", last)
+        .await;
+    for name in ["owners_after", "owners_during"] {
+        dropped(&running.client, name, "a5").await;
+        assert_eq!(
+            owner_view(&running.client, name, "a6").await,
+            ("Alan Turing".to_string(), 3),
+            "{name}"
+        );
+    }
+    after.stop().await.expect("stop");
+    during.stop().await.expect("stop");
     running.stop().await;
 }

@@ -4,6 +4,7 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use jetsource_schemas::error::Error;
+use jetsource_schemas::forgotten::{self, ForgottenNotice};
 use jetsource_schemas::{headers, Namespace};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -205,6 +206,62 @@ pub(crate) fn from_message(
         payload: message.payload.clone(),
     };
     from_stored(namespace, stored)
+}
+
+/// The event type of a forgotten notice handed to a [`crate::ReadStore`]
+/// that asked for them ([`crate::ReadStore::forgotten_types`]): an
+/// [`Event`] of the notices stream, its aggregate the one forgotten, its
+/// body the notice ([`jetsource_schemas::forgotten::ForgottenNotice`]). No
+/// event type is ever spelt so (`$` is not a token character).
+pub const FORGOTTEN_EVENT: &str = "$Forgotten";
+
+/// The forgotten notice a consumer delivered in `namespace`, as an
+/// [`Event`] of type [`FORGOTTEN_EVENT`]. Refused (kind
+/// [`EventErrorKind::NotAnEvent`]) when its body is not a notice or names
+/// another aggregate than its subject.
+pub(crate) fn notice_from_message(
+    namespace: &Namespace,
+    message: &jetstream::Message,
+) -> Result<Event, EventError> {
+    let info = message
+        .info()
+        .map_err(|e| Error::with_source(EventErrorKind::NoMetadata, e))?;
+    let not_a_notice = |why: &str| {
+        Error::new(
+            EventErrorKind::NotAnEvent,
+            format!(
+                "{} #{}: not a forgotten notice: {why}",
+                info.stream, info.stream_sequence
+            ),
+        )
+    };
+    let notice: ForgottenNotice =
+        serde_json::from_slice(&message.payload).map_err(|e| not_a_notice(&e.to_string()))?;
+    let tokens = jetsource_schemas::subject::validate_aggregate_type(&notice.aggregate_type)
+        .is_ok()
+        && jetsource_schemas::token::validate("aggregate id", &notice.aggregate_id).is_ok();
+    if !tokens
+        || message.subject.as_str()
+            != forgotten::subject(namespace, &notice.aggregate_type, &notice.aggregate_id)
+    {
+        return Err(not_a_notice(
+            "its body names another aggregate than its subject",
+        ));
+    }
+    Ok(Event {
+        subject: message.subject.to_string(),
+        stream: info.stream.to_string(),
+        seq: info.stream_sequence,
+        aggregate_type: notice.aggregate_type,
+        aggregate_id: notice.aggregate_id,
+        event_type: FORGOTTEN_EVENT.to_string(),
+        time: info
+            .published
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        headers: BTreeMap::new(),
+        body: message.payload.clone(),
+    })
 }
 
 /// The event read back from `stream` (by sequence) in `namespace`.

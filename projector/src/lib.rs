@@ -98,7 +98,7 @@ pub mod testing;
 pub mod typed;
 
 pub use config::{OnPoison, PoisonPolicy, ProjectorConfig};
-pub use document::DocumentProjector;
+pub use document::{DocumentProjector, Forgotten};
 pub use error::{ProjectionError, ProjectionErrorKind};
 pub use event::{Event, EventError, EventErrorKind};
 pub use position::Positions;

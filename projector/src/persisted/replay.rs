@@ -102,9 +102,7 @@ impl<S: ReadStore> PersistedProjection<S> {
         }
         next.advance_to(&p.stream, p.seq);
         self.checkpoint = next;
-        self.shared
-            .applied
-            .send_replace(self.checkpoint.positions.clone());
+        self.shared.set_applied(&self.checkpoint.positions);
         Ok(())
     }
 }
