@@ -529,3 +529,82 @@ async fn document_projections_drop_what_they_derived_from_a_forgotten_account_ev
     during.stop().await.expect("stop");
     running.stop().await;
 }
+
+/// The order a projection meets a notice and the forgotten aggregate's
+/// events in does not matter (a projection behind, a rebuild): met first,
+/// the notice keeps every event of the aggregate up to the forget out of
+/// the dropped document; a later event starts it afresh. Other accounts'
+/// documents fold as ever.
+#[tokio::test]
+async fn a_notice_met_before_the_events_keeps_them_out_of_the_dropped_document() {
+    use jetsource::projector::event::FORGOTTEN_EVENT;
+    use jetsource::projector::store::{DocumentStore, ReadStore};
+    use jetsource::projector::{Event, ProjectorConfig, Query, QueryErrorCode};
+    let server = NatsServer::new();
+    let js = jetstream::new(connect(&server.client_url()).await);
+    let store = DocumentStore::new(
+        js,
+        ProjectorConfig::default(),
+        DroppingOwners("owners_order"),
+    );
+    assert_eq!(store.forgotten_types(), ["account"]);
+    let opened = store.open(0, 1).await.expect("open");
+    let event = |seq: u64, id: &str, event_type: &str, body: &str| {
+        Event::from_parts(
+            &Namespace::default(),
+            format!("evt.account.{id}.{event_type}"),
+            "EVT_ACCOUNT".into(),
+            seq,
+            "2026-01-01T00:00:00Z".into(),
+            Default::default(),
+            body.to_string().into(),
+        )
+        .expect("an event")
+    };
+    // a7 was forgotten when EVT_ACCOUNT ended at #3.
+    let notice = Event {
+        subject: "forgotten.account.a7".into(),
+        stream: "jetsource_forgotten".into(),
+        seq: 1,
+        aggregate_type: "account".into(),
+        aggregate_id: "a7".into(),
+        event_type: FORGOTTEN_EVENT.into(),
+        time: "2026-01-01T00:00:00Z".into(),
+        headers: Default::default(),
+        body: r#"{"aggregate_type":"account","aggregate_id":"a7","stream":"EVT_ACCOUNT","seq":3}"#
+            .into(),
+    };
+    let events = vec![
+        notice,
+        event(1, "a7", "AccountOpened", r#"{"owner":"[forgotten]"}"#),
+        event(2, "a8", "AccountOpened", r#"{"owner":"Grace Hopper"}"#),
+        event(3, "a7", "MoneyDeposited", r#"{"amount":5}"#),
+    ];
+    let committed = store
+        .commit(0, events, opened.checkpoint.clone(), true)
+        .await
+        .expect("stored");
+    assert!(committed.failure.is_none(), "{:?}", committed.failure);
+    assert_eq!(committed.applied, 4);
+    let get = |id: &str| Query {
+        projection: "owners_order".into(),
+        path: vec!["get".into(), id.into()],
+        body: Default::default(),
+        budget: 1 << 20,
+    };
+    let answer = store.query(0, get("a7")).await.expect_err("a7 is dropped");
+    assert_eq!(answer.code, QueryErrorCode::NotFound, "{answer:?}");
+    let a8 = store.query(0, get("a8")).await.expect("a8");
+    assert_eq!(a8["owner"], "Grace Hopper");
+
+    // After the forget: a new document.
+    let later = vec![event(4, "a7", "MoneyDeposited", r#"{"amount":2}"#)];
+    let stored = store.refresh(0).await.expect("refresh").expect("stored");
+    assert_eq!(stored.positions.get("jetsource_forgotten"), Some(&1));
+    store.commit(0, later, stored, true).await.expect("stored");
+    let a7 = store.query(0, get("a7")).await.expect("a7 anew");
+    assert_eq!(
+        (a7["owner"].as_str(), a7["balance"].as_u64()),
+        (Some(""), Some(2))
+    );
+}
