@@ -608,3 +608,96 @@ async fn a_notice_met_before_the_events_keeps_them_out_of_the_dropped_document()
         (Some(""), Some(2))
     );
 }
+
+/// Projections open keys wrapped under the master key they are configured
+/// with; without it, or with another, the event is refused (kind
+/// `MasterKey`) and a projection halts at it: a wrapped key is never read
+/// as a forgotten one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_open_wrapped_keys_with_their_master_key_and_refuse_them_without() {
+    use jetsource::handlers::runtime::RuntimeConfig;
+    use jetsource::projector::keys::DataKeys;
+    use jetsource::projector::status::Phase;
+    use jetsource::projector::{Event, EventErrorKind, ProjectorConfig};
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, master) = master_key_in(dir.path(), "jetsource.master");
+    let (_, other) = master_key_in(dir.path(), "other.master");
+    let config = RuntimeConfig {
+        master_key: Some(master.clone()),
+        ..Default::default()
+    };
+    let running = Jetsource::start_app(&url, &reference_app(), config).await;
+    let client = commands(&url).await;
+    let opened = accepted(send_account(&client, "a9", "open", r#"{"owner":"Grace Hopper"}"#).await);
+    let opened = opened.events.first().expect("an event").seq;
+
+    let js = jetstream::new(connect(&url).await);
+    let stored = js
+        .get_stream("EVT_ACCOUNT")
+        .await
+        .expect("the stream")
+        .direct_get(opened)
+        .await
+        .expect("the event");
+    let event = Event::from_parts(
+        &Namespace::default(),
+        stored.subject.to_string(),
+        "EVT_ACCOUNT".into(),
+        opened,
+        "2026-01-01T00:00:00Z".into(),
+        Default::default(),
+        stored.payload,
+    )
+    .expect("an event");
+    let keys = |master: Option<MasterKey>| DataKeys::new(js.clone(), &Namespace::default(), master);
+    let read = keys(Some(master.clone()))
+        .reveal(event.clone())
+        .await
+        .expect("opens");
+    assert_eq!(read.json().expect("JSON")["owner"], "Grace Hopper");
+    for wrong in [None, Some(other)] {
+        let err = keys(wrong)
+            .reveal(event.clone())
+            .await
+            .expect_err("refused");
+        assert_eq!(err.kind(), EventErrorKind::MasterKey, "{err}");
+    }
+
+    let keyed = ProjectorConfig {
+        master_key: Some(master),
+        ..Default::default()
+    };
+    let with = Projectors::start(
+        ProjectorRuntime::builder(running.client.clone())
+            .config(keyed)
+            .documents(Owners("owners_keyed")),
+    )
+    .await;
+    with.wait_applied("owners_keyed", "EVT_ACCOUNT", opened)
+        .await;
+    assert_eq!(
+        owner_view(&running.client, "owners_keyed", "a9").await,
+        ("Grace Hopper".to_string(), 0)
+    );
+    let without = Projectors::start(
+        ProjectorRuntime::builder(running.client.clone()).documents(Owners("owners_keyless")),
+    )
+    .await;
+    eventually("owners_keyless halts", DEADLINE, || async {
+        let status = without.status().await;
+        (status.projectors[0].phase == Phase::Halted).then_some(())
+    })
+    .await;
+    assert_eq!(
+        without
+            .applied("owners_keyless")
+            .borrow()
+            .get("EVT_ACCOUNT"),
+        None
+    );
+    without.stop().await.expect("stop");
+    with.stop().await.expect("stop");
+    running.stop().await;
+}
