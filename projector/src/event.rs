@@ -226,22 +226,52 @@ pub(crate) fn notice_from_message(
     let info = message
         .info()
         .map_err(|e| Error::with_source(EventErrorKind::NoMetadata, e))?;
+    let stored = Stored {
+        subject: message.subject.as_str(),
+        stream: info.stream,
+        seq: info.stream_sequence,
+        time: info.published,
+        headers: None,
+        payload: message.payload.clone(),
+    };
+    notice_from_stored(namespace, stored)
+}
+
+/// The forgotten notice read back from `stream` (by sequence), as
+/// [`notice_from_message`] reads a delivered one (`replay-parked`).
+pub(crate) fn notice_from_stream_message(
+    namespace: &Namespace,
+    stream: &str,
+    message: jetstream::message::StreamMessage,
+) -> Result<Event, EventError> {
+    let stored = Stored {
+        subject: message.subject.as_str(),
+        stream,
+        seq: message.sequence,
+        time: message.time,
+        headers: None,
+        payload: message.payload.clone(),
+    };
+    notice_from_stored(namespace, stored)
+}
+
+fn notice_from_stored(namespace: &Namespace, stored: Stored<'_>) -> Result<Event, EventError> {
     let not_a_notice = |why: &str| {
         Error::new(
             EventErrorKind::NotAnEvent,
             format!(
                 "{} #{}: not a forgotten notice: {why}",
-                info.stream, info.stream_sequence
+                stored.stream, stored.seq
             ),
         )
     };
     let notice: ForgottenNotice =
-        serde_json::from_slice(&message.payload).map_err(|e| not_a_notice(&e.to_string()))?;
+        serde_json::from_slice(&stored.payload).map_err(|e| not_a_notice(&e.to_string()))?;
     let tokens = jetsource_schemas::subject::validate_aggregate_type(&notice.aggregate_type)
         .is_ok()
         && jetsource_schemas::token::validate("aggregate id", &notice.aggregate_id).is_ok();
     if !tokens
-        || message.subject.as_str()
+        || stored.subject
             != forgotten::subject(namespace, &notice.aggregate_type, &notice.aggregate_id)
     {
         return Err(not_a_notice(
@@ -249,18 +279,18 @@ pub(crate) fn notice_from_message(
         ));
     }
     Ok(Event {
-        subject: message.subject.to_string(),
-        stream: info.stream.to_string(),
-        seq: info.stream_sequence,
+        subject: stored.subject.to_string(),
+        stream: stored.stream.to_string(),
+        seq: stored.seq,
         aggregate_type: notice.aggregate_type,
         aggregate_id: notice.aggregate_id,
         event_type: FORGOTTEN_EVENT.to_string(),
-        time: info
-            .published
+        time: stored
+            .time
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
         headers: BTreeMap::new(),
-        body: message.payload.clone(),
+        body: stored.payload,
     })
 }
 
