@@ -479,6 +479,7 @@ pub async fn run(
         true => {
             let process_config = ProcessConfig {
                 namespace: namespace.clone(),
+                master_key: config.master_key()?,
                 ..ProcessConfig::default()
             };
             app.start_process_managers(&projector_client, &process_config)
@@ -517,6 +518,7 @@ pub async fn run(
                 app: app.clone(),
                 client: crate::auth::connect(config, &nats.url).await?,
                 namespace: namespace.clone(),
+                master_key: config.master_key()?,
                 token: config.console.token.clone(),
                 stopped: stopped.clone(),
             });

@@ -10,6 +10,7 @@
 //! snaps back to the end of the command before it, and says so.
 
 use jetsource_handlers::error::Error;
+use jetsource_handlers::keys::KeyErrorKind;
 use jetsource_handlers::store::{EventStore, StoredEvent};
 use jetsource_handlers::Aggregate;
 use jetsource_schemas::{personal, upcast};
@@ -24,6 +25,9 @@ pub enum RewindErrorKind {
     Unavailable,
     /// A stored event does not decode, or the state does not serialize.
     Corrupt,
+    /// The aggregate's data key is wrapped under a master key, and the
+    /// settings name none, or another (`[keys] master_key_file`).
+    MasterKey,
 }
 
 impl std::fmt::Display for RewindErrorKind {
@@ -32,6 +36,9 @@ impl std::fmt::Display for RewindErrorKind {
             RewindErrorKind::InvalidInput => "invalid rewind",
             RewindErrorKind::Unavailable => "the event store is unavailable",
             RewindErrorKind::Corrupt => "the history cannot be folded",
+            RewindErrorKind::MasterKey => {
+                "the data key is wrapped under a master key not configured"
+            }
         })
     }
 }
@@ -77,7 +84,16 @@ pub async fn rewind<A: Aggregate + Serialize>(
             .keys()
             .key(&personal::data_subject(A::TYPE, aggregate_id))
             .await
-            .map_err(|e| Error::with_source(RewindErrorKind::Unavailable, e))?,
+            .map_err(|e| {
+                let kind = match e.kind() {
+                    KeyErrorKind::NoMasterKey | KeyErrorKind::WrongMasterKey => {
+                        RewindErrorKind::MasterKey
+                    }
+                    KeyErrorKind::Corrupt => RewindErrorKind::Corrupt,
+                    _ => RewindErrorKind::Unavailable,
+                };
+                Error::with_source(kind, e)
+            })?,
     };
     let (whole, snapped_from) = whole_commands(&stored, to_seq);
     let mut state = A::default();

@@ -767,6 +767,12 @@ async fn least_privilege() {
         .expect("the runtime answers the privacy user");
     let answer: serde_json::Value = serde_json::from_slice(&answer.payload).expect("JSON");
     assert_eq!(answer["status"], "forgotten", "{answer}");
+    // The notice was stored under the runtime's permissions, before the answer.
+    let mut notices = service_js
+        .get_stream("jetsource_forgotten")
+        .await
+        .expect("the notices stream");
+    assert_eq!(notices.info().await.expect("info").state.messages, 1);
 
     serving.stop().await.expect("the runtime stopped cleanly");
 }

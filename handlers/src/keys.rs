@@ -16,10 +16,15 @@
 //! A KV purge or delete would not do: it writes a marker and removes the
 //! older message from the index only, leaving its bytes in the block file
 //! (`tests/forgetting.rs` checks both on the pinned nats-server).
+//!
+//! With a master key ([`KeyRing::with_master_key`]) new keys are stored
+//! wrapped under it (see [`jetsource_schemas::key_wrap`]); keys stored
+//! plain before are read as they are.
 
 use crate::error::Error;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
+use jetsource_schemas::key_wrap::{self, MasterKey, StoredKeyErrorKind};
 use jetsource_schemas::personal::DataKey;
 use jetsource_schemas::Namespace;
 use std::time::Duration;
@@ -36,8 +41,14 @@ pub enum KeyErrorKind {
     BadSubject,
     /// The bucket could not be reached, opened or created.
     Unavailable,
-    /// A stored key does not read.
+    /// A stored key does not read (altered, moved from another data
+    /// subject, or not of the documented shape).
     Corrupt,
+    /// A stored key is wrapped under a master key, and none is configured.
+    NoMasterKey,
+    /// A stored key is wrapped under another master key than the one
+    /// configured.
+    WrongMasterKey,
 }
 
 impl std::fmt::Display for KeyErrorKind {
@@ -46,6 +57,8 @@ impl std::fmt::Display for KeyErrorKind {
             KeyErrorKind::BadSubject => "bad data subject",
             KeyErrorKind::Unavailable => "the keys bucket is unavailable",
             KeyErrorKind::Corrupt => "a stored data key does not read",
+            KeyErrorKind::NoMasterKey => "a data key is wrapped and no master key is configured",
+            KeyErrorKind::WrongMasterKey => "a data key is wrapped under another master key",
         })
     }
 }
@@ -60,6 +73,8 @@ pub struct KeyRing {
     bucket: String,
     replicas: usize,
     kv: OnceCell<kv::Store>,
+    /// What keys are wrapped under; `None`: stored plain.
+    master: Option<MasterKey>,
 }
 
 impl KeyRing {
@@ -78,7 +93,16 @@ impl KeyRing {
             bucket: namespace.bucket(KEYS_BUCKET),
             replicas: replicas.max(1),
             kv: OnceCell::new(),
+            master: None,
         }
+    }
+
+    /// Stores new keys wrapped under `master` and opens wrapped ones with
+    /// it (`None`, the default: new keys are stored plain, and a wrapped
+    /// one is refused with [`KeyErrorKind::NoMasterKey`]).
+    pub fn with_master_key(mut self, master: Option<MasterKey>) -> Self {
+        self.master = master;
+        self
     }
 
     /// The bucket's name.
@@ -130,7 +154,9 @@ impl KeyRing {
             .get(subject)
             .await
             .map_err(|e| Error::with_source(KeyErrorKind::Unavailable, e))?;
-        value.map(|v| decode(subject, &v)).transpose()
+        value
+            .map(|v| decode(subject, &v, self.master.as_ref()))
+            .transpose()
     }
 
     /// `subject`'s key, made now when it has none.
@@ -140,7 +166,8 @@ impl KeyRing {
         }
         let key = DataKey::generate(subject)
             .map_err(|e| Error::with_source(KeyErrorKind::Unavailable, e))?;
-        let stored = key.to_stored();
+        let stored = key_wrap::to_stored(&key, self.master.as_ref())
+            .map_err(|e| Error::with_source(KeyErrorKind::Unavailable, e))?;
         let kv = self.kv().await?;
         match kv.create(subject, Bytes::from(stored)).await {
             Ok(_) => Ok(key),
@@ -226,8 +253,15 @@ fn check(subject: &str) -> Result<(), KeyError> {
     }
 }
 
-fn decode(subject: &str, value: &[u8]) -> Result<DataKey, KeyError> {
-    DataKey::from_stored(subject, value).map_err(|e| Error::with_source(KeyErrorKind::Corrupt, e))
+fn decode(subject: &str, value: &[u8], master: Option<&MasterKey>) -> Result<DataKey, KeyError> {
+    key_wrap::from_stored(subject, value, master).map_err(|e| {
+        let kind = match e.kind() {
+            StoredKeyErrorKind::NoMasterKey => KeyErrorKind::NoMasterKey,
+            StoredKeyErrorKind::WrongMasterKey => KeyErrorKind::WrongMasterKey,
+            _ => KeyErrorKind::Corrupt,
+        };
+        Error::with_source(kind, e)
+    })
 }
 
 #[cfg(test)]

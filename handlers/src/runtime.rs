@@ -27,6 +27,7 @@ use crate::store::{EventStore, GroupCommitConfig, StreamSettings};
 use crate::workers::{Pool, Worker};
 use async_nats::{Client, Message};
 use futures::StreamExt;
+use jetsource_schemas::key_wrap::MasterKey;
 use jetsource_schemas::settings::{self, InvalidSetting, SettingError};
 use jetsource_schemas::{subject, Namespace};
 use serde::Deserialize;
@@ -79,6 +80,10 @@ pub struct RuntimeConfig {
     /// name is under (default: none).
     #[serde(skip)]
     pub namespace: Namespace,
+    /// What the data keys of personal data are wrapped under (default
+    /// none: stored plain); see [`crate::keys::KeyRing::with_master_key`].
+    #[serde(skip)]
+    pub master_key: Option<MasterKey>,
 }
 
 impl Default for RuntimeConfig {
@@ -93,6 +98,7 @@ impl Default for RuntimeConfig {
             group_commit: GroupCommitConfig::default(),
             reply: true,
             namespace: Namespace::default(),
+            master_key: None,
         }
     }
 }
@@ -182,7 +188,8 @@ impl RuntimeBuilder {
             .with_group_commit(self.config.group_commit.clone())
             .with_namespace(self.config.namespace.clone())
             // Data keys are replicated like the event streams they open.
-            .with_key_replicas(self.config.streams.replicas);
+            .with_key_replicas(self.config.streams.replicas)
+            .with_master_key(self.config.master_key.clone());
         let mut handlers: HashMap<&'static str, Arc<dyn Serve>> = HashMap::new();
         for (name, factory) in self.factories {
             subject::validate_aggregate_type(name)
@@ -202,6 +209,15 @@ impl RuntimeBuilder {
             handler_config.snapshots.replicas = self.config.streams.replicas;
             handlers.insert(name, factory(store.clone(), handler_config));
         }
+        // Forgetting stores its notices there; read models follow it.
+        let jetstream = async_nats::jetstream::new(self.client.clone());
+        crate::forget::ensure_stream(
+            &jetstream,
+            &self.config.namespace,
+            self.config.streams.replicas,
+        )
+        .await
+        .map_err(|e| Error::with_source(RuntimeErrorKind::Stream, e))?;
         let mut known: Vec<_> = handlers.keys().copied().collect();
         known.sort_unstable();
         let dispatch = Arc::new(Dispatch {
@@ -333,8 +349,11 @@ impl Runtime {
         &self,
         (requests, notices): (async_nats::Subscriber, async_nats::Subscriber),
     ) -> AbortOnDrop {
+        let mut jetstream = async_nats::jetstream::new(self.dispatch.client.clone());
+        jetstream.set_timeout(self.config.store_timeout);
         let forgetting = crate::forget::Forgetting {
             client: self.dispatch.client.clone(),
+            jetstream,
             namespace: self.config.namespace.clone(),
             keys: self.store.keys().clone(),
             hosted: self.aggregate_types(),

@@ -1,5 +1,6 @@
 //! Settings of a process manager's runtime.
 
+use jetsource_schemas::key_wrap::MasterKey;
 use jetsource_schemas::Namespace;
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ pub struct ProcessConfig {
     /// to another process (default 30 s); the runtime reports progress on
     /// a trigger it retries, so only a process that died loses it.
     pub ack_wait: Duration,
+    /// What the data keys of personal data are wrapped under (default
+    /// none); see [`jetsource_schemas::key_wrap`].
+    pub master_key: Option<MasterKey>,
 }
 
 impl Default for ProcessConfig {
@@ -28,6 +32,7 @@ impl Default for ProcessConfig {
             command_timeout: Duration::from_secs(10),
             retry_after: Duration::from_millis(200),
             ack_wait: Duration::from_secs(30),
+            master_key: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Settings of the projector runtime.
 
+use jetsource_schemas::key_wrap::MasterKey;
 use jetsource_schemas::settings::{self, InvalidSetting, SettingError};
 use jetsource_schemas::Namespace;
 use serde::Deserialize;
@@ -56,6 +57,10 @@ pub struct ProjectorConfig {
     /// queries, control subjects and buckets, under it.
     #[serde(skip)]
     pub namespace: Namespace,
+    /// What the data keys of personal data are wrapped under (default
+    /// none); see [`jetsource_schemas::key_wrap`].
+    #[serde(skip)]
+    pub master_key: Option<MasterKey>,
 }
 
 /// What a persisted projector does once an event is parked.
@@ -91,6 +96,7 @@ impl Default for ProjectorConfig {
             on_poison: OnPoison::Stop,
             lease_ttl: Duration::from_secs(5),
             namespace: Namespace::default(),
+            master_key: None,
         }
     }
 }

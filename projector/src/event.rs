@@ -4,6 +4,7 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use jetsource_schemas::error::Error;
+use jetsource_schemas::forgotten::{self, ForgottenNotice};
 use jetsource_schemas::{headers, Namespace};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -128,6 +129,11 @@ pub enum EventErrorKind {
     /// Its personal fields do not open: a sealed value was altered, or
     /// the aggregate's data key could not be read.
     Sealed,
+    /// Its aggregate's data key is wrapped under a master key, and this
+    /// process has none, or another one (see
+    /// [`jetsource_schemas::key_wrap`]): the event is not read as
+    /// forgotten.
+    MasterKey,
 }
 
 impl std::fmt::Display for EventErrorKind {
@@ -136,6 +142,9 @@ impl std::fmt::Display for EventErrorKind {
             EventErrorKind::NotAnEvent => "not an event subject",
             EventErrorKind::NoMetadata => "message without JetStream metadata",
             EventErrorKind::Sealed => "its personal data does not open",
+            EventErrorKind::MasterKey => {
+                "its data key is wrapped under a master key not configured"
+            }
         })
     }
 }
@@ -197,6 +206,92 @@ pub(crate) fn from_message(
         payload: message.payload.clone(),
     };
     from_stored(namespace, stored)
+}
+
+/// The event type of a forgotten notice handed to a [`crate::ReadStore`]
+/// that asked for them ([`crate::ReadStore::forgotten_types`]): an
+/// [`Event`] of the notices stream, its aggregate the one forgotten, its
+/// body the notice ([`jetsource_schemas::forgotten::ForgottenNotice`]). No
+/// event type is ever spelt so (`$` is not a token character).
+pub const FORGOTTEN_EVENT: &str = "$Forgotten";
+
+/// The forgotten notice a consumer delivered in `namespace`, as an
+/// [`Event`] of type [`FORGOTTEN_EVENT`]. Refused (kind
+/// [`EventErrorKind::NotAnEvent`]) when its body is not a notice or names
+/// another aggregate than its subject.
+pub(crate) fn notice_from_message(
+    namespace: &Namespace,
+    message: &jetstream::Message,
+) -> Result<Event, EventError> {
+    let info = message
+        .info()
+        .map_err(|e| Error::with_source(EventErrorKind::NoMetadata, e))?;
+    let stored = Stored {
+        subject: message.subject.as_str(),
+        stream: info.stream,
+        seq: info.stream_sequence,
+        time: info.published,
+        headers: None,
+        payload: message.payload.clone(),
+    };
+    notice_from_stored(namespace, stored)
+}
+
+/// The forgotten notice read back from `stream` (by sequence), as
+/// [`notice_from_message`] reads a delivered one (`replay-parked`).
+pub(crate) fn notice_from_stream_message(
+    namespace: &Namespace,
+    stream: &str,
+    message: jetstream::message::StreamMessage,
+) -> Result<Event, EventError> {
+    let stored = Stored {
+        subject: message.subject.as_str(),
+        stream,
+        seq: message.sequence,
+        time: message.time,
+        headers: None,
+        payload: message.payload.clone(),
+    };
+    notice_from_stored(namespace, stored)
+}
+
+fn notice_from_stored(namespace: &Namespace, stored: Stored<'_>) -> Result<Event, EventError> {
+    let not_a_notice = |why: &str| {
+        Error::new(
+            EventErrorKind::NotAnEvent,
+            format!(
+                "{} #{}: not a forgotten notice: {why}",
+                stored.stream, stored.seq
+            ),
+        )
+    };
+    let notice: ForgottenNotice =
+        serde_json::from_slice(&stored.payload).map_err(|e| not_a_notice(&e.to_string()))?;
+    let tokens = jetsource_schemas::subject::validate_aggregate_type(&notice.aggregate_type)
+        .is_ok()
+        && jetsource_schemas::token::validate("aggregate id", &notice.aggregate_id).is_ok();
+    if !tokens
+        || stored.subject
+            != forgotten::subject(namespace, &notice.aggregate_type, &notice.aggregate_id)
+    {
+        return Err(not_a_notice(
+            "its body names another aggregate than its subject",
+        ));
+    }
+    Ok(Event {
+        subject: stored.subject.to_string(),
+        stream: stored.stream.to_string(),
+        seq: stored.seq,
+        aggregate_type: notice.aggregate_type,
+        aggregate_id: notice.aggregate_id,
+        event_type: FORGOTTEN_EVENT.to_string(),
+        time: stored
+            .time
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        headers: BTreeMap::new(),
+        body: stored.payload,
+    })
 }
 
 /// The event read back from `stream` (by sequence) in `namespace`.

@@ -99,7 +99,7 @@ mod trace;
 pub mod typed;
 
 pub use config::{OnPoison, PoisonPolicy, ProjectorConfig};
-pub use document::DocumentProjector;
+pub use document::{DocumentProjector, Forgotten};
 pub use error::{ProjectionError, ProjectionErrorKind};
 pub use event::{Event, EventError, EventErrorKind};
 pub use position::Positions;

@@ -129,7 +129,7 @@ pub(crate) async fn drive<P: Projector>(
     let span = tracing::info_span!("projector", projector = shared.name, kind = "in_memory");
     async move {
         let names = shared.stream_names();
-        let keys = crate::keys::DataKeys::new(js.clone(), &config.namespace);
+        let keys = crate::keys::DataKeys::new(js.clone(), &config.namespace, config.master_key.clone());
         let mut positions: Positions = names.iter().map(|s| (s.clone(), 0)).collect();
         loop {
             let first = tokio::select! {

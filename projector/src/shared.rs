@@ -109,6 +109,22 @@ impl Shared {
         })
     }
 
+    /// `positions` in the streams it names (`streams`): a persisted
+    /// projection also keeps its place in the forgotten notices stream in
+    /// its checkpoint, which no query or `After-Seq` names.
+    pub(crate) fn named(&self, positions: &Positions) -> Positions {
+        positions
+            .iter()
+            .filter(|(stream, _)| self.streams.contains_key(*stream))
+            .map(|(stream, seq)| (stream.clone(), *seq))
+            .collect()
+    }
+
+    /// Publishes `positions` (those of its named streams) as applied.
+    pub(crate) fn set_applied(&self, positions: &Positions) {
+        self.applied.send_replace(self.named(positions));
+    }
+
     pub(crate) fn stream_names(&self) -> Vec<String> {
         self.streams.keys().cloned().collect()
     }

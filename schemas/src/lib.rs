@@ -27,6 +27,8 @@
 //!   one way every reader decodes a stored event.
 //! - [`personal`]: personal fields sealed under a key per data subject
 //!   (crypto-shredding), and the sealed value's format.
+//! - [`key_wrap`]: data keys as stored, plain or wrapped under a master key.
+//! - [`forgotten`]: the notice that a data subject was forgotten, and its stream.
 //! - [`trace`]: W3C `traceparent` on commands and events, and the spans
 //!   that continue it.
 //! - [`error`]: the error type with a `kind()` every jetsource crate uses.
@@ -40,8 +42,10 @@ pub mod codec;
 pub mod error;
 pub mod event;
 pub mod feedback;
+pub mod forgotten;
 pub mod headers;
 pub mod json;
+pub mod key_wrap;
 pub mod namespace;
 pub mod page;
 pub mod personal;

@@ -105,6 +105,17 @@ pub(crate) fn namespace(config: &Config, what: &str) -> Result<Namespace, ExitCo
     })
 }
 
+/// The master key from the settings, or the exit code 2 after saying why.
+pub(crate) fn master_key(
+    config: &Config,
+    what: &str,
+) -> Result<Option<jetsource_schemas::key_wrap::MasterKey>, ExitCode> {
+    config.master_key().map_err(|e| {
+        eprintln!("jetsource {what}: {e}");
+        ExitCode::from(2)
+    })
+}
+
 pub(crate) async fn projector_status(
     config: &Config,
     nats_url: Option<&str>,

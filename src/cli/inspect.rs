@@ -9,13 +9,14 @@ use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::Deliv
 use futures::{StreamExt, TryStreamExt};
 use jetsource_handlers::keys::KeyRing;
 use jetsource_handlers::store::EventStore;
+use jetsource_schemas::key_wrap::MasterKey;
 use jetsource_schemas::{headers, personal, Namespace, CONTRACT_METADATA_KEY};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::client::{client_connection, namespace, print_json};
+use super::client::{client_connection, master_key, namespace, print_json};
 use super::op::{OpError, OpErrorKind};
 
 /// One event as `tail` prints it (and the console shows it).
@@ -134,11 +135,13 @@ fn valid_filter(filter: &str) -> bool {
 
 /// The events on subjects matching `filter` (written without the subject
 /// prefix) as they are stored (or all of them with `from_start`), merged
-/// from one ordered consumer per event stream of `namespace` it touches.
+/// from one ordered consumer per event stream of `namespace` it touches;
+/// data keys wrapped under a master key are opened with `master_key`.
 pub(crate) async fn follow(
     app: &App,
     client: async_nats::Client,
     namespace: &Namespace,
+    master_key: Option<MasterKey>,
     filter: &str,
     from_start: bool,
 ) -> Result<impl futures::Stream<Item = TailedEvent> + Send + 'static, OpError> {
@@ -154,12 +157,10 @@ pub(crate) async fn follow(
         OpError::new(OpErrorKind::Unavailable, format!("{what}: {e}"))
     };
     // Sealed personal fields shown opened, or as their redaction value.
-    let keys = std::sync::Arc::new(KeyRing::new(
-        client.clone(),
-        namespace,
-        1,
-        Duration::from_secs(5),
-    ));
+    let keys = std::sync::Arc::new(
+        KeyRing::new(client.clone(), namespace, 1, Duration::from_secs(5))
+            .with_master_key(master_key),
+    );
     let js = jetstream::new(client);
     let infos: Vec<jetstream::stream::Info> = js
         .streams()
@@ -287,11 +288,15 @@ pub(crate) async fn tail(
         Ok(namespace) => namespace,
         Err(code) => return code,
     };
+    let master_key = match master_key(config, "tail") {
+        Ok(master_key) => master_key,
+        Err(code) => return code,
+    };
     let client = match client_connection(config, nats_url, "tail").await {
         Ok(client) => client,
         Err(code) => return code,
     };
-    let events = match follow(app, client, &namespace, filter, from_start).await {
+    let events = match follow(app, client, &namespace, master_key, filter, from_start).await {
         Ok(events) => events,
         Err(e) => return super::op::exit("tail", &e),
     };
@@ -396,12 +401,16 @@ pub(crate) async fn rewind(
         Ok(namespace) => namespace,
         Err(code) => return code,
     };
+    let master_key = match master_key(config, "rewind") {
+        Ok(master_key) => master_key,
+        Err(code) => return code,
+    };
     let client = match client_connection(config, nats_url, "rewind").await {
         Ok(client) => client,
         Err(code) => return code,
     };
     let store = match EventStore::new(client, Duration::from_secs(timeout)).await {
-        Ok(store) => store.with_namespace(namespace),
+        Ok(store) => store.with_namespace(namespace).with_master_key(master_key),
         Err(e) => {
             eprintln!("jetsource rewind: {e}");
             return ExitCode::from(3);
@@ -429,6 +438,7 @@ pub(crate) async fn rewind(
                 RewindErrorKind::InvalidInput => ExitCode::from(2),
                 RewindErrorKind::Unavailable => ExitCode::from(3),
                 RewindErrorKind::Corrupt => ExitCode::from(1),
+                RewindErrorKind::MasterKey => ExitCode::from(2),
             }
         }
     }

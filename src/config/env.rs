@@ -1,13 +1,13 @@
 //! Environment variables and flags over the file: each names one setting
 //! and gives its text, read as the file's value would be.
 
-use super::{Config, ConfigError, POSTGRES_URL_ENV, SUBJECT_PREFIX_ENV};
+use super::{Config, ConfigError, MASTER_KEY_FILE_ENV, POSTGRES_URL_ENV, SUBJECT_PREFIX_ENV};
 use crate::auth::Secret;
 use jetsource_schemas::settings::{parse_bytes, parse_duration};
 use std::path::PathBuf;
 
 /// Settings that environment variables override, as (variable, setting).
-pub const ENV_OVERRIDES: [(&str, &str); 15] = [
+pub const ENV_OVERRIDES: [(&str, &str); 16] = [
     (SUBJECT_PREFIX_ENV, "nats.subject_prefix"),
     ("JETSOURCE_ROLES", "run.roles"),
     ("JETSOURCE_METRICS_ADDR", "observability.metrics_addr"),
@@ -23,6 +23,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 15] = [
     ("JETSOURCE_ERROR_CAPACITY", "feedback.error_capacity"),
     ("JETSOURCE_QUERY_WAIT", "projectors.query_wait"),
     (POSTGRES_URL_ENV, "projectors.postgres_url"),
+    (MASTER_KEY_FILE_ENV, "keys.master_key_file"),
 ];
 
 impl Config {
@@ -76,6 +77,7 @@ impl Config {
             }
             "projectors.query_wait" => self.projectors.settings.query_wait = parse_duration(value)?,
             "projectors.postgres_url" => self.projectors.postgres_url = Some(Secret::new(value)),
+            "keys.master_key_file" => self.keys.master_key_file = Some(PathBuf::from(value)),
             _ => return Err("not a setting given this way".into()),
         }
         Ok(())

@@ -24,7 +24,7 @@ mod tests;
 pub use env::ENV_OVERRIDES;
 pub use error::ConfigError;
 pub use sections::{
-    ConsoleConfig, EmbeddedConfig, FeedbackSection, NatsConfig, ObservabilityConfig,
+    ConsoleConfig, EmbeddedConfig, FeedbackSection, KeysConfig, NatsConfig, ObservabilityConfig,
     ProjectorsSection, Roles, RunConfig, ROLES,
 };
 
@@ -33,6 +33,7 @@ use jetsource_feedback::FeedbackConfig;
 use jetsource_handlers::runtime::RuntimeConfig;
 use jetsource_handlers::store::StreamSettings;
 use jetsource_projector::ProjectorConfig;
+use jetsource_schemas::key_wrap::MasterKey;
 use jetsource_schemas::settings::SettingError;
 use jetsource_schemas::Namespace;
 use serde::Deserialize;
@@ -46,6 +47,8 @@ pub const CONFIG_ENV: &str = "JETSOURCE_CONFIG";
 pub const URL_ENV: &str = "JETSOURCE_NATS_URL";
 /// The subject prefix, before the config file.
 pub const SUBJECT_PREFIX_ENV: &str = "JETSOURCE_SUBJECT_PREFIX";
+/// The master key's file, before `[keys] master_key_file`.
+pub const MASTER_KEY_FILE_ENV: &str = "JETSOURCE_MASTER_KEY_FILE";
 /// The PostgreSQL read models' database, before `[projectors] postgres_url`.
 pub const POSTGRES_URL_ENV: &str = "JETSOURCE_POSTGRES_URL";
 
@@ -71,6 +74,8 @@ pub struct Config {
     pub projectors: ProjectorsSection,
     /// What `jetsource run` does.
     pub run: RunConfig,
+    /// The data keys of personal data.
+    pub keys: KeysConfig,
     /// Metrics and health over HTTP.
     pub observability: ObservabilityConfig,
     /// The web console.
@@ -120,6 +125,7 @@ impl Config {
         self.feedback()?;
         self.projectors()?;
         self.roles()?;
+        self.master_key()?;
         self.metrics_addr()?;
         self.otlp_endpoint()?;
         self.console_addr()?;
@@ -150,6 +156,25 @@ impl Config {
             return Err(ConfigError::invalid("run.roles", "name at least one role"));
         }
         Ok(roles)
+    }
+
+    /// The master key data keys are wrapped under, read from `[keys]
+    /// master_key_file` (or `$JETSOURCE_MASTER_KEY_FILE`); `None` when
+    /// unset. The error never quotes the file's content.
+    pub fn master_key(&self) -> Result<Option<MasterKey>, ConfigError> {
+        let Some(path) = &self.keys.master_key_file else {
+            return Ok(None);
+        };
+        MasterKey::from_file(path).map(Some).map_err(|e| {
+            let why = match e.message() {
+                Some(message) => format!("{message} ({})", path.display()),
+                None => path.display().to_string(),
+            };
+            let source = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            ConfigError::invalid("keys.master_key_file", format!("{why}{source}"))
+        })
     }
 
     /// The metrics and health address; `None` when `off`.
@@ -256,6 +281,7 @@ impl Config {
             streams: self.streams.clone(),
             reply: self.feedback.reply,
             namespace: self.namespace()?,
+            master_key: self.master_key()?,
             ..self.handlers.clone()
         })
     }
@@ -283,6 +309,7 @@ impl Config {
             .map_err(in_section("projectors"))?;
         Ok(ProjectorConfig {
             namespace: self.namespace()?,
+            master_key: self.master_key()?,
             ..self.projectors.settings.clone()
         })
     }

@@ -1,6 +1,6 @@
 //! The sections of the settings file that are not one library settings
 //! type as it is: those of jetsource's own (`[nats]`, `[embedded]`,
-//! `[run]`, `[observability]`) and those laying a library type beside
+//! `[run]`, `[keys]`, `[observability]`) and those laying a library type beside
 //! others or beside keys of jetsource's own (`[handlers]`, `[feedback]`,
 //! `[projectors]`). The library types hold their defaults; nothing here
 //! restates one.
@@ -187,6 +187,16 @@ pub struct Roles {
     pub feedback: bool,
     /// Projectors and their queries.
     pub projectors: bool,
+}
+
+/// `[keys]`: the data keys of personal data.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// A file holding the master key (base64 of 32 bytes) every data key is
+    /// stored wrapped under. Unset (the default): data keys are stored as
+    /// they are. Every process reading personal fields needs the same one.
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// `[observability]`

@@ -354,7 +354,7 @@ fn the_shipped_file_documents_every_key() {
             documented.insert(format!("{section}.{key}"));
         }
     }
-    let sections: [(&str, &[&[&str]]); 11] = [
+    let sections: [(&str, &[&[&str]]); 12] = [
         ("nats", &[&["url", "subject_prefix"]]),
         ("nats.auth", &[keys::<crate::auth::AuthConfig>()]),
         ("nats.tls", &[keys::<crate::auth::TlsConfig>()]),
@@ -375,6 +375,7 @@ fn the_shipped_file_documents_every_key() {
             &[&["postgres_url"], keys::<ProjectorConfig>()],
         ),
         ("run", &[keys::<RunConfig>()]),
+        ("keys", &[keys::<KeysConfig>()]),
         ("observability", &[keys::<ObservabilityConfig>()]),
         ("console", &[keys::<ConsoleConfig>()]),
     ];
@@ -392,4 +393,38 @@ fn the_shipped_file_documents_every_key() {
         documented, expected,
         "config/jetsource.toml is not every key"
     );
+}
+
+#[test]
+fn a_master_key_file_is_read_and_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jetsource.master");
+    let secret = "JGkhPOTAA9rE6uCa2E3bzKbI7bGv1XCFtgrk5F5gp1c=";
+    std::fs::write(&path, format!("{secret}\n")).expect("write");
+    let mut config = Config::default();
+    assert_eq!(config.master_key().expect("unset"), None);
+    config
+        .apply_env(|name| (name == MASTER_KEY_FILE_ENV).then(|| path.display().to_string()))
+        .expect("a path");
+    let master = config.master_key().expect("reads").expect("set");
+    assert_eq!(
+        config.runtime().expect("valid").master_key,
+        Some(master.clone())
+    );
+    assert_eq!(config.projectors().expect("valid").master_key, Some(master));
+
+    for content in ["short", "c2hvcnQ="] {
+        std::fs::write(&path, content).expect("write");
+        let text = format!("[keys]\nmaster_key_file = {:?}", path.display().to_string());
+        assert_eq!(refused(&text), "keys.master_key_file", "{content}");
+        let err = read(&text).expect("parses").validate().expect_err(content);
+        assert!(!err.to_string().contains(content), "{err}");
+    }
+    let missing = dir.path().join("absent");
+    let text = format!(
+        "[keys]\nmaster_key_file = {:?}",
+        missing.display().to_string()
+    );
+    assert_eq!(refused(&text), "keys.master_key_file");
+    assert_eq!(refused("[keys]\nmaster_key = \"x\""), "keys.master_key");
 }

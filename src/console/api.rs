@@ -48,6 +48,7 @@ fn rewind_failed(e: crate::rewind::RewindError) -> Response {
         RewindErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
         RewindErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         RewindErrorKind::Corrupt => StatusCode::UNPROCESSABLE_ENTITY,
+        RewindErrorKind::MasterKey => StatusCode::INTERNAL_SERVER_ERROR,
     };
     failed(status, e.kind(), e)
 }
@@ -80,7 +81,11 @@ pub(super) async fn streams(State(console): State<Arc<Console>>) -> Response {
 async fn store(console: &Console) -> Result<EventStore, Response> {
     EventStore::new(console.client.clone(), TIMEOUT)
         .await
-        .map(|store| store.with_namespace(console.namespace.clone()))
+        .map(|store| {
+            store
+                .with_namespace(console.namespace.clone())
+                .with_master_key(console.master_key.clone())
+        })
         .map_err(|e| failed(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))
 }
 

@@ -37,6 +37,7 @@ pub(super) async fn tail(
         &console.app,
         console.client.clone(),
         &console.namespace,
+        console.master_key.clone(),
         &filter,
         false,
     )

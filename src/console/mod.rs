@@ -42,6 +42,8 @@ pub struct Console {
     pub client: async_nats::Client,
     /// The subject prefix.
     pub namespace: Namespace,
+    /// What data keys are wrapped under, to show personal fields.
+    pub master_key: Option<jetsource_schemas::key_wrap::MasterKey>,
     /// The token to require, if any.
     pub token: Option<Secret>,
     /// Turns true when `jetsource run` stops: live streams end then.

@@ -22,6 +22,7 @@ pub fn jetsource_command(dir: &Path) -> Command {
         .env_remove("JETSOURCE_ROLES")
         .env_remove("JETSOURCE_METRICS_ADDR")
         .env_remove("JETSOURCE_LOG_FORMAT")
+        .env_remove("JETSOURCE_MASTER_KEY_FILE")
         .env_remove("RUST_LOG")
         .env("JETSOURCE_TOOLS_DIR", super::server::tools_dir())
         .stdin(Stdio::null());

@@ -65,6 +65,7 @@ use crate::keys::KeyRing;
 use append::Appender;
 use async_nats::Client;
 use direct_get::DirectGet;
+use jetsource_schemas::key_wrap::MasterKey;
 use jetsource_schemas::Namespace;
 use load::{ConsumerPauses, Reader};
 use reply_mux::ReplyMux;
@@ -85,6 +86,7 @@ pub struct EventStore {
     consumers_paused: Arc<ConsumerPauses>,
     keys: Arc<KeyRing>,
     key_replicas: usize,
+    master_key: Option<MasterKey>,
 }
 
 impl EventStore {
@@ -107,6 +109,7 @@ impl EventStore {
                 timeout,
             )),
             key_replicas: 1,
+            master_key: None,
             namespace: Namespace::default(),
             load_stats: Arc::default(),
             consumers_paused: Arc::default(),
@@ -130,6 +133,14 @@ impl EventStore {
         self
     }
 
+    /// Wraps the data keys it makes under `master`, and opens wrapped
+    /// ones with it (default none: see [`KeyRing::with_master_key`]).
+    pub fn with_master_key(mut self, master: Option<MasterKey>) -> Self {
+        self.master_key = master;
+        self.keys = Arc::new(self.new_keys());
+        self
+    }
+
     fn new_keys(&self) -> KeyRing {
         KeyRing::new(
             self.client.clone(),
@@ -137,6 +148,7 @@ impl EventStore {
             self.key_replicas,
             self.timeout,
         )
+        .with_master_key(self.master_key.clone())
     }
 
     /// The data keys of personal data in its namespace.

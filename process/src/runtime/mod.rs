@@ -124,7 +124,11 @@ pub async fn start<M: ProcessManager>(
         Source::Deadlines,
     ));
 
-    let keys = jetsource_projector::keys::DataKeys::new(js.clone(), &config.namespace);
+    let keys = jetsource_projector::keys::DataKeys::new(
+        js.clone(),
+        &config.namespace,
+        config.master_key.clone(),
+    );
     let context = Arc::new(Context {
         keys,
         manager,

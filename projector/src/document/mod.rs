@@ -101,12 +101,42 @@ pub trait DocumentProjector: Send + Sync + 'static {
         check_key(key)
     }
 
+    /// What to do with the documents derived from aggregate
+    /// `aggregate_id` of `aggregate_type` (one of its input's types) once
+    /// its personal data was forgotten (`jetsource forget`). By default
+    /// [`Forgotten::Keep`]: documents keep what they folded, plain values
+    /// included, until a rebuild folds them afresh (redacted). Called once
+    /// per forget, in order with the events, also when the projection was
+    /// down at the time (it follows the stored notices) and in a rebuild's
+    /// replay.
+    fn forgotten(&self, aggregate_type: &str, aggregate_id: &str) -> Forgotten {
+        let _ = (aggregate_type, aggregate_id);
+        Forgotten::Keep
+    }
+
     /// One document as a `list` page shows it: by default `{"key": key,
     /// "document": document}`. A projection whose documents carry their
     /// key may list them bare.
     fn list_item(&self, key: &str, document: serde_json::Value) -> serde_json::Value {
         serde_json::json!({"key": key, "document": document})
     }
+}
+
+/// What a document projection does once an aggregate it folded was
+/// forgotten (see [`DocumentProjector::forgotten`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forgotten {
+    /// Keep every document as it is.
+    Keep,
+    /// Drop these documents (keys, as [`DocumentProjector::key`] names
+    /// them). Each becomes a tombstone holding the forgotten aggregate's
+    /// stream position at the forget, so no event of the aggregate up to
+    /// then is folded into it again, whichever of the notice and those
+    /// events the projection meets first (a projection behind, a rebuild);
+    /// events after the forget start it afresh. A document folded from
+    /// several aggregates loses the not yet applied events of the others
+    /// up to that position too: drop only documents of the one aggregate.
+    Drop(Vec<String>),
 }
 
 /// Checks `key` by [`check_key`] and then by `projector`'s own rule.

@@ -130,9 +130,10 @@ impl<S: ReadStore> Driver<S> {
         let generation = control::active_generation(&self.control, self.shared.name).await?;
         if let Some(checkpoint) = self.store.refresh(generation).await? {
             self.served.set(generation);
+            let positions = self.shared.named(&checkpoint.positions);
             self.shared.applied.send_if_modified(|p| {
-                let changed = *p != checkpoint.positions;
-                *p = checkpoint.positions;
+                let changed = *p != positions;
+                *p = positions;
                 changed
             });
         }

@@ -90,9 +90,9 @@ impl<S: ReadStore> Driver<S> {
         // Queries read the old generation complete or the new one caught
         // up, never a partial one.
         self.served.set(generation);
-        self.shared.applied.send_replace(new.positions().clone());
+        self.shared.set_applied(new.positions());
         new.adopt(self.shared.clone());
-        let positions = new.positions().clone();
+        let positions = self.shared.named(new.positions());
         old.remove().await;
         tracing::info!(generation, events = r.done, "rebuild switched");
         let done = RebuildUpdate::Done {

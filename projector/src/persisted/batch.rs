@@ -14,6 +14,7 @@ use crate::store::ReadStore;
 use async_nats::jetstream::{self, AckKind};
 use futures::{FutureExt, StreamExt};
 use jetsource_schemas::error::Error;
+use jetsource_schemas::forgotten;
 use std::collections::VecDeque;
 
 /// One batch: applied and stored, not yet acknowledged.
@@ -172,9 +173,14 @@ impl<S: ReadStore> PersistedProjection<S> {
                 batch.held_back.push(message);
                 continue;
             }
-            let event = match event::from_message(&self.config.namespace, &message) {
-                Ok(event) => self.keys.reveal(event).await,
-                Err(e) => Err(e),
+            let event = if stream == forgotten::stream_name(&self.config.namespace) {
+                // A notice seals nothing.
+                event::notice_from_message(&self.config.namespace, &message)
+            } else {
+                match event::from_message(&self.config.namespace, &message) {
+                    Ok(event) => self.keys.reveal(event).await,
+                    Err(e) => Err(e),
+                }
             };
             let event = match event {
                 Ok(event) => event,
@@ -271,9 +277,7 @@ impl<S: ReadStore> PersistedProjection<S> {
             }
             self.checkpoint = next;
         }
-        self.shared
-            .applied
-            .send_replace(self.checkpoint.positions.clone());
+        self.shared.set_applied(&self.checkpoint.positions);
         Ok(batch)
     }
 
@@ -285,9 +289,7 @@ impl<S: ReadStore> PersistedProjection<S> {
         queue: VecDeque<New>,
         e: ProjectionError,
     ) -> impl std::future::Future<Output = ProjectionError> + Send + 'static {
-        self.shared
-            .applied
-            .send_replace(self.checkpoint.positions.clone());
+        self.shared.set_applied(&self.checkpoint.positions);
         async move {
             let failed = batch.failed.into_iter().map(|(m, _)| m);
             for message in batch

@@ -15,6 +15,7 @@ use crate::store::{OneValue, ReadStore};
 use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
 use jetsource_schemas::error::Error;
+use jetsource_schemas::forgotten;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -82,20 +83,25 @@ impl<S: ReadStore> PersistedProjection<S> {
             failures: BTreeMap::new(),
             followed: Vec::new(),
             merged: futures::stream::SelectAll::new().peekable(),
-            keys: crate::keys::DataKeys::new(js.clone(), &config.namespace),
+            keys: crate::keys::DataKeys::new(
+                js.clone(),
+                &config.namespace,
+                config.master_key.clone(),
+            ),
         };
-        shared
-            .applied
-            .send_replace(projection.checkpoint.positions.clone());
-        if opened.reset {
-            let mut streams = Vec::new();
-            for stream_name in shared.streams.keys() {
-                streams.push(crate::runtime::get_stream(js, stream_name).await?);
-            }
-            persisted::remove_consumers(name, generation, &streams).await;
-        }
+        shared.set_applied(&projection.checkpoint.positions);
+        let mut targets = Vec::new();
         for (stream_name, filters) in &shared.streams {
             let stream = crate::runtime::get_stream(js, stream_name).await?;
+            targets.push((stream_name.clone(), filters.clone(), stream));
+        }
+        targets.extend(forgotten_target(js, projection.store.as_ref(), config).await);
+        if opened.reset {
+            let streams: Vec<_> = targets.iter().map(|(_, _, s)| s.clone()).collect();
+            persisted::remove_consumers(name, generation, &streams).await;
+        }
+        for (stream_name, filters, stream) in targets {
+            let stream_name = &stream_name;
             let head = stream
                 .get_info()
                 .await
@@ -154,7 +160,7 @@ impl<S: ReadStore> PersistedProjection<S> {
             });
             projection.followed.push(Followed {
                 name: stream_name.clone(),
-                filters: filters.clone(),
+                filters,
                 stream,
                 consumer,
             });
@@ -171,5 +177,36 @@ impl<S: ReadStore> PersistedProjection<S> {
         projection.merged = merged.peekable();
         shared.update(|p| p.phase = Phase::Replaying);
         Ok(projection)
+    }
+}
+
+/// The notices stream, with a filter per aggregate type whose notices
+/// `store` wants (see [`ReadStore::forgotten_types`]), followed like an
+/// event stream: its own durable consumer per generation, its position in
+/// the checkpoint. `None` when the store wants none, or the stream is not
+/// there (the handlers role makes it; a projection opened before that
+/// learns of forgets from its next start on).
+async fn forgotten_target<S: ReadStore>(
+    js: &jetstream::Context,
+    store: &S,
+    config: &ProjectorConfig,
+) -> Option<(String, Vec<String>, jetstream::stream::Stream)> {
+    let types = store.forgotten_types();
+    if types.is_empty() {
+        return None;
+    }
+    let name = forgotten::stream_name(&config.namespace);
+    match js.get_stream(&name).await {
+        Ok(stream) => {
+            let filters = types
+                .iter()
+                .map(|t| forgotten::type_filter(&config.namespace, t))
+                .collect();
+            Some((name, filters, stream))
+        }
+        Err(e) => {
+            tracing::warn!(stream = %name, error = %e, "no forgotten notices to follow (the handlers role makes the stream); forgotten aggregates are dropped from the next start on");
+            None
+        }
     }
 }

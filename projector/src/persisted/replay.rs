@@ -7,6 +7,7 @@ use crate::error::ProjectionError;
 use crate::event;
 use crate::parked::{self, ParkedEvent};
 use crate::store::ReadStore;
+use jetsource_schemas::forgotten;
 use std::collections::BTreeSet;
 
 impl<S: ReadStore> PersistedProjection<S> {
@@ -75,9 +76,14 @@ impl<S: ReadStore> PersistedProjection<S> {
             .get_raw_message(p.seq)
             .await
             .map_err(|e| format!("{what}: cannot read it from the stream: {e}"))?;
-        let event = event::from_stream_message(&self.config.namespace, &p.stream, raw)
-            .map_err(|e| e.to_string())?;
-        let event = self.keys.reveal(event).await.map_err(|e| e.to_string())?;
+        let event = if p.stream == forgotten::stream_name(&self.config.namespace) {
+            event::notice_from_stream_message(&self.config.namespace, &p.stream, raw)
+                .map_err(|e| e.to_string())?
+        } else {
+            let event = event::from_stream_message(&self.config.namespace, &p.stream, raw)
+                .map_err(|e| e.to_string())?;
+            self.keys.reveal(event).await.map_err(|e| e.to_string())?
+        };
         let mut next = self.checkpoint.clone();
         if skipped {
             if let Some(set) = next.skipped.get_mut(&p.stream) {
@@ -102,9 +108,7 @@ impl<S: ReadStore> PersistedProjection<S> {
         }
         next.advance_to(&p.stream, p.seq);
         self.checkpoint = next;
-        self.shared
-            .applied
-            .send_replace(self.checkpoint.positions.clone());
+        self.shared.set_applied(&self.checkpoint.positions);
         Ok(())
     }
 }

@@ -34,9 +34,9 @@ use super::key_index::KeyIndex;
 use super::{Checkpoint, Committed, Opened, ReadStore};
 use crate::config::{PoisonPolicy, ProjectorConfig};
 use crate::control;
-use crate::document::{self, DocumentProjector};
+use crate::document::{self, DocumentProjector, Forgotten};
 use crate::error::{ProjectionError, ProjectionErrorKind};
-use crate::event::Event;
+use crate::event::{Event, FORGOTTEN_EVENT};
 use crate::persisted::CHECKPOINT_KEY;
 use crate::position::Positions;
 use crate::projector::{ProjectorError, ProjectorErrorKind, Query, QueryError};
@@ -45,6 +45,7 @@ use crate::typed::Follows;
 use async_nats::jetstream::{self, kv};
 use futures::{StreamExt, TryStreamExt};
 use jetsource_schemas::error::Error;
+use jetsource_schemas::forgotten::{self, ForgottenNotice};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -93,8 +94,9 @@ struct Doc<D> {
     /// The sequences as read, before this commit: an event at or below
     /// them is already in the document. (Not `seq`, which this commit
     /// moves: an event upcast into several inputs may touch one document
-    /// more than once.)
-    held: Positions,
+    /// more than once.) A drop in this commit raises them: the forgotten
+    /// aggregate's events up to the forget are not folded again.
+    floor: Positions,
     doc: Option<D>,
     changed: bool,
     /// The entry (`seq` and `doc`) encoded, once an apply changed it.
@@ -208,7 +210,7 @@ impl<P: DocumentProjector> DocumentStore<P> {
                             })?;
                         Doc {
                             revision: read.revision,
-                            held: stored.seq.clone(),
+                            floor: stored.seq.clone(),
                             seq: stored.seq,
                             doc: stored.doc,
                             changed: false,
@@ -218,7 +220,7 @@ impl<P: DocumentProjector> DocumentStore<P> {
                     None => Doc {
                         revision: read.revision,
                         seq: Positions::new(),
-                        held: Positions::new(),
+                        floor: Positions::new(),
                         doc: None,
                         changed: false,
                         encoded: None,
@@ -298,7 +300,49 @@ struct Decoded<I> {
     stream: String,
     seq: u64,
     key: Option<String>,
-    input: I,
+    step: Step<I>,
+}
+
+/// What one decoded event does to its document.
+enum Step<I> {
+    /// Folds the input.
+    Apply(I),
+    /// Drops the document, a forgotten aggregate's (a forgotten notice):
+    /// no event of `stream` up to `upto` is folded into it again.
+    Drop { stream: String, upto: u64 },
+}
+
+impl<P: DocumentProjector> DocumentStore<P> {
+    /// The documents `notice` (a forgotten notice, see
+    /// [`crate::event::FORGOTTEN_EVENT`]) has the projector drop.
+    fn dropped(&self, notice: &Event) -> Result<Vec<Decoded<P::Input>>, ProjectorError> {
+        let body: ForgottenNotice = serde_json::from_slice(&notice.body)
+            .map_err(|e| Error::with_source(ProjectorErrorKind::Invalid, e))?;
+        if !P::Input::aggregate_types().contains(&body.aggregate_type.as_str()) {
+            return Ok(Vec::new());
+        }
+        let keys = match self
+            .projector
+            .forgotten(&body.aggregate_type, &body.aggregate_id)
+        {
+            Forgotten::Keep => return Ok(Vec::new()),
+            Forgotten::Drop(keys) => keys,
+        };
+        keys.into_iter()
+            .map(|key| {
+                document::check_key_of(&self.projector, &key)?;
+                Ok(Decoded {
+                    stream: notice.stream.clone(),
+                    seq: notice.seq,
+                    key: Some(key),
+                    step: Step::Drop {
+                        stream: body.stream.clone(),
+                        upto: body.seq,
+                    },
+                })
+            })
+            .collect()
+    }
 }
 
 impl<P: DocumentProjector> ReadStore for DocumentStore<P> {
@@ -312,6 +356,13 @@ impl<P: DocumentProjector> ReadStore for DocumentStore<P> {
 
     fn poison_policy(&self, default: PoisonPolicy) -> PoisonPolicy {
         self.projector.poison_policy(default)
+    }
+
+    fn forgotten_types(&self) -> Vec<String> {
+        P::Input::aggregate_types()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
 
     async fn open(&self, generation: u64, lease: u64) -> Result<Opened, ProjectionError> {
@@ -394,7 +445,18 @@ impl<P: DocumentProjector> ReadStore for DocumentStore<P> {
         // Per event, the inputs it reads as (several, or none, when
         // upcasting split or dropped it).
         let mut decoded: Vec<Vec<Decoded<P::Input>>> = Vec::new();
+        let notices = forgotten::stream_name(&self.config.namespace);
         'events: for event in &events {
+            if event.event_type == FORGOTTEN_EVENT && event.stream == notices {
+                match self.dropped(event) {
+                    Ok(read) => decoded.push(read),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                continue;
+            }
             let inputs = match P::Input::decode_all(event) {
                 Ok(inputs) => inputs.unwrap_or_default(),
                 Err(e) => {
@@ -415,7 +477,7 @@ impl<P: DocumentProjector> ReadStore for DocumentStore<P> {
                     stream: event.stream.clone(),
                     seq: event.seq,
                     key,
-                    input,
+                    step: Step::Apply(input),
                 });
             }
             decoded.push(read);
@@ -441,15 +503,34 @@ impl<P: DocumentProjector> ReadStore for DocumentStore<P> {
                     stream,
                     seq,
                     key,
-                    input,
+                    step,
                 } = one;
                 let Some((key, doc)) = key.and_then(|k| docs.get_mut(&k).map(|d| (k, d))) else {
                     continue;
                 };
-                if doc.held.get(&stream).is_some_and(|&held| held >= seq) {
-                    // Stored before a crash, with the checkpoint behind it.
+                if doc.floor.get(&stream).is_some_and(|&held| held >= seq) {
+                    // Stored before a crash, with the checkpoint behind it,
+                    // or an event of an aggregate forgotten since.
                     continue;
                 }
+                let input = match step {
+                    Step::Apply(input) => input,
+                    Step::Drop { stream: from, upto } => {
+                        let mut seqs = doc.seq.clone();
+                        seqs.insert(stream.clone(), seq);
+                        let at = seqs.entry(from.clone()).or_insert(0);
+                        *at = (*at).max(upto);
+                        let floor = doc.floor.entry(from).or_insert(0);
+                        *floor = (*floor).max(upto);
+                        doc.floor.insert(stream, seq);
+                        // A tombstone even where none was: it keeps the floor.
+                        doc.encoded = Some(encode_entry::<P::Document>(&key, &seqs, &None)?);
+                        doc.doc = None;
+                        doc.seq = seqs;
+                        doc.changed = true;
+                        continue;
+                    }
+                };
                 // `apply` takes the document; on failure it is put back as
                 // it was, for the events before this one to be stored.
                 let backup = match &doc.doc {

@@ -102,6 +102,15 @@ pub trait ReadStore: Send + Sync + 'static {
         default
     }
 
+    /// The aggregate types whose forgotten notices (see
+    /// [`jetsource_schemas::forgotten`]) `commit` is handed, in order with
+    /// the events, as events of type [`crate::event::FORGOTTEN_EVENT`] from
+    /// the notices stream; their position is kept in the checkpoint like a
+    /// stream's. None by default: a store that asks for none never sees one.
+    fn forgotten_types(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Opens generation `generation` for writing: creates its storage when
     /// missing, stores `lease` in its checkpoint (fencing out earlier
     /// openers) and returns that checkpoint.

@@ -166,6 +166,8 @@ pub(crate) async fn run(
 ) -> Result<(), DemoError> {
     let runtime_config = config.runtime().map_err(jetsource::app::RunError::from)?;
     let namespace = runtime_config.namespace.clone();
+    // The sagas read account events, whose owners are personal data.
+    let master_key = runtime_config.master_key.clone();
     let feedback_config = config.feedback().map_err(jetsource::app::RunError::from)?;
     let recorded = config
         .nats_url(nats_url)
@@ -218,6 +220,7 @@ pub(crate) async fn run(
         client.clone(),
         jetsource::process::ProcessConfig {
             namespace: namespace.clone(),
+            master_key: master_key.clone(),
             ..Default::default()
         },
         ScheduledPublishing,
@@ -228,6 +231,7 @@ pub(crate) async fn run(
         client.clone(),
         jetsource::process::ProcessConfig {
             namespace: namespace.clone(),
+            master_key: master_key.clone(),
             ..Default::default()
         },
         Payments,
