@@ -412,7 +412,7 @@ async fn a_store_refusing_writes_is_failing_not_ready_and_answers_after_seq_at_o
         .await
         .expect("started");
     let running = Arc::new(Mutex::new(Some(running)));
-    let failing = eventually("the projection failing", DEADLINE, || async {
+    let failing = eventually("the projection failing", HANG, || async {
         let guard = running.lock().await;
         let (phase, error) = phase_of(guard.as_ref().expect("running"), "big").await;
         (phase == Phase::Failing).then_some(error)
@@ -530,7 +530,7 @@ async fn a_one_value_projection_outgrowing_max_payload_is_failing() {
             .persisted(Blob::default()),
     )
     .await;
-    let error = eventually("the projection failing", DEADLINE, || async {
+    let error = eventually("the projection failing", HANG, || async {
         let report = projectors.status().await;
         let p = &report.projectors[0];
         (p.phase == Phase::Failing).then(|| (p.error.clone(), p.streams[0].clone()))
