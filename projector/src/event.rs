@@ -208,8 +208,8 @@ pub(crate) fn from_message(
     from_stored(namespace, stored)
 }
 
-/// The event type of a forgotten notice handed to a [`crate::ReadStore`]
-/// that asked for them ([`crate::ReadStore::forgotten_types`]): an
+/// The event type of a forgotten notice handed to a [`crate::store::ReadStore`]
+/// that asked for them ([`crate::store::ReadStore::forgotten_types`]): an
 /// [`Event`] of the notices stream, its aggregate the one forgotten, its
 /// body the notice ([`jetsource_schemas::forgotten::ForgottenNotice`]). No
 /// event type is ever spelt so (`$` is not a token character).
