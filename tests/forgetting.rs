@@ -718,3 +718,113 @@ async fn readers_open_wrapped_keys_with_their_master_key_and_refuse_them_without
     with.stop().await.expect("stop");
     running.stop().await;
 }
+
+/// A process manager whose instances copy an account's owner: told of a
+/// forget, each named instance drops its copy.
+struct Greetings;
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Greeting {
+    owner: String,
+}
+
+impl jetsource::process::ProcessManager for Greetings {
+    type Input = jetsource::projector::Envelope<Account>;
+    type State = Greeting;
+
+    fn name(&self) -> &'static str {
+        "greetings"
+    }
+
+    fn key(&self, input: &Self::Input) -> Option<String> {
+        Some(input.meta.aggregate_id.clone())
+    }
+
+    fn forgotten(&self, aggregate_type: &str, aggregate_id: &str) -> Vec<String> {
+        assert_eq!(aggregate_type, "account");
+        vec![aggregate_id.to_string()]
+    }
+
+    fn react(
+        &self,
+        state: Option<Greeting>,
+        trigger: jetsource::process::Trigger<Self::Input>,
+    ) -> jetsource::process::Reaction<Greeting> {
+        use jetsource::process::{Reaction, Trigger};
+        match (state, trigger) {
+            (_, Trigger::Event(input)) => match input.event {
+                AccountEvent::AccountOpened { owner } => Reaction::keep(Greeting { owner }),
+                _ => Reaction::end(),
+            },
+            (Some(_), Trigger::Forgotten(_)) => Reaction::keep(Greeting {
+                owner: REDACTED.to_string(),
+            }),
+            (state, _) => match state {
+                Some(state) => Reaction::keep(state),
+                None => Reaction::end(),
+            },
+        }
+    }
+}
+
+/// The owner instance `id` of the greetings manager holds, once `done`.
+async fn greeting_when(
+    js: &jetstream::Context,
+    id: &str,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let bucket = js.get_key_value("pm_greetings").await.expect("the bucket");
+    eventually(what, DEADLINE, || async {
+        let entry = bucket.get(id).await.ok()??;
+        let instance: serde_json::Value = serde_json::from_slice(&entry).ok()?;
+        let owner = instance["state"]["owner"].as_str()?.to_string();
+        done(&owner).then_some(owner)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_manager_is_told_of_a_forget_even_when_down_then() {
+    let server = NatsServer::new();
+    let url = server.client_url();
+    let running = Jetsource::start_app(&url, &reference_app(), Default::default()).await;
+    let js = jetstream::new(running.client.clone());
+    let client = commands(&url).await;
+    let start = || async {
+        jetsource::process::start(
+            connect(&url).await,
+            jetsource::process::ProcessConfig::default(),
+            Greetings,
+        )
+        .await
+        .expect("the manager starts")
+    };
+    let manager = start().await;
+    for (id, owner) in [("g1", "Grace Hopper"), ("g2", "Hedy Lamarr")] {
+        let open = serde_json::json!({ "owner": owner }).to_string();
+        accepted(send_account(&client, id, "open", open).await);
+        greeting_when(&js, id, "the owner copied", |o| o == owner).await;
+    }
+    // Running at the forget of g1: told at once.
+    let forget = |id: &'static str| {
+        let client = running.client.clone();
+        async move {
+            let answer = client
+                .request(format!("forget.account.{id}"), "".into())
+                .await
+                .expect("forget answered");
+            let answer: serde_json::Value = serde_json::from_slice(&answer.payload).expect("JSON");
+            assert_eq!(answer["status"], "forgotten", "{answer}");
+        }
+    };
+    forget("g1").await;
+    greeting_when(&js, "g1", "g1's copy dropped", |o| o == REDACTED).await;
+    // Down at the forget of g2: told when it starts again.
+    manager.stop().await;
+    forget("g2").await;
+    let manager = start().await;
+    greeting_when(&js, "g2", "g2's copy dropped", |o| o == REDACTED).await;
+    manager.stop().await;
+    running.stop().await;
+}

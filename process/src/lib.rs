@@ -15,7 +15,9 @@
 //! new state (none ends it), the commands to send and the deadlines to set
 //! or cancel. A deadline coming is a [`Trigger`] of the same instance, and
 //! so is a command of its refused with `validation` or `not_found`
-//! ([`Trigger::Refused`]), reacted to at once.
+//! ([`Trigger::Refused`]), reacted to at once, and so is a forget of an
+//! aggregate it follows, told to the instances [`ProcessManager::forgotten`]
+//! names ([`Trigger::Forgotten`]).
 //!
 //! [`runtime::start`] runs one: a durable consumer on each event stream
 //! followed and one on the manager's fired deadlines; per trigger it reads
@@ -90,5 +92,8 @@ pub mod testing;
 
 pub use config::ProcessConfig;
 pub use error::{ProcessError, ProcessErrorKind};
-pub use manager::{Command, Deadline, Fired, ProcessManager, Reaction, Refusal, Refused, Trigger};
+pub use manager::{
+    Command, Deadline, Fired, ForgottenAggregate, ProcessManager, Reaction, Refusal, Refused,
+    Trigger,
+};
 pub use runtime::{start, RunningProcessManager};

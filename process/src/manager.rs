@@ -36,6 +36,17 @@ pub trait ProcessManager: Send + Sync + 'static {
     /// `[A-Za-z0-9_-]{1,128}`.
     fn key(&self, input: &Self::Input) -> Option<String>;
 
+    /// The instances to tell that aggregate `aggregate_id` of
+    /// `aggregate_type` (a type it follows) was forgotten (`jetsource
+    /// forget`): each reacts to [`Trigger::Forgotten`], to drop what its
+    /// state copied of the aggregate's personal fields. Told also when the
+    /// manager was down at the forget: the notices are stored. Default:
+    /// none, for a manager whose states copy no personal data.
+    fn forgotten(&self, aggregate_type: &str, aggregate_id: &str) -> Vec<String> {
+        let _ = (aggregate_type, aggregate_id);
+        Vec::new()
+    }
+
     /// Decides what the trigger leads to, given the instance's state
     /// (`None` for an instance not started, or one that ended).
     fn react(
@@ -56,6 +67,19 @@ pub enum Trigger<I> {
     /// once, from the state its reaction reached; what this reaction sends
     /// is not reacted to again when refused (that is logged).
     Refused(Refused),
+    /// An aggregate's personal data was forgotten, and
+    /// [`ProcessManager::forgotten`] named this instance.
+    Forgotten(ForgottenAggregate),
+}
+
+/// An aggregate forgotten (its data key erased): its personal fields read
+/// as their redaction value from now on, and an instance drops its copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgottenAggregate {
+    /// The aggregate type.
+    pub aggregate_type: String,
+    /// The aggregate id.
+    pub aggregate_id: String,
 }
 
 /// A command refused by its aggregate.

@@ -98,6 +98,8 @@ impl ProcessManager for Payments {
             },
             Trigger::Deadline(_) => keep_or_end(state),
             Trigger::Refused(refused) => on_refused(state, refused),
+            // A payment's state copies no personal data: never named.
+            Trigger::Forgotten(_) => keep_or_end(state),
         }
     }
 }

@@ -82,7 +82,9 @@ impl ProcessManager for ScheduledPublishing {
             },
             // Another deadline, or `publish` refused (the post was
             // published meanwhile): nothing more to do.
-            Trigger::Deadline(_) | Trigger::Refused(_) => keep_or_end(state),
+            Trigger::Deadline(_) | Trigger::Refused(_) | Trigger::Forgotten(_) => {
+                keep_or_end(state)
+            }
         }
     }
 }

@@ -180,6 +180,8 @@ impl ProcessManager for Settlement {
             // `confirm` or `cancel` refused: the order was settled by hand
             // meanwhile (its event ends the instance too).
             Trigger::Refused(_) => Reaction::end(),
+            // A settlement's state copies no personal data: never named.
+            Trigger::Forgotten(_) => keep_or_end(state),
         }
     }
 }

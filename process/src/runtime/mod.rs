@@ -1,5 +1,6 @@
 //! Running a process manager: a durable consumer per followed event
-//! stream and one on its fired deadlines, each taking one trigger at a
+//! stream, one on its fired deadlines and one on the forgotten notices of
+//! the types it follows, each taking one trigger at a
 //! time; per trigger, the instance's entry is read, `react` decides, the
 //! commands are sent, the deadlines set and cancelled, and the entry is
 //! written (compare-and-set on its revision) before the trigger is acked.
@@ -31,13 +32,14 @@ use futures::StreamExt;
 use jetsource_client::CommandClient;
 use jetsource_projector::typed::Follows;
 use jetsource_schemas::error::Error;
+use jetsource_schemas::forgotten;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};
 
-use trigger::{on_deadline, on_event};
+use trigger::{on_deadline, on_event, on_forgotten};
 
 /// A process manager running in this process.
 pub struct RunningProcessManager {
@@ -81,6 +83,7 @@ struct Context<M: ProcessManager> {
 enum Source {
     Events,
     Deadlines,
+    Forgotten,
 }
 
 /// Starts `manager` on `client`: creates its bucket, its deadlines stream
@@ -123,6 +126,9 @@ pub async fn start<M: ProcessManager>(
         durable(&deadlines, &names, names.fired_filter(), &config).await?,
         Source::Deadlines,
     ));
+    if let Some(consumer) = forgotten_consumer::<M>(&js, &names, &config).await? {
+        consumers.push((consumer, Source::Forgotten));
+    }
 
     let keys = jetsource_projector::keys::DataKeys::new(
         js.clone(),
@@ -184,6 +190,43 @@ async fn durable(
             },
         )
         .await
+        .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))
+}
+
+/// The manager's durable consumer on the forgotten notices of the types it
+/// follows; `None` while the stream is not there (the handlers role makes
+/// it: a manager started before learns of forgets from its next start on).
+async fn forgotten_consumer<M: ProcessManager>(
+    js: &jetstream::Context,
+    names: &Names,
+    config: &ProcessConfig,
+) -> Result<Option<consumer::PullConsumer>, ProcessError> {
+    let name = forgotten::stream_name(&config.namespace);
+    let stream = match js.get_stream(&name).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            warn!(manager = names.name(), stream = %name, error = %e, "no forgotten notices to follow (the handlers role makes the stream)");
+            return Ok(None);
+        }
+    };
+    let filter_subjects = M::Input::aggregate_types()
+        .iter()
+        .map(|t| forgotten::type_filter(&config.namespace, t))
+        .collect();
+    stream
+        .get_or_create_consumer(
+            &names.durable(),
+            consumer::pull::Config {
+                durable_name: Some(names.durable()),
+                filter_subjects,
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map(Some)
         .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))
 }
 
@@ -287,6 +330,7 @@ async fn handle_until_done<M: ProcessManager>(
         let result = match source {
             Source::Events => on_event(context, message).await,
             Source::Deadlines => on_deadline(context, message).await,
+            Source::Forgotten => on_forgotten(context, message).await,
         };
         match result {
             Ok(()) => {

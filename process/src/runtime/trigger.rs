@@ -6,11 +6,12 @@ use crate::command_id::Cause;
 use crate::deadlines::{self, format_at, parse_at};
 use crate::error::{ProcessError, ProcessErrorKind};
 use crate::instance::Instance;
-use crate::manager::{Fired, ProcessManager, Trigger};
+use crate::manager::{Fired, ForgottenAggregate, ProcessManager, Trigger};
 use async_nats::jetstream::{self};
 use jetsource_projector::typed::Follows;
 use jetsource_projector::Event;
 use jetsource_schemas::error::Error;
+use jetsource_schemas::forgotten::{self, ForgottenNotice};
 use jetsource_schemas::token;
 use jetsource_schemas::trace::{self, TraceParent};
 use std::collections::BTreeMap;
@@ -84,6 +85,66 @@ pub(super) async fn on_event<M: ProcessManager>(
             Trigger::Event(input),
         )
         .instrument(span)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A forgotten notice (see [`jetsource_schemas::forgotten`]): told to each
+/// instance the manager names, as one trigger each.
+pub(super) async fn on_forgotten<M: ProcessManager>(
+    context: &Context<M>,
+    message: &jetstream::Message,
+) -> Result<(), ProcessError> {
+    let notice: ForgottenNotice = serde_json::from_slice(&message.payload)
+        .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
+    let named = token::validate("aggregate type", &notice.aggregate_type)
+        .and_then(|()| token::validate("aggregate id", &notice.aggregate_id));
+    // A notice is trusted only on its own subject: one written by hand
+    // elsewhere in the stream names nothing.
+    if named.is_err()
+        || message.subject.as_str()
+            != forgotten::subject(
+                &context.config.namespace,
+                &notice.aggregate_type,
+                &notice.aggregate_id,
+            )
+    {
+        return Err(corrupt(format!(
+            "{} is not a forgotten notice on its own subject",
+            message.subject
+        )));
+    }
+    let info = message
+        .info()
+        .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
+    let keys = context
+        .manager
+        .forgotten(&notice.aggregate_type, &notice.aggregate_id);
+    for (part, key) in keys.iter().enumerate() {
+        let position = Position {
+            stream: info.stream,
+            seq: info.stream_sequence,
+            part,
+        };
+        let cause = Cause::Event {
+            stream: info.stream,
+            seq: info.stream_sequence,
+            part,
+        };
+        let forgotten = ForgottenAggregate {
+            aggregate_type: notice.aggregate_type.clone(),
+            aggregate_id: notice.aggregate_id.clone(),
+        };
+        apply(
+            context,
+            key,
+            &position,
+            &cause,
+            None,
+            &Lineage::default(),
+            Trigger::Forgotten(forgotten),
+        )
         .await?;
     }
     Ok(())
