@@ -52,3 +52,42 @@ async def test_a_parked_event_skipped_for_good_lets_a_halted_projection_resume(d
         assert again == {"status": "not_parked"}, again
         replayed = await w.ask(names.subject("projector.blogposts.replay-parked"))
         assert replayed["applied"] == 0 and replayed["failed"] == [], replayed
+
+
+async def test_a_process_manager_s_parked_trigger_is_skipped_for_good(deployment, names):
+    """PROTOCOL.md, "Process managers": `pm.<name>.control.skip-parked` and
+    `replay-parked`; the same undecodable event parks a trigger of
+    scheduled publishing (and the projection, skipped here too)."""
+    async with deployment.connect() as w:
+        stream = names.stream("blogpost")
+        ack = await w.js.publish(names.event("blogpost", fresh("broken"), "BlogPostCreated"),
+                                 json.dumps({"not": "a post either"}).encode(),
+                                 headers={"Command-Id": fresh("by-hand")})
+        seq = ack.seq
+        bucket = await w.js.key_value(names.bucket("pm_publishing"))
+
+        async def parked():
+            try:
+                entry = await bucket.get(f"parked.{stream}.{seq}")
+            except Exception:
+                return None
+            return json.loads(entry.value) if entry.value else None
+
+        record = await eventually(parked, "the trigger parked", within=60)
+        assert (record["manager"], record["stream"], record["seq"]) == ("publishing", stream, seq)
+        body = json.dumps({"stream": stream, "seq": seq}).encode()
+        control = names.subject("pm.publishing.control")
+        replayed = await w.ask(f"{control}.replay-parked")
+        assert replayed["applied"] == 0 and len(replayed["failed"]) >= 1, replayed
+        assert await w.ask(f"{control}.skip-parked", body) == {"status": "skipped"}
+        assert await w.ask(f"{control}.skip-parked", body) == {"status": "not_parked"}
+        assert await parked() is None
+
+        # The projection halted at the same event: skipped there as well.
+        async def halted():
+            projector = blogposts(await w.ask(names.query("projectors.status")))
+            return projector if projector["phase"] == "halted" else None
+
+        await eventually(halted, "the projection halted at the event", within=60)
+        answer = await w.ask(names.subject("projector.blogposts.skip-parked"), body)
+        assert answer == {"status": "skipped"}, answer

@@ -273,6 +273,32 @@ async fn the_console_sends_shows_rewinds_and_reports() {
         row.text().await.ok().filter(|t| t.contains("live"))
     })
     .await;
+    // Scheduled publishing parked the same event (it does not decode):
+    // given up from the page too.
+    click(
+        client,
+        "#processes-table tr[data-process-manager=publishing] button",
+    )
+    .await;
+    let skip_trigger = format!("#process-parked-table tr[data-seq=\"{seq}\"] button.skip-parked");
+    text_when(client, &skip_trigger, "the parked trigger", |t| t == "Skip").await;
+    click(client, &skip_trigger).await;
+    text_when(client, &skip_trigger, "the skip armed", |t| {
+        t == "Skip for good?"
+    })
+    .await;
+    click(client, &skip_trigger).await;
+    text_when(
+        client,
+        "#process-parked-outcome",
+        "the trigger's skip",
+        |t| t == format!("EVT_BLOGPOST #{seq}: skipped"),
+    )
+    .await;
+    text_when(client, "#process-parked", "no trigger parked", |t| {
+        t == "publishing: none parked"
+    })
+    .await;
     screenshot(client, "projectors").await;
 
     click(client, "nav a[data-view=streams]").await;

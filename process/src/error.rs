@@ -24,6 +24,9 @@ pub enum ProcessErrorKind {
     /// A deadline came while an event stored before its time waits to be
     /// reacted to: it is retried once that event is.
     Early,
+    /// A parked trigger replayed after its instance reacted to a later one
+    /// of the same stream: not applied, it stays parked.
+    Stale,
 }
 
 impl std::fmt::Display for ProcessErrorKind {
@@ -35,6 +38,7 @@ impl std::fmt::Display for ProcessErrorKind {
             ProcessErrorKind::Corrupt => "corrupt",
             ProcessErrorKind::Command => "command failed",
             ProcessErrorKind::Early => "early",
+            ProcessErrorKind::Stale => "stale",
         })
     }
 }

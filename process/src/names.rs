@@ -68,6 +68,19 @@ impl Names {
             .subject(format!("pm.{}.deadline.>", self.name))
     }
 
+    /// The request subject of control `action` (`replay-parked`,
+    /// `skip-parked`): `pm.<name>.control.<action>`.
+    pub fn control(&self, action: &str) -> String {
+        self.namespace
+            .subject(format!("pm.{}.control.{action}", self.name))
+    }
+
+    /// Every control request: `pm.<name>.control.*`.
+    pub fn control_filter(&self) -> String {
+        self.namespace
+            .subject(format!("pm.{}.control.*", self.name))
+    }
+
     /// Every fired deadline: `pm.<name>.fired.>`.
     pub fn fired_filter(&self) -> String {
         self.namespace.subject(format!("pm.{}.fired.>", self.name))

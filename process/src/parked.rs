@@ -39,7 +39,7 @@ pub struct ParkedTrigger {
     pub body: String,
 }
 
-fn key(stream: &str, seq: u64) -> String {
+pub(crate) fn key(stream: &str, seq: u64) -> String {
     format!("{PARKED_PREFIX}{stream}.{seq}")
 }
 
@@ -122,4 +122,64 @@ pub async fn list(
         Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket => Ok(Vec::new()),
         Err(e) => Err(Error::with_source(ProcessErrorKind::JetStream, e)),
     }
+}
+
+/// Asks a process running manager `name` of `namespace` to react to its
+/// parked triggers again (see [`crate::runtime::control`]).
+pub async fn replay_in(
+    client: &async_nats::Client,
+    namespace: &jetsource_schemas::Namespace,
+    name: &str,
+    timeout: std::time::Duration,
+) -> Result<jetsource_projector::control::ReplaySummary, ProcessError> {
+    ask(
+        client,
+        namespace,
+        name,
+        "replay-parked",
+        Vec::new(),
+        timeout,
+    )
+    .await
+}
+
+/// Asks a process running manager `name` of `namespace` to give up its
+/// parked trigger `parked` for good.
+pub async fn skip_in(
+    client: &async_nats::Client,
+    namespace: &jetsource_schemas::Namespace,
+    name: &str,
+    parked: &jetsource_projector::control::SkipRequest,
+    timeout: std::time::Duration,
+) -> Result<jetsource_projector::control::SkipOutcome, ProcessError> {
+    let body =
+        serde_json::to_vec(parked).map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))?;
+    ask(client, namespace, name, "skip-parked", body, timeout).await
+}
+
+async fn ask<T: serde::de::DeserializeOwned>(
+    client: &async_nats::Client,
+    namespace: &jetsource_schemas::Namespace,
+    name: &str,
+    action: &str,
+    body: Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<T, ProcessError> {
+    let names = Names::new(namespace.clone(), name)
+        .map_err(|m| Error::new(ProcessErrorKind::InvalidName, m))?;
+    let request = async_nats::Request::new()
+        .payload(body.into())
+        .timeout(Some(timeout));
+    let answer = client
+        .send_request(names.control(action), request)
+        .await
+        .map_err(|e| {
+            Error::with_message_and_source(
+                ProcessErrorKind::JetStream,
+                format!("no process running manager {name} answered"),
+                e,
+            )
+        })?;
+    serde_json::from_slice(&answer.payload)
+        .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))
 }

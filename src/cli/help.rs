@@ -112,6 +112,14 @@ pub(crate) fn after_help(app: &App, program: &str, own: &[String]) -> String {
         format!("{p} process parked <name>"),
         "triggers a process manager could not react to",
     );
+    text += &line(
+        format!("{p} process replay-parked <name>"),
+        "react to them again after a fix",
+    );
+    text += &line(
+        format!("{p} process skip-parked <name> <stream> <seq>"),
+        "give up on one for good",
+    );
     text += "
 Authentication ([nats.auth] and [nats.tls] in the settings file, or):
   JETSOURCE_NATS_TOKEN, JETSOURCE_NATS_USER + JETSOURCE_NATS_PASSWORD,

@@ -311,6 +311,32 @@ pub enum ProcessCommand {
         #[arg(long, value_name = "URL")]
         nats_url: Option<String>,
     },
+    /// React to a process manager's parked events again, after a fix.
+    ReplayParked {
+        /// The process manager's name.
+        name: String,
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Give up on one parked trigger of a process manager for good.
+    SkipParked {
+        /// The process manager's name.
+        name: String,
+        /// The parked trigger's stream, as `process parked` lists it.
+        stream: String,
+        /// The parked trigger's stream sequence.
+        seq: u64,
+        /// NATS URL; default: as for send.
+        #[arg(long, value_name = "URL")]
+        nats_url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
 }
 
 /// The `projector` subcommands.
@@ -619,6 +645,35 @@ async fn dispatch(app: App, config: Config, command: Command) -> ExitCode {
         Command::Process {
             command: ProcessCommand::Parked { name, nats_url },
         } => process::parked(&app, &config, nats_url.as_deref(), &name).await,
+        Command::Process {
+            command:
+                ProcessCommand::ReplayParked {
+                    name,
+                    nats_url,
+                    timeout,
+                },
+        } => process::operate(&app, &config, nats_url.as_deref(), &name, None, timeout).await,
+        Command::Process {
+            command:
+                ProcessCommand::SkipParked {
+                    name,
+                    stream,
+                    seq,
+                    nats_url,
+                    timeout,
+                },
+        } => {
+            let parked = jetsource_projector::control::SkipRequest { stream, seq };
+            process::operate(
+                &app,
+                &config,
+                nats_url.as_deref(),
+                &name,
+                Some(parked),
+                timeout,
+            )
+            .await
+        }
         Command::Projector {
             command:
                 ProjectorCommand::Rebuild {

@@ -92,3 +92,63 @@ pub(crate) async fn parked(
         }
     }
 }
+
+/// `jetsource process replay-parked <name>` (`skip` absent) or `process
+/// skip-parked <name> <stream> <seq>`. Exit 0 done, 1 some failed or not
+/// skipped, 2 bad usage, 3 no answer.
+pub(crate) async fn operate(
+    app: &App,
+    config: &Config,
+    nats_url: Option<&str>,
+    name: &str,
+    skip: Option<jetsource_projector::control::SkipRequest>,
+    timeout: u64,
+) -> ExitCode {
+    let what = if skip.is_some() {
+        "process skip-parked"
+    } else {
+        "process replay-parked"
+    };
+    if !app.process_managers().iter().any(|m| m.name == name) {
+        eprintln!(
+            "jetsource {what}: no process manager {:?} is hosted",
+            jetsource_schemas::reply::bounded_reason(name.to_string())
+        );
+        return ExitCode::from(2);
+    }
+    let namespace = match namespace(config, what) {
+        Ok(ns) => ns,
+        Err(code) => return code,
+    };
+    let client = match client_connection(config, nats_url, what).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let timeout = std::time::Duration::from_secs(timeout);
+    let done = match skip {
+        Some(parked) => {
+            jetsource_process::parked::skip_in(&client, &namespace, name, &parked, timeout)
+                .await
+                .map(|outcome| {
+                    let ok = matches!(outcome, jetsource_projector::control::SkipOutcome::Skipped);
+                    print_json(&outcome);
+                    ok
+                })
+        }
+        None => jetsource_process::parked::replay_in(&client, &namespace, name, timeout)
+            .await
+            .map(|summary| {
+                let ok = summary.failed.is_empty();
+                print_json(&summary);
+                ok
+            }),
+    };
+    match done {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("jetsource {what}: {e}");
+            ExitCode::from(3)
+        }
+    }
+}

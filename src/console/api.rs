@@ -333,3 +333,65 @@ pub(super) async fn skip_parked(
         Err(e) => failed(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e),
     }
 }
+
+/// Whether `name` is a process manager the application hosts.
+fn hosts_manager(console: &Console, name: &str) -> bool {
+    console
+        .app
+        .process_managers()
+        .iter()
+        .any(|m| m.name == name)
+}
+
+/// `jetsource process replay-parked <name>`.
+pub(super) async fn process_replay_parked(
+    State(console): State<Arc<Console>>,
+    Path(name): Path<String>,
+) -> Response {
+    if !hosts_manager(&console, &name) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such process manager" })),
+        )
+            .into_response();
+    }
+    match jetsource_process::parked::replay_in(
+        &console.client,
+        &console.namespace,
+        &name,
+        Duration::from_secs(30),
+    )
+    .await
+    {
+        Ok(summary) => Json(summary).into_response(),
+        Err(e) => failed(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e),
+    }
+}
+
+/// `jetsource process skip-parked <name> <stream> <seq>`, the trigger named
+/// by the body `{"stream":…,"seq":…}`.
+pub(super) async fn process_skip_parked(
+    State(console): State<Arc<Console>>,
+    Path(name): Path<String>,
+    Json(parked): Json<jetsource_projector::control::SkipRequest>,
+) -> Response {
+    if !hosts_manager(&console, &name) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such process manager" })),
+        )
+            .into_response();
+    }
+    match jetsource_process::parked::skip_in(
+        &console.client,
+        &console.namespace,
+        &name,
+        &parked,
+        Duration::from_secs(30),
+    )
+    .await
+    {
+        Ok(outcome) => Json(outcome).into_response(),
+        Err(e) => failed(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e),
+    }
+}

@@ -90,6 +90,14 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/projectors", get(api::projectors))
         .route("/api/process-managers", get(api::process_managers))
         .route("/api/process-parked/{name}", get(api::process_parked))
+        .route(
+            "/api/process-replay-parked/{name}",
+            post(api::process_replay_parked),
+        )
+        .route(
+            "/api/process-skip-parked/{name}",
+            post(api::process_skip_parked),
+        )
         .route("/api/parked/{name}", get(api::parked))
         .route("/api/replay-parked/{name}", post(api::replay_parked))
         .route("/api/skip-parked/{name}", post(api::skip_parked))

@@ -285,6 +285,33 @@ async fn end<M: ProcessManager>(
 /// ended), the entry's revision to write against (none when the key was
 /// never written) and, for an ended one, what it had applied.
 #[allow(clippy::type_complexity)]
+/// Refuses (kind `Stale`) a replayed trigger at `position` of instance
+/// `key` when the instance has reacted to a later trigger of the same
+/// stream: it records one position per stream, and would take this one
+/// as applied.
+pub(super) async fn refuse_if_past<M: ProcessManager>(
+    context: &Context<M>,
+    key: &str,
+    position: &Position<'_>,
+) -> Result<(), ProcessError> {
+    let (instance, _, ended) = load(context, key).await?;
+    let applied = match (&instance, &ended) {
+        (Some(i), _) => i.applied.get(position.stream).copied(),
+        (None, Some(e)) => e.applied.get(position.stream).copied(),
+        (None, None) => None,
+    };
+    match applied {
+        Some(last) if last >= (position.seq, position.part) => Err(Error::new(
+            ProcessErrorKind::Stale,
+            format!(
+                "instance {key} has reacted to {} #{} since: replaying #{} would reorder it",
+                position.stream, last.0, position.seq
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn load<M: ProcessManager>(
     context: &Context<M>,
     key: &str,

@@ -19,6 +19,7 @@
 //! - `send`: sending one command and reading its answer.
 
 mod apply;
+pub mod control;
 mod send;
 mod trigger;
 
@@ -145,13 +146,27 @@ pub async fn start<M: ProcessManager>(
         deadlines,
         commands,
     });
+    let requests = context
+        .js
+        .client()
+        .queue_subscribe(
+            context.names.control_filter(),
+            control::QUEUE_GROUP.to_string(),
+        )
+        .await
+        .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))?;
     let (stop, stopped) = watch::channel(false);
-    let tasks = consumers
+    let mut tasks: Vec<JoinHandle<()>> = consumers
         .into_iter()
         .map(|(consumer, source)| {
             tokio::spawn(consume(context.clone(), consumer, source, stopped.clone()))
         })
         .collect();
+    tasks.push(tokio::spawn(serve_control(
+        context.clone(),
+        requests,
+        stopped.clone(),
+    )));
     Ok(RunningProcessManager { stop, tasks })
 }
 
@@ -228,6 +243,26 @@ async fn forgotten_consumer<M: ProcessManager>(
         .await
         .map(Some)
         .map_err(|e| Error::with_source(ProcessErrorKind::JetStream, e))
+}
+
+/// Answers control requests (see [`control`]) one at a time until stopped.
+async fn serve_control<M: ProcessManager>(
+    context: Arc<Context<M>>,
+    mut requests: async_nats::Subscriber,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            request = requests.next() => match request {
+                Some(request) => control::answer(&context, request).await,
+                None => return,
+            },
+            _ = stopped.changed() => {
+                let _ = requests.unsubscribe().await;
+                return;
+            }
+        }
+    }
 }
 
 /// How long one pull request waits for a trigger. Each asks for one

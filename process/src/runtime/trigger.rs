@@ -27,6 +27,18 @@ pub(super) async fn on_event<M: ProcessManager>(
     message: &jetstream::Message,
 ) -> Result<(), ProcessError> {
     let event = to_event(context, message)?;
+    react_to_event(context, event, false).await
+}
+
+/// A stored event's inputs, each reacted to by its instance. `replay`: a
+/// parked trigger applied again, refused (kind `Stale`) for an instance
+/// that has reacted to a later event of the stream since, which it would
+/// otherwise count as applied.
+pub(super) async fn react_to_event<M: ProcessManager>(
+    context: &Context<M>,
+    event: Event,
+    replay: bool,
+) -> Result<(), ProcessError> {
     // Retried: a key that cannot be read now may be read in a moment.
     let event = context
         .keys
@@ -68,6 +80,9 @@ pub(super) async fn on_event<M: ProcessManager>(
             seq = event.seq,
         );
         trace::continue_from(&span, parent.as_ref());
+        if replay {
+            super::apply::refuse_if_past(context, &key, &position).await?;
+        }
         let lineage = Lineage {
             causation: event.command_id().filter(token),
             correlation: event
@@ -303,6 +318,43 @@ pub(super) fn stale<S>(
             fired.name
         ),
     ))
+}
+
+/// The event stored at `seq` of `stream` (a parked trigger's), read again.
+pub(super) async fn stored_event<M: ProcessManager>(
+    context: &Context<M>,
+    stream: &str,
+    seq: u64,
+) -> Result<Event, ProcessError> {
+    let jetstream = |e: async_nats::Error| Error::with_source(ProcessErrorKind::JetStream, e);
+    let raw = context
+        .js
+        .get_stream(stream)
+        .await
+        .map_err(|e| jetstream(e.into()))?
+        .get_raw_message(seq)
+        .await
+        .map_err(|e| jetstream(e.into()))?;
+    let mut headers = BTreeMap::new();
+    for (name, values) in raw.headers.iter() {
+        if let Some(value) = values.first() {
+            headers.insert(name.to_string(), value.as_str().to_string());
+        }
+    }
+    let stored_at = raw
+        .time
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Event::from_parts(
+        &context.config.namespace,
+        raw.subject.to_string(),
+        stream.to_string(),
+        raw.sequence,
+        stored_at,
+        headers,
+        raw.payload.clone(),
+    )
+    .map_err(|e| Error::with_source(ProcessErrorKind::Corrupt, e))
 }
 
 /// The stored event a consumer delivered.

@@ -308,12 +308,39 @@ async function loadProcessManagers() {
 }
 
 async function loadProcessParked(name) {
-  const out = $("process-parked"); out.hidden = false;
+  $("process-parked-view").hidden = false; $("process-parked-name").textContent = name;
+  const out = $("process-parked");
+  const body = clear($("process-parked-table"));
   try {
     const answer = await api(`/api/process-parked/${encodeURIComponent(name)}`);
     out.textContent = `${name}: ` + (answer.parked.length ? JSON.stringify(answer.parked, null, 2) : "none parked");
+    for (const p of answer.parked) {
+      const row = body.insertRow();
+      row.dataset.stream = p.stream; row.dataset.seq = p.seq;
+      cell(row, p.stream); cell(row, p.seq, "num"); cell(row, p.error);
+      const button = document.createElement("button");
+      button.type = "button"; button.textContent = "Skip"; button.className = "skip-parked";
+      // Two clicks: the first arms it, the second gives the trigger up.
+      button.addEventListener("click", async () => {
+        if (!button.dataset.armed) { button.dataset.armed = "1"; button.textContent = "Skip for good?"; return; }
+        try {
+          const outcome = await api(`/api/process-skip-parked/${encodeURIComponent(name)}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ stream: p.stream, seq: p.seq }) });
+          await loadProcessParked(name);
+          $("process-parked-outcome").textContent = `${p.stream} #${p.seq}: ${outcome.status}` + (outcome.reason ? ` (${outcome.reason})` : "");
+        } catch (e) { $("process-parked-outcome").textContent = e.message; }
+      });
+      cell(row, button);
+    }
   } catch (e) { out.textContent = e.message; }
 }
+$("process-parked-replay").addEventListener("click", async () => {
+  const name = $("process-parked-name").textContent;
+  try {
+    const summary = await api(`/api/process-replay-parked/${encodeURIComponent(name)}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    await loadProcessParked(name);
+    $("process-parked-outcome").textContent = `replayed: ${summary.applied}, failed: ${summary.failed.length}` + (summary.failed.length ? ` (${summary.failed.join("; ")})` : "");
+  } catch (e) { $("process-parked-outcome").textContent = e.message; }
+});
 
 async function loadParked(name) {
   $("parked").hidden = false; $("parked-name").textContent = name;
