@@ -275,10 +275,17 @@ async fn the_console_sends_shows_rewinds_and_reports() {
     .await;
     // Scheduled publishing parked the same event (it does not decode):
     // given up from the page too.
-    click(
-        client,
-        "#processes-table tr[data-process-manager=publishing] button",
-    )
+    // The table is drawn again on every refresh: click once the row says
+    // what was parked, again if it was redrawn under the click.
+    let publishing = "#processes-table tr[data-process-manager=publishing] button";
+    eventually("the parked triggers opened", DEADLINE, || async {
+        let button = client.find(Locator::Css(publishing)).await.ok()?;
+        if button.text().await.ok()? != "1 parked" {
+            click(client, "#projectors-refresh").await;
+            return None;
+        }
+        button.click().await.ok()
+    })
     .await;
     let skip_trigger = format!("#process-parked-table tr[data-seq=\"{seq}\"] button.skip-parked");
     text_when(client, &skip_trigger, "the parked trigger", |t| t == "Skip").await;
