@@ -257,17 +257,8 @@ pub(super) async fn process_parked(
     State(console): State<Arc<Console>>,
     Path(name): Path<String>,
 ) -> Response {
-    if !console
-        .app
-        .process_managers()
-        .iter()
-        .any(|m| m.name == name)
-    {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no such process manager" })),
-        )
-            .into_response();
+    if !hosts_manager(&console, &name) {
+        return no_such_manager();
     }
     match jetsource_process::parked::list(&console.client, &console.namespace, &name).await {
         Ok(parked) => Json(json!({ "process_manager": name, "parked": parked })).into_response(),
@@ -343,17 +334,21 @@ fn hosts_manager(console: &Console, name: &str) -> bool {
         .any(|m| m.name == name)
 }
 
+fn no_such_manager() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "no such process manager" })),
+    )
+        .into_response()
+}
+
 /// `jetsource process replay-parked <name>`.
 pub(super) async fn process_replay_parked(
     State(console): State<Arc<Console>>,
     Path(name): Path<String>,
 ) -> Response {
     if !hosts_manager(&console, &name) {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no such process manager" })),
-        )
-            .into_response();
+        return no_such_manager();
     }
     match jetsource_process::parked::replay_in(
         &console.client,
@@ -376,11 +371,7 @@ pub(super) async fn process_skip_parked(
     Json(parked): Json<jetsource_projector::control::SkipRequest>,
 ) -> Response {
     if !hosts_manager(&console, &name) {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no such process manager" })),
-        )
-            .into_response();
+        return no_such_manager();
     }
     match jetsource_process::parked::skip_in(
         &console.client,
