@@ -161,7 +161,7 @@ pub async fn replay_parked(
     match control::replay_parked_in(&client, &namespace, name, Duration::from_secs(timeout)).await {
         Ok(summary) => {
             print_json(&summary);
-            if summary.failed.is_empty() {
+            if summary.all_done() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -184,6 +184,36 @@ pub struct ReplaySummary {
     /// Parked events left for later because an earlier one of the same
     /// stream failed.
     pub waiting: u64,
+    /// Failures past the first [`MAX_FAILURES_LISTED`], counted only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_not_listed: u64,
+}
+
+/// The most failures a replay's answer lists, each at most
+/// [`jetsource_schemas::reply::MAX_REASON_BYTES`]: the answer stays far
+/// below `max_payload` however many parked events fail again.
+pub const MAX_FAILURES_LISTED: usize = 100;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl ReplaySummary {
+    /// Records one failure: listed (bounded) among the first
+    /// [`MAX_FAILURES_LISTED`], counted after.
+    pub fn fail(&mut self, why: impl Into<String>) {
+        if self.failed.len() < MAX_FAILURES_LISTED {
+            self.failed
+                .push(jetsource_schemas::reply::bounded_reason(why.into()));
+        } else {
+            self.failed_not_listed += 1;
+        }
+    }
+
+    /// Whether every parked event was applied or already held.
+    pub fn all_done(&self) -> bool {
+        self.failed.is_empty() && self.failed_not_listed == 0
+    }
 }
 
 /// The answer to `skip-parked`.
@@ -365,4 +395,27 @@ pub async fn skip_parked_in(
         })?;
     serde_json::from_slice(&reply.payload)
         .map_err(|e| Error::with_source(ControlErrorKind::Nats, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_answer_lists_a_bounded_number_of_bounded_failures() {
+        let mut summary = ReplaySummary::default();
+        assert!(summary.all_done());
+        for _ in 0..MAX_FAILURES_LISTED + 5 {
+            summary.fail("x".repeat(10_000));
+        }
+        assert_eq!(summary.failed.len(), MAX_FAILURES_LISTED);
+        assert_eq!(summary.failed_not_listed, 5);
+        assert!(summary
+            .failed
+            .iter()
+            .all(|f| f.len() <= jetsource_schemas::reply::MAX_REASON_BYTES + 64));
+        assert!(!summary.all_done());
+        let text = serde_json::to_string(&ReplaySummary::default()).expect("encodes");
+        assert_eq!(text, r#"{"applied":0,"already_applied":0,"failed":[],"waiting":0}"#);
+    }
 }

@@ -138,7 +138,7 @@ pub(crate) async fn operate(
         None => jetsource_process::parked::replay_in(&client, &namespace, name, timeout)
             .await
             .map(|summary| {
-                let ok = summary.failed.is_empty();
+                let ok = summary.all_done();
                 print_json(&summary);
                 ok
             }),

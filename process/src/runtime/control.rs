@@ -62,7 +62,7 @@ async fn replay<M: ProcessManager>(context: &Context<M>) -> ReplaySummary {
     let parked = match parked::list_from(&context.kv).await {
         Ok(parked) => parked,
         Err(e) => {
-            summary.failed.push(e.to_string());
+            summary.fail(e.to_string());
             return summary;
         }
     };
@@ -70,7 +70,7 @@ async fn replay<M: ProcessManager>(context: &Context<M>) -> ReplaySummary {
     for p in parked {
         let what = format!("{} #{}", p.stream, p.seq);
         if p.stream == deadlines {
-            summary.failed.push(format!(
+            summary.fail(format!(
                 "{what}: a parked deadline is not replayed; skip it"
             ));
             continue;
@@ -85,11 +85,9 @@ async fn replay<M: ProcessManager>(context: &Context<M>) -> ReplaySummary {
                     info!(manager = context.names.name(), stream = %p.stream, seq = p.seq, "parked trigger replayed");
                     summary.applied += 1;
                 }
-                Err(e) => summary
-                    .failed
-                    .push(format!("{what}: reacted to, but still listed: {e}")),
+                Err(e) => summary.fail(format!("{what}: reacted to, but still listed: {e}")),
             },
-            Err(e) => summary.failed.push(format!("{what}: {e}")),
+            Err(e) => summary.fail(format!("{what}: {e}")),
         }
     }
     summary

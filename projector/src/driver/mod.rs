@@ -284,13 +284,13 @@ impl<S: ReadStore> Driver<S> {
                         "replay-parked" => {
                             let summary = match live.replay_parked().await {
                                 Ok(summary) => summary,
-                                Err(e) => control::ReplaySummary {
-                                    failed: vec![e.to_string()],
-                                    ..Default::default()
-                                },
+                                Err(e) => {
+                                    let mut summary = control::ReplaySummary::default();
+                                    summary.fail(e.to_string());
+                                    summary
+                                }
                             };
-                            let resumes =
-                                halted && summary.failed.is_empty() && summary.waiting == 0;
+                            let resumes = halted && summary.all_done() && summary.waiting == 0;
                             if resumes {
                                 self.shared.resuming();
                             }

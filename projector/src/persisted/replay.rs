@@ -37,7 +37,7 @@ impl<S: ReadStore> PersistedProjection<S> {
                 continue;
             }
             let Some(index) = self.followed.iter().position(|f| f.name == p.stream) else {
-                summary.failed.push(format!(
+                summary.fail(format!(
                     "{} #{}: not a stream this projection follows",
                     p.stream, p.seq
                 ));
@@ -56,7 +56,7 @@ impl<S: ReadStore> PersistedProjection<S> {
                     summary.applied += 1;
                 }
                 Err(why) => {
-                    summary.failed.push(why);
+                    summary.fail(why);
                     stuck.insert(p.stream.clone());
                 }
             }
