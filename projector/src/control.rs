@@ -416,6 +416,9 @@ mod tests {
             .all(|f| f.len() <= jetsource_schemas::reply::MAX_REASON_BYTES + 64));
         assert!(!summary.all_done());
         let text = serde_json::to_string(&ReplaySummary::default()).expect("encodes");
-        assert_eq!(text, r#"{"applied":0,"already_applied":0,"failed":[],"waiting":0}"#);
+        assert_eq!(
+            text,
+            r#"{"applied":0,"already_applied":0,"failed":[],"waiting":0}"#
+        );
     }
 }
